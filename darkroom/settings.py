@@ -1,0 +1,35 @@
+"""Settings from the environment: one object, built at start-up, passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a Darkroom process; env names are the field names upper-cased."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    ray_address: str | None = None
+    data_dir: Path = Path(".darkroom")
+    port: int = 8085
+    host: str = "127.0.0.1"
+    db_schema: str = Field(default="public", alias="DARKROOM_DB_SCHEMA")
+    jwt_secret: str = Field(default="dev-secret-change-me", alias="DARKROOM_JWT_SECRET")
+    service_key: str = Field(default="dev-service-key", alias="DARKROOM_SERVICE_KEY")
+    welcome_credits: float = Field(default=10.0, alias="DARKROOM_WELCOME_CREDITS")
+    pool_size: int = Field(default=8, alias="DARKROOM_POOL_SIZE")
+    changelog_retention_days: float = Field(default=7.0, alias="DARKROOM_CHANGELOG_RETENTION_DAYS")
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"

@@ -1,0 +1,135 @@
+"""Domain errors: every refusal names what was wrong and with which value.
+
+The edge maps these classes to HTTP statuses and close codes in one place
+(`realtime/errors.py`); nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class DomainError(Exception):
+    """Base of every refusal the domain makes. `code` is a stable machine name."""
+
+    code = "domain_error"
+
+
+class ValidationError(DomainError):
+    code = "invalid"
+
+
+class EmptyNameError(ValidationError):
+    code = "empty_name"
+
+
+class NegativeFrameError(ValidationError):
+    code = "negative_frame"
+
+
+class InvalidParamsError(ValidationError):
+    code = "invalid_params"
+
+
+class UnknownTaskTypeError(ValidationError):
+    code = "unknown_task_type"
+
+
+class NotFoundError(DomainError):
+    """An id that does not exist, or exists but belongs to somebody else."""
+
+    code = "not_found"
+
+    def __init__(self, kind: str, ident: object) -> None:
+        super().__init__(f"{kind} {ident} not found")
+        self.kind = kind
+        self.ident = ident
+
+
+class ProjectNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("project", ident)
+
+
+class ShotNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("shot", ident)
+
+
+class GenerationNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("generation", ident)
+
+
+class VariantNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("variant", ident)
+
+
+class MembershipNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("shot membership", ident)
+
+
+class TaskNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("task", ident)
+
+
+class UserNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("user", ident)
+
+
+class TokenNotFoundError(NotFoundError):
+    def __init__(self, ident: object) -> None:
+        super().__init__("token", ident)
+
+
+class ForbiddenError(DomainError):
+    """The actor may not do this (used where hiding existence is not required)."""
+
+    code = "forbidden"
+
+
+class ConflictError(DomainError):
+    code = "conflict"
+
+
+class ConcurrencyConflictError(ConflictError):
+    """Optimistic-concurrency retries ran out."""
+
+    code = "concurrency_conflict"
+
+
+class DeletedError(ConflictError):
+    code = "deleted"
+
+
+class OriginalVariantDeletionError(ConflictError):
+    code = "original_variant_protected"
+
+    def __init__(self, variant_id: object) -> None:
+        super().__init__(f"variant {variant_id} is the original and cannot be deleted")
+        self.variant_id = variant_id
+
+
+class InvalidTransitionError(ConflictError):
+    """A task status change the state machine refuses."""
+
+    code = "invalid_transition"
+
+    def __init__(self, task_id: object, current: str, requested: str,
+                 allowed: Iterable[str]) -> None:
+        self.task_id = task_id
+        self.current_status = current
+        self.requested_status = requested
+        self.allowed_transitions = sorted(allowed)
+        super().__init__(
+            f"task {task_id} is {current!r}; cannot become {requested!r} "
+            f"(allowed: {', '.join(self.allowed_transitions) or 'none'})"
+        )
+
+
+class InsufficientCreditsError(DomainError):
+    code = "insufficient_credits"
