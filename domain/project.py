@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DeletedError, EmptyNameError, ValidationError
+
+DEFAULT_PROJECT_NAME = "Default Project"
+ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "3:2", "2:3")
+
+
+def clean_name(name: str, what: str) -> str:
+    cleaned = (name or "").strip()
+    if not cleaned:
+        raise EmptyNameError(f"a {what} needs a non-empty name (got {name!r})")
+    if len(cleaned) > 200:
+        raise ValidationError(f"a {what} name is at most 200 characters (got {len(cleaned)})")
+    return cleaned
+
+
+def check_aspect_ratio(aspect_ratio: str) -> str:
+    if aspect_ratio not in ASPECT_RATIOS:
+        raise ValidationError(
+            f"aspect ratio {aspect_ratio!r} is not one of {', '.join(ASPECT_RATIOS)}")
+    return aspect_ratio
+
+
+class Project(Aggregate):
+    TOPIC = "darkroom.project"
+
+    class Created(Aggregate.Created):
+        TOPIC = "darkroom.project.created"
+        owner_id: str
+        name: str
+        aspect_ratio: str
+        settings: dict[str, Any]
+
+    class Updated(Aggregate.Event):
+        TOPIC = "darkroom.project.updated"
+        name: str
+        aspect_ratio: str
+        settings: dict[str, Any]
+
+    class ShotPlaced(Aggregate.Event):
+        TOPIC = "darkroom.project.shot_placed"
+        position: int
+
+    class Deleted(Aggregate.Event):
+        TOPIC = "darkroom.project.deleted"
+
+    class Restored(Aggregate.Event):
+        TOPIC = "darkroom.project.restored"
+
+    @event(Created)
+    def __init__(self, owner_id: str, name: str, aspect_ratio: str,
+                 settings: dict[str, Any]) -> None:
+        self.owner_id = owner_id
+        self.name = name
+        self.aspect_ratio = aspect_ratio
+        self.settings = settings
+        self.deleted = False
+        self.shots_placed = 0
+
+    @classmethod
+    def start(cls, owner_id: str, name: str, aspect_ratio: str = "16:9",
+              settings: dict[str, Any] | None = None) -> Project:
+        return cls(owner_id=owner_id, name=clean_name(name, "project"),
+                   aspect_ratio=check_aspect_ratio(aspect_ratio), settings=dict(settings or {}))
+
+    def update(self, name: str | None = None, aspect_ratio: str | None = None,
+               settings: dict[str, Any] | None = None) -> None:
+        self.ensure_live()
+        self._updated(
+            name=self.name if name is None else clean_name(name, "project"),
+            aspect_ratio=self.aspect_ratio if aspect_ratio is None
+            else check_aspect_ratio(aspect_ratio),
+            settings=self.settings if settings is None else dict(settings),
+        )
+
+    @event(Updated)
+    def _updated(self, name: str, aspect_ratio: str, settings: dict[str, Any]) -> None:
+        self.name = name
+        self.aspect_ratio = aspect_ratio
+        self.settings = settings
+
+    def take_shot_position(self) -> int:
+        """The position of a new shot: after every shot placed so far."""
+        self.ensure_live()
+        position = self.shots_placed
+        self._shot_placed(position=position)
+        return position
+
+    @event(ShotPlaced)
+    def _shot_placed(self, position: int) -> None:
+        self.shots_placed = position + 1
+
+    def delete(self) -> None:
+        self.ensure_live()
+        self._deleted()
+
+    @event(Deleted)
+    def _deleted(self) -> None:
+        self.deleted = True
+
+    def restore(self) -> None:
+        if not self.deleted:
+            raise ValidationError(f"project {self.id} is not deleted")
+        self._restored()
+
+    @event(Restored)
+    def _restored(self) -> None:
+        self.deleted = False
+
+    def ensure_live(self) -> None:
+        if self.deleted:
+            raise DeletedError(f"project {self.id} is deleted")
+
+    def is_owned_by(self, user_id: str) -> bool:
+        return self.owner_id == user_id
+
+
