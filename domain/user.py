@@ -60,7 +60,7 @@ class User(Aggregate):
     def issue_token(self, token_id: UUID, label: str, at: datetime) -> None:
         label = (label or "").strip()
         if not label or len(label) > 100:
-            raise ValidationError(f"a token label is 1–100 characters (got {label!r})")
+            raise ValidationError(f"a token label is 1-100 characters (got {label!r})")
         self._token_issued(token_id=token_id, label=label, created_at=at)
 
     def revoke_token(self, token_id: UUID) -> None:

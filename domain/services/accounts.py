@@ -1,0 +1,109 @@
+"""Users, personal access tokens and credit grants."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+
+from domain.credits import CreditLedger
+from domain.errors import TokenNotFoundError, UserNotFoundError, ValidationError
+from domain.metadata import CommandMeta
+from domain.services.base import Result, ServiceBase, as_uuid, now
+from domain.user import AccessToken, User, hash_token
+
+TOKEN_PREFIX = "drk_"
+
+
+class AccountServices(ServiceBase):
+    """Users appear on first sight with their welcome credits; tokens are stored hashed."""
+
+    welcome_credits: Decimal = Decimal("10")
+
+    def ensure_user(self, user_id: str, meta: CommandMeta | None = None) -> Result:
+        """Register a user once (with the welcome grant); later calls store nothing."""
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValidationError(f"a user id must be non-empty (got {user_id!r})")
+        if self._exists(User.id_for(user_id)):
+            return {"user_id": user_id, "created": False, "position": self.head_position()}
+
+        def decide() -> Any:
+            if self._exists(User.id_for(user_id)):
+                return [], {"user_id": user_id, "created": False}
+            user = User.register(user_id, now())
+            ledger = CreditLedger.open(user_id)
+            if self.welcome_credits > 0:
+                ledger.grant(self.welcome_credits, "welcome", now(), reference="welcome")
+            return [user, ledger], {"user_id": user_id, "created": True}
+        return self._command(meta, decide)
+
+    def user(self, user_id: str) -> User:
+        try:
+            return self.repository.get(User.id_for(user_id))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            raise UserNotFoundError(user_id) from None
+
+    def ledger(self, user_id: str) -> CreditLedger:
+        try:
+            return self.repository.get(CreditLedger.id_for(user_id))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            raise UserNotFoundError(user_id) from None
+
+    def grant_credits(self, user_id: str, amount: object, reason: str,
+                      meta: CommandMeta | None = None) -> Result:
+        self.ensure_user(user_id)
+
+        def decide() -> Any:
+            ledger = self.ledger(user_id)
+            ledger.grant(amount, reason, now())  # type: ignore[arg-type]
+            return [ledger], {"user_id": user_id, "balance": str(ledger.balance)}
+        return self._command(meta, decide)
+
+    def issue_token(self, user_id: str, label: str, meta: CommandMeta | None = None) -> Result:
+        """A new personal access token; the plain value is in this result only."""
+        self.ensure_user(user_id)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+        def decide() -> Any:
+            user = self.user(user_id)
+            access = AccessToken(digest=hash_token(token), user_id=user_id, label=label)
+            user.issue_token(access.id, label, now())
+            return [user, access], {"token_id": str(access.id), "label": label}
+        result = self._command(meta, decide)
+        # The plain token is never stored, not even in the idempotency record.
+        return result if result.get("replayed") else {**result, "token": token}
+
+    def revoke_token(self, user_id: str, token_id: object,
+                     meta: CommandMeta | None = None) -> Result:
+        ident = as_uuid(token_id, "token id")
+
+        def decide() -> Any:
+            user = self.user(user_id)
+            if ident not in user.tokens:
+                raise TokenNotFoundError(ident)
+            access = self.repository.get(ident)
+            user.revoke_token(ident)
+            access.revoke()
+            return [user, access], {"token_id": str(ident)}
+        return self._command(meta, decide)
+
+    def user_for_token(self, token: str) -> str | None:
+        """The user a personal access token belongs to, or None (unknown or revoked)."""
+        try:
+            access = self.repository.get(AccessToken.id_for_digest(hash_token(token)))
+        except AggregateNotFoundError:
+            return None
+        return None if access.revoked else access.user_id
+
+    def tokens(self, user_id: str) -> list[dict[str, Any]]:
+        try:
+            user = self.user(user_id)
+        except UserNotFoundError:
+            return []
+        return [{"id": str(t["id"]), "label": t["label"],
+                 "created_at": t["created_at"].isoformat()}  # type: ignore[attr-defined]
+                for t in user.tokens.values()]
+
+

@@ -1,0 +1,82 @@
+"""Audit and time travel: any aggregate as of a version or a moment, a project as of a position."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+
+from domain.errors import NotFoundError, ValidationError
+from domain.services.base import ServiceBase, as_uuid
+
+PAGE = 1000
+
+
+class HistoryServices(ServiceBase):
+    def aggregate_at(self, aggregate_id: object, *, version: int | None = None,
+                     at: datetime | None = None) -> Aggregate:
+        """The aggregate as it was after `version`, or at moment `at` (UTC)."""
+        ident = as_uuid(aggregate_id, "aggregate id")
+        if version is not None and version < 1:
+            raise ValidationError(f"version starts at 1 (got {version})")
+        if at is not None:
+            version = self._version_at(ident, at)
+        try:
+            return self.repository.get(ident, version=version)  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            raise NotFoundError("aggregate", ident) from None
+
+    def _version_at(self, ident: UUID, at: datetime) -> int:
+        versions = [e.originator_version for e in self.events.get(ident)
+                    if e.timestamp <= at]  # type: ignore[attr-defined]
+        if not versions:
+            raise NotFoundError("aggregate", f"{ident} at {at.isoformat()}")
+        return max(versions)
+
+    def history(self, aggregate_id: object) -> list[dict[str, Any]]:
+        """Every event of one aggregate with its position, time and metadata."""
+        ident = as_uuid(aggregate_id, "aggregate id")
+        rows = self.recorder.select_history(ident)  # type: ignore[attr-defined]
+        if not rows:
+            raise NotFoundError("aggregate", ident)
+        out = []
+        for row in rows:
+            event = self.mapper.to_domain_event(_stored(ident, row))
+            meta = getattr(event, "meta", {}) or {}
+            out.append({"position": row["notification_id"], "version": row["originator_version"],
+                        "topic": row["topic"], "timestamp": event.timestamp.isoformat(),
+                        **meta})
+        return out
+
+    def fold_until(self, position: int, keep: Any = None) -> dict[UUID, Aggregate]:
+        """Every aggregate as of global position `position` (optionally only those `keep` wants)."""
+        states: dict[UUID, Any] = {}
+        start = 0
+        while start < position:
+            page = self.recorder.select_notifications(start, PAGE, stop=position,
+                                                      inclusive_of_start=False)
+            if not page:
+                break
+            for notification in page:
+                event = self.mapper.to_domain_event(notification)
+                states[event.originator_id] = event.mutate(states.get(event.originator_id))
+            start = page[-1].id
+        return {k: v for k, v in states.items() if keep is None or keep(v)}
+
+    def project_as_of(self, project_id: object, position: int) -> dict[UUID, Aggregate]:
+        """A project's whole state (itself, shots, generations, tasks) as of a past position."""
+        ident = as_uuid(project_id, "project id")
+        found = self.fold_until(position, keep=lambda a: a.id == ident
+                                or getattr(a, "project_id", None) == ident)
+        if ident not in found:
+            raise NotFoundError("project", f"{ident} at position {position}")
+        return found
+
+
+def _stored(ident: UUID, row: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(originator_id=ident, originator_version=row["originator_version"],
+                       topic=row["topic"], state=bytes(row["state"]))
