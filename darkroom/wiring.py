@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from darkroom.database import Database
+from starlette.applications import Starlette
+
+from darkroom.database import Database, create_schema, resolve
 from darkroom.eventstore import RECORDER_TOPIC
+from darkroom.settings import Settings
 from domain.studio import Studio
+from realtime.app import create_app
+from realtime.config import EdgeConfig
 
 
 def studio_env(db: Database, schema: str = "public", pool_size: int = 8) -> dict[str, str]:
@@ -20,3 +25,18 @@ def build_studio(db: Database, schema: str = "public", pool_size: int = 8,
     studio = Studio(env=studio_env(db, schema, pool_size))
     studio.welcome_credits = Decimal(str(welcome_credits))
     return studio
+
+
+def edge_config(settings: Settings) -> EdgeConfig:
+    db = resolve(settings.database_url, settings.pg_dir)
+    create_schema(db, settings.db_schema)
+    return EdgeConfig(
+        conninfo=db.conninfo, schema=settings.db_schema,
+        build_studio=lambda: build_studio(db, settings.db_schema, settings.pool_size,
+                                          settings.welcome_credits),
+        jwt_secret=settings.jwt_secret, service_key=settings.service_key,
+        media_dir=settings.media_dir, redis_url=settings.redis_url)
+
+
+def build_app(settings: Settings) -> Starlette:
+    return create_app(edge_config(settings))

@@ -1,0 +1,104 @@
+"""`darkroom`: run the studio, audit its history, travel in time."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from darkroom.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="Darkroom: the event-sourced studio backend.")
+console = Console()
+
+
+def _studio(settings: Settings) -> Any:
+    from darkroom.database import resolve
+    from darkroom.wiring import build_studio
+
+    db = resolve(settings.database_url, settings.pg_dir)
+    return build_studio(db, settings.db_schema, pool_size=2)
+
+
+@app.command()
+def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
+          host: str = typer.Option(None, help="Interface (default 127.0.0.1)")) -> None:
+    """Run the studio: HTTP API, websocket hub, projections, local inference."""
+    import uvicorn
+
+    from darkroom.wiring import build_app
+
+    settings = Settings()
+    uvicorn.run(build_app(settings), host=host or settings.host, port=port or settings.port,
+                log_level="info", ws="websockets")
+
+
+@app.command()
+def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every event of one aggregate: position, time, actor, correlation."""
+    rows = _studio(Settings()).history(aggregate_id)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    table = Table(title=f"history of {aggregate_id}")
+    for column in ("position", "version", "topic", "timestamp", "actor", "correlation_id"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c)) for c in ("position", "version", "topic", "timestamp",
+                                                  "actor", "correlation_id")))
+    console.print(table)
+
+
+@app.command()
+def show(aggregate_id: str, version: int = typer.Option(None, "--version"),
+         at: str = typer.Option(None, "--at", help="ISO timestamp, e.g. 2026-11-22T10:00:00Z"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """An aggregate as it was at a version or a moment."""
+    moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+    aggregate = _studio(Settings()).aggregate_at(aggregate_id, version=version, at=moment)
+    state = {k: v for k, v in vars(aggregate).items() if not k.startswith("_")}
+    state.update(id=aggregate.id, version=aggregate.version, type=type(aggregate).__name__)
+    if as_json:
+        typer.echo(json.dumps(state, default=str))
+        return
+    table = Table(title=f"{state['type']} {aggregate_id} @ version {aggregate.version}")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in sorted(state.items()):
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def events(since: int = typer.Option(0, "--since"), follow: bool = typer.Option(False),
+           limit: int = typer.Option(0, help="stop after this many (0 = all)")) -> None:
+    """Tail the global log as JSON lines from position SINCE."""
+    studio = _studio(Settings())
+    seen, position = 0, since
+    while True:
+        page = studio.recorder.select_notifications(position, 500, inclusive_of_start=False)
+        for n in page:
+            event = studio.mapper.to_domain_event(n)
+            typer.echo(json.dumps({"position": n.id, "aggregate_id": str(n.originator_id),
+                                   "version": n.originator_version, "topic": n.topic,
+                                   "timestamp": event.timestamp.isoformat(),
+                                   **(getattr(event, "meta", None) or {})}))
+            seen += 1
+            if limit and seen >= limit:
+                return
+        if page:
+            position = page[-1].id
+        elif not follow:
+            return
+        else:
+            time.sleep(0.2)
+
+
+def main() -> None:
+    app()
