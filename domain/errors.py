@@ -133,3 +133,9 @@ class InvalidTransitionError(ConflictError):
 
 class InsufficientCreditsError(DomainError):
     code = "insufficient_credits"
+
+
+class TaskNotInProgressError(ConflictError):
+    """Progress or a timing change for a task that is not running."""
+
+    code = "task_not_in_progress"

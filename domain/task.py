@@ -1,0 +1,430 @@
+"""The Task aggregate: one unit of work, its status machine, attempts and result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.catalogue import ORCHESTRATION, TaskType, as_decimal
+from domain.errors import (
+    InvalidParamsError,
+    InvalidTransitionError,
+    TaskNotInProgressError,
+    ValidationError,
+)
+
+QUEUED = "Queued"
+IN_PROGRESS = "In Progress"
+COMPLETE = "Complete"
+FAILED = "Failed"
+CANCELLED = "Cancelled"
+STATUSES = (QUEUED, IN_PROGRESS, COMPLETE, FAILED, CANCELLED)
+TERMINAL = frozenset({COMPLETE, FAILED, CANCELLED})
+
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    QUEUED: frozenset({IN_PROGRESS, FAILED, CANCELLED}),
+    IN_PROGRESS: frozenset({COMPLETE, FAILED, CANCELLED, QUEUED}),
+    COMPLETE: frozenset(),
+    FAILED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+MAX_ATTEMPTS = 3
+
+
+def require_utc(at: object, what: str = "at") -> datetime:
+    """Timestamps enter the domain as timezone-aware datetimes."""
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise ValidationError(f"{what} must be a timezone-aware datetime (got {at!r})")
+    return at
+
+
+def _lookup(params: Mapping[str, Any], *keys: str) -> Any:
+    # The seed put orchestrator links at the top level of params or in the
+    # orchestrator's details block; the top level wins.
+    details = params.get("orchestrator_details")
+    nested = details if isinstance(details, Mapping) else {}
+    for source in (params, nested):
+        for key in keys:
+            if source.get(key) not in (None, ""):
+                return source[key]
+    return None
+
+
+def model_name_of(params: Mapping[str, Any]) -> str | None:
+    """`params.model_name` → `params.orchestrator_details.model_name` → `params.model`."""
+    details = params.get("orchestrator_details")
+    nested = details if isinstance(details, Mapping) else {}
+    for found in (params.get("model_name"), nested.get("model_name"), params.get("model")):
+        if found:
+            return str(found)
+    return None
+
+
+def _as_uuid(value: Any, what: str) -> UUID | None:
+    if value is None or isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise InvalidParamsError(f"{what} must be a UUID (got {value!r})") from None
+
+
+def _no_dependency(value: object) -> UUID:
+    raise InvalidParamsError(f"dependant_on holds task ids (got {value!r})")
+
+
+def _as_index(value: Any, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParamsError(f"params.{key} must be a whole number ≥ 0 (got {value!r})")
+    return value
+
+
+@dataclass(frozen=True)
+class Links:
+    """What a task's params say about its place in an orchestrator run and the gallery."""
+
+    orchestrator_task_id: UUID | None = None
+    run_id: str | None = None
+    segment_index: int | None = None
+    join_index: int | None = None
+    child_order: int | None = None
+    parent_generation_id: UUID | None = None
+    shot_id: UUID | None = None
+    based_on: UUID | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Links:
+        def uuid_at(*keys: str) -> UUID | None:
+            return _as_uuid(_lookup(params, *keys), f"params.{keys[0]}")
+
+        def index_at(key: str) -> int | None:
+            return _as_index(_lookup(params, key), key)
+
+        run_id = _lookup(params, "orchestrator_run_id", "run_id")
+        return cls(
+            orchestrator_task_id=uuid_at("orchestrator_task_id_ref", "orchestrator_task_id"),
+            run_id=None if run_id is None else str(run_id),
+            segment_index=index_at("segment_index"), join_index=index_at("join_index"),
+            child_order=index_at("child_order"),
+            parent_generation_id=uuid_at("parent_generation_id"), shot_id=uuid_at("shot_id"),
+            based_on=uuid_at("based_on"))
+
+
+class Task(Aggregate):
+    TOPIC = "darkroom.task"
+
+    class Created(Aggregate.Created):
+        TOPIC = "darkroom.task.created"
+        project_id: UUID
+        owner_id: str
+        task_type: str
+        run_type: str
+        category: str
+        model_name: str | None
+        params: dict[str, Any]
+        dependant_on: list[UUID]
+        idempotency_key: str | None
+        created_at: datetime
+        orchestrator_task_id: UUID | None
+        run_id: str | None
+        segment_index: int | None
+        join_index: int | None
+        child_order: int | None
+        parent_generation_id: UUID | None
+        shot_id: UUID | None
+        based_on: UUID | None
+
+    class Claimed(Aggregate.Event):
+        TOPIC = "darkroom.task.claimed"
+        worker_id: str
+        at: datetime
+
+    class StartReset(Aggregate.Event):
+        """The worker finished loading its model: billing time starts here."""
+
+        TOPIC = "darkroom.task.start_reset"
+        at: datetime
+
+    class ProgressReported(Aggregate.Event):
+        TOPIC = "darkroom.task.progress_reported"
+        step: int
+        total: int
+
+    class Completed(Aggregate.Event):
+        TOPIC = "darkroom.task.completed"
+        output_location: str | None
+        thumbnail_url: str | None
+        result_data: dict[str, Any]
+        at: datetime
+
+    class Failed(Aggregate.Event):
+        TOPIC = "darkroom.task.failed"
+        error: str
+        attempts: int
+        at: datetime
+
+    class Cancelled(Aggregate.Event):
+        TOPIC = "darkroom.task.cancelled"
+        reason: str | None
+        at: datetime
+
+    class Requeued(Aggregate.Event):
+        TOPIC = "darkroom.task.requeued"
+        reason: str
+        attempts: int
+        at: datetime
+
+    class CostRecorded(Aggregate.Event):
+        TOPIC = "darkroom.task.cost_recorded"
+        cost: Decimal
+
+    @event(Created)
+    def __init__(self, project_id: UUID, owner_id: str, task_type: str, run_type: str,
+                 category: str, model_name: str | None, params: dict[str, Any],
+                 dependant_on: list[UUID], idempotency_key: str | None,
+                 created_at: datetime, orchestrator_task_id: UUID | None, run_id: str | None,
+                 segment_index: int | None, join_index: int | None, child_order: int | None,
+                 parent_generation_id: UUID | None, shot_id: UUID | None,
+                 based_on: UUID | None, id: UUID | None = None) -> None:
+        self.project_id = project_id
+        self.owner_id = owner_id
+        self.task_type = task_type
+        self.run_type = run_type
+        self.category = category
+        self.model_name = model_name
+        self.params = params
+        self.dependant_on = list(dependant_on)
+        self.idempotency_key = idempotency_key
+        self.created_at = created_at
+        self.orchestrator_task_id = orchestrator_task_id
+        self.run_id = run_id
+        self.segment_index = segment_index
+        self.join_index = join_index
+        self.child_order = child_order
+        self.parent_generation_id = parent_generation_id
+        self.shot_id = shot_id
+        self.based_on = based_on
+        self.status = QUEUED
+        self.attempts = 0
+        self.worker_id: str | None = None
+        self.started_at: datetime | None = None
+        self.processed_at: datetime | None = None
+        self.output_location: str | None = None
+        self.thumbnail_url: str | None = None
+        self.result_data: dict[str, Any] = {}
+        self.error_message: str | None = None
+        self.progress: tuple[int, int] | None = None
+        self.cost: Decimal | None = None
+
+    @classmethod
+    def create(cls, *, project_id: UUID, owner_id: str, task_type: TaskType,
+               params: Mapping[str, Any], at: datetime, task_id: UUID | None = None,
+               dependant_on: Iterable[UUID] = (), idempotency_key: str | None = None) -> Task:
+        """A Queued task of an (already resolved, active) catalogue type."""
+        if not isinstance(params, Mapping):
+            raise InvalidParamsError(f"params must be an object (got {params!r})")
+        if not owner_id or not isinstance(owner_id, str):
+            raise ValidationError(f"a task needs an owner id (got {owner_id!r})")
+        deps = [_as_uuid(d, "dependant_on") or _no_dependency(d) for d in dependant_on]
+        if task_id is not None and task_id in deps:
+            raise ValidationError(f"task {task_id} cannot depend on itself")
+        links = Links.from_params(params)
+        return cls(
+            project_id=project_id, owner_id=owner_id, task_type=task_type.name,
+            run_type=task_type.run_type, category=task_type.category,
+            model_name=model_name_of(params) or task_type.model_name, params=dict(params),
+            dependant_on=list(dict.fromkeys(deps)), idempotency_key=idempotency_key,
+            created_at=require_utc(at), id=task_id, **vars(links))
+
+    # -- queries -------------------------------------------------------------
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_orchestrator(self) -> bool:
+        return self.category == ORCHESTRATION
+
+    @property
+    def allowed_transitions(self) -> frozenset[str]:
+        return TRANSITIONS[self.status]
+
+    @property
+    def links(self) -> Links:
+        return Links(self.orchestrator_task_id, self.run_id, self.segment_index,
+                     self.join_index, self.child_order, self.parent_generation_id,
+                     self.shot_id, self.based_on)
+
+    def billable_seconds(self) -> int | None:
+        """Whole seconds from (reset) start to completion, at least 1; None if not both."""
+        if self.started_at is None or self.processed_at is None:
+            return None
+        return billable_seconds(self.started_at, self.processed_at)
+
+    # -- decisions -----------------------------------------------------------
+    def claim(self, worker_id: str, at: datetime) -> None:
+        if not worker_id or not isinstance(worker_id, str):
+            raise ValidationError(f"a claim needs a worker id (got {worker_id!r})")
+        self._check(IN_PROGRESS)
+        self._claimed(worker_id=worker_id, at=require_utc(at))
+
+    def reset_start(self, at: datetime) -> None:
+        """Model loading is not billed: the worker restarts the clock once it is ready."""
+        self._running("reset the start time of")
+        self._start_reset(at=require_utc(at))
+
+    def report_progress(self, step: int, total: int) -> None:
+        self._running("report progress on")
+        for name, value in (("step", step), ("total", total)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"progress {name} must be a whole number (got {value!r})")
+        if total < 1 or not 0 <= step <= total:
+            raise ValidationError(f"progress must satisfy 0 ≤ step ≤ total, total ≥ 1 "
+                                  f"(got step={step}, total={total})")
+        self._progress_reported(step=step, total=total)
+
+    def complete(self, output_location: str | None, at: datetime, *,
+                 thumbnail_url: str | None = None,
+                 result_data: Mapping[str, Any] | None = None) -> None:
+        self._check(COMPLETE)
+        for name, value in (("output_location", output_location),
+                            ("thumbnail_url", thumbnail_url)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValidationError(f"{name} must be a non-empty string (got {value!r})")
+        if result_data is not None and not isinstance(result_data, Mapping):
+            raise ValidationError(f"result_data must be an object (got {result_data!r})")
+        self._completed(output_location=output_location, thumbnail_url=thumbnail_url,
+                        result_data=dict(result_data or {}), at=require_utc(at))
+
+    def fail(self, error: str, at: datetime) -> None:
+        self._check(FAILED)
+        message = str(error or "").strip() or "Failed"
+        self._failed(error=message, attempts=self.attempts, at=require_utc(at))
+
+    def cancel(self, at: datetime, reason: str | None = None) -> None:
+        self._check(CANCELLED)
+        self._cancelled(reason=reason, at=require_utc(at))
+
+    def requeue(self, reason: str | None, at: datetime) -> None:
+        """Back to the queue with attempts + 1; the attempt that reaches the cap fails."""
+        self._check(QUEUED)
+        require_utc(at)
+        cause = str(reason or "").strip() or "returned to the queue"
+        attempts = self.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            self._failed(error=f"Failed: {cause} (attempt {attempts} of {MAX_ATTEMPTS})",
+                         attempts=attempts, at=at)
+        else:
+            self._requeued(reason=f"Requeued: {cause} (attempt {attempts})",
+                           attempts=attempts, at=at)
+
+    def worker_lost(self, at: datetime) -> None:
+        """The worker stopped heartbeating while running this task."""
+        self.requeue("worker crashed", at)
+
+    def set_status(self, status: str, error: str | None = None, *, at: datetime,
+                   worker_id: str | None = None, output_location: str | None = None) -> None:
+        """The worker PATCH endpoint: any status the transition table allows."""
+        if status not in STATUSES:
+            raise ValidationError(
+                f"status must be one of {', '.join(STATUSES)} (got {status!r})")
+        self._check(status)
+        if status == IN_PROGRESS:
+            self.claim(worker_id or "", at)
+        elif status == COMPLETE:
+            self.complete(output_location, at)
+        elif status == FAILED:
+            self.fail(error or "Failed", at)
+        elif status == CANCELLED:
+            self.cancel(at, reason=error)
+        else:
+            self.requeue(error, at)
+
+    def record_cost(self, cost: Decimal | float | int | str) -> None:
+        """The charge of a completed task, set once."""
+        if self.status != COMPLETE:
+            raise ValidationError(
+                f"task {self.id} is {self.status!r}; only a Complete task has a cost")
+        amount = as_decimal(cost, "cost")
+        if amount < 0:
+            raise ValidationError(f"a cost must be ≥ 0 (got {amount})")
+        if self.cost is None:
+            self._cost_recorded(cost=amount)
+
+    def _check(self, requested: str) -> None:
+        if requested not in TRANSITIONS[self.status]:
+            raise InvalidTransitionError(self.id, self.status, requested,
+                                         TRANSITIONS[self.status])
+
+    def _running(self, what: str) -> None:
+        if self.status != IN_PROGRESS:
+            raise TaskNotInProgressError(
+                f"cannot {what} task {self.id}: it is {self.status!r}, not {IN_PROGRESS!r}")
+
+    # -- state ---------------------------------------------------------------
+    @event(Claimed)
+    def _claimed(self, worker_id: str, at: datetime) -> None:
+        self.status = IN_PROGRESS
+        self.worker_id = worker_id
+        self.started_at = at
+        self.progress = None
+        self.error_message = None
+
+    @event(StartReset)
+    def _start_reset(self, at: datetime) -> None:
+        self.started_at = at
+
+    @event(ProgressReported)
+    def _progress_reported(self, step: int, total: int) -> None:
+        self.progress = (step, total)
+
+    @event(Completed)
+    def _completed(self, output_location: str | None, thumbnail_url: str | None,
+                   result_data: dict[str, Any], at: datetime) -> None:
+        self.status = COMPLETE
+        self.output_location = output_location
+        self.thumbnail_url = thumbnail_url
+        self.result_data = result_data
+        self.processed_at = at
+
+    @event(Failed)
+    def _failed(self, error: str, attempts: int, at: datetime) -> None:
+        self.status = FAILED
+        self.error_message = error
+        self.attempts = attempts
+        self.processed_at = at
+
+    @event(Cancelled)
+    def _cancelled(self, reason: str | None, at: datetime) -> None:
+        self.status = CANCELLED
+        self.error_message = reason
+        self.processed_at = at
+
+    @event(Requeued)
+    def _requeued(self, reason: str, attempts: int, at: datetime) -> None:
+        self.status = QUEUED
+        self.attempts = attempts
+        self.error_message = reason
+        self.worker_id = None
+        self.started_at = None
+        self.progress = None
+
+    @event(CostRecorded)
+    def _cost_recorded(self, cost: Decimal) -> None:
+        self.cost = cost
+
+
+def billable_seconds(started_at: datetime, processed_at: datetime) -> int:
+    """ceil(processed - started) in whole seconds, at least 1."""
+    elapsed = processed_at - started_at
+    whole, rest = divmod(elapsed, timedelta(seconds=1))
+    return max(1, whole + (1 if rest else 0))
