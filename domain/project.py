@@ -31,10 +31,17 @@ class Project(Aggregate):
 
     class Created(Aggregate.Created):
         TOPIC = "darkroom.project.created"
+        class_version = 2
         owner_id: str
         name: str
         aspect_ratio: str
         settings: dict[str, Any]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 had no settings and called the ratio `aspect`."""
+            state["aspect_ratio"] = state.pop("aspect", None) or "16:9"
+            state.setdefault("settings", {})
 
     class Updated(Aggregate.Event):
         TOPIC = "darkroom.project.updated"

@@ -29,3 +29,19 @@ def test_deleting_a_project_is_soft_and_restorable() -> None:
     project.restore()
     project.update(name="Other")
     assert project.name == "Other" and not project.deleted
+
+
+def test_a_version_one_created_event_is_upcast_on_replay() -> None:
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import StoredEvent
+
+    app: Application = Application()
+    project = Project.start("alice", "Film", "1:1")
+    stored = app.mapper.to_stored_event(project.collect_events()[0])
+    state = app.mapper.transcoder.decode(stored.state)
+    state.pop("class_version")
+    state.pop("settings")
+    state["aspect"] = state.pop("aspect_ratio")
+    old = StoredEvent(stored.originator_id, 1, stored.topic, app.mapper.transcoder.encode(state))
+    replayed = app.mapper.to_domain_event(old).mutate(None)
+    assert (replayed.name, replayed.aspect_ratio, replayed.settings) == ("Film", "1:1", {})
