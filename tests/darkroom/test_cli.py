@@ -1,0 +1,100 @@
+"""The CLI and the served studio, as a person or a program would use them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from darkroom.database import Database
+from darkroom.wiring import build_studio
+from domain.studio import Studio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def studio(database: Database, schema: str) -> Iterator[Studio]:
+    app = build_studio(database, schema, pool_size=2)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def env(database: Database, schema: str) -> dict[str, str]:
+    url = (f"postgresql://{database.user}:{database.password}@/{database.dbname}"
+           f"?host={database.host}&port={database.port}")
+    return {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema, "COLUMNS": "250"}
+
+
+def darkroom(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "darkroom", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_history_lists_every_event_with_position_actor_and_correlation(
+        studio: Studio, env: dict[str, str]) -> None:
+    project_id = studio.create_project("alice", "Film")["project_id"]
+    studio.update_project(project_id, "alice", name="Film II")
+    lines = [json.loads(x) for x in darkroom(env, "history", project_id, "--json").splitlines()]
+    assert [x["topic"] for x in lines] == ["darkroom.project.created", "darkroom.project.updated"]
+    assert all(x["position"] and x["correlation_id"] and x["actor"] for x in lines)
+    assert "darkroom.project.updated" in darkroom(env, "history", project_id)
+
+
+def test_show_prints_an_aggregate_as_it_was_at_a_version_or_a_moment(
+        studio: Studio, env: dict[str, str]) -> None:
+    project_id = studio.create_project("alice", "Before")["project_id"]
+    moment = datetime.now(UTC).isoformat()
+    studio.update_project(project_id, "alice", name="After")
+    assert json.loads(darkroom(env, "show", project_id, "--version", "1", "--json"))[
+        "name"] == "Before"
+    assert json.loads(darkroom(env, "show", project_id, "--at", moment, "--json"))[
+        "name"] == "Before"
+    assert json.loads(darkroom(env, "show", project_id, "--json"))["name"] == "After"
+
+
+def test_events_tails_the_log_as_json_lines_from_a_position(
+        studio: Studio, env: dict[str, str]) -> None:
+    since = studio.head_position()
+    studio.create_project("bob", "Tail")
+    lines = [json.loads(x) for x in darkroom(env, "events", "--since", str(since)).splitlines()]
+    assert [x["position"] for x in lines] == list(range(since + 1, studio.head_position() + 1))
+
+
+def test_serve_answers_health_with_the_head_position(
+        studio: Studio, env: dict[str, str]) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.3)
+        assert body["head_position"] == studio.head_position()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
