@@ -83,7 +83,7 @@ class AccountServices(ServiceBase):
             user = self.user(user_id)
             if ident not in user.tokens:
                 raise TokenNotFoundError(ident)
-            access = self.repository.get(ident)
+            access: AccessToken = self.repository.get(ident)
             user.revoke_token(ident)
             access.revoke()
             return [user, access], {"token_id": str(ident)}
@@ -92,7 +92,8 @@ class AccountServices(ServiceBase):
     def user_for_token(self, token: str) -> str | None:
         """The user a personal access token belongs to, or None (unknown or revoked)."""
         try:
-            access = self.repository.get(AccessToken.id_for_digest(hash_token(token)))
+            access: AccessToken = self.repository.get(
+                AccessToken.id_for_digest(hash_token(token)))
         except AggregateNotFoundError:
             return None
         return None if access.revoked else access.user_id

@@ -55,10 +55,11 @@ class ServiceBase(Application):
             object.__setattr__(domain_event, "meta", meta)
         return super()._record(processing_event)
 
-    def _load(self, aggregate_id: object, cls: type[A], error: type[NotFoundError]) -> A:
+    def _load(self, aggregate_id: object, cls: type[A],
+              error: Callable[[UUID], NotFoundError]) -> A:
         ident = as_uuid(aggregate_id)
         try:
-            aggregate = self.repository.get(ident)
+            aggregate: Aggregate = self.repository.get(ident)
         except AggregateNotFoundError:
             raise error(ident) from None
         if not isinstance(aggregate, cls):

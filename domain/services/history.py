@@ -45,7 +45,7 @@ class HistoryServices(ServiceBase):
             raise NotFoundError("aggregate", ident)
         out = []
         for row in rows:
-            event = self.mapper.to_domain_event(_stored(ident, row))
+            event: Any = self.mapper.to_domain_event(_stored(ident, row))
             meta = getattr(event, "meta", {}) or {}
             out.append({"position": row["notification_id"], "version": row["originator_version"],
                         "topic": row["topic"], "timestamp": event.timestamp.isoformat(),
@@ -62,7 +62,7 @@ class HistoryServices(ServiceBase):
             if not page:
                 break
             for notification in page:
-                event = self.mapper.to_domain_event(notification)
+                event: Any = self.mapper.to_domain_event(notification)
                 states[event.originator_id] = event.mutate(states.get(event.originator_id))
             start = page[-1].id
         return {k: v for k, v in states.items() if keep is None or keep(v)}
