@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
-
-from starlette.applications import Starlette
+from typing import TYPE_CHECKING
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.eventstore import RECORDER_TOPIC
 from darkroom.settings import Settings
 from domain.studio import Studio
-from realtime.app import create_app
-from realtime.config import EdgeConfig
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from realtime.config import EdgeConfig
 
 
 def studio_env(db: Database, schema: str = "public", pool_size: int = 8) -> dict[str, str]:
@@ -28,6 +30,8 @@ def build_studio(db: Database, schema: str = "public", pool_size: int = 8,
 
 
 def edge_config(settings: Settings) -> EdgeConfig:
+    from realtime.config import EdgeConfig
+
     db = resolve(settings.database_url, settings.pg_dir)
     create_schema(db, settings.db_schema)
     return EdgeConfig(
@@ -39,4 +43,6 @@ def edge_config(settings: Settings) -> EdgeConfig:
 
 
 def build_app(settings: Settings) -> Starlette:
+    from realtime.app import create_app
+
     return create_app(edge_config(settings))
