@@ -1,33 +1,78 @@
-"""The Starlette application factory: resources live in the lifespan, nothing at import."""
+"""The Starlette application factory: resources live in the lifespan, nothing at import.
+
+`create_app(config, extra_routes=...)` is the place where routes the HTTP API
+does not own are mounted (the websocket hub's `/ws`); `config.extra["routes"]`
+and `config.extra["lifespans"]` do the same from the composition root.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
+from realtime.api import ENDPOINTS
+from realtime.api import media as media_api
+from realtime.api.base import Json, route
+from realtime.api.limits import RateLimiter
+from realtime.api.reads import Views
+from realtime.auth import Authenticator
 from realtime.config import EdgeConfig
+from realtime.errors import exception_handlers
+from realtime.openapi import openapi_document
+
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[Any]]
 
 
-async def health(request: Request) -> JSONResponse:
+async def health(request: Request) -> Response:
     studio = request.app.state.studio
     head = await run_in_threadpool(studio.head_position)
-    return JSONResponse({"status": "ok", "head_position": head})
+    return Json({"status": "ok", "head_position": head})
 
 
-def create_app(config: EdgeConfig) -> Starlette:
+async def openapi(request: Request) -> Response:
+    return Json(request.app.state.openapi)
+
+
+def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
+               extra_lifespans: Sequence[Lifespan] = ()) -> Starlette:
+    """The HTTP API. `extra_routes` (e.g. the websocket hub's `/ws`) are mounted before the
+    API routes; `extra_lifespans` are entered after the edge's own resources exist."""
+    lifespans = [*extra_lifespans, *_extra(config, "lifespans")]
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.config = config
         app.state.studio = await run_in_threadpool(config.build_studio)
+        app.state.auth = Authenticator(app.state.studio, config.jwt_secret, config.service_key)
+        app.state.rate_limiter = RateLimiter(config.task_rate_limit, config.task_rate_window_s)
+        app.state.openapi = openapi_document(ENDPOINTS)
+        app.state.views = Views(config)
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                await stack.enter_async_context(app.state.views)
+                for extra in lifespans:
+                    await stack.enter_async_context(extra(app))
+                yield
         finally:
             await run_in_threadpool(app.state.studio.close)
 
-    return Starlette(routes=[Route("/health", health)], lifespan=lifespan)
+    # ---- extra routes (the websocket hub's /ws) are mounted here, first ----
+    routes: list[BaseRoute] = [*extra_routes, *_extra(config, "routes")]
+    routes += [Route("/health", health, methods=["GET"]),
+               Route("/openapi.json", openapi, methods=["GET"])]
+    routes += [route(endpoint) for endpoint in ENDPOINTS]
+    routes.append(media_api.mount(config.media_dir))
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers=exception_handlers())
+
+
+def _extra(config: EdgeConfig, key: str) -> list[Any]:
+    value = config.extra.get(key) or ()
+    return list(value)  # type: ignore[call-overload]

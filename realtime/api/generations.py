@@ -1,0 +1,95 @@
+"""Generations (gallery items) and their variants."""
+
+from __future__ import annotations
+
+from realtime import models as m
+from realtime.api import reads
+from realtime.api.base import Call, Endpoint, Reply, written
+
+
+async def list_generations(call: Call) -> Reply:
+    return Reply(await reads.generations(call, call.query))
+
+
+async def create_generation(call: Call) -> Reply:
+    body: m.GenerationCreate = call.body
+    result = await call.run(
+        call.studio.create_generation, body.project_id, call.user, body.location, body.type,
+        thumbnail_url=body.thumbnail_url, name=body.name, params=body.params,
+        based_on=body.based_on, shot_id=body.shot_id, with_position=body.with_position,
+        meta=call.meta())
+    return written(result, 201, id=result["generation_id"])
+
+
+async def get_generation(call: Call) -> Reply:
+    return Reply(await reads.generation(call, call.path["id"]))
+
+
+async def patch_generation(call: Call) -> Reply:
+    body: m.GenerationPatch = call.body
+    ident, studio, meta = call.path["id"], call.studio, call.meta()
+    fields = body.model_fields_set
+
+    def change() -> dict[str, object]:
+        result: dict[str, object] = {}
+        if "starred" in fields and body.starred is not None:
+            result = studio.star_generation(ident, call.user, body.starred, meta=meta)
+        if "name" in fields:
+            renamed = studio.rename_generation(
+                ident, call.user, body.name,
+                meta=meta.caused() if result else meta)
+            result = {**result, **renamed}
+        return result
+    return written(await call.run(change))
+
+
+async def delete_generation(call: Call) -> Reply:
+    return written(await call.run(call.studio.delete_generation, call.path["id"], call.user,
+                                  meta=call.meta()))
+
+
+async def list_variants(call: Call) -> Reply:
+    return Reply(await reads.variants(call, call.path["id"]))
+
+
+async def add_variant(call: Call) -> Reply:
+    body: m.VariantCreate = call.body
+    result = await call.run(
+        call.studio.add_variant, call.path["id"], call.user, body.location,
+        variant_type=body.variant_type, thumbnail_url=body.thumbnail_url, params=body.params,
+        name=body.name, make_primary=body.make_primary, meta=call.meta())
+    return written(result, 201, id=result["variant_id"])
+
+
+async def make_primary(call: Call) -> Reply:
+    return written(await call.run(call.studio.make_variant_primary, call.path["id"], call.user,
+                                  call.path["variant_id"], meta=call.meta()))
+
+
+async def delete_variant(call: Call) -> Reply:
+    return written(await call.run(call.studio.delete_variant, call.path["id"], call.user,
+                                  call.path["variant_id"], meta=call.meta()))
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/generations", list_generations, "The gallery of a project, newest "
+             "first, filtered, in keyset pages", "generations", query=m.GenerationList,
+             response=m.GenerationPage),
+    Endpoint("POST", "/api/generations", create_generation, "An upload: a generation with an "
+             "original primary variant", "generations", body=m.GenerationCreate,
+             response=m.Written, status=201),
+    Endpoint("GET", "/api/generations/{id}", get_generation, "One generation", "generations",
+             query=m.Query, response=m.Generation),
+    Endpoint("PATCH", "/api/generations/{id}", patch_generation, "Star or rename",
+             "generations", body=m.GenerationPatch, response=m.Written),
+    Endpoint("DELETE", "/api/generations/{id}", delete_generation, "Soft-delete (children go "
+             "too)", "generations", response=m.Written),
+    Endpoint("GET", "/api/generations/{id}/variants", list_variants, "Variants of a "
+             "generation", "generations", query=m.Query, response=list[m.Variant]),
+    Endpoint("POST", "/api/generations/{id}/variants", add_variant, "Add a variant",
+             "generations", body=m.VariantCreate, response=m.Written, status=201),
+    Endpoint("POST", "/api/generations/{id}/variants/{variant_id}/primary", make_primary,
+             "Make a variant primary", "generations", response=m.Written),
+    Endpoint("DELETE", "/api/generations/{id}/variants/{variant_id}", delete_variant,
+             "Delete a variant (never the original)", "generations", response=m.Written),
+]

@@ -1,0 +1,95 @@
+"""Shots and their members: ordered images on a video timeline."""
+
+from __future__ import annotations
+
+from realtime import models as m
+from realtime.api import reads
+from realtime.api.base import Call, Endpoint, Reply, written
+
+
+async def list_shots(call: Call) -> Reply:
+    query: m.ShotList = call.query
+    return Reply(await reads.shots(call, query.project_id))
+
+
+async def create_shot(call: Call) -> Reply:
+    body: m.ShotCreate = call.body
+    result = await call.run(call.studio.create_shot, body.project_id, call.user, body.name,
+                            body.aspect_ratio, body.settings, body.generation_id,
+                            meta=call.meta())
+    return written(result, 201, id=result["shot_id"])
+
+
+async def get_shot(call: Call) -> Reply:
+    return Reply(await reads.shot(call, call.path["id"]))
+
+
+async def update_shot(call: Call) -> Reply:
+    body: m.ShotUpdate = call.body
+    return written(await call.run(call.studio.update_shot, call.path["id"], call.user,
+                                  name=body.name, aspect_ratio=body.aspect_ratio,
+                                  settings=body.settings, meta=call.meta()))
+
+
+def _verb(name: str) -> object:
+    async def handler(call: Call) -> Reply:
+        verb = getattr(call.studio, name)
+        return written(await call.run(verb, call.path["id"], call.user, meta=call.meta()))
+    handler.__name__ = name
+    return handler
+
+
+async def duplicate_shot(call: Call) -> Reply:
+    result = await call.run(call.studio.duplicate_shot, call.path["id"], call.user,
+                            meta=call.meta())
+    return written(result, 201, id=result["shot_id"])
+
+
+async def add_to_shot(call: Call) -> Reply:
+    body: m.ShotGenerationAdd = call.body
+    result = await call.run(call.studio.add_to_shot, body.shot_id, call.user,
+                            body.generation_id, body.with_position, body.timeline_frame,
+                            body.metadata, meta=call.meta())
+    return written(result, 201)
+
+
+async def reorder(call: Call) -> Reply:
+    body: m.ShotOrder = call.body
+    return written(await call.run(call.studio.reorder_shot, call.path["id"], call.user,
+                                  body.ordered_generation_ids, meta=call.meta()))
+
+
+async def remove_member(call: Call) -> Reply:
+    return written(await call.run(call.studio.remove_from_shot, call.path["id"], call.user,
+                                  call.path["generation_id"], meta=call.meta()))
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/shots", list_shots, "Shots of a project in position order, each "
+             "with its ordered images", "shots", query=m.ShotList, response=list[m.Shot]),
+    Endpoint("POST", "/api/shots", create_shot, "Create a shot (with `generation_id`: that "
+             "image at frame 0)", "shots", body=m.ShotCreate, response=m.Written, status=201),
+    Endpoint("POST", "/api/shots/shot_generations", add_to_shot, "Add a generation to a shot",
+             "shots", body=m.ShotGenerationAdd, response=m.Written, status=201),
+    Endpoint("GET", "/api/shots/{id}", get_shot, "One shot with its images", "shots",
+             query=m.Query, response=m.Shot),
+    Endpoint("PUT", "/api/shots/{id}", update_shot, "Rename or re-set a shot", "shots",
+             body=m.ShotUpdate, response=m.Written),
+    Endpoint("DELETE", "/api/shots/{id}", _verb("delete_shot"), "Soft-delete a shot", "shots",
+             response=m.Written),  # type: ignore[arg-type]
+    Endpoint("POST", "/api/shots/{id}/restore", _verb("restore_shot"),
+             "Restore a deleted shot and its members", "shots",
+             response=m.Written),  # type: ignore[arg-type]
+    Endpoint("POST", "/api/shots/{id}/duplicate", duplicate_shot,
+             "Copy a shot: \"<name> (copy)\", positioned non-video members", "shots",
+             response=m.Written, status=201),
+    Endpoint("PUT", "/api/shots/{id}/generations/order", reorder,
+             "Frames 0, 50, 100… in the given order", "shots", body=m.ShotOrder,
+             response=m.Written),
+    Endpoint("DELETE", "/api/shots/{id}/generations/{generation_id}", remove_member,
+             "Remove a generation (or a membership id) from a shot", "shots",
+             response=m.Written),
+    Endpoint("POST", "/api/shots/{id}/fix-spacing", _verb("fix_shot_spacing"),
+             "Respace positioned images 50 apart (tighter to fit 81 frames)", "shots",
+             response=m.Written),  # type: ignore[arg-type]
+]

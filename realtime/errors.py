@@ -1,0 +1,155 @@
+"""Every refusal the edge answers, mapped to an HTTP status in ONE place.
+
+Each answer is JSON `{error, code, message}`: `error` is the status title,
+`code` a stable machine name (the domain error's `code` where there is one) and
+`message` says what was wrong with which value. Some add fields (`errors` with
+field paths for 422, the transition facts for 409 `invalid_transition`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from domain import errors as domain
+
+log = logging.getLogger("darkroom.edge")
+
+
+class EdgeError(Exception):
+    """A refusal made at the edge (auth, limits, malformed input)."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or type(self).code
+        self.status = status or type(self).status
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class MalformedJsonError(EdgeError):
+    status, code = 400, "malformed_json"
+
+
+class UnauthenticatedError(EdgeError):
+    status, code = 401, "unauthenticated"
+
+
+class ForbiddenError(EdgeError):
+    status, code = 403, "forbidden"
+
+
+class RouteNotFoundError(EdgeError):
+    status, code = 404, "not_found"
+
+
+class BodyTooLargeError(EdgeError):
+    status, code = 413, "body_too_large"
+
+
+class FieldsInvalidError(EdgeError):
+    status, code = 422, "invalid_fields"
+
+
+class RateLimitedError(EdgeError):
+    status, code = 429, "rate_limited"
+
+
+class ViewTimeoutError(EdgeError):
+    status, code = 504, "view_timeout"
+
+
+# Most specific first: the first class an error is an instance of decides.
+DOMAIN_STATUS: tuple[tuple[type[domain.DomainError], int], ...] = (
+    (domain.NotFoundError, 404),
+    (domain.ValidationError, 422),
+    (domain.ForbiddenError, 403),
+    (domain.ConflictError, 409),
+    (domain.InsufficientCreditsError, 402),
+    (domain.DomainError, 400),
+)
+
+
+def status_of(error: domain.DomainError) -> int:
+    return next(status for cls, status in DOMAIN_STATUS if isinstance(error, cls))
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class ErrorResponse(Response):
+    media_type = "application/json"
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        body = {"error": _title(status), "code": code, "message": message, **extra}
+        super().__init__(json.dumps(body, default=str), status_code=status, headers=headers)
+
+
+def domain_fields(error: domain.DomainError) -> dict[str, Any]:
+    if isinstance(error, domain.InvalidTransitionError):
+        return {"current_status": error.current_status,
+                "requested_status": error.requested_status,
+                "allowed_transitions": list(error.allowed_transitions)}
+    return {}
+
+
+def field_errors(error: PydanticValidationError, where: str) -> list[dict[str, Any]]:
+    """Pydantic's errors as `{path, message, type}` with the path rooted at body/query/path."""
+    return [{"path": ".".join(str(p) for p in (where, *e["loc"])),
+             "loc": [where, *e["loc"]], "message": e["msg"], "type": e["type"]}
+            for e in error.errors(include_url=False, include_input=False)]
+
+
+def invalid_fields(error: PydanticValidationError, where: str) -> FieldsInvalidError:
+    details = field_errors(error, where)
+    summary = "; ".join(f"{d['path']}: {d['message']}" for d in details[:5])
+    return FieldsInvalidError(f"invalid fields: {summary}", errors=details)
+
+
+async def handle_domain(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, domain.DomainError)
+    return ErrorResponse(status_of(exc), exc.code, str(exc), **domain_fields(exc))
+
+
+async def handle_edge(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EdgeError)
+    return ErrorResponse(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+
+
+async def handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = exc.detail if exc.detail != _title(exc.status_code) else \
+        f"{request.method} {request.url.path}: {exc.detail.lower()}"
+    return ErrorResponse(exc.status_code, code, message, dict(exc.headers or {}))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return ErrorResponse(500, "internal", "internal error; the request was not (fully) handled")
+
+
+def exception_handlers() -> dict[Any, Any]:
+    return {
+        domain.DomainError: handle_domain,
+        EdgeError: handle_edge,
+        HTTPException: handle_http,
+        Exception: handle_unexpected,
+    }

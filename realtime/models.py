@@ -1,0 +1,684 @@
+"""Pydantic wire models: request bodies, query strings and response shapes.
+
+Request models validate at the edge (422 with field paths); the domain still
+decides the rules. Task families (seed 001's unified task creation) have one
+input model each; `TaskSpec`s are what a family input turns into.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated, Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(max_length=20_000)]
+Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Resolution = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")]
+Json = dict[str, Any]
+
+MAX_BATCH = 100
+# Output size per project aspect ratio, as the seed studio resolved it.
+RESOLUTIONS = {"16:9": "902x508", "9:16": "508x902", "1:1": "670x670", "4:3": "768x576",
+               "3:4": "576x768", "21:9": "1024x438", "3:2": "822x548", "2:3": "548x822"}
+
+
+def alias(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are ignored, so older and newer clients both work."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    min_position: int | None = Field(None, ge=0, le=2**62,
+                                     description="answer once the view has reached this")
+
+
+# -- projects -----------------------------------------------------------------
+class ProjectCreate(Body):
+    name: Name
+    aspect_ratio: str | None = Field(None, max_length=20)
+    settings: Json | None = None
+
+
+class ProjectUpdate(Body):
+    name: Name | None = None
+    aspect_ratio: str | None = Field(None, max_length=20)
+    settings: Json | None = None
+
+
+# -- shots --------------------------------------------------------------------
+class ShotList(Query):
+    project_id: UUID = Field(validation_alias=alias("projectId", "project_id"))
+
+
+class ShotCreate(Body):
+    project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
+    name: Name
+    aspect_ratio: str | None = Field(None, max_length=20)
+    settings: Json | None = None
+    generation_id: UUID | None = Field(None, validation_alias=alias("generation_id",
+                                                                     "generationId"))
+
+
+class ShotUpdate(Body):
+    name: Name | None = None
+    aspect_ratio: str | None = Field(None, max_length=20)
+    settings: Json | None = None
+
+
+class ShotGenerationAdd(Body):
+    shot_id: UUID = Field(validation_alias=alias("shot_id", "shotId"))
+    generation_id: UUID = Field(validation_alias=alias("generation_id", "generationId"))
+    with_position: bool = True
+    timeline_frame: int | None = Field(None, ge=0, le=10_000_000)
+    metadata: Json | None = None
+
+
+class ShotOrder(Body):
+    ordered_generation_ids: list[UUID] = Field(
+        validation_alias=alias("orderedGenerationIds", "ordered_generation_ids"),
+        max_length=10_000)
+
+
+# -- generations --------------------------------------------------------------
+class GenerationList(Query):
+    project_id: UUID = Field(validation_alias=alias("projectId", "project_id"))
+    starred: bool | None = None
+    type: Literal["image", "video"] | None = None
+    shot_id: UUID | None = Field(None, validation_alias=alias("shotId", "shot_id"))
+    not_in_shot: UUID | None = Field(None, validation_alias=alias("notInShot", "not_in_shot"))
+    unpositioned_in_shot: UUID | None = Field(
+        None, validation_alias=alias("unpositionedInShot", "unpositioned_in_shot"))
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class GenerationCreate(Body):
+    project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
+    location: Url
+    type: Literal["image", "video"] = "image"
+    thumbnail_url: Url | None = None
+    name: str | None = Field(None, max_length=500)
+    params: Json | None = None
+    based_on: UUID | None = None
+    shot_id: UUID | None = None
+    with_position: bool = True
+
+
+class GenerationPatch(Body):
+    starred: bool | None = None
+    name: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def something_to_change(self) -> GenerationPatch:
+        if not self.model_fields_set & {"starred", "name"}:
+            raise ValueError("send `starred` and/or `name`")
+        return self
+
+
+class VariantCreate(Body):
+    location: Url
+    variant_type: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "edit"
+    thumbnail_url: Url | None = None
+    params: Json | None = None
+    name: str | None = Field(None, max_length=500)
+    make_primary: bool = False
+
+
+# -- tasks: the families of unified task creation -------------------------------
+class TaskSpec(BaseModel):
+    """One task to queue: catalogue type, params, dependencies."""
+
+    task_type: str
+    params: Json
+    dependant_on: list[UUID] = []
+
+
+class ProjectFacts(BaseModel):
+    """What a family needs to know about the project it queues into."""
+
+    aspect_ratio: str = "16:9"
+
+    @property
+    def resolution(self) -> str:
+        return RESOLUTIONS.get(self.aspect_ratio, RESOLUTIONS["16:9"])
+
+
+class FamilyInput(BaseModel):
+    """Fields the model does not name are kept and passed on in the task params."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    family: ClassVar[str]
+    batch: ClassVar[bool] = False
+
+    def params(self, **overrides: Any) -> Json:
+        data = self.model_dump(mode="json", exclude_none=True, by_alias=False)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return data
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        raise NotImplementedError
+
+
+class Lora(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    path: Url
+    strength: float = Field(1.0, ge=-10, le=10)
+
+
+class PromptSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    id: str | None = Field(None, max_length=200)
+    full_prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                  max_length=20_000)] = Field(
+        validation_alias=alias("fullPrompt", "full_prompt", "prompt"))
+    short_prompt: str | None = Field(None, max_length=500,
+                                     validation_alias=alias("shortPrompt", "short_prompt"))
+
+
+def pick_seed(seed: int | None, offset: int) -> int:
+    if seed is None:
+        return random.randint(0, 2**31 - 1)  # a generation seed, not a secret
+    return (seed + offset) % 2**31
+
+
+class ImageGenerationInput(FamilyInput):
+    family: ClassVar[str] = "image_generation"
+    batch: ClassVar[bool] = True
+
+    prompts: list[PromptSpec | Annotated[str, StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=20_000)]] = Field(
+        min_length=1, max_length=MAX_BATCH)
+    images_per_prompt: int = Field(1, ge=1, le=16,
+                                   validation_alias=alias("images_per_prompt",
+                                                          "imagesPerPrompt"))
+    negative_prompt: Text | None = None
+    seed: Seed | None = None
+    loras: list[Lora] = Field(default_factory=list, max_length=20)
+    resolution: Resolution | None = None
+    model_name: str | None = Field(None, max_length=200)
+    shot_id: UUID | None = None
+    add_in_position: bool = False
+
+    @model_validator(mode="after")
+    def batch_is_bounded(self) -> ImageGenerationInput:
+        count = len(self.prompts) * self.images_per_prompt
+        if count > MAX_BATCH:
+            raise ValueError(f"prompts * images_per_prompt is {count}; at most {MAX_BATCH}")
+        return self
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        base = self.params(resolution=self.resolution or project.resolution)
+        base.pop("prompts", None)
+        base.pop("images_per_prompt", None)
+        specs = []
+        for p, prompt in enumerate(self.prompts):
+            text = prompt if isinstance(prompt, str) else prompt.full_prompt
+            for i in range(self.images_per_prompt):
+                seed = pick_seed(self.seed, p * self.images_per_prompt + i)
+                specs.append(TaskSpec(task_type="image_generation",
+                                      params={**base, "prompt": text, "seed": seed}))
+        return specs
+
+
+class MagicEditInput(FamilyInput):
+    family: ClassVar[str] = "magic_edit"
+    batch: ClassVar[bool] = True
+
+    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=20_000)]
+    image_url: Url
+    based_on: UUID | None = None
+    num_images: int = Field(1, ge=1, le=16, validation_alias=alias("num_images", "numImages"))
+    seed: Seed | None = None
+    resolution: Resolution | None = None
+    shot_id: UUID | None = None
+    is_primary: bool = False
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        base = self.params(resolution=self.resolution or project.resolution)
+        base.pop("num_images", None)
+        return [TaskSpec(task_type="magic_edit",
+                         params={**base, "seed": pick_seed(self.seed, i)})
+                for i in range(self.num_images)]
+
+
+class _EditInput(FamilyInput):
+    task_type: ClassVar[str]
+
+    image_url: Url
+    mask_url: Url
+    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=20_000)]
+    based_on: UUID | None = None
+    create_as_generation: bool = False
+    shot_id: UUID | None = None
+    seed: Seed | None = None
+
+    @model_validator(mode="after")
+    def needs_a_home(self) -> _EditInput:
+        if self.based_on is None and not self.create_as_generation:
+            raise ValueError("give `based_on` (the result becomes a variant of it) or set "
+                             "`create_as_generation`")
+        return self
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        return [TaskSpec(task_type=self.task_type, params=self.params(seed=pick_seed(
+            self.seed, 0)))]
+
+
+class ImageInpaintInput(_EditInput):
+    family: ClassVar[str] = "image_inpaint"
+    task_type: ClassVar[str] = "image_inpaint"
+
+
+class AnnotatedImageEditInput(_EditInput):
+    family: ClassVar[str] = "annotated_image_edit"
+    task_type: ClassVar[str] = "annotated_image_edit"
+
+
+class ImageUpscaleInput(FamilyInput):
+    family: ClassVar[str] = "image_upscale"
+
+    image_url: Url
+    based_on: UUID | None = None
+    scale_factor: Literal[2, 4] = 2
+    is_primary: bool = False
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        return [TaskSpec(task_type="image_upscale", params=self.params())]
+
+
+class CharacterAnimateInput(FamilyInput):
+    family: ClassVar[str] = "character_animate"
+
+    character_image_url: Url
+    motion_video_url: Url
+    prompt: Text | None = None
+    mode: Literal["animate", "replace"] = "animate"
+    resolution: Resolution | None = None
+    shot_id: UUID | None = None
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        return [TaskSpec(task_type="character_animate",
+                         params=self.params(resolution=self.resolution or project.resolution))]
+
+
+def expand(values: list[Any], count: int, what: str) -> list[Any]:
+    """One value for all, or exactly one per item (the seed's expandArrayToCount)."""
+    if len(values) == 1:
+        return values * count
+    if len(values) != count:
+        raise ValueError(f"{what} has {len(values)} items; give 1 or {count}")
+    return values
+
+
+class JoinClipsInput(FamilyInput):
+    family: ClassVar[str] = "join_clips"
+
+    clip_urls: list[Url] = Field(min_length=2, max_length=50)
+    prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1, max_length=50)
+    frames_per_transition: int = Field(24, ge=1, le=1000)
+    resolution: Resolution | None = None
+    model_name: str | None = Field(None, max_length=200)
+    shot_id: UUID | None = None
+    parent_generation_id: UUID | None = None
+    seed: Seed | None = None
+
+    @model_validator(mode="after")
+    def prompts_per_join(self) -> JoinClipsInput:
+        self.prompts = expand(self.prompts, len(self.clip_urls) - 1, "prompts")
+        return self
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        details = self.params(resolution=self.resolution or project.resolution,
+                              seed=pick_seed(self.seed, 0),
+                              num_joins=len(self.clip_urls) - 1)
+        return [TaskSpec(task_type="join_clips_orchestrator",
+                         params={"orchestrator_details": details,
+                                 **_links(details, "shot_id", "parent_generation_id",
+                                          "model_name")})]
+
+
+class TravelBetweenImagesInput(FamilyInput):
+    family: ClassVar[str] = "travel_between_images"
+
+    image_urls: list[Url] = Field(min_length=2, max_length=100)
+    base_prompts: list[Text] = Field(min_length=1, max_length=100)
+    negative_prompts: list[Text] | None = Field(None, max_length=100)
+    segment_frames: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=lambda: [81], min_length=1, max_length=100)
+    frame_overlap: list[Annotated[int, Field(ge=0, le=1000)]] = Field(
+        default_factory=lambda: [10], min_length=1, max_length=100)
+    image_generation_ids: list[UUID] | None = Field(None, max_length=100)
+    resolution: Resolution | None = None
+    model_name: str | None = Field(None, max_length=200)
+    seed: Seed | None = None
+    shot_id: UUID | None = None
+    parent_generation_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def one_per_segment(self) -> TravelBetweenImagesInput:
+        segments = len(self.image_urls) - 1
+        self.base_prompts = expand(self.base_prompts, segments, "base_prompts")
+        self.segment_frames = expand(self.segment_frames, segments, "segment_frames")
+        self.frame_overlap = expand(self.frame_overlap, segments, "frame_overlap")
+        if self.negative_prompts is not None:
+            self.negative_prompts = expand(self.negative_prompts, segments, "negative_prompts")
+        if self.image_generation_ids is not None and \
+                len(self.image_generation_ids) != len(self.image_urls):
+            raise ValueError("image_generation_ids needs one id per image_urls item")
+        return self
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        details = self.params(resolution=self.resolution or project.resolution,
+                              seed=pick_seed(self.seed, 0),
+                              num_new_segments_to_generate=len(self.image_urls) - 1)
+        return [TaskSpec(task_type="travel_orchestrator",
+                         params={"orchestrator_details": details,
+                                 **_links(details, "shot_id", "parent_generation_id",
+                                          "model_name")})]
+
+
+class IndividualTravelSegmentInput(FamilyInput):
+    family: ClassVar[str] = "individual_travel_segment"
+
+    start_image_url: Url
+    end_image_url: Url
+    prompt: Text = ""
+    negative_prompt: Text | None = None
+    num_frames: int = Field(81, ge=1, le=1000)
+    resolution: Resolution | None = None
+    model_name: str | None = Field(None, max_length=200)
+    seed: Seed | None = None
+    shot_id: UUID | None = None
+    parent_generation_id: UUID | None = None
+    child_generation_id: UUID | None = None
+    segment_index: int | None = Field(None, ge=0, le=10_000)
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        return [TaskSpec(task_type="individual_travel_segment",
+                         params=self.params(resolution=self.resolution or project.resolution,
+                                            seed=pick_seed(self.seed, 0)))]
+
+
+def _links(details: Json, *keys: str) -> Json:
+    return {k: details[k] for k in keys if details.get(k) is not None}
+
+
+FAMILIES: dict[str, type[FamilyInput]] = {m.family: m for m in (
+    ImageGenerationInput, MagicEditInput, ImageInpaintInput, AnnotatedImageEditInput,
+    ImageUpscaleInput, CharacterAnimateInput, JoinClipsInput, TravelBetweenImagesInput,
+    IndividualTravelSegmentInput)}
+FamilyName = Literal["image_generation", "magic_edit", "image_inpaint", "annotated_image_edit",
+                     "image_upscale", "character_animate", "join_clips",
+                     "travel_between_images", "individual_travel_segment"]
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class FamilyTaskCreate(Body):
+    """Seed 001: a task family and its input; validated by that family's model."""
+
+    family: FamilyName
+    project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
+    input: Json
+    idempotency_key: IdempotencyKey | None = None
+
+
+class TypedTaskCreate(Body):
+    """Seed 000: any active catalogue type with its raw params."""
+
+    task_type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
+    params: Json = Field(default_factory=dict)
+    dependant_on: list[UUID] = Field(default_factory=list, max_length=100)
+    idempotency_key: IdempotencyKey | None = None
+
+
+class TaskCreate(Body):
+    """Either form: `family` + `input`, or `task_type` + `params`."""
+
+    family: FamilyName | None = None
+    task_type: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
+    input: Json | None = None
+    params: Json | None = None
+    dependant_on: list[UUID] = Field(default_factory=list, max_length=100)
+    idempotency_key: IdempotencyKey | None = None
+
+    @model_validator(mode="after")
+    def one_form(self) -> TaskCreate:
+        if (self.family is None) == (self.task_type is None):
+            raise ValueError("send either `family` with `input`, or `task_type` with `params`")
+        if self.family is not None and self.input is None:
+            raise ValueError(f"family {self.family!r} needs its `input` object")
+        return self
+
+
+class TravelRequest(TravelBetweenImagesInput):
+    """`POST /api/steerable-motion/travel-between-images` (seed 000): the family input
+    plus the project."""
+
+    project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
+    idempotency_key: IdempotencyKey | None = None
+
+
+class TaskList(Query):
+    project_id: UUID = Field(validation_alias=alias("projectId", "project_id"))
+    status: Literal["Queued", "In Progress", "Complete", "Failed", "Cancelled"] | None = None
+
+
+class TaskStatusChange(Body):
+    status: Literal["Queued", "In Progress", "Complete", "Failed", "Cancelled"]
+    error_message: Text | None = None
+    worker_id: str | None = Field(None, max_length=200)
+    output_location: Url | None = None
+
+
+class CancelPending(Body):
+    project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
+
+
+# -- workers ------------------------------------------------------------------
+WorkerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=200)]
+
+
+class ClaimRequest(Body):
+    worker_id: WorkerId
+    run_type: Literal["gpu", "api"] = "gpu"
+    current_model: str | None = Field(None, max_length=200)
+
+
+class Heartbeat(Body):
+    worker_id: WorkerId
+    status: str | None = Field(None, max_length=100)
+    current_model: str | None = Field(None, max_length=200)
+    task_ids: list[UUID] = Field(default_factory=list, max_length=100)
+    vram_used_mb: float | None = Field(None, ge=0)
+
+
+class TaskComplete(Body):
+    output_location: Url
+    thumbnail_url: Url | None = None
+    result_data: Json | None = None
+
+
+class TaskFail(Body):
+    error_message: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+
+
+# -- credits and tokens ---------------------------------------------------------
+class CreditGrant(Body):
+    user_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=200)]
+    amount: float = Field(gt=0, le=1_000_000)
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=500)]
+
+    @field_validator("amount")
+    @classmethod
+    def finite(cls, value: float) -> float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("amount must be a finite number")
+        return value
+
+
+class TokenCreate(Body):
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=100)]
+
+
+# -- responses (documentation: the OpenAPI document names these) -----------------
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(Out):
+    error: str
+    code: str
+    message: str
+
+
+class Written(Out):
+    """Ids of what a command wrote; `position` is also in `X-Darkroom-Position`."""
+
+    position: int
+
+
+class Health(Out):
+    status: str
+    head_position: int
+
+
+class Project(Out):
+    id: UUID
+    name: str
+    aspect_ratio: str
+    settings: Json = {}
+
+
+class ProjectListOut(Out):
+    items: list[Project]
+
+
+class ShotImage(Out):
+    shot_generation_id: UUID
+    generation_id: UUID
+    timeline_frame: int | None
+    position: int | None
+    location: str | None
+    thumbnail_url: str | None
+    type: str | None
+
+
+class Shot(Out):
+    id: UUID
+    project_id: UUID
+    name: str
+    position: int
+    images: list[ShotImage] = []
+    unpositioned_count: int = 0
+
+
+class Generation(Out):
+    id: UUID
+    project_id: UUID
+    location: str | None
+    thumbnail_url: str | None
+    type: str
+    starred: bool
+
+
+class GenerationPage(Out):
+    items: list[Generation]
+    next_cursor: str | None
+
+
+class Variant(Out):
+    id: UUID
+    location: str
+    variant_type: str
+    is_primary: bool
+
+
+class VariantList(Out):
+    items: list[Variant]
+
+
+class Task(Out):
+    id: UUID
+    project_id: UUID
+    task_type: str
+    status: str
+
+
+class TaskListOut(Out):
+    items: list[Task]
+
+
+class TaskCreated(Written):
+    task_id: UUID | None = None
+    task_ids: list[UUID] | None = None
+
+
+class Claimed(Out):
+    task_id: UUID
+    task_type: str
+    params: Json
+    project_id: UUID
+
+
+class Cancelled(Written):
+    cancelled: int
+
+
+class Upload(Out):
+    location: str
+    thumbnail_url: str
+
+
+class LedgerEntry(Out):
+    kind: str
+    amount: float
+    reason: str
+
+
+class Credits(Out):
+    balance: float
+    ledger: list[LedgerEntry]
+
+
+class Token(Out):
+    id: UUID
+    label: str
+    created_at: str
+
+
+class TokenList(Out):
+    items: list[Token]
+
+
+class TokenCreated(Written):
+    token_id: UUID
+    label: str
+    token: str
