@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from domain import errors as domain
+from projections import errors as views
 
 log = logging.getLogger("darkroom.edge")
 
@@ -146,9 +147,22 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return ErrorResponse(500, "internal", "internal error; the request was not (fully) handled")
 
 
+VIEW_STATUS: tuple[tuple[type[views.ProjectionError], int, str], ...] = (
+    (views.InvalidCursorError, 422, "invalid_cursor"),
+    (views.ProjectionTimeoutError, 504, "view_timeout"),
+    (views.ProjectionError, 503, "view_unavailable"),
+)
+
+
+async def handle_view(request: Request, exc: Exception) -> Response:
+    status, code = next((s, c) for cls, s, c in VIEW_STATUS if isinstance(exc, cls))
+    return ErrorResponse(status, code, str(exc))
+
+
 def exception_handlers() -> dict[Any, Any]:
     return {
         domain.DomainError: handle_domain,
+        views.ProjectionError: handle_view,
         EdgeError: handle_edge,
         HTTPException: handle_http,
         Exception: handle_unexpected,

@@ -104,7 +104,8 @@ class GenerationList(Query):
     starred: bool | None = None
     type: Literal["image", "video"] | None = None
     shot_id: UUID | None = Field(None, validation_alias=alias("shotId", "shot_id"))
-    not_in_shot: UUID | None = Field(None, validation_alias=alias("notInShot", "not_in_shot"))
+    not_in_shot: bool | None = Field(None, validation_alias=alias("notInShot", "not_in_shot"),
+                                     description="true: only generations in no shot")
     unpositioned_in_shot: UUID | None = Field(
         None, validation_alias=alias("unpositionedInShot", "unpositioned_in_shot"))
     cursor: str | None = Field(None, max_length=500)

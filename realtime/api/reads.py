@@ -8,12 +8,19 @@ reached N, then runs the projections' query functions off the event loop.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
+from domain.errors import (
+    GenerationNotFoundError,
+    ProjectNotFoundError,
+    ShotNotFoundError,
+    TaskNotFoundError,
+)
 from realtime.errors import ViewTimeoutError
 
 if TYPE_CHECKING:
@@ -83,48 +90,127 @@ async def read(call: Call, views: tuple[str, ...], fn: Any, *args: Any,
     return await run_in_threadpool(call.state.views.run, views, position, fn, *args)
 
 
-# -- interim readers: aggregates, until the projections' views land ---------------
-def _project_row(project: Any) -> Row:
-    return {"id": project.id, "name": project.name, "aspect_ratio": project.aspect_ratio,
-            "settings": project.settings, "deleted": project.deleted}
+def _owned(call: Call, project_id: Any, kind: type[Exception], ident: Any) -> None:
+    """Another user's rows answer 404, exactly like ids that do not exist."""
+    user = call.user
+    if user is not None and call.studio.owner_of(UUID(str(project_id))) != user:
+        raise kind(ident)
 
 
-async def projects(call: Call, user_id: str, at_least: int | None = None) -> list[Row]:
-    raise NotImplementedError
+async def _owned_project(call: Call, project_id: UUID) -> None:
+    await call.run(call.studio.live_project, project_id, call.user)
 
 
-async def project(call: Call, project_id: UUID) -> Row:
-    found = await call.run(call.studio.live_project, project_id, call.user)
-    return _project_row(found)
+# -- gallery, shots, variants: the projections' views ----------------------------
+def _shot_out(row: Row) -> Row:
+    out = {k: v for k, v in row.items() if k not in ("members", "generation_ids")}
+    out["images"] = row.get("members") or []
+    return out
 
 
 async def shots(call: Call, project_id: UUID) -> list[Row]:
-    raise NotImplementedError
+    from projections.shots import shots_of_project
+
+    await _owned_project(call, project_id)
+    rows = await read(call, ("shots",), shots_of_project, project_id)
+    return [_shot_out(r) for r in rows]
 
 
 async def shot(call: Call, shot_id: UUID) -> Row:
-    raise NotImplementedError
+    from projections.shots import shot_row
+
+    row = await read(call, ("shots",), shot_row, shot_id)
+    if row is None or row["deleted"]:
+        raise ShotNotFoundError(shot_id)
+    await call.run(_owned, call, row["project_id"], ShotNotFoundError, shot_id)
+    return _shot_out(row)
+
+
+def _generation_out(row: Row) -> Row:
+    return {**row, "type": row.get("media_type")}
 
 
 async def generations(call: Call, query: Any) -> Row:
-    raise NotImplementedError
+    from projections.gallery import gallery_page
+
+    await _owned_project(call, query.project_id)
+    page = await read(call, ("gallery",), partial(
+        _page, gallery_page, query.project_id, limit=query.limit, cursor=query.cursor,
+        starred=query.starred, media_type=query.type, in_shot=query.shot_id,
+        in_no_shot=bool(query.not_in_shot), unpositioned_in_shot=query.unpositioned_in_shot))
+    return {"items": [_generation_out(r) for r in page["items"]],
+            "next_cursor": page["next_cursor"]}
+
+
+def _page(fn: Any, project_id: UUID, conn: Any, **kw: Any) -> Any:
+    return fn(conn, project_id, **kw)
+
+
+async def _generation_row(call: Call, generation_id: UUID) -> Row:
+    from projections.gallery import generation_row
+
+    row = await read(call, ("gallery",), generation_row, generation_id)
+    if row is None or row["deleted"]:
+        raise GenerationNotFoundError(generation_id)
+    await call.run(_owned, call, row["project_id"], GenerationNotFoundError, generation_id)
+    return row
 
 
 async def generation(call: Call, generation_id: UUID) -> Row:
-    raise NotImplementedError
+    return _generation_out(await _generation_row(call, generation_id))
 
 
 async def variants(call: Call, generation_id: UUID) -> list[Row]:
-    raise NotImplementedError
+    from projections.variants import variants_of
+
+    await _generation_row(call, generation_id)
+    return await read(call, ("variants",), variants_of, generation_id)  # type: ignore[no-any-return]
+
+
+# -- projects, tasks, credits -----------------------------------------------------
+async def projects(call: Call, user_id: str, at_least: int | None = None) -> list[Row]:
+    from projections.projects import projects_of
+
+    return await read(call, ("projects",), projects_of, user_id,  # type: ignore[no-any-return]
+                      at_least=at_least)
+
+
+async def project(call: Call, project_id: UUID) -> Row:
+    from projections.projects import project_row
+
+    row = await read(call, ("projects",), project_row, project_id)
+    if row is None or row["deleted"] or (call.user is not None
+                                         and row["owner_id"] != call.user):
+        raise ProjectNotFoundError(project_id)
+    return row  # type: ignore[no-any-return]
 
 
 async def tasks(call: Call, project_id: UUID, status: str | None) -> list[Row]:
-    raise NotImplementedError
+    from projections.tasks import task_board
+
+    await _owned_project(call, project_id)
+    board = await read(call, ("tasks",), partial(_page, task_board, project_id, status=status,
+                                                 limit=1000))
+    return board["tasks"]  # type: ignore[no-any-return]
 
 
 async def task(call: Call, task_id: UUID) -> Row:
-    raise NotImplementedError
+    from projections.tasks import task_row
+
+    row = await read(call, ("tasks",), task_row, task_id)
+    if row is None or (call.user is not None and row["owner_id"] != call.user):
+        raise TaskNotFoundError(task_id)
+    return row  # type: ignore[no-any-return]
+
+
+def _credits(conn: Any, user_id: str) -> Row:
+    from projections.credits import balance_of, ledger_of
+
+    balance = balance_of(conn, user_id)
+    return {"user_id": user_id, "balance": float(balance["balance"]),
+            "ledger": [{**e, "amount": float(e["amount"])} if "amount" in e else e
+                       for e in ledger_of(conn, user_id)]}
 
 
 async def credits(call: Call, user_id: str) -> Row:
-    raise NotImplementedError
+    return await read(call, ("credits",), _credits, user_id)  # type: ignore[no-any-return]
