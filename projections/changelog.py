@@ -1,0 +1,101 @@
+"""The change log the websocket hub streams from.
+
+Written by the runner in the same transaction as the view rows: one row per
+(topic, event) at most, `payload` = the row as the matching query returns it
+after that event. When one event changes several things on one topic (a new
+primary variant: two variants and the generation row) they merge into one row
+of kind `batch` with `payload = {"changes": [{"kind", "data"}, …]}`. Each batch
+ends with `NOTIFY darkroom_changes, '<max position>'`.
+
+Topics: `project:{id}` (gallery rows, shots, the project), `shot:{id}`,
+`generation:{id}` (its gallery row and its variants), `tasks:{project_id}`,
+`credits:{user_id}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from projections.base import Row, dumps
+
+if TYPE_CHECKING:
+    import psycopg
+
+BATCH = "batch"
+RETENTION = timedelta(days=7)
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS changelog (
+        position bigint NOT NULL,
+        topic text NOT NULL,
+        kind text NOT NULL,
+        payload jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (topic, position))""",
+    "CREATE INDEX IF NOT EXISTS changelog_position ON changelog (position)",
+    """CREATE TABLE IF NOT EXISTS changelog_state (
+        id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+        pruned_through bigint NOT NULL DEFAULT 0)""",
+    "INSERT INTO changelog_state (id) VALUES (1) ON CONFLICT DO NOTHING",
+)
+
+Entry = tuple[int, str, list[tuple[str, Row]]]
+
+
+def merged(changes: list[tuple[str, Row]]) -> tuple[str, Any]:
+    """One topic's changes of one event as (kind, payload)."""
+    if len(changes) == 1:
+        return changes[0]
+    return BATCH, {"changes": [{"kind": kind, "data": data} for kind, data in changes]}
+
+
+def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
+    """COPY the batch's change rows; returns how many."""
+    count = 0
+    with cur.copy("COPY changelog (position, topic, kind, payload) FROM STDIN") as copy:
+        for position, topic, changes in entries:
+            kind, payload = merged(changes)
+            copy.write_row((position, topic, kind, dumps(payload)))
+            count += 1
+    return count
+
+
+def changes_since(conn: psycopg.Connection[Any], topics: Sequence[str], after_position: int,
+                  limit: int = 1000) -> list[Row]:
+    """Change rows of `topics` with position > `after_position`, in position order.
+
+    Returns `[{"position", "topic", "kind", "payload"}…]` (at most `limit`).
+    Check `oldest_retained_position` first: below it, rows were pruned.
+    """
+    rows = conn.execute(
+        "SELECT position, topic, kind, payload FROM changelog "
+        "WHERE topic = ANY(%s) AND position > %s ORDER BY position, topic LIMIT %s",
+        (list(topics), after_position, limit)).fetchall()
+    return [dict(r) for r in rows]
+
+
+def oldest_retained_position(conn: psycopg.Connection[Any]) -> int:
+    """Every change with a position ≥ this is still in the log (1 when nothing was pruned).
+
+    A client resuming with `since=P` can be served iff `P + 1 >= oldest_retained_position`.
+    """
+    row = conn.execute("SELECT pruned_through FROM changelog_state WHERE id = 1").fetchone()
+    pruned = 0 if row is None else int(row["pruned_through"] if isinstance(row, dict) else row[0])
+    return pruned + 1
+
+
+def prune(conn: psycopg.Connection[Any], older_than: timedelta = RETENTION) -> int:
+    """Delete change rows written before now - `older_than`; returns how many."""
+    with conn.transaction():
+        row = conn.execute(
+            "WITH gone AS (DELETE FROM changelog WHERE created_at < now() - %s "
+            "RETURNING position) SELECT count(*) AS n, max(position) AS upto FROM gone",
+            (older_than,)).fetchone()
+        assert row is not None
+        n, upto = (row["n"], row["upto"]) if isinstance(row, dict) else row
+        if upto is not None:
+            conn.execute("UPDATE changelog_state SET pruned_through = "
+                         "GREATEST(pruned_through, %s) WHERE id = 1", (upto,))
+    return int(n)

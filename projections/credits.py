@@ -1,0 +1,119 @@
+"""Credits: each user's balance and ledger (grants, top-ups, spends, refunds)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from domain.credits import CreditLedger, round_credits
+from projections.base import LRU, Context, Row, View, handles, jsonable, sid
+from projections.writes import upsert
+
+if TYPE_CHECKING:
+    import psycopg
+
+BALANCE_COLUMNS = ("user_id", "balance", "entries", "updated_at", "log_position")
+LEDGER_COLUMNS = ("user_id", "seq", "kind", "amount", "reason", "task_id", "reference", "at",
+                  "log_position")
+
+
+class CreditsView(View):
+    name = "credits"
+    tables = ("credit_balances", "credit_ledger")
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        super().__init__()
+        self.balances: LRU[str, tuple[Decimal, int]] = LRU(capacity)
+        self.pending: dict[str, Row] = {}
+        self.entries: list[Row] = []
+
+    def ddl(self, names: dict[str, str]) -> list[str]:
+        b, ledger = names["credit_balances"], names["credit_ledger"]
+        return [
+            f"""CREATE TABLE IF NOT EXISTS "{b}" (
+                user_id text PRIMARY KEY, balance numeric(14, 3) NOT NULL, entries int NOT NULL,
+                updated_at timestamptz, log_position bigint NOT NULL)""",
+            f"""CREATE TABLE IF NOT EXISTS "{ledger}" (
+                user_id text NOT NULL, seq int NOT NULL, kind text NOT NULL,
+                amount numeric(14, 3) NOT NULL, reason text NOT NULL, task_id uuid,
+                reference text, at timestamptz NOT NULL, log_position bigint NOT NULL,
+                PRIMARY KEY (user_id, seq))""",
+        ]
+
+    def _balance(self, user_id: str) -> tuple[Decimal, int]:
+        found = self.balances.get(user_id)
+        if found is None:
+            rows = self.query('SELECT balance, entries FROM "{credit_balances}" '
+                              "WHERE user_id = %s", (user_id,))
+            found = (rows[0]["balance"], rows[0]["entries"]) if rows else (Decimal(0), 0)
+            self.balances[user_id] = found
+        return found
+
+    def _emit(self, ledger: CreditLedger, balance: Decimal, count: int, entry: Row | None,
+              ctx: Context) -> None:
+        self.balances[ledger.user_id] = (balance, count)
+        row = {"user_id": ledger.user_id, "balance": str(round_credits(balance)),
+               "entries": count, "updated_at": ledger.modified_on.isoformat(),
+               "log_position": ctx.position}
+        self.pending[ledger.user_id] = row
+        ctx.emit(f"credits:{ledger.user_id}", "credits.changed", {**row, "entry": entry})
+
+    @handles(CreditLedger.Created)
+    def on_opened(self, event: Any, ledger: CreditLedger, _: Any, ctx: Context) -> None:
+        self._emit(ledger, Decimal(0), 0, None, ctx)
+
+    @handles(CreditLedger.EntryRecorded)
+    def on_entry(self, event: CreditLedger.EntryRecorded, ledger: CreditLedger, _: Any,
+                 ctx: Context) -> None:
+        balance, _count = self._balance(ledger.user_id)
+        entry = {"user_id": ledger.user_id, "seq": len(ledger.entries), "kind": event.kind,
+                 "amount": str(round_credits(event.amount)), "reason": event.reason,
+                 "task_id": sid(event.task_id), "reference": event.reference,
+                 "at": event.at.isoformat(), "log_position": ctx.position}
+        self.entries.append(entry)
+        self._emit(ledger, balance + event.amount, len(ledger.entries), entry, ctx)
+
+    def refresh(self, event: Any, ctx: Context) -> None:
+        ledger = ctx.aggregates.current(event.originator_id)
+        if not isinstance(ledger, CreditLedger):
+            return
+        for seq, e in enumerate(ledger.entries, start=1):
+            self.entries.append({"user_id": ledger.user_id, "seq": seq, "kind": e.kind,
+                                 "amount": str(round_credits(e.amount)), "reason": e.reason,
+                                 "task_id": sid(e.task_id), "reference": e.reference,
+                                 "at": e.at.isoformat(), "log_position": ctx.position})
+        self._emit(ledger, ledger.balance, len(ledger.entries), None, ctx)
+
+    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
+        upsert(cur, names["credit_balances"], BALANCE_COLUMNS, ("user_id",),
+               list(self.pending.values()))
+        # Append-only: a refresh may offer entries that are already there.
+        upsert(cur, names["credit_ledger"], LEDGER_COLUMNS, ("user_id", "seq"), self.entries)
+
+    def flushed(self) -> None:
+        self.pending.clear()
+        self.entries.clear()
+        self.balances.trim()
+
+    def has_pending(self) -> bool:
+        return bool(self.pending or self.entries)
+
+
+def balance_of(conn: psycopg.Connection[Any], user_id: str) -> Row:
+    """A user's balance (`"0.000"` for a user with no ledger yet)."""
+    row = conn.execute(f"SELECT {', '.join(BALANCE_COLUMNS)} FROM credit_balances "
+                       "WHERE user_id = %s", (user_id,)).fetchone()
+    if row is None:
+        return {"user_id": user_id, "balance": "0.000", "entries": 0, "updated_at": None,
+                "log_position": 0}
+    return jsonable(dict(row))
+
+
+def ledger_of(conn: psycopg.Connection[Any], user_id: str, *, limit: int = 100,
+              before_seq: int | None = None) -> list[Row]:
+    """A user's ledger entries, newest first; `before_seq` pages back."""
+    rows = conn.execute(
+        f"SELECT {', '.join(LEDGER_COLUMNS)} FROM credit_ledger WHERE user_id = %s "
+        "AND (%s::int IS NULL OR seq < %s) ORDER BY seq DESC LIMIT %s",
+        (user_id, before_seq, before_seq, max(1, min(int(limit), 1000)))).fetchall()
+    return [jsonable(dict(r)) for r in rows]

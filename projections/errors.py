@@ -1,0 +1,35 @@
+"""Errors raised by the read side."""
+
+from __future__ import annotations
+
+
+class ProjectionError(Exception):
+    """Base class of every projections error."""
+
+
+class ProjectionTimeoutError(ProjectionError):
+    """A view did not reach the asked position in time (read-your-writes wait)."""
+
+    def __init__(self, view: str, wanted: int, reached: int, timeout: float) -> None:
+        super().__init__(f"view {view!r} reached position {reached}, not {wanted}, "
+                         f"within {timeout:g} s")
+        self.view = view
+        self.wanted = wanted
+        self.reached = reached
+        self.timeout = timeout
+
+
+class UnknownViewError(ProjectionError):
+    """A view name that no projection module defines."""
+
+
+class InvalidCursorError(ProjectionError):
+    """A pagination cursor that was not made by this service (or was tampered with)."""
+
+
+class RebuildError(ProjectionError):
+    """A rebuild could not complete its switch-over."""
+
+
+class LockNotAcquiredError(ProjectionError):
+    """Another process holds the runner lock for these views."""

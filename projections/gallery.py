@@ -1,0 +1,285 @@
+"""The gallery: one row per generation with its primary variant's media and shot data.
+
+Rows are rendered from the `Generation` aggregate (primary variant fields,
+variant count, starred, lineage) plus `shot_data`, the denormalised
+`{shot_id: [frames…]}` of seed 002 (frames sorted, nulls last; deleted shots
+left out), maintained from `Shot` events. Children of composite videos and
+deleted generations stay in the table but the gallery queries hide them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from domain.generation import Generation
+from domain.shot import Shot
+from projections.base import LRU, Context, Row, View, captures, handles, iso, jsonable, sid
+from projections.errors import InvalidCursorError
+from projections.writes import upsert
+
+if TYPE_CHECKING:
+    import psycopg
+
+COLUMNS = ("id", "project_id", "media_type", "name", "location", "thumbnail_url", "params",
+           "primary_variant_id", "variant_type", "variant_count", "starred", "based_on",
+           "parent_generation_id", "is_child", "child_order", "tool_type", "shot_data",
+           "created_at", "updated_at", "deleted", "log_position")
+JSON_COLUMNS = frozenset({"params", "shot_data"})
+VISIBLE = "NOT is_child AND NOT deleted"
+PAGE_MAX = 200
+
+GENERATION_EVENTS = (Generation.Created, Generation.VariantAdded, Generation.PrimaryChanged,
+                     Generation.VariantDeleted, Generation.Starred, Generation.Renamed,
+                     Generation.Deleted, Generation.Restored)
+SHOT_EVENTS = (Shot.MemberAdded, Shot.MemberRemoved, Shot.FramesSet, Shot.Deleted,
+               Shot.Restored)
+
+
+def frames_key(frame: int | None) -> tuple[bool, int]:
+    return (frame is None, frame or 0)
+
+
+def shot_frames(shot: Shot) -> dict[UUID, list[int | None]]:
+    """Each generation's frames in this shot, sorted with nulls last."""
+    found: dict[UUID, list[int | None]] = {}
+    for member in shot.members:
+        found.setdefault(member.generation_id, []).append(member.timeline_frame)
+    for frames in found.values():
+        frames.sort(key=frames_key)
+    return found
+
+
+def render(g: Generation, shot_data: dict[str, list[int | None]], position: int) -> Row:
+    primary = g.primary
+    return {
+        "id": str(g.id),
+        "project_id": str(g.project_id),
+        "media_type": g.media_type,
+        "name": g.display_name,
+        "location": primary.location if primary else None,
+        "thumbnail_url": primary.thumbnail_url if primary else None,
+        "params": g.display_params,
+        "primary_variant_id": str(primary.id) if primary else None,
+        "variant_type": primary.variant_type if primary else None,
+        "variant_count": len(g.variants),
+        "starred": g.starred,
+        "based_on": sid(g.based_on),
+        "parent_generation_id": sid(g.parent_generation_id),
+        "is_child": g.parent_generation_id is not None,
+        "child_order": g.child_order,
+        "tool_type": _tool_type(g),
+        "shot_data": shot_data,
+        "created_at": g.created_at.isoformat(),
+        "updated_at": iso(g.modified_on),
+        "deleted": g.deleted,
+        "log_position": position,
+    }
+
+
+def _tool_type(g: Generation) -> str | None:
+    value = g.params.get("tool_type") if isinstance(g.params, dict) else None
+    return None if value is None else str(value)
+
+
+class GalleryView(View):
+    name = "gallery"
+    tables = ("gallery",)
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        super().__init__()
+        self.shot_data: LRU[UUID, dict[str, list[int | None]]] = LRU(capacity)
+        self.pending: dict[UUID, Row] = {}
+
+    def ddl(self, names: dict[str, str]) -> list[str]:
+        t = names["gallery"]
+        return [
+            f"""CREATE TABLE IF NOT EXISTS "{t}" (
+                id uuid PRIMARY KEY, project_id uuid NOT NULL, media_type text NOT NULL,
+                name text, location text, thumbnail_url text, params jsonb NOT NULL,
+                primary_variant_id uuid, variant_type text, variant_count int NOT NULL,
+                starred boolean NOT NULL, based_on uuid, parent_generation_id uuid,
+                is_child boolean NOT NULL, child_order int, tool_type text,
+                shot_data jsonb NOT NULL, created_at timestamptz NOT NULL,
+                updated_at timestamptz, deleted boolean NOT NULL, log_position bigint NOT NULL)""",
+            f'CREATE INDEX IF NOT EXISTS "{t}_newest" ON "{t}" '
+            f"(project_id, created_at DESC, id DESC) WHERE {VISIBLE}",
+            f'CREATE INDEX IF NOT EXISTS "{t}_starred" ON "{t}" '
+            f"(project_id, created_at DESC, id DESC) WHERE {VISIBLE} AND starred",
+            f'CREATE INDEX IF NOT EXISTS "{t}_type" ON "{t}" '
+            f"(project_id, media_type, created_at DESC, id DESC) WHERE {VISIBLE}",
+            f'CREATE INDEX IF NOT EXISTS "{t}_tool" ON "{t}" '
+            f"(project_id, tool_type, created_at DESC, id DESC) "
+            f"WHERE {VISIBLE} AND tool_type IS NOT NULL",
+            f'CREATE INDEX IF NOT EXISTS "{t}_no_shot" ON "{t}" '
+            f"(project_id, created_at DESC, id DESC) WHERE {VISIBLE} AND shot_data = '{{}}'",
+            f'CREATE INDEX IF NOT EXISTS "{t}_shots" ON "{t}" USING gin '
+            f"(shot_data jsonb_path_ops)",
+            f'CREATE INDEX IF NOT EXISTS "{t}_based_on" ON "{t}" (based_on) '
+            f"WHERE based_on IS NOT NULL",
+            f'CREATE INDEX IF NOT EXISTS "{t}_parent" ON "{t}" '
+            f"(parent_generation_id, child_order) WHERE parent_generation_id IS NOT NULL",
+        ]
+
+    # -- state -----------------------------------------------------------
+    def _shots_of(self, generation_id: UUID) -> dict[str, list[int | None]]:
+        found = self.shot_data.get(generation_id)
+        if found is None:
+            rows = self.query('SELECT shot_data FROM "{gallery}" WHERE id = %s',
+                              (generation_id,))
+            found = rows[0]["shot_data"] if rows else {}
+            self.shot_data[generation_id] = found
+        return found
+
+    def _emit(self, g: Generation, ctx: Context, *, removed: bool = False) -> None:
+        row = render(g, self._shots_of(g.id), ctx.position)
+        self.pending[g.id] = row
+        ctx.emit(f"generation:{g.id}", "generation.upserted", row)
+        if g.parent_generation_id is not None:
+            return
+        project = f"project:{g.project_id}"
+        if g.deleted:
+            if removed:
+                ctx.emit(project, "generation.removed",
+                         {"id": row["id"], "project_id": row["project_id"]})
+        else:
+            ctx.emit(project, "generation.upserted", row)
+
+    # -- generation events -----------------------------------------------
+    @handles(*GENERATION_EVENTS)
+    def on_generation(self, event: Any, g: Generation, _: Any, ctx: Context) -> None:
+        if isinstance(event, Generation.Created):
+            self.shot_data[g.id] = {}
+        self._emit(g, ctx, removed=isinstance(event, Generation.Deleted))
+
+    # -- shot events -----------------------------------------------------
+    @captures(Shot.MemberRemoved)
+    def removed_generation(self, event: Shot.MemberRemoved, before: Shot) -> UUID | None:
+        return next((m.generation_id for m in before.members
+                     if m.id == event.membership_id), None)
+
+    @handles(*SHOT_EVENTS)
+    def on_shot(self, event: Any, shot: Shot, removed: UUID | None, ctx: Context) -> None:
+        frames = shot_frames(shot)
+        if isinstance(event, Shot.MemberAdded):
+            touched: set[UUID] = {event.generation_id}
+        elif isinstance(event, Shot.MemberRemoved):
+            touched = {removed} if removed else set()
+        elif isinstance(event, Shot.FramesSet):
+            changed = set(event.frames)
+            touched = {m.generation_id for m in shot.members if str(m.id) in changed}
+        else:
+            touched = set(frames)
+        key = str(shot.id)
+        for generation_id in touched:
+            self._set_frames(generation_id, key,
+                             None if shot.deleted else frames.get(generation_id), ctx)
+
+    def _set_frames(self, generation_id: UUID, shot_key: str,
+                    frames: list[int | None] | None, ctx: Context) -> None:
+        current = self._shots_of(generation_id)
+        if current.get(shot_key) == frames:
+            return
+        updated = {k: v for k, v in current.items() if k != shot_key}
+        if frames:
+            updated[shot_key] = frames
+        self.shot_data[generation_id] = updated
+        g = ctx.aggregates.current(generation_id)
+        if g is not None:
+            self._emit(g, ctx)
+
+    def refresh(self, event: Any, ctx: Context) -> None:
+        aggregate = ctx.aggregates.current(event.originator_id)
+        if isinstance(aggregate, Shot):
+            for generation_id, frames in shot_frames(aggregate).items():
+                self._set_frames(generation_id, str(aggregate.id),
+                                 None if aggregate.deleted else frames, ctx)
+        elif isinstance(aggregate, Generation):
+            self._emit(aggregate, ctx)
+
+    # -- writes ----------------------------------------------------------
+    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
+        upsert(cur, names["gallery"], COLUMNS, ("id",), list(self.pending.values()),
+               JSON_COLUMNS)
+
+    def flushed(self) -> None:
+        self.pending.clear()
+        self.shot_data.trim()
+
+    def has_pending(self) -> bool:
+        return bool(self.pending)
+
+
+# -- queries -------------------------------------------------------------------
+
+def encode_cursor(row: Row) -> str:
+    raw = json.dumps([row["created_at"], row["id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        created_at, ident = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        UUID(ident)
+        return str(created_at), str(ident)
+    except (ValueError, TypeError) as error:
+        raise InvalidCursorError(f"not a gallery cursor: {cursor!r}") from error
+
+
+def gallery_page(conn: psycopg.Connection[Any], project_id: UUID | str, *, limit: int = 50,
+                 cursor: str | None = None, starred: bool | None = None,
+                 media_type: str | None = None, tool_type: str | None = None,
+                 in_shot: UUID | str | None = None, in_no_shot: bool = False,
+                 unpositioned_in_shot: UUID | str | None = None) -> dict[str, Any]:
+    """One page of a project's gallery, newest first (created_at desc, id desc).
+
+    Children and deleted generations are hidden. Returns `{"items": [row…],
+    "next_cursor": str | None}`; pass `next_cursor` back as `cursor` for the
+    next page (keyset: stable while new generations arrive).
+    """
+    limit = max(1, min(int(limit), PAGE_MAX))
+    where = ["project_id = %(project)s", "NOT is_child", "NOT deleted"]
+    params: dict[str, Any] = {"project": str(project_id), "limit": limit + 1}
+    if starred is not None:
+        where.append("starred" if starred else "NOT starred")
+    if media_type is not None:
+        where.append("media_type = %(media_type)s")
+        params["media_type"] = media_type
+    if tool_type is not None:
+        where.append("tool_type = %(tool_type)s")
+        params["tool_type"] = tool_type
+    if in_shot is not None:
+        where.append("shot_data @> jsonb_build_object(%(in_shot)s::text, '[]'::jsonb)")
+        params["in_shot"] = str(in_shot)
+    if in_no_shot:
+        where.append("shot_data = '{}'::jsonb")
+    if unpositioned_in_shot is not None:
+        where.append("shot_data @> jsonb_build_object(%(unpos)s::text, '[null]'::jsonb)")
+        params["unpos"] = str(unpositioned_in_shot)
+    if cursor:
+        created_at, ident = decode_cursor(cursor)
+        where.append("(created_at, id) < (%(c_at)s::timestamptz, %(c_id)s::uuid)")
+        params.update(c_at=created_at, c_id=ident)
+    rows = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE {' AND '.join(where)} "
+        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s", params).fetchall()
+    items = [jsonable(dict(r)) for r in rows[:limit]]
+    return {"items": items,
+            "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}
+
+
+def generation_row(conn: psycopg.Connection[Any], generation_id: UUID | str) -> Row | None:
+    """One generation's gallery row (also children and deleted ones), or None."""
+    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE id = %s",
+                       (str(generation_id),)).fetchone()
+    return None if row is None else jsonable(dict(row))
+
+
+def children_of(conn: psycopg.Connection[Any], generation_id: UUID | str) -> list[Row]:
+    """A composite video's children in `child_order`."""
+    rows = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE parent_generation_id = %s "
+        "AND NOT deleted ORDER BY child_order, created_at", (str(generation_id),)).fetchall()
+    return [jsonable(dict(r)) for r in rows]

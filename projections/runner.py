@@ -1,0 +1,552 @@
+"""The projection runner: read the log in pages, fold, render, write in batches.
+
+One runner hosts several views. Per event it decodes once, folds the event
+into the shared aggregate cache and hands it to every view that wants it;
+each view renders the rows the event changed (and emits change-log rows). Per
+batch (at most `batch_size` events or `batch_latency` seconds) it writes every
+touched row once, the change log, the dead letters and every view's tracking
+position in ONE transaction: a crash anywhere repeats the whole batch or none
+of it. Events no view wants still advance the positions.
+
+`managed=True` (the deployment mode): versions come from `projection_registry`,
+each view is owned through an advisory lock (a second runner waits as a
+standby), the change log is written, dead-letter retries and rebuild
+hand-overs are served. `managed=False` is the rebuild mode: explicit versions,
+no change log, no registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from projections import changelog, db
+from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
+from projections.base import Context, View
+from projections.errors import LockNotAcquiredError
+
+if TYPE_CHECKING:
+    import psycopg
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import Notification
+
+log = logging.getLogger("darkroom.projections")
+
+BATCH_SIZE = 2_000
+BATCH_LATENCY = 0.05
+PAGE_SIZE = 1_000
+IDLE_TICK = 0.5
+_END = object()
+
+
+@dataclass
+class Sink:
+    """Where a view's rows go: a version's tables; frozen while a rebuild hands over."""
+
+    version: int
+    frozen: bool = False
+    names: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DeadLetter:
+    view: str
+    position: int
+    topic: str
+    originator_id: Any
+    originator_version: int | None
+    error: str
+    trace: str
+
+
+class PageReader(threading.Thread):
+    """Prefetches pages of notifications so reading overlaps processing."""
+
+    def __init__(self, app: Application[Any], after: int, page_size: int,
+                 stop_at: int | None, conninfo: str) -> None:
+        super().__init__(daemon=True, name="projections-reader")
+        self.recorder: Any = app.recorder
+        self.after = after
+        self.page_size = page_size
+        self.stop_at = stop_at
+        self.conninfo = conninfo
+        self.pages: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:  # handed to the processing thread
+            self.pages.put(error)
+
+    def _run(self) -> None:
+        listener = None
+        try:
+            while not self.stopping.is_set():
+                if self.stop_at is not None and self.after >= self.stop_at:
+                    self.pages.put(_END)
+                    return
+                page = self.recorder.select_notifications(
+                    self.after, self.page_size, stop=self.stop_at, inclusive_of_start=False)
+                if page:
+                    self.after = page[-1].id
+                    self._put(page)
+                    continue
+                if self.stop_at is not None:
+                    self.pages.put(_END)
+                    return
+                listener = listener or self._listen()
+                for _ in listener.notifies(timeout=IDLE_TICK, stop_after=1):
+                    pass
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _put(self, page: Any) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.pages.put(page, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        conn = psycopg.connect(self.conninfo, autocommit=True)
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.recorder.channel_name)))
+        return conn
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class Runner:
+    """Hosts views; see the module docstring."""
+
+    def __init__(self, app: Application[Any], conninfo: str, schema: str,
+                 views: Sequence[View], *, managed: bool = True,
+                 versions: dict[str, int] | None = None, changelog_enabled: bool | None = None,
+                 batch_size: int = BATCH_SIZE, batch_latency: float = BATCH_LATENCY,
+                 page_size: int = PAGE_SIZE, cache_capacity: int = DEFAULT_CAPACITY,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.app = app
+        self.conninfo = conninfo
+        self.schema = schema
+        self.views = list(views)
+        self.by_name = {v.name: v for v in self.views}
+        self.managed = managed
+        self.explicit_versions = dict(versions or {})
+        self.changelog_enabled = managed if changelog_enabled is None else changelog_enabled
+        self.batch_size = batch_size
+        self.batch_latency = batch_latency
+        self.page_size = page_size
+        self.cache = AggregateCache(app, cache_capacity)
+        self.ctx = Context(self.cache)
+        self.on_batch = on_batch
+        self.position = 0
+        self.sinks: dict[str, Sink] = {}
+        self.changes: list[changelog.Entry] = []
+        self.dead: list[DeadLetter] = []
+        self.retried: list[tuple[str, int]] = []
+        self.routes: dict[str, tuple[bool, list[View]]] = {}
+        self._fold_prefixes = {c.TOPIC.rsplit(".", 1)[0] for v in self.views
+                               for c in v.event_classes()}
+        self.stopping = threading.Event()
+        self.events_processed = 0
+        self.batches = 0
+        self._lock_conn: psycopg.Connection[Any] | None = None
+        self._writer: psycopg.Connection[Any] | None = None
+        self._reader: psycopg.Connection[Any] | None = None
+        self._last_tick = 0.0
+        self._drops: list[tuple[View, int]] = []
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Connect, create bookkeeping and view tables, read positions."""
+        self._writer = db.connect(self.conninfo, self.schema, autocommit=True)
+        self._reader = db.connect(self.conninfo, self.schema, autocommit=True)
+        prepare(self._writer, self.views, managed=self.managed,
+                versions=self.explicit_versions)
+        versions = (self._registry_versions() if self.managed else self.explicit_versions)
+        for view in self.views:
+            names = db.names_for(view.tables, versions[view.name])
+            self.sinks[view.name] = Sink(versions[view.name], names=names)
+            view.bind(self._reader, names)
+        self._writer.autocommit = False
+
+    def close(self) -> None:
+        for conn in (self._writer, self._reader, self._lock_conn):
+            if conn is not None and not conn.closed:
+                conn.close()
+        self._writer = self._reader = self._lock_conn = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def acquire(self, *, wait: bool = False, poll: float = 1.0) -> None:
+        """Own every hosted view (advisory locks) or none; `wait=True` is the standby."""
+        import psycopg
+
+        self._lock_conn = self._lock_conn or psycopg.connect(self.conninfo, autocommit=True)
+        keys = sorted(db.lock_key(f"view:{v.name}") for v in self.views)
+        while True:
+            got = []
+            for key in keys:
+                row = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                if row.fetchone()[0]:  # type: ignore[index]
+                    got.append(key)
+                else:
+                    break
+            if len(got) == len(keys):
+                return
+            for key in got:
+                self._lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            if not wait:
+                raise LockNotAcquiredError(
+                    f"another runner owns one of {[v.name for v in self.views]}")
+            if self.stopping.wait(poll):
+                raise LockNotAcquiredError("stopped while waiting as a standby")
+
+    # ------------------------------------------------------------- running
+    def run_forever(self) -> None:
+        """Standby until the views are ours, then follow the log until `stop()`."""
+        if self.managed:
+            self.acquire(wait=True)
+        if self._writer is None:
+            self.open()
+        self._align()
+        self._follow(stop_at=None)
+
+    def catch_up(self, stop_at: int | None = None) -> int:
+        """Process up to `stop_at` (default: the head now); returns the position."""
+        if self._writer is None:
+            self.open()
+        self._align()
+        head = stop_at if stop_at is not None else self._head()
+        if head > self.position:
+            self._follow(stop_at=head)
+        return self.position
+
+    def _head(self) -> int:
+        recorder: Any = self.app.recorder
+        if hasattr(recorder, "head_position"):
+            return int(recorder.head_position())
+        return int(recorder.max_notification_id() or 0)
+
+    def _positions(self) -> dict[str, int]:
+        assert self._reader is not None
+        return {name: db.tracked_position(self._reader, name, sink.version)
+                for name, sink in self.sinks.items()}
+
+    def _align(self) -> None:
+        """Bring every hosted view to one position (a lagging one catches up alone)."""
+        positions = self._positions()
+        while len(set(positions.values())) > 1:
+            low = min(positions.values())
+            target = min(p for p in positions.values() if p > low)
+            lagging = [self.by_name[n] for n, p in positions.items() if p == low]
+            sub = Runner(self.app, self.conninfo, self.schema,
+                         [type(v)() for v in lagging], managed=False,
+                         versions={v.name: self.sinks[v.name].version for v in lagging},
+                         changelog_enabled=False, batch_size=self.batch_size,
+                         page_size=self.page_size)
+            with sub:
+                sub.catch_up(stop_at=target)
+            positions = self._positions()
+        self.position = next(iter(positions.values()), 0)
+        self.cache.position = self.position
+
+    def _follow(self, stop_at: int | None) -> None:
+        reader = PageReader(self.app, self.position, self.page_size, stop_at, self.conninfo)
+        reader.start()
+        try:
+            self._loop(reader)
+        finally:
+            reader.stop()
+            reader.join(timeout=5)
+
+    def _loop(self, reader: PageReader) -> None:
+        pending = 0
+        deadline = 0.0
+        while not self.stopping.is_set():
+            wait = max(0.0, deadline - time.monotonic()) if pending else IDLE_TICK
+            try:
+                page = reader.pages.get(timeout=wait)
+            except queue.Empty:
+                if pending or self.managed:
+                    self.flush()
+                    pending = 0
+                continue
+            if isinstance(page, BaseException):
+                raise page
+            if page is _END:
+                self.flush()
+                return
+            for notification in page:
+                self.process(notification)
+                pending += 1
+                if pending >= self.batch_size:
+                    self.flush()
+                    pending = 0
+            if pending and not deadline:
+                deadline = time.monotonic() + self.batch_latency
+            if pending and time.monotonic() >= deadline:
+                self.flush()
+                pending = 0
+            if not pending:
+                deadline = 0.0
+        if pending:
+            self.flush()
+
+    # ---------------------------------------------------------- per event
+    def _route(self, topic: str) -> tuple[bool, list[View]]:
+        route = self.routes.get(topic)
+        if route is None:
+            fold = topic.rsplit(".", 1)[0] in self._fold_prefixes
+            views = [v for v in self.views if any(topic == c.TOPIC for c in v.event_classes())]
+            route = self.routes[topic] = (fold, views)
+        return route
+
+    def process(self, notification: Notification) -> None:
+        """Fold one notification and hand it to the views that want it."""
+        fold, views = self._route(notification.topic)
+        position = notification.id
+        self.position = self.cache.position = position
+        self.events_processed += 1
+        if not fold:
+            return
+        ctx = self.ctx
+        ctx.position = position
+        try:
+            event = self.app.mapper.to_domain_event(notification)
+            ctx.timestamp = event.timestamp
+            before = self.cache.before(event)
+            captured = [v.capture(event, before) for v in views]
+            aggregate = self.cache.fold(event, before)
+        except Exception as error:
+            self.cache.forget(notification.originator_id)
+            for view in views:
+                self._dead(view, notification, error)
+            return
+        changes = ctx.changes = {}
+        for view, token in zip(views, captured, strict=True):
+            try:
+                view.handle(event, aggregate, token, ctx)
+            except Exception as error:
+                self._dead(view, notification, error)
+        if changes and self.changelog_enabled:
+            for topic, found in changes.items():
+                self.changes.append((position, topic, found))
+
+    def _dead(self, view: View, n: Notification, error: Exception) -> None:
+        log.warning("view %s failed on position %s (%s): %s", view.name, n.id, n.topic, error)
+        self.dead.append(DeadLetter(view.name, n.id, n.topic, n.originator_id,
+                                    n.originator_version, f"{type(error).__name__}: {error}",
+                                    traceback.format_exc()))
+
+    # --------------------------------------------------------------- flush
+    def flush(self) -> None:
+        """Write the batch: rows, change log, dead letters, positions; one transaction."""
+        conn = self._writer
+        assert conn is not None
+        now = time.monotonic()
+        tick = self.managed and now - self._last_tick >= IDLE_TICK
+        if tick:
+            self._last_tick = now
+            self._retry_dead_letters()
+        with conn.transaction():
+            cur = conn.cursor()
+            after_commit = self._handovers(cur) if tick else []
+            written = []
+            for view in self.views:
+                sink = self.sinks[view.name]
+                if sink.frozen:
+                    continue
+                if view.has_pending():
+                    view.flush(cur, sink.names)
+                written.append((view.name, sink.version))
+            if self.changes:
+                changelog.write(cur, self.changes)
+            if self.retried:
+                cur.executemany("DELETE FROM projection_dead_letters WHERE view = %s AND "
+                                "position = %s", self.retried)
+            if self.dead:
+                self._write_dead(cur)
+            if written:
+                cur.execute(
+                    "UPDATE projection_tracking t SET position = %s, updated_at = now() "
+                    "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
+                    "WHERE t.view = w.view AND t.version = w.version",
+                    (self.position, [w[0] for w in written], [w[1] for w in written]))
+            if self.changes:
+                cur.execute(sql.SQL("NOTIFY {}, {}").format(
+                    sql.Identifier(db.NOTIFY_CHANNEL), sql.Literal(str(self.position))))
+        for view in self.views:
+            if not self.sinks[view.name].frozen:
+                view.flushed()
+        self.changes.clear()
+        self.dead.clear()
+        self.retried.clear()
+        self.batches += 1
+        for action in after_commit:
+            action()
+        if self.on_batch is not None:
+            self.on_batch(self.position)
+
+    def _write_dead(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.executemany(
+            "INSERT INTO projection_dead_letters (view, position, topic, originator_id, "
+            "originator_version, error, traceback) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (view, position) DO UPDATE SET error = EXCLUDED.error, "
+            "traceback = EXCLUDED.traceback, attempts = projection_dead_letters.attempts + 1, "
+            "retry_requested = false, updated_at = now()",
+            [(d.view, d.position, d.topic, d.originator_id, d.originator_version, d.error,
+              d.trace) for d in self.dead])
+
+    # --------------------------------------------------- dead-letter retry
+    def _retry_dead_letters(self) -> None:
+        assert self._reader is not None
+        rows = self._reader.execute(
+            "SELECT view, position FROM projection_dead_letters WHERE retry_requested "
+            "AND view = ANY(%s) ORDER BY position", ([v.name for v in self.views],)).fetchall()
+        for row in rows:
+            self.retry_one(row["view"], int(row["position"]))
+
+    def retry_one(self, view_name: str, position: int) -> bool:
+        """Re-render what the event at `position` touched; the dead letter goes on success."""
+        view = self.by_name[view_name]
+        recorder: Any = self.app.recorder
+        found = recorder.select_notifications(position, 1, stop=position)
+        ctx = Context(self.cache)
+        ctx.position = self.position
+        assert self._writer is not None
+        try:
+            if not found:
+                raise LookupError(f"no event at position {position}")
+            view.refresh(self.app.mapper.to_domain_event(found[0]), ctx)
+        except Exception as error:
+            self.dead.append(DeadLetter(view_name, position, found[0].topic if found else "",
+                                        None, None, f"{type(error).__name__}: {error}",
+                                        traceback.format_exc()))
+            return False
+        self.retried.append((view_name, position))
+        return True
+
+    # ------------------------------------------------------------ handover
+    def _registry_versions(self) -> dict[str, int]:
+        assert self._writer is not None
+        found = db.registry(self._writer, [v.name for v in self.views])
+        return {name: int(row["active_version"]) for name, row in found.items()}
+
+    def _handovers(self, cur: psycopg.Cursor[Any]) -> list[Callable[[], None]]:
+        """Serve rebuild hand-overs of hosted views (see docs/PROJECTIONS.md)."""
+        cur.execute("SELECT * FROM projection_registry WHERE view = ANY(%s) FOR UPDATE",
+                    ([v.name for v in self.views],))
+        actions: list[Callable[[], None]] = []
+        for row in cur.fetchall():
+            view, sink = self.by_name[row["view"]], self.sinks[row["view"]]
+            state = row["handover_state"]
+            if not sink.frozen and state == "requested":
+                self._freeze(cur, view, sink, actions)
+            elif sink.frozen and int(row["active_version"]) != sink.version:
+                actions.extend(self._retarget(cur, view, sink, int(row["active_version"])))
+            elif sink.frozen and self._rebuilder_gone(view.name):
+                log.warning("rebuild of %s vanished; writing version %s again", view.name,
+                            sink.version)
+                cur.execute("UPDATE projection_registry SET handover_state = NULL, "
+                            "handover_version = NULL, frozen_at = NULL WHERE view = %s",
+                            (view.name,))
+                sink.frozen = False
+        return actions
+
+    def _freeze(self, cur: psycopg.Cursor[Any], view: View, sink: Sink,
+                actions: list[Callable[[], None]]) -> None:
+        # This batch still goes to the old version; from the next one on the
+        # view's rows stay pending in memory until the new version is active.
+        cur.execute("UPDATE projection_registry SET handover_state = 'frozen', frozen_at = %s, "
+                    "updated_at = now() WHERE view = %s", (self.position, view.name))
+
+        def freeze() -> None:
+            sink.frozen = True
+        actions.append(freeze)
+
+    def _retarget(self, cur: psycopg.Cursor[Any], view: View, sink: Sink,
+                  version: int) -> list[Callable[[], None]]:
+        cur.execute("SELECT position FROM projection_tracking WHERE view = %s AND version = %s",
+                    (view.name, version))
+        row = cur.fetchone()
+        if row is None or int(row["position"]) > self.position:
+            return []  # the new version is ahead of us: keep pending until we pass it
+        old = sink.version
+        names = db.names_for(view.tables, version)
+        view.flush(cur, names)
+        cur.execute("UPDATE projection_tracking SET position = %s, updated_at = now() "
+                    "WHERE view = %s AND version = %s", (self.position, view.name, version))
+        cur.execute("UPDATE projection_registry SET handover_state = NULL, handover_version = "
+                    "NULL, frozen_at = NULL, updated_at = now() WHERE view = %s", (view.name,))
+        sink.version, sink.names, sink.frozen = version, names, False
+        assert self._reader is not None
+        view.bind(self._reader, names)
+        view.flushed()
+
+        def drop_old() -> None:
+            assert self._writer is not None
+            with self._writer.transaction():
+                db.drop_tables(self._writer, view.tables, old)
+                self._writer.execute("DELETE FROM projection_tracking WHERE view = %s AND "
+                                     "version = %s", (view.name, old))
+        return [drop_old]
+
+    def _rebuilder_gone(self, view_name: str) -> bool:
+        assert self._reader is not None
+        key = db.lock_key(f"rebuild:{view_name}")
+        got = self._reader.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
+        if got and got["got"]:
+            self._reader.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            return True
+        return False
+
+
+def prepare(conn: psycopg.Connection[Any], views: Sequence[View], *, managed: bool,
+            versions: dict[str, int]) -> None:
+    """Create bookkeeping tables, each view's registry row, tables and SQL views."""
+    db.ensure_meta(conn)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (db.lock_key("ddl"),))
+        for statement in changelog.DDL:
+            conn.execute(statement)  # type: ignore[arg-type]
+        for view in views:
+            if managed:
+                conn.execute("INSERT INTO projection_registry (view, active_version) "
+                             "VALUES (%s, 1) ON CONFLICT DO NOTHING", (view.name,))
+                version = int(db.registry(conn, [view.name])[view.name]["active_version"])
+            else:
+                version = versions[view.name]
+            names = db.names_for(view.tables, version)
+            db.execute_all(conn, view.ddl(names))
+            conn.execute("INSERT INTO projection_tracking (view, version) VALUES (%s, %s) "
+                         "ON CONFLICT DO NOTHING", (view.name, version))
+            if managed and not _views_exist(conn, view.tables):
+                db.point_views(conn, view.tables, version)
+
+
+def _views_exist(conn: psycopg.Connection[Any], bases: Sequence[str]) -> bool:
+    row = conn.execute("SELECT count(*) AS n FROM pg_views WHERE schemaname = "
+                       "current_schema() AND viewname = ANY(%s)", (list(bases),)).fetchone()
+    n = row["n"] if isinstance(row, dict) else row[0]  # type: ignore[index]
+    return int(n) == len(bases)

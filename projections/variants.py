@@ -1,0 +1,137 @@
+"""Variants: every variant of every generation, and which one is primary."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from domain.generation import Generation, Variant
+from projections.base import Context, Row, View, captures, handles, jsonable, sid
+from projections.writes import delete_keys, upsert
+
+if TYPE_CHECKING:
+    import psycopg
+
+COLUMNS = ("id", "generation_id", "project_id", "location", "thumbnail_url", "params",
+           "variant_type", "name", "created_at", "starred", "viewed", "is_primary",
+           "source_task_id", "log_position")
+JSON_COLUMNS = frozenset({"params"})
+CHANGING = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.VariantDeleted)
+
+
+def render(g: Generation, v: Variant, position: int) -> Row:
+    return {
+        "id": str(v.id),
+        "generation_id": str(g.id),
+        "project_id": str(g.project_id),
+        "location": v.location,
+        "thumbnail_url": v.thumbnail_url,
+        "params": v.params,
+        "variant_type": v.variant_type,
+        "name": v.name,
+        "created_at": v.created_at.isoformat(),
+        "starred": v.starred,
+        "viewed": v.viewed,
+        "is_primary": g.primary_variant_id == v.id,
+        "source_task_id": sid(v.source_task_id),
+        "log_position": position,
+    }
+
+
+class VariantsView(View):
+    name = "variants"
+    tables = ("variants",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: dict[UUID, Row | None] = {}
+        self.replace_all: set[UUID] = set()
+
+    def ddl(self, names: dict[str, str]) -> list[str]:
+        t = names["variants"]
+        return [
+            f"""CREATE TABLE IF NOT EXISTS "{t}" (
+                id uuid PRIMARY KEY, generation_id uuid NOT NULL, project_id uuid NOT NULL,
+                location text NOT NULL, thumbnail_url text, params jsonb NOT NULL,
+                variant_type text NOT NULL, name text, created_at timestamptz NOT NULL,
+                starred boolean NOT NULL, viewed boolean NOT NULL, is_primary boolean NOT NULL,
+                source_task_id uuid, log_position bigint NOT NULL)""",
+            f'CREATE INDEX IF NOT EXISTS "{t}_generation" ON "{t}" (generation_id, created_at)',
+            f'CREATE UNIQUE INDEX IF NOT EXISTS "{t}_one_primary" ON "{t}" (generation_id) '
+            "WHERE is_primary",
+        ]
+
+    @captures(*CHANGING)
+    def old_primary(self, _: Any, before: Generation) -> UUID | None:
+        return before.primary_variant_id
+
+    def _upsert(self, g: Generation, variant_id: UUID | None, ctx: Context) -> None:
+        variant = g.variants.get(variant_id) if variant_id else None
+        if variant is not None:
+            row = render(g, variant, ctx.position)
+            self.pending[variant.id] = row
+            ctx.emit(f"generation:{g.id}", "variant.upserted", row)
+
+    @handles(Generation.VariantAdded)
+    def on_added(self, event: Generation.VariantAdded, g: Generation, old: UUID | None,
+                 ctx: Context) -> None:
+        self._upsert(g, event.variant_id, ctx)
+        if old != g.primary_variant_id:
+            self._upsert(g, old, ctx)
+
+    @handles(Generation.PrimaryChanged)
+    def on_primary(self, event: Any, g: Generation, old: UUID | None, ctx: Context) -> None:
+        self._upsert(g, old, ctx)
+        self._upsert(g, g.primary_variant_id, ctx)
+
+    @handles(Generation.VariantDeleted)
+    def on_deleted(self, event: Generation.VariantDeleted, g: Generation, old: UUID | None,
+                   ctx: Context) -> None:
+        self.pending[event.variant_id] = None
+        ctx.emit(f"generation:{g.id}", "variant.removed",
+                 {"id": str(event.variant_id), "generation_id": str(g.id)})
+        if event.promoted_id != old:
+            self._upsert(g, event.promoted_id, ctx)
+
+    @handles(Generation.VariantViewed)
+    def on_viewed(self, event: Generation.VariantViewed, g: Generation, _: Any,
+                  ctx: Context) -> None:
+        self._upsert(g, event.variant_id, ctx)
+
+    def refresh(self, event: Any, ctx: Context) -> None:
+        g = ctx.aggregates.current(event.originator_id)
+        if not isinstance(g, Generation):
+            return
+        self.replace_all.add(g.id)
+        for variant_id in g.variants:
+            self._upsert(g, variant_id, ctx)
+
+    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
+        t = names["variants"]
+        gone = [k for k, row in self.pending.items() if row is None]
+        # Deletes first: a demoted primary and its successor may both be pending,
+        # and the one-primary index checks each statement.
+        delete_keys(cur, t, "id", gone)
+        rows = [row for row in self.pending.values() if row is not None]
+        demoted = [r for r in rows if not r["is_primary"]]
+        upsert(cur, t, COLUMNS, ("id",), demoted, JSON_COLUMNS)
+        upsert(cur, t, COLUMNS, ("id",), [r for r in rows if r["is_primary"]], JSON_COLUMNS)
+        for generation_id in self.replace_all:
+            keep = [r["id"] for r in rows if r["generation_id"] == str(generation_id)]
+            cur.execute(f'DELETE FROM "{t}" WHERE generation_id = %s '
+                        "AND NOT (id = ANY(%s::uuid[]))", (generation_id, keep))
+
+    def flushed(self) -> None:
+        self.pending.clear()
+        self.replace_all.clear()
+
+    def has_pending(self) -> bool:
+        return bool(self.pending or self.replace_all)
+
+
+def variants_of(conn: psycopg.Connection[Any], generation_id: UUID | str) -> list[Row]:
+    """Every variant of a generation, oldest first; exactly one has `is_primary` when any exist."""
+    rows = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM variants WHERE generation_id = %s "
+        "ORDER BY created_at, id", (str(generation_id),)).fetchall()
+    return [jsonable(dict(r)) for r in rows]

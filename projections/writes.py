@@ -1,0 +1,56 @@
+"""Coalesced writes: COPY the batch's rows into a staging table, then one upsert."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from projections.base import Row, dumps
+
+
+def _stage(cur: psycopg.Cursor[Any], table: str) -> str:
+    stage = f"_stage_{table}"
+    conn: Any = cur.connection
+    made: set[str] = conn.__dict__.setdefault("_darkroom_stages", set())
+    if stage not in made:
+        cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table}") '
+                    "ON COMMIT DELETE ROWS")
+        made.add(stage)
+    return stage
+
+
+def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
+              rows: Iterable[Row], json_columns: frozenset[str] = frozenset()) -> int:
+    """COPY dict rows into `table` (JSON columns dumped here); returns the count."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    count = 0
+    plan = [(c, c in json_columns) for c in columns]
+    with cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([dumps(row[c]) if is_json and row[c] is not None else row[c]
+                            for c, is_json in plan])
+            count += 1
+    return count
+
+
+def upsert(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], key: Sequence[str],
+           rows: Sequence[Row], json_columns: frozenset[str] = frozenset()) -> None:
+    """Insert or replace `rows` (at most one per key) in two statements."""
+    if not rows:
+        return
+    stage = _stage(cur, table)
+    copy_rows(cur, stage, columns, rows, json_columns)
+    cols = ", ".join(f'"{c}"' for c in columns)
+    keys = ", ".join(f'"{c}"' for c in key)
+    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key)
+    cur.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{stage}" '
+                f"ON CONFLICT ({keys}) DO UPDATE SET {sets}")
+
+
+def delete_keys(cur: psycopg.Cursor[Any], table: str, key: str, values: Sequence[Any],
+                cast: str = "uuid") -> None:
+    if values:
+        cur.execute(f'DELETE FROM "{table}" WHERE "{key}" = ANY(%s::{cast}[])',
+                    ([str(v) for v in values],))
