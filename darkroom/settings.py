@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     service_key: str = Field(default="dev-service-key", alias="DARKROOM_SERVICE_KEY")
     welcome_credits: float = Field(default=10.0, alias="DARKROOM_WELCOME_CREDITS")
     pool_size: int = Field(default=8, alias="DARKROOM_POOL_SIZE")
+    read_timeout_s: float = Field(default=10.0, alias="DARKROOM_READ_TIMEOUT_S")
+    task_rate_limit: int = Field(default=120, alias="DARKROOM_TASK_RATE_LIMIT")
     changelog_retention_days: float = Field(default=7.0, alias="DARKROOM_CHANGELOG_RETENTION_DAYS")
 
     @property

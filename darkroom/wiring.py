@@ -39,7 +39,8 @@ def edge_config(settings: Settings) -> EdgeConfig:
         build_studio=lambda: build_studio(db, settings.db_schema, settings.pool_size,
                                           settings.welcome_credits),
         jwt_secret=settings.jwt_secret, service_key=settings.service_key,
-        media_dir=settings.media_dir, redis_url=settings.redis_url)
+        media_dir=settings.media_dir, redis_url=settings.redis_url,
+        read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit)
 
 
 def build_app(settings: Settings) -> Starlette:
