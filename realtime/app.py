@@ -53,7 +53,7 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         app.state.auth = Authenticator(app.state.studio, config.jwt_secret, config.service_key)
         app.state.rate_limiter = RateLimiter(config.task_rate_limit, config.task_rate_window_s)
         app.state.openapi = openapi_document(ENDPOINTS)
-        app.state.views = Views(config)
+        app.state.views = Views(config, app.state.studio.head_position)
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(app.state.views)

@@ -73,7 +73,8 @@ def server_env(database: Database, schema: str, data_dir: Path, **extra: str) ->
            f"?host={database.host}&port={database.port}")
     return {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
             "DATA_DIR": str(data_dir), "DARKROOM_JWT_SECRET": JWT_SECRET,
-            "DARKROOM_SERVICE_KEY": SERVICE_KEY, "DARKROOM_POOL_SIZE": "4", **extra}
+            "DARKROOM_SERVICE_KEY": SERVICE_KEY, "DARKROOM_POOL_SIZE": "4",
+            "DARKROOM_READ_TIMEOUT_S": "3", **extra}
 
 
 def start_server(database: Database, schema: str, data_dir: Path,
