@@ -1,0 +1,68 @@
+"""Media stores: bytes in, a location out, the same bytes back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inference.errors import InvalidMediaLocationError, MediaNotFoundError
+from inference.media import LocalMediaStore, MediaStore, S3MediaStore
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MediaStore]:
+    if request.param == "local":
+        yield LocalMediaStore(tmp_path / "media")
+        return
+    moto = pytest.importorskip("moto")  # an in-process S3; not a server to start
+    with moto.mock_aws():
+        import boto3
+
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="darkroom-test")
+        yield S3MediaStore("darkroom-test", client=client)
+
+
+def test_a_stored_file_comes_back_byte_for_byte(store: MediaStore) -> None:
+    data = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    location = store.put(data, ".png", "image/png")
+    assert store.get(location) == data
+
+
+def test_locations_are_media_paths_with_a_year_and_a_fresh_id(store: MediaStore) -> None:
+    first = store.put(b"a", ".mp4", "video/mp4")
+    second = store.put(b"a", ".mp4", "video/mp4")
+    assert first != second
+    assert first.startswith("/media/2") and first.endswith(".mp4")
+    assert len(first.split("/")) == 4
+
+
+def test_an_unknown_location_is_not_found(store: MediaStore) -> None:
+    with pytest.raises(MediaNotFoundError):
+        store.get("/media/2026/" + "0" * 32 + ".png")
+
+
+@pytest.mark.parametrize(
+    "location", ["/media/../../etc/passwd", "/etc/passwd", "media/2026/x.png", ""]
+)
+def test_locations_outside_the_store_are_refused(store: MediaStore, location: str) -> None:
+    with pytest.raises(InvalidMediaLocationError):
+        store.get(location)
+
+
+def test_the_local_store_keeps_files_under_its_root_and_serves_them_under_media(
+    tmp_path: Path,
+) -> None:
+    store = LocalMediaStore(tmp_path, url_base="http://localhost:8085")
+    location = store.put(b"data", ".png", "image/png")
+    path = store.path_for(location)
+    assert path.read_bytes() == b"data"
+    assert path.is_relative_to(tmp_path)
+    assert store.url_for(location) == "http://localhost:8085" + location
+
+
+def test_a_bad_suffix_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidMediaLocationError):
+        LocalMediaStore(tmp_path).put(b"x", "/../x", "image/png")
