@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -29,6 +32,37 @@ def build_studio(db: Database, schema: str = "public", pool_size: int = 8,
     return studio
 
 
+@asynccontextmanager
+async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
+    """Keeps every view current from inside the serving process (one machine); a runner
+    elsewhere holding the views' locks makes this one a standby."""
+    import threading
+
+    from projections import all_views
+    from projections.runner import Runner
+
+    config = app.state.config
+    runner = Runner(app.state.studio, config.conninfo, config.schema, all_views())
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run_forever()
+        except BaseException as error:  # heard at shutdown, and logged now
+            if not runner.stopping.is_set():
+                logging.getLogger("darkroom.projections").exception("runner stopped")
+                failed.append(error)
+
+    thread = threading.Thread(target=run, name="projections", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
+        runner.close()
+
+
 def edge_config(settings: Settings) -> EdgeConfig:
     from realtime.config import EdgeConfig
 
@@ -40,7 +74,8 @@ def edge_config(settings: Settings) -> EdgeConfig:
                                           settings.welcome_credits),
         jwt_secret=settings.jwt_secret, service_key=settings.service_key,
         media_dir=settings.media_dir, redis_url=settings.redis_url,
-        read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit)
+        read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,
+        extra={"lifespans": [projections_in_process]})
 
 
 def build_app(settings: Settings) -> Starlette:

@@ -84,7 +84,7 @@ class Views:
                     f"within {self.config.read_timeout_s:g} s", reached=lowest,
                     wanted=position)
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
 
 
 def _min_position(call: Call) -> int | None:
