@@ -1,0 +1,524 @@
+"""GroupCommitRecorder: gap-free under concurrent writers, conflicts isolated per caller.
+
+Every test runs against the real (embedded) PostgreSQL. Tests that state the
+library's contract run against the library's own recorder too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import Environment
+
+from darkroom.database import Database
+from darkroom.eventstore import RECORDER_TOPIC, GroupCommitRecorder, RecorderClosedError
+
+TOPICS = {"default": None, "group": RECORDER_TOPIC}
+_names = itertools.count(1)
+
+MakeRecorder = Callable[..., ApplicationRecorder]
+Call = tuple[str, list[StoredEvent], dict[str, Any]]  # name, events, insert_events kwargs
+
+
+@pytest.fixture
+def make_recorder(database: Database, schema: str) -> Iterator[MakeRecorder]:
+    """Builds recorders through PostgresFactory, each on a table of its own."""
+    factories: list[PostgresFactory] = []
+
+    def make(kind: str = "group", name: str | None = None) -> ApplicationRecorder:
+        env = database.eventsourcing_env(schema, pool_size=4)
+        topic = TOPICS[kind]
+        if topic:
+            env["APPLICATION_RECORDER_TOPIC"] = topic
+        factory = PostgresFactory(Environment(name or f"T{next(_names)}", env))
+        factories.append(factory)
+        return factory.application_recorder()
+
+    yield make
+    for factory in factories:
+        factory.close()
+
+
+@pytest.fixture
+def group_recorder(make_recorder: MakeRecorder) -> GroupCommitRecorder:
+    recorder = make_recorder("group")
+    assert isinstance(recorder, GroupCommitRecorder)
+    return recorder
+
+
+def events_for(aggregate_id: uuid.UUID, *versions: int) -> list[StoredEvent]:
+    return [
+        StoredEvent(aggregate_id, v, "tests:Event", f'{{"v": {v}}}'.encode())
+        for v in versions
+    ]
+
+
+def all_ids(recorder: ApplicationRecorder) -> list[int]:
+    return [n.id for n in recorder.select_notifications(None, 1_000_000)]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+class TableLock:
+    """Holds the events table's EXCLUSIVE lock from another connection.
+
+    While held, the leader's batch waits inside PostgreSQL and every later
+    call queues up: releasing it makes the next batch hold all of them.
+    """
+
+    def __init__(self, database: Database, schema: str, table: str) -> None:
+        self.conn = psycopg.connect(database.conninfo)
+        self.conn.execute(psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+            psycopg.sql.Identifier(schema, table)))
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+class Calls:
+    """Runs insert_events calls in threads and keeps each one's outcome."""
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self.recorder = recorder
+        self.threads: list[threading.Thread] = []
+        self.outcomes: dict[str, Any] = {}
+
+    def start(self, name: str, events: list[StoredEvent], **kwargs: Any) -> None:
+        def run() -> None:
+            try:
+                self.outcomes[name] = self.recorder.insert_events(events, **kwargs)
+            except Exception as error:
+                self.outcomes[name] = error
+
+        thread = threading.Thread(target=run, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def join(self, timeout: float = 30.0) -> dict[str, Any]:
+        for thread in self.threads:
+            thread.join(timeout)
+            assert not thread.is_alive(), "a caller was left waiting"
+        return self.outcomes
+
+
+def queue_behind_lock(
+    database: Database, schema: str, recorder: GroupCommitRecorder,
+    calls: list[Call],
+) -> dict[str, Any]:
+    """Make `calls` (after the first) share one batch; returns each call's outcome."""
+    lock = TableLock(database, schema, recorder.events_table_name)
+    runner = Calls(recorder)
+    try:
+        first_name, first_events, first_kwargs = calls[0]
+        runner.start(first_name, first_events, **first_kwargs)
+        wait_until(lambda: recorder._leading and not recorder._pending)
+        for name, events, kwargs in calls[1:]:
+            runner.start(name, events, **kwargs)
+        wait_until(lambda: len(recorder._pending) == len(calls) - 1)
+    finally:
+        lock.release()
+    return runner.join()
+
+
+def transactions_of(database: Database, schema: str, table: str, ids: list[int]) -> int:
+    """How many transactions wrote these rows (rows of one commit share an xmin)."""
+    with psycopg.connect(database.conninfo) as conn:
+        row = conn.execute(psycopg.sql.SQL(
+            "SELECT count(DISTINCT xmin::text) FROM {} WHERE notification_id = ANY(%s)"
+        ).format(psycopg.sql.Identifier(schema, table)), (ids,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# ------------------------------------------------------------------ gap-free
+
+
+def test_a_tailing_reader_sees_every_event_exactly_once_in_order_while_sixteen_writers_commit(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    writers, calls_per_writer = 16, 640  # 1-3 events per call: ≈ 20,500 events
+    recorder = group_recorder
+    polled: list[int] = []
+    subscribed: list[int] = []
+    returned: list[list[int]] = [[] for _ in range(writers)]
+    done = threading.Event()
+
+    def poll() -> None:
+        last = 0
+        while True:
+            finished = done.is_set()  # read before the query: then nothing is missed
+            page = recorder.select_notifications(last, 1000, inclusive_of_start=False)
+            polled.extend(n.id for n in page)
+            last = page[-1].id if page else last
+            if finished and not page:
+                return
+            if not page:
+                time.sleep(0.002)
+
+    def write(index: int) -> None:
+        for call in range(calls_per_writer):
+            size = 1 + (index + call) % 3
+            returned[index] += recorder.insert_events(events_for(uuid.uuid4(), *range(1, size + 1)))
+
+    subscription = recorder.subscribe(gt=0)
+
+    def follow() -> None:
+        subscribed.extend(n.id for n in subscription)
+
+    readers = [threading.Thread(target=poll), threading.Thread(target=follow)]
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in readers + threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    stored = all_ids(recorder)
+    wait_until(lambda: len(subscribed) >= len(stored), timeout=30)
+    subscription.stop()
+    for thread in readers:
+        thread.join(30)
+
+    assert len(stored) >= 20_000
+    assert sorted(itertools.chain(*returned)) == stored
+    for seen in (polled, subscribed):
+        assert all(a < b for a, b in itertools.pairwise(seen)), "out of order or repeated"
+        assert seen == stored, f"skipped {len(set(stored) - set(seen))} events"
+
+
+def test_writers_on_several_datastores_and_the_library_recorder_leave_no_gaps_for_a_reader(
+    make_recorder: MakeRecorder,
+) -> None:
+    # Four datastores (four connection pools, as four processes would have) on
+    # one table: three group-commit leaders and the library's recorder. Only
+    # the shared table lock keeps commit order equal to id order across them.
+    name = f"T{next(_names)}"
+    groups = [make_recorder("group", name) for _ in range(3)]
+    library = make_recorder("default", name)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        last = 0
+        while True:
+            finished = done.is_set()
+            page = library.select_notifications(last, 1000, inclusive_of_start=False)
+            seen.extend(n.id for n in page)
+            last = page[-1].id if page else last
+            if finished and not page:
+                return
+
+    def write(recorder: ApplicationRecorder, calls: int) -> None:
+        for _ in range(calls):
+            recorder.insert_events(events_for(uuid.uuid4(), 1, 2))
+
+    threads = [threading.Thread(target=write, args=(g, 100)) for g in groups for _ in range(4)]
+    threads += [threading.Thread(target=write, args=(library, 30)) for _ in range(4)]
+    reader = threading.Thread(target=poll)
+    reader.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    reader.join(30)
+
+    stored = all_ids(library)
+    assert len(stored) == (3 * 4 * 100 + 4 * 30) * 2
+    assert seen == stored, f"skipped {len(set(stored) - set(seen))} events"
+
+
+# ----------------------------------------------------------------- contract
+
+
+@pytest.mark.parametrize("kind", ["default", "group"])
+def test_returned_notification_ids_match_what_select_notifications_returns(
+    make_recorder: MakeRecorder, kind: str,
+) -> None:
+    recorder = make_recorder(kind)
+    returned: dict[uuid.UUID, list[int]] = {}
+
+    def write(_: int) -> None:
+        for _ in range(20):
+            aggregate_id = uuid.uuid4()
+            returned[aggregate_id] = list(
+                recorder.insert_events(events_for(aggregate_id, 1, 2, 3)) or [])
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    by_id = {n.id: (n.originator_id, n.originator_version)
+             for n in recorder.select_notifications(None, 10_000)}
+    assert len(by_id) == 8 * 20 * 3
+    for aggregate_id, ids in returned.items():
+        assert [by_id[i] for i in ids] == [(aggregate_id, v) for v in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("kind", ["default", "group"])
+def test_a_conflicting_writer_gets_integrity_error_and_stores_nothing(
+    make_recorder: MakeRecorder, kind: str,
+) -> None:
+    recorder = make_recorder(kind)
+    aggregate_id = uuid.uuid4()
+    recorder.insert_events(events_for(aggregate_id, 1))
+
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(events_for(aggregate_id, 2, 1))  # version 1 is taken
+
+    assert [e.originator_version for e in recorder.select_events(aggregate_id)] == [1]
+
+
+def test_a_conflicting_writer_in_a_batch_gets_integrity_error_while_its_batchmates_commit(
+    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = group_recorder
+    batch_sizes: list[int] = []
+    commit_batch = recorder._commit_batch
+
+    def spy(batch: list[Any]) -> None:
+        batch_sizes.append(len(batch))
+        commit_batch(batch)
+
+    monkeypatch.setattr(recorder, "_commit_batch", spy)
+    taken, contested = uuid.uuid4(), uuid.uuid4()
+    recorder.insert_events(events_for(taken, 1, 2))
+    fresh = [uuid.uuid4() for _ in range(4)]
+    calls: list[Call] = [
+        ("leader", events_for(uuid.uuid4(), 1), {}),
+        ("a", events_for(fresh[0], 1, 2), {}),
+        ("stale", events_for(taken, 2, 3), {}),  # version 2 exists: optimistic conflict
+        ("b", events_for(fresh[1], 1), {"command_key": "cmd-b", "command_result": {"n": 1}}),
+        ("first", events_for(contested, 1), {}),
+        ("second", events_for(contested, 1), {}),  # same batch, same version: loses
+        ("c", events_for(fresh[2], 1, 2, 3), {}),
+        ("same-key", events_for(fresh[3], 1), {"command_key": "cmd-b"}),  # key taken in batch
+    ]
+
+    outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+    for name in ("stale", "second", "same-key"):
+        assert isinstance(outcomes[name], IntegrityError), name
+    winners = ["a", "b", "first", "c"]
+    for name in winners:
+        assert isinstance(outcomes[name], list), (name, outcomes[name])
+    assert batch_sizes == [1, 1, len(calls) - 1]  # setup, leader, then all the rest
+    committed = list(itertools.chain(*(outcomes[n] for n in winners)))
+    assert [e.originator_version for e in recorder.select_events(taken)] == [1, 2]
+    assert recorder.select_events(fresh[3]) == []
+    assert recorder.command_result("cmd-b") == {"n": 1, "position": outcomes["b"][-1]}
+    assert all_ids(recorder) == sorted([*outcomes["leader"], *committed, 1, 2])
+
+
+def test_concurrent_calls_share_one_transaction_and_each_gets_its_own_ids_in_order(
+    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+) -> None:
+    recorder = group_recorder
+    aggregates = [uuid.uuid4() for _ in range(10)]
+    calls: list[Call] = [
+        (f"w{i}", events_for(a, *range(1, i % 3 + 2)), {}) for i, a in enumerate(aggregates)]
+
+    outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+    batch = list(itertools.chain(*(outcomes[f"w{i}"] for i in range(1, 10))))
+    assert transactions_of(database, schema, recorder.events_table_name, batch) == 1
+    for i, aggregate_id in enumerate(aggregates):
+        history = recorder.select_history(aggregate_id)
+        assert [h["notification_id"] for h in history] == outcomes[f"w{i}"]
+        assert outcomes[f"w{i}"] == sorted(outcomes[f"w{i}"])
+
+
+def test_every_caller_in_a_batch_that_fails_to_commit_gets_the_exception(
+    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = group_recorder
+    write_together = recorder._write_together
+
+    def fail_batches(batch: list[Any]) -> Any:
+        if len(batch) > 1:
+            raise RuntimeError("disk on fire")
+        return write_together(batch)
+
+    monkeypatch.setattr(recorder, "_write_together", fail_batches)
+    calls: list[Call] = [(f"w{i}", events_for(uuid.uuid4(), 1), {}) for i in range(6)]
+
+    outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+    assert isinstance(outcomes["w0"], list)
+    for i in range(1, 6):
+        assert isinstance(outcomes[f"w{i}"], RuntimeError)
+        assert str(outcomes[f"w{i}"]) == "disk on fire"
+    assert outcomes["w1"] is not outcomes["w2"]  # each thread raises its own copy
+    monkeypatch.undo()
+    assert len(recorder.insert_events(events_for(uuid.uuid4(), 1, 2)) or []) == 2
+
+
+# ------------------------------------------------------------------ commands
+
+
+def test_command_rows_are_written_atomically_with_the_events_and_command_result_returns_them(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    recorder = group_recorder
+    aggregate_id = uuid.uuid4()
+
+    ids = recorder.insert_events(
+        events_for(aggregate_id, 1, 2), command_key="create-1",
+        command_result={"project_id": str(aggregate_id), "tags": ["a"]},
+    )
+
+    assert ids is not None
+    assert recorder.command_result("create-1") == {
+        "project_id": str(aggregate_id), "tags": ["a"], "position": ids[-1]}
+    assert recorder.command_result("unknown") is None
+
+
+def test_a_second_insert_with_the_same_command_key_raises_integrity_error_and_stores_no_events(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    recorder = group_recorder
+    recorder.insert_events(events_for(uuid.uuid4(), 1), command_key="k", command_result={"n": 1})
+    head = recorder.head_position()
+    replay = uuid.uuid4()
+
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(events_for(replay, 1), command_key="k", command_result={"n": 2})
+
+    assert recorder.select_events(replay) == []
+    assert recorder.head_position() == head
+    assert recorder.command_result("k") == {"n": 1, "position": head}
+
+
+def test_a_command_whose_events_conflict_records_no_command_row(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    recorder = group_recorder
+    aggregate_id = uuid.uuid4()
+    recorder.insert_events(events_for(aggregate_id, 1))
+
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(events_for(aggregate_id, 1), command_key="lost", command_result={})
+
+    assert recorder.command_result("lost") is None
+
+
+def test_a_command_with_no_events_still_records_its_result(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    recorder = group_recorder
+    assert recorder.insert_events([], command_key="first", command_result={}) == []
+    head = (recorder.insert_events(events_for(uuid.uuid4(), 1, 2)) or [])[-1]
+
+    assert recorder.insert_events([], command_key="noop", command_result={"changed": False}) == []
+
+    # No events of its own: its position is the head it committed at.
+    assert recorder.command_result("first") == {"position": 0}
+    assert recorder.command_result("noop") == {"changed": False, "position": head}
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([], command_key="noop", command_result={})
+
+
+def test_a_command_result_that_is_not_json_fails_only_its_caller(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    with pytest.raises(TypeError):
+        group_recorder.insert_events(
+            events_for(uuid.uuid4(), 1), command_key="bad", command_result={"at": object()})
+
+    assert group_recorder.command_result("bad") is None
+    assert group_recorder.head_position() == 0
+
+
+# ------------------------------------------------------------------- reading
+
+
+def test_head_position_is_zero_for_an_empty_log_then_the_highest_id(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    assert group_recorder.head_position() == 0
+
+    ids = group_recorder.insert_events(events_for(uuid.uuid4(), 1, 2, 3))
+
+    assert ids is not None
+    assert group_recorder.head_position() == ids[-1]
+
+
+def test_select_history_returns_one_aggregates_events_ordered_by_version(
+    group_recorder: GroupCommitRecorder,
+) -> None:
+    recorder = group_recorder
+    aggregate_id = uuid.uuid4()
+    first = recorder.insert_events(events_for(aggregate_id, 1, 2)) or []
+    recorder.insert_events(events_for(uuid.uuid4(), 1))
+    second = recorder.insert_events(events_for(aggregate_id, 3)) or []
+
+    history = recorder.select_history(aggregate_id)
+
+    assert history == [
+        {"notification_id": n, "originator_version": v, "topic": "tests:Event",
+         "state": f'{{"v": {v}}}'.encode()}
+        for n, v in zip([*first, *second], (1, 2, 3), strict=True)
+    ]
+
+
+# --------------------------------------------------------------- application
+
+
+class Counter(Aggregate):
+    TOPIC = "tests.darkroom.test_eventstore:Counter"
+
+    class Created(Aggregate.Created):
+        TOPIC = "tests.darkroom.test_eventstore:Counter.Created"
+
+    class Incremented(Aggregate.Event):
+        TOPIC = "tests.darkroom.test_eventstore:Counter.Incremented"
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    @event(Incremented)
+    def increment(self) -> None:
+        self.value += 1
+
+
+def test_an_application_plugs_the_recorder_in_by_topic_and_passes_command_keys_through_save(
+    database: Database, schema: str,
+) -> None:
+    env = database.eventsourcing_env(schema, pool_size=2)
+    env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC
+    app: Application[uuid.UUID] = Application(env=env)
+    try:
+        assert isinstance(app.recorder, GroupCommitRecorder)
+        assert isinstance(app.recorder, PostgresApplicationRecorder)
+        counter = Counter()
+        counter.increment()
+
+        recordings = app.save(counter, command_key="c-1", command_result={"id": str(counter.id)})
+
+        assert app.repository.get(counter.id).value == 1
+        position = recordings[-1].notification.id
+        assert app.recorder.command_result("c-1") == {"id": str(counter.id), "position": position}
+    finally:
+        app.close()
+    with pytest.raises(RecorderClosedError):
+        app.recorder.insert_events(events_for(uuid.uuid4(), 1))
