@@ -135,7 +135,7 @@ class Endpoint:
     query: type[BaseModel] | None = None
     response: Any = None
     status: int = 200
-    auth: str = "any"  # "none" | "any" | "service" | "user"
+    auth: str = "any"  # "none" | "any" | "service" | "user" | "worker" (service key or PAT)
     errors: tuple[int, ...] = ()
     multipart: bool = False
     other_statuses: dict[int, Any] = field(default_factory=dict)
@@ -222,4 +222,7 @@ async def authorise(request: Request, endpoint: Endpoint) -> Principal:
         raise ForbiddenError("this route takes the service key", code="service_only")
     if endpoint.auth == "user":
         principal.require_user()
+    if endpoint.auth == "worker" and principal.via not in ("service", "pat"):
+        raise ForbiddenError("worker routes take the service key or a personal access token",
+                             code="worker_credentials_required")
     return principal

@@ -46,13 +46,13 @@ async def fail(call: Call) -> Reply:
 ENDPOINTS = [
     Endpoint("POST", "/api/workers/claim", claim, "Claim the next eligible task (204: none)",
              "workers", body=m.ClaimRequest, response=m.Claimed,
-             other_statuses={204: None}),
+             other_statuses={204: None}, auth="worker"),
     Endpoint("POST", "/api/workers/heartbeat", heartbeat, "A worker is alive (and runs these "
-             "tasks)", "workers", body=m.Heartbeat, response=m.Written),
+             "tasks)", "workers", body=m.Heartbeat, response=m.Written, auth="worker"),
     Endpoint("POST", "/api/tasks/{id}/complete", complete, "Complete a running task with its "
              "output (creates its result, bills once)", "workers", body=m.TaskComplete,
-             response=m.Written),
+             response=m.Written, auth="worker"),
     Endpoint("POST", "/api/tasks/{id}/fail", fail, "Fail a running task (cascades to its "
              "relatives; nothing is charged)", "workers", body=m.TaskFail,
-             response=m.Written),
+             response=m.Written, auth="worker"),
 ]
