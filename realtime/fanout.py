@@ -1,0 +1,409 @@
+"""Fan-out: from the change log in PostgreSQL to every hub process.
+
+- A `Batch` says "the change log from position `after` (exclusive) to `upto`
+  (inclusive) is `changes`" (all topics), or, with `changes=None`, only rings
+  the doorbell: "read (after, upto] from PostgreSQL yourself".
+- A `FanoutBackend` carries batches between processes: `InProcessFanout` (one
+  process, no Redis) and `RedisFanout` (pub/sub on one channel per schema).
+  Consumers use `async with backend.subscribe() as stream`. Each stream is a
+  bounded queue; on overflow the oldest batches are dropped, and the consumer
+  (the hub) sees `after` past its head at the next batch and refills from
+  PostgreSQL. Redis pub/sub is at-most-once anyway: PostgreSQL stays the truth.
+- `ChangeLogRelay` is the one reader of new change-log rows: one LISTEN
+  connection per process in process mode, one per cluster with Redis (the
+  holder of an advisory lock; another node takes over when it dies). It
+  publishes a batch per committed projection batch and a heartbeat when idle,
+  so a node that missed a batch notices within a heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import zlib
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from realtime.protocol import encode_change
+
+log = logging.getLogger("darkroom.realtime.fanout")
+
+NOTIFY_CHANNEL = "darkroom_changes"  # projections.db.NOTIFY_CHANNEL; the runner NOTIFYs it
+
+# Rows at or below the watermark are committed: every active view writes its change
+# rows and its tracking position in one transaction, so the lowest tracking position
+# of the active views bounds what may still be in flight.
+WATERMARK_SQL = (
+    "SELECT min(COALESCE(t.position, 0)) AS watermark FROM projection_registry r "
+    "LEFT JOIN projection_tracking t ON t.view = r.view AND t.version = r.active_version")
+RANGE_SQL = (
+    "SELECT position, topic, kind, payload::text AS payload FROM changelog "
+    "WHERE position <= %(upto)s AND (position, topic) > (%(after)s, %(after_topic)s) "
+    "AND (%(topics)s::text[] IS NULL OR topic = ANY(%(topics)s)) "
+    "ORDER BY position, topic LIMIT %(limit)s")
+
+
+class Change:
+    """One change-log row, its `change` frame encoded once for every receiver."""
+
+    __slots__ = ("frame", "kind", "position", "size", "topic")
+
+    def __init__(self, position: int, topic: str, kind: str, payload_json: str) -> None:
+        self.position = position
+        self.topic = topic
+        self.kind = kind
+        self.frame = encode_change(topic, position, kind, payload_json)
+        self.size = len(self.frame.encode())
+
+    def wire(self) -> list[Any]:
+        """The compact form sent through Redis: [position, topic, kind, payload json]."""
+        data = self.frame[self.frame.index(',"data":') + 8:-1]
+        return [self.position, self.topic, self.kind, data]
+
+    def __repr__(self) -> str:
+        return f"Change({self.position}, {self.topic!r}, {self.kind!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    after: int
+    upto: int
+    changes: tuple[Change, ...] | None
+
+    @property
+    def doorbell(self) -> bool:
+        return self.changes is None
+
+
+# -- reading the change log ----------------------------------------------------------
+def read_watermark(conn: psycopg.Connection[Any]) -> int:
+    """The position up to which the change log is complete (0 before any view exists)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(WATERMARK_SQL).fetchone()  # type: ignore[arg-type]
+    except psycopg.errors.UndefinedTable:
+        return 0
+    return _first_int(row)
+
+
+async def read_watermark_async(conn: psycopg.AsyncConnection[Any]) -> int:
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(WATERMARK_SQL)  # type: ignore[arg-type]
+            row = await cur.fetchone()
+    except psycopg.errors.UndefinedTable:
+        return 0
+    return _first_int(row)
+
+
+def _first_int(row: Any) -> int:
+    if row is None:
+        return 0
+    value = next(iter(row.values())) if isinstance(row, dict) else row[0]
+    return 0 if value is None else int(value)
+
+
+def read_range(conn: psycopg.Connection[Any], after: int, upto: int,
+               topics: Sequence[str] | None = None, page: int = 5000) -> list[Change]:
+    """Every change with `after < position <= upto` (of `topics`, or all), in order."""
+    found: list[Change] = []
+    key: tuple[int, str] = (after, "\uffff")  # after every topic at position `after`
+    while True:
+        rows = conn.execute(RANGE_SQL, _range_params(key, upto, topics, page)).fetchall()
+        found.extend(_changes(rows))
+        if len(rows) < page:
+            return found
+        key = (found[-1].position, found[-1].topic)
+
+
+async def read_range_async(conn: psycopg.AsyncConnection[Any], after: int, upto: int,
+                           page: int = 5000, pages: int | None = None) -> list[Change]:
+    found: list[Change] = []
+    key: tuple[int, str] = (after, "\uffff")
+    while True:
+        cur = await conn.execute(RANGE_SQL, _range_params(key, upto, None, page))
+        rows = await cur.fetchall()
+        found.extend(_changes(rows))
+        pages = None if pages is None else pages - 1
+        if len(rows) < page or pages == 0:
+            return found
+        key = (found[-1].position, found[-1].topic)
+
+
+def _range_params(key: tuple[int, str], upto: int, topics: Sequence[str] | None,
+                  page: int) -> dict[str, Any]:
+    return {"after": key[0], "after_topic": key[1], "upto": upto,
+            "topics": None if topics is None else list(topics), "limit": page}
+
+
+def _changes(rows: Iterable[Any]) -> list[Change]:
+    out = []
+    for row in rows:
+        if isinstance(row, dict):
+            out.append(Change(row["position"], row["topic"], row["kind"], row["payload"]))
+        else:
+            out.append(Change(*row))
+    return out
+
+
+# -- backends ------------------------------------------------------------------------
+class BatchStream:
+    """One consumer's bounded queue of batches (oldest dropped on overflow)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: deque[Batch] = deque(maxlen=capacity)
+        self._waiter: asyncio.Future[None] | None = None
+        self._failure: BaseException | None = None
+        self.dropped = 0
+
+    def put(self, batch: Batch) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(batch)
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        """The backend's listener died: the consumer gets `error` at its next `get`."""
+        self._failure = error
+        self._wake()
+
+    async def get(self, timeout: float | None = None) -> Batch | None:
+        """The next batch, or None after `timeout` seconds without one."""
+        if not self._queue and self._failure is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._waiter, timeout)
+            self._waiter = None
+        if self._failure is not None:
+            raise self._failure
+        return self._queue.popleft() if self._queue else None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class FanoutBackend(ABC):
+    """Carries batches from the relay to every hub process. Use as an async context."""
+
+    capacity = 1024
+
+    def __init__(self) -> None:
+        self._streams: set[BatchStream] = set()
+
+    async def __aenter__(self) -> FanoutBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    @abstractmethod
+    async def publish(self, batch: Batch) -> None:
+        """Send `batch` to every subscribed stream (of every process)."""
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[BatchStream]:
+        stream = BatchStream(self.capacity)
+        self._streams.add(stream)
+        try:
+            yield stream
+        finally:
+            self._streams.discard(stream)
+
+    def _deliver(self, batch: Batch) -> None:
+        for stream in self._streams:
+            stream.put(batch)
+
+    def _fail(self, error: BaseException) -> None:
+        for stream in self._streams:
+            stream.fail(error)
+
+
+class InProcessFanout(FanoutBackend):
+    """One process, no Redis: the relay's batches go straight to the local streams."""
+
+    async def publish(self, batch: Batch) -> None:
+        self._deliver(batch)
+
+
+class RedisFanout(FanoutBackend):
+    """Batches through Redis pub/sub; large ones travel as doorbells (`changes=None`)."""
+
+    def __init__(self, url: str, channel: str, *, max_payload: int = 64 * 1024,
+                 retry_s: float = 0.5) -> None:
+        super().__init__()
+        self.url = url
+        self.channel = channel
+        self.max_payload = max_payload
+        self.retry_s = retry_s
+        self._client: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def __aenter__(self) -> RedisFanout:
+        import redis.asyncio as aioredis
+
+        self._client = aioredis.Redis.from_url(self.url)
+        self._listener = asyncio.create_task(self._listen(), name="redis-fanout-listener")
+        await asyncio.wait_for(self.subscribed.wait(), 30)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def publish(self, batch: Batch) -> None:
+        await self._client.publish(self.channel, self.encode(batch))
+
+    def encode(self, batch: Batch) -> str:
+        if batch.changes is not None:
+            text = json.dumps({"a": batch.after, "u": batch.upto,
+                               "c": [c.wire() for c in batch.changes]}, separators=(",", ":"))
+            if len(text) <= self.max_payload:
+                return text
+        return json.dumps({"a": batch.after, "u": batch.upto, "c": None})
+
+    @staticmethod
+    def decode(text: bytes | str) -> Batch:
+        raw = json.loads(text)
+        changes = raw["c"]
+        return Batch(int(raw["a"]), int(raw["u"]),
+                     None if changes is None else tuple(Change(*c) for c in changes))
+
+    async def _listen(self) -> None:
+        import redis.exceptions
+
+        while True:
+            try:
+                await self._pump()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    OSError) as error:
+                log.warning("redis fan-out lost its connection (%s); reconnecting", error)
+                await asyncio.sleep(self.retry_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the consumers must hear about it
+                log.exception("redis fan-out listener failed")
+                self._fail(error)
+                return
+
+    async def _pump(self) -> None:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            self.subscribed.set()
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self._deliver(self.decode(message["data"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+# -- the relay: PostgreSQL → backend --------------------------------------------------
+def relay_lock_key(schema: str) -> int:
+    hi = zlib.crc32(f"darkroom-realtime-relay:{schema}".encode())
+    return ((hi << 31) ^ zlib.crc32(schema.encode())) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class ChangeLogRelay:
+    """Reads new change-log rows once and publishes them as batches.
+
+    With `exclusive`, only the holder of the schema's advisory lock relays (one
+    reader for the cluster); the others retry every `retry_s` and take over when
+    the holder's session ends (a killed process loses its lock at once).
+    """
+
+    def __init__(self, conninfo: str, schema: str, backend: FanoutBackend, *,
+                 start_head: Callable[[], int], exclusive: bool = False,
+                 poll_s: float = 0.5, heartbeat_s: float = 1.0, retry_s: float = 0.5,
+                 max_rows: int = 2000) -> None:
+        self.conninfo = conninfo
+        self.max_rows = max_rows
+        self.schema = schema
+        self.backend = backend
+        self.start_head = start_head
+        self.exclusive = exclusive
+        self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        self.retry_s = retry_s
+        self.head = 0
+        self.leading = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ChangeLogRelay:
+        self._task = asyncio.create_task(self._run(), name="changelog-relay")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("change-log relay failed; retrying")
+            self.leading = False
+            await asyncio.sleep(self.retry_s)
+
+    async def _session(self) -> None:
+        async with await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True,
+                options=f"-c search_path={self.schema}") as conn:
+            if self.exclusive:
+                await self._lead(conn)
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")  # type: ignore[arg-type]
+            self.leading = True
+            self.head = self.start_head()
+            await self._relay(conn)
+
+    async def _lead(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        key = relay_lock_key(self.schema)
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+            await asyncio.sleep(self.retry_s)
+
+    async def _relay(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
+        while True:
+            upto = await read_watermark_async(conn)
+            if upto > self.head:
+                await self.backend.publish(await self._batch(conn, upto))
+                self.head, last_sent = upto, loop.time()
+            elif loop.time() - last_sent >= self.heartbeat_s:
+                await self.backend.publish(Batch(self.head, self.head, ()))
+                last_sent = loop.time()
+            wait = max(0.0, min(self.poll_s, self.heartbeat_s - (loop.time() - last_sent)))
+            async for _ in conn.notifies(timeout=wait or 0.001, stop_after=1):
+                pass
+
+    async def _batch(self, conn: psycopg.AsyncConnection[Any], upto: int) -> Batch:
+        """The rows up to `upto`; past `max_rows` (a backlog) only the doorbell: each
+        hub then reads just the topics it serves."""
+        changes = await read_range_async(conn, self.head, upto, page=self.max_rows + 1,
+                                         pages=1)
+        if len(changes) > self.max_rows:
+            return Batch(self.head, upto, None)
+        return Batch(self.head, upto, tuple(changes))

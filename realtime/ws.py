@@ -1,0 +1,280 @@
+"""`GET /ws`: the websocket endpoint of the hub, and how to mount it.
+
+    app = create_app(config, extra_routes=hub_routes(), extra_lifespans=[hub_lifespan()])
+
+`hub_lifespan()` builds the fan-out backend (Redis when `REDIS_URL` is set,
+in process otherwise), the change-log relay and the `Hub`, after the edge's
+own resources (`app.state.studio`, `app.state.auth`) exist; `hub_routes()` is
+the `/ws` route. The protocol is in `docs/REALTIME.md` and `realtime.protocol`.
+
+A connection is three tasks: the reader (frames in, handled in order), the
+writer (drains the connection's `Outbox`) and the heartbeat (a `ping` frame
+every `ping_interval_s`; a client silent for `idle_timeout_s` is dropped).
+The first to finish decides how the socket closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from realtime.errors import EdgeError
+from realtime.fanout import ChangeLogRelay, FanoutBackend, InProcessFanout, RedisFanout
+from realtime.hub import Hub, HubSettings, Outbox, Subscription
+from realtime.protocol import (
+    CLOSE_CODES,
+    PING,
+    PONG,
+    Auth,
+    BadFrameError,
+    Error,
+    Ping,
+    Pong,
+    Ready,
+    Subscribe,
+    Unsubscribe,
+    Unsubscribed,
+    parse_client_frame,
+)
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from realtime.auth import Principal
+
+log = logging.getLogger("darkroom.realtime.ws")
+
+
+# -- mounting --------------------------------------------------------------------------
+def hub_routes(path: str = "/ws") -> list[BaseRoute]:
+    return [WebSocketRoute(path, websocket_endpoint)]
+
+
+def hub_lifespan(settings: HubSettings | None = None,
+                 ) -> Callable[[Starlette], AbstractAsyncContextManager[Hub]]:
+    """An `extra_lifespans` entry for `create_app`: runs the hub with the app."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Hub]:
+        config = app.state.config
+        chosen = settings or HubSettings.from_env(redis_url=config.redis_url or None)
+        async with run_hub(chosen, config.conninfo, config.schema, app.state.studio,
+                           getattr(app.state, "auth", None)) as hub:
+            app.state.hub = hub
+            yield hub
+    return lifespan
+
+
+@contextlib.asynccontextmanager
+async def run_hub(settings: HubSettings, conninfo: str, schema: str, studio: Any,
+                  authenticator: Any) -> AsyncIterator[Hub]:
+    """Backend, hub and relay, started in that order and stopped in reverse."""
+    backend: FanoutBackend = (RedisFanout(settings.redis_url, f"darkroom:changes:{schema}")
+                              if settings.redis_url else InProcessFanout())
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(backend)
+        hub = Hub(settings, conninfo, schema, backend, studio, authenticator)
+        await stack.enter_async_context(hub)
+        await stack.enter_async_context(ChangeLogRelay(
+            conninfo, schema, backend, start_head=lambda: hub.head,
+            exclusive=settings.redis_url is not None, poll_s=settings.poll_s,
+            heartbeat_s=settings.heartbeat_s, retry_s=settings.leader_retry_s))
+        yield hub
+
+
+# -- the endpoint ----------------------------------------------------------------------
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    await websocket.accept()
+    principal = await handshake(websocket, hub)
+    if principal is not None:
+        await Session(websocket, hub, principal).run()
+
+
+async def close(websocket: WebSocket, name: str) -> None:
+    code = CLOSE_CODES[name]
+    if websocket.application_state != WebSocketState.DISCONNECTED:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(code.code, code.reason), 5)
+
+
+async def handshake(websocket: WebSocket, hub: Hub) -> Principal | None:
+    """The caller, from `?token=` or an `auth` frame within `auth_timeout_s`; else closed."""
+    token = websocket.query_params.get("token")
+    if token is None:
+        token = await _auth_frame(websocket, hub.settings.auth_timeout_s)
+        if token is None:
+            return None
+    try:
+        principal = await hub.authenticate(token)
+    except EdgeError as error:
+        await _send(websocket, Error(code=error.code, message=error.message).encode())
+        await close(websocket, "bad_token")
+        return None
+    await _send(websocket, Ready(user_id=principal.user_id, position=hub.head).encode())
+    return principal
+
+
+async def _auth_frame(websocket: WebSocket, timeout: float) -> str | None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            message = await asyncio.wait_for(websocket.receive(), max(remaining, 0.001))
+        except TimeoutError:
+            await close(websocket, "auth_timeout")
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        try:
+            frame = parse_client_frame(message.get("text") or message.get("bytes") or b"")
+        except BadFrameError as error:
+            await _send(websocket, Error(code="bad_request", message=str(error),
+                                         topic=error.topic, ref=error.ref).encode())
+            continue
+        if isinstance(frame, Auth):
+            return frame.token
+        await _send(websocket, Error(code="unauthenticated",
+                                     message="send an auth frame first").encode())
+        await close(websocket, "bad_token")
+        return None
+
+
+async def _send(websocket: WebSocket, text: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(text)
+
+
+class Session:
+    """One authenticated connection: its outbox, its subscriptions, its three tasks."""
+
+    def __init__(self, websocket: WebSocket, hub: Hub, principal: Principal) -> None:
+        self.websocket = websocket
+        self.hub = hub
+        self.principal = principal
+        self.settings = hub.settings
+        self.outbox = Outbox(hub.settings.queue_bytes)
+        self.subscriptions: dict[str, Subscription] = {}
+        self.last_heard = asyncio.get_running_loop().time()
+
+    async def run(self) -> None:
+        tasks: list[asyncio.Future[Any]] = [
+                 asyncio.create_task(self._read(), name="ws-reader"),
+                 asyncio.create_task(self._write(), name="ws-writer"),
+                 asyncio.create_task(self._heartbeat(), name="ws-heartbeat")]
+        try:
+            done, _ = await asyncio.wait([*tasks, self.outbox.dead],
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            for sub in self.subscriptions.values():
+                self.hub.close(sub)
+            self.subscriptions.clear()
+        reason = self._reason(done)
+        self.outbox.kill(reason or "closed")
+        if reason is not None:
+            await close(self.websocket, reason)
+
+    def _reason(self, done: set[asyncio.Future[Any]]) -> str | None:
+        """Why we close (a close-code name), or None when the client went away."""
+        if self.outbox.dead.done():
+            return self.outbox.dead.result()
+        for task in done:
+            if task is not self.outbox.dead and not task.cancelled():
+                error = task.exception()
+                if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
+                    log.error("ws session failed", exc_info=error)
+                    return "going_away"
+                result = task.result() if error is None else None
+                if isinstance(result, str):
+                    return result
+        return None
+
+    # -- the three tasks -------------------------------------------------------------
+    async def _write(self) -> None:
+        outbox, send = self.outbox, self.websocket.send_text
+        while True:
+            frame = await outbox.next()
+            if outbox.closed:
+                return
+            await send(frame)
+            outbox.sent()
+
+    async def _heartbeat(self) -> str:
+        loop = asyncio.get_running_loop()
+        interval = min(self.settings.ping_interval_s, self.settings.idle_timeout_s)
+        while True:
+            await asyncio.sleep(interval)
+            if loop.time() - self.last_heard > self.settings.idle_timeout_s:
+                return "idle_timeout"
+            self.outbox.push(PING, len(PING))
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            self.last_heard = loop.time()
+            await self._handle(message.get("text") or message.get("bytes") or b"")
+
+    # -- frames ------------------------------------------------------------------------
+    async def _handle(self, text: str | bytes) -> None:
+        try:
+            frame = parse_client_frame(text)
+        except BadFrameError as error:
+            await self._error("bad_request", str(error), error.topic, error.ref)
+            return
+        if isinstance(frame, Subscribe):
+            await self._subscribe(frame)
+        elif isinstance(frame, Unsubscribe):
+            self._drop(frame.topic)
+            await self.outbox.put(Unsubscribed(topic=frame.topic, ref=frame.ref).encode())
+        elif isinstance(frame, Ping):
+            await self.outbox.put(PONG)
+        elif isinstance(frame, Pong):
+            return
+        elif isinstance(frame, Auth):
+            await self._error("bad_request", "already authenticated")
+
+    async def _subscribe(self, frame: Subscribe) -> None:
+        self._drop(frame.topic)  # subscribing again starts over
+        if len(self.subscriptions) >= self.settings.max_subscriptions:
+            await self._error("too_many_subscriptions",
+                              f"at most {self.settings.max_subscriptions} topics per connection",
+                              frame.topic, frame.ref)
+            return
+        try:
+            await self.hub.authorise(self.principal, frame.topic)
+            sub = await self.hub.open(frame.topic, self.outbox, since=frame.since, ref=frame.ref)
+        except EdgeError as error:
+            await self._error(error.code, error.message, frame.topic, frame.ref)
+            return
+        except ConnectionError:
+            return
+        except Exception:
+            log.exception("subscribing to %s failed", frame.topic)
+            await self._error("unavailable", "the hub could not read this topic; retry",
+                              frame.topic, frame.ref)
+            return
+        self.subscriptions[frame.topic] = sub
+
+    def _drop(self, topic: str) -> None:
+        sub = self.subscriptions.pop(topic, None)
+        if sub is not None:
+            self.hub.close(sub)
+
+    async def _error(self, code: str, message: str, topic: str | None = None,
+                     ref: Any = None) -> None:
+        await self.outbox.put(Error(code=code, message=message, topic=topic, ref=ref).encode())
