@@ -139,3 +139,21 @@ class TaskNotInProgressError(ConflictError):
     """Progress or a timing change for a task that is not running."""
 
     code = "task_not_in_progress"
+
+
+class TaskNotClaimableError(ConflictError):
+    """A Queued task that may not be claimed now (dependencies, owner's limit, run type)."""
+
+    code = "task_not_claimable"
+
+
+class TaskHeldElsewhereError(ConflictError):
+    """A worker acted on a task it does not hold (requeued, or claimed by another)."""
+
+    code = "task_held_elsewhere"
+
+
+class DependencyFailedError(ConflictError):
+    """A new task would wait for a task that already Failed or was Cancelled."""
+
+    code = "dependency_failed"

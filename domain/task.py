@@ -187,6 +187,18 @@ class Task(Aggregate):
         TOPIC = "darkroom.task.cost_recorded"
         cost: Decimal
 
+    class ChildrenSpawned(Aggregate.Event):
+        """An orchestrator's children, so its family is found without a query."""
+
+        TOPIC = "darkroom.task.children_spawned"
+        task_ids: list[UUID]
+
+    class DependantAdded(Aggregate.Event):
+        """A task waits for this one: a failure here fails it in the same save."""
+
+        TOPIC = "darkroom.task.dependant_added"
+        task_id: UUID
+
     @event(Created)
     def __init__(self, project_id: UUID, owner_id: str, task_type: str, run_type: str,
                  category: str, model_name: str | None, params: dict[str, Any],
@@ -224,6 +236,8 @@ class Task(Aggregate):
         self.error_message: str | None = None
         self.progress: tuple[int, int] | None = None
         self.cost: Decimal | None = None
+        self.child_task_ids: list[UUID] = []
+        self.dependants: list[UUID] = []
 
     @classmethod
     def create(cls, *, project_id: UUID, owner_id: str, task_type: TaskType,
@@ -360,6 +374,22 @@ class Task(Aggregate):
         if self.cost is None:
             self._cost_recorded(cost=amount)
 
+    def spawn(self, task_ids: Iterable[UUID]) -> None:
+        """Records the children of an orchestrator (segments, stitch), in order."""
+        if not self.is_orchestrator:
+            raise ValidationError(f"task {self.id} is a {self.task_type}, not an orchestrator")
+        if self.is_terminal:
+            raise ValidationError(f"orchestrator {self.id} is {self.status!r}; it spawns no more")
+        new = [t for t in dict.fromkeys(task_ids) if t not in self.child_task_ids]
+        if new:
+            self._children_spawned(task_ids=new)
+
+    def add_dependant(self, task_id: UUID) -> None:
+        if task_id == self.id:
+            raise ValidationError(f"task {task_id} cannot depend on itself")
+        if task_id not in self.dependants:
+            self._dependant_added(task_id=task_id)
+
     def _check(self, requested: str) -> None:
         if requested not in TRANSITIONS[self.status]:
             raise InvalidTransitionError(self.id, self.status, requested,
@@ -421,6 +451,14 @@ class Task(Aggregate):
     @event(CostRecorded)
     def _cost_recorded(self, cost: Decimal) -> None:
         self.cost = cost
+
+    @event(ChildrenSpawned)
+    def _children_spawned(self, task_ids: list[UUID]) -> None:
+        self.child_task_ids.extend(task_ids)
+
+    @event(DependantAdded)
+    def _dependant_added(self, task_id: UUID) -> None:
+        self.dependants.append(task_id)
 
 
 def billable_seconds(started_at: datetime, processed_at: datetime) -> int:

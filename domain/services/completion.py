@@ -1,0 +1,199 @@
+"""Where a completed task's output lands: the seed's completion routing, in order.
+
+1. orchestration category or `skip_generation` → no generation;
+2. the generation named by `regenerate_generation_id` lists this task → a
+   `regenerated` primary variant;
+3. `based_on` (unless `create_as_generation`) → a variant on the source, of the
+   catalogue's variant type, primary only if `is_primary`;
+4. `child_generation_id` → a variant on that child (primary unless `is_primary` is false);
+5. `travel_stitch` / `join_final_stitch` with a parent → a primary variant on the parent;
+6. `parent_generation_id` → a child generation at child_order | segment_index |
+   join_index (a second result for that slot becomes a variant of the child); a run
+   with a single segment also gives the parent a variant;
+7. otherwise a standalone generation with an `original` primary variant, in the
+   task's shot when it names one (positioned only if it asks).
+A target that is gone (deleted, other project) falls through to the next step, so
+finished work is never refused for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+from domain.catalogue import TaskType
+from domain.errors import ValidationError
+from domain.generation import MEDIA_TYPES, ORIGINAL, Generation
+from domain.services.base import Result
+from domain.services.lifecycle import Batch
+from domain.shot import Shot
+from domain.task import Task
+
+STITCHES = ("travel_stitch", "join_final_stitch")
+VIDEO_WORDS = ("segment", "stitch", "join", "animate", "video")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".m4v")
+DEFAULT_VARIANT_TYPE = "generated"
+
+
+def media_type_of(task: Task) -> str:
+    """What the worker said (media_type, content_type), else what the task makes."""
+    data = task.result_data
+    if data.get("media_type") in MEDIA_TYPES:
+        return str(data["media_type"])
+    content = str(data.get("content_type") or "")
+    if content.startswith(("video/", "image/")):
+        return content.split("/")[0]
+    if any(word in task.task_type for word in VIDEO_WORDS):
+        return "video"
+    location = (task.output_location or "").lower().split("?")[0]
+    return "video" if location.endswith(VIDEO_SUFFIXES) else "image"
+
+
+def _uuid(value: object) -> UUID | None:
+    if value is None or isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class Routing:
+    """One completed task's result, made inside the completing command's batch."""
+
+    batch: Batch
+    task: Task
+    task_type: TaskType
+    single_segment: bool = False
+
+    def route(self) -> Result:
+        params = self.task.params
+        if self.task.is_orchestrator or params.get("skip_generation"):
+            return {"result": "none"}
+        if not self.task.output_location:
+            raise ValidationError(f"task {self.task.id} ({self.task.task_type}) makes media: "
+                                  "complete it with an output location")
+        for step in (self._regenerated, self._on_source, self._on_child, self._on_parent,
+                     self._as_child):
+            routed = step()
+            if routed is not None:
+                return routed
+        return self._standalone()
+
+    # -- the steps -------------------------------------------------------------
+    def _regenerated(self) -> Result | None:
+        target = self._live(self.task.params.get("regenerate_generation_id"))
+        if target is None or self.task.id not in target.task_ids:
+            return None
+        return self._variant(target, "regenerated", True, "regenerated")
+
+    def _on_source(self) -> Result | None:
+        if self.task.params.get("create_as_generation"):
+            return None
+        source = self._live(self.task.based_on)
+        if source is None:
+            return None
+        return self._variant(source, self._variant_type, bool(self.task.params.get("is_primary")),
+                             "variant")
+
+    def _on_child(self) -> Result | None:
+        child = self._live(self.task.params.get("child_generation_id"))
+        if child is None:
+            return None
+        primary = self.task.params.get("is_primary", True) is not False
+        return self._variant(child, self._variant_type, primary, "child_variant")
+
+    def _on_parent(self) -> Result | None:
+        parent = self._live(self.task.parent_generation_id)
+        if self.task.task_type not in STITCHES or parent is None:
+            return None
+        return self._variant(parent, self._variant_type, True, "parent_variant")
+
+    def _as_child(self) -> Result | None:
+        parent = self._live(self.task.parent_generation_id)
+        if parent is None:
+            return None
+        order = self._child_order(parent)
+        existing = self._live(parent.children.get(order))
+        if existing is not None:
+            routed = self._variant(existing, self._variant_type, True, "child_variant")
+        else:
+            routed = self._new_child(parent, order)
+        if self.single_segment:
+            routed["parent_variant_id"] = self._variant(
+                parent, self._variant_type, True, "parent_variant")["variant_id"]
+        return routed
+
+    def _standalone(self) -> Result:
+        source = self._live(self.task.based_on)
+        generation = self._new_generation(based_on=source.id if source else None)
+        routed = self._original(generation, "generation")
+        shot = self._shot()
+        if shot is not None:
+            asks = self.task.params.get("add_in_position") or self.task.params.get(
+                "with_position")
+            member = shot.add(uuid4(), generation.id, generation.media_type, bool(asks))
+            routed.update(shot_id=str(shot.id), shot_generation_id=str(member.id),
+                          timeline_frame=member.timeline_frame)
+        return routed
+
+    # -- helpers ---------------------------------------------------------------
+    @property
+    def _variant_type(self) -> str:
+        return self.task_type.variant_type or DEFAULT_VARIANT_TYPE
+
+    def _child_order(self, parent: Generation) -> int:
+        links = self.task.links
+        for value in (links.child_order, links.segment_index, links.join_index):
+            if value is not None:
+                return value
+        return len(parent.children)
+
+    def _new_child(self, parent: Generation, order: int) -> Result:
+        child = self._new_generation(parent_generation_id=parent.id, child_order=order)
+        parent.add_child(child.id, order)
+        return {**self._original(child, "child"), "parent_generation_id": str(parent.id)}
+
+    def _new_generation(self, **links: Any) -> Generation:
+        generation = Generation.start(self.task.project_id, media_type_of(self.task),
+                                      self.batch.at, params=self._params(),
+                                      task_id=self.task.id, **links)
+        return self.batch.add(generation)
+
+    def _original(self, generation: Generation, kind: str) -> Result:
+        return self._variant(generation, ORIGINAL, True, kind)
+
+    def _variant(self, generation: Generation, variant_type: str, primary: bool,
+                 kind: str) -> Result:
+        generation.link_task(self.task.id)
+        variant = generation.add_variant(
+            uuid4(), self.task.output_location or "", self.batch.at, variant_type=variant_type,
+            thumbnail_url=self.task.thumbnail_url, params=self._params(),
+            make_primary=primary, viewed=False, source_task_id=self.task.id)
+        return {"result": kind, "generation_id": str(generation.id),
+                "variant_id": str(variant.id), "variant_type": variant_type}
+
+    def _params(self) -> dict[str, Any]:
+        params = {**self.task.params, "source_task_id": str(self.task.id),
+                  "tool_type": self.task.params.get("tool_type") or self.task.task_type}
+        if self.task.result_data.get("content_type"):
+            params["content_type"] = self.task.result_data["content_type"]
+        return params
+
+    def _live(self, ident: object) -> Generation | None:
+        """A generation of the task's project that still shows, or None."""
+        key = _uuid(ident)
+        found = self.batch.find(key) if key else None
+        if (not isinstance(found, Generation) or found.deleted
+                or found.project_id != self.task.project_id):
+            return None
+        return found
+
+    def _shot(self) -> Shot | None:
+        found = self.batch.find(self.task.shot_id) if self.task.shot_id else None
+        if (not isinstance(found, Shot) or found.deleted
+                or found.project_id != self.task.project_id):
+            return None
+        return found

@@ -1,0 +1,420 @@
+"""The task verbs: create, claim, heartbeat and sweep, status changes, completion.
+
+Worker liveness lives in a `Worker` aggregate per worker (last seen, tasks held),
+listed on a `WorkerRoster` that changes only when a worker comes or goes. Claims
+and every exit from In Progress save the task with its owner's `Workload` and its
+worker, atomically: exactly one worker wins a task, and an owner never runs more
+than five at once (see `domain.workload`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from domain.catalogue import CATALOGUE_ID, RUN_TYPES, TaskType, TaskTypeCatalogue
+from domain.claiming import Candidate, dependency_failed, ineligibility, next_for_worker
+from domain.errors import (
+    ConcurrencyConflictError,
+    InsufficientCreditsError,
+    InvalidParamsError,
+    InvalidTransitionError,
+    TaskNotClaimableError,
+    ValidationError,
+)
+from domain.metadata import CommandMeta
+from domain.project import Project
+from domain.roster import ROSTER_ID, WorkerRoster
+from domain.services.base import Result, as_uuid
+from domain.services.base import now as _now
+from domain.services.completion import Routing
+from domain.services.lifecycle import Batch, TaskLifecycle, task_id_for
+from domain.task import (
+    CANCELLED,
+    COMPLETE,
+    FAILED,
+    IN_PROGRESS,
+    QUEUED,
+    STATUSES,
+    Task,
+)
+from domain.worker import LOST_AFTER, Worker
+from domain.workload import Workload
+
+# A claim that keeps losing races gives up and answers "nothing now"; the worker polls again.
+CLAIM_ROUNDS = 4
+GENERATION_PARAMS = ("child_generation_id", "regenerate_generation_id")
+
+
+def _worker_meta(worker_id: str | None, meta: CommandMeta | None) -> CommandMeta | None:
+    return meta or (CommandMeta.for_worker(worker_id) if worker_id else None)
+
+
+def _user_meta(user_id: str | None, meta: CommandMeta | None) -> CommandMeta | None:
+    return meta or (CommandMeta.for_user(user_id) if user_id else None)
+
+
+class TaskServices(TaskLifecycle):
+    """`user_id` is the acting user (None: a trusted caller); `worker_id`, when given,
+    must hold the running task it acts on."""
+
+    # -- creation --------------------------------------------------------------
+    def create_task(self, project_id: object, user_id: str | None, task_type: str,
+                    params: Mapping[str, Any], dependant_on: Iterable[object] = (),
+                    idempotency_key: str | None = None,
+                    meta: CommandMeta | None = None) -> Result:
+        """A Queued task; a repeated idempotency key returns the task it made first."""
+        item = {"task_type": task_type, "params": params, "dependant_on": list(dependant_on)}
+        result = self._create(project_id, user_id, [item], [idempotency_key], meta)
+        task_id = result.pop("task_ids")[0]
+        return {**result, "task_id": task_id, "task_type": task_type}
+
+    def create_tasks(self, project_id: object, user_id: str | None,
+                     tasks: Sequence[Mapping[str, Any]], idempotency_key: str | None = None,
+                     meta: CommandMeta | None = None) -> Result:
+        """Several tasks in one save. Items: `task_type`, `params`, `dependant_on` (task
+        ids, or the index of an earlier item). Item i's key is `key:i`."""
+        if not tasks:
+            raise ValidationError("a batch needs at least one task")
+        keys = [f"{idempotency_key}:{i}" if idempotency_key else None for i in range(len(tasks))]
+        return self._create(project_id, user_id, list(tasks), keys, meta)
+
+    def _create(self, project_id: object, user_id: str | None,
+                items: list[Mapping[str, Any]], keys: list[str | None],
+                meta: CommandMeta | None) -> Result:
+        def decide() -> Any:
+            batch = self._batch()
+            project = self._owned_project(batch, project_id, user_id)
+            made: list[Task] = []
+            replayed = 0
+            for item, key in zip(items, keys, strict=True):
+                known = batch.find(task_id_for(project.owner_id, key)) if key else None
+                if isinstance(known, Task):
+                    replayed += 1
+                    made.append(known)
+                else:
+                    made.append(self._create_one(batch, project, item, key, made))
+            result: Result = {"task_ids": [str(t.id) for t in made],
+                              "status": made[0].status if len(made) == 1 else None}
+            if replayed:
+                result["replayed"] = replayed == len(made)
+            return batch.changed, result
+        return self._command(_user_meta(user_id, meta), decide)
+
+    def _create_one(self, batch: Batch, project: Project, item: Mapping[str, Any],
+                    key: str | None, earlier: list[Task]) -> Task:
+        if not isinstance(item, Mapping):
+            raise InvalidParamsError(f"a task is an object (got {item!r})")
+        name = item.get("task_type")
+        task_type = self._resolve_type(batch, str(name))
+        if task_type.is_orchestrator:
+            raise InvalidParamsError(
+                f"{task_type.name} is started by create_travel or create_join_clips")
+        params = item.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise InvalidParamsError(f"params must be an object (got {params!r})")
+        deps = [earlier[d].id if isinstance(d, int) and not isinstance(d, bool)
+                and 0 <= d < len(earlier) else d for d in item.get("dependant_on") or ()]
+        task = self._new_task(batch, project, task_type, params, dependant_on=deps,
+                              task_id=task_id_for(project.owner_id, key) if key else None,
+                              key=key)
+        self._check_references(batch, project, task)
+        return task
+
+    def _check_references(self, batch: Batch, project: Project, task: Task) -> None:
+        """Every id a task's params name exists in its project, so completion can route."""
+        if task.orchestrator_task_id is not None:
+            raise InvalidParamsError(
+                f"params name orchestrator {task.orchestrator_task_id}: only an orchestrator "
+                "spawns its children")
+        for ident in (task.based_on, task.parent_generation_id):
+            if ident is not None:
+                self._generation_in(batch, ident, project.id)
+        for name in GENERATION_PARAMS:
+            if task.params.get(name) is not None:
+                as_uuid(task.params[name], f"params.{name}")
+                self._generation_in(batch, task.params[name], project.id)
+        if task.shot_id is not None:
+            self._shot_in(batch, task.shot_id, project.id)
+        if task.params.get("regenerate_generation_id") is not None:
+            target = self._generation_in(batch, task.params["regenerate_generation_id"],
+                                         project.id)
+            target.link_task(task.id)
+
+    # -- the catalogue ---------------------------------------------------------
+    def register_task_type(self, task_type: TaskType | Mapping[str, Any],
+                           meta: CommandMeta | None = None) -> Result:
+        spec = task_type if isinstance(task_type, TaskType) else TaskType.from_dict(task_type)
+        return self._on_catalogue(meta, lambda c: c.register(spec), spec.name)
+
+    def deactivate_task_type(self, name: str, meta: CommandMeta | None = None) -> Result:
+        return self._on_catalogue(meta, lambda c: c.deactivate(name), name)
+
+    def activate_task_type(self, name: str, meta: CommandMeta | None = None) -> Result:
+        return self._on_catalogue(meta, lambda c: c.activate(name), name)
+
+    def task_types(self) -> list[TaskType]:
+        """The active task types (defaults plus what was registered)."""
+        catalogue = self._batch().find(CATALOGUE_ID)
+        if isinstance(catalogue, TaskTypeCatalogue):
+            return catalogue.active()
+        return TaskTypeCatalogue().active()
+
+    def _on_catalogue(self, meta: CommandMeta | None, change: Any, name: str) -> Result:
+        def decide() -> Any:
+            batch = self._batch()
+            catalogue = batch.find(CATALOGUE_ID)
+            if not isinstance(catalogue, TaskTypeCatalogue):
+                catalogue = batch.add(TaskTypeCatalogue())
+            change(catalogue)
+            return batch.changed, {"task_type": name}
+        return self._command(meta, decide)
+
+    # -- claiming --------------------------------------------------------------
+    def claim_next(self, worker_id: str, run_type: str, current_model: str | None,
+                   candidate_ids: Iterable[object], now: datetime | None = None,
+                   meta: CommandMeta | None = None) -> Result | None:
+        """Claims the best eligible candidate (a bounded page read from the claim queue),
+        re-checked on the aggregates and ordered by `domain.claiming.order_for_worker`:
+        over five minutes waiting first, then the worker's loaded model, then oldest.
+        None when nothing here may be claimed now."""
+        if run_type not in RUN_TYPES:
+            raise ValidationError(f"run_type must be one of {', '.join(RUN_TYPES)} "
+                                  f"(got {run_type!r})")
+        ids = [as_uuid(c, "task id") for c in candidate_ids]
+        at = now or _now()
+
+        def decide() -> Any:
+            batch = self._batch(at)
+            task = self._pick(batch, ids, run_type, current_model)
+            if task is None:
+                return [], {"task_id": None}
+            self._change(batch, task, task.claim, worker_id, at)
+            return batch.changed, self._claimed(task)
+        for _ in range(CLAIM_ROUNDS):
+            try:
+                result = self._command(_worker_meta(worker_id, meta), decide)
+            except (ConcurrencyConflictError, TaskNotClaimableError):
+                continue
+            return result if result.get("task_id") else None
+        return None
+
+    def claim_task(self, task_id: object, worker_id: str, now: datetime | None = None,
+                   meta: CommandMeta | None = None) -> Result:
+        """Claims this task, or says why not (not Queued, no credits, not claimable)."""
+        at = now or _now()
+
+        def decide() -> Any:
+            batch = self._batch(at)
+            task = self._task(batch, task_id)
+            self._require_claimable(batch, task)
+            self._change(batch, task, task.claim, worker_id, at)
+            return batch.changed, self._claimed(task)
+        return self._command(_worker_meta(worker_id, meta), decide)
+
+    def _pick(self, batch: Batch, ids: list[Any], run_type: str,
+              model: str | None) -> Task | None:
+        queued = [t for t in map(batch.find, ids) if isinstance(t, Task) and t.status == QUEUED]
+        owners = {t.owner_id for t in queued}
+        found = next_for_worker(
+            [self._candidate(batch, t) for t in queued], run_type=run_type,
+            worker_model=model, now=batch.at,
+            balances={o: self._balance(batch, o) for o in owners},
+            in_progress={o: self._running(batch, o) for o in owners})
+        return None if found is None else self._task(batch, found.task_id)
+
+    def _candidate(self, batch: Batch, task: Task) -> Candidate:
+        statuses = {d: t.status for d in task.dependant_on
+                    if isinstance(t := batch.find(d), Task)}
+        return Candidate.of(task, statuses)
+
+    def _require_claimable(self, batch: Batch, task: Task) -> None:
+        if task.status != QUEUED:
+            raise InvalidTransitionError(task.id, task.status, IN_PROGRESS,
+                                         task.allowed_transitions)
+        balance = self._balance(batch, task.owner_id)
+        if balance <= 0:
+            raise InsufficientCreditsError(
+                f"the owner of task {task.id} has a balance of {balance} credits")
+        reason = ineligibility(self._candidate(batch, task), run_type=task.run_type,
+                               balances={task.owner_id: balance},
+                               in_progress={task.owner_id: self._running(batch, task.owner_id)})
+        if reason:
+            raise TaskNotClaimableError(f"task {task.id} cannot be claimed: {reason}")
+
+    @staticmethod
+    def _claimed(task: Task) -> Result:
+        return {"task_id": str(task.id), "task_type": task.task_type, "params": task.params,
+                "project_id": str(task.project_id), "owner_id": task.owner_id,
+                "run_type": task.run_type, "model_name": task.model_name,
+                "attempts": task.attempts}
+
+    # -- liveness --------------------------------------------------------------
+    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = (),
+                  now: datetime | None = None, meta: CommandMeta | None = None) -> Result:
+        """The worker is alive. `stop` lists the tasks it reported that it no longer
+        holds (cancelled, requeued, finished elsewhere): it should drop them."""
+        reported = [as_uuid(t, "task id") for t in task_ids]
+        at = now or _now()
+
+        def decide() -> Any:
+            batch = self._batch(at)
+            worker = self._worker(batch, worker_id)
+            worker.heartbeat(at)
+            return batch.changed, {"worker_id": worker_id,
+                                   "stop": [str(t) for t in worker.not_holding(reported)]}
+        return self._command(_worker_meta(worker_id, meta), decide)
+
+    def sweep_lost_workers(self, now: datetime | None = None,
+                           timeout: timedelta = LOST_AFTER,
+                           meta: CommandMeta | None = None) -> Result:
+        """Workers silent for longer than `timeout` lose their tasks: requeued with one
+        more attempt, or Failed at the third (with the cascade). A live worker's task
+        running over 24 h fails. One save per worker."""
+        at = now or _now()
+        meta = meta or CommandMeta(actor="system:sweeper")
+        roster = self._batch(at).find(ROSTER_ID)
+        result: Result = {"lost_workers": [], "changed": {}, "position": self.head_position()}
+        for worker_id in list(roster.workers if isinstance(roster, WorkerRoster) else []):
+            swept = self._command(meta.caused(), partial(self._sweep_one, worker_id, at, timeout))
+            if swept["lost"]:
+                result["lost_workers"].append(worker_id)
+            result["changed"].update(swept["changed"])
+            result["position"] = max(result["position"], swept["position"])
+        return result
+
+    def _sweep_one(self, worker_id: str, at: datetime, timeout: timedelta) -> Any:
+        batch = self._batch(at)
+        worker = batch.find(Worker.id_for(worker_id))
+        if not isinstance(worker, Worker):
+            return [], {"lost": False, "changed": {}}
+        lost = worker.is_lost(at, timeout)
+        for task_id in list(worker.running) if lost else worker.stuck(at):
+            task = batch.find(task_id)
+            if isinstance(task, Task) and task.status == IN_PROGRESS \
+                    and task.worker_id == worker_id:
+                if lost:
+                    self._change(batch, task, task.worker_lost, at)
+                else:
+                    self._change(batch, task, task.fail, "Failed: no result after 24 hours", at)
+        if lost:
+            worker.mark_lost(at)
+            roster = batch.find(ROSTER_ID)
+            if isinstance(roster, WorkerRoster):
+                roster.leave(worker_id)
+        return batch.changed, {"lost": lost, "changed": batch.status_changes()}
+
+    def fail_blocked_tasks(self, candidate_ids: Iterable[object] = (),
+                           meta: CommandMeta | None = None) -> Result:
+        """Queued tasks whose dependency Failed or was Cancelled become Failed. Failures
+        already cascade to dependants in their own save; this repairs what a caller
+        (the task board's Queued tasks with dependencies) still finds blocked."""
+        ids = [as_uuid(c, "task id") for c in candidate_ids]
+
+        def decide() -> Any:
+            batch = self._batch()
+            for task in [t for t in map(batch.find, ids) if isinstance(t, Task)]:
+                statuses = {d: t.status for d in task.dependant_on
+                            if isinstance(t := batch.find(d), Task)}
+                if dependency_failed(task, statuses):
+                    self._change(batch, task, task.fail,
+                                 "Failed: a dependency failed or was cancelled", batch.at)
+            return batch.changed, {"changed": batch.status_changes()}
+        return self._command(meta or CommandMeta(actor="system:sweeper"), decide)
+
+    # -- status changes --------------------------------------------------------
+    def report_progress(self, task_id: object, step: int, total: int,
+                        worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+        def act(batch: Batch, task: Task) -> None:
+            task.report_progress(step, total)
+        result = self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
+        return {**result, "progress": [step, total]}
+
+    def reset_task_start(self, task_id: object, worker_id: str | None = None,
+                         now: datetime | None = None, meta: CommandMeta | None = None) -> Result:
+        """The worker loaded its model: billing time starts now."""
+        def act(batch: Batch, task: Task) -> None:
+            task.reset_start(batch.at)
+        return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act, now)
+
+    def fail_task(self, task_id: object, error: str, worker_id: str | None = None,
+                  meta: CommandMeta | None = None) -> Result:
+        def act(batch: Batch, task: Task) -> None:
+            self._change(batch, task, task.fail, error, batch.at)
+        return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
+
+    def requeue_task(self, task_id: object, reason: str | None = None,
+                     worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+        """Back to the queue with attempts + 1; the third attempt fails (and cascades)."""
+        def act(batch: Batch, task: Task) -> None:
+            self._change(batch, task, task.requeue, reason, batch.at)
+        return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
+
+    def cancel_task(self, task_id: object, user_id: str | None, reason: str | None = None,
+                    meta: CommandMeta | None = None) -> Result:
+        def act(batch: Batch, task: Task) -> None:
+            self._change(batch, task, task.cancel, batch.at, reason)
+        return self._on_task(_user_meta(user_id, meta), task_id, user_id, None, act)
+
+    def cancel_pending(self, project_id: object, user_id: str | None,
+                       meta: CommandMeta | None = None) -> Result:
+        """Cancels every Queued task of the project (their families follow)."""
+        def decide() -> Any:
+            batch = self._batch()
+            project = self._owned_project(batch, project_id, user_id)
+            workload = batch.find(Workload.id_for(project.owner_id))
+            queued = workload.queued_in(project.id) if isinstance(workload, Workload) else []
+            for task in [self._task(batch, t) for t in queued]:
+                if task.status == QUEUED:
+                    self._change(batch, task, task.cancel, batch.at, "cancel pending")
+            changed = batch.status_changes()
+            return batch.changed, {"project_id": str(project.id), "changed": changed,
+                                   "cancelled": sum(s == CANCELLED for s in changed.values())}
+        return self._command(_user_meta(user_id, meta), decide)
+
+    def update_status(self, task_id: object, status: str, error_message: str | None = None,
+                      worker_id: str | None = None, output_location: str | None = None,
+                      meta: CommandMeta | None = None) -> Result:
+        """The generic PATCH: any status the transition table allows from the current one."""
+        if status not in STATUSES:
+            raise ValidationError(f"status must be one of {', '.join(STATUSES)} "
+                                  f"(got {status!r})")
+        task = self._task(self._batch(), task_id)
+        if status not in task.allowed_transitions:
+            raise InvalidTransitionError(task.id, task.status, status, task.allowed_transitions)
+        if status == IN_PROGRESS:
+            if not worker_id:
+                raise ValidationError("In Progress needs the worker_id that claims the task")
+            return self.claim_task(task_id, worker_id, meta=meta)
+        if status == COMPLETE:
+            return self.complete_task(task_id, output_location, worker_id=worker_id, meta=meta)
+        if status == FAILED:
+            return self.fail_task(task_id, error_message or "Failed", worker_id, meta)
+        if status == CANCELLED:
+            return self.cancel_task(task_id, None, error_message, meta=_worker_meta(worker_id,
+                                                                                     meta))
+        return self.requeue_task(task_id, error_message, worker_id, meta)
+
+    # -- completion ------------------------------------------------------------
+    def complete_task(self, task_id: object, output_location: str | None,
+                      thumbnail_url: str | None = None,
+                      result_data: Mapping[str, Any] | None = None,
+                      worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+        """Complete, its result routed into the gallery and its cost charged, in one save;
+        refused (nothing stored) unless the task is In Progress."""
+        def act(batch: Batch, task: Task) -> Result:
+            self._change(batch, task, task.complete, output_location, batch.at,
+                         thumbnail_url=thumbnail_url, result_data=result_data)
+            routed = Routing(batch, task, self._type_of(batch, task),
+                             self._single_segment(batch, task)).route()
+            routed["cost"] = str(self._bill(batch, task))
+            self._settle_orchestrator(batch, task)
+            return routed
+        return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
+
+    def _single_segment(self, batch: Batch, task: Task) -> bool:
+        root = batch.find(task.orchestrator_task_id) if task.orchestrator_task_id else None
+        return isinstance(root, Task) and root.child_task_ids == [task.id]
+

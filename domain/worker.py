@@ -1,0 +1,116 @@
+"""A worker's liveness and the tasks it holds, so a lost worker's tasks are found
+without a query. Heartbeats are stored at most once per `HEARTBEAT_RESOLUTION`:
+liveness needs no finer grain than that, and the log stays readable."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import ValidationError
+from domain.task import require_utc
+
+WORKER_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/worker")
+HEARTBEAT_RESOLUTION = timedelta(seconds=10)
+# Workers heartbeat every 20 s: six missed beats and it is lost.
+LOST_AFTER = timedelta(seconds=120)
+# The seed's sweeper failed a task that ran this long even on a live worker.
+STUCK_AFTER = timedelta(hours=24)
+
+
+class Worker(Aggregate):
+    TOPIC = "darkroom.worker"
+
+    class Created(Aggregate.Created):
+        TOPIC = "darkroom.worker.created"
+        worker_id: str
+        at: datetime
+
+    class Seen(Aggregate.Event):
+        TOPIC = "darkroom.worker.seen"
+        at: datetime
+
+    class TaskTaken(Aggregate.Event):
+        TOPIC = "darkroom.worker.task_taken"
+        task_id: UUID
+        at: datetime
+
+    class TaskReleased(Aggregate.Event):
+        TOPIC = "darkroom.worker.task_released"
+        task_id: UUID
+
+    class Lost(Aggregate.Event):
+        TOPIC = "darkroom.worker.lost"
+        at: datetime
+
+    @staticmethod
+    def create_id(worker_id: str, at: datetime) -> UUID:
+        return Worker.id_for(worker_id)
+
+    @staticmethod
+    def id_for(worker_id: str) -> UUID:
+        return uuid5(WORKER_NAMESPACE, worker_id)
+
+    @event(Created)
+    def __init__(self, worker_id: str, at: datetime) -> None:
+        self.worker_id = worker_id
+        self.last_seen = at
+        self.running: dict[UUID, datetime] = {}
+        self.lost = False
+
+    @classmethod
+    def register(cls, worker_id: str, at: datetime) -> Worker:
+        if not isinstance(worker_id, str) or not worker_id.strip():
+            raise ValidationError(f"a worker needs an id (got {worker_id!r})")
+        return cls(worker_id=worker_id, at=require_utc(at))
+
+    # -- queries -------------------------------------------------------------
+    def is_lost(self, now: datetime, timeout: timedelta = LOST_AFTER) -> bool:
+        return now - self.last_seen > timeout
+
+    def stuck(self, now: datetime, after: timedelta = STUCK_AFTER) -> list[UUID]:
+        return [t for t, since in self.running.items() if now - since > after]
+
+    def not_holding(self, task_ids: list[UUID]) -> list[UUID]:
+        """Of the tasks a worker says it runs, those it no longer holds (stop them)."""
+        return [t for t in task_ids if t not in self.running]
+
+    # -- decisions -----------------------------------------------------------
+    def heartbeat(self, at: datetime) -> None:
+        require_utc(at)
+        if self.lost or at - self.last_seen >= HEARTBEAT_RESOLUTION:
+            self._seen(at=at)
+
+    def take(self, task_id: UUID, at: datetime) -> None:
+        self._task_taken(task_id=task_id, at=require_utc(at))
+
+    def release(self, task_id: UUID) -> None:
+        if task_id in self.running:
+            self._task_released(task_id=task_id)
+
+    def mark_lost(self, at: datetime) -> None:
+        if not self.lost:
+            self._lost(at=require_utc(at))
+
+    # -- state ---------------------------------------------------------------
+    @event(Seen)
+    def _seen(self, at: datetime) -> None:
+        self.last_seen = at
+        self.lost = False
+
+    @event(TaskTaken)
+    def _task_taken(self, task_id: UUID, at: datetime) -> None:
+        self.running[task_id] = at
+        self.last_seen = max(self.last_seen, at)
+        self.lost = False
+
+    @event(TaskReleased)
+    def _task_released(self, task_id: UUID) -> None:
+        del self.running[task_id]
+
+    @event(Lost)
+    def _lost(self, at: datetime) -> None:
+        self.lost = True
+        self.running = {}
