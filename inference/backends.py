@@ -8,8 +8,9 @@ never at module import, so the API process can import `inference` cheaply.
 
 Task types and what they do:
 
-- `image_generation`: text → image(s) (`prompt`, `seed`, `resolution` "WxH" or
-  `width`/`height`, `steps`, `num_images`).
+- `image_generation` (and the model-named `qwen_image`, `z_image_turbo`): text →
+  image(s) (`prompt`, `seed`, `resolution` "WxH" or `width`/`height`, `steps`,
+  `num_images`).
 - `magic_edit`, `annotated_image_edit`, `image_edit`: image-to-image on input
   `image` with `prompt` and `strength`. The annotated edit receives the image
   with the user's marks already drawn in, so it is the same operation.
@@ -245,6 +246,8 @@ class DiffusersBackend:
         self._pipes: dict[str, Any] = {}
         self._handlers: dict[str, Callable[..., Result]] = {
             "image_generation": self._text_to_image,
+            "qwen_image": self._text_to_image,
+            "z_image_turbo": self._text_to_image,
             "magic_edit": self._image_to_image,
             "annotated_image_edit": self._image_to_image,
             "image_edit": self._image_to_image,
@@ -254,6 +257,7 @@ class DiffusersBackend:
             "individual_travel_segment": self._travel_segment,
             "join_clips_segment": self._join_clips_segment,
             "character_animate": self._character_animate,
+            "animate_character": self._character_animate,
             "travel_stitch": self._stitch,
             "join_final_stitch": self._stitch,
         }

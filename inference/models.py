@@ -20,6 +20,8 @@ MODEL_NAMES = (TEXT_TO_IMAGE, IMAGE_TO_IMAGE, INPAINT, UPSCALE, IMAGE_TO_VIDEO)
 
 TASK_MODELS: dict[str, str | None] = {
     "image_generation": TEXT_TO_IMAGE,
+    "qwen_image": TEXT_TO_IMAGE,
+    "z_image_turbo": TEXT_TO_IMAGE,
     "magic_edit": IMAGE_TO_IMAGE,
     "annotated_image_edit": IMAGE_TO_IMAGE,
     "image_edit": IMAGE_TO_IMAGE,
@@ -29,6 +31,7 @@ TASK_MODELS: dict[str, str | None] = {
     "individual_travel_segment": IMAGE_TO_VIDEO,
     "join_clips_segment": IMAGE_TO_VIDEO,
     "character_animate": IMAGE_TO_VIDEO,
+    "animate_character": IMAGE_TO_VIDEO,  # the seed's other spelling
     "travel_stitch": None,
     "join_final_stitch": None,
 }

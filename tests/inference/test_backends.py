@@ -183,3 +183,12 @@ def test_bad_params_and_inputs_are_refused_before_any_model_runs(
 ) -> None:
     with pytest.raises(InvalidInputError, match=message):
         backend.run(task_type, params, inputs)
+
+
+def test_every_task_type_in_the_domain_catalogue_that_does_work_has_a_handler(backend) -> None:
+    from domain.catalogue import ALIASES, DEFAULT_CATALOGUE
+    from inference.models import TASK_MODELS
+
+    workers = {name for name, spec in DEFAULT_CATALOGUE.items() if not spec.is_orchestrator}
+    assert workers | set(ALIASES) <= backend.task_types
+    assert backend.task_types == set(TASK_MODELS)
