@@ -27,6 +27,8 @@ Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Resolution = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")]
 Json = dict[str, Any]
+WorkerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=200)]
 
 MAX_BATCH = 100
 # Output size per project aspect ratio, as the seed studio resolved it.
@@ -333,71 +335,81 @@ def expand(values: list[Any], count: int, what: str) -> list[Any]:
     return values
 
 
-class JoinClipsInput(FamilyInput):
-    family: ClassVar[str] = "join_clips"
+class RunInput(FamilyInput):
+    """An orchestrated run (travel, join): the domain spawns its segments and stitch."""
 
-    clip_urls: list[Url] = Field(min_length=2, max_length=50)
+    inputs_field: ClassVar[str]
+    ids_field: ClassVar[str]
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        raise TypeError(f"{self.family} starts a run: use run_params()")
+
+    def run_params(self, project: ProjectFacts) -> Json:
+        """Params of the run; the inputs and shot travel beside them, not inside."""
+        params = self.params(resolution=getattr(self, "resolution", None) or project.resolution,
+                             seed=pick_seed(getattr(self, "seed", None), 0))
+        for key in (self.inputs_field, self.ids_field, "shot_id"):
+            params.pop(key, None)
+        return params
+
+
+class JoinClipsInput(RunInput):
+    family: ClassVar[str] = "join_clips"
+    inputs_field: ClassVar[str] = "clip_urls"
+    ids_field: ClassVar[str] = "clip_generation_ids"
+
+    clip_urls: list[Url] | None = Field(None, min_length=2, max_length=50)
+    clip_generation_ids: list[UUID] | None = Field(None, min_length=2, max_length=50)
     prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1, max_length=50)
     frames_per_transition: int = Field(24, ge=1, le=1000)
     resolution: Resolution | None = None
     model_name: str | None = Field(None, max_length=200)
-    shot_id: UUID | None = None
-    parent_generation_id: UUID | None = None
     seed: Seed | None = None
 
     @model_validator(mode="after")
-    def prompts_per_join(self) -> JoinClipsInput:
-        self.prompts = expand(self.prompts, len(self.clip_urls) - 1, "prompts")
+    def names_its_clips(self) -> JoinClipsInput:
+        clips = self.clip_generation_ids or self.clip_urls
+        if not clips:
+            raise ValueError("name the clips: `clip_urls` or `clip_generation_ids` (2 or more)")
+        self.prompts = expand(self.prompts, len(clips) - 1, "prompts")
         return self
 
-    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
-        details = self.params(resolution=self.resolution or project.resolution,
-                              seed=pick_seed(self.seed, 0),
-                              num_joins=len(self.clip_urls) - 1)
-        return [TaskSpec(task_type="join_clips_orchestrator",
-                         params={"orchestrator_details": details,
-                                 **_links(details, "shot_id", "parent_generation_id",
-                                          "model_name")})]
 
-
-class TravelBetweenImagesInput(FamilyInput):
+class TravelBetweenImagesInput(RunInput):
     family: ClassVar[str] = "travel_between_images"
+    inputs_field: ClassVar[str] = "image_urls"
+    ids_field: ClassVar[str] = "image_generation_ids"
 
-    image_urls: list[Url] = Field(min_length=2, max_length=100)
-    base_prompts: list[Text] = Field(min_length=1, max_length=100)
+    image_urls: list[Url] | None = Field(None, min_length=2, max_length=100)
+    image_generation_ids: list[UUID] | None = Field(None, min_length=2, max_length=100)
+    shot_id: UUID | None = Field(None, description="travel through this shot's positioned "
+                                                   "images (instead of urls or ids)")
+    base_prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1,
+                                     max_length=100)
     negative_prompts: list[Text] | None = Field(None, max_length=100)
     segment_frames: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
         default_factory=lambda: [81], min_length=1, max_length=100)
     frame_overlap: list[Annotated[int, Field(ge=0, le=1000)]] = Field(
         default_factory=lambda: [10], min_length=1, max_length=100)
-    image_generation_ids: list[UUID] | None = Field(None, max_length=100)
     resolution: Resolution | None = None
     model_name: str | None = Field(None, max_length=200)
     seed: Seed | None = None
-    shot_id: UUID | None = None
-    parent_generation_id: UUID | None = None
 
     @model_validator(mode="after")
     def one_per_segment(self) -> TravelBetweenImagesInput:
-        segments = len(self.image_urls) - 1
-        self.base_prompts = expand(self.base_prompts, segments, "base_prompts")
-        self.segment_frames = expand(self.segment_frames, segments, "segment_frames")
-        self.frame_overlap = expand(self.frame_overlap, segments, "frame_overlap")
-        if self.negative_prompts is not None:
-            self.negative_prompts = expand(self.negative_prompts, segments, "negative_prompts")
-        if self.image_generation_ids is not None and \
-                len(self.image_generation_ids) != len(self.image_urls):
-            raise ValueError("image_generation_ids needs one id per image_urls item")
+        images = self.image_generation_ids or self.image_urls
+        if not images and self.shot_id is None:
+            raise ValueError("name the images: `image_urls`, `image_generation_ids` or "
+                             "`shot_id`")
+        if images:  # with a shot the count is known only to the domain
+            segments = len(images) - 1
+            self.base_prompts = expand(self.base_prompts, segments, "base_prompts")
+            self.segment_frames = expand(self.segment_frames, segments, "segment_frames")
+            self.frame_overlap = expand(self.frame_overlap, segments, "frame_overlap")
+            if self.negative_prompts:
+                self.negative_prompts = expand(self.negative_prompts, segments,
+                                               "negative_prompts")
         return self
-
-    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
-        details = self.params(resolution=self.resolution or project.resolution,
-                              seed=pick_seed(self.seed, 0),
-                              num_new_segments_to_generate=len(self.image_urls) - 1)
-        return [TaskSpec(task_type="travel_orchestrator",
-                         params={"orchestrator_details": details,
-                                 **_links(details, "shot_id", "parent_generation_id",
-                                          "model_name")})]
 
 
 class IndividualTravelSegmentInput(FamilyInput):
@@ -420,10 +432,6 @@ class IndividualTravelSegmentInput(FamilyInput):
         return [TaskSpec(task_type="individual_travel_segment",
                          params=self.params(resolution=self.resolution or project.resolution,
                                             seed=pick_seed(self.seed, 0)))]
-
-
-def _links(details: Json, *keys: str) -> Json:
-    return {k: details[k] for k in keys if details.get(k) is not None}
 
 
 FAMILIES: dict[str, type[FamilyInput]] = {m.family: m for m in (
@@ -491,7 +499,7 @@ class TaskList(Query):
 class TaskStatusChange(Body):
     status: Literal["Queued", "In Progress", "Complete", "Failed", "Cancelled"]
     error_message: Text | None = None
-    worker_id: str | None = Field(None, max_length=200)
+    worker_id: WorkerId | None = None
     output_location: Url | None = None
 
 
@@ -500,8 +508,6 @@ class CancelPending(Body):
 
 
 # -- workers ------------------------------------------------------------------
-WorkerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                            max_length=200)]
 
 
 class ClaimRequest(Body):
@@ -515,16 +521,18 @@ class Heartbeat(Body):
     status: str | None = Field(None, max_length=100)
     current_model: str | None = Field(None, max_length=200)
     task_ids: list[UUID] = Field(default_factory=list, max_length=100)
-    vram_used_mb: float | None = Field(None, ge=0)
+
 
 
 class TaskComplete(Body):
+    worker_id: WorkerId | None = Field(None, description="when given, must hold the task")
     output_location: Url
     thumbnail_url: Url | None = None
     result_data: Json | None = None
 
 
 class TaskFail(Body):
+    worker_id: WorkerId | None = Field(None, description="when given, must hold the task")
     error_message: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
 
 
@@ -640,6 +648,7 @@ class TaskListOut(Out):
 class TaskCreated(Written):
     task_id: UUID | None = None
     task_ids: list[UUID] | None = None
+    status: str | None = None
 
 
 class Claimed(Out):
@@ -683,3 +692,8 @@ class TokenCreated(Written):
     token_id: UUID
     label: str
     token: str
+
+
+class HeartbeatOut(Written):
+    worker_id: str
+    stop: list[UUID] = Field(description="reported tasks this worker no longer holds: drop them")

@@ -3,68 +3,102 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
+from domain.errors import TaskNotFoundError
+from domain.task import Task
 from realtime import models as m
 from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, validate, written
+from realtime.errors import FieldsInvalidError
+
+# Seed 000 created orchestrators by type; here they start a run (segments, stitch).
+RUN_TYPES = {"travel_orchestrator": m.TravelBetweenImagesInput,
+             "join_clips_orchestrator": m.JoinClipsInput}
 
 
-async def _project_facts(call: Call, project_id: Any) -> m.ProjectFacts:
+async def _project_facts(call: Call, project_id: UUID) -> m.ProjectFacts:
     project = await call.run(call.studio.live_project, project_id, call.user)
     return m.ProjectFacts(aspect_ratio=project.aspect_ratio)
 
 
-def _owner(call: Call, project_id: Any) -> str:
-    return call.principal.user_id or call.studio.owner_of(project_id)
+def _key(call: Call, body_key: str | None) -> str | None:
+    return body_key or call.request.headers.get("idempotency-key") or None
 
 
-async def _queue(call: Call, project_id: Any, specs: list[m.TaskSpec], batch: bool,
-                 idempotency_key: str | None) -> Reply:
+async def _limit(call: Call, project_id: UUID, units: int) -> None:
     owner = call.principal.user_id or await call.run(call.studio.owner_of, project_id)
-    call.state.rate_limiter.take(owner, len(specs))
-    meta = call.meta()
-    if idempotency_key and not meta.idempotency_key:
-        meta = type(meta)(**{**vars(meta), "idempotency_key": idempotency_key})
+    call.state.rate_limiter.take(owner, units)
+
+
+async def _queue(call: Call, project_id: UUID, specs: list[m.TaskSpec], batch: bool,
+                 key: str | None) -> Reply:
+    await _limit(call, project_id, len(specs))
     result = await call.run(call.studio.create_tasks, project_id, call.user,
-                            [s.model_dump() for s in specs], meta=meta)
-    ids = result["task_ids"]
-    shape = {"task_ids": ids} if batch else {"task_id": ids[0]}
-    return written({**{k: v for k, v in result.items() if k != "task_ids"}, **shape,
-                    "status": "Queued"}, 201)
+                            [s.model_dump() for s in specs], idempotency_key=key,
+                            meta=_meta(call))
+    ids = result.pop("task_ids")
+    shape: dict[str, Any] = {"task_ids": ids} if batch else {"task_id": ids[0]}
+    return written({**result, **shape, "status": "Queued"}, 201)
+
+
+async def _run(call: Call, project_id: UUID, run: m.RunInput, key: str | None) -> Reply:
+    """Travel or join: the orchestrator and its whole family, in one command."""
+    facts = await _project_facts(call, project_id)
+    await _limit(call, project_id, 1)
+    params = run.run_params(facts)
+    if isinstance(run, m.TravelBetweenImagesInput):
+        result = await call.run(
+            call.studio.create_travel, project_id, call.user, shot_id=run.shot_id,
+            image_generation_ids=run.image_generation_ids, image_urls=run.image_urls,
+            params=params, idempotency_key=key, meta=_meta(call))
+    else:
+        assert isinstance(run, m.JoinClipsInput)
+        result = await call.run(
+            call.studio.create_join_clips, project_id, call.user,
+            clip_generation_ids=run.clip_generation_ids, clip_urls=run.clip_urls,
+            params=params, idempotency_key=key, meta=_meta(call))
+    return written({**result, "task_id": result["orchestrator_task_id"],
+                    "status": "In Progress"}, 201)
+
+
+def _meta(call: Call) -> Any:
+    """Task creation is made idempotent by the task key itself, not the command key."""
+    meta = call.meta()
+    return type(meta)(**{**vars(meta), "idempotency_key": None})
 
 
 async def create_task(call: Call) -> Reply:
     body: m.TaskCreate = call.body
+    key = _key(call, body.idempotency_key)
     if body.family is not None:
         family = m.FAMILIES[body.family]
-        spec_input = validate(family, body.input, "body.input")
+        family_input = validate(family, body.input, "body.input")
+        if isinstance(family_input, m.RunInput):
+            return await _run(call, body.project_id, family_input, key)
         facts = await _project_facts(call, body.project_id)
-        try:
-            specs = spec_input.to_tasks(facts)
-        except ValueError as error:
-            raise _invalid("body.input", str(error)) from None
-        return await _queue(call, body.project_id, specs, family.batch, body.idempotency_key)
+        return await _queue(call, body.project_id, family_input.to_tasks(facts),
+                            family.batch, key)
+    if body.task_type in RUN_TYPES:
+        params = dict(body.params or {})
+        params.update(params.pop("orchestrator_details", None) or {})
+        run = validate(RUN_TYPES[body.task_type], params, "body.params")
+        return await _run(call, body.project_id, run, key)  # type: ignore[arg-type]
     spec = m.TaskSpec(task_type=body.task_type or "", params=body.params or {},
                       dependant_on=body.dependant_on)
-    return await _queue(call, body.project_id, [spec], False, body.idempotency_key)
+    return await _queue(call, body.project_id, [spec], False, key)
 
 
 async def travel(call: Call) -> Reply:
     body: m.TravelRequest = call.body
-    facts = await _project_facts(call, body.project_id)
-    extra = {"project_id", "idempotency_key"}
-    family_input = m.TravelBetweenImagesInput.model_validate(
-        body.model_dump(exclude=extra, exclude_none=True))
-    return await _queue(call, body.project_id, family_input.to_tasks(facts), False,
-                        body.idempotency_key)
+    run = m.TravelBetweenImagesInput.model_validate(
+        body.model_dump(exclude={"project_id", "idempotency_key"}, exclude_none=True))
+    return await _run(call, body.project_id, run, _key(call, body.idempotency_key))
 
 
-def _invalid(where: str, message: str) -> Exception:
-    from realtime.errors import FieldsInvalidError
-
-    return FieldsInvalidError(f"invalid fields: {where}: {message}",
-                              errors=[{"path": where, "loc": where.split("."),
-                                       "message": message, "type": "value_error"}])
+def invalid(where: str, message: str) -> FieldsInvalidError:
+    return FieldsInvalidError(f"invalid fields: {where}: {message}", errors=[
+        {"path": where, "loc": where.split("."), "message": message, "type": "value_error"}])
 
 
 async def list_tasks(call: Call) -> Reply:
@@ -81,19 +115,35 @@ async def cancel(call: Call) -> Reply:
                                   meta=call.meta()))
 
 
+def own_task(call: Call, task_id: UUID) -> None:
+    """A user's credentials act only on that user's tasks (others' answer 404).
+
+    Worker verbs take no user; the check reads the task aggregate (a write path)."""
+    user = call.user
+    if user is None:
+        return
+    try:
+        task = call.studio.repository.get(task_id)
+    except Exception:  # AggregateNotFoundError, or an id of another kind
+        raise TaskNotFoundError(task_id) from None
+    if not isinstance(task, Task) or task.owner_id != user:
+        raise TaskNotFoundError(task_id)
+
+
 async def set_status(call: Call) -> Reply:
     body: m.TaskStatusChange = call.body
-    result = await call.run(call.studio.set_task_status, call.path["id"], call.user,
-                            body.status, error_message=body.error_message,
-                            worker_id=body.worker_id, output_location=body.output_location,
+    await call.run(own_task, call, call.path["id"])
+    result = await call.run(call.studio.update_status, call.path["id"], body.status,
+                            error_message=body.error_message, worker_id=body.worker_id,
+                            output_location=body.output_location,
                             meta=call.meta(worker_id=body.worker_id))
     return written(result)
 
 
 async def cancel_pending(call: Call) -> Reply:
     body: m.CancelPending = call.body
-    return written(await call.run(call.studio.cancel_pending_tasks, body.project_id,
-                                  call.user, meta=call.meta()))
+    return written(await call.run(call.studio.cancel_pending, body.project_id, call.user,
+                                  meta=call.meta()))
 
 
 ENDPOINTS = [
@@ -108,10 +158,10 @@ ENDPOINTS = [
              response=m.Task),
     Endpoint("PATCH", "/api/tasks/{id}/cancel", cancel, "Cancel a task (and its relatives)",
              "tasks", response=m.Written),
-    Endpoint("PATCH", "/api/tasks/{id}/status", set_status, "Set a task's status "
-             "(refused transitions: 409 with the allowed ones)", "tasks",
-             body=m.TaskStatusChange, response=m.Written),
-    Endpoint("POST", "/api/steerable-motion/travel-between-images", travel, "Queue a "
-             "travel_orchestrator (seed 000)", "tasks", body=m.TravelRequest,
+    Endpoint("PATCH", "/api/tasks/{id}/status", set_status, "Set a task's status (workers; "
+             "refused transitions: 409 with the allowed ones)", "tasks",
+             body=m.TaskStatusChange, response=m.Written, auth="worker"),
+    Endpoint("POST", "/api/steerable-motion/travel-between-images", travel, "Start a "
+             "travel_orchestrator run (seed 000)", "tasks", body=m.TravelRequest,
              response=m.TaskCreated, status=201),
 ]

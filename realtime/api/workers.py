@@ -1,46 +1,72 @@
 """The pull-worker protocol: claim the next task, heartbeat, complete, fail.
 
 The service key claims any user's tasks; a user's personal access token claims
-only that user's own tasks (a self-hosted worker).
+and finishes only that user's own tasks (a self-hosted worker).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from realtime import models as m
+from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, written
+from realtime.api.tasks import own_task
+
+CANDIDATES = 50
+
+
+def _candidates(conn: Any, run_type: str, model: str | None, owner: str | None) -> list[str]:
+    from projections.tasks import claim_candidates
+
+    rows = claim_candidates(conn, run_type, limit=CANDIDATES if owner is None else 1000,
+                            model_name=model)
+    return [r["task_id"] for r in rows if owner is None or r["owner_id"] == owner]
 
 
 async def claim(call: Call) -> Reply:
     body: m.ClaimRequest = call.body
-    result = await call.run(call.studio.claim_next_task, body.worker_id, body.run_type,
-                            body.current_model, owner_id=call.user,
-                            meta=call.meta(worker_id=body.worker_id))
-    if result is None or not result.get("task_id"):
+    ids = await reads.read(call, ("tasks",), _candidates, body.run_type, body.current_model,
+                           call.user)
+    if not ids:
         return Reply(status=204)
-    body_out = {k: result[k] for k in ("task_id", "task_type", "params", "project_id")}
-    return Reply(body_out, 200, result.get("position"))
+    result = await call.run(call.studio.claim_next, body.worker_id, body.run_type,
+                            body.current_model, ids, meta=call.meta(worker_id=body.worker_id))
+    if result is None:
+        if call.user is not None:
+            await call.run(_require_credit, call)
+        return Reply(status=204)
+    out = {k: result[k] for k in ("task_id", "task_type", "params", "project_id")}
+    return Reply(out, 200, result.get("position"))
+
+
+def _require_credit(call: Call) -> None:
+    """A user's own worker found their tasks but may not run them: say it is the credits."""
+    call.studio.ledger(call.user or "").require_credit()
 
 
 async def heartbeat(call: Call) -> Reply:
     body: m.Heartbeat = call.body
-    result = await call.run(call.studio.worker_heartbeat, body.worker_id,
-                            status=body.status, current_model=body.current_model,
-                            task_ids=body.task_ids, meta=call.meta(worker_id=body.worker_id))
+    result = await call.run(call.studio.heartbeat, body.worker_id, body.task_ids,
+                            meta=call.meta(worker_id=body.worker_id))
     return written(result)
 
 
 async def complete(call: Call) -> Reply:
     body: m.TaskComplete = call.body
+    await call.run(own_task, call, call.path["id"])
     result = await call.run(call.studio.complete_task, call.path["id"], body.output_location,
                             thumbnail_url=body.thumbnail_url, result_data=body.result_data,
-                            user_id=call.user, meta=call.meta())
+                            worker_id=body.worker_id, meta=call.meta(worker_id=body.worker_id))
     return written(result)
 
 
 async def fail(call: Call) -> Reply:
     body: m.TaskFail = call.body
+    await call.run(own_task, call, call.path["id"])
     return written(await call.run(call.studio.fail_task, call.path["id"], body.error_message,
-                                  user_id=call.user, meta=call.meta()))
+                                  worker_id=body.worker_id,
+                                  meta=call.meta(worker_id=body.worker_id)))
 
 
 ENDPOINTS = [
@@ -48,7 +74,7 @@ ENDPOINTS = [
              "workers", body=m.ClaimRequest, response=m.Claimed,
              other_statuses={204: None}, auth="worker"),
     Endpoint("POST", "/api/workers/heartbeat", heartbeat, "A worker is alive (and runs these "
-             "tasks)", "workers", body=m.Heartbeat, response=m.Written, auth="worker"),
+             "tasks)", "workers", body=m.Heartbeat, response=m.HeartbeatOut, auth="worker"),
     Endpoint("POST", "/api/tasks/{id}/complete", complete, "Complete a running task with its "
              "output (creates its result, bills once)", "workers", body=m.TaskComplete,
              response=m.Written, auth="worker"),
