@@ -112,7 +112,8 @@ class TaskServices(TaskLifecycle):
         if task_type.is_orchestrator:
             raise InvalidParamsError(
                 f"{task_type.name} is started by create_travel or create_join_clips")
-        params = item.get("params") or {}
+        params = item.get("params")
+        params = {} if params is None else params
         if not isinstance(params, Mapping):
             raise InvalidParamsError(f"params must be an object (got {params!r})")
         deps = [earlier[d].id if isinstance(d, int) and not isinstance(d, bool)
