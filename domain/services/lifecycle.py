@@ -23,6 +23,7 @@ from domain.billing import amount_to_charge, completed_child_seconds
 from domain.catalogue import (
     CATALOGUE_ID,
     DEFAULT_CATALOGUE,
+    FAMILIES,
     PER_SECOND,
     SEED_DEFAULT_RATE,
     TaskType,
@@ -59,6 +60,14 @@ TASK_KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/task-idempote
 def task_id_for(owner_id: str, key: str) -> UUID:
     """The id of the task an owner's idempotency key creates: a repeat finds it."""
     return uuid5(TASK_KEY_NAMESPACE, f"{owner_id}:{key}")
+
+
+def _failure_pool(root: Task, children: list[Task]) -> list[Task]:
+    """What "N of M segments failed" counts: the segments when one of them failed (the
+    stitch is no segment), else every child (the stitch failed)."""
+    family = next((types for types in FAMILIES.values() if types[0] == root.task_type), None)
+    segments = [c for c in children if family and c.task_type == family[1]]
+    return segments if any(c.status in (FAILED, CANCELLED) for c in segments) else children
 
 
 class Batch:
@@ -240,7 +249,8 @@ class TaskLifecycle(ServiceBase):
             if relative.is_terminal:  # an earlier step of this cascade reached it
                 continue
             if relative is root:
-                outcome = orchestrator_outcome(children, len(children))
+                pool = _failure_pool(root, children)
+                outcome = orchestrator_outcome(pool, len(pool))
                 message = (outcome[1] if outcome and outcome[1]
                            else f"{task.task_type} {task.id} is {task.status}")
                 self._change(batch, root, root.fail, message, batch.at)

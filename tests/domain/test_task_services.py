@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -171,8 +172,8 @@ def test_only_one_of_two_concurrent_workers_claims_a_task(studio: Studio) -> Non
     for _ in range(4):
         task_id = queue(studio, project_id, owner)
         first, second = name("w"), name("w")
-        results = together(lambda w=first: studio.claim_next(w, "api", None, [task_id]),
-                           lambda w=second: studio.claim_next(w, "api", None, [task_id]))
+        results = together(partial(studio.claim_next, first, "api", None, [task_id]),
+                           partial(studio.claim_next, second, "api", None, [task_id]))
         winners = [r for r in results if r is not None]
         assert len(winners) == 1 and winners[0]["task_id"] == task_id
         assert task(studio, task_id).worker_id in (first, second)
@@ -182,7 +183,7 @@ def test_only_one_of_two_concurrent_workers_claims_a_task(studio: Studio) -> Non
 def test_an_owner_never_has_more_than_five_tasks_in_progress(studio: Studio) -> None:
     owner, project_id = funded(studio)
     ids = [queue(studio, project_id, owner) for _ in range(8)]
-    results = together(*[lambda w=name("w"): studio.claim_next(w, "api", None, ids)
+    results = together(*[partial(studio.claim_next, name("w"), "api", None, ids)
                          for _ in range(8)])
     running = [t for t in ids if task(studio, t).status == IN_PROGRESS]
     assert len(running) == len([r for r in results if r]) <= MAX_IN_PROGRESS_PER_OWNER
