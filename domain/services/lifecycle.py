@@ -275,6 +275,8 @@ class TaskLifecycle(ServiceBase):
     # -- billing ---------------------------------------------------------------
     def _bill(self, batch: Batch, task: Task, children: list[Task] | None = None) -> Decimal:
         """Once, on completion; an orchestrator pays for its children's seconds."""
+        if task.is_orchestrator and children is None:
+            children = self._children(batch, task)
         seconds = completed_child_seconds(children or []) if task.is_orchestrator else None
         amount = amount_to_charge(task, self._type_of(batch, task), seconds)
         task.record_cost(amount)

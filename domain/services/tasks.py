@@ -1,21 +1,24 @@
-"""The task verbs: create, claim, heartbeat and sweep, status changes, completion.
+"""The task verbs: create, claim, status changes, completion (liveness: `liveness.py`).
 
-Worker liveness lives in a `Worker` aggregate per worker (last seen, tasks held),
-listed on a `WorkerRoster` that changes only when a worker comes or goes. Claims
-and every exit from In Progress save the task with its owner's `Workload` and its
-worker, atomically: exactly one worker wins a task, and an owner never runs more
-than five at once (see `domain.workload`).
+Claims and every exit from In Progress save the task with its owner's `Workload` and
+its `Worker`, atomically: exactly one worker wins a task (optimistic concurrency on
+the task), and an owner never runs more than five at once (see `domain.workload`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 from typing import Any
 
-from domain.catalogue import CATALOGUE_ID, RUN_TYPES, TaskType, TaskTypeCatalogue
-from domain.claiming import Candidate, dependency_failed, ineligibility, next_for_worker
+from domain.catalogue import (
+    CATALOGUE_ID,
+    DEFAULT_CATALOGUE,
+    RUN_TYPES,
+    TaskType,
+    TaskTypeCatalogue,
+)
+from domain.claiming import Candidate, ineligibility, next_for_worker
 from domain.errors import (
     ConcurrencyConflictError,
     InsufficientCreditsError,
@@ -26,7 +29,6 @@ from domain.errors import (
 )
 from domain.metadata import CommandMeta
 from domain.project import Project
-from domain.roster import ROSTER_ID, WorkerRoster
 from domain.services.base import Result, as_uuid
 from domain.services.base import now as _now
 from domain.services.completion import Routing
@@ -40,7 +42,6 @@ from domain.task import (
     STATUSES,
     Task,
 )
-from domain.worker import LOST_AFTER, Worker
 from domain.workload import Workload
 
 # A claim that keeps losing races gives up and answers "nothing now"; the worker polls again.
@@ -96,8 +97,9 @@ class TaskServices(TaskLifecycle):
                     made.append(known)
                 else:
                     made.append(self._create_one(batch, project, item, key, made))
-            result: Result = {"task_ids": [str(t.id) for t in made],
-                              "status": made[0].status if len(made) == 1 else None}
+            result: Result = {"task_ids": [str(t.id) for t in made]}
+            if len(made) == 1:
+                result["status"] = made[0].status
             if replayed:
                 result["replayed"] = replayed == len(made)
             return batch.changed, result
@@ -161,7 +163,8 @@ class TaskServices(TaskLifecycle):
         catalogue = self._batch().find(CATALOGUE_ID)
         if isinstance(catalogue, TaskTypeCatalogue):
             return catalogue.active()
-        return TaskTypeCatalogue().active()
+        return sorted((t for t in DEFAULT_CATALOGUE.values() if t.is_active),
+                      key=lambda t: t.name)
 
     def _on_catalogue(self, meta: CommandMeta | None, change: Any, name: str) -> Result:
         def decide() -> Any:
@@ -251,79 +254,6 @@ class TaskServices(TaskLifecycle):
                 "project_id": str(task.project_id), "owner_id": task.owner_id,
                 "run_type": task.run_type, "model_name": task.model_name,
                 "attempts": task.attempts}
-
-    # -- liveness --------------------------------------------------------------
-    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = (),
-                  now: datetime | None = None, meta: CommandMeta | None = None) -> Result:
-        """The worker is alive. `stop` lists the tasks it reported that it no longer
-        holds (cancelled, requeued, finished elsewhere): it should drop them."""
-        reported = [as_uuid(t, "task id") for t in task_ids]
-        at = now or _now()
-
-        def decide() -> Any:
-            batch = self._batch(at)
-            worker = self._worker(batch, worker_id)
-            worker.heartbeat(at)
-            return batch.changed, {"worker_id": worker_id,
-                                   "stop": [str(t) for t in worker.not_holding(reported)]}
-        return self._command(_worker_meta(worker_id, meta), decide)
-
-    def sweep_lost_workers(self, now: datetime | None = None,
-                           timeout: timedelta = LOST_AFTER,
-                           meta: CommandMeta | None = None) -> Result:
-        """Workers silent for longer than `timeout` lose their tasks: requeued with one
-        more attempt, or Failed at the third (with the cascade). A live worker's task
-        running over 24 h fails. One save per worker."""
-        at = now or _now()
-        meta = meta or CommandMeta(actor="system:sweeper")
-        roster = self._batch(at).find(ROSTER_ID)
-        result: Result = {"lost_workers": [], "changed": {}, "position": self.head_position()}
-        for worker_id in list(roster.workers if isinstance(roster, WorkerRoster) else []):
-            swept = self._command(meta.caused(), partial(self._sweep_one, worker_id, at, timeout))
-            if swept["lost"]:
-                result["lost_workers"].append(worker_id)
-            result["changed"].update(swept["changed"])
-            result["position"] = max(result["position"], swept["position"])
-        return result
-
-    def _sweep_one(self, worker_id: str, at: datetime, timeout: timedelta) -> Any:
-        batch = self._batch(at)
-        worker = batch.find(Worker.id_for(worker_id))
-        if not isinstance(worker, Worker):
-            return [], {"lost": False, "changed": {}}
-        lost = worker.is_lost(at, timeout)
-        for task_id in list(worker.running) if lost else worker.stuck(at):
-            task = batch.find(task_id)
-            if isinstance(task, Task) and task.status == IN_PROGRESS \
-                    and task.worker_id == worker_id:
-                if lost:
-                    self._change(batch, task, task.worker_lost, at)
-                else:
-                    self._change(batch, task, task.fail, "Failed: no result after 24 hours", at)
-        if lost:
-            worker.mark_lost(at)
-            roster = batch.find(ROSTER_ID)
-            if isinstance(roster, WorkerRoster):
-                roster.leave(worker_id)
-        return batch.changed, {"lost": lost, "changed": batch.status_changes()}
-
-    def fail_blocked_tasks(self, candidate_ids: Iterable[object] = (),
-                           meta: CommandMeta | None = None) -> Result:
-        """Queued tasks whose dependency Failed or was Cancelled become Failed. Failures
-        already cascade to dependants in their own save; this repairs what a caller
-        (the task board's Queued tasks with dependencies) still finds blocked."""
-        ids = [as_uuid(c, "task id") for c in candidate_ids]
-
-        def decide() -> Any:
-            batch = self._batch()
-            for task in [t for t in map(batch.find, ids) if isinstance(t, Task)]:
-                statuses = {d: t.status for d in task.dependant_on
-                            if isinstance(t := batch.find(d), Task)}
-                if dependency_failed(task, statuses):
-                    self._change(batch, task, task.fail,
-                                 "Failed: a dependency failed or was cancelled", batch.at)
-            return batch.changed, {"changed": batch.status_changes()}
-        return self._command(meta or CommandMeta(actor="system:sweeper"), decide)
 
     # -- status changes --------------------------------------------------------
     def report_progress(self, task_id: object, step: int, total: int,
