@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from projections.aggregates import AggregateCache
+    from projections.writes import Op
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -117,12 +118,19 @@ class View:
         """Re-render from current state whatever `event` touched (dead-letter retry)."""
         raise NotImplementedError
 
-    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
-        """Write every pending row (coalesced) into the given tables."""
+    def take(self) -> list[Op]:
+        """Every pending row as write ops (coalesced: one per row); pending becomes empty."""
         raise NotImplementedError
 
+    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
+        """Write every pending row into the given tables (synchronously)."""
+        from projections.writes import apply
+
+        apply(cur, names, self.take())
+
     def flushed(self) -> None:
-        """The pending rows were committed: they become clean cache entries."""
+        """A batch committed: trim the caches. Entries touched in the last batches are
+        the most recent ones, so with capacity ≫ keys per batch nothing uncommitted goes."""
 
     def has_pending(self) -> bool:
         raise NotImplementedError
@@ -177,6 +185,18 @@ class LRU(Generic[K, V]):
         return iter(self.items)
 
 
+def memo(obj: Any, compute: Callable[[Any], Any]) -> Any:
+    """Constant facts of a cached object (its ids as text…), computed once per object.
+
+    `str(uuid)` and `isoformat()` dominated rendering; the cache's aggregates
+    are private to the runner, so an extra attribute on them is harmless.
+    """
+    found = obj.__dict__.get("_darkroom_memo")
+    if found is None:
+        found = obj.__dict__["_darkroom_memo"] = compute(obj)
+    return found
+
+
 def sid(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
@@ -200,8 +220,14 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=_default)
+try:  # optional: ~5x faster than the stdlib json on view rows
+    import orjson
+
+    def dumps(value: Any) -> str:
+        return orjson.dumps(value, default=_default).decode()
+except ImportError:  # pragma: no cover - exercised where orjson is absent
+    def dumps(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), default=_default)
 
 
 def _default(value: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from domain.credits import CreditLedger, round_credits
 from projections.base import LRU, Context, Row, View, handles, jsonable, sid
-from projections.writes import upsert
+from projections.writes import Op, Upsert
 
 if TYPE_CHECKING:
     import psycopg
@@ -84,15 +84,19 @@ class CreditsView(View):
                                  "at": e.at.isoformat(), "log_position": ctx.position})
         self._emit(ledger, ledger.balance, len(ledger.entries), None, ctx)
 
-    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
-        upsert(cur, names["credit_balances"], BALANCE_COLUMNS, ("user_id",),
-               list(self.pending.values()))
-        # Append-only: a refresh may offer entries that are already there.
-        upsert(cur, names["credit_ledger"], LEDGER_COLUMNS, ("user_id", "seq"), self.entries)
+    def take(self) -> list[Op]:
+        rows, entries = list(self.pending.values()), self.entries
+        self.pending, self.entries = {}, []
+        ops: list[Op] = []
+        if rows:
+            ops.append(Upsert("credit_balances", BALANCE_COLUMNS, ("user_id",), rows))
+        if entries:
+            # An upsert, not an insert: a dead-letter refresh re-offers existing entries.
+            unique = list({(e["user_id"], e["seq"]): e for e in entries}.values())
+            ops.append(Upsert("credit_ledger", LEDGER_COLUMNS, ("user_id", "seq"), unique))
+        return ops
 
     def flushed(self) -> None:
-        self.pending.clear()
-        self.entries.clear()
         self.balances.trim()
 
     def has_pending(self) -> bool:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from domain.project import Project
 from projections.base import Context, Row, View, handles, iso, jsonable
-from projections.writes import upsert
+from projections.writes import Op, Upsert
 
 if TYPE_CHECKING:
     import psycopg
@@ -57,12 +57,9 @@ class ProjectsView(View):
         if isinstance(p, Project):
             self.on_project(event, p, None, ctx)
 
-    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
-        upsert(cur, names["projects"], COLUMNS, ("id",), list(self.pending.values()),
-               JSON_COLUMNS)
-
-    def flushed(self) -> None:
-        self.pending.clear()
+    def take(self) -> list[Op]:
+        rows, self.pending = list(self.pending.values()), {}
+        return [Upsert("projects", COLUMNS, ("id",), rows, JSON_COLUMNS)] if rows else []
 
     def has_pending(self) -> bool:
         return bool(self.pending)

@@ -17,21 +17,24 @@ no change log, no registry.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from projections import changelog, db
+from projections import changelog, db, fastio
 from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
 from projections.base import Context, View
 from projections.errors import LockNotAcquiredError
+from projections.writes import apply
 
 if TYPE_CHECKING:
     import psycopg
@@ -57,6 +60,17 @@ class Sink:
 
 
 @dataclass
+class Batch:
+    """One transaction's worth: ops per view version, change rows, dead letters."""
+
+    position: int
+    ops: list[tuple[str, int, dict[str, str], list[Any]]]
+    changes: list[changelog.Entry]
+    dead: list[DeadLetter]
+    retried: list[tuple[str, int]]
+
+
+@dataclass
 class DeadLetter:
     view: str
     position: int
@@ -74,6 +88,7 @@ class PageReader(threading.Thread):
                  stop_at: int | None, conninfo: str) -> None:
         super().__init__(daemon=True, name="projections-reader")
         self.recorder: Any = app.recorder
+        self.statement = fastio.select_page_sql(app, bounded=stop_at is not None)
         self.after = after
         self.page_size = page_size
         self.stop_at = stop_at
@@ -88,14 +103,17 @@ class PageReader(threading.Thread):
             self.pages.put(error)
 
     def _run(self) -> None:
+        import psycopg
+
         listener = None
+        conn = psycopg.connect(self.conninfo, autocommit=True)
         try:
             while not self.stopping.is_set():
                 if self.stop_at is not None and self.after >= self.stop_at:
                     self.pages.put(_END)
                     return
-                page = self.recorder.select_notifications(
-                    self.after, self.page_size, stop=self.stop_at, inclusive_of_start=False)
+                page = fastio.read_page(conn, self.statement, self.after, self.page_size,
+                                        self.stop_at)
                 if page:
                     self.after = page[-1].id
                     self._put(page)
@@ -107,6 +125,7 @@ class PageReader(threading.Thread):
                 for _ in listener.notifies(timeout=IDLE_TICK, stop_after=1):
                     pass
         finally:
+            conn.close()
             if listener is not None:
                 listener.close()
 
@@ -137,7 +156,7 @@ class Runner:
                  versions: dict[str, int] | None = None, changelog_enabled: bool | None = None,
                  batch_size: int = BATCH_SIZE, batch_latency: float = BATCH_LATENCY,
                  page_size: int = PAGE_SIZE, cache_capacity: int = DEFAULT_CAPACITY,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None, threaded: bool = True) -> None:
         self.app = app
         self.conninfo = conninfo
         self.schema = schema
@@ -167,7 +186,11 @@ class Runner:
         self._writer: psycopg.Connection[Any] | None = None
         self._reader: psycopg.Connection[Any] | None = None
         self._last_tick = 0.0
-        self._drops: list[tuple[View, int]] = []
+        self.threaded = threaded
+        self.committed = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: tuple[Future[list[Callable[[], None]]], Batch] | None = None
+        self.mapper = fastio.fast_mapper(app)
 
     # ------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -184,6 +207,14 @@ class Runner:
         self._writer.autocommit = False
 
     def close(self) -> None:
+        if self._inflight is not None:
+            try:
+                self._settle()
+            except Exception:
+                log.exception("the last batch failed while closing")
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         for conn in (self._writer, self._reader, self._lock_conn):
             if conn is not None and not conn.closed:
                 conn.close()
@@ -276,6 +307,7 @@ class Runner:
         reader.start()
         try:
             self._loop(reader)
+            self._settle()
         finally:
             reader.stop()
             reader.join(timeout=5)
@@ -333,7 +365,7 @@ class Runner:
         ctx = self.ctx
         ctx.position = position
         try:
-            event = self.app.mapper.to_domain_event(notification)
+            event = self.mapper.to_domain_event(notification)
             ctx.timestamp = event.timestamp
             before = self.cache.before(event)
             captured = [v.capture(event, before) for v in views]
@@ -361,54 +393,88 @@ class Runner:
 
     # --------------------------------------------------------------- flush
     def flush(self) -> None:
-        """Write the batch: rows, change log, dead letters, positions; one transaction."""
+        """Write the batch: rows, change log, dead letters, positions; one transaction.
+
+        Normally the transaction runs in the writer thread while the next batch
+        is folded (at most one in flight, committed in order). Every
+        `IDLE_TICK` a flush runs synchronously and also serves dead-letter
+        retries and rebuild hand-overs.
+        """
+        now = time.monotonic()
+        tick = False
+        if self.managed and now - self._last_tick >= IDLE_TICK:
+            self._last_tick = now
+            tick = self._handover_pending() or self._retries_requested()
+            if tick:
+                self._settle()
+                self._retry_dead_letters()
+        batch = self._collect()
+        self._settle()
+        if tick or not self.threaded:
+            self._after(batch, self._commit(batch, handovers=tick))
+        else:
+            self._inflight = (self._executor().submit(self._commit, batch, False), batch)
+
+    def _collect(self) -> Batch:
+        ops = [(v.name, sink.version, sink.names, v.take())
+               for v in self.views if not (sink := self.sinks[v.name]).frozen]
+        batch = Batch(self.position, ops, self.changes, self.dead, self.retried)
+        self.changes, self.dead, self.retried = [], [], []
+        return batch
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="projections-writer")
+        return self._pool
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight (re-raising its error) and run its after-commit."""
+        if self._inflight is None:
+            return
+        future, batch = self._inflight
+        self._inflight = None
+        self._after(batch, future.result())
+
+    def _after(self, batch: Batch, actions: list[Callable[[], None]]) -> None:
+        # The caches hold hundreds of thousands of long-lived objects: keep the
+        # cyclic GC from rescanning them on every collection (they are acyclic).
+        gc.freeze()
+        for view in self.views:
+            view.flushed()
+        self.batches += 1
+        self.committed = batch.position
+        for action in actions:
+            action()
+        if self.on_batch is not None:
+            self.on_batch(batch.position)
+
+    def _commit(self, batch: Batch, handovers: bool) -> list[Callable[[], None]]:
         conn = self._writer
         assert conn is not None
-        now = time.monotonic()
-        tick = self.managed and now - self._last_tick >= IDLE_TICK
-        if tick:
-            self._last_tick = now
-            self._retry_dead_letters()
         with conn.transaction():
             cur = conn.cursor()
-            after_commit = self._handovers(cur) if tick else []
-            written = []
-            for view in self.views:
-                sink = self.sinks[view.name]
-                if sink.frozen:
-                    continue
-                if view.has_pending():
-                    view.flush(cur, sink.names)
-                written.append((view.name, sink.version))
-            if self.changes:
-                changelog.write(cur, self.changes)
-            if self.retried:
+            actions = self._handovers(cur, batch.position) if handovers else []
+            for _name, _version, names, ops in batch.ops:
+                apply(cur, names, ops)
+            if batch.changes:
+                changelog.write(cur, batch.changes)
+            if batch.retried:
                 cur.executemany("DELETE FROM projection_dead_letters WHERE view = %s AND "
-                                "position = %s", self.retried)
-            if self.dead:
-                self._write_dead(cur)
-            if written:
+                                "position = %s", batch.retried)
+            if batch.dead:
+                self._write_dead(cur, batch.dead)
+            if batch.ops:
                 cur.execute(
                     "UPDATE projection_tracking t SET position = %s, updated_at = now() "
                     "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
                     "WHERE t.view = w.view AND t.version = w.version",
-                    (self.position, [w[0] for w in written], [w[1] for w in written]))
-            if self.changes:
+                    (batch.position, [o[0] for o in batch.ops], [o[1] for o in batch.ops]))
+            if batch.changes:
                 cur.execute(sql.SQL("NOTIFY {}, {}").format(
-                    sql.Identifier(db.NOTIFY_CHANNEL), sql.Literal(str(self.position))))
-        for view in self.views:
-            if not self.sinks[view.name].frozen:
-                view.flushed()
-        self.changes.clear()
-        self.dead.clear()
-        self.retried.clear()
-        self.batches += 1
-        for action in after_commit:
-            action()
-        if self.on_batch is not None:
-            self.on_batch(self.position)
+                    sql.Identifier(db.NOTIFY_CHANNEL), sql.Literal(str(batch.position))))
+        return actions
 
-    def _write_dead(self, cur: psycopg.Cursor[Any]) -> None:
+    def _write_dead(self, cur: psycopg.Cursor[Any], dead: list[DeadLetter]) -> None:
         cur.executemany(
             "INSERT INTO projection_dead_letters (view, position, topic, originator_id, "
             "originator_version, error, traceback) VALUES (%s, %s, %s, %s, %s, %s, %s) "
@@ -416,7 +482,24 @@ class Runner:
             "traceback = EXCLUDED.traceback, attempts = projection_dead_letters.attempts + 1, "
             "retry_requested = false, updated_at = now()",
             [(d.view, d.position, d.topic, d.originator_id, d.originator_version, d.error,
-              d.trace) for d in self.dead])
+              d.trace) for d in dead])
+
+    def _handover_pending(self) -> bool:
+        assert self._reader is not None
+        row = self._reader.execute(
+            "SELECT count(*) AS n FROM projection_registry r JOIN unnest(%s::text[], %s::int[]) "
+            "AS h(view, version) ON r.view = h.view "
+            "WHERE r.handover_state IS NOT NULL OR r.active_version <> h.version",
+            ([v.name for v in self.views],
+             [self.sinks[v.name].version for v in self.views])).fetchone()
+        return bool(row and row["n"]) or any(s.frozen for s in self.sinks.values())
+
+    def _retries_requested(self) -> bool:
+        assert self._reader is not None
+        row = self._reader.execute(
+            "SELECT EXISTS (SELECT 1 FROM projection_dead_letters WHERE retry_requested "
+            "AND view = ANY(%s)) AS any", ([v.name for v in self.views],)).fetchone()
+        return bool(row and row["any"])
 
     # --------------------------------------------------- dead-letter retry
     def _retry_dead_letters(self) -> None:
@@ -453,7 +536,7 @@ class Runner:
         found = db.registry(self._writer, [v.name for v in self.views])
         return {name: int(row["active_version"]) for name, row in found.items()}
 
-    def _handovers(self, cur: psycopg.Cursor[Any]) -> list[Callable[[], None]]:
+    def _handovers(self, cur: psycopg.Cursor[Any], position: int) -> list[Callable[[], None]]:
         """Serve rebuild hand-overs of hosted views (see docs/PROJECTIONS.md)."""
         cur.execute("SELECT * FROM projection_registry WHERE view = ANY(%s) FOR UPDATE",
                     ([v.name for v in self.views],))
@@ -462,9 +545,10 @@ class Runner:
             view, sink = self.by_name[row["view"]], self.sinks[row["view"]]
             state = row["handover_state"]
             if not sink.frozen and state == "requested":
-                self._freeze(cur, view, sink, actions)
+                self._freeze(cur, view, sink, position, actions)
             elif sink.frozen and int(row["active_version"]) != sink.version:
-                actions.extend(self._retarget(cur, view, sink, int(row["active_version"])))
+                actions.extend(self._retarget(cur, view, sink, int(row["active_version"]),
+                                              position))
             elif sink.frozen and self._rebuilder_gone(view.name):
                 log.warning("rebuild of %s vanished; writing version %s again", view.name,
                             sink.version)
@@ -474,35 +558,34 @@ class Runner:
                 sink.frozen = False
         return actions
 
-    def _freeze(self, cur: psycopg.Cursor[Any], view: View, sink: Sink,
+    def _freeze(self, cur: psycopg.Cursor[Any], view: View, sink: Sink, position: int,
                 actions: list[Callable[[], None]]) -> None:
         # This batch still goes to the old version; from the next one on the
         # view's rows stay pending in memory until the new version is active.
         cur.execute("UPDATE projection_registry SET handover_state = 'frozen', frozen_at = %s, "
-                    "updated_at = now() WHERE view = %s", (self.position, view.name))
+                    "updated_at = now() WHERE view = %s", (position, view.name))
 
         def freeze() -> None:
             sink.frozen = True
         actions.append(freeze)
 
-    def _retarget(self, cur: psycopg.Cursor[Any], view: View, sink: Sink,
-                  version: int) -> list[Callable[[], None]]:
+    def _retarget(self, cur: psycopg.Cursor[Any], view: View, sink: Sink, version: int,
+                  position: int) -> list[Callable[[], None]]:
         cur.execute("SELECT position FROM projection_tracking WHERE view = %s AND version = %s",
                     (view.name, version))
         row = cur.fetchone()
-        if row is None or int(row["position"]) > self.position:
+        if row is None or int(row["position"]) > position:
             return []  # the new version is ahead of us: keep pending until we pass it
         old = sink.version
         names = db.names_for(view.tables, version)
         view.flush(cur, names)
         cur.execute("UPDATE projection_tracking SET position = %s, updated_at = now() "
-                    "WHERE view = %s AND version = %s", (self.position, view.name, version))
+                    "WHERE view = %s AND version = %s", (position, view.name, version))
         cur.execute("UPDATE projection_registry SET handover_state = NULL, handover_version = "
                     "NULL, frozen_at = NULL, updated_at = now() WHERE view = %s", (view.name,))
         sink.version, sink.names, sink.frozen = version, names, False
         assert self._reader is not None
         view.bind(self._reader, names)
-        view.flushed()
 
         def drop_old() -> None:
             assert self._writer is not None

@@ -12,8 +12,8 @@ from uuid import UUID
 
 from domain.generation import Generation
 from domain.shot import Shot
-from projections.base import LRU, Context, Row, View, captures, handles, iso, jsonable
-from projections.writes import upsert
+from projections.base import LRU, Context, Row, View, captures, handles, iso, jsonable, memo
+from projections.writes import Op, Upsert
 
 if TYPE_CHECKING:
     import psycopg
@@ -29,15 +29,20 @@ SHOT_EVENTS = (Shot.Created, Shot.Updated, Shot.MemberAdded, Shot.MemberRemoved,
 MEDIA_EVENTS = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.VariantDeleted)
 
 
+def _member_constants(m: Any) -> tuple[str, str]:
+    return (str(m.id), str(m.generation_id))
+
+
 def render(shot: Shot, aggregates: AggregateCache, position: int) -> Row:
     members = []
     rank = 0
     for m in shot.ordered_members():
         g = aggregates.current(m.generation_id)
         primary = g.primary if isinstance(g, Generation) else None
+        member_id, generation_id = memo(m, _member_constants)
         members.append({
-            "shot_generation_id": str(m.id),
-            "generation_id": str(m.generation_id),
+            "shot_generation_id": member_id,
+            "generation_id": generation_id,
             "timeline_frame": m.timeline_frame,
             "position": None if m.timeline_frame is None else rank,
             "location": primary.location if primary else None,
@@ -143,11 +148,11 @@ class ShotsView(View):
         elif isinstance(aggregate, Generation):
             self.on_media(event, aggregate, None, ctx)
 
-    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
-        upsert(cur, names["shots"], COLUMNS, ("id",), list(self.pending.values()), JSON_COLUMNS)
+    def take(self) -> list[Op]:
+        rows, self.pending = list(self.pending.values()), {}
+        return [Upsert("shots", COLUMNS, ("id",), rows, JSON_COLUMNS)] if rows else []
 
     def flushed(self) -> None:
-        self.pending.clear()
         self.shots_of.trim()
 
     def has_pending(self) -> bool:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from domain.task import COMPLETE, QUEUED, STATUSES, Task
 from projections.base import LRU, Context, Row, View, handles, iso, jsonable, sid
-from projections.writes import delete_keys, upsert
+from projections.writes import Delete, Op, Upsert
 
 if TYPE_CHECKING:
     import psycopg
@@ -160,16 +160,21 @@ class TasksView(View):
             self.on_task(event, t, None, ctx)
 
     # -- writes ----------------------------------------------------------
-    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
-        upsert(cur, names["tasks"], COLUMNS, ("id",), list(self.pending.values()), JSON_COLUMNS)
-        q = names["task_claim_queue"]
-        delete_keys(cur, q, "task_id", [k for k, v in self.queue.items() if v is None])
-        upsert(cur, q, QUEUE_COLUMNS, ("task_id",),
-               [v for v in self.queue.values() if v is not None])
+    def take(self) -> list[Op]:
+        rows, queue = list(self.pending.values()), self.queue
+        self.pending, self.queue = {}, {}
+        ops: list[Op] = []
+        if rows:
+            ops.append(Upsert("tasks", COLUMNS, ("id",), rows, JSON_COLUMNS))
+        gone = [k for k, v in queue.items() if v is None]
+        if gone:
+            ops.append(Delete("task_claim_queue", "task_id", gone))
+        ready = [v for v in queue.values() if v is not None]
+        if ready:
+            ops.append(Upsert("task_claim_queue", QUEUE_COLUMNS, ("task_id",), ready))
+        return ops
 
     def flushed(self) -> None:
-        self.pending.clear()
-        self.queue.clear()
         self.status.trim()
         self.dependents.trim()
 

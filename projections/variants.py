@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.generation import Generation, Variant
-from projections.base import Context, Row, View, captures, handles, jsonable, sid
-from projections.writes import delete_keys, upsert
+from projections.base import Context, Row, View, captures, handles, jsonable, memo
+from projections.gallery import constants, variant_constants
+from projections.writes import Delete, Op, Statement, Upsert
 
 if TYPE_CHECKING:
     import psycopg
@@ -20,20 +21,22 @@ CHANGING = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.Varia
 
 
 def render(g: Generation, v: Variant, position: int) -> Row:
+    ident, created, task = memo(v, variant_constants)
+    generation, project, *_ = memo(g, constants)
     return {
-        "id": str(v.id),
-        "generation_id": str(g.id),
-        "project_id": str(g.project_id),
+        "id": ident,
+        "generation_id": generation,
+        "project_id": project,
         "location": v.location,
         "thumbnail_url": v.thumbnail_url,
         "params": v.params,
         "variant_type": v.variant_type,
         "name": v.name,
-        "created_at": v.created_at.isoformat(),
+        "created_at": created,
         "starred": v.starred,
         "viewed": v.viewed,
         "is_primary": g.primary_variant_id == v.id,
-        "source_task_id": sid(v.source_task_id),
+        "source_task_id": task,
         "log_position": position,
     }
 
@@ -70,7 +73,7 @@ class VariantsView(View):
         if variant is not None:
             row = render(g, variant, ctx.position)
             self.pending[variant.id] = row
-            ctx.emit(f"generation:{g.id}", "variant.upserted", row)
+            ctx.emit(memo(g, constants)[6], "variant.upserted", row)
 
     @handles(Generation.VariantAdded)
     def on_added(self, event: Generation.VariantAdded, g: Generation, old: UUID | None,
@@ -106,24 +109,27 @@ class VariantsView(View):
         for variant_id in g.variants:
             self._upsert(g, variant_id, ctx)
 
-    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
-        t = names["variants"]
-        gone = [k for k, row in self.pending.items() if row is None]
-        # Deletes first: a demoted primary and its successor may both be pending,
-        # and the one-primary index checks each statement.
-        delete_keys(cur, t, "id", gone)
-        rows = [row for row in self.pending.values() if row is not None]
+    def take(self) -> list[Op]:
+        pending, replace_all = self.pending, self.replace_all
+        self.pending, self.replace_all = {}, set()
+        # Deletes first, demotions before promotions: the one-primary index is
+        # checked per statement.
+        ops: list[Op] = []
+        gone = [k for k, row in pending.items() if row is None]
+        if gone:
+            ops.append(Delete("variants", "id", gone))
+        rows = [row for row in pending.values() if row is not None]
         demoted = [r for r in rows if not r["is_primary"]]
-        upsert(cur, t, COLUMNS, ("id",), demoted, JSON_COLUMNS)
-        upsert(cur, t, COLUMNS, ("id",), [r for r in rows if r["is_primary"]], JSON_COLUMNS)
-        for generation_id in self.replace_all:
+        promoted = [r for r in rows if r["is_primary"]]
+        if demoted:
+            ops.append(Upsert("variants", COLUMNS, ("id",), demoted, JSON_COLUMNS))
+        if promoted:
+            ops.append(Upsert("variants", COLUMNS, ("id",), promoted, JSON_COLUMNS))
+        for generation_id in replace_all:
             keep = [r["id"] for r in rows if r["generation_id"] == str(generation_id)]
-            cur.execute(f'DELETE FROM "{t}" WHERE generation_id = %s '
-                        "AND NOT (id = ANY(%s::uuid[]))", (generation_id, keep))
-
-    def flushed(self) -> None:
-        self.pending.clear()
-        self.replace_all.clear()
+            ops.append(Statement('DELETE FROM "{variants}" WHERE generation_id = %s '
+                                 "AND NOT (id = ANY(%s::uuid[]))", (generation_id, keep)))
+        return ops
 
     def has_pending(self) -> bool:
         return bool(self.pending or self.replace_all)

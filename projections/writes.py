@@ -1,13 +1,58 @@
-"""Coalesced writes: COPY the batch's rows into a staging table, then one upsert."""
+"""Coalesced writes as plain data (`Op`s), applied in one transaction.
+
+Views turn their pending rows into ops (`View.take()`); the runner applies
+them, possibly in its writer thread while the next batch is being folded.
+An upsert COPYs the rows into a temporary staging table, then moves them with
+one `INSERT … ON CONFLICT DO UPDATE`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from projections.base import Row, dumps
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    base: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    rows: Sequence[Row]
+    json_columns: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    base: str
+    key: str
+    values: Sequence[Any]
+    cast: str = "uuid"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """SQL with `{base}` placeholders for table names."""
+
+    template: str
+    params: tuple[Any, ...]
+
+
+Op = Upsert | Delete | Statement
+
+
+def apply(cur: psycopg.Cursor[Any], names: dict[str, str], ops: Iterable[Op]) -> None:
+    for op in ops:
+        if isinstance(op, Upsert):
+            upsert(cur, names[op.base], op.columns, op.key, op.rows, op.json_columns)
+        elif isinstance(op, Delete):
+            delete_keys(cur, names[op.base], op.key, op.values, op.cast)
+        else:
+            cur.execute(op.template.format(**names), op.params)  # type: ignore[arg-type]
 
 
 def _stage(cur: psycopg.Cursor[Any], table: str) -> str:
@@ -28,9 +73,10 @@ def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
     count = 0
     plan = [(c, c in json_columns) for c in columns]
     with cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
+        write = copy.write_row
         for row in rows:
-            copy.write_row([dumps(row[c]) if is_json and row[c] is not None else row[c]
-                            for c, is_json in plan])
+            write([dumps(row[c]) if is_json and row[c] is not None else row[c]
+                   for c, is_json in plan])
             count += 1
     return count
 

@@ -59,6 +59,7 @@ class HubSettings:
     ping_interval_s: float = 25.0
     idle_timeout_s: float = 60.0
     max_subscriptions: int = 200
+    max_bad_frames: int = 20
     replay_page: int = 500
     poll_s: float = 0.5
     heartbeat_s: float = 1.0

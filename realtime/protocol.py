@@ -45,11 +45,10 @@ class CloseCode:
 CLOSE_CODES: dict[str, CloseCode] = {
     "slow_consumer": CloseCode(4001, "slow consumer; resume with since"),
     "idle_timeout": CloseCode(4002, "no frame from the client in time; resume with since"),
-    "resync": CloseCode(4003, "the hub lost track of the change log; resume with since"),
-    "going_away": CloseCode(4004, "the hub is shutting down; reconnect and resume with since"),
+    "going_away": CloseCode(4004, "the hub failed this connection; reconnect and resume"),
     "bad_token": CloseCode(4401, "authentication failed"),
     "auth_timeout": CloseCode(4408, "no auth frame in time"),
-    "protocol_error": CloseCode(4500, "protocol error; fix the client before reconnecting"),
+    "protocol_error": CloseCode(4500, "too many malformed frames; fix the client first"),
 }
 
 ERROR_CODES = ("bad_request", "forbidden", "unrecoverable_position", "unavailable",

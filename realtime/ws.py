@@ -163,12 +163,13 @@ class Session:
         self.outbox = Outbox(hub.settings.queue_bytes)
         self.subscriptions: dict[str, Subscription] = {}
         self.last_heard = asyncio.get_running_loop().time()
+        self.bad_frames = 0  # in a row
 
     async def run(self) -> None:
         tasks: list[asyncio.Future[Any]] = [
-                 asyncio.create_task(self._read(), name="ws-reader"),
-                 asyncio.create_task(self._write(), name="ws-writer"),
-                 asyncio.create_task(self._heartbeat(), name="ws-heartbeat")]
+            asyncio.create_task(self._read(), name="ws-reader"),
+            asyncio.create_task(self._write(), name="ws-writer"),
+            asyncio.create_task(self._heartbeat(), name="ws-heartbeat")]
         try:
             done, _ = await asyncio.wait([*tasks, self.outbox.dead],
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -234,8 +235,13 @@ class Session:
         try:
             frame = parse_client_frame(text)
         except BadFrameError as error:
+            self.bad_frames += 1
+            if self.bad_frames > self.settings.max_bad_frames:
+                self.outbox.kill("protocol_error")
+                return
             await self._error("bad_request", str(error), error.topic, error.ref)
             return
+        self.bad_frames = 0
         if isinstance(frame, Subscribe):
             await self._subscribe(frame)
         elif isinstance(frame, Unsubscribe):

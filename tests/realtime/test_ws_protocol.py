@@ -101,6 +101,14 @@ async def test_malformed_frames_get_bad_request_and_the_socket_stays_open(
     assert server.healthy()
 
 
+async def test_a_client_that_only_sends_garbage_is_closed_with_4500(server: HubServer) -> None:
+    client = await Client.open(server, new_user())
+    for _ in range(25):
+        await client.send("{garbage")
+    assert await closed_with(client.ws) == 4500
+    assert server.healthy()
+
+
 async def test_another_users_topics_are_forbidden_and_the_socket_stays_open(
         server: HubServer, studio: Studio) -> None:
     owner, stranger = new_user(), new_user()

@@ -1,0 +1,362 @@
+"""Projection catch-up: our batched runner vs the library's ProjectionRunner; gallery latency.
+
+Builds a realistic history through the real domain and application (projects,
+shots with reorders, generations with variant churn and stars, tasks through
+their lifecycle with credit charges) in a fresh schema, then in one run:
+
+1. catch-up of OUR runner, all views together (projects, gallery, variants,
+   shots, tasks, credits + the change log), from position 0 to the head;
+2. catch-up of the library's `ProjectionRunner` with a comparable gallery
+   projection (one transaction per event, as the library does), over the
+   first `--library-events` events of the same log;
+3. gallery page latency (first pages, cursor pages, each filter) in the big
+   project (`--generations` generations).
+
+    python bench/projections.py [--generations 100000] [--write-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.projection import Projection, ProjectionRunner
+from psycopg.sql import SQL
+
+from darkroom.database import Database, create_schema, drop_schema, resolve
+from darkroom.eventstore import RECORDER_TOPIC
+from domain.catalogue import resolve_default
+from domain.credits import CreditLedger
+from domain.generation import Generation
+from domain.metadata import CommandMeta, command_context
+from domain.project import Project
+from domain.shot import Shot
+from domain.studio import Studio
+from domain.task import Task
+from projections import all_views, db
+from projections.gallery import gallery_page
+from projections.runner import Runner
+
+ROOT = Path(__file__).resolve().parent.parent
+SAVE_CHUNK = 400  # aggregates per save: one transaction each
+
+
+def env_for(database: Database, schema: str) -> dict[str, str]:
+    return {**database.eventsourcing_env(schema, pool_size=4),
+            "APPLICATION_RECORDER_TOPIC": RECORDER_TOPIC, "CREATE_TABLE": "y"}
+
+
+# -- history ----------------------------------------------------------------------
+
+class History:
+    """Writes the bench history through `Studio.save` in chunks of aggregates."""
+
+    def __init__(self, app: Studio, seed: int = 7) -> None:
+        self.app = app
+        self.rng = random.Random(seed)
+        self.clock = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def tick(self) -> datetime:
+        self.clock += timedelta(milliseconds=self.rng.randint(1, 40))
+        return self.clock
+
+    def save(self, aggregates: list[Any]) -> None:
+        with command_context(CommandMeta(actor="system:bench")):
+            for start in range(0, len(aggregates), SAVE_CHUNK):
+                self.app.save(*aggregates[start:start + SAVE_CHUNK])
+
+    def project(self, owner: str, name: str) -> Project:
+        project = Project.start(owner, name)
+        self.save([project])
+        return project
+
+    def generations(self, project: Project, n: int) -> list[Generation]:
+        made = []
+        for i in range(n):
+            kind = "video" if self.rng.random() < 0.1 else "image"
+            tool = self.rng.choice(["image-generation", "travel", "edit", None])
+            g = Generation.start(project.id, kind, self.tick(), name=f"gen {i}",
+                                 params={"prompt": f"a cat number {i}", "seed": i,
+                                         "tool_type": tool})
+            g.add_variant(uuid.uuid4(), f"media/{g.id}.png", self.tick(),
+                          thumbnail_url=f"media/{g.id}.thumb.png", make_primary=True,
+                          viewed=True)
+            made.append(g)
+        self.save(made)
+        return made
+
+    def churn(self, generations: list[Generation], share: float) -> None:
+        """Variants added, made primary, deleted; stars; renames."""
+        touched = []
+        for g in self.rng.sample(generations, int(len(generations) * share)):
+            upscale = g.add_variant(uuid.uuid4(), f"media/{g.id}.up.png", self.tick(),
+                                    variant_type="upscaled", make_primary=True)
+            edit = g.add_variant(uuid.uuid4(), f"media/{g.id}.edit.png", self.tick(),
+                                 variant_type="magic_edit")
+            g.make_primary(edit.id)
+            g.delete_variant(upscale.id)
+            if self.rng.random() < 0.5:
+                g.star(True)
+            touched.append(g)
+        self.save(touched)
+
+    def shots(self, project: Project, generations: list[Generation], n: int,
+              members: int) -> list[Shot]:
+        made = []
+        for i in range(n):
+            shot = Shot.start(project.id, f"shot {i}", project.take_shot_position())
+            for g in self.rng.sample(generations, members):
+                shot.add(uuid.uuid4(), g.id, g.media_type,
+                         with_position=self.rng.random() < 0.8)
+            made.append(shot)
+        self.save([project, *made])
+        for _ in range(2):
+            for shot in made:
+                order = [m.generation_id for m in shot.members]
+                self.rng.shuffle(order)
+                shot.reorder(order)
+            self.save(made)
+        return made
+
+    def tasks(self, project: Project, owner: str, n: int) -> None:
+        ledger = CreditLedger.open(owner)
+        ledger.grant(1_000_000, "bench", self.tick())
+        kind = resolve_default("image_generation")
+        tasks = [Task.create(project_id=project.id, owner_id=owner, task_type=kind,
+                             params={"prompt": f"task {i}", "resolution": "1024x1024"},
+                             at=self.tick()) for i in range(n)]
+        self.save([ledger, *tasks])
+        for t in tasks:
+            t.claim("worker-1", self.tick())
+        self.save(tasks)
+        for step in (1, 2):
+            for t in tasks:
+                t.report_progress(step, 2)
+            self.save(tasks)
+        for t in tasks:
+            if self.rng.random() < 0.1:
+                t.fail("out of memory", self.tick())
+            else:
+                t.complete(f"media/{t.id}.png", self.tick())
+                t.record_cost("0.039")
+                ledger.charge_task(t.id, "0.039", self.tick())
+        self.save([*tasks, ledger])
+
+
+def build_history(app: Studio, generations: int, projects: int, tasks: int) -> int:
+    history = History(app)
+    big = history.project("owner-big", "The big one")
+    made = history.generations(big, generations)
+    history.churn(made, 0.10)
+    history.shots(big, made, 100, 20)
+    history.tasks(big, "owner-big", tasks // 2)
+    for p in range(projects):
+        owner = f"owner-{p}"
+        project = history.project(owner, f"project {p}")
+        small = history.generations(project, 200)
+        history.churn(small, 0.3)
+        history.shots(project, small, 5, 10)
+        history.tasks(project, owner, tasks // (2 * projects))
+    return int(app.recorder.head_position())  # type: ignore[attr-defined]
+
+
+# -- the library's runner, for comparison -------------------------------------------
+
+class LibraryGalleryView(PostgresTrackingRecorder):
+    """A gallery table kept by the library's way: one transaction per event."""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.table = f"{datastore.schema}.lib_gallery"
+        self.sql_create_statements.append(SQL(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (id uuid PRIMARY KEY, project_id uuid, "
+            "media_type text, location text, thumbnail_url text, variant_count int, "
+            "starred boolean, deleted boolean, created_at timestamptz)"))
+
+    def write(self, statement: str | None, params: tuple[Any, ...], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            if statement is not None:
+                curs.execute(statement.format(table=self.table).encode(), params)
+            self._insert_tracking(curs, tracking)
+
+
+class LibraryGallery(Projection[LibraryGalleryView]):
+    name = "libgallery"
+
+    def process_event(self, event: Any, tracking: Tracking) -> None:
+        statement, params = gallery_statement(event)
+        self.view.write(statement, params, tracking)
+        if tracking.notification_id >= LIBRARY_STOP[0]:
+            LIBRARY_DONE.set()
+
+
+LIBRARY_STOP = [0]
+LIBRARY_DONE = threading.Event()
+
+
+def gallery_statement(event: Any) -> tuple[str | None, tuple[Any, ...]]:
+    ident = event.originator_id
+    if isinstance(event, Generation.Created):
+        return ("INSERT INTO {table} VALUES (%s, %s, %s, NULL, NULL, 0, false, false, %s)",
+                (ident, event.project_id, event.media_type, event.created_at))
+    if isinstance(event, Generation.VariantAdded):
+        return ("UPDATE {table} SET variant_count = variant_count + 1, "
+                "location = CASE WHEN %s THEN %s ELSE location END, "
+                "thumbnail_url = CASE WHEN %s THEN %s ELSE thumbnail_url END WHERE id = %s",
+                (event.make_primary, event.location, event.make_primary, event.thumbnail_url,
+                 ident))
+    if isinstance(event, Generation.VariantDeleted):
+        return "UPDATE {table} SET variant_count = variant_count - 1 WHERE id = %s", (ident,)
+    if isinstance(event, Generation.Starred):
+        return "UPDATE {table} SET starred = %s WHERE id = %s", (event.starred, ident)
+    if isinstance(event, Generation.Deleted):
+        return "UPDATE {table} SET deleted = true WHERE id = %s", (ident,)
+    return None, ()
+
+
+def run_library(database: Database, schema: str, events: int) -> float:
+    LIBRARY_STOP[0] = events
+    LIBRARY_DONE.clear()
+    env = {**env_for(database, schema), "CREATE_TABLE": "y"}
+    started = time.perf_counter()
+    with ProjectionRunner(application_class=Studio, projection_class=LibraryGallery,
+                          view_class=LibraryGalleryView, env=env) as runner:
+        while not LIBRARY_DONE.wait(0.2):
+            runner.run_forever(timeout=0.01)
+        elapsed = time.perf_counter() - started
+    return events / elapsed
+
+
+# -- ours ------------------------------------------------------------------------
+
+def run_ours(app: Studio, database: Database, schema: str) -> tuple[int, float]:
+    runner = Runner(app, database.conninfo, schema, all_views())
+    with runner:
+        runner.open()
+        started = time.perf_counter()
+        position = runner.catch_up()
+        elapsed = time.perf_counter() - started
+        print(f"  batches={runner.batches} aggregate loads={runner.cache.loads}")
+    return position, elapsed
+
+
+def gallery_latency(database: Database, schema: str, project_id: str,
+                    shot_ids: list[str], samples: int) -> tuple[float, float, float]:
+    conn = db.connect(database.conninfo, schema)
+    rng = random.Random(3)
+    filters: list[dict[str, Any]] = [
+        {}, {"starred": True}, {"media_type": "video"}, {"tool_type": "travel"},
+        {"in_no_shot": True}]
+    timings = []
+    for i in range(samples + 50):
+        kw: dict[str, Any] = dict(rng.choice(filters))
+        if rng.random() < 0.25 and shot_ids:
+            kw = {"in_shot": rng.choice(shot_ids)} if rng.random() < 0.5 else \
+                {"unpositioned_in_shot": rng.choice(shot_ids)}
+        started = time.perf_counter()
+        page = gallery_page(conn, project_id, limit=50, **kw)
+        if page["next_cursor"] and rng.random() < 0.5:
+            page = gallery_page(conn, project_id, limit=50, cursor=page["next_cursor"], **kw)
+        if i >= 50:  # warm-up excluded
+            timings.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    timings.sort()
+    return (statistics.median(timings), timings[int(len(timings) * 0.99) - 1], max(timings))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--generations", type=int, default=100_000)
+    parser.add_argument("--projects", type=int, default=10)
+    parser.add_argument("--tasks", type=int, default=8_000)
+    parser.add_argument("--library-events", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=2_000)
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the schema")
+    args = parser.parse_args()
+
+    database = resolve(os.environ.get("DATABASE_URL"), ROOT / ".darkroom" / "bench-pg")
+    schema = f"bench_proj_{uuid.uuid4().hex[:6]}"
+    create_schema(database, schema)
+    try:
+        app = Studio(env=env_for(database, schema))
+        started = time.perf_counter()
+        head = build_history(app, args.generations, args.projects, args.tasks)
+        print(f"history: {head:,} events in {time.perf_counter() - started:.1f} s")
+
+        position, elapsed = run_ours(app, database, schema)
+        ours = position / elapsed
+        print(f"ours: {position:,} events in {elapsed:.2f} s = {ours:,.0f} events/s")
+
+        library = run_library(database, schema, min(args.library_events, head))
+        print(f"library ProjectionRunner: {library:,.0f} events/s "
+              f"(first {min(args.library_events, head):,} events)")
+        print(f"ratio: {ours / library:.1f}x")
+
+        conn = db.connect(database.conninfo, schema)
+        big = conn.execute("SELECT project_id, count(*) AS n FROM gallery GROUP BY 1 "
+                           "ORDER BY 2 DESC LIMIT 1").fetchone()
+        assert big is not None
+        shot_ids = [str(r["id"]) for r in conn.execute(
+            "SELECT id FROM shots WHERE project_id = %s", (big["project_id"],)).fetchall()]
+        conn.execute("ANALYZE")
+        conn.close()
+        p50, p99, worst = gallery_latency(database, schema, str(big["project_id"]), shot_ids,
+                                          args.samples)
+        print(f"gallery page ({big['n']:,} generations): p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+              f"max {worst:.2f} ms")
+        if args.write_docs:
+            write_docs(args, head, position, elapsed, ours, library, big["n"], p50, p99)
+        app.close()
+    finally:
+        if not args.keep:
+            drop_schema(database, schema)
+
+
+def write_docs(args: argparse.Namespace, head: int, position: int, elapsed: float,
+               ours: float, library: float, generations: int, p50: float, p99: float) -> None:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    command = (f"python bench/projections.py --generations {args.generations} "
+               f"--projects {args.projects} --tasks {args.tasks} "
+               f"--library-events {args.library_events} --write-docs")
+    section = f"""## Projections (bench/projections.py)
+
+`{command}` on {datetime.now(UTC):%Y-%m-%d}, {platform.machine()} with {os.cpu_count()} cores,
+Python {platform.python_version()}, embedded PostgreSQL (pgserver), same process and server.
+
+| measure | result | target |
+| --- | --- | --- |
+| history written through the domain (`Studio.save`) | {head:,} events | ≥ 200,000 |
+| our runner, all six views + change log, catch-up 0 → head | {ours:,.0f} events/s ({position:,} in {elapsed:.1f} s) | ≥ 20,000/s |
+| library `ProjectionRunner`, gallery projection, one tx per event (first {min(args.library_events, head):,} events) | {library:,.0f} events/s | — |
+| ratio | {ours / library:.1f}× | ≥ 15× |
+| gallery page (50 rows, filters and cursor pages mixed), {generations:,} generations in one project | p50 {p50:.2f} ms, p99 {p99:.2f} ms | p99 ≤ 20 ms |
+
+"""
+    marker = "## Projections (bench/projections.py)"
+    if marker in text:
+        before, _, rest = text.partition(marker)
+        after = rest.split("\n## ", 1)
+        text = before + section + ("## " + after[1] if len(after) > 1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
