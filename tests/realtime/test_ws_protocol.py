@@ -175,9 +175,10 @@ async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
     subscribed = await slow.subscribe(topic)
     big = {"prompt": "x" * 20_000}
     made = []
-    for i in range(80):  # ≈ 3 MB of changes against a 256 KiB queue; we do not read
+    for i in range(80):  # ≈ 3 MB of changes against a 256 KiB queue; we do not read,
         made.append(await asyncio.to_thread(studio.create_generation, project, user,
                                             f"s3://{i}.png", params=big, name=f"g{i}"))
+        await slow.send({"type": "ping"})  # but we are not silent (no idle timeout)
     await asyncio.sleep(1.0)
     seen: list[int] = []
     with pytest.raises(ConnectionClosed) as closed:
