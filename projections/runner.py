@@ -205,6 +205,7 @@ class Runner:
             self.sinks[view.name] = Sink(versions[view.name], names=names)
             view.bind(self._reader, names)
         self._writer.autocommit = False
+        self._align()
 
     def close(self) -> None:
         if self._inflight is not None:
@@ -509,6 +510,13 @@ class Runner:
             "AND view = ANY(%s) ORDER BY position", ([v.name for v in self.views],)).fetchall()
         for row in rows:
             self.retry_one(row["view"], int(row["position"]))
+
+    def retry_dead_letters(self) -> None:
+        """Serve retry requests now (synchronously), e.g. when no live runner does."""
+        self._settle()
+        self._retry_dead_letters()
+        batch = self._collect()
+        self._after(batch, self._commit(batch, handovers=False))
 
     def retry_one(self, view_name: str, position: int) -> bool:
         """Re-render what the event at `position` touched; the dead letter goes on success."""

@@ -1,0 +1,138 @@
+"""`darkroom projections …`: run, status, rebuild, retry, dead letters, prune.
+
+`register(app)` adds the group to the studio's typer app. The commands need
+an application (to read the log), the PostgreSQL conninfo and the schema:
+`register(app, context)` takes a factory for them; without one they come from
+the studio's settings (darkroom.wiring), imported lazily at the edge.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+
+
+@dataclass
+class Context:
+    app: Any
+    conninfo: str
+    schema: str
+
+
+def _default_context() -> Context:
+    from darkroom.database import resolve
+    from darkroom.settings import Settings
+    from darkroom.wiring import build_studio
+
+    settings = Settings()
+    database = resolve(settings.database_url, settings.pg_dir)
+    studio = build_studio(database, settings.db_schema, pool_size=4)
+    return Context(studio, database.conninfo, settings.db_schema)
+
+
+def register(app: typer.Typer, context: Callable[[], Context] | None = None) -> typer.Typer:
+    """Add the `projections` command group to `app`; returns the group."""
+    build = context or _default_context
+    group = typer.Typer(no_args_is_help=True, help="Read models: run, inspect, rebuild.")
+    app.add_typer(group, name="projections")
+
+    @group.command()
+    def run(views: str = typer.Option("", help="comma-separated view names (default: all)"),
+            ) -> None:
+        """Keep the views current (a second process waits as a standby)."""
+        from projections import all_views, view_classes
+        from projections.runner import Runner
+
+        ctx = build()
+        chosen = ([view_classes()[v]() for v in views.split(",") if v] or all_views())
+        runner = Runner(ctx.app, ctx.conninfo, ctx.schema, chosen)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: runner.stop())
+        console.print(f"projections runner for {', '.join(v.name for v in chosen)} "
+                      "(standby until the views are free)")
+        with runner:
+            runner.run_forever()
+
+    @group.command()
+    def status() -> None:
+        """Each view's position, the head, lag in events and seconds, dead letters."""
+        from projections import db, ops
+
+        ctx = build()
+        with db.connect(ctx.conninfo, ctx.schema) as conn:
+            rows = ops.status(ctx.app, conn)
+        table = Table(title="projections")
+        for column in ("view", "version", "position", "head", "lag_events", "lag_seconds",
+                       "dead_letters", "handover"):
+            table.add_column(column, justify="right" if column != "view" else "left")
+        for row in rows:
+            table.add_row(row["view"], str(row["version"]), f"{row['position']:,}",
+                          f"{row['head']:,}", f"{row['lag_events']:,}",
+                          f"{row['lag_seconds']:.1f}", str(row["dead_letters"]),
+                          row["handover"] or "")
+        console.print(table)
+
+    @group.command()
+    def rebuild(name: str, timeout: float = typer.Option(60.0, help="hand-over timeout (s)"),
+                ) -> None:
+        """Rebuild NAME into a fresh version from position 0, then switch atomically."""
+        from projections import ops
+
+        ctx = build()
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("{task.completed:,}/{task.total:,} events"),
+                      TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task(f"rebuild {name}", total=1)
+
+            def progress(position: int, head: int) -> None:
+                bar.update(task, completed=position, total=head)
+            version = ops.rebuild(ctx.app, ctx.conninfo, ctx.schema, name, progress=progress,
+                                  timeout=timeout)
+        console.print(f"{name} now serves version {version}")
+
+    @group.command()
+    def retry(name: str) -> None:
+        """Replay NAME's dead letters (through the live runner when one hosts NAME)."""
+        from projections import ops
+
+        ctx = build()
+        result = ops.retry(ctx.app, ctx.conninfo, ctx.schema, name)
+        console.print(f"{result['requested']} retried, {result['remaining']} still dead")
+
+    @group.command("dead-letters")
+    def dead_letters(name: str = typer.Argument(None)) -> None:
+        """List dead letters (of one view, or all)."""
+        from projections import db, ops
+
+        ctx = build()
+        with db.connect(ctx.conninfo, ctx.schema) as conn:
+            rows = ops.dead_letters(conn, name)
+        table = Table(title="dead letters")
+        for column in ("view", "position", "topic", "attempts", "error"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["view"], str(row["position"]), row["topic"],
+                          str(row["attempts"]), row["error"][:120])
+        console.print(table)
+
+    @group.command()
+    def prune(days: float = typer.Option(7.0, help="keep this many days of changes")) -> None:
+        """Apply the change-log retention."""
+        from projections import db, ops
+
+        ctx = build()
+        with db.connect(ctx.conninfo, ctx.schema) as conn:
+            n = ops.prune_changelog(conn, timedelta(days=days))
+        console.print(f"{n:,} change rows pruned")
+
+    return group
