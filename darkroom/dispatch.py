@@ -1,0 +1,231 @@
+"""Composition root of inference: the dispatcher wired to the studio, the claim queue,
+the media store and a Ray cluster.
+
+- `ClaimQueueCandidates`: the dispatcher's `CandidateSource`, a query over the task
+  board's claim queue (`projections.tasks`), which `inference` may not import.
+- `start_inference(settings)`: Ray (local, or `RAY_ADDRESS`), the actor pool and
+  a running dispatcher; `InferenceRuntime.close()` undoes it all.
+- `inference_in_process`: the same as a lifespan of the serving app
+  (`darkroom serve` with `DARKROOM_INFERENCE=local`, the default).
+- `run_worker(settings, address)`: `darkroom worker --ray-address ...`, blocking.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from darkroom.database import Database, create_schema, resolve
+from darkroom.settings import Settings
+from darkroom.wiring import studio_env
+from domain.studio import Studio
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from inference.actors import ActorPool, ActorSpec
+    from inference.dispatcher import Dispatcher, DispatcherConfig
+    from inference.ports import Candidate
+
+log = logging.getLogger("darkroom.inference")
+
+OFF, LOCAL, CLUSTER = "off", "local", "ray"
+
+
+class InferenceSettings(BaseSettings):
+    """Inference knobs, from the environment (read beside `darkroom.settings.Settings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    mode: str = Field(default=LOCAL, alias="DARKROOM_INFERENCE")  # off | local | ray
+    models: dict[str, str] = Field(default_factory=dict, alias="DARKROOM_MODELS")  # JSON
+    actors: str | None = Field(default=None, alias="DARKROOM_ACTORS")
+    use_gpu: bool | None = Field(default=None, alias="DARKROOM_INFERENCE_GPU")
+    num_cpus: int | None = Field(default=None, alias="DARKROOM_RAY_NUM_CPUS")
+    object_store_mb: int = Field(default=256, alias="DARKROOM_RAY_OBJECT_STORE_MB")
+    worker_id: str | None = Field(default=None, alias="DARKROOM_WORKER_ID")
+    run_types: str = Field(default="gpu,api", alias="DARKROOM_RUN_TYPES")
+
+
+def parse_actors(text: str | None) -> list[ActorSpec]:
+    """`text_to_image+image_to_image:1,upscale:1,image_to_video:2` → actor specs;
+    empty → one actor per model (`inference.actors.default_specs`)."""
+    from inference.actors import ActorSpec, default_specs
+
+    if not text:
+        return default_specs()
+    specs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        models, _, count = item.partition(":")
+        specs.append(ActorSpec(tuple(m for m in models.split("+") if m and m != "media"),
+                               count=int(count or 1)))
+    return specs
+
+
+class ClaimQueueCandidates:
+    """Queued tasks with complete dependencies, oldest first, of the given run and task
+    types: the claim queue joined to the task board for the task type. One connection,
+    used by the dispatcher's loop thread only; reconnects after a failure."""
+
+    QUERY = ("SELECT q.task_id::text AS task_id, q.run_type FROM task_claim_queue q "
+             "JOIN tasks t ON t.id = q.task_id "
+             "WHERE q.run_type = ANY(%s) AND t.task_type = ANY(%s) "
+             "ORDER BY q.created_at, q.task_id LIMIT %s")
+
+    def __init__(self, conninfo: str, schema: str) -> None:
+        self.conninfo = conninfo
+        self.schema = schema
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def candidates(self, run_types: Sequence[str], task_types: Collection[str],
+                   limit: int) -> list[Candidate]:
+        from inference.ports import Candidate
+
+        try:
+            rows = self._connection().execute(
+                self.QUERY, (list(run_types), sorted(task_types), limit)).fetchall()
+        except psycopg.Error:
+            self.close()
+            raise
+        return [Candidate(task_id, run_type) for task_id, run_type in rows]
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True,
+                                         options=f"-c search_path={self.schema}")
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def dispatcher_studio(db: Database, schema: str, pool_size: int = 4) -> Studio:
+    """A studio for a dispatcher process. Its aggregate cache fast-forwards from the store
+    on every read (safe beside other writers) so a worker's long history is not replayed
+    on every claim and heartbeat."""
+    env = {**studio_env(db, schema, pool_size), "AGGREGATE_CACHE_MAXSIZE": "20000"}
+    return Studio(env=env)
+
+
+def tiny_root(settings: Settings) -> Path:
+    return (settings.data_dir / "models" / "tiny").resolve()
+
+
+def pool_config(settings: Settings, inference: InferenceSettings) -> Any:
+    from inference.actors import PoolConfig
+
+    return PoolConfig(specs=parse_actors(inference.actors), models=dict(inference.models),
+                      tiny_root=None if inference.models else str(tiny_root(settings)),
+                      use_gpu=inference.use_gpu)
+
+
+@dataclass
+class InferenceRuntime:
+    """A running dispatcher and what it owns."""
+
+    dispatcher: Dispatcher
+    pool: ActorPool
+    studio: Studio
+    candidates: ClaimQueueCandidates
+    owns_ray: bool
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self, drain: float = 5.0) -> None:
+        from inference.ray_runtime import stop_ray
+
+        self.dispatcher.stop(drain)
+        self.pool.shutdown()
+        self.candidates.close()
+        self.studio.close()
+        if self.owns_ray:
+            stop_ray()
+
+
+def build_dispatcher(studio: Studio, db: Database, schema: str, media_dir: Path,
+                     pool: ActorPool, *, worker_id: str | None = None,
+                     config: DispatcherConfig | None = None
+                     ) -> tuple[Dispatcher, ClaimQueueCandidates]:
+    """A dispatcher (not started) over a started pool; the media store is the local folder."""
+    from inference.dispatcher import Dispatcher
+    from inference.media import LocalMediaStore
+    from inference.ports import studio_outputs
+
+    candidates = ClaimQueueCandidates(db.conninfo, schema)
+    dispatcher = Dispatcher(studio, candidates, pool, LocalMediaStore(media_dir),
+                            studio_outputs(studio), worker_id=worker_id, config=config)
+    return dispatcher, candidates
+
+
+def start_inference(settings: Settings, inference: InferenceSettings | None = None,
+                    ray_address: str | None = None) -> InferenceRuntime:
+    """Ray (started here unless an address is given or Ray is already up), the actors and a
+    running dispatcher. Actors join the pool as their models finish loading."""
+    import ray
+
+    from inference.actors import ActorPool
+    from inference.dispatcher import DispatcherConfig
+    from inference.ray_runtime import start_ray
+
+    inference = inference or InferenceSettings()
+    address = ray_address or settings.ray_address
+    owns_ray = not ray.is_initialized()
+    start_ray(address, num_cpus=inference.num_cpus,
+              object_store_memory=inference.object_store_mb * 1024**2)
+    db = resolve(settings.database_url, settings.pg_dir)
+    create_schema(db, settings.db_schema)
+    studio = dispatcher_studio(db, settings.db_schema)
+    pool = ActorPool(pool_config(settings, inference))
+    pool.start()
+    config = DispatcherConfig(run_types=tuple(r.strip() for r in inference.run_types.split(",")
+                                              if r.strip()))
+    dispatcher, candidates = build_dispatcher(studio, db, settings.db_schema,
+                                              settings.media_dir, pool,
+                                              worker_id=inference.worker_id, config=config)
+    dispatcher.start()
+    return InferenceRuntime(dispatcher, pool, studio, candidates, owns_ray and address is None)
+
+
+@asynccontextmanager
+async def inference_in_process(app: Starlette) -> AsyncIterator[None]:
+    """Lifespan for the serving app: local inference unless `DARKROOM_INFERENCE=off`."""
+    from starlette.concurrency import run_in_threadpool
+
+    inference = InferenceSettings()
+    if inference.mode == OFF:
+        yield
+        return
+    settings = Settings()
+    address = settings.ray_address if inference.mode == CLUSTER else None
+    runtime = await run_in_threadpool(start_inference, settings, inference, address)
+    app.state.inference = runtime
+    try:
+        yield
+    finally:
+        await run_in_threadpool(runtime.close)
+
+
+def run_worker(settings: Settings, ray_address: str | None) -> None:
+    """Run a dispatcher until SIGINT/SIGTERM (`darkroom worker`)."""
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    runtime = start_inference(settings, InferenceSettings(), ray_address)
+    log.info("dispatcher %s running", runtime.dispatcher.worker_id)
+    try:
+        while not stopping.wait(1.0):
+            if not runtime.dispatcher.healthy:
+                raise RuntimeError("the dispatcher stopped") from runtime.dispatcher.error
+    finally:
+        runtime.close()

@@ -1,0 +1,155 @@
+"""A finished run, turned into one domain command.
+
+- done: the outputs go to the media store (file + PNG thumbnail) and the task is
+  completed with their locations; the domain routes the result into the gallery
+  and charges for it, once.
+- cancelled: the domain already says Cancelled (that is why the run was stopped):
+  nothing to do, nothing charged. A run stopped for another reason (the
+  dispatcher shutting down) is requeued.
+- lost (the actor died under it) and errors that running again could cure: the
+  task is requeued; the domain counts the attempt and fails it at the third.
+- errors that running again cannot cure (bad input, unsupported type): failed.
+
+A command the domain refuses because the task moved on meanwhile (cancelled,
+requeued by the sweeper, held by another worker) is not an error here: the
+result is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.errors import ConflictError, DomainError, NotFoundError
+from inference.backends import Result
+from inference.media import MediaStore
+from inference.ports import TaskCommands
+
+log = logging.getLogger("darkroom.inference")
+
+DONE = "done"
+CANCELLED = "cancelled"
+LOST = "lost"
+ERROR = "error"
+MAX_ERROR = 2000
+
+
+@dataclass
+class Timing:
+    """Wall-clock marks of one task through the dispatcher (seconds since the epoch)."""
+
+    task_id: str
+    task_type: str
+    slot: str
+    claim_started: float = 0.0
+    claimed: float = 0.0
+    sent: float = 0.0
+    actor_started: float = 0.0
+    actor_finished: float = 0.0
+    received: float = 0.0
+    settled: float = 0.0
+    outcome: str = ""
+    command: str = ""
+
+    @property
+    def overhead(self) -> float:
+        """Dispatcher time around the actor's run: claim → actor start, actor end → event."""
+        return (self.actor_started - self.claim_started) + (self.settled - self.actor_finished)
+
+    @property
+    def total(self) -> float:
+        return self.settled - self.claim_started
+
+
+@dataclass
+class Finished:
+    """How a run ended, as seen by the dispatcher."""
+
+    task_id: str
+    kind: str
+    slot: str
+    output: dict[str, Any] | None = None
+    error: BaseException | None = None
+    stop_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message` of the underlying error (Ray wraps actor errors), bounded."""
+    cause = getattr(error, "cause", None) or error
+    text = f"{type(cause).__name__}: {cause}".strip()
+    first_line = text.splitlines()[0] if text else type(cause).__name__
+    return first_line[:MAX_ERROR]
+
+
+def retryable(error: BaseException) -> bool:
+    cause = getattr(error, "cause", None) or error
+    return bool(getattr(cause, "retryable", True))
+
+
+class Settler:
+    """Applies `Finished` outcomes to the domain for one worker id."""
+
+    def __init__(self, tasks: TaskCommands, media: MediaStore, worker_id: str) -> None:
+        self.tasks = tasks
+        self.media = media
+        self.worker_id = worker_id
+
+    def settle(self, finished: Finished) -> str:
+        """Sends the command for this outcome; returns its name ("" when none)."""
+        try:
+            return self._settle(finished)
+        except (ConflictError, NotFoundError) as refused:
+            log.info("task %s moved on; %s dropped: %s", finished.task_id, finished.kind, refused)
+            return "dropped"
+
+    def _settle(self, f: Finished) -> str:
+        if f.kind == DONE and f.output is not None:
+            return self._complete(f)
+        if f.kind == CANCELLED:
+            if f.stop_reason == "domain":
+                return ""
+            self.tasks.requeue_task(f.task_id, f"run stopped ({f.stop_reason or 'cancelled'})",
+                                    worker_id=self.worker_id)
+            return "requeue"
+        error = f.error or RuntimeError(f.kind)
+        if f.kind == LOST:
+            reason = f"actor {f.slot} died mid-task ({describe(error)})"
+            self.tasks.requeue_task(f.task_id, reason, worker_id=self.worker_id)
+            return "requeue"
+        if retryable(error):
+            self.tasks.requeue_task(f.task_id, describe(error), worker_id=self.worker_id)
+            return "requeue"
+        self.tasks.fail_task(f.task_id, describe(error), worker_id=self.worker_id)
+        return "fail"
+
+    def _complete(self, f: Finished) -> str:
+        assert f.output is not None  # narrowed by the caller
+        result: Result = f.output["result"]
+        media = result.media
+        location = self.media.put(media.data, media.suffix, media.content_type)
+        thumbnail = self.media.put(media.thumbnail, ".png", "image/png")
+        more = [self.media.put(m.data, m.suffix, m.content_type) for m in result.outputs[1:]]
+        data: dict[str, Any] = {
+            "content_type": media.content_type,
+            "media_type": "video" if media.is_video else "image",
+            "width": media.width, "height": media.height, "frames": media.frames,
+            "seed": result.seed, "actor": f.slot,
+            "run_seconds": round(f.output["finished"] - f.output["started"], 4),
+            **f.extra,
+        }
+        if media.fps:
+            data["fps"] = media.fps
+        if more:
+            data["outputs"] = [location, *more]
+        try:
+            self.tasks.complete_task(f.task_id, location, thumbnail_url=thumbnail,
+                                     result_data=data, worker_id=self.worker_id)
+        except (ConflictError, NotFoundError):
+            raise
+        except DomainError as refused:  # the result cannot be routed: say so on the task
+            self.tasks.fail_task(f.task_id, f"completion refused: {refused}"[:MAX_ERROR],
+                                 worker_id=self.worker_id)
+            return "fail"
+        return "complete"

@@ -1,0 +1,73 @@
+"""What the dispatcher needs from the rest of the studio, as small protocols.
+
+`TaskCommands` is a subset of `domain.studio.Studio`'s verbs (the studio fits it
+as is); `CandidateSource` finds Queued task ids worth trying to claim, and is
+implemented by the composition root over the task board's claim queue (the
+`projections` layer, which `inference` may not import). Tests and other hosts
+can swap either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+from uuid import UUID
+
+Result = dict[str, Any]
+
+
+class Candidate(NamedTuple):
+    """A Queued task the source believes claimable, and the run type it needs."""
+
+    task_id: str
+    run_type: str
+
+
+class CandidateSource(Protocol):
+    """Claimable task ids, oldest first: Queued, dependencies complete (the claim queue).
+
+    A source may lag the event log (a projection); the claim re-checks every rule on
+    the aggregates, so a stale candidate costs one wasted look-up, never a wrong claim.
+    """
+
+    def candidates(self, run_types: Sequence[str], task_types: Collection[str],
+                   limit: int) -> list[Candidate]: ...
+
+
+class TaskCommands(Protocol):
+    """The studio verbs a worker uses (`domain.services.tasks.TaskServices`)."""
+
+    def claim_next(self, worker_id: str, run_type: str, current_model: str | None,
+                   candidate_ids: Iterable[object]) -> Result | None: ...
+
+    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> Result: ...
+
+    def report_progress(self, task_id: object, step: int, total: int,
+                        worker_id: str | None = None) -> Result: ...
+
+    def complete_task(self, task_id: object, output_location: str | None,
+                      thumbnail_url: str | None = None,
+                      result_data: Mapping[str, Any] | None = None,
+                      worker_id: str | None = None) -> Result: ...
+
+    def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> Result: ...
+
+    def requeue_task(self, task_id: object, reason: str | None = None,
+                     worker_id: str | None = None) -> Result: ...
+
+    def sweep_lost_workers(self) -> Result: ...
+
+
+# A finished task's output location (stitches read their segments' outputs), or None.
+OutputLookup = Callable[[str], str | None]
+
+
+def studio_outputs(studio: Any) -> OutputLookup:
+    """Output locations read from the `Task` aggregates of a studio."""
+    from domain.task import Task
+
+    def output_of(task_id: str) -> str | None:
+        found = studio.repository.get(UUID(str(task_id)))
+        return found.output_location if isinstance(found, Task) else None
+
+    return output_of
