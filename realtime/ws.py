@@ -46,6 +46,7 @@ from realtime.protocol import (
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from starlette.types import Receive, Scope, Send
 
     from realtime.auth import Principal
 
@@ -54,7 +55,7 @@ log = logging.getLogger("darkroom.realtime.ws")
 
 # -- mounting --------------------------------------------------------------------------
 def hub_routes(path: str = "/ws") -> list[BaseRoute]:
-    return [WebSocketRoute(path, websocket_endpoint)]
+    return [WebSocketRoute(path, HubEndpoint(), name="hub")]
 
 
 def hub_lifespan(settings: HubSettings | None = None,
@@ -90,12 +91,17 @@ async def run_hub(settings: HubSettings, conninfo: str, schema: str, studio: Any
 
 
 # -- the endpoint ----------------------------------------------------------------------
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    hub: Hub = websocket.app.state.hub
-    await websocket.accept()
-    principal = await handshake(websocket, hub)
-    if principal is not None:
-        await Session(websocket, hub, principal).run()
+class HubEndpoint:
+    """The `/ws` ASGI app. It keeps the raw ASGI `send` for the writer: change frames
+    are the hot path of fan-out and skip `WebSocket.send`'s per-message state checks."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        hub: Hub = websocket.app.state.hub
+        await websocket.accept()
+        principal = await handshake(websocket, hub)
+        if principal is not None:
+            await Session(websocket, hub, principal, send).run()
 
 
 async def close(websocket: WebSocket, name: str) -> None:
@@ -155,8 +161,10 @@ async def _send(websocket: WebSocket, text: str) -> None:
 class Session:
     """One authenticated connection: its outbox, its subscriptions, its three tasks."""
 
-    def __init__(self, websocket: WebSocket, hub: Hub, principal: Principal) -> None:
+    def __init__(self, websocket: WebSocket, hub: Hub, principal: Principal,
+                 send: Send | None = None) -> None:
         self.websocket = websocket
+        self.send = send or websocket.send
         self.hub = hub
         self.principal = principal
         self.settings = hub.settings
@@ -204,12 +212,12 @@ class Session:
 
     # -- the three tasks -------------------------------------------------------------
     async def _write(self) -> None:
-        outbox, send = self.outbox, self.websocket.send_text
+        outbox, send = self.outbox, self.send
         while True:
             frame = await outbox.next()
             if outbox.closed:
                 return
-            await send(frame)
+            await send({"type": "websocket.send", "text": frame})
             outbox.sent()
 
     async def _heartbeat(self) -> str:
