@@ -75,18 +75,27 @@ def names_for(bases: Sequence[str], version: int) -> dict[str, str]:
     return {base: versioned(base, version) for base in bases}
 
 
-def lock_key(name: str) -> int:
-    """A stable 63-bit advisory-lock key for a name (crc32 of two salts)."""
-    hi = zlib.crc32(f"darkroom-projections:{name}".encode())
-    lo = zlib.crc32(name.encode())
+def lock_key(name: str, schema: str = "") -> int:
+    """A stable 63-bit advisory-lock key for a name within a schema.
+
+    Advisory locks are per database, not per schema: the schema is part of the key.
+    """
+    hi = zlib.crc32(f"darkroom-projections:{schema}:{name}".encode())
+    lo = zlib.crc32(f"{schema}/{name}".encode())
     return ((hi << 31) ^ lo) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def ensure_meta(conn: psycopg.Connection[Any]) -> None:
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("ddl"),))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                     (lock_key("ddl", _schema_of(conn)),))
         for statement in META_DDL:
             conn.execute(statement)
+
+
+def _schema_of(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT current_schema() AS s").fetchone()
+    return str((row["s"] if isinstance(row, dict) else row[0]) if row else "")
 
 
 def execute_all(conn: psycopg.Connection[Any], statements: Iterable[str]) -> None:

@@ -90,7 +90,7 @@ def rebuild(app: Application[Any], conninfo: str, schema: str, name: str, *,
     conn = db.connect(conninfo, schema)
     runner: Runner | None = None
     try:
-        if not _try_lock(locks, f"rebuild:{name}"):
+        if not _try_lock(locks, f"rebuild:{name}", schema):
             raise RebuildError(f"a rebuild of {name!r} is already running")
         prepare(conn, [cls()], managed=True, versions={})
         version = _next_version(conn, name)
@@ -104,7 +104,7 @@ def rebuild(app: Application[Any], conninfo: str, schema: str, name: str, *,
                         versions={name: version}, changelog_enabled=False, on_batch=report)
         runner.open()
         runner.catch_up()
-        if _try_lock(locks, f"view:{name}"):
+        if _try_lock(locks, f"view:{name}", schema):
             # No live runner hosts the view: finish alone, holding its lock.
             head[0] = runner.catch_up()
             _switch(conn, name, version, drop_previous=True)
@@ -175,8 +175,8 @@ def _next_version(conn: psycopg.Connection[Any], name: str) -> int:
     return active + 1
 
 
-def _try_lock(conn: psycopg.Connection[Any], name: str) -> bool:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (db.lock_key(name),)).fetchone()
+def _try_lock(conn: psycopg.Connection[Any], name: str, schema: str) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (db.lock_key(name, schema),)).fetchone()
     return bool(row and row[0])
 
 

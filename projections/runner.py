@@ -17,6 +17,7 @@ no change log, no registry.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import queue
@@ -216,6 +217,11 @@ class Runner:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._lock_conn is not None and not self._lock_conn.closed:
+            # Released now rather than when the server notices the disconnect,
+            # so a standby takes over at once.
+            with contextlib.suppress(Exception):
+                self._lock_conn.execute("SELECT pg_advisory_unlock_all()")
         for conn in (self._writer, self._reader, self._lock_conn):
             if conn is not None and not conn.closed:
                 conn.close()
@@ -235,7 +241,7 @@ class Runner:
         import psycopg
 
         self._lock_conn = self._lock_conn or psycopg.connect(self.conninfo, autocommit=True)
-        keys = sorted(db.lock_key(f"view:{v.name}") for v in self.views)
+        keys = sorted(db.lock_key(f"view:{v.name}", self.schema) for v in self.views)
         while True:
             got = []
             for key in keys:
@@ -605,7 +611,7 @@ class Runner:
 
     def _rebuilder_gone(self, view_name: str) -> bool:
         assert self._reader is not None
-        key = db.lock_key(f"rebuild:{view_name}")
+        key = db.lock_key(f"rebuild:{view_name}", self.schema)
         got = self._reader.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
         if got and got["got"]:
             self._reader.execute("SELECT pg_advisory_unlock(%s)", (key,))
@@ -618,7 +624,8 @@ def prepare(conn: psycopg.Connection[Any], views: Sequence[View], *, managed: bo
     """Create bookkeeping tables, each view's registry row, tables and SQL views."""
     db.ensure_meta(conn)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (db.lock_key("ddl"),))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                     (db.lock_key("ddl", db._schema_of(conn)),))
         for statement in changelog.DDL:
             conn.execute(statement)  # type: ignore[arg-type]
         for view in views:
