@@ -449,7 +449,9 @@ class DiffusersBackend:
     ) -> Result:
         pipe = self.pipeline(UPSCALE)
         source = fr.decode_image(one_input(inputs, "image", "input_image", "source_image"))
-        scale = float_param(params, "scale", 4.0, 1.0, 4.0)
+        # `scale_factor` is the API's name (2 or 4), `scale` the older one.
+        name = "scale_factor" if params.get("scale_factor") is not None else "scale"
+        scale = float_param(params, name, 4.0, 1.0, 4.0)
         steps, seed = self._steps(params), seed_from(params)
         kwargs = self._common(params, seed)
         kwargs.pop("guidance_scale", None)  # the x4 model's own default (9) suits it

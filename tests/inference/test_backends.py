@@ -80,6 +80,12 @@ def test_upscale_gives_four_times_the_input_size(backend) -> None:
     assert decode_image(result.data).size == (64, 48) == (result.width, result.height)
 
 
+@pytest.mark.parametrize("factor", [2, 4])
+def test_upscale_honours_the_apis_scale_factor(backend, factor: int) -> None:
+    result = backend.run("image_upscale", {"seed": 0, "scale_factor": factor}, {"image": png(16, 12)})
+    assert (result.width, result.height) == (16 * factor, 12 * factor)
+
+
 def test_the_video_segment_has_the_requested_frame_count(backend) -> None:
     # 10 is not of the model's 4k+1 form: the backend must still give exactly 10.
     result = segment(backend, frames=10)

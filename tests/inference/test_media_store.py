@@ -66,3 +66,11 @@ def test_the_local_store_keeps_files_under_its_root_and_serves_them_under_media(
 def test_a_bad_suffix_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidMediaLocationError):
         LocalMediaStore(tmp_path).put(b"x", "/../x", "image/png")
+
+
+def test_files_uploaded_through_the_api_are_read_from_the_same_folder(tmp_path: Path) -> None:
+    # realtime's /api/uploads writes <media>/uploads/<hex><suffix>; tasks name them as inputs.
+    name = "ab" * 16 + ".png"
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "uploads" / name).write_bytes(b"uploaded")
+    assert LocalMediaStore(tmp_path).get(f"/media/uploads/{name}") == b"uploaded"
