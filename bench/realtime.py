@@ -46,13 +46,13 @@ PAYLOAD = json.dumps({"id": str(uuid.UUID(int=7)), "starred": True, "name": "lig
 DOCS_HEADING = "## Realtime hub (bench/realtime.py)"
 
 SERVER = """
-import sys, uvicorn
+import dataclasses, sys, uvicorn
 from darkroom.settings import Settings
 from darkroom.wiring import edge_config
 from realtime.app import create_app
 from realtime.ws import hub_lifespan, hub_routes
-app = create_app(edge_config(Settings()), extra_routes=hub_routes(),
-                 extra_lifespans=[hub_lifespan()])
+config = dataclasses.replace(edge_config(Settings()), extra={})  # the runner runs apart
+app = create_app(config, extra_routes=hub_routes(), extra_lifespans=[hub_lifespan()])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
             ws=sys.argv[2], ws_per_message_deflate=False)
 """
@@ -260,9 +260,9 @@ def run_latency(db: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def send_commands(base: str, projects: list[tuple[str, str, str]], tokens: dict[str, str],
-                  args: argparse.Namespace, httpx: Any) -> list[tuple[str, int, float]]:
+                  args: argparse.Namespace, httpx: Any) -> list[tuple[str, int, float, float]]:
     rng = random.Random(5)
-    sent: list[tuple[str, int, float]] = []
+    sent: list[tuple[str, int, float, float]] = []
     starred: dict[str, bool] = {}
     with httpx.Client(base_url=base, timeout=30) as http:
         next_at = time.monotonic()
@@ -275,25 +275,28 @@ def send_commands(base: str, projects: list[tuple[str, str, str]], tokens: dict[
                                json={"starred": starred[generation]},
                                headers={"Authorization": f"Bearer {tokens[user]}"})
             reply.raise_for_status()
-            sent.append((f"project:{project}", int(reply.headers["X-Darkroom-Position"]), t0))
+            sent.append((f"project:{project}", int(reply.headers["X-Darkroom-Position"]), t0,
+                         time.monotonic() - t0))
             next_at += 1.0 / args.rate
     return sent
 
 
-def latency_summary(sent: list[tuple[str, int, float]], received: list[list[Any]],
+def latency_summary(sent: list[tuple[str, int, float, float]], received: list[list[Any]],
                     per_project: int, connect_s: float) -> dict[str, Any]:
     arrivals: dict[tuple[str, int], list[float]] = {}
     for topic, position, at in received:
         arrivals.setdefault((topic, position), []).append(at)
     samples, missing = [], 0
-    for topic, position, t0 in sent:
+    for topic, position, t0, _ in sent:
         times = arrivals.get((topic, position), [])
         missing += max(0, per_project - len(times))
         samples.extend((t - t0) * 1000 for t in times)
     return {"commands": len(sent), "samples": len(samples), "missing": missing,
             "p50_ms": percentile(samples, 0.50), "p90_ms": percentile(samples, 0.90),
             "p99_ms": percentile(samples, 0.99), "max_ms": max(samples),
-            "mean_ms": statistics.fmean(samples), "connect_s": connect_s}
+            "mean_ms": statistics.fmean(samples), "connect_s": connect_s,
+            "http_p50_ms": percentile([s[3] * 1000 for s in sent], 0.5),
+            "http_p99_ms": percentile([s[3] * 1000 for s in sent], 0.99)}
 
 
 # -- (b) fan-out -----------------------------------------------------------------------

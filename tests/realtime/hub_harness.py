@@ -1,9 +1,9 @@
 """Real hub server processes for the websocket tests, and a small client around them.
 
-A hub process is uvicorn serving `create_app(...)` with the hub's `/ws` route and
-lifespan mounted through the app factory's hooks, plus a projections runner in a
-thread (a second process's runner waits as a standby, as in production). Fast
-timeouts come in through `DARKROOM_WS_*` variables.
+A hub process is uvicorn serving `create_app(edge_config(...))` (which runs the
+projections runner in a thread; a second process's runner waits as a standby)
+with the hub's `/ws` route and lifespan mounted through the app factory's
+hooks. Fast timeouts come in through `DARKROOM_WS_*` variables.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "test-hub-jwt-secret-of-at-least-32-bytes"
 SERVICE_KEY = "test-hub-service-key"
 LAUNCH = """
-import contextlib, sys, threading
+import contextlib, sys
 import uvicorn
 from darkroom.settings import Settings
 from darkroom.wiring import edge_config
@@ -41,26 +41,20 @@ from realtime.app import create_app
 from realtime.ws import hub_lifespan, hub_routes
 
 @contextlib.asynccontextmanager
-async def projections(app):
+async def tables(app):
+    # The views' tables exist before the first subscription asks for a snapshot.
     from projections import all_views, db
-    from projections.runner import Runner, prepare
+    from projections.runner import prepare
     config = app.state.config
     with db.connect(config.conninfo, config.schema) as conn:
         prepare(conn, all_views(), managed=True, versions={})
-    runner = Runner(app.state.studio, config.conninfo, config.schema, all_views())
-    thread = threading.Thread(target=runner.run_forever, daemon=True, name="runner")
-    thread.start()
-    try:
-        yield
-    finally:
-        runner.stop()
-        thread.join(timeout=10)
-        runner.close()
+    yield
 
+# edge_config() runs the projections in this process (a standby when another has them).
 app = create_app(edge_config(Settings()), extra_routes=hub_routes(),
-                 extra_lifespans=[projections, hub_lifespan()])
+                 extra_lifespans=[tables, hub_lifespan()])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            ws=sys.argv[2])
+            ws=sys.argv[2], ws_per_message_deflate=False)
 """
 FAST = {"DARKROOM_WS_AUTH_TIMEOUT_S": "1", "DARKROOM_WS_PING_INTERVAL_S": "0.5",
         "DARKROOM_WS_IDLE_TIMEOUT_S": "2", "DARKROOM_WS_QUEUE_BYTES": str(256 * 1024),
