@@ -38,6 +38,8 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
     elsewhere holding the views' locks makes this one a standby."""
     import threading
 
+    from starlette.concurrency import run_in_threadpool
+
     from projections import all_views
     from projections.runner import Runner
 
@@ -53,6 +55,8 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
                 logging.getLogger("darkroom.projections").exception("runner stopped")
                 failed.append(error)
 
+    # The views' tables exist before the first request is served.
+    await run_in_threadpool(runner.open)
     thread = threading.Thread(target=run, name="projections", daemon=True)
     thread.start()
     try:

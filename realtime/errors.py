@@ -13,6 +13,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -159,8 +160,14 @@ async def handle_view(request: Request, exc: Exception) -> Response:
     return ErrorResponse(status, code, str(exc))
 
 
+async def handle_missing_view(request: Request, exc: Exception) -> Response:
+    return ErrorResponse(503, "view_unavailable", "the read models are not ready yet; retry",
+                         {"Retry-After": "1"})
+
+
 def exception_handlers() -> dict[Any, Any]:
     return {
+        psycopg.errors.UndefinedTable: handle_missing_view,
         domain.DomainError: handle_domain,
         views.ProjectionError: handle_view,
         EdgeError: handle_edge,

@@ -21,7 +21,7 @@ from domain.errors import (
     ShotNotFoundError,
     TaskNotFoundError,
 )
-from realtime.errors import ViewTimeoutError
+from realtime.errors import FieldsInvalidError, ViewTimeoutError
 
 if TYPE_CHECKING:
     from realtime.api.base import Call
@@ -77,8 +77,14 @@ class Views:
             if lowest >= position:
                 return
             now = time.monotonic()
-            future = now - started > self.FUTURE_GRACE_S and self.head() < position
-            if now > deadline or future:
+            if now - started > self.FUTURE_GRACE_S and (head := self.head()) < position:
+                raise FieldsInvalidError(
+                    f"min_position {position} was never written (the log's head is {head})",
+                    code="position_not_written", errors=[{
+                        "path": "query.min_position", "loc": ["query", "min_position"],
+                        "message": f"at most the head of the log ({head})",
+                        "type": "position_not_written"}])
+            if now > deadline:
                 raise ViewTimeoutError(
                     f"the views {', '.join(views)} reached position {lowest}, not {position}, "
                     f"within {self.config.read_timeout_s:g} s", reached=lowest,

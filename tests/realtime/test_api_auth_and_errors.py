@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import jwt
-from api_harness import JWT_SECRET, SERVICE_KEY, Server, error_of, ok, position, server
+import psycopg
+from api_harness import (
+    JWT_SECRET,
+    SERVICE_KEY,
+    Server,
+    error_of,
+    ok,
+    position,
+    server,
+    start_server,
+    stop_server,
+)
 
+from darkroom.database import Database, drop_schema
+from projections import view_classes
+from projections.db import lock_key
 from realtime.api import ENDPOINTS
 
 __all__ = ["server"]
@@ -108,12 +123,38 @@ def test_a_body_over_ten_mib_is_refused_with_413(server: Server) -> None:
         "body_too_large"
 
 
-def test_a_waited_read_past_the_head_times_out_with_504(server: Server) -> None:
+def test_a_read_waiting_for_a_position_never_written_is_refused_at_once(
+        server: Server) -> None:
     alice = server.user()
     pid = ok(alice.post("/api/projects", json={"name": "Wait"}), 201)["id"]
     started = time.monotonic()
-    body = error_of(alice.get(f"/api/projects/{pid}?min_position=999999999"), 504)
-    assert body["code"] == "view_timeout" and time.monotonic() - started < 30
+    body = error_of(alice.get(f"/api/projects/{pid}?min_position=999999999"), 422)
+    assert body["code"] == "position_not_written" and time.monotonic() - started < 2
+
+
+def test_a_read_whose_views_lag_past_the_timeout_answers_504_then_catches_up(
+        database: Database, schema: str, tmp_path: Path) -> None:
+    """Hold every view's runner lock: the server's runner waits as a standby."""
+    keys = [lock_key(f"view:{name}", f"{schema}_lag") for name in view_classes()]
+    with psycopg.connect(database.conninfo, autocommit=True) as holder:
+        for key in keys:
+            holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+        lagging = start_server(database, f"{schema}_lag", tmp_path,
+                               DARKROOM_READ_TIMEOUT_S="1")
+        try:
+            alice = lagging.user()
+            made = alice.post("/api/projects", json={"name": "Later"})
+            path = f"/api/projects/{ok(made, 201)['id']}?min_position={position(made)}"
+            assert error_of(alice.get(path), 504)["code"] == "view_timeout"
+            for key in keys:
+                holder.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            deadline = time.monotonic() + 15
+            while (answer := alice.get(path)).status_code == 504:
+                assert time.monotonic() < deadline
+            assert ok(answer)["name"] == "Later"
+        finally:
+            stop_server(lagging)
+            drop_schema(database, f"{schema}_lag")
 
 
 def test_the_openapi_document_lists_every_route_with_its_schemas(server: Server) -> None:

@@ -1,0 +1,153 @@
+"""The authorisation matrix: every route that takes an id, called by a second user with the
+first user's ids, answers 404 (never 403: nobody learns another user's ids exist) and
+writes nothing.
+
+The table is checked against the declared endpoints, so a new route with an id cannot
+be left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from api_harness import Server, ok, server
+
+from realtime.api import ENDPOINTS
+
+__all__ = ["server"]
+
+ZERO = "00000000-0000-0000-0000-000000000000"
+
+
+def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(method, path) → the request a stranger sends with the owner's ids."""
+    p, s, g, v, t, k = (ids[x] for x in ("project", "shot", "generation", "variant", "task",
+                                          "token"))
+    return {
+        ("GET", "/api/projects/{id}"): {"url": f"/api/projects/{p}"},
+        ("PUT", "/api/projects/{id}"): {"url": f"/api/projects/{p}", "json": {"name": "X"}},
+        ("DELETE", "/api/projects/{id}"): {"url": f"/api/projects/{p}"},
+        ("GET", "/api/shots"): {"url": f"/api/shots?projectId={p}"},
+        ("POST", "/api/shots"): {"url": "/api/shots", "json": {"project_id": p, "name": "X"}},
+        ("POST", "/api/shots/shot_generations"): {
+            "url": "/api/shots/shot_generations", "json": {"shot_id": s, "generation_id": g}},
+        ("GET", "/api/shots/{id}"): {"url": f"/api/shots/{s}"},
+        ("PUT", "/api/shots/{id}"): {"url": f"/api/shots/{s}", "json": {"name": "X"}},
+        ("DELETE", "/api/shots/{id}"): {"url": f"/api/shots/{s}"},
+        ("POST", "/api/shots/{id}/restore"): {"url": f"/api/shots/{s}/restore"},
+        ("POST", "/api/shots/{id}/duplicate"): {"url": f"/api/shots/{s}/duplicate"},
+        ("PUT", "/api/shots/{id}/generations/order"): {
+            "url": f"/api/shots/{s}/generations/order", "json": {"orderedGenerationIds": [g]}},
+        ("DELETE", "/api/shots/{id}/generations/{generation_id}"): {
+            "url": f"/api/shots/{s}/generations/{g}"},
+        ("POST", "/api/shots/{id}/fix-spacing"): {"url": f"/api/shots/{s}/fix-spacing"},
+        ("GET", "/api/generations"): {"url": f"/api/generations?projectId={p}"},
+        ("POST", "/api/generations"): {"url": "/api/generations", "json": {
+            "project_id": p, "location": "/m/x.png"}},
+        ("GET", "/api/generations/{id}"): {"url": f"/api/generations/{g}"},
+        ("PATCH", "/api/generations/{id}"): {"url": f"/api/generations/{g}",
+                                             "json": {"starred": True}},
+        ("DELETE", "/api/generations/{id}"): {"url": f"/api/generations/{g}"},
+        ("GET", "/api/generations/{id}/variants"): {"url": f"/api/generations/{g}/variants"},
+        ("POST", "/api/generations/{id}/variants"): {
+            "url": f"/api/generations/{g}/variants", "json": {"location": "/m/y.png"}},
+        ("POST", "/api/generations/{id}/variants/{variant_id}/primary"): {
+            "url": f"/api/generations/{g}/variants/{v}/primary"},
+        ("DELETE", "/api/generations/{id}/variants/{variant_id}"): {
+            "url": f"/api/generations/{g}/variants/{v}"},
+        ("POST", "/api/tasks"): {"url": "/api/tasks", "json": {
+            "task_type": "image_upscale", "project_id": p, "params": {"image_url": "/m/x"}}},
+        ("GET", "/api/tasks"): {"url": f"/api/tasks?projectId={p}"},
+        ("POST", "/api/tasks/cancel-pending"): {"url": "/api/tasks/cancel-pending",
+                                               "json": {"project_id": p}},
+        ("GET", "/api/tasks/{id}"): {"url": f"/api/tasks/{t}"},
+        ("PATCH", "/api/tasks/{id}/cancel"): {"url": f"/api/tasks/{t}/cancel"},
+        ("PATCH", "/api/tasks/{id}/status"): {"url": f"/api/tasks/{t}/status",
+                                             "json": {"status": "Cancelled"}},
+        ("POST", "/api/steerable-motion/travel-between-images"): {
+            "url": "/api/steerable-motion/travel-between-images", "json": {
+                "project_id": p, "image_urls": ["/a", "/b"], "base_prompts": ["go"]}},
+        ("POST", "/api/tasks/{id}/complete"): {"url": f"/api/tasks/{t}/complete",
+                                              "json": {"output_location": "/m/o.png"}},
+        ("POST", "/api/tasks/{id}/fail"): {"url": f"/api/tasks/{t}/fail",
+                                          "json": {"error_message": "no"}},
+        ("DELETE", "/api/tokens/{id}"): {"url": f"/api/tokens/{k}"},
+    }
+
+
+def takes_an_id(endpoint: Any) -> bool:
+    fields: set[str] = set()
+    for model in (endpoint.body, endpoint.query):
+        if model is not None:
+            fields |= set(model.model_fields)
+    return bool(endpoint.path_params) or bool(fields & {"project_id", "shot_id"})
+
+
+def test_the_matrix_covers_every_route_that_takes_an_id() -> None:
+    declared = {(e.method, e.path) for e in ENDPOINTS if takes_an_id(e)}
+    table = set(calls(dict.fromkeys(("project", "shot", "generation", "variant", "task",
+                                      "token"), ZERO)))
+    assert declared == table
+
+
+@pytest.fixture(scope="module")
+def owned(server: Server) -> dict[str, Any]:
+    alice = server.user()
+    project = ok(alice.post("/api/projects", json={"name": "Mine"}), 201)["id"]
+    shot = ok(alice.post("/api/shots", json={"project_id": project, "name": "S"}), 201)["id"]
+    made = ok(alice.post("/api/generations", json={
+        "project_id": project, "location": "/m/a.png", "shot_id": shot}), 201)
+    variant = ok(alice.post(f"/api/generations/{made['id']}/variants", json={
+        "location": "/m/b.png"}), 201)["id"]
+    task = ok(alice.post("/api/tasks", json={
+        "task_type": "image_upscale", "project_id": project,
+        "params": {"image_url": "/m/a.png"}}), 201)["task_id"]
+    token = ok(alice.post("/api/tokens", json={"label": "mine"}), 201)["id"]
+    return {"alice": alice, "ids": {"project": project, "shot": shot,
+                                    "generation": made["id"], "variant": variant,
+                                    "task": task, "token": token}}
+
+
+def head(client: httpx.Client) -> int:
+    return int(ok(client.get("/health"))["head_position"])
+
+
+WORKER_ROUTES = {(e.method, e.path) for e in ENDPOINTS if e.auth == "worker"}
+
+
+@pytest.fixture(scope="module")
+def strangers(server: Server) -> dict[str, httpx.Client]:
+    """Bob with a JWT and bob with a personal access token (his welcome grant written)."""
+    bob = server.user()
+    pat = ok(bob.post("/api/tokens", json={"label": "worker"}), 201)["token"]
+    return {"jwt": bob, "pat": server.client(pat)}
+
+
+@pytest.mark.parametrize("credential", ["jwt", "pat"])
+@pytest.mark.parametrize("route", sorted(calls(dict.fromkeys(
+    ("project", "shot", "generation", "variant", "task", "token"), ZERO))))
+def test_a_second_user_gets_404_for_the_first_users_ids_and_changes_nothing(
+        server: Server, owned: dict[str, Any], strangers: dict[str, httpx.Client],
+        route: tuple[str, str], credential: str) -> None:
+    bob = strangers[credential]
+    request = calls(owned["ids"])[route]
+    before = head(bob)
+    answer = bob.request(route[0], request["url"], json=request.get("json"))
+    # Worker routes refuse a JWT outright (403) before looking at any id.
+    expected = 403 if credential == "jwt" and route in WORKER_ROUTES else 404
+    assert answer.status_code == expected, (route, answer.status_code, answer.text)
+    assert head(bob) == before
+
+
+def test_the_owner_still_sees_everything_unchanged(server: Server,
+                                                  owned: dict[str, Any]) -> None:
+    alice, ids = owned["alice"], owned["ids"]
+    at = f"?min_position={head(alice)}"
+    assert ok(alice.get(f"/api/projects/{ids['project']}{at}"))["name"] == "Mine"
+    shot = ok(alice.get(f"/api/shots/{ids['shot']}{at}"))
+    assert shot["name"] == "S" and len(shot["images"]) == 1
+    assert ok(alice.get(f"/api/generations/{ids['generation']}{at}"))["starred"] is False
+    assert ok(alice.get(f"/api/tasks/{ids['task']}{at}"))["status"] == "Queued"
+    assert [t["label"] for t in ok(alice.get("/api/tokens"))] == ["mine"]

@@ -1,0 +1,194 @@
+"""The pull-worker protocol, credits and uploads, through a real server.
+
+This server grants no welcome credits (`DARKROOM_WELCOME_CREDITS=0`), so the
+tests decide who can pay.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from api_harness import Server, error_of, ok, position, start_server, stop_server
+
+from darkroom.database import Database
+
+
+@pytest.fixture(scope="module")
+def server(database: Database, schema: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(database, schema, tmp_path_factory.mktemp("workers"),
+                           DARKROOM_WELCOME_CREDITS="0")
+    yield running
+    stop_server(running)
+
+
+def user_with_credits(server: Server, amount: float = 5) -> tuple[httpx.Client, str]:
+    client = server.user()
+    user_id = client.headers["X-Test-User"]
+    ok(server.service().post("/api/credits/grant", json={
+        "user_id": user_id, "amount": amount, "reason": "test"}), 201)
+    return client, user_id
+
+
+def worker_of(server: Server, client: httpx.Client) -> httpx.Client:
+    token = ok(client.post("/api/tokens", json={"label": "worker"}), 201)["token"]
+    return server.client(token)
+
+
+def project_with_task(client: httpx.Client, task_type: str = "image_generation",
+                      params: dict[str, Any] | None = None) -> tuple[str, str]:
+    project = ok(client.post("/api/projects", json={"name": "Work"}), 201)["id"]
+    task = ok(client.post("/api/tasks", json={
+        "task_type": task_type, "project_id": project,
+        "params": params or {"prompt": "a fox"}}), 201)["task_id"]
+    return project, task
+
+
+def claim(worker: httpx.Client, run_type: str = "api", within: float = 5.0) -> Any:
+    """Poll like a worker: the claim queue is a view, a moment behind the write."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = worker.post("/api/workers/claim", json={"worker_id": "w1",
+                                                         "run_type": run_type})
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            return answer
+        assert answer.status_code == 204, answer.text
+        time.sleep(0.05)
+
+
+def test_the_service_key_claims_a_queued_task_and_answers_204_when_none_is_left(
+        server: Server) -> None:
+    alice, _ = user_with_credits(server)
+    project, task = project_with_task(alice)
+    service = server.service()
+    body = ok(claim(service))
+    assert (body["task_id"], body["project_id"], body["task_type"]) == (
+        task, project, "image_generation")
+    assert body["params"]["prompt"] == "a fox"
+    assert service.post("/api/workers/claim", json={"worker_id": "w1", "run_type": "api"}
+                        ).status_code == 204
+    done = service.post(f"/api/tasks/{task}/fail", json={"error_message": "gpu on fire"})
+    ok(done)
+    failed = ok(alice.get(f"/api/tasks/{task}?min_position={position(done)}"))
+    assert (failed["status"], failed["error"]) == ("Failed", "gpu on fire")
+
+
+def test_completing_a_task_creates_its_generation_and_charges_once(server: Server) -> None:
+    alice, _ = user_with_credits(server, 5)
+    worker = worker_of(server, alice)
+    project, task = project_with_task(alice)
+    assert ok(claim(worker))["task_id"] == task
+    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": "w1",
+                                                          "task_ids": [task]}))
+    assert beat["stop"] == []
+    done = worker.post(f"/api/tasks/{task}/complete", json={
+        "worker_id": "w1", "output_location": "/media/out.png", "thumbnail_url": "/media/t.png"})
+    ok(done)
+    seen = f"min_position={position(done)}"
+    gallery = ok(alice.get(f"/api/generations?projectId={project}&{seen}"))["items"]
+    assert [g["location"] for g in gallery] == ["/media/out.png"]
+    credits = ok(alice.get(f"/api/credits?{seen}"))
+    assert credits["balance"] == pytest.approx(5 - 0.039)
+    assert [e["kind"] for e in credits["ledger"]] == ["spend", "grant"]
+    again = error_of(worker.post(f"/api/tasks/{task}/complete", json={
+        "output_location": "/media/out.png"}), 409)
+    assert again["current_status"] == "Complete"
+    assert ok(alice.get(f"/api/credits?{seen}"))["balance"] == credits["balance"]
+
+
+def test_a_failed_task_costs_nothing_and_a_refused_status_change_says_why(
+        server: Server) -> None:
+    alice, _ = user_with_credits(server, 2)
+    worker = worker_of(server, alice)
+    _, task = project_with_task(alice)
+    refused = error_of(worker.patch(f"/api/tasks/{task}/status", json={"status": "Complete"}),
+                       409)
+    assert (refused["current_status"], refused["requested_status"]) == ("Queued", "Complete")
+    assert refused["allowed_transitions"] == ["Cancelled", "Failed", "In Progress"]
+    moved = worker.patch(f"/api/tasks/{task}/status", json={"status": "In Progress",
+                                                            "worker_id": "w9"})
+    ok(moved)
+    failed = worker.patch(f"/api/tasks/{task}/status", json={"status": "Failed",
+                                                             "error_message": "oom",
+                                                             "worker_id": "w9"})
+    ok(failed)
+    credits = ok(alice.get(f"/api/credits?min_position={position(failed)}"))
+    assert credits["balance"] == 2 and [e["kind"] for e in credits["ledger"]] == ["grant"]
+
+
+def test_a_user_without_credits_is_told_402_when_their_worker_claims(server: Server) -> None:
+    broke = server.user()
+    worker = worker_of(server, broke)
+    _, task = project_with_task(broke)
+    time.sleep(0.3)  # the claim queue has the task by now
+    body = error_of(worker.post("/api/workers/claim", json={"worker_id": "w2",
+                                                            "run_type": "api"}), 402)
+    assert body["code"] == "insufficient_credits"
+    body = error_of(worker.patch(f"/api/tasks/{task}/status", json={
+        "status": "In Progress", "worker_id": "w2"}), 402)
+    assert body["code"] == "insufficient_credits"
+
+
+def test_a_users_worker_never_claims_or_finishes_another_users_task(server: Server) -> None:
+    alice, _ = user_with_credits(server)
+    bob, _ = user_with_credits(server)
+    _, task = project_with_task(alice)
+    bobs_worker = worker_of(server, bob)
+    time.sleep(0.3)
+    assert bobs_worker.post("/api/workers/claim", json={"worker_id": "wb", "run_type": "api"}
+                            ).status_code == 204
+    error_of(bobs_worker.post(f"/api/tasks/{task}/fail", json={"error_message": "x"}), 404)
+    ok(alice.patch(f"/api/tasks/{task}/cancel"))
+
+
+def test_a_jwt_cannot_use_the_worker_routes(server: Server) -> None:
+    alice, _ = user_with_credits(server)
+    body = error_of(alice.post("/api/workers/claim", json={"worker_id": "w"}), 403)
+    assert body["code"] == "worker_credentials_required"
+
+
+def test_credits_start_at_the_welcome_grant_and_grow_by_grants(server: Server) -> None:
+    alice = server.user()
+    assert ok(alice.get("/api/credits")) | {"ledger": []} == {
+        "user_id": alice.headers["X-Test-User"], "balance": 0, "ledger": []}
+    granted = server.service().post("/api/credits/grant", json={
+        "user_id": alice.headers["X-Test-User"], "amount": 2.5, "reason": "support"})
+    ok(granted, 201)
+    credits = ok(alice.get(f"/api/credits?min_position={position(granted)}"))
+    assert credits["balance"] == 2.5 and credits["ledger"][0]["reason"] == "support"
+    error_of(server.service().post("/api/credits/grant", json={
+        "user_id": "x", "amount": -1, "reason": "theft"}), 422)
+
+
+def test_an_upload_is_stored_and_served_under_media(server: Server) -> None:
+    worker = server.service()
+    body = ok(worker.post("/api/uploads", files={"file": ("out.png", b"\x89PNG-bytes",
+                                                          "image/png")}), 201)
+    assert body["location"].startswith("/media/uploads/") and body["location"].endswith(".png")
+    assert worker.get(body["location"]).content == b"\x89PNG-bytes"
+    assert error_of(worker.post("/api/uploads", data={"nofile": "x"}), 400)["code"] in (
+        "file_required", "multipart_required")
+    assert server.client().get("/media/uploads/nothing.png").status_code == 404
+
+
+def test_an_upload_over_200_mib_is_refused_with_413_before_it_is_read(
+        server: Server) -> None:
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /api/uploads HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer test-service-key\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + f"Content-Length: {200 * 1024 * 1024 + 1}\r\n\r\n".encode() + b"--b\r\n")
+        answer = ""
+        while "}" not in answer:
+            chunk = conn.recv(65536).decode()
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith("HTTP/1.1 413") and "body_too_large" in answer
