@@ -1,0 +1,251 @@
+"""HTTP API throughput and latency, beside the same commands called in-process.
+
+A mixed workload, one step after another per client: create a generation, add
+it to the client's shot, reorder the shot's last five images, star the
+generation, queue a task (`image_upscale` family). Each client is its own user
+with its own project and shot. HTTP: a real `darkroom serve` process (uvicorn,
+projections running in-process, as served) and httpx clients over loopback,
+all on this machine's 2 cores. In-process: the same verbs on a `Studio` from N
+threads, in a fresh schema, with no server running.
+
+    python bench/api.py [--seconds 6] [--clients 1,16,64] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from darkroom.database import Database, create_schema, drop_schema, resolve
+from darkroom.wiring import build_studio
+from domain.metadata import CommandMeta
+from realtime.auth import issue_jwt
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-of-at-least-thirty-two-bytes"
+OPS = ("create_generation", "add_to_shot", "reorder", "star", "create_task")
+LAUNCH = (
+    "import sys, uvicorn\n"
+    "from darkroom.settings import Settings\n"
+    "from darkroom.wiring import build_app\n"
+    "uvicorn.run(build_app(Settings()), host='127.0.0.1', port=int(sys.argv[1]),"
+    " log_level='warning', access_log=False)\n"
+)
+
+
+@dataclass
+class Tally:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {o: [] for o in OPS})
+    errors: int = 0
+
+    def add(self, op: str, seconds: float) -> None:
+        self.latencies[op].append(seconds)
+
+    def merge(self, other: Tally) -> None:
+        for op in OPS:
+            self.latencies[op] += other.latencies[op]
+        self.errors += other.errors
+
+    @property
+    def all(self) -> list[float]:
+        return [x for op in OPS for x in self.latencies[op]]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def summary(tally: Tally, seconds: float) -> dict[str, Any]:
+    values = tally.all
+    return {"commands": len(values), "per_s": len(values) / seconds,
+            "p50_ms": pct(values, 0.50), "p99_ms": pct(values, 0.99), "errors": tally.errors,
+            "by_op_p50_ms": {op: pct(tally.latencies[op], 0.5) for op in OPS}}
+
+
+# -- HTTP -------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(db: Database, schema: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    url = f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}"
+    env = {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
+           "DARKROOM_JWT_SECRET": SECRET, "DARKROOM_TASK_RATE_LIMIT": str(10**9),
+           "DATA_DIR": str(ROOT / ".darkroom" / "bench-data")}
+    process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port)], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+async def http_client(client: httpx.AsyncClient, stop_at: float, tally: Tally) -> None:
+    headers = {"Authorization": f"Bearer {issue_jwt(SECRET, f'bench-{uuid.uuid4().hex}')}"}
+    project = (await client.post("/api/projects", json={"name": "Bench"},
+                                 headers=headers)).json()["id"]
+    shot = (await client.post("/api/shots", json={"project_id": project, "name": "S"},
+                              headers=headers)).json()["id"]
+    mine: list[str] = []
+    state: dict[str, str] = {}
+
+    def requests() -> dict[str, Callable[[], Any]]:
+        return {
+            "create_generation": lambda: client.post("/api/generations", headers=headers, json={
+                "project_id": project, "location": "/media/bench.png"}),
+            "add_to_shot": lambda: client.post("/api/shots/shot_generations", headers=headers,
+                                               json={"shot_id": shot,
+                                                     "generation_id": state["g"]}),
+            "reorder": lambda: client.put(f"/api/shots/{shot}/generations/order",
+                                          headers=headers,
+                                          json={"orderedGenerationIds": mine[-5:][::-1]}),
+            "star": lambda: client.patch(f"/api/generations/{state['g']}", headers=headers,
+                                         json={"starred": True}),
+            "create_task": lambda: client.post("/api/tasks", headers=headers, json={
+                "family": "image_upscale", "project_id": project,
+                "input": {"image_url": "/media/bench.png", "based_on": state["g"]}}),
+        }
+    calls = requests()
+    while time.monotonic() < stop_at:
+        for op in OPS:
+            started = time.perf_counter()
+            answer = await calls[op]()
+            tally.add(op, time.perf_counter() - started)
+            if answer.status_code >= 300:
+                tally.errors += 1
+            elif op == "create_generation":
+                state["g"] = answer.json()["id"]
+                mine.append(state["g"])
+
+
+async def http_run(base: str, clients: int, seconds: float) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        tally = Tally()
+        stop_at = time.monotonic() + seconds
+        started = time.monotonic()
+        await asyncio.gather(*(http_client(client, stop_at, tally) for _ in range(clients)))
+        return summary(tally, time.monotonic() - started)
+
+
+# -- in-process ---------------------------------------------------------------------------
+def inprocess_client(studio: Any, stop_at: float, tally: Tally,
+                     lock: threading.Lock) -> None:
+    user = f"bench-{uuid.uuid4().hex}"
+    meta = CommandMeta.for_user(user)
+    studio.ensure_user(user)
+    project = studio.create_project(user, "Bench")["project_id"]
+    shot = studio.create_shot(project, user, "S")["shot_id"]
+    mine: list[str] = []
+    local = Tally()
+    g = ""
+    while time.monotonic() < stop_at:
+        for op in OPS:
+            started = time.perf_counter()
+            if op == "create_generation":
+                g = studio.create_generation(project, user, "/media/bench.png",
+                                             meta=meta)["generation_id"]
+                mine.append(g)
+            elif op == "add_to_shot":
+                studio.add_to_shot(shot, user, g, meta=meta)
+            elif op == "reorder":
+                studio.reorder_shot(shot, user, mine[-5:][::-1], meta=meta)
+            elif op == "star":
+                studio.star_generation(g, user, True, meta=meta)
+            else:
+                studio.create_tasks(project, user, [{"task_type": "image_upscale", "params": {
+                    "image_url": "/media/bench.png", "based_on": g}}], meta=meta)
+            local.add(op, time.perf_counter() - started)
+    with lock:
+        tally.merge(local)
+
+
+def inprocess_run(studio: Any, clients: int, seconds: float) -> dict[str, Any]:
+    tally, lock = Tally(), threading.Lock()
+    stop_at = time.monotonic() + seconds
+    started = time.monotonic()
+    threads = [threading.Thread(target=inprocess_client, args=(studio, stop_at, tally, lock))
+               for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summary(tally, time.monotonic() - started)
+
+
+# -- main ---------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--clients", default="1,16,64")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.clients.split(",")]
+    db = resolve(os.environ.get("DATABASE_URL"), ROOT / ".darkroom" / "bench-pg")
+    http_schema, local_schema = (f"bench_api_{k}_{uuid.uuid4().hex[:6]}" for k in "hl")
+    for schema in (http_schema, local_schema):
+        create_schema(db, schema)
+    results: dict[str, dict[int, Any]] = {"http": {}, "inprocess": {}}
+    try:
+        process, base = start_server(db, http_schema)
+        try:
+            for n in levels:
+                results["http"][n] = asyncio.run(http_run(base, n, args.seconds))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        studio = build_studio(db, local_schema, pool_size=16)
+        try:
+            for n in levels:
+                results["inprocess"][n] = inprocess_run(studio, n, args.seconds)
+        finally:
+            studio.close()
+    finally:
+        for schema in (http_schema, local_schema):
+            drop_schema(db, schema)
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{args.seconds:g} s per run; mixed: {', '.join(OPS)}")
+    print(f"{'clients':>7} | {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
+          f"{'in-proc cmd/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'HTTP/in-proc':>12} | errors")
+    for n in levels:
+        h, i = results["http"][n], results["inprocess"][n]
+        print(f"{n:>7} | {h['per_s']:>10.0f} {h['p50_ms']:>7.1f} {h['p99_ms']:>7.1f} | "
+              f"{i['per_s']:>13.0f} {i['p50_ms']:>7.1f} {i['p99_ms']:>7.1f} | "
+              f"{h['per_s'] / i['per_s']:>12.2f} | {h['errors']}/{i['errors']}")
+    for n in levels:
+        print(f"p50 by op at {n} clients (HTTP): " + ", ".join(
+            f"{op} {ms:.1f}" for op, ms in results["http"][n]["by_op_p50_ms"].items()))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
