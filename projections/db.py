@@ -106,9 +106,16 @@ def execute_all(conn: psycopg.Connection[Any], statements: Iterable[str]) -> Non
 def point_views(conn: psycopg.Connection[Any], bases: Sequence[str], version: int) -> None:
     """(Re)create the unversioned SQL views over `version`'s tables."""
     for base in bases:
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(base)))
-        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
-            sql.Identifier(base), sql.Identifier(versioned(base, version))))
+        create = sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}").format(
+            sql.Identifier(base), sql.Identifier(versioned(base, version)))
+        try:
+            # Replacing in place keeps concurrent readers going; a changed
+            # column list needs a drop (readers wait for the commit).
+            with conn.transaction():
+                conn.execute(create)
+        except psycopg.errors.InvalidTableDefinition:
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(base)))
+            conn.execute(create)
 
 
 def drop_tables(conn: psycopg.Connection[Any], bases: Sequence[str], version: int) -> None:

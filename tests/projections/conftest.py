@@ -63,7 +63,8 @@ def snapshot_tables(database: Database, schema: str) -> dict[str, list[tuple[Any
             out[table] = conn.execute(
                 f"SELECT t::text FROM {table} t ORDER BY {key}").fetchall()
         out["changelog"] = conn.execute(
-            "SELECT position, topic, kind, payload::text FROM changelog "
+            # jsonb text: the same JSON value whatever the key order it was written in
+            "SELECT position, topic, kind, payload::jsonb::text FROM changelog "
             "ORDER BY position, topic").fetchall()
     return out
 
