@@ -258,7 +258,9 @@ class TaskLifecycle(ServiceBase):
                 self._change(batch, relative, relative.cancel, batch.at, reason)
 
     def _settle_orchestrator(self, batch: Batch, child: Task) -> Task | None:
-        """After a child completed: the orchestrator completes once every child has."""
+        """After a child completed: the orchestrator completes once every child has.
+        Siblings are read, not saved: a run's children are chained by `dependant_on`, so
+        they finish one after another and the last one settles the run."""
         root = batch.find(child.orchestrator_task_id) if child.orchestrator_task_id else None
         if not isinstance(root, Task) or root.is_terminal:
             return None
