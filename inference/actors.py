@@ -191,6 +191,7 @@ class Slot:
     restarts: int = 0
     info: dict[str, Any] = field(default_factory=dict)
     task_id: str | None = None
+    ready_at: float = 0.0  # wall clock of the last `ready()` answer
 
     @property
     def name(self) -> str:
@@ -242,7 +243,8 @@ class ActorPool:
         import ray
 
         self.use_gpu = wants_gpu(self.config.use_gpu)
-        self.relay = ray.remote(num_cpus=0, name=self.relay_name)(ProgressRelay).remote()
+        relay = ray.remote(num_cpus=0)(ProgressRelay)
+        self.relay = relay.options(name=self.relay_name).remote()
         for spec in self.config.specs:
             for index in range(spec.count):
                 slot = Slot(spec, index, self._create(spec))
@@ -285,7 +287,7 @@ class ActorPool:
             slot.retry_at = time.monotonic() + self.config.probe_backoff
             log.debug("actor %s not ready yet: %s", slot.name, type(error).__name__)
             return
-        slot.state = IDLE
+        slot.state, slot.ready_at = IDLE, time.time()
         log.info("actor %s ready (pid %s, %s)", slot.name, slot.info.get("pid"),
                  slot.info.get("device"))
 

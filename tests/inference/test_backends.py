@@ -82,7 +82,8 @@ def test_upscale_gives_four_times_the_input_size(backend) -> None:
 
 @pytest.mark.parametrize("factor", [2, 4])
 def test_upscale_honours_the_apis_scale_factor(backend, factor: int) -> None:
-    result = backend.run("image_upscale", {"seed": 0, "scale_factor": factor}, {"image": png(16, 12)})
+    params = {"seed": 0, "scale_factor": factor}
+    result = backend.run("image_upscale", params, {"image": png(16, 12)})
     assert (result.width, result.height) == (16 * factor, 12 * factor)
 
 
