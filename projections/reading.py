@@ -28,7 +28,10 @@ def wait_for_position(conn: psycopg.Connection[Any], position: int, timeout: flo
     deadline = time.monotonic() + timeout
     delay = POLL
     while True:
-        positions = db.active_positions(conn, names)
+        try:
+            positions = db.active_positions(conn, names)
+        except psycopg.errors.UndefinedTable:
+            positions = {}  # no runner has created the bookkeeping yet
         if names is not None:
             positions = {n: positions.get(n, 0) for n in names}
         lagging = {n: p for n, p in positions.items() if p < position}

@@ -626,8 +626,12 @@ def prepare(conn: psycopg.Connection[Any], views: Sequence[View], *, managed: bo
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)",
                      (db.lock_key("ddl", db._schema_of(conn)),))
-        for statement in changelog.DDL:
-            conn.execute(statement)  # type: ignore[arg-type]
+        # DDL only where something is missing: `CREATE INDEX IF NOT EXISTS` takes
+        # a share lock even when the index exists, which would block (and can
+        # deadlock with) a live runner's writes.
+        if not _exist(conn, ["changelog", "changelog_state"]):
+            for statement in changelog.DDL:
+                conn.execute(statement)  # type: ignore[arg-type]
         for view in views:
             if managed:
                 conn.execute("INSERT INTO projection_registry (view, active_version) "
@@ -636,11 +640,19 @@ def prepare(conn: psycopg.Connection[Any], views: Sequence[View], *, managed: bo
             else:
                 version = versions[view.name]
             names = db.names_for(view.tables, version)
-            db.execute_all(conn, view.ddl(names))
+            if not _exist(conn, list(names.values())):
+                db.execute_all(conn, view.ddl(names))
             conn.execute("INSERT INTO projection_tracking (view, version) VALUES (%s, %s) "
                          "ON CONFLICT DO NOTHING", (view.name, version))
             if managed and not _views_exist(conn, view.tables):
                 db.point_views(conn, view.tables, version)
+
+
+def _exist(conn: psycopg.Connection[Any], tables: Sequence[str]) -> bool:
+    row = conn.execute("SELECT count(*) AS n FROM pg_tables WHERE schemaname = "
+                       "current_schema() AND tablename = ANY(%s)", (list(tables),)).fetchone()
+    n = row["n"] if isinstance(row, dict) else row[0]  # type: ignore[index]
+    return int(n) == len(tables)
 
 
 def _views_exist(conn: psycopg.Connection[Any], bases: Sequence[str]) -> bool:
