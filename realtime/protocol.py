@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_CLIENT_FRAME = 64 * 1024
 TOPIC_PATTERN = re.compile(
-    r"^(?P<kind>project|shot|generation|tasks|credits):(?P<key>[A-Za-z0-9_.@:-]{1,200})$")
+    r"^(?P<kind>project|shot|generation|tasks|credits):(?P<key>[^\x00-\x20]{1,200})$")
 TOPIC_KINDS = ("project", "shot", "generation", "tasks", "credits")
 Position = Annotated[int, Field(ge=0, le=2**62)]
 Ref = str | int | None

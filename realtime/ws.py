@@ -65,7 +65,8 @@ def hub_lifespan(settings: HubSettings | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Hub]:
         config = app.state.config
-        chosen = settings or HubSettings.from_env(redis_url=config.redis_url or None)
+        redis = {"redis_url": config.redis_url} if config.redis_url else {}
+        chosen = settings or HubSettings.from_env(**redis)
         async with run_hub(chosen, config.conninfo, config.schema, app.state.studio,
                            getattr(app.state, "auth", None)) as hub:
             app.state.hub = hub
