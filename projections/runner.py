@@ -60,6 +60,9 @@ class Sink:
     names: dict[str, str] = field(default_factory=dict)
 
 
+Route = tuple[bool, list[tuple[View, Callable[..., None], Callable[..., Any] | None]], bool]
+
+
 @dataclass
 class Batch:
     """One transaction's worth: ops per view version, change rows, dead letters."""
@@ -177,7 +180,7 @@ class Runner:
         self.changes: list[changelog.Entry] = []
         self.dead: list[DeadLetter] = []
         self.retried: list[tuple[str, int]] = []
-        self.routes: dict[str, tuple[bool, list[View]]] = {}
+        self.routes: dict[str, Route] = {}
         self._fold_prefixes = {c.TOPIC.rsplit(".", 1)[0] for v in self.views
                                for c in v.event_classes()}
         self.stopping = threading.Event()
@@ -353,17 +356,25 @@ class Runner:
             self.flush()
 
     # ---------------------------------------------------------- per event
-    def _route(self, topic: str) -> tuple[bool, list[View]]:
+    def _route(self, topic: str) -> Route:
+        """Per topic: fold or not, and each interested view's bound handler and capture."""
         route = self.routes.get(topic)
         if route is None:
             fold = topic.rsplit(".", 1)[0] in self._fold_prefixes
-            views = [v for v in self.views if any(topic == c.TOPIC for c in v.event_classes())]
-            route = self.routes[topic] = (fold, views)
+            handlers = []
+            for view in self.views:
+                for cls in view.event_classes():
+                    if topic == cls.TOPIC:
+                        capture = view._capture.get(cls)
+                        handlers.append((view, getattr(view, view._dispatch[cls]),
+                                         getattr(view, capture) if capture else None))
+            capturing = any(capture for _, _, capture in handlers)
+            route = self.routes[topic] = (fold, handlers, capturing)
         return route
 
     def process(self, notification: Notification) -> None:
         """Fold one notification and hand it to the views that want it."""
-        fold, views = self._route(notification.topic)
+        fold, handlers, capturing = self._route(notification.topic)
         position = notification.id
         self.position = self.cache.position = position
         self.events_processed += 1
@@ -371,21 +382,24 @@ class Runner:
             return
         ctx = self.ctx
         ctx.position = position
+        tokens = None
         try:
             event = self.mapper.to_domain_event(notification)
             ctx.timestamp = event.timestamp
             before = self.cache.before(event)
-            captured = [v.capture(event, before) for v in views]
+            if capturing:
+                tokens = [capture(event, before) if capture else None
+                          for _, _, capture in handlers]
             aggregate = self.cache.fold(event, before)
         except Exception as error:
             self.cache.forget(notification.originator_id)
-            for view in views:
+            for view, _, _ in handlers:
                 self._dead(view, notification, error)
             return
         changes = ctx.changes = {}
-        for view, token in zip(views, captured, strict=True):
+        for index, (view, handle, _) in enumerate(handlers):
             try:
-                view.handle(event, aggregate, token, ctx)
+                handle(event, aggregate, tokens[index] if tokens else None, ctx)
             except Exception as error:
                 self._dead(view, notification, error)
         if changes and self.changelog_enabled:
