@@ -83,6 +83,20 @@ async def test_a_token_on_the_url_authenticates_without_an_auth_frame(
     assert isinstance(ready["position"], int)
 
 
+async def test_a_personal_access_token_authenticates_until_it_is_revoked(
+        server: HubServer, studio: Studio) -> None:
+    user = new_user()
+    issued = studio.issue_token(user, "hub test")
+    async with connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": issued["token"]}))
+        assert json.loads(await ws.recv())["user_id"] == user
+    studio.revoke_token(user, issued["token_id"])
+    async with connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": issued["token"]}))
+        assert json.loads(await ws.recv())["type"] == "error"
+        assert await closed_with(ws) == 4401
+
+
 async def test_malformed_frames_get_bad_request_and_the_socket_stays_open(
         server: HubServer) -> None:
     client = await Client.open(server, new_user())
