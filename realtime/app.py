@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -54,6 +55,9 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         app.state.rate_limiter = RateLimiter(config.task_rate_limit, config.task_rate_window_s)
         app.state.openapi = openapi_document(ENDPOINTS)
         app.state.views = Views(config, app.state.studio.head_position)
+        # Blocking calls share a few threads: many more only fight over the GIL and starve
+        # the event loop (measured in bench/api.py).
+        app.state.command_limiter = anyio.CapacityLimiter(config.command_threads)
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(app.state.views)

@@ -35,3 +35,4 @@ class EdgeConfig:
     task_rate_window_s: float = 60.0
     read_timeout_s: float = 10.0
     view_pool_size: int = 4
+    command_threads: int = 8

@@ -17,9 +17,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
+import anyio.to_thread
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -118,7 +118,8 @@ class Call:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A blocking domain or database call, off the event loop."""
-        return await run_in_threadpool(partial(fn, *args, **kwargs))
+        limiter = getattr(self.state, "command_limiter", None)
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=limiter)
 
 
 Handler = Callable[[Call], Awaitable[Reply | Response]]

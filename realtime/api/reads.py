@@ -101,7 +101,7 @@ def _min_position(call: Call) -> int | None:
 async def read(call: Call, views: tuple[str, ...], fn: Any, *args: Any,
                at_least: int | None = None) -> Any:
     position = max(_min_position(call) or 0, at_least or 0) or None
-    return await run_in_threadpool(call.state.views.run, views, position, fn, *args)
+    return await call.run(call.state.views.run, views, position, fn, *args)
 
 
 def _owned(call: Call, project_id: Any, kind: type[Exception], ident: Any) -> None:
