@@ -55,8 +55,9 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         app.state.rate_limiter = RateLimiter(config.task_rate_limit, config.task_rate_window_s)
         app.state.openapi = openapi_document(ENDPOINTS)
         app.state.views = Views(config, app.state.studio.head_position)
-        # Blocking calls share a few threads: many more only fight over the GIL and starve
-        # the event loop (measured in bench/api.py).
+        # Blocking calls share a few threads, about as many as the store's pool has
+        # connections: a burst waits on the event loop instead of in threads that would
+        # only queue for a connection while holding the GIL.
         app.state.command_limiter = anyio.CapacityLimiter(config.command_threads)
         try:
             async with AsyncExitStack() as stack:
