@@ -90,6 +90,12 @@ class View:
     def __init__(self) -> None:
         self.reader: psycopg.Connection[Any] | None = None
         self.names: dict[str, str] = {}
+        # Keys of rows created in the current batch: written by COPY, not upsert.
+        self.new: set[Any] = set()
+
+    def forget_new(self) -> None:
+        """Write every pending row as an upsert (the target may already hold them)."""
+        self.new = set()
 
     # -- wiring (runner) -------------------------------------------------
     @classmethod

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from domain.credits import CreditLedger, round_credits
 from projections.base import LRU, Context, Row, View, handles, jsonable, sid
-from projections.writes import Op, Upsert
+from projections.writes import Insert, Op, Upsert, split
 
 if TYPE_CHECKING:
     import psycopg
@@ -26,6 +26,7 @@ class CreditsView(View):
         self.balances: LRU[str, tuple[Decimal, int]] = LRU(capacity)
         self.pending: dict[str, Row] = {}
         self.entries: list[Row] = []
+        self.refreshed = False
 
     def ddl(self, names: dict[str, str]) -> list[str]:
         b, ledger = names["credit_balances"], names["credit_ledger"]
@@ -60,6 +61,7 @@ class CreditsView(View):
 
     @handles(CreditLedger.Created)
     def on_opened(self, event: Any, ledger: CreditLedger, _: Any, ctx: Context) -> None:
+        self.new.add(ledger.user_id)
         self._emit(ledger, Decimal(0), 0, None, ctx)
 
     @handles(CreditLedger.EntryRecorded)
@@ -77,6 +79,7 @@ class CreditsView(View):
         ledger = ctx.aggregates.current(event.originator_id)
         if not isinstance(ledger, CreditLedger):
             return
+        self.refreshed = True
         for seq, e in enumerate(ledger.entries, start=1):
             self.entries.append({"user_id": ledger.user_id, "seq": seq, "kind": e.kind,
                                  "amount": str(round_credits(e.amount)), "reason": e.reason,
@@ -85,15 +88,15 @@ class CreditsView(View):
         self._emit(ledger, ledger.balance, len(ledger.entries), None, ctx)
 
     def take(self) -> list[Op]:
-        rows, entries = list(self.pending.values()), self.entries
-        self.pending, self.entries = {}, []
-        ops: list[Op] = []
-        if rows:
-            ops.append(Upsert("credit_balances", BALANCE_COLUMNS, ("user_id",), rows))
-        if entries:
-            # An upsert, not an insert: a dead-letter refresh re-offers existing entries.
+        pending, new, entries, refreshed = self.pending, self.new, self.entries, self.refreshed
+        self.pending, self.new, self.entries, self.refreshed = {}, set(), [], False
+        ops = split("credit_balances", BALANCE_COLUMNS, ("user_id",), pending, new)
+        if entries and refreshed:
+            # A dead-letter refresh re-offers entries that may be there already.
             unique = list({(e["user_id"], e["seq"]): e for e in entries}.values())
             ops.append(Upsert("credit_ledger", LEDGER_COLUMNS, ("user_id", "seq"), unique))
+        elif entries:
+            ops.append(Insert("credit_ledger", LEDGER_COLUMNS, entries))
         return ops
 
     def flushed(self) -> None:

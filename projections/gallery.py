@@ -29,7 +29,7 @@ from projections.base import (
     sid,
 )
 from projections.errors import InvalidCursorError
-from projections.writes import Op, Upsert
+from projections.writes import Op, split
 
 if TYPE_CHECKING:
     import psycopg
@@ -175,6 +175,7 @@ class GalleryView(View):
     def on_generation(self, event: Any, g: Generation, _: Any, ctx: Context) -> None:
         if isinstance(event, Generation.Created):
             self.shot_data[g.id] = {}
+            self.new.add(g.id)
         self._emit(g, ctx, removed=isinstance(event, Generation.Deleted))
 
     # -- shot events -----------------------------------------------------
@@ -224,8 +225,8 @@ class GalleryView(View):
 
     # -- writes ----------------------------------------------------------
     def take(self) -> list[Op]:
-        rows, self.pending = list(self.pending.values()), {}
-        return [Upsert("gallery", COLUMNS, ("id",), rows, JSON_COLUMNS)] if rows else []
+        pending, new, self.pending, self.new = self.pending, self.new, {}, set()
+        return split("gallery", COLUMNS, ("id",), pending, new, JSON_COLUMNS)
 
     def flushed(self) -> None:
         self.shot_data.trim()

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from domain.project import Project
 from projections.base import Context, Row, View, handles, iso, jsonable
-from projections.writes import Op, Upsert
+from projections.writes import Op, split
 
 if TYPE_CHECKING:
     import psycopg
@@ -47,6 +47,8 @@ class ProjectsView(View):
     def on_project(self, event: Any, p: Project, _: Any, ctx: Context) -> None:
         row = render(p, ctx.position)
         self.pending[p.id] = row
+        if isinstance(event, Project.Created):
+            self.new.add(p.id)
         if isinstance(event, Project.Deleted):
             ctx.emit(f"project:{p.id}", "project.removed", {"id": row["id"]})
         elif not p.deleted:
@@ -58,8 +60,8 @@ class ProjectsView(View):
             self.on_project(event, p, None, ctx)
 
     def take(self) -> list[Op]:
-        rows, self.pending = list(self.pending.values()), {}
-        return [Upsert("projects", COLUMNS, ("id",), rows, JSON_COLUMNS)] if rows else []
+        pending, new, self.pending, self.new = self.pending, self.new, {}, set()
+        return split("projects", COLUMNS, ("id",), pending, new, JSON_COLUMNS)
 
     def has_pending(self) -> bool:
         return bool(self.pending)

@@ -583,6 +583,7 @@ class Runner:
                 cur.execute("UPDATE projection_registry SET handover_state = NULL, "
                             "handover_version = NULL, frozen_at = NULL WHERE view = %s",
                             (view.name,))
+                view.forget_new()
                 sink.frozen = False
         return actions
 
@@ -606,6 +607,7 @@ class Runner:
             return []  # the new version is ahead of us: keep pending until we pass it
         old = sink.version
         names = db.names_for(view.tables, version)
+        view.forget_new()  # the new version may hold rows created after the freeze
         view.flush(cur, names)
         cur.execute("UPDATE projection_tracking SET position = %s, updated_at = now() "
                     "WHERE view = %s AND version = %s", (position, view.name, version))

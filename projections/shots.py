@@ -13,7 +13,7 @@ from uuid import UUID
 from domain.generation import Generation
 from domain.shot import Shot
 from projections.base import LRU, Context, Row, View, captures, handles, iso, jsonable, memo
-from projections.writes import Op, Upsert
+from projections.writes import Op, split
 
 if TYPE_CHECKING:
     import psycopg
@@ -121,7 +121,9 @@ class ShotsView(View):
 
     @handles(*SHOT_EVENTS)
     def on_shot(self, event: Any, shot: Shot, removed: Any, ctx: Context) -> None:
-        if isinstance(event, Shot.MemberAdded):
+        if isinstance(event, Shot.Created):
+            self.new.add(shot.id)
+        elif isinstance(event, Shot.MemberAdded):
             self._index(event.generation_id).add(shot.id)
         elif (isinstance(event, Shot.MemberRemoved) and removed is not None
               and all(m.generation_id != removed for m in shot.members)):
@@ -149,8 +151,8 @@ class ShotsView(View):
             self.on_media(event, aggregate, None, ctx)
 
     def take(self) -> list[Op]:
-        rows, self.pending = list(self.pending.values()), {}
-        return [Upsert("shots", COLUMNS, ("id",), rows, JSON_COLUMNS)] if rows else []
+        pending, new, self.pending, self.new = self.pending, self.new, {}, set()
+        return split("shots", COLUMNS, ("id",), pending, new, JSON_COLUMNS)
 
     def flushed(self) -> None:
         self.shots_of.trim()

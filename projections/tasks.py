@@ -13,7 +13,7 @@ from uuid import UUID
 
 from domain.task import COMPLETE, QUEUED, STATUSES, Task
 from projections.base import LRU, Context, Row, View, handles, iso, jsonable, sid
-from projections.writes import Delete, Op, Upsert
+from projections.writes import Delete, Op, Upsert, split
 
 if TYPE_CHECKING:
     import psycopg
@@ -136,6 +136,7 @@ class TasksView(View):
     def on_task(self, event: Any, t: Task, _: Any, ctx: Context) -> None:
         before = self.status.get(t.id) if not isinstance(event, Task.Created) else None
         if isinstance(event, Task.Created):
+            self.new.add(t.id)
             for dependency in t.dependant_on:
                 self._dependents(dependency).add(t.id)
             if t.id not in self.dependents:
@@ -161,11 +162,9 @@ class TasksView(View):
 
     # -- writes ----------------------------------------------------------
     def take(self) -> list[Op]:
-        rows, queue = list(self.pending.values()), self.queue
-        self.pending, self.queue = {}, {}
-        ops: list[Op] = []
-        if rows:
-            ops.append(Upsert("tasks", COLUMNS, ("id",), rows, JSON_COLUMNS))
+        pending, new, queue = self.pending, self.new, self.queue
+        self.pending, self.new, self.queue = {}, set(), {}
+        ops = split("tasks", COLUMNS, ("id",), pending, new, JSON_COLUMNS)
         gone = [k for k, v in queue.items() if v is None]
         if gone:
             ops.append(Delete("task_claim_queue", "task_id", gone))

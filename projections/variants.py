@@ -8,7 +8,7 @@ from uuid import UUID
 from domain.generation import Generation, Variant
 from projections.base import Context, Row, View, captures, handles, jsonable, memo
 from projections.gallery import constants, variant_constants
-from projections.writes import Delete, Op, Statement, Upsert
+from projections.writes import Delete, Op, Statement, split
 
 if TYPE_CHECKING:
     import psycopg
@@ -78,6 +78,7 @@ class VariantsView(View):
     @handles(Generation.VariantAdded)
     def on_added(self, event: Generation.VariantAdded, g: Generation, old: UUID | None,
                  ctx: Context) -> None:
+        self.new.add(event.variant_id)
         self._upsert(g, event.variant_id, ctx)
         if old != g.primary_variant_id:
             self._upsert(g, old, ctx)
@@ -110,21 +111,19 @@ class VariantsView(View):
             self._upsert(g, variant_id, ctx)
 
     def take(self) -> list[Op]:
-        pending, replace_all = self.pending, self.replace_all
-        self.pending, self.replace_all = {}, set()
+        pending, new, replace_all = self.pending, self.new, self.replace_all
+        self.pending, self.new, self.replace_all = {}, set(), set()
         # Deletes first, demotions before promotions: the one-primary index is
-        # checked per statement.
+        # checked per statement. Variants created in this batch are COPYed in.
         ops: list[Op] = []
         gone = [k for k, row in pending.items() if row is None]
         if gone:
             ops.append(Delete("variants", "id", gone))
-        rows = [row for row in pending.values() if row is not None]
-        demoted = [r for r in rows if not r["is_primary"]]
-        promoted = [r for r in rows if r["is_primary"]]
-        if demoted:
-            ops.append(Upsert("variants", COLUMNS, ("id",), demoted, JSON_COLUMNS))
-        if promoted:
-            ops.append(Upsert("variants", COLUMNS, ("id",), promoted, JSON_COLUMNS))
+        demoted = {k: r for k, r in pending.items() if r is not None and not r["is_primary"]}
+        promoted = {k: r for k, r in pending.items() if r is not None and r["is_primary"]}
+        ops += split("variants", COLUMNS, ("id",), demoted, new, JSON_COLUMNS)
+        ops += split("variants", COLUMNS, ("id",), promoted, new, JSON_COLUMNS)
+        rows = [r for r in pending.values() if r is not None]
         for generation_id in replace_all:
             keep = [r["id"] for r in rows if r["generation_id"] == str(generation_id)]
             ops.append(Statement('DELETE FROM "{variants}" WHERE generation_id = %s '

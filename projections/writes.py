@@ -27,6 +27,16 @@ class Upsert:
 
 
 @dataclass(frozen=True, slots=True)
+class Insert:
+    """Rows that cannot exist yet (created in this batch): COPY straight into the table."""
+
+    base: str
+    columns: tuple[str, ...]
+    rows: Sequence[Row]
+    json_columns: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Delete:
     base: str
     key: str
@@ -42,17 +52,32 @@ class Statement:
     params: tuple[Any, ...]
 
 
-Op = Upsert | Delete | Statement
+Op = Upsert | Insert | Delete | Statement
 
 
 def apply(cur: psycopg.Cursor[Any], names: dict[str, str], ops: Iterable[Op]) -> None:
     for op in ops:
         if isinstance(op, Upsert):
             upsert(cur, names[op.base], op.columns, op.key, op.rows, op.json_columns)
+        elif isinstance(op, Insert):
+            copy_rows(cur, names[op.base], op.columns, op.rows, op.json_columns)
         elif isinstance(op, Delete):
             delete_keys(cur, names[op.base], op.key, op.values, op.cast)
         else:
             cur.execute(op.template.format(**names), op.params)  # type: ignore[arg-type]
+
+
+def split(base: str, columns: tuple[str, ...], key: tuple[str, ...], pending: dict[Any, Row],
+          new: set[Any], json_columns: frozenset[str] = frozenset()) -> list[Op]:
+    """Pending rows as ops: those created in this batch COPYed in, the rest upserted."""
+    fresh = [row for k, row in pending.items() if k in new]
+    known = [row for k, row in pending.items() if k not in new]
+    ops: list[Op] = []
+    if known:
+        ops.append(Upsert(base, columns, key, known, json_columns))
+    if fresh:
+        ops.append(Insert(base, columns, fresh, json_columns))
+    return ops
 
 
 def _stage(cur: psycopg.Cursor[Any], table: str) -> str:
@@ -93,6 +118,8 @@ def upsert(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], key: Se
     sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key)
     cur.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{stage}" '
                 f"ON CONFLICT ({keys}) DO UPDATE SET {sets}")
+    # A second upsert into the same table in this transaction starts empty.
+    cur.execute(f'DELETE FROM "{stage}"')
 
 
 def delete_keys(cur: psycopg.Cursor[Any], table: str, key: str, values: Sequence[Any],
