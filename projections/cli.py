@@ -9,6 +9,7 @@ the studio's settings (darkroom.wiring), imported lazily at the edge.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,17 +52,39 @@ def register(app: typer.Typer, context: Callable[[], Context] | None = None) -> 
             ) -> None:
         """Keep the views current (a second process waits as a standby)."""
         from projections import all_views, view_classes
+        from projections.errors import LockNotAcquiredError
         from projections.runner import Runner
 
         ctx = build()
-        chosen = ([view_classes()[v]() for v in views.split(",") if v] or all_views())
-        runner = Runner(ctx.app, ctx.conninfo, ctx.schema, chosen)
+        names = [v for v in views.split(",") if v] or list(view_classes())
+        stopping = threading.Event()
+        current: list[Runner] = []
+
+        def stop(*_: object) -> None:
+            stopping.set()
+            for runner in current:
+                runner.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: runner.stop())
-        console.print(f"projections runner for {', '.join(v.name for v in chosen)} "
+            signal.signal(sig, stop)
+        console.print(f"projections runner for {', '.join(names)} "
                       "(standby until the views are free)")
-        with runner:
-            runner.run_forever()
+        delay = 1.0
+        while not stopping.is_set():
+            # A fresh runner after any failure: its state is rebuilt from the
+            # committed views, so nothing of the failed batch survives.
+            runner = Runner(ctx.app, ctx.conninfo, ctx.schema,
+                            [view_classes()[n]() for n in names] if views else all_views())
+            current[:] = [runner]
+            try:
+                with runner:
+                    runner.run_forever()
+                delay = 1.0
+            except LockNotAcquiredError:
+                pass
+            except Exception:
+                console.print_exception()
+                stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     @group.command()
     def status() -> None:
@@ -74,7 +97,10 @@ def register(app: typer.Typer, context: Callable[[], Context] | None = None) -> 
         table = Table(title="projections")
         for column in ("view", "version", "position", "head", "lag_events", "lag_seconds",
                        "dead_letters", "handover"):
-            table.add_column(column, justify="right" if column != "view" else "left")
+            if column == "view":
+                table.add_column(column, no_wrap=True, min_width=8)
+            else:
+                table.add_column(column, justify="right")
         for row in rows:
             table.add_row(row["view"], str(row["version"]), f"{row['position']:,}",
                           f"{row['head']:,}", f"{row['lag_events']:,}",
