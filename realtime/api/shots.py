@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from realtime import models as m
 from realtime.api import reads
-from realtime.api.base import Call, Endpoint, Reply, written
+from realtime.api.base import Call, Endpoint, Handler, Reply, written
 
 
 async def list_shots(call: Call) -> Reply:
@@ -31,7 +31,7 @@ async def update_shot(call: Call) -> Reply:
                                   settings=body.settings, meta=call.meta()))
 
 
-def _verb(name: str) -> object:
+def _verb(name: str) -> Handler:
     async def handler(call: Call) -> Reply:
         verb = getattr(call.studio, name)
         return written(await call.run(verb, call.path["id"], call.user, meta=call.meta()))
@@ -76,10 +76,10 @@ ENDPOINTS = [
     Endpoint("PUT", "/api/shots/{id}", update_shot, "Rename or re-set a shot", "shots",
              body=m.ShotUpdate, response=m.Written),
     Endpoint("DELETE", "/api/shots/{id}", _verb("delete_shot"), "Soft-delete a shot", "shots",
-             response=m.Written),  # type: ignore[arg-type]
+             response=m.Written),
     Endpoint("POST", "/api/shots/{id}/restore", _verb("restore_shot"),
              "Restore a deleted shot and its members", "shots",
-             response=m.Written),  # type: ignore[arg-type]
+             response=m.Written),
     Endpoint("POST", "/api/shots/{id}/duplicate", duplicate_shot,
              "Copy a shot: \"<name> (copy)\", positioned non-video members", "shots",
              response=m.Written, status=201),
@@ -91,5 +91,5 @@ ENDPOINTS = [
              response=m.Written),
     Endpoint("POST", "/api/shots/{id}/fix-spacing", _verb("fix_shot_spacing"),
              "Respace positioned images 50 apart (tighter to fit 81 frames)", "shots",
-             response=m.Written),  # type: ignore[arg-type]
+             response=m.Written),
 ]

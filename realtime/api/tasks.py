@@ -13,7 +13,7 @@ from realtime.api.base import Call, Endpoint, Reply, validate, written
 from realtime.errors import FieldsInvalidError
 
 # Seed 000 created orchestrators by type; here they start a run (segments, stitch).
-RUN_TYPES = {"travel_orchestrator": m.TravelBetweenImagesInput,
+RUN_TYPES: dict[str, type[m.RunInput]] = {"travel_orchestrator": m.TravelBetweenImagesInput,
              "join_clips_orchestrator": m.JoinClipsInput}
 
 
@@ -82,8 +82,8 @@ async def create_task(call: Call) -> Reply:
     if body.task_type in RUN_TYPES:
         params = dict(body.params or {})
         params.update(params.pop("orchestrator_details", None) or {})
-        run = validate(RUN_TYPES[body.task_type], params, "body.params")
-        return await _run(call, body.project_id, run, key)  # type: ignore[arg-type]
+        run: m.RunInput = validate(RUN_TYPES[body.task_type], params, "body.params")
+        return await _run(call, body.project_id, run, key)
     spec = m.TaskSpec(task_type=body.task_type or "", params=body.params or {},
                       dependant_on=body.dependant_on)
     return await _queue(call, body.project_id, [spec], False, key)
@@ -123,7 +123,7 @@ def own_task(call: Call, task_id: UUID) -> None:
     if user is None:
         return
     try:
-        task = call.studio.repository.get(task_id)
+        task: object = call.studio.repository.get(task_id)
     except Exception:  # AggregateNotFoundError, or an id of another kind
         raise TaskNotFoundError(task_id) from None
     if not isinstance(task, Task) or task.owner_id != user:

@@ -5,8 +5,8 @@ requests, sent by a user whose token is valid and who owns a project, a shot
 and a generation (so some ids resolve). CI runs a small sample per operation;
 `DARKROOM_FUZZ_EXAMPLES` scales it up.
 
-Recorded big run (2026-11-22, this machine): DARKROOM_FUZZ_EXAMPLES=40 sent
-see docs/BENCHMARKS.md ("HTTP API (bench/api.py)", fuzz line) — zero 5xx.
+Recorded big run (2026-11-22, this machine): `DARKROOM_FUZZ_EXAMPLES=30` sent 2,526
+requests in 102 s with zero 5xx (see docs/BENCHMARKS.md, "HTTP API").
 """
 
 from __future__ import annotations
