@@ -226,6 +226,22 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def jsonable_row(row: Row) -> Row:
+    """A view row from psycopg in the JSON shape handlers emit (top level only: the
+    JSON columns come back JSON-native, so they are not walked)."""
+    out = {}
+    for key, value in row.items():
+        kind = type(value)
+        if kind is UUID or kind is Decimal:
+            value = str(value)
+        elif kind is datetime:
+            value = value.isoformat()
+        elif kind is list and value and type(value[0]) is UUID:
+            value = [str(v) for v in value]
+        out[key] = value
+    return out
+
+
 try:  # optional: ~5x faster than the stdlib json on view rows
     import orjson
 

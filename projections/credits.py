@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from domain.credits import CreditLedger, round_credits
-from projections.base import LRU, Context, Row, View, handles, jsonable, sid
+from projections.base import LRU, Context, Row, View, handles, jsonable_row, sid
 from projections.writes import Insert, Op, Upsert, split
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def balance_of(conn: psycopg.Connection[Any], user_id: str) -> Row:
     if row is None:
         return {"user_id": user_id, "balance": "0.000", "entries": 0, "updated_at": None,
                 "log_position": 0}
-    return jsonable(dict(row))
+    return jsonable_row(row)
 
 
 def ledger_of(conn: psycopg.Connection[Any], user_id: str, *, limit: int = 100,
@@ -123,4 +123,4 @@ def ledger_of(conn: psycopg.Connection[Any], user_id: str, *, limit: int = 100,
         f"SELECT {', '.join(LEDGER_COLUMNS)} FROM credit_ledger WHERE user_id = %s "
         "AND (%s::int IS NULL OR seq < %s) ORDER BY seq DESC LIMIT %s",
         (user_id, before_seq, before_seq, max(1, min(int(limit), 1000)))).fetchall()
-    return [jsonable(dict(r)) for r in rows]
+    return [jsonable_row(r) for r in rows]

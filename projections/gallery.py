@@ -26,7 +26,7 @@ from projections.base import (
     captures,
     handles,
     iso,
-    jsonable,
+    jsonable_row,
     memo,
     sid,
 )
@@ -140,8 +140,9 @@ class GalleryView(View):
             # skipping rows is cheaper than three more indexes on every write.
             f'CREATE INDEX IF NOT EXISTS "{t}_starred" ON "{t}" '
             f"(project_id, starred, created_at DESC, id DESC) WHERE {VISIBLE}",
-            f'CREATE INDEX IF NOT EXISTS "{t}_shots" ON "{t}" USING gin '
-            f"(shot_data jsonb_path_ops)",
+            # jsonb_ops, not jsonb_path_ops: "in shot S" is a key-existence test
+            # (`shot_data ? S`), which path_ops cannot answer from the index.
+            f'CREATE INDEX IF NOT EXISTS "{t}_shots" ON "{t}" USING gin (shot_data)',
             f'CREATE INDEX IF NOT EXISTS "{t}_based_on" ON "{t}" (based_on) '
             f"WHERE based_on IS NOT NULL",
             f'CREATE INDEX IF NOT EXISTS "{t}_parent" ON "{t}" '
@@ -278,27 +279,26 @@ def gallery_page(conn: psycopg.Connection[Any], project_id: UUID | str, *, limit
     # A shot filter is selective: find its few rows through the GIN index first
     # (a materialised CTE), instead of walking the newest-first index and
     # testing every row of the project (the planner's default choice).
-    source = "gallery"
-    if in_shot is not None or unpositioned_in_shot is not None:
-        contains = {}
-        if in_shot is not None:
-            contains[str(in_shot)] = []
-        if unpositioned_in_shot is not None:
-            contains[str(unpositioned_in_shot)] = [None]
-        source = "hits"
-        params["contains"] = Jsonb(contains)
+    hits = []
+    if in_shot is not None:
+        hits.append("shot_data ? %(in_shot)s")
+        params["in_shot"] = str(in_shot)
+    if unpositioned_in_shot is not None:
+        hits.append("shot_data @> %(unpositioned)s")
+        params["unpositioned"] = Jsonb({str(unpositioned_in_shot): [None]})
     if in_no_shot:
         where.append("shot_data = '{}'::jsonb")
     if cursor:
         created_at, ident = decode_cursor(cursor)
         where.append("(created_at, id) < (%(c_at)s::timestamptz, %(c_id)s::uuid)")
         params.update(c_at=created_at, c_id=ident)
-    cte = ("WITH hits AS MATERIALIZED (SELECT * FROM gallery WHERE shot_data @> %(contains)s) "
-           if source == "hits" else "")
+    source = "hits" if hits else "gallery"
+    cte = (f"WITH hits AS MATERIALIZED (SELECT * FROM gallery WHERE {' AND '.join(hits)}) "
+           if hits else "")
     rows = conn.execute(
         f"{cte}SELECT {', '.join(COLUMNS)} FROM {source} WHERE {' AND '.join(where)} "
         "ORDER BY created_at DESC, id DESC LIMIT %(limit)s", params).fetchall()
-    items = [jsonable(dict(r)) for r in rows[:limit]]
+    items = [jsonable_row(r) for r in rows[:limit]]
     return {"items": items,
             "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}
 
@@ -307,7 +307,7 @@ def generation_row(conn: psycopg.Connection[Any], generation_id: UUID | str) -> 
     """One generation's gallery row (also children and deleted ones), or None."""
     row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE id = %s",
                        (str(generation_id),)).fetchone()
-    return None if row is None else jsonable(dict(row))
+    return None if row is None else jsonable_row(row)
 
 
 def children_of(conn: psycopg.Connection[Any], generation_id: UUID | str) -> list[Row]:
@@ -315,4 +315,4 @@ def children_of(conn: psycopg.Connection[Any], generation_id: UUID | str) -> lis
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE parent_generation_id = %s "
         "AND NOT deleted ORDER BY child_order, created_at", (str(generation_id),)).fetchall()
-    return [jsonable(dict(r)) for r in rows]
+    return [jsonable_row(r) for r in rows]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.project import Project
-from projections.base import Context, Row, View, handles, iso, jsonable
+from projections.base import Context, Row, View, handles, iso, jsonable_row
 from projections.writes import Op, split
 
 if TYPE_CHECKING:
@@ -72,10 +72,10 @@ def projects_of(conn: psycopg.Connection[Any], owner_id: str) -> list[Row]:
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM projects WHERE owner_id = %s AND NOT deleted "
         "ORDER BY created_at, id", (owner_id,)).fetchall()
-    return [jsonable(dict(r)) for r in rows]
+    return [jsonable_row(r) for r in rows]
 
 
 def project_row(conn: psycopg.Connection[Any], project_id: UUID | str) -> Row | None:
     row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM projects WHERE id = %s",
                        (str(project_id),)).fetchone()
-    return None if row is None else jsonable(dict(row))
+    return None if row is None else jsonable_row(row)

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from domain.generation import Generation
 from domain.shot import Shot
-from projections.base import LRU, Context, Row, View, captures, handles, iso, jsonable, memo
+from projections.base import LRU, Context, Row, View, captures, handles, iso, jsonable_row, memo
 from projections.writes import Op, split
 
 if TYPE_CHECKING:
@@ -166,11 +166,11 @@ def shots_of_project(conn: psycopg.Connection[Any], project_id: UUID | str) -> l
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM shots WHERE project_id = %s AND NOT deleted "
         "ORDER BY position, created_at", (str(project_id),)).fetchall()
-    return [jsonable(dict(r)) for r in rows]
+    return [jsonable_row(r) for r in rows]
 
 
 def shot_row(conn: psycopg.Connection[Any], shot_id: UUID | str) -> Row | None:
     """One shot (deleted ones too: check `deleted`), or None."""
     row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM shots WHERE id = %s",
                        (str(shot_id),)).fetchone()
-    return None if row is None else jsonable(dict(row))
+    return None if row is None else jsonable_row(row)

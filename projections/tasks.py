@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.task import COMPLETE, QUEUED, STATUSES, Task
-from projections.base import LRU, Context, Row, View, handles, iso, jsonable, sid
+from projections.base import LRU, Context, Row, View, handles, iso, jsonable_row, sid
 from projections.writes import Delete, Op, Upsert, split
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def task_board(conn: psycopg.Connection[Any], project_id: UUID | str, *,
     params.append(max(1, min(int(limit), 1000)))
     rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM tasks WHERE {where} "
                         "ORDER BY created_at DESC, id DESC LIMIT %s", params).fetchall()
-    return {"tasks": [jsonable(dict(r)) for r in rows], "counts": task_counts(conn, project_id)}
+    return {"tasks": [jsonable_row(r) for r in rows], "counts": task_counts(conn, project_id)}
 
 
 def task_counts(conn: psycopg.Connection[Any], project_id: UUID | str) -> dict[str, int]:
@@ -209,7 +209,7 @@ def task_counts(conn: psycopg.Connection[Any], project_id: UUID | str) -> dict[s
 def task_row(conn: psycopg.Connection[Any], task_id: UUID | str) -> Row | None:
     row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM tasks WHERE id = %s",
                        (str(task_id),)).fetchone()
-    return None if row is None else jsonable(dict(row))
+    return None if row is None else jsonable_row(row)
 
 
 def claim_candidates(conn: psycopg.Connection[Any], run_type: str, *, limit: int = 50,
@@ -224,4 +224,4 @@ def claim_candidates(conn: psycopg.Connection[Any], run_type: str, *, limit: int
         "FROM task_claim_queue WHERE run_type = %s "
         "ORDER BY (model_name IS NOT DISTINCT FROM %s) DESC, created_at, task_id LIMIT %s",
         (run_type, model_name, max(1, min(int(limit), 1000)))).fetchall()
-    return [jsonable(dict(r)) for r in rows]
+    return [jsonable_row(r) for r in rows]

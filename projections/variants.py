@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.generation import Generation, Variant
-from projections.base import Context, Row, View, captures, handles, jsonable, memo
+from projections.base import Context, Row, View, captures, handles, jsonable_row, memo
 from projections.gallery import constants, variant_constants
 from projections.writes import Delete, Op, Statement, split
 
@@ -139,4 +139,4 @@ def variants_of(conn: psycopg.Connection[Any], generation_id: UUID | str) -> lis
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM variants WHERE generation_id = %s "
         "ORDER BY created_at, id", (str(generation_id),)).fetchall()
-    return [jsonable(dict(r)) for r in rows]
+    return [jsonable_row(r) for r in rows]
