@@ -96,9 +96,14 @@ class HubUnavailableError(EdgeError):
 
 # -- per connection ------------------------------------------------------------------
 class Outbox:
-    """A connection's outgoing frames, bounded in bytes (see the module docstring)."""
+    """A connection's outgoing frames, bounded in bytes (see the module docstring).
 
-    __slots__ = ("_room", "_waiter", "closed", "dead", "frames", "limit", "pushed", "size")
+    The writer sends `frames[0]`, then calls `sent()`: a frame is counted until it
+    has left, so the bound covers the frame a stalled socket is stuck on.
+    """
+
+    __slots__ = ("_loop", "_room", "_waiter", "closed", "dead", "frames", "limit", "pushed",
+                 "size")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -106,7 +111,8 @@ class Outbox:
         self.size = 0  # bytes queued
         self.pushed = 0  # of which live changes
         self.closed = False
-        self.dead: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.dead: asyncio.Future[str] = self._loop.create_future()
         self._waiter: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None
 
@@ -120,13 +126,16 @@ class Outbox:
         self.frames.append((frame, size, True))
         self.size += size
         self.pushed += size
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set_result(None)
 
     async def put(self, frame: str, size: int | None = None) -> None:
         """A pulled frame (reply, snapshot, replay): waits while the queue is full."""
         size = len(frame.encode()) if size is None else size
         while self.size >= self.limit and not self.closed:
-            self._room = asyncio.get_running_loop().create_future()
+            self._room = self._loop.create_future()
             await self._room
         if self.closed:
             raise ConnectionError("the connection is closing")
@@ -134,20 +143,29 @@ class Outbox:
         self.size += size
         self._wake()
 
+    async def wait(self) -> None:
+        """Until there is a frame to send (or the outbox is killed)."""
+        if not self.frames and not self.closed:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+
     async def next(self) -> str:
         """The oldest frame, left in place (and counted) until `sent()`."""
         while not self.frames:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+            await self.wait()
         return self.frames[0][0]
 
     def sent(self) -> None:
+        if not self.frames:  # killed while the frame was on its way
+            return
         _, size, live = self.frames.popleft()
         self.size -= size
         if live:
             self.pushed -= size
-        if self._room is not None and self.size < self.limit and not self._room.done():
-            self._room.set_result(None)
+        room = self._room
+        if room is not None and self.size < self.limit:
+            self._room = None
+            room.set_result(None)
 
     def kill(self, reason: str) -> None:
         """Stop accepting frames; the connection's owner closes with `reason`."""
@@ -161,10 +179,12 @@ class Outbox:
         for future in (self._room, self._waiter):
             if future is not None and not future.done():
                 future.set_result(None)
+        self._room = self._waiter = None
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if waiter is not None:
+            self._waiter = None
             waiter.set_result(None)
 
 

@@ -213,13 +213,13 @@ class Session:
 
     # -- the three tasks -------------------------------------------------------------
     async def _write(self) -> None:
-        outbox, send = self.outbox, self.send
-        while True:
-            frame = await outbox.next()
-            if outbox.closed:
-                return
-            await send({"type": "websocket.send", "text": frame})
-            outbox.sent()
+        outbox, send, frames = self.outbox, self.send, self.outbox.frames
+        while not outbox.closed:
+            if frames:
+                await send({"type": "websocket.send", "text": frames[0][0]})
+                outbox.sent()
+            else:
+                await outbox.wait()
 
     async def _heartbeat(self) -> str:
         loop = asyncio.get_running_loop()
