@@ -21,7 +21,8 @@ import psycopg
 
 from projections import changelog, db, view_classes
 from projections.errors import LockNotAcquiredError, RebuildError, UnknownViewError
-from projections.runner import Runner, prepare
+from projections.runner import Runner
+from projections.tables import prepare
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application

@@ -35,6 +35,9 @@ from projections import changelog, db, fastio
 from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
 from projections.base import Context, View
 from projections.errors import LockNotAcquiredError
+from projections.handover import HandoverMixin
+from projections.pages import END, IDLE_TICK, PageReader
+from projections.tables import prepare
 from projections.writes import apply
 
 if TYPE_CHECKING:
@@ -47,8 +50,6 @@ log = logging.getLogger("darkroom.projections")
 BATCH_SIZE = 2_000
 BATCH_LATENCY = 0.05
 PAGE_SIZE = 1_000
-IDLE_TICK = 0.5
-_END = object()
 
 
 @dataclass
@@ -85,74 +86,7 @@ class DeadLetter:
     trace: str
 
 
-class PageReader(threading.Thread):
-    """Prefetches pages of notifications so reading overlaps processing."""
-
-    def __init__(self, app: Application[Any], after: int, page_size: int,
-                 stop_at: int | None, conninfo: str) -> None:
-        super().__init__(daemon=True, name="projections-reader")
-        self.recorder: Any = app.recorder
-        self.statement = fastio.select_page_sql(app, bounded=stop_at is not None)
-        self.after = after
-        self.page_size = page_size
-        self.stop_at = stop_at
-        self.conninfo = conninfo
-        self.pages: queue.Queue[Any] = queue.Queue(maxsize=4)
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as error:  # handed to the processing thread
-            self.pages.put(error)
-
-    def _run(self) -> None:
-        import psycopg
-
-        listener = None
-        conn = psycopg.connect(self.conninfo, autocommit=True)
-        try:
-            while not self.stopping.is_set():
-                if self.stop_at is not None and self.after >= self.stop_at:
-                    self.pages.put(_END)
-                    return
-                page = fastio.read_page(conn, self.statement, self.after, self.page_size,
-                                        self.stop_at)
-                if page:
-                    self.after = page[-1].id
-                    self._put(page)
-                    continue
-                if self.stop_at is not None:
-                    self.pages.put(_END)
-                    return
-                listener = listener or self._listen()
-                for _ in listener.notifies(timeout=IDLE_TICK, stop_after=1):
-                    pass
-        finally:
-            conn.close()
-            if listener is not None:
-                listener.close()
-
-    def _put(self, page: Any) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.pages.put(page, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def _listen(self) -> psycopg.Connection[Any]:
-        import psycopg
-
-        conn = psycopg.connect(self.conninfo, autocommit=True)
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.recorder.channel_name)))
-        return conn
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-
-class Runner:
+class Runner(HandoverMixin):
     """Hosts views; see the module docstring."""
 
     def __init__(self, app: Application[Any], conninfo: str, schema: str,
@@ -336,7 +270,7 @@ class Runner:
                 continue
             if isinstance(page, BaseException):
                 raise page
-            if page is _END:
+            if page is END:
                 self.flush()
                 return
             for notification in page:
@@ -504,17 +438,6 @@ class Runner:
             "retry_requested = false, updated_at = now()",
             [(d.view, d.position, d.topic, d.originator_id, d.originator_version, d.error,
               d.trace) for d in dead])
-
-    def _handover_pending(self) -> bool:
-        assert self._reader is not None
-        row = self._reader.execute(
-            "SELECT count(*) AS n FROM projection_registry r JOIN unnest(%s::text[], %s::int[]) "
-            "AS h(view, version) ON r.view = h.view "
-            "WHERE r.handover_state IS NOT NULL OR r.active_version <> h.version",
-            ([v.name for v in self.views],
-             [self.sinks[v.name].version for v in self.views])).fetchone()
-        return bool(row and row["n"]) or any(s.frozen for s in self.sinks.values())
-
     def _retries_requested(self) -> bool:
         assert self._reader is not None
         row = self._reader.execute(
@@ -557,122 +480,3 @@ class Runner:
             return False
         self.retried.append((view_name, position))
         return True
-
-    # ------------------------------------------------------------ handover
-    def _registry_versions(self) -> dict[str, int]:
-        assert self._writer is not None
-        found = db.registry(self._writer, [v.name for v in self.views])
-        return {name: int(row["active_version"]) for name, row in found.items()}
-
-    def _handovers(self, cur: psycopg.Cursor[Any], position: int) -> list[Callable[[], None]]:
-        """Serve rebuild hand-overs of hosted views (see docs/PROJECTIONS.md)."""
-        cur.execute("SELECT * FROM projection_registry WHERE view = ANY(%s) FOR UPDATE",
-                    ([v.name for v in self.views],))
-        actions: list[Callable[[], None]] = []
-        for row in cur.fetchall():
-            view, sink = self.by_name[row["view"]], self.sinks[row["view"]]
-            state = row["handover_state"]
-            if not sink.frozen and state == "requested":
-                self._freeze(cur, view, sink, position, actions)
-            elif sink.frozen and int(row["active_version"]) != sink.version:
-                actions.extend(self._retarget(cur, view, sink, int(row["active_version"]),
-                                              position))
-            elif sink.frozen and self._rebuilder_gone(view.name):
-                log.warning("rebuild of %s vanished; writing version %s again", view.name,
-                            sink.version)
-                cur.execute("UPDATE projection_registry SET handover_state = NULL, "
-                            "handover_version = NULL, frozen_at = NULL WHERE view = %s",
-                            (view.name,))
-                view.forget_new()
-                sink.frozen = False
-        return actions
-
-    def _freeze(self, cur: psycopg.Cursor[Any], view: View, sink: Sink, position: int,
-                actions: list[Callable[[], None]]) -> None:
-        # This batch still goes to the old version; from the next one on the
-        # view's rows stay pending in memory until the new version is active.
-        cur.execute("UPDATE projection_registry SET handover_state = 'frozen', frozen_at = %s, "
-                    "updated_at = now() WHERE view = %s", (position, view.name))
-
-        def freeze() -> None:
-            sink.frozen = True
-        actions.append(freeze)
-
-    def _retarget(self, cur: psycopg.Cursor[Any], view: View, sink: Sink, version: int,
-                  position: int) -> list[Callable[[], None]]:
-        cur.execute("SELECT position FROM projection_tracking WHERE view = %s AND version = %s",
-                    (view.name, version))
-        row = cur.fetchone()
-        if row is None or int(row["position"]) > position:
-            return []  # the new version is ahead of us: keep pending until we pass it
-        old = sink.version
-        names = db.names_for(view.tables, version)
-        view.forget_new()  # the new version may hold rows created after the freeze
-        view.flush(cur, names)
-        cur.execute("UPDATE projection_tracking SET position = %s, updated_at = now() "
-                    "WHERE view = %s AND version = %s", (position, view.name, version))
-        cur.execute("UPDATE projection_registry SET handover_state = NULL, handover_version = "
-                    "NULL, frozen_at = NULL, updated_at = now() WHERE view = %s", (view.name,))
-        sink.version, sink.names, sink.frozen = version, names, False
-        assert self._reader is not None
-        view.bind(self._reader, names)
-
-        def drop_old() -> None:
-            assert self._writer is not None
-            with self._writer.transaction():
-                db.drop_tables(self._writer, view.tables, old)
-                self._writer.execute("DELETE FROM projection_tracking WHERE view = %s AND "
-                                     "version = %s", (view.name, old))
-        return [drop_old]
-
-    def _rebuilder_gone(self, view_name: str) -> bool:
-        assert self._reader is not None
-        key = db.lock_key(f"rebuild:{view_name}", self.schema)
-        got = self._reader.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
-        if got and got["got"]:
-            self._reader.execute("SELECT pg_advisory_unlock(%s)", (key,))
-            return True
-        return False
-
-
-def prepare(conn: psycopg.Connection[Any], views: Sequence[View], *, managed: bool,
-            versions: dict[str, int]) -> None:
-    """Create bookkeeping tables, each view's registry row, tables and SQL views."""
-    db.ensure_meta(conn)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                     (db.lock_key("ddl", db._schema_of(conn)),))
-        # DDL only where something is missing: `CREATE INDEX IF NOT EXISTS` takes
-        # a share lock even when the index exists, which would block (and can
-        # deadlock with) a live runner's writes.
-        if not _exist(conn, ["changelog", "changelog_state"]):
-            for statement in changelog.DDL:
-                conn.execute(statement)  # type: ignore[arg-type]
-        for view in views:
-            if managed:
-                conn.execute("INSERT INTO projection_registry (view, active_version) "
-                             "VALUES (%s, 1) ON CONFLICT DO NOTHING", (view.name,))
-                version = int(db.registry(conn, [view.name])[view.name]["active_version"])
-            else:
-                version = versions[view.name]
-            names = db.names_for(view.tables, version)
-            if not _exist(conn, list(names.values())):
-                db.execute_all(conn, view.ddl(names))
-            conn.execute("INSERT INTO projection_tracking (view, version) VALUES (%s, %s) "
-                         "ON CONFLICT DO NOTHING", (view.name, version))
-            if managed and not _views_exist(conn, view.tables):
-                db.point_views(conn, view.tables, version)
-
-
-def _exist(conn: psycopg.Connection[Any], tables: Sequence[str]) -> bool:
-    row = conn.execute("SELECT count(*) AS n FROM pg_tables WHERE schemaname = "
-                       "current_schema() AND tablename = ANY(%s)", (list(tables),)).fetchone()
-    n = row["n"] if isinstance(row, dict) else row[0]  # type: ignore[index]
-    return int(n) == len(tables)
-
-
-def _views_exist(conn: psycopg.Connection[Any], bases: Sequence[str]) -> bool:
-    row = conn.execute("SELECT count(*) AS n FROM pg_views WHERE schemaname = "
-                       "current_schema() AND viewname = ANY(%s)", (list(bases),)).fetchone()
-    n = row["n"] if isinstance(row, dict) else row[0]  # type: ignore[index]
-    return int(n) == len(bases)
