@@ -43,6 +43,12 @@ NOTIFY_CHANNEL = "darkroom_changes"  # projections.db.NOTIFY_CHANNEL; the runner
 WATERMARK_SQL = (
     "SELECT min(COALESCE(t.position, 0)) AS watermark FROM projection_registry r "
     "LEFT JOIN projection_tracking t ON t.view = r.view AND t.version = r.active_version")
+# The relay's one round trip: the watermark and the first rows above `after` up to it.
+NEXT_SQL = (
+    f"WITH w AS ({WATERMARK_SQL}) SELECT w.watermark, c.position, c.topic, c.kind, c.payload "
+    "FROM w LEFT JOIN LATERAL (SELECT position, topic, kind, payload::text AS payload "
+    "FROM changelog WHERE position > %(after)s AND position <= w.watermark "
+    "ORDER BY position, topic LIMIT %(limit)s) c ON true")
 RANGE_SQL = (
     "SELECT position, topic, kind, payload::text AS payload FROM changelog "
     "WHERE position <= %(upto)s AND (position, topic) > (%(after)s, %(after_topic)s) "
@@ -84,23 +90,26 @@ class Batch:
 
 # -- reading the change log ----------------------------------------------------------
 def read_watermark(conn: psycopg.Connection[Any]) -> int:
-    """The position up to which the change log is complete (0 before any view exists)."""
+    """The position up to which the change log is complete (0 before any view exists).
+
+    `conn` is in autocommit mode (or inside a transaction the caller owns)."""
     try:
-        with conn.transaction():
-            row = conn.execute(WATERMARK_SQL).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(WATERMARK_SQL).fetchone()  # type: ignore[arg-type]
     except psycopg.errors.UndefinedTable:
         return 0
     return _first_int(row)
 
 
-async def read_watermark_async(conn: psycopg.AsyncConnection[Any]) -> int:
+async def read_next(conn: psycopg.AsyncConnection[Any], after: int,
+                    limit: int) -> tuple[int, list[Change]]:
+    """(watermark, up to `limit` changes above `after` and at most the watermark)."""
     try:
-        async with conn.transaction():
-            cur = await conn.execute(WATERMARK_SQL)  # type: ignore[arg-type]
-            row = await cur.fetchone()
+        cur = await conn.execute(NEXT_SQL, {"after": after, "limit": limit})  # type: ignore[arg-type]
+        rows = await cur.fetchall()
     except psycopg.errors.UndefinedTable:
-        return 0
-    return _first_int(row)
+        return 0, []
+    watermark = _first_int(rows[0]) if rows else 0
+    return watermark, [Change(*row[1:]) for row in rows if row[1] is not None]
 
 
 def _first_int(row: Any) -> int:
@@ -119,20 +128,6 @@ def read_range(conn: psycopg.Connection[Any], after: int, upto: int,
         rows = conn.execute(RANGE_SQL, _range_params(key, upto, topics, page)).fetchall()
         found.extend(_changes(rows))
         if len(rows) < page:
-            return found
-        key = (found[-1].position, found[-1].topic)
-
-
-async def read_range_async(conn: psycopg.AsyncConnection[Any], after: int, upto: int,
-                           page: int = 5000, pages: int | None = None) -> list[Change]:
-    found: list[Change] = []
-    key: tuple[int, str] = (after, "\uffff")
-    while True:
-        cur = await conn.execute(RANGE_SQL, _range_params(key, upto, None, page))
-        rows = await cur.fetchall()
-        found.extend(_changes(rows))
-        pages = None if pages is None else pages - 1
-        if len(rows) < page or pages == 0:
             return found
         key = (found[-1].position, found[-1].topic)
 
@@ -388,9 +383,9 @@ class ChangeLogRelay:
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         while True:
-            upto = await read_watermark_async(conn)
+            upto, changes = await read_next(conn, self.head, self.max_rows + 1)
             if upto > self.head:
-                await self.backend.publish(await self._batch(conn, upto))
+                await self.backend.publish(self._batch(upto, changes))
                 self.head, last_sent = upto, loop.time()
             elif loop.time() - last_sent >= self.heartbeat_s:
                 await self.backend.publish(Batch(self.head, self.head, ()))
@@ -399,11 +394,9 @@ class ChangeLogRelay:
             async for _ in conn.notifies(timeout=wait or 0.001, stop_after=1):
                 pass
 
-    async def _batch(self, conn: psycopg.AsyncConnection[Any], upto: int) -> Batch:
+    def _batch(self, upto: int, changes: list[Change]) -> Batch:
         """The rows up to `upto`; past `max_rows` (a backlog) only the doorbell: each
         hub then reads just the topics it serves."""
-        changes = await read_range_async(conn, self.head, upto, page=self.max_rows + 1,
-                                         pages=1)
         if len(changes) > self.max_rows:
             return Batch(self.head, upto, None)
         return Batch(self.head, upto, tuple(changes))
