@@ -146,6 +146,39 @@ def test_a_users_worker_never_claims_or_finishes_another_users_task(server: Serv
     ok(alice.patch(f"/api/tasks/{task}/cancel"))
 
 
+def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(
+        server: Server) -> None:
+    alice, _ = user_with_credits(server)
+    worker = worker_of(server, alice)
+    _, task = project_with_task(alice)
+    assert ok(claim(worker))["task_id"] == task
+    ok(alice.patch(f"/api/tasks/{task}/cancel"))
+    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": "w1",
+                                                          "task_ids": [task]}))
+    assert beat["stop"] == [task]
+    error_of(worker.post(f"/api/tasks/{task}/complete", json={
+        "worker_id": "w1", "output_location": "/media/late.png"}), 409)
+
+
+def test_completing_an_upscale_adds_a_variant_to_its_source(server: Server) -> None:
+    alice, _ = user_with_credits(server)
+    worker = worker_of(server, alice)
+    project = ok(alice.post("/api/projects", json={"name": "Up"}), 201)["id"]
+    source = ok(alice.post("/api/generations", json={"project_id": project,
+                                                     "location": "/media/small.png"}), 201)
+    task = ok(alice.post("/api/tasks", json={"family": "image_upscale", "project_id": project,
+                                             "input": {"image_url": "/media/small.png",
+                                                       "based_on": source["id"],
+                                                       "is_primary": True}}), 201)["task_id"]
+    assert ok(claim(worker))["task_id"] == task
+    done = worker.post(f"/api/tasks/{task}/complete", json={"output_location": "/media/big.png"})
+    ok(done)
+    variants = ok(alice.get(f"/api/generations/{source['id']}/variants"
+                            f"?min_position={position(done)}"))
+    assert [(v["variant_type"], v["location"]) for v in variants] == [
+        ("original", "/media/small.png"), ("upscaled", "/media/big.png")]
+
+
 def test_a_jwt_cannot_use_the_worker_routes(server: Server) -> None:
     alice, _ = user_with_credits(server)
     body = error_of(alice.post("/api/workers/claim", json={"worker_id": "w"}), 403)
