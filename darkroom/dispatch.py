@@ -111,6 +111,26 @@ class ClaimQueueCandidates:
             self._conn = None
 
 
+def private_claim_queue(studio: Studio, db: Database, schema: str) -> Any:
+    """A task board projection (with the claim queue) for this schema alone, opened and
+    not yet running (`run_forever` on a thread; `stop`, `close`). For benchmarks and tests.
+
+    Unmanaged, because a managed runner's advisory locks are named after the view only:
+    it would wait as a standby behind a runner of another schema in the same database.
+    The unversioned SQL views the claim query reads are pointed here instead.
+    """
+    from projections import db as views
+    from projections.runner import Runner
+    from projections.tasks import TasksView
+
+    runner = Runner(studio, db.conninfo, schema, [TasksView()], managed=False,
+                    versions={"tasks": 1}, changelog_enabled=False)
+    runner.open()
+    with views.connect(db.conninfo, schema) as conn:
+        views.point_views(conn, TasksView.tables, 1)
+    return runner
+
+
 def dispatcher_studio(db: Database, schema: str, pool_size: int = 4) -> Studio:
     """A studio for a dispatcher process. Its aggregate cache fast-forwards from the store
     on every read (safe beside other writers) so a worker's long history is not replayed

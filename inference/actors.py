@@ -51,7 +51,9 @@ class ActorSpec:
     `gpus` is what each actor declares when GPUs are used (0.25 packs four small
     models on one card: Ray's fractional GPUs are scheduler bookkeeping, so the
     models must fit together in memory). `cpus` None keeps Ray's actor default
-    (one CPU to place it, none held while it runs).
+    (one CPU to place it, none held while it runs); a number is held for the
+    actor's life and also caps torch's CPU threads, so actors sharing a machine's
+    cores do not oversubscribe them.
     """
 
     models: tuple[str, ...]
@@ -108,10 +110,15 @@ class ModelActor:
     def __init__(self, models: Mapping[str, str] | None, load: Sequence[str],
                  relay_name: str | None, tiny_root: str | None = None,
                  backend: str = DEFAULT_BACKEND,
-                 backend_options: Mapping[str, Any] | None = None) -> None:
+                 backend_options: Mapping[str, Any] | None = None,
+                 threads: int | None = None) -> None:
         import ray
 
         _quiet_libraries()
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         configured = dict(models or {})
         if tiny_root:
             from inference.tiny import ensure_tiny_models
@@ -263,7 +270,8 @@ class ActorPool:
         remote = ray.remote(**options)(ModelActor)
         return remote.remote(dict(self.config.models), spec.models, self.relay_name,
                              self.config.tiny_root, self.config.backend,
-                             dict(self.config.backend_options))
+                             dict(self.config.backend_options),
+                             max(1, round(spec.cpus)) if spec.cpus else None)
 
     def _probe(self, slot: Slot) -> None:
         slot.probe = slot.actor.ready.remote()

@@ -13,7 +13,8 @@ progress relay. Each turn it
    `cancel_check_interval` while it holds any, because the heartbeat's `stop`
    list is how a cancellation reaches a running task (`ray.cancel`, seen by the
    step callback within one denoising step);
-4. forwards progress (throttled to one command per task per `progress_interval`);
+4. forwards progress: the first report one `progress_interval` after the claim (a
+   shorter task needs none), then at most one command per task per interval;
 5. hands finished runs to a small thread pool that stores media and sends the
    domain command (`inference.outcomes`), so the loop claims the next task
    while the last one is being recorded.
@@ -42,9 +43,26 @@ from inference.inputs import Reader, media_reader, read_inputs
 from inference.media import MediaStore
 from inference.models import TASK_MODELS
 from inference.outcomes import CANCELLED, DONE, ERROR, LOST, Finished, Settler, Timing
-from inference.ports import CandidateSource, OutputLookup, TaskCommands
+from inference.ports import (
+    Candidate,
+    CandidateSource,
+    OutputLookup,
+    SerialCommands,
+    TaskCommands,
+)
 
 log = logging.getLogger("darkroom.inference")
+
+
+# How long a claimed id is skipped in the claim queue (which lags the log by a batch).
+RECENT_FOR = 5.0
+
+
+def _by_run_type(candidates: list[Candidate]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for candidate in candidates:
+        grouped.setdefault(candidate.run_type, []).append(candidate.task_id)
+    return grouped
 
 
 def default_worker_id() -> str:
@@ -57,7 +75,10 @@ class DispatcherConfig:
 
     run_types: tuple[str, ...] = ("gpu", "api")
     poll_interval: float = 0.1
-    candidate_limit: int = 8
+    # Candidates per claim attempt: the claim command re-reads each one, so the first try
+    # offers the two oldest and only a refusal of both (their owners at the limit or out
+    # of credits) widens the search.
+    candidate_pages: tuple[int, ...] = (2, 16)
     heartbeat_interval: float = 10.0
     cancel_check_interval: float = 0.25
     progress_interval: float = 0.5
@@ -87,7 +108,7 @@ class Dispatcher:
     def __init__(self, tasks: TaskCommands, candidates: CandidateSource, pool: ActorPool,
                  media: MediaStore, output_of: OutputLookup, *, worker_id: str | None = None,
                  config: DispatcherConfig | None = None, read: Reader | None = None) -> None:
-        self.tasks = tasks
+        self.tasks: TaskCommands = SerialCommands(tasks)
         self.candidates = candidates
         self.pool = pool
         self.media = media
@@ -95,7 +116,7 @@ class Dispatcher:
         self.worker_id = worker_id or default_worker_id()
         self.config = config or DispatcherConfig()
         self.read = read or media_reader(media)
-        self.settler = Settler(tasks, media, self.worker_id)
+        self.settler = Settler(self.tasks, media, self.worker_id)
         self.running: dict[Any, Running] = {}
         self.timings: deque[Timing] = deque(maxlen=self.config.timings_kept)
         self.counts: Counter[str] = Counter()
@@ -206,27 +227,38 @@ class Dispatcher:
 
     def _claim_for(self, slot: Slot) -> bool:
         claim_started = time.time()
+        tried: set[str] = set()
         try:
-            found = self.candidates.candidates(self.config.run_types, slot.spec.task_types,
-                                               self.config.candidate_limit)
-            by_run_type: dict[str, list[str]] = {}
-            for candidate in found:
-                if candidate.task_id not in self._recent:
-                    by_run_type.setdefault(candidate.run_type, []).append(candidate.task_id)
-            for run_type, ids in by_run_type.items():
-                claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name, ids)
-                if claimed:
-                    self._start(slot, claimed, claim_started)
-                    return True
+            for limit in self.config.candidate_pages:
+                found = self.candidates.candidates(self.config.run_types, slot.spec.task_types,
+                                                   limit + len(self._recent_in_queue()))
+                fresh = [c for c in found if c.task_id not in self._recent
+                         and c.task_id not in tried][:limit]
+                for run_type, ids in _by_run_type(fresh).items():
+                    tried.update(ids)
+                    claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name,
+                                                    ids)
+                    if claimed:
+                        self._start(slot, claimed, claim_started)
+                        return True
+                if len(found) < limit:
+                    break  # the queue holds no more
         except Exception:
             log.exception("claiming for %s failed; trying again shortly", slot.name)
         return False
+
+    def _recent_in_queue(self) -> list[str]:
+        """Ids claimed in the last moments, which a lagging claim queue may still list."""
+        cutoff = time.monotonic() - RECENT_FOR
+        return [t for t, at in self._recent.items() if at > cutoff]
 
     def _start(self, slot: Slot, claimed: dict[str, Any], claim_started: float) -> None:
         task_id, task_type = str(claimed["task_id"]), str(claimed["task_type"])
         timing = Timing(task_id, task_type, slot.name, claim_started=claim_started,
                         claimed=time.time())
         self._remember(task_id)
+        # The first progress report waits one interval: a task that is done sooner needs none.
+        self._progress_sent[task_id] = time.monotonic()
         self.counts["claimed"] += 1
         slot.state, slot.task_id = BUSY, task_id
         params = dict(claimed.get("params") or {})
@@ -247,10 +279,9 @@ class Dispatcher:
     def _remember(self, task_id: str) -> None:
         """Skip ids claimed a moment ago: the claim queue may not show the claim yet."""
         now = time.monotonic()
-        self._recent[task_id] = now
-        if len(self._recent) > 10_000:
-            cutoff = now - 60
-            self._recent = {k: v for k, v in self._recent.items() if v > cutoff}
+        with self._held_lock:
+            self._recent = {k: v for k, v in self._recent.items() if v > now - RECENT_FOR}
+            self._recent[task_id] = now
 
     # -- finishing -------------------------------------------------------------------
     def _collect(self, run: Running) -> None:
@@ -296,7 +327,8 @@ class Dispatcher:
             timing.settled = time.time()
             timing.outcome = finished.kind
             if timing.command == "requeue":
-                self._recent.pop(finished.task_id, None)  # ours to claim again
+                with self._held_lock:
+                    self._recent.pop(finished.task_id, None)  # ours to claim again
             self.counts[finished.kind] += 1
             self.timings.append(timing)
             self._progress_sent.pop(finished.task_id, None)

@@ -9,6 +9,7 @@ can swap either.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -56,6 +57,54 @@ class TaskCommands(Protocol):
                      worker_id: str | None = None) -> Result: ...
 
     def sweep_lost_workers(self) -> Result: ...
+
+
+class SerialCommands:
+    """One worker's commands, those that change its `Worker` aggregate one at a time.
+
+    A claim takes the task onto the worker and a completion releases it, so a
+    dispatcher's concurrent claims, completions and heartbeats would only conflict
+    on that aggregate and be retried from scratch; waiting is cheaper. Progress
+    reports (the task alone) and sweeps pass straight through.
+    """
+
+    def __init__(self, tasks: TaskCommands) -> None:
+        self._tasks = tasks
+        self._lock = threading.Lock()
+
+    def claim_next(self, worker_id: str, run_type: str, current_model: str | None,
+                   candidate_ids: Iterable[object]) -> Result | None:
+        with self._lock:
+            return self._tasks.claim_next(worker_id, run_type, current_model, candidate_ids)
+
+    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> Result:
+        with self._lock:
+            return self._tasks.heartbeat(worker_id, task_ids)
+
+    def report_progress(self, task_id: object, step: int, total: int,
+                        worker_id: str | None = None) -> Result:
+        return self._tasks.report_progress(task_id, step, total, worker_id=worker_id)
+
+    def complete_task(self, task_id: object, output_location: str | None,
+                      thumbnail_url: str | None = None,
+                      result_data: Mapping[str, Any] | None = None,
+                      worker_id: str | None = None) -> Result:
+        with self._lock:
+            return self._tasks.complete_task(task_id, output_location,
+                                             thumbnail_url=thumbnail_url,
+                                             result_data=result_data, worker_id=worker_id)
+
+    def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> Result:
+        with self._lock:
+            return self._tasks.fail_task(task_id, error, worker_id=worker_id)
+
+    def requeue_task(self, task_id: object, reason: str | None = None,
+                     worker_id: str | None = None) -> Result:
+        with self._lock:
+            return self._tasks.requeue_task(task_id, reason, worker_id=worker_id)
+
+    def sweep_lost_workers(self) -> Result:
+        return self._tasks.sweep_lost_workers()
 
 
 # A finished task's output location (stitches read their segments' outputs), or None.

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from darkroom.database import Database
-from darkroom.dispatch import ClaimQueueCandidates, dispatcher_studio
+from darkroom.dispatch import ClaimQueueCandidates, dispatcher_studio, private_claim_queue
 from darkroom.wiring import build_studio
 from domain.generation import Generation
 from domain.studio import Studio
@@ -54,7 +54,7 @@ class Rig:
 def start_rig(database: Database, schema: str, pool: ActorPool, media_root: Path,
               config: DispatcherConfig = FAST) -> Rig:
     studio = build_studio(database, schema, pool_size=4)
-    runner = tasks_runner(studio, database, schema)
+    runner = private_claim_queue(studio, database, schema)
     thread = threading.Thread(target=runner.run_forever, name="projections", daemon=True)
     thread.start()
     worker_studio = dispatcher_studio(database, schema)
@@ -64,25 +64,6 @@ def start_rig(database: Database, schema: str, pool: ActorPool, media_root: Path
                             worker_id=f"ray-test-{uuid.uuid4().hex[:6]}", config=config)
     dispatcher.start()
     return Rig(studio, worker_studio, media, dispatcher, candidates, runner, thread)
-
-
-def tasks_runner(studio: Studio, database: Database, schema: str) -> Any:
-    """The task board projection (with the claim queue) for this schema alone.
-
-    Unmanaged: a managed runner takes advisory locks named after the view only, so it
-    would wait as a standby behind another schema's runner in the same database (other
-    test sessions share the embedded server). The SQL views are pointed here instead.
-    """
-    from projections import db
-    from projections.runner import Runner
-    from projections.tasks import TasksView
-
-    runner = Runner(studio, database.conninfo, schema, [TasksView()], managed=False,
-                    versions={"tasks": 1}, changelog_enabled=False)
-    runner.open()
-    with db.connect(database.conninfo, schema) as conn:
-        db.point_views(conn, TasksView.tables, 1)
-    return runner
 
 
 # -- the studio side -------------------------------------------------------------------
