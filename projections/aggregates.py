@@ -60,7 +60,7 @@ class AggregateCache:
             self._put(event.originator_id, folded)
         return folded
 
-    def forget(self, ident: UUID) -> None:
+    def forget(self, ident: Any) -> None:
         self.items.pop(ident, None)
 
     def current(self, ident: UUID) -> Aggregate | None:

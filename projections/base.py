@@ -29,6 +29,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 Row = dict[str, Any]
 Handler = Callable[..., None]
+C = TypeVar("C", bound=Callable[..., Any])
 
 
 def handles(*event_classes: type) -> Callable[[Handler], Handler]:
@@ -39,9 +40,9 @@ def handles(*event_classes: type) -> Callable[[Handler], Handler]:
     return mark
 
 
-def captures(*event_classes: type) -> Callable[[Handler], Handler]:
+def captures(*event_classes: type) -> Callable[[C], C]:
     """Mark a view method that reads the aggregate *before* these events are applied."""
-    def mark(method: Handler) -> Handler:
+    def mark(method: C) -> C:
         method._captures = event_classes  # type: ignore[attr-defined]
         return method
     return mark

@@ -214,7 +214,7 @@ class GalleryView(View):
             updated[shot_key] = frames
         self.shot_data[generation_id] = updated
         g = ctx.aggregates.current(generation_id)
-        if g is not None:
+        if isinstance(g, Generation):
             self._emit(g, ctx)
 
     def refresh(self, event: Any, ctx: Context) -> None:

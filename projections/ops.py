@@ -42,9 +42,7 @@ def view_class(name: str) -> type[Any]:
 
 def status(app: Application[Any], conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """Each view: serving version, position, head, lag (events, seconds), dead letters."""
-    recorder: Any = app.recorder
-    head = int(recorder.head_position()) if hasattr(recorder, "head_position") else \
-        int(recorder.max_notification_id() or 0)
+    head = head_position(app)
     rows = conn.execute(
         "SELECT r.view, r.active_version, r.handover_state, COALESCE(t.position, 0) AS position, "
         "t.updated_at, (SELECT count(*) FROM projection_dead_letters d WHERE d.view = r.view) "
@@ -71,8 +69,16 @@ def _lag_seconds(app: Application[Any], position: int, head: int) -> float:
     found = recorder.select_notifications(position, 1, inclusive_of_start=False)
     if not found:
         return 0.0
-    event = app.mapper.to_domain_event(found[0])
+    event: Any = app.mapper.to_domain_event(found[0])
     return max(0.0, (datetime.now(UTC) - event.timestamp).total_seconds())
+
+
+def head_position(app: Application[Any]) -> int:
+    """The highest position in the log (0 when empty)."""
+    recorder: Any = app.recorder
+    if hasattr(recorder, "head_position"):
+        return int(recorder.head_position())
+    return int(recorder.max_notification_id() or 0)
 
 
 # -- rebuild --------------------------------------------------------------------
@@ -95,7 +101,7 @@ def rebuild(app: Application[Any], conninfo: str, schema: str, name: str, *,
             raise RebuildError(f"a rebuild of {name!r} is already running")
         prepare(conn, [cls()], managed=True, versions={})
         version = _next_version(conn, name)
-        head = [int(app.recorder.head_position())]
+        head = [head_position(app)]
 
         def report(position: int) -> None:
             if progress is not None:
@@ -126,7 +132,7 @@ def _handover(app: Application[Any], conn: psycopg.Connection[Any], runner: Runn
                  (version, name))
     deadline = time.monotonic() + timeout
     while True:
-        head[0] = int(app.recorder.head_position())
+        head[0] = head_position(app)
         runner.catch_up()
         row = db.registry(conn, [name])[name]
         if row["handover_state"] == "frozen" and runner.position >= int(row["frozen_at"]):
@@ -151,8 +157,9 @@ def _switch(conn: psycopg.Connection[Any], name: str, version: int, *, drop_prev
             state: str | None = None) -> None:
     bases = view_class(name).tables
     with conn.transaction():
-        old = int(conn.execute("SELECT active_version FROM projection_registry WHERE view = %s "
-                               "FOR UPDATE", (name,)).fetchone()["active_version"])
+        found: Any = conn.execute("SELECT active_version FROM projection_registry "
+                                  "WHERE view = %s FOR UPDATE", (name,)).fetchone()
+        old = int(found["active_version"])
         conn.execute("UPDATE projection_registry SET active_version = %s, handover_state = %s, "
                      "handover_version = NULL, updated_at = now() WHERE view = %s",
                      (version, state, name))
@@ -213,8 +220,9 @@ def retry(app: Application[Any], conninfo: str, schema: str, name: str) -> dict[
             with runner:
                 runner.open()
                 runner.retry_dead_letters()
-        remaining = conn.execute("SELECT count(*) AS n FROM projection_dead_letters "
-                                 "WHERE view = %s", (name,)).fetchone()["n"]
+        row: Any = conn.execute("SELECT count(*) AS n FROM projection_dead_letters "
+                                "WHERE view = %s", (name,)).fetchone()
+        remaining = row["n"]
         return {"requested": requested, "remaining": int(remaining)}
     finally:
         conn.close()
@@ -223,8 +231,8 @@ def retry(app: Application[Any], conninfo: str, schema: str, name: str) -> dict[
 def _wait_for_retries(conn: psycopg.Connection[Any], name: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT count(*) AS n FROM projection_dead_letters WHERE view = %s "
-                           "AND retry_requested", (name,)).fetchone()
+        row: Any = conn.execute("SELECT count(*) AS n FROM projection_dead_letters "
+                                "WHERE view = %s AND retry_requested", (name,)).fetchone()
         if not row["n"]:
             return
         time.sleep(0.05)

@@ -115,7 +115,7 @@ class Runner(HandoverMixin):
         self.dead: list[DeadLetter] = []
         self.retried: list[tuple[str, int]] = []
         self.routes: dict[str, Route] = {}
-        self._fold_prefixes = {c.TOPIC.rsplit(".", 1)[0] for v in self.views
+        self._fold_prefixes = {getattr(c, "TOPIC", "").rsplit(".", 1)[0] for v in self.views
                                for c in v.event_classes()}
         self.stopping = threading.Event()
         self.events_processed = 0
@@ -298,7 +298,7 @@ class Runner(HandoverMixin):
             handlers = []
             for view in self.views:
                 for cls in view.event_classes():
-                    if topic == cls.TOPIC:
+                    if getattr(cls, "TOPIC", None) == topic:
                         capture = view._capture.get(cls)
                         handlers.append((view, getattr(view, view._dispatch[cls]),
                                          getattr(view, capture) if capture else None))
@@ -319,7 +319,7 @@ class Runner(HandoverMixin):
         tokens = None
         try:
             event = self.mapper.to_domain_event(notification)
-            ctx.timestamp = event.timestamp
+            ctx.timestamp = getattr(event, "timestamp", None)
             before = self.cache.before(event)
             if capturing:
                 tokens = [capture(event, before) if capture else None
