@@ -79,7 +79,10 @@ class Authenticator:
     async def authenticate(self, request: Request) -> Principal:
         token = bearer_token(request.headers.get("authorization"))
         if hmac.compare_digest(token.encode(), self._service_key.encode()):
-            return Principal("service", self._acting_user(request))
+            acting = self._acting_user(request)
+            if acting is not None:
+                await self.ensure_known(acting)
+            return Principal("service", acting)
         if token.count(".") == 2:
             principal = Principal("jwt", self._jwt_subject(token))
         else:
