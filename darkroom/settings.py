@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=8, alias="DARKROOM_POOL_SIZE")
     read_timeout_s: float = Field(default=10.0, alias="DARKROOM_READ_TIMEOUT_S")
     task_rate_limit: int = Field(default=120, alias="DARKROOM_TASK_RATE_LIMIT")
+    worker_timeout_s: float = Field(default=120.0, alias="DARKROOM_WORKER_TIMEOUT_S")
+    sweep_interval_s: float = Field(default=10.0, alias="DARKROOM_SWEEP_INTERVAL_S")
     changelog_retention_days: float = Field(default=7.0, alias="DARKROOM_CHANGELOG_RETENTION_DAYS")
 
     @property

@@ -79,6 +79,7 @@ def edge_config(settings: Settings) -> EdgeConfig:
         jwt_secret=settings.jwt_secret, service_key=settings.service_key,
         media_dir=settings.media_dir, redis_url=settings.redis_url,
         read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,
+        worker_timeout_s=settings.worker_timeout_s, sweep_interval_s=settings.sweep_interval_s,
         extra={"lifespans": [projections_in_process]})
 
 

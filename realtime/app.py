@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from realtime.api import ENDPOINTS
 from realtime.api import media as media_api
+from realtime.api import workers as workers_api
 from realtime.api.base import Json, route
 from realtime.api.limits import RateLimiter
 from realtime.api.reads import Views
@@ -62,6 +63,7 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(app.state.views)
+                await stack.enter_async_context(workers_api.sweeper(app))
                 for extra in lifespans:
                     await stack.enter_async_context(extra(app))
                 yield

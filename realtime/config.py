@@ -36,3 +36,5 @@ class EdgeConfig:
     read_timeout_s: float = 10.0
     view_pool_size: int = 4
     command_threads: int = 8
+    worker_timeout_s: float = 120.0
+    sweep_interval_s: float = 10.0  # 0: no sweeper in this process

@@ -6,7 +6,15 @@ and finishes only that user's own tasks (a self-hosted worker).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from functools import partial
 from typing import Any
+
+import anyio
+import anyio.to_thread
 
 from realtime import models as m
 from realtime.api import reads
@@ -14,6 +22,40 @@ from realtime.api.base import Call, Endpoint, Reply, written
 from realtime.api.tasks import own_task
 
 CANDIDATES = 50
+log = logging.getLogger("darkroom.edge.sweeper")
+
+
+@asynccontextmanager
+async def sweeper(app: Any) -> AsyncIterator[None]:
+    """Every `sweep_interval_s`, workers silent for `worker_timeout_s` lose their tasks
+    (requeued with one more attempt, Failed at the third). Pull workers have no
+    dispatcher to do it; several API processes sweeping is harmless (each sweep is an
+    optimistic command)."""
+    config = app.state.config
+    if config.sweep_interval_s <= 0:
+        yield
+        return
+    timeout = timedelta(seconds=config.worker_timeout_s)
+
+    async def loop() -> None:
+        while True:
+            await anyio.sleep(config.sweep_interval_s)
+            try:
+                swept = await anyio.to_thread.run_sync(
+                    partial(app.state.studio.sweep_lost_workers, timeout=timeout),
+                    limiter=app.state.command_limiter)
+            except Exception:
+                log.exception("sweeping lost workers failed; retrying next round")
+                continue
+            if swept["lost_workers"]:
+                log.info("lost workers %s: %s", swept["lost_workers"], swept["changed"])
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(loop)
+        try:
+            yield
+        finally:
+            group.cancel_scope.cancel()
 
 
 def _candidates(conn: Any, run_type: str, model: str | None, owner: str | None) -> list[str]:

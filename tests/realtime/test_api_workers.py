@@ -9,13 +9,14 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from api_harness import Server, error_of, ok, position, start_server, stop_server
 
-from darkroom.database import Database
+from darkroom.database import Database, drop_schema
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +226,27 @@ def test_an_upload_over_200_mib_is_refused_with_413_before_it_is_read(
                 break
             answer += chunk
     assert answer.startswith("HTTP/1.1 413") and "body_too_large" in answer
+
+
+def test_a_worker_that_stops_heartbeating_loses_its_task_until_the_third_attempt_fails(
+        database: Database, schema: str, tmp_path: Path) -> None:
+    sweeping = start_server(database, f"{schema}_sweep", tmp_path,
+                            DARKROOM_WORKER_TIMEOUT_S="0.5", DARKROOM_SWEEP_INTERVAL_S="0.2")
+    try:
+        alice, _ = user_with_credits(sweeping)
+        worker = worker_of(sweeping, alice)
+        _, task = project_with_task(alice)
+        seen = []
+        for _attempt in range(3):
+            claimed = claim(worker)
+            assert ok(claimed)["task_id"] == task
+            deadline = time.monotonic() + 10
+            path = f"/api/tasks/{task}?min_position={position(claimed)}"
+            while (now := ok(alice.get(path)))["status"] == "In Progress":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            seen.append((now["status"], now["attempts"]))
+        assert seen == [("Queued", 1), ("Queued", 2), ("Failed", 3)]
+    finally:
+        stop_server(sweeping)
+        drop_schema(database, f"{schema}_sweep")
