@@ -8,7 +8,12 @@ from pathlib import Path
 
 import jwt
 import psycopg
-from api_harness import (
+
+from darkroom.database import Database, drop_schema
+from projections import view_classes
+from projections.db import lock_key
+from realtime.api import ENDPOINTS
+from tests.realtime.api_harness import (
     JWT_SECRET,
     SERVICE_KEY,
     Server,
@@ -19,11 +24,6 @@ from api_harness import (
     start_server,
     stop_server,
 )
-
-from darkroom.database import Database, drop_schema
-from projections import view_classes
-from projections.db import lock_key
-from realtime.api import ENDPOINTS
 
 __all__ = ["server"]
 

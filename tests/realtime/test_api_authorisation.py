@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import Server, ok, server
 
 from realtime.api import ENDPOINTS
+from tests.realtime.api_harness import Server, ok, server
 
 __all__ = ["server"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from api_harness import Server, error_of, ok, position, server
+
+from tests.realtime.api_harness import Server, error_of, ok, position, server
 
 __all__ = ["server"]
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import schemathesis
-from api_harness import Server, ok, server
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+
+from tests.realtime.api_harness import Server, ok, server
 
 __all__ = ["server"]
 

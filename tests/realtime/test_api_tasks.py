@@ -6,7 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import Server, error_of, ok, position, server
+
+from tests.realtime.api_harness import Server, error_of, ok, position, server
 
 __all__ = ["server"]
 

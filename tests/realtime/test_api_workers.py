@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import Server, error_of, ok, position, start_server, stop_server
 
 from darkroom.database import Database, drop_schema
+from tests.realtime.api_harness import Server, error_of, ok, position, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
