@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("darkroom.projections")
 
+PRUNE_EVERY = 600.0  # seconds between change-log retention passes
 BATCH_SIZE = 2_000
 BATCH_LATENCY = 0.05
 PAGE_SIZE = 1_000
@@ -94,7 +96,8 @@ class Runner(HandoverMixin):
                  versions: dict[str, int] | None = None, changelog_enabled: bool | None = None,
                  batch_size: int = BATCH_SIZE, batch_latency: float = BATCH_LATENCY,
                  page_size: int = PAGE_SIZE, cache_capacity: int = DEFAULT_CAPACITY,
-                 on_batch: Callable[[int], None] | None = None, threaded: bool = True) -> None:
+                 on_batch: Callable[[int], None] | None = None, threaded: bool = True,
+                 retention: timedelta | None = changelog.RETENTION) -> None:
         self.app = app
         self.conninfo = conninfo
         self.schema = schema
@@ -124,6 +127,8 @@ class Runner(HandoverMixin):
         self._writer: psycopg.Connection[Any] | None = None
         self._reader: psycopg.Connection[Any] | None = None
         self._last_tick = 0.0
+        self._last_prune = time.monotonic()
+        self.retention = retention
         self.threaded = threaded
         self.committed = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -360,6 +365,10 @@ class Runner(HandoverMixin):
         if self.managed and now - self._last_tick >= IDLE_TICK:
             self._last_tick = now
             tick = self._handover_pending() or self._retries_requested()
+            if (self.retention is not None and self.changelog_enabled
+                    and now - self._last_prune >= PRUNE_EVERY):
+                self._last_prune = now
+                self._prune()
             if tick:
                 self._settle()
                 self._retry_dead_letters()
@@ -438,6 +447,17 @@ class Runner(HandoverMixin):
             "retry_requested = false, updated_at = now()",
             [(d.view, d.position, d.topic, d.originator_id, d.originator_version, d.error,
               d.trace) for d in dead])
+    def _prune(self) -> None:
+        """Apply the change log's retention (the runner that writes it prunes it)."""
+        assert self._reader is not None and self.retention is not None
+        try:
+            pruned = changelog.prune(self._reader, self.retention)
+        except Exception:
+            log.exception("pruning the change log failed; retrying at the next interval")
+        else:
+            if pruned:
+                log.info("pruned %s change rows older than %s", pruned, self.retention)
+
     def _retries_requested(self) -> bool:
         assert self._reader is not None
         row = self._reader.execute(
