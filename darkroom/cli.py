@@ -39,6 +39,19 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
 
 
 @app.command()
+def worker(ray_address: str = typer.Option(None, "--ray-address",
+                                           help="Ray cluster to join (default: $RAY_ADDRESS; "
+                                                "none: start a local Ray)")) -> None:
+    """Run the inference dispatcher: claim tasks and run them on Ray actors."""
+    import logging
+
+    from darkroom.dispatch import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    run_worker(Settings(), ray_address)
+
+
+@app.command()
 def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Every event of one aggregate: position, time, actor, correlation."""
     rows = _studio(Settings()).history(aggregate_id)

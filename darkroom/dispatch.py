@@ -151,6 +151,19 @@ def pool_config(settings: Settings, inference: InferenceSettings) -> Any:
                       use_gpu=inference.use_gpu)
 
 
+def start_ray_for(address: str | None, inference: InferenceSettings) -> bool:
+    """Ray for this process; True when it was started (or joined) here, just now."""
+    import ray
+
+    from inference.ray_runtime import start_ray
+
+    if ray.is_initialized():
+        return False
+    start_ray(address, num_cpus=inference.num_cpus,
+              object_store_memory=inference.object_store_mb * 1024**2)
+    return True
+
+
 @dataclass
 class InferenceRuntime:
     """A running dispatcher and what it owns."""
@@ -192,17 +205,13 @@ def start_inference(settings: Settings, inference: InferenceSettings | None = No
                     ray_address: str | None = None) -> InferenceRuntime:
     """Ray (started here unless an address is given or Ray is already up), the actors and a
     running dispatcher. Actors join the pool as their models finish loading."""
-    import ray
 
     from inference.actors import ActorPool
     from inference.dispatcher import DispatcherConfig
-    from inference.ray_runtime import start_ray
 
     inference = inference or InferenceSettings()
     address = ray_address or settings.ray_address
-    owns_ray = not ray.is_initialized()
-    start_ray(address, num_cpus=inference.num_cpus,
-              object_store_memory=inference.object_store_mb * 1024**2)
+    started_here = start_ray_for(address, inference)
     db = resolve(settings.database_url, settings.pg_dir)
     create_schema(db, settings.db_schema)
     studio = dispatcher_studio(db, settings.db_schema)
@@ -214,7 +223,8 @@ def start_inference(settings: Settings, inference: InferenceSettings | None = No
                                               settings.media_dir, pool,
                                               worker_id=inference.worker_id, config=config)
     dispatcher.start()
-    return InferenceRuntime(dispatcher, pool, studio, candidates, owns_ray and address is None)
+    return InferenceRuntime(dispatcher, pool, studio, candidates,
+                            owns_ray=started_here and address is None)
 
 
 @asynccontextmanager
@@ -228,7 +238,10 @@ async def inference_in_process(app: Starlette) -> AsyncIterator[None]:
         return
     settings = Settings()
     address = settings.ray_address if inference.mode == CLUSTER else None
+    # On the event loop's (main) thread: Ray must not take over uvicorn's SIGTERM handler.
+    started_here = start_ray_for(address, inference)
     runtime = await run_in_threadpool(start_inference, settings, inference, address)
+    runtime.owns_ray = started_here and address is None
     app.state.inference = runtime
     try:
         yield

@@ -8,9 +8,15 @@ GCS address such as `10.0.0.5:6379`).
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger("darkroom.inference")
 
 # What every Ray worker process of ours needs in its environment. Hub access stays off:
 # a worker never downloads at task time; weights are fetched ahead into a cache or folder.
@@ -53,7 +59,8 @@ def start_ray(
 ) -> dict[str, Any]:
     """Start a local Ray (no `address`) or join one; returns the cluster's resources.
 
-    Idempotent: a process already connected keeps its connection.
+    Idempotent: a process already connected keeps its connection. Call it from the
+    main thread, so the process keeps its own signal handlers (see below).
     """
     import ray
 
@@ -71,8 +78,31 @@ def start_ray(
                        object_store_memory=object_store_memory)
     else:
         options["address"] = address
-    ray.init(**options)
+    with _host_signal_handlers():
+        ray.init(**options)
     return dict(ray.cluster_resources())
+
+
+@contextmanager
+def _host_signal_handlers() -> Iterator[None]:
+    """Keep the host process's SIGTERM/SIGINT handlers across `ray.init`.
+
+    `ray.init` installs a crash handler that takes SIGTERM and kills the process on
+    the spot, so uvicorn (or `darkroom worker`) would never run its graceful stop:
+    the dispatcher would not record finished results or hand back running tasks.
+    Handlers can only be set from the main thread; call `start_ray` there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("Ray started off the main thread: its SIGTERM handler stays in place")
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def stop_ray() -> None:
