@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.task import COMPLETE, QUEUED, STATUSES, Task
-from projections.base import LRU, Context, Row, View, handles, iso, jsonable_row, sid
+from projections.base import LRU, Context, Row, View, handles, iso, jsonable_row, memo, sid
 from projections.writes import Delete, Op, Upsert, split
 
 if TYPE_CHECKING:
@@ -45,28 +45,36 @@ def summary(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def constants(t: Task) -> tuple[Any, ...]:
+    """What never changes on a task, as rendered (memoised per cached aggregate)."""
+    return (str(t.id), str(t.project_id), summary(t.params), [str(d) for d in t.dependant_on],
+            sid(t.orchestrator_task_id), t.created_at.isoformat(), f"tasks:{t.project_id}")
+
+
 def render(t: Task, position: int) -> Row:
+    ident, project, params, deps, orchestrator, created, _ = memo(t, constants)
     return {
-        "id": str(t.id), "project_id": str(t.project_id), "owner_id": t.owner_id,
+        "id": ident, "project_id": project, "owner_id": t.owner_id,
         "task_type": t.task_type, "run_type": t.run_type, "category": t.category,
-        "model_name": t.model_name, "status": t.status, "params_summary": summary(t.params),
-        "dependant_on": [str(d) for d in t.dependant_on],
-        "orchestrator_task_id": sid(t.orchestrator_task_id), "attempts": t.attempts,
+        "model_name": t.model_name, "status": t.status, "params_summary": params,
+        "dependant_on": deps,
+        "orchestrator_task_id": orchestrator, "attempts": t.attempts,
         "worker_id": t.worker_id, "error": t.error_message,
         "progress": None if t.progress is None else {"step": t.progress[0],
                                                      "total": t.progress[1]},
         "output_location": t.output_location, "thumbnail_url": t.thumbnail_url,
         "cost": None if t.cost is None else str(t.cost),
-        "created_at": t.created_at.isoformat(), "started_at": iso(t.started_at),
+        "created_at": created, "started_at": iso(t.started_at),
         "processed_at": iso(t.processed_at), "updated_at": iso(t.modified_on),
         "log_position": position,
     }
 
 
 def queue_row(t: Task) -> Row:
-    return {"task_id": str(t.id), "project_id": str(t.project_id), "owner_id": t.owner_id,
+    ident, project, _, _, _, created, _ = memo(t, constants)
+    return {"task_id": ident, "project_id": project, "owner_id": t.owner_id,
             "run_type": t.run_type, "model_name": t.model_name, "category": t.category,
-            "created_at": t.created_at.isoformat()}
+            "created_at": created}
 
 
 class TasksView(View):
@@ -144,7 +152,7 @@ class TasksView(View):
         self.status[t.id] = t.status
         row = render(t, ctx.position)
         self.pending[t.id] = row
-        ctx.emit(f"tasks:{t.project_id}", "task.upserted", row)
+        ctx.emit(memo(t, constants)[6], "task.upserted", row)
         self._requeue_check(t)
         if before != t.status:
             self._dependents_changed(t.id, ctx)
