@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from inference.actors import ActorPool, ActorSpec
     from inference.dispatcher import Dispatcher, DispatcherConfig
+    from inference.media import MediaStore
     from inference.ports import Candidate
 
 log = logging.getLogger("darkroom.inference")
@@ -55,6 +56,12 @@ class InferenceSettings(BaseSettings):
     object_store_mb: int = Field(default=256, alias="DARKROOM_RAY_OBJECT_STORE_MB")
     worker_id: str | None = Field(default=None, alias="DARKROOM_WORKER_ID")
     run_types: str = Field(default="gpu,api", alias="DARKROOM_RUN_TYPES")
+    # Results go to an S3-compatible bucket when one is named (a worker on another machine
+    # must), else to the local media folder that `serve` publishes under /media/.
+    s3_bucket: str | None = Field(default=None, alias="DARKROOM_S3_BUCKET")
+    s3_endpoint: str | None = Field(default=None, alias="DARKROOM_S3_ENDPOINT")
+    s3_region: str | None = Field(default=None, alias="DARKROOM_S3_REGION")
+    media_public_url: str | None = Field(default=None, alias="DARKROOM_MEDIA_PUBLIC_URL")
 
 
 def parse_actors(text: str | None) -> list[ActorSpec]:
@@ -139,6 +146,16 @@ def dispatcher_studio(db: Database, schema: str, pool_size: int = 4) -> Studio:
     return Studio(env=env)
 
 
+def media_store(settings: Settings, inference: InferenceSettings) -> MediaStore:
+    from inference.media import LocalMediaStore, S3MediaStore
+
+    if inference.s3_bucket:
+        return S3MediaStore(inference.s3_bucket, inference.s3_endpoint,
+                            region_name=inference.s3_region,
+                            public_base_url=inference.media_public_url)
+    return LocalMediaStore(settings.media_dir)
+
+
 def tiny_root(settings: Settings) -> Path:
     return (settings.data_dir / "models" / "tiny").resolve()
 
@@ -186,18 +203,17 @@ class InferenceRuntime:
             stop_ray()
 
 
-def build_dispatcher(studio: Studio, db: Database, schema: str, media_dir: Path,
+def build_dispatcher(studio: Studio, db: Database, schema: str, media: MediaStore,
                      pool: ActorPool, *, worker_id: str | None = None,
                      config: DispatcherConfig | None = None
                      ) -> tuple[Dispatcher, ClaimQueueCandidates]:
-    """A dispatcher (not started) over a started pool; the media store is the local folder."""
+    """A dispatcher (not started) over a started pool."""
     from inference.dispatcher import Dispatcher
-    from inference.media import LocalMediaStore
     from inference.ports import studio_outputs
 
     candidates = ClaimQueueCandidates(db.conninfo, schema)
-    dispatcher = Dispatcher(studio, candidates, pool, LocalMediaStore(media_dir),
-                            studio_outputs(studio), worker_id=worker_id, config=config)
+    dispatcher = Dispatcher(studio, candidates, pool, media, studio_outputs(studio),
+                            worker_id=worker_id, config=config)
     return dispatcher, candidates
 
 
@@ -220,7 +236,7 @@ def start_inference(settings: Settings, inference: InferenceSettings | None = No
     config = DispatcherConfig(run_types=tuple(r.strip() for r in inference.run_types.split(",")
                                               if r.strip()))
     dispatcher, candidates = build_dispatcher(studio, db, settings.db_schema,
-                                              settings.media_dir, pool,
+                                              media_store(settings, inference), pool,
                                               worker_id=inference.worker_id, config=config)
     dispatcher.start()
     return InferenceRuntime(dispatcher, pool, studio, candidates,
