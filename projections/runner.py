@@ -127,6 +127,7 @@ class Runner(HandoverMixin):
         self._writer: psycopg.Connection[Any] | None = None
         self._reader: psycopg.Connection[Any] | None = None
         self._last_tick = 0.0
+        self._flushed_to = -1
         self._last_prune = time.monotonic()
         self.retention = retention
         self.threaded = threaded
@@ -372,6 +373,9 @@ class Runner(HandoverMixin):
             if tick:
                 self._settle()
                 self._retry_dead_letters()
+        if not tick and self.position == self._flushed_to and not self.dead:
+            return  # idle: nothing to write
+        self._flushed_to = self.position
         batch = self._collect()
         self._settle()
         if tick or not self.threaded:
