@@ -483,6 +483,13 @@ def report(args: argparse.Namespace, lats: list[dict[str, Any]],
                 f"{h['cpu']:,.0f} | {b['cpu']:,.0f} | **{fan['ratio_cpu']:.2f}x** | "
                 f"{'✅' if ok else '❌'} |")
         lines.append("")
+    lines += [
+        "Reading these figures: the machine is shared (load average in the header), so "
+        "wall-clock figures move by up to 2x between runs; the per-CPU-second ratio is "
+        "steadier. Latency is mostly the projections runner's batch latency (how long it "
+        "waits for more events before committing a batch; 50 ms is its default) plus the "
+        "HTTP command itself; the hub's own part, change-log NOTIFY → relay → socket, is a "
+        "few milliseconds (one query per batch, one encode per change).", ""]
     return "\n".join(lines)
 
 
