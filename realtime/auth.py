@@ -130,9 +130,10 @@ def bearer_token(header: str | None) -> str:
 
 
 def check_user_id(value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_USER_ID:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_USER_ID \
+            or not value.isprintable():
         raise UnauthenticatedError(
-            f"a user id is a non-empty string of at most {MAX_USER_ID} characters",
+            f"a user id is a non-empty printable string of at most {MAX_USER_ID} characters",
             code="invalid_subject")
     return value
 

@@ -134,6 +134,8 @@ class GenerationPatch(Body):
     def something_to_change(self) -> GenerationPatch:
         if not self.model_fields_set & {"starred", "name"}:
             raise ValueError("send `starred` and/or `name`")
+        if "starred" in self.model_fields_set and self.starred is None:
+            raise ValueError("`starred` is true or false")
         return self
 
 

@@ -25,7 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.auth import Principal
-from realtime.errors import BodyTooLargeError, ForbiddenError, MalformedJsonError, invalid_fields
+from realtime.errors import (
+    BodyTooLargeError,
+    FieldsInvalidError,
+    ForbiddenError,
+    MalformedJsonError,
+    invalid_fields,
+)
 
 if TYPE_CHECKING:
     from domain.studio import Studio
@@ -173,7 +179,28 @@ async def parse_body(request: Request, model: type[M], limit: int, optional: boo
             raise MalformedJsonError(f"the body is not valid JSON: {error}") from None
     if data is None and not optional:
         raise MalformedJsonError("this route needs a JSON object body", code="missing_body")
+    if raw and b"\\u0000" in raw and (where := nul_path(data, "body")):
+        raise FieldsInvalidError(f"{where}: the NUL character (\\u0000) is not allowed",
+                                 errors=[{"path": where, "loc": where.split("."),
+                                          "message": "NUL (\\u0000) is not allowed",
+                                          "type": "nul_character"}])
     return validate(model, data, "body")
+
+
+def nul_path(data: Any, where: str) -> str | None:
+    """Where a string (or key) holds NUL, which PostgreSQL text and jsonb cannot store."""
+    if isinstance(data, str):
+        return where if "\x00" in data else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = f"{where}.{key}" if "\x00" in key else nul_path(value, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            if found := nul_path(value, f"{where}.{i}"):
+                return found
+    return None
 
 
 def validate(model: type[M], data: Any, where: str) -> M:
@@ -181,6 +208,14 @@ def validate(model: type[M], data: Any, where: str) -> M:
         return model.model_validate(data)
     except PydanticValidationError as error:
         raise invalid_fields(error, where) from None
+
+
+def no_nul(data: dict[str, Any], where: str) -> dict[str, Any]:
+    if found := nul_path(data, where):
+        raise FieldsInvalidError(f"{found}: the NUL character is not allowed", errors=[
+            {"path": found, "loc": found.split("."), "message": "NUL is not allowed",
+             "type": "nul_character"}])
+    return data
 
 
 def parse_path(request: Request, names: list[str]) -> dict[str, Any]:
@@ -201,8 +236,8 @@ def route(endpoint: Endpoint) -> Route:
     async def asgi(request: Request) -> Response:
         principal = await authorise(request, endpoint)
         path = parse_path(request, endpoint.path_params)
-        query = validate(endpoint.query, dict(request.query_params), "query") \
-            if endpoint.query else None
+        query = validate(endpoint.query, no_nul(dict(request.query_params), "query"),
+                         "query") if endpoint.query else None
         body = None
         if endpoint.body is not None:
             config = request.app.state.config

@@ -100,6 +100,18 @@ def test_malformed_json_answers_400_and_invalid_fields_422_with_their_paths(
     assert body["code"] == "invalid_fields"
 
 
+def test_a_nul_character_anywhere_in_the_input_is_a_422_naming_where(server: Server) -> None:
+    """PostgreSQL text and jsonb cannot hold NUL: it must never reach the read models."""
+    alice = server.user()
+    body = error_of(alice.post("/api/projects", json={"name": "ok", "settings": {
+        "a": ["x\u0000y"]}}), 422)
+    assert body["errors"][0]["path"] == "body.settings.a.0"
+    assert error_of(alice.get("/api/shots?projectId=%00"), 422)["code"] == "invalid_fields"
+    assert error_of(server.service(act_as="bad\tid").get("/api/credits"), 401)[
+        "code"] == "invalid_subject"
+    assert ok(alice.post("/api/projects", json={"name": "back\\u0000slash"}), 201)
+
+
 def test_a_domain_refusal_is_a_422_with_the_domain_code(server: Server) -> None:
     body = error_of(server.user().post("/api/projects", json={
         "name": "Wide", "aspect_ratio": "5:1"}), 422)

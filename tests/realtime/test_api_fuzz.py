@@ -5,8 +5,9 @@ requests, sent by a user whose token is valid and who owns a project, a shot
 and a generation (so some ids resolve). CI runs a small sample per operation;
 `DARKROOM_FUZZ_EXAMPLES` scales it up.
 
-Recorded big run (2026-11-22, this machine): `DARKROOM_FUZZ_EXAMPLES=30` sent 2,526
-requests in 102 s with zero 5xx (see docs/BENCHMARKS.md, "HTTP API").
+Every answer must also conform to the document (declared status, content type and
+schema). Recorded big run (2026-11-22, this machine): `DARKROOM_FUZZ_EXAMPLES=30` sent
+2,526 requests in 93 s, zero 5xx, zero violations (docs/BENCHMARKS.md, "HTTP API").
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
+from schemathesis import GenerationMode, checks
+from schemathesis.core.failures import FailureGroup
 
 from tests.realtime.api_harness import Server, ok, server
 
 __all__ = ["server"]
 
+CONFORMANCE = [checks.status_code_conformance, checks.content_type_conformance,
+               checks.response_schema_conformance]
 EXAMPLES = int(os.environ.get("DARKROOM_FUZZ_EXAMPLES", "4"))
 
 
@@ -61,6 +65,11 @@ def fuzz(base_url: str, token: str, ids: dict[str, str], examples: int) -> Count
                 if response.status_code >= 500:
                     failures.append(f"{case.method} {case.formatted_path} -> "
                                     f"{response.status_code}: {response.text[:300]}")
+                try:  # the answer is one the document declares, in the declared shape
+                    case.validate_response(response, checks=CONFORMANCE)
+                except (AssertionError, FailureGroup) as error:
+                    failures.append(f"{case.method} {case.formatted_path} -> "
+                                    f"{response.status_code}: {str(error)[:300]}")
             try:
                 send()
             except Unsatisfiable:  # e.g. no way to break a route that takes no input
