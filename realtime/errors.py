@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 import psycopg
+import psycopg_pool
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -165,9 +166,15 @@ async def handle_missing_view(request: Request, exc: Exception) -> Response:
                          {"Retry-After": "1"})
 
 
+async def handle_pool_timeout(request: Request, exc: Exception) -> Response:
+    return ErrorResponse(503, "busy", "no database connection came free in time; retry",
+                         {"Retry-After": "1"})
+
+
 def exception_handlers() -> dict[Any, Any]:
     return {
         psycopg.errors.UndefinedTable: handle_missing_view,
+        psycopg_pool.PoolTimeout: handle_pool_timeout,
         domain.DomainError: handle_domain,
         views.ProjectionError: handle_view,
         EdgeError: handle_edge,

@@ -12,6 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import anyio
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
@@ -55,29 +56,29 @@ class Views:
         if self.pool is not None:
             await run_in_threadpool(self.pool.close)
 
-    def run(self, views: tuple[str, ...], min_position: int | None, fn: Any,
-            *args: Any) -> Any:
-        """`fn(conn, *args)` once `views` have reached `min_position` (blocking)."""
+    def query(self, fn: Any, *args: Any) -> Any:
+        """`fn(conn, *args)` on a pooled connection (blocking)."""
         if self.pool is None:
             raise RuntimeError("views used outside the app's lifespan")
         with self.pool.connection() as conn:
-            if min_position:
-                self._wait(conn, views, min_position)
             return fn(conn, *args)
 
-    def _wait(self, conn: Any, views: tuple[str, ...], position: int) -> None:
+    def lowest(self, views: tuple[str, ...]) -> int:
         from projections.db import active_positions
 
+        reached = self.query(active_positions, views)
+        return min((reached.get(v, 0) for v in views), default=0)
+
+    async def wait(self, call: Call, views: tuple[str, ...], position: int) -> None:
+        """Until `views` reached `position`. The waiting is on the event loop: a read that
+        waits holds neither a thread nor a connection between its short checks."""
         started = time.monotonic()
         deadline = started + self.config.read_timeout_s
         delay = 0.002
-        while True:
-            reached = active_positions(conn, views)
-            lowest = min((reached.get(v, 0) for v in views), default=position)
-            if lowest >= position:
-                return
+        while (lowest := await call.run(self.lowest, views)) < position:
             now = time.monotonic()
-            if now - started > self.FUTURE_GRACE_S and (head := self.head()) < position:
+            if now - started > self.FUTURE_GRACE_S and (
+                    head := await call.run(self.head)) < position:
                 raise FieldsInvalidError(
                     f"min_position {position} was never written (the log's head is {head})",
                     code="position_not_written", errors=[{
@@ -89,7 +90,7 @@ class Views:
                     f"the views {', '.join(views)} reached position {lowest}, not {position}, "
                     f"within {self.config.read_timeout_s:g} s", reached=lowest,
                     wanted=position)
-            time.sleep(delay)
+            await anyio.sleep(delay)
             delay = min(delay * 2, 0.01)
 
 
@@ -100,8 +101,10 @@ def _min_position(call: Call) -> int | None:
 
 async def read(call: Call, views: tuple[str, ...], fn: Any, *args: Any,
                at_least: int | None = None) -> Any:
-    position = max(_min_position(call) or 0, at_least or 0) or None
-    return await call.run(call.state.views.run, views, position, fn, *args)
+    position = max(_min_position(call) or 0, at_least or 0)
+    if position:
+        await call.state.views.wait(call, views, position)
+    return await call.run(call.state.views.query, fn, *args)
 
 
 def _owned(call: Call, project_id: Any, kind: type[Exception], ident: Any) -> None:
