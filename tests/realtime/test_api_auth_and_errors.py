@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
@@ -158,6 +159,13 @@ def test_a_read_whose_views_lag_past_the_timeout_answers_504_then_catches_up(
             made = alice.post("/api/projects", json={"name": "Later"})
             path = f"/api/projects/{ok(made, 201)['id']}?min_position={position(made)}"
             assert error_of(alice.get(path), 504)["code"] == "view_timeout"
+            with ThreadPoolExecutor(16) as pool:  # 16 reads wait; a command is not held up
+                waiting = [pool.submit(lagging.user().get, path) for _ in range(16)]
+                time.sleep(0.2)
+                started = time.monotonic()
+                ok(alice.post("/api/projects", json={"name": "Meanwhile"}), 201)
+                assert time.monotonic() - started < 0.5
+                assert {w.result().status_code for w in waiting} == {504}
             for key in keys:
                 holder.execute("SELECT pg_advisory_unlock(%s)", (key,))
             deadline = time.monotonic() + 15
