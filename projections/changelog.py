@@ -70,6 +70,10 @@ def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
         else:
             kind, payload = merged(changes)
             text = dumps(payload).replace("\\", "\\\\")
+        if "\\u0000" in text:
+            text = text.replace("\\\\u0000", "\\\\ufffd")  # doubled for COPY above
+        if "\x00" in topic:
+            topic = topic.replace("\x00", "\ufffd")
         if "\\" in topic or "\t" in topic or "\n" in topic:
             topic = topic.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
         lines.append(f"{position}\t{topic}\t{kind}\t{text}\n")

@@ -100,10 +100,18 @@ def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
     with cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
         write = copy.write_row
         for row in rows:
-            write([dumps(row[c]) if is_json and row[c] is not None else row[c]
-                   for c, is_json in plan])
+            values = [dumps(row[c]) if is_json and row[c] is not None else row[c]
+                      for c, is_json in plan]
+            write([no_nul(v) if type(v) is str and ("\x00" in v or "\\u0000" in v) else v
+                   for v in values])
             count += 1
     return count
+
+
+def no_nul(text: str) -> str:
+    """PostgreSQL stores no NUL character (text) nor \\u0000 (jsonb): one would fail the
+    whole batch and stop the runner on every restart. It becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
 
 
 def upsert(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], key: Sequence[str],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -132,3 +133,16 @@ def test_a_second_runner_waits_as_a_standby_until_the_first_one_stops(app, datab
     finally:
         first.close()
         second.close()
+
+
+def test_a_nul_character_in_event_data_does_not_stop_the_runner(
+        app, database, schema, conn, project_id):
+    g = Generation.start(app.project(project_id).id, "image", now(), name="a\x00b")
+    g.add_variant(uuid4(), "n.png", now(), make_primary=True,
+                  params={"prompt": "nul \x00 here"})
+    app.save(g)
+    catch_up(app, database, schema)
+    row = generation_row(conn, g.id)
+    assert row["name"] == "a\ufffdb" and row["params"] == {"prompt": "nul \ufffd here"}
+    payloads = changes_since(conn, [f"generation:{g.id}"], 0)
+    assert "a\ufffdb" in json.dumps(payloads[-1]["payload"], ensure_ascii=False)
