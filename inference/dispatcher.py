@@ -15,9 +15,11 @@ progress relay. Each turn it
    step callback within one denoising step);
 4. forwards progress: the first report one `progress_interval` after the claim (a
    shorter task needs none), then at most one command per task per interval;
-5. hands finished runs to a small thread pool that stores media and sends the
-   domain command (`inference.outcomes`), so the loop claims the next task
-   while the last one is being recorded.
+5. turns finished runs into domain commands (`inference.outcomes`): files go to
+   the media store on a small thread pool (an upload must not stall the loop),
+   then the loop sends complete / fail / requeue itself, before its next claim.
+   Every command that touches this worker's `Worker` aggregate (claims,
+   completions, heartbeats) thus goes out one at a time instead of conflicting.
 
 An actor that dies under a task: the task is requeued (attempts + 1), the slot
 is probed until `ready()` answers again, and only then gets work. If the
@@ -54,6 +56,10 @@ from inference.ports import (
 log = logging.getLogger("darkroom.inference")
 
 
+# How often the loop looks for results whose files are stored, while some are being stored,
+# and how long such results hold back the next claim (a slow upload must not stall claims).
+STORE_POLL = 0.002
+STORE_GRACE = 0.05
 # How long a claimed id is skipped in the claim queue (which lags the log by a batch).
 RECENT_FOR = 5.0
 
@@ -121,7 +127,9 @@ class Dispatcher:
         self.timings: deque[Timing] = deque(maxlen=self.config.timings_kept)
         self.counts: Counter[str] = Counter()
         self.error: BaseException | None = None
-        self._settling: set[str] = set()
+        self._settling: set[str] = set()  # handed over, command not sent yet
+        self._recordable: deque[tuple[Finished, Timing]] = deque()
+        self._storing: dict[str, float] = {}  # task id → when storing its files began
         self._held_lock = threading.Lock()
         self._recent: dict[str, float] = {}
         self._progress_sent: dict[str, float] = {}
@@ -170,13 +178,14 @@ class Dispatcher:
 
     # -- one turn --------------------------------------------------------------------
     def step(self) -> None:
+        self._record_ready()
         now = time.monotonic()
         self.pool.tick(now)
         self._maybe_heartbeat(now)
         self._maybe_sweep(now)
         if self._stopping.is_set():
             self._stop_overdue(now)
-        elif self.pool.idle() and now >= self._next_poll:
+        elif self.pool.idle() and now >= self._next_poll and not self._stores_pending(now):
             self._fill()
         self._wait_and_collect()
 
@@ -209,6 +218,10 @@ class Dispatcher:
                self.pool.next_probe_at(),
                self._next_poll if self.pool.idle() and not self._stopping.is_set() else None]
         soonest = min((d for d in due if d is not None), default=now + self.config.max_wait)
+        if self._recordable:
+            return 0.0
+        if self._storing:
+            soonest = min(soonest, now + STORE_POLL)
         return max(0.0, min(soonest - now, self.config.max_wait))
 
     # -- claiming --------------------------------------------------------------------
@@ -313,9 +326,40 @@ class Dispatcher:
         self._hand_over(finished, run.timing)
 
     def _hand_over(self, finished: Finished, timing: Timing) -> None:
+        """Files are stored on the thread pool (uploads may be slow); the domain command is
+        sent by the loop (`_record_ready`), between claims: they touch the same worker
+        aggregate, so sending them one after another costs less than conflicting."""
         with self._held_lock:
-            self._settling.add(finished.task_id)  # before submit: settling may end at once
-        self._executor.submit(self._settle, finished, timing)
+            self._settling.add(finished.task_id)
+            if finished.kind != DONE:
+                self._recordable.append((finished, timing))
+                return
+            self._storing[finished.task_id] = time.monotonic()
+        self._executor.submit(self._store, finished, timing)
+
+    def _stores_pending(self, now: float) -> bool:
+        """Results whose files are being stored go first (their command precedes the next
+        claim), unless storing has taken longer than `STORE_GRACE`: then claim anyway."""
+        with self._held_lock:
+            return any(now - started < STORE_GRACE for started in self._storing.values())
+
+    def _store(self, finished: Finished, timing: Timing) -> None:
+        try:
+            finished.stored = self.settler.store(finished)
+        except Exception as error:  # a full disk or an unreachable bucket: try again later
+            log.exception("storing the result of task %s failed", finished.task_id)
+            finished.kind, finished.error = ERROR, error
+        with self._held_lock:
+            self._storing.pop(finished.task_id, None)
+            self._recordable.append((finished, timing))
+
+    def _record_ready(self) -> None:
+        while True:
+            with self._held_lock:
+                if not self._recordable:
+                    return
+                finished, timing = self._recordable.popleft()
+            self._settle(finished, timing)
 
     def _settle(self, finished: Finished, timing: Timing) -> None:
         try:
@@ -326,13 +370,12 @@ class Dispatcher:
         finally:
             timing.settled = time.time()
             timing.outcome = finished.kind
-            if timing.command == "requeue":
-                with self._held_lock:
-                    self._recent.pop(finished.task_id, None)  # ours to claim again
             self.counts[finished.kind] += 1
             self.timings.append(timing)
             self._progress_sent.pop(finished.task_id, None)
             with self._held_lock:
+                if timing.command == "requeue":
+                    self._recent.pop(finished.task_id, None)  # ours to claim again
                 self._settling.discard(finished.task_id)
 
     # -- liveness, cancellation, progress --------------------------------------------
@@ -401,7 +444,8 @@ class Dispatcher:
             self._cancel({r.task_id for r in self.running.values()}, "shutdown")
 
     def _finished_stopping(self) -> bool:
-        return not self.running
+        with self._held_lock:
+            return not (self.running or self._settling)
 
     # -- views for tests and benchmarks ----------------------------------------------
     def wait_idle(self, timeout: float) -> None:

@@ -73,6 +73,16 @@ class Finished:
     error: BaseException | None = None
     stop_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    stored: Stored | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where a finished run's files went."""
+
+    location: str
+    thumbnail: str
+    more: tuple[str, ...] = ()
 
 
 def describe(error: BaseException) -> str:
@@ -124,13 +134,22 @@ class Settler:
         self.tasks.fail_task(f.task_id, describe(error), worker_id=self.worker_id)
         return "fail"
 
+    def store(self, f: Finished) -> Stored:
+        """Puts the outputs in the media store (file, PNG thumbnail, any further files)."""
+        assert f.output is not None  # only done runs are stored
+        result: Result = f.output["result"]
+        media = result.media
+        return Stored(self.media.put(media.data, media.suffix, media.content_type),
+                      self.media.put(media.thumbnail, ".png", "image/png"),
+                      tuple(self.media.put(m.data, m.suffix, m.content_type)
+                            for m in result.outputs[1:]))
+
     def _complete(self, f: Finished) -> str:
         assert f.output is not None  # narrowed by the caller
         result: Result = f.output["result"]
         media = result.media
-        location = self.media.put(media.data, media.suffix, media.content_type)
-        thumbnail = self.media.put(media.thumbnail, ".png", "image/png")
-        more = [self.media.put(m.data, m.suffix, m.content_type) for m in result.outputs[1:]]
+        stored = f.stored or self.store(f)
+        location, thumbnail = stored.location, stored.thumbnail
         data: dict[str, Any] = {
             "content_type": media.content_type,
             "media_type": "video" if media.is_video else "image",
@@ -141,8 +160,8 @@ class Settler:
         }
         if media.fps:
             data["fps"] = media.fps
-        if more:
-            data["outputs"] = [location, *more]
+        if stored.more:
+            data["outputs"] = [location, *stored.more]
         try:
             self.tasks.complete_task(f.task_id, location, thumbnail_url=thumbnail,
                                      result_data=data, worker_id=self.worker_id)
