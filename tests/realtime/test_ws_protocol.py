@@ -201,7 +201,7 @@ async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
             if frame["type"] == "change":
                 seen.append(frame["position"])
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
-    assert seen == sorted(set(seen)) and len(seen) < 80
+    assert seen == sorted(set(seen)) and (not seen or seen[-1] < made[-1]["position"])
     assert server.healthy()
 
     again = await Client.open(server, user)
