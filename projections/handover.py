@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("darkroom.projections")
 
 
+class RestartRequiredError(Exception):
+    """The runner's in-memory state no longer matches the tables: reload and go on."""
+
+
 class HandoverMixin:
     """Freezes a view's version on request, retargets it to the rebuilt version,
     or unfreezes it when the rebuild vanished. Used by `Runner`."""
@@ -40,8 +44,10 @@ class HandoverMixin:
 
     # ------------------------------------------------------------ handover
     def _registry_versions(self) -> dict[str, int]:
-        assert self._writer is not None
-        found = db.registry(self._writer, [v.name for v in self.views])
+        # The reader (autocommit): a read on the writer would open a transaction
+        # that every later batch would only nest in as a savepoint.
+        assert self._reader is not None
+        found = db.registry(self._reader, [v.name for v in self.views])
         return {name: int(row["active_version"]) for name, row in found.items()}
 
     def _handovers(self, cur: psycopg.Cursor[Any], position: int) -> list[Callable[[], None]]:
@@ -51,8 +57,12 @@ class HandoverMixin:
         actions: list[Callable[[], None]] = []
         for row in cur.fetchall():
             view, sink = self.by_name[row["view"]], self.sinks[row["view"]]
-            state = row["handover_state"]
-            if not sink.frozen and state == "requested":
+            state, active = row["handover_state"], int(row["active_version"])
+            if not sink.frozen and active != sink.version:
+                # Switched while we were not frozen (we restarted mid hand-over):
+                # start again from the tables, the new version catches up alone.
+                raise RestartRequiredError(f"{view.name} now serves version {active}")
+            if not sink.frozen and state in ("requested", "frozen"):
                 self._freeze(cur, view, sink, position, actions)
             elif sink.frozen and int(row["active_version"]) != sink.version:
                 actions.extend(self._retarget(cur, view, sink, int(row["active_version"]),

@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 
 from projections import changelog, db, fastio
 from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
 from projections.base import Context, View
 from projections.errors import LockNotAcquiredError
-from projections.handover import HandoverMixin
+from projections.handover import HandoverMixin, RestartRequiredError
 from projections.pages import END, IDLE_TICK, PageReader
 from projections.tables import prepare
 from projections.writes import apply
@@ -127,6 +128,10 @@ class Runner(HandoverMixin):
         self._writer: psycopg.Connection[Any] | None = None
         self._reader: psycopg.Connection[Any] | None = None
         self._last_tick = 0.0
+        self._failed_batch: Batch | None = None
+        self._isolating = False
+        self._isolate_until = 0
+        self._normal_batch_size = batch_size
         self._flushed_to = -1
         self._last_prune = time.monotonic()
         self.retention = retention
@@ -253,14 +258,76 @@ class Runner(HandoverMixin):
         self.cache.position = self.position
 
     def _follow(self, stop_at: int | None) -> None:
-        reader = PageReader(self.app, self.position, self.page_size, stop_at, self.conninfo)
-        reader.start()
-        try:
-            self._loop(reader)
-            self._settle()
-        finally:
-            reader.stop()
-            reader.join(timeout=5)
+        while True:
+            reader = PageReader(self.app, self.position, self.page_size, stop_at,
+                                self.conninfo)
+            reader.start()
+            try:
+                self._loop(reader)
+                self._settle()
+                return
+            except RestartRequiredError as why:
+                log.info("reloading the runner's state: %s", why)
+                self._recover(None)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+                if any(sink.frozen for sink in self.sinks.values()):
+                    raise  # pending hand-over rows live only in memory: restart cleanly
+                self._recover(error)
+            finally:
+                reader.stop()
+                reader.join(timeout=5)
+
+    def _recover(self, error: Exception | None) -> None:
+        """Forget everything uncommitted and reload from the tables. After a write
+        error, replay one event per batch up to where it failed: the event whose own
+        batch fails is dead-lettered for every view and skipped, the rest go on."""
+        failed = self._failed_batch
+        self._failed_batch = None
+        self._inflight = None
+        if (error is not None and failed is not None and self.batch_size == 1
+                and self._isolating):
+            self._skip_poison(failed.position, error)
+        elif error is not None:
+            log.warning("a batch up to position %s failed (%s): isolating it",
+                        self.position, error)
+            self._isolate_until = self.position
+            self._isolating = True
+            self._normal_batch_size = self.batch_size
+            self.batch_size = 1
+        self.cache.clear()
+        self.changes, self.dead, self.retried = [], [], []
+        assert self._reader is not None
+        versions = (self._registry_versions() if self.managed else
+                    {name: sink.version for name, sink in self.sinks.items()})
+        for view in self.views:
+            view.reset()
+            names = db.names_for(view.tables, versions[view.name])
+            self.sinks[view.name] = Sink(versions[view.name], names=names)
+            view.bind(self._reader, names)
+        self._flushed_to = -1
+        self._align()
+
+    def _skip_poison(self, position: int, error: Exception) -> None:
+        recorder: Any = self.app.recorder
+        found = recorder.select_notifications(position, 1, stop=position)
+        topic = found[0].topic if found else ""
+        conn = self._writer
+        assert conn is not None
+        log.error("event %s (%s) cannot be written: dead-lettered for %s", position, topic,
+                  [v.name for v in self.views])
+        with conn.transaction():
+            cur = conn.cursor()
+            trace = "".join(traceback.format_exception(error))
+            self._write_dead(cur, [DeadLetter(
+                v.name, position, topic, found[0].originator_id if found else None,
+                found[0].originator_version if found else None,
+                f"{type(error).__name__}: {error}", trace) for v in self.views])
+            cur.execute(
+                "UPDATE projection_tracking t SET position = %s, updated_at = now() "
+                "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
+                "WHERE t.view = w.view AND t.version = w.version AND t.position < %s",
+                (position, [v.name for v in self.views],
+                 [self.sinks[v.name].version for v in self.views], position))
 
     def _loop(self, reader: PageReader) -> None:
         pending = 0
@@ -411,12 +478,22 @@ class Runner(HandoverMixin):
             view.flushed()
         self.batches += 1
         self.committed = batch.position
+        if self._isolating and batch.position >= self._isolate_until:
+            self._isolating = False
+            self.batch_size = self._normal_batch_size
         for action in actions:
             action()
         if self.on_batch is not None:
             self.on_batch(batch.position)
 
     def _commit(self, batch: Batch, handovers: bool) -> list[Callable[[], None]]:
+        try:
+            return self._commit_batch(batch, handovers)
+        except Exception:
+            self._failed_batch = batch
+            raise
+
+    def _commit_batch(self, batch: Batch, handovers: bool) -> list[Callable[[], None]]:
         conn = self._writer
         assert conn is not None
         with conn.transaction():

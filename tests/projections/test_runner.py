@@ -146,3 +146,4 @@ def test_a_nul_character_in_event_data_does_not_stop_the_runner(
     assert row["name"] == "a\ufffdb" and row["params"] == {"prompt": "nul \ufffd here"}
     payloads = changes_since(conn, [f"generation:{g.id}"], 0)
     assert "a\ufffdb" in json.dumps(payloads[-1]["payload"], ensure_ascii=False)
+
