@@ -13,8 +13,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# One actor per model the acceptance tests use (image-to-image rides on text-to-image).
-POOL_MODELS = (("text_to_image", "image_to_image"), ("upscale",), ("image_to_video",))
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +45,8 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def actor_pool(ray_cluster: dict[str, Any], tiny_models: dict[str, Path]):
     """Model actors on the tiny pipelines, ready; shared by every dispatcher of the session."""
+    from inference_harness import POOL_MODELS
+
     from inference.actors import ActorPool, ActorSpec, PoolConfig
 
     root = next(iter(tiny_models.values())).parent

@@ -25,6 +25,12 @@ from inference.frames import encode_png
 from inference.media import LocalMediaStore
 from inference.ports import studio_outputs
 
+# Two actors, to keep start-up cheap on two shared cores: the image models together (one
+# process, loaded once) and the video model alone. Production defaults to one per model.
+POOL_MODELS = (("text_to_image", "image_to_image", "upscale"), ("image_to_video",))
+IMAGE_ACTOR = "text_to_image+image_to_image+upscale#0"
+VIDEO_ACTOR = "image_to_video#0"
+
 # Short intervals: tests wait on these.
 FAST = DispatcherConfig(poll_interval=0.05, cancel_check_interval=0.1, heartbeat_interval=1.0,
                         progress_interval=0.2, sweep_interval=None)

@@ -3,8 +3,12 @@ model affinity, progress, outcomes as domain commands."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from inference_harness import (
+    IMAGE_ACTOR,
+    VIDEO_ACTOR,
     Rig,
     funded_project,
     generations_made_by,
@@ -43,22 +47,23 @@ def test_a_dispatcher_claims_no_more_tasks_of_a_model_than_it_has_idle_actors_fo
     marks = [m for m in rig.dispatcher.timings if m.task_id in made["task_ids"]]
     assert len(marks) == 4
     assert overlapping([(m.claim_started, m.actor_finished) for m in marks]) == 1
-    assert {t.result_data["actor"] for t in done} == {"text_to_image+image_to_image#0"}
+    assert {t.result_data["actor"] for t in done} == {IMAGE_ACTOR}
 
 
 def test_each_task_runs_on_the_actor_holding_its_model_while_others_are_busy(rig: Rig) -> None:
     owner, project_id = funded_project(rig.studio)
-    source = uploaded_image(rig.studio, rig.media, owner, project_id, 16, 16)
-    location = rig.studio.generation(source).location
+    first = uploaded_image(rig.studio, rig.media, owner, project_id, 32, 32)
+    last = uploaded_image(rig.studio, rig.media, owner, project_id, 32, 32, (0, 0, 255))
     slow = rig.studio.create_task(project_id, owner, "image_generation",
                                   {"prompt": "slow", "resolution": "64x64", "steps": 60})
     wait_for(lambda: task(rig.studio, slow["task_id"]).status == "In Progress", 30, "slow start")
-    upscale = rig.studio.create_task(project_id, owner, "image_upscale",
-                                     {"image_url": location, "based_on": source,
-                                      "scale_factor": 4})
-    up, = wait_until_settled(rig.studio, [upscale["task_id"]], timeout=60)
-    # The upscaler's own actor took it while text-to-image was still busy with the slow one.
-    assert up.status == COMPLETE and up.result_data["actor"] == "upscale#0"
+    segment = rig.studio.create_task(project_id, owner, "individual_travel_segment", {
+        "start_image_url": rig.studio.generation(first).location,
+        "end_image_url": rig.studio.generation(last).location,
+        "num_frames": 9, "resolution": "32x32", "steps": 2})
+    video, = wait_until_settled(rig.studio, [segment["task_id"]], timeout=60)
+    # The video model's own actor took it while the image actor was still busy.
+    assert video.status == COMPLETE and video.result_data["actor"] == VIDEO_ACTOR
     assert task(rig.studio, slow["task_id"]).status == "In Progress"
     wait_until_settled(rig.studio, [slow["task_id"]], timeout=90)
 
@@ -108,3 +113,17 @@ def test_a_task_whose_input_cannot_be_fetched_is_retried_and_fails_on_the_third_
     assert failed.attempts == 3
     assert "attempt 3 of 3" in (failed.error_message or "")
     assert "could not fetch" in (failed.error_message or "")
+
+
+def test_a_task_whose_model_no_actor_holds_stays_queued_instead_of_loading_it(
+        rig: Rig) -> None:
+    owner, project_id = funded_project(rig.studio)
+    source = uploaded_image(rig.studio, rig.media, owner, project_id, 16, 16)
+    location = rig.studio.generation(source).location
+    made = rig.studio.create_task(project_id, owner, "image_inpaint",  # no inpaint actor here
+                                  {"image_url": location, "mask_url": location,
+                                   "based_on": source, "prompt": "a door"})
+    time.sleep(1.0)  # twenty polls of the claim queue
+    assert task(rig.studio, made["task_id"]).status == "Queued"
+    assert made["task_id"] not in {m.task_id for m in rig.dispatcher.timings}
+    rig.studio.cancel_task(made["task_id"], owner)

@@ -7,13 +7,12 @@ import signal
 import time
 
 import pytest
-from inference_harness import Rig, funded_project, task, wait_for, wait_until_settled
+from inference_harness import IMAGE_ACTOR, Rig, funded_project, task, wait_for, wait_until_settled
 
 from domain.task import CANCELLED, COMPLETE, IN_PROGRESS
 
 pytestmark = pytest.mark.timeout(240)
 
-T2I = "text_to_image+image_to_image#0"
 
 
 def long_generation(rig: Rig, steps: int) -> tuple[str, str]:
@@ -49,7 +48,7 @@ def test_cancelling_a_running_task_stops_its_denoising_loop_within_a_second(rig:
     after = rig.studio.create_task(project_id, owner2, "image_generation",
                                    {"prompt": "next", "resolution": "32x32"})
     done, = wait_until_settled(rig.studio, [after["task_id"]], timeout=60)
-    assert done.status == COMPLETE and done.result_data["actor"] == T2I
+    assert done.status == COMPLETE and done.result_data["actor"] == IMAGE_ACTOR
 
 
 def test_a_task_whose_actor_is_killed_is_requeued_and_finishes_on_the_restarted_actor(

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+# The API tests' server harness (a real `darkroom serve` process per module), reused.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "realtime"))
 from api_harness import Server, ok, start_server, stop_server
 
