@@ -154,7 +154,6 @@ class Runner(HandoverMixin):
             self.sinks[view.name] = Sink(versions[view.name], names=names)
             view.bind(self._reader, names)
         self._writer.autocommit = False
-        self._align()
 
     def close(self) -> None:
         if self._inflight is not None:
@@ -215,6 +214,10 @@ class Runner(HandoverMixin):
             self.acquire(wait=True)
         if self._writer is None:
             self.open()
+        else:
+            # Opened before the locks were ours (a standby): versions may have
+            # changed meanwhile; start from what the tables say now.
+            self._recover(None)
         self._align()
         self._follow(stop_at=None)
 
@@ -557,6 +560,7 @@ class Runner(HandoverMixin):
 
     def retry_dead_letters(self) -> None:
         """Serve retry requests now (synchronously), e.g. when no live runner does."""
+        self._align()
         self._settle()
         self._retry_dead_letters()
         batch = self._collect()

@@ -147,3 +147,29 @@ def test_a_nul_character_in_event_data_does_not_stop_the_runner(
     payloads = changes_since(conn, [f"generation:{g.id}"], 0)
     assert "a\ufffdb" in json.dumps(payloads[-1]["payload"], ensure_ascii=False)
 
+
+
+def test_a_standby_takes_over_when_the_active_runner_stops(
+        app, database, schema, conn, project_id):
+    first = Runner(app, database.conninfo, schema, all_views())
+    second = Runner(app, database.conninfo, schema, all_views())
+    threads = [threading.Thread(target=r.run_forever, daemon=True) for r in (first, second)]
+    try:
+        threads[0].start()
+        made = app.create_generation(project_id, None, "one.png")
+        wait_for_position(conn, made["position"], timeout=30)
+        second.open()  # as the studio's lifespan does, before it owns the views
+        threads[1].start()
+        first.stop()
+        threads[0].join(10)
+        first.close()
+        made = app.create_generation(project_id, None, "two.png")
+        wait_for_position(conn, made["position"], timeout=30)
+        assert generation_row(conn, made["generation_id"]) is not None
+        assert second.events_processed > 0
+    finally:
+        for runner in (first, second):
+            runner.stop()
+        for thread in threads:
+            thread.join(10)
+        second.close()
