@@ -135,11 +135,10 @@ async def test_a_client_killed_mid_stream_resumes_with_since_and_misses_nothing(
     topic = f"generation:{generation}"
     client = await Client.open(server, user)
     await client.subscribe(topic)
-    stars = [studio.star_generation, studio.star_generation]
-    writer = threading.Thread(target=lambda: [stars[i % 2](generation, user, i % 2 == 0)
+    writer = threading.Thread(target=lambda: [studio.star_generation(generation, user, i % 2 == 0)
                                               for i in range(100)], daemon=True)
     writer.start()
-    seen = []
+    seen: list[int] = []
     while len(seen) < 30:
         frame = await client.recv()
         if frame["type"] == "change":
