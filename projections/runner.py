@@ -98,7 +98,8 @@ class Runner(HandoverMixin):
                  batch_size: int = BATCH_SIZE, batch_latency: float = BATCH_LATENCY,
                  page_size: int = PAGE_SIZE, cache_capacity: int = DEFAULT_CAPACITY,
                  on_batch: Callable[[int], None] | None = None, threaded: bool = True,
-                 retention: timedelta | None = changelog.RETENTION) -> None:
+                 retention: timedelta | None = changelog.RETENTION,
+                 durable_commits: bool = False) -> None:
         self.app = app
         self.conninfo = conninfo
         self.schema = schema
@@ -135,6 +136,7 @@ class Runner(HandoverMixin):
         self._flushed_to = -1
         self._last_prune = time.monotonic()
         self.retention = retention
+        self.durable_commits = durable_commits
         self.threaded = threaded
         self.committed = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -145,6 +147,11 @@ class Runner(HandoverMixin):
     def open(self) -> None:
         """Connect, create bookkeeping and view tables, read positions."""
         self._writer = db.connect(self.conninfo, self.schema, autocommit=True)
+        if not self.durable_commits:
+            # Views are derived: a server crash that loses the last batches also
+            # loses their tracking rows (same WAL), so they are replayed, to the
+            # same rows. Not waiting for the WAL flush per batch is safe here.
+            self._writer.execute("SET synchronous_commit = off")
         self._reader = db.connect(self.conninfo, self.schema, autocommit=True)
         prepare(self._writer, self.views, managed=self.managed,
                 versions=self.explicit_versions)
