@@ -35,7 +35,6 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +43,16 @@ from inference.errors import TaskCancelledError, UnsupportedTaskError
 from inference.inputs import Reader, media_reader, read_inputs
 from inference.media import MediaStore
 from inference.models import TASK_MODELS
-from inference.outcomes import CANCELLED, DONE, ERROR, LOST, Finished, Settler, Timing
+from inference.outcomes import (
+    CANCELLED,
+    DONE,
+    ERROR,
+    LOST,
+    Finished,
+    Recorder,
+    Settler,
+    Timing,
+)
 from inference.ports import (
     Candidate,
     CandidateSource,
@@ -56,10 +64,8 @@ from inference.ports import (
 log = logging.getLogger("darkroom.inference")
 
 
-# How often the loop looks for results whose files are stored, while some are being stored,
-# and how long such results hold back the next claim (a slow upload must not stall claims).
+# How often the loop looks for results whose files are stored, while some are being stored.
 STORE_POLL = 0.002
-STORE_GRACE = 0.05
 # How long a claimed id is skipped in the claim queue (which lags the log by a batch).
 RECENT_FOR = 5.0
 
@@ -122,14 +128,12 @@ class Dispatcher:
         self.worker_id = worker_id or default_worker_id()
         self.config = config or DispatcherConfig()
         self.read = read or media_reader(media)
-        self.settler = Settler(self.tasks, media, self.worker_id)
+        self.recorder = Recorder(Settler(self.tasks, media, self.worker_id),
+                                 self.config.settle_threads, self._recorded)
         self.running: dict[Any, Running] = {}
         self.timings: deque[Timing] = deque(maxlen=self.config.timings_kept)
         self.counts: Counter[str] = Counter()
         self.error: BaseException | None = None
-        self._settling: set[str] = set()  # handed over, command not sent yet
-        self._recordable: deque[tuple[Finished, Timing]] = deque()
-        self._storing: dict[str, float] = {}  # task id → when storing its files began
         self._held_lock = threading.Lock()
         self._recent: dict[str, float] = {}
         self._progress_sent: dict[str, float] = {}
@@ -140,8 +144,6 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
-        self._executor = ThreadPoolExecutor(self.config.settle_threads,
-                                            thread_name_prefix="dispatcher-settle")
 
     # -- life ------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,7 +158,7 @@ class Dispatcher:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
-        self._executor.shutdown(wait=True)
+        self.recorder.shutdown()
 
     def run_forever(self) -> None:
         try:
@@ -174,18 +176,19 @@ class Dispatcher:
     def held(self) -> list[str]:
         """Task ids this dispatcher holds: running, or being recorded."""
         with self._held_lock:
-            return [r.task_id for r in self.running.values()] + list(self._settling)
+            running = [r.task_id for r in self.running.values()]
+        return running + self.recorder.task_ids()
 
     # -- one turn --------------------------------------------------------------------
     def step(self) -> None:
-        self._record_ready()
+        self.recorder.record_ready()
         now = time.monotonic()
         self.pool.tick(now)
         self._maybe_heartbeat(now)
         self._maybe_sweep(now)
         if self._stopping.is_set():
             self._stop_overdue(now)
-        elif self.pool.idle() and now >= self._next_poll and not self._stores_pending(now):
+        elif self.pool.idle() and now >= self._next_poll and not self.recorder.storing(now):
             self._fill()
         self._wait_and_collect()
 
@@ -218,9 +221,9 @@ class Dispatcher:
                self.pool.next_probe_at(),
                self._next_poll if self.pool.idle() and not self._stopping.is_set() else None]
         soonest = min((d for d in due if d is not None), default=now + self.config.max_wait)
-        if self._recordable:
+        if self.recorder.ready():
             return 0.0
-        if self._storing:
+        if self.recorder.storing():
             soonest = min(soonest, now + STORE_POLL)
         return max(0.0, min(soonest - now, self.config.max_wait))
 
@@ -326,57 +329,16 @@ class Dispatcher:
         self._hand_over(finished, run.timing)
 
     def _hand_over(self, finished: Finished, timing: Timing) -> None:
-        """Files are stored on the thread pool (uploads may be slow); the domain command is
-        sent by the loop (`_record_ready`), between claims: they touch the same worker
-        aggregate, so sending them one after another costs less than conflicting."""
-        with self._held_lock:
-            self._settling.add(finished.task_id)
-            if finished.kind != DONE:
-                self._recordable.append((finished, timing))
-                return
-            self._storing[finished.task_id] = time.monotonic()
-        self._executor.submit(self._store, finished, timing)
+        self.recorder.hand_over(finished, timing)
 
-    def _stores_pending(self, now: float) -> bool:
-        """Results whose files are being stored go first (their command precedes the next
-        claim), unless storing has taken longer than `STORE_GRACE`: then claim anyway."""
-        with self._held_lock:
-            return any(now - started < STORE_GRACE for started in self._storing.values())
-
-    def _store(self, finished: Finished, timing: Timing) -> None:
-        try:
-            finished.stored = self.settler.store(finished)
-        except Exception as error:  # a full disk or an unreachable bucket: try again later
-            log.exception("storing the result of task %s failed", finished.task_id)
-            finished.kind, finished.error = ERROR, error
-        with self._held_lock:
-            self._storing.pop(finished.task_id, None)
-            self._recordable.append((finished, timing))
-
-    def _record_ready(self) -> None:
-        while True:
+    def _recorded(self, finished: Finished, timing: Timing) -> None:
+        """Called by the recorder once the outcome's command was sent (loop thread)."""
+        self.counts[finished.kind] += 1
+        self.timings.append(timing)
+        self._progress_sent.pop(finished.task_id, None)
+        if timing.command == "requeue":
             with self._held_lock:
-                if not self._recordable:
-                    return
-                finished, timing = self._recordable.popleft()
-            self._settle(finished, timing)
-
-    def _settle(self, finished: Finished, timing: Timing) -> None:
-        try:
-            timing.command = self.settler.settle(finished)
-        except Exception:
-            log.exception("recording the outcome of task %s failed", finished.task_id)
-            timing.command = "error"
-        finally:
-            timing.settled = time.time()
-            timing.outcome = finished.kind
-            self.counts[finished.kind] += 1
-            self.timings.append(timing)
-            self._progress_sent.pop(finished.task_id, None)
-            with self._held_lock:
-                if timing.command == "requeue":
-                    self._recent.pop(finished.task_id, None)  # ours to claim again
-                self._settling.discard(finished.task_id)
+                self._recent.pop(finished.task_id, None)  # ours to claim again
 
     # -- liveness, cancellation, progress --------------------------------------------
     def _maybe_heartbeat(self, now: float) -> None:
@@ -419,7 +381,7 @@ class Dispatcher:
             last = self._progress_sent.get(task_id, 0.0)
             if task_id in mine and now - last >= self.config.progress_interval and step < total:
                 self._progress_sent[task_id] = now
-                self._executor.submit(self._report, task_id, step, total)
+                self.recorder.submit(self._report, task_id, step, total)
 
     def _report(self, task_id: str, step: int, total: int) -> None:
         try:
@@ -444,8 +406,7 @@ class Dispatcher:
             self._cancel({r.task_id for r in self.running.values()}, "shutdown")
 
     def _finished_stopping(self) -> bool:
-        with self._held_lock:
-            return not (self.running or self._settling)
+        return not self.running and not self.recorder.task_ids()
 
     # -- views for tests and benchmarks ----------------------------------------------
     def wait_idle(self, timeout: float) -> None:

@@ -18,6 +18,11 @@ result is dropped.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,3 +177,87 @@ class Settler:
                                  worker_id=self.worker_id)
             return "fail"
         return "complete"
+
+
+# How long results whose files are being stored hold back the next claim: their command
+# should go first, but a slow upload must not stall claiming.
+STORE_GRACE = 0.05
+
+
+class Recorder:
+    """Finished runs on their way into the domain.
+
+    Files are stored on a small thread pool (an upload may be slow); the domain command
+    is sent from the dispatcher's loop thread (`record_ready`), between its claims.
+    Claims, completions and heartbeats all change the worker's aggregate, so sending
+    them one after another costs less than letting them conflict and retry.
+    """
+
+    def __init__(self, settler: Settler, threads: int,
+                 recorded: Callable[[Finished, Timing], None]) -> None:
+        self.settler = settler
+        self.recorded = recorded
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()  # handed over, command not sent yet
+        self._ready: deque[tuple[Finished, Timing]] = deque()
+        self._storing: dict[str, float] = {}  # task id → when storing its files began
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dispatcher-store")
+
+    def hand_over(self, finished: Finished, timing: Timing) -> None:
+        with self._lock:
+            self._pending.add(finished.task_id)
+            if finished.kind != DONE:
+                self._ready.append((finished, timing))
+                return
+            self._storing[finished.task_id] = time.monotonic()
+        self._pool.submit(self._store, finished, timing)
+
+    def _store(self, finished: Finished, timing: Timing) -> None:
+        try:
+            finished.stored = self.settler.store(finished)
+        except Exception as error:  # a full disk or an unreachable bucket: try again later
+            log.exception("storing the result of task %s failed", finished.task_id)
+            finished.kind, finished.error = ERROR, error
+        with self._lock:
+            self._storing.pop(finished.task_id, None)
+            self._ready.append((finished, timing))
+
+    def record_ready(self) -> None:
+        """Sends the command of every outcome whose files are stored (loop thread)."""
+        while True:
+            with self._lock:
+                if not self._ready:
+                    return
+                finished, timing = self._ready.popleft()
+            try:
+                timing.command = self.settler.settle(finished)
+            except Exception:
+                log.exception("recording the outcome of task %s failed", finished.task_id)
+                timing.command = "error"
+            timing.settled = time.time()
+            timing.outcome = finished.kind
+            self.recorded(finished, timing)
+            with self._lock:
+                self._pending.discard(finished.task_id)
+
+    def ready(self) -> bool:
+        with self._lock:
+            return bool(self._ready)
+
+    def storing(self, now: float | None = None) -> bool:
+        """Whether files are being stored (begun less than `STORE_GRACE` ago, given `now`)."""
+        with self._lock:
+            if now is None:
+                return bool(self._storing)
+            return any(now - began < STORE_GRACE for began in self._storing.values())
+
+    def task_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._pending)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Other slow work off the loop (progress commands)."""
+        self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -19,6 +19,7 @@ from inference_harness import (
 )
 
 from domain.task import COMPLETE, FAILED
+from inference.outcomes import Timing
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,8 +45,11 @@ def test_a_dispatcher_claims_no_more_tasks_of_a_model_than_it_has_idle_actors_fo
     assert [t.status for t in done] == [COMPLETE] * 4
     # One text-to-image actor: each task was claimed only once the actor was free again
     # (recording a result overlaps the next claim: the actor is idle by then).
-    marks = [m for m in rig.dispatcher.timings if m.task_id in made["task_ids"]]
-    assert len(marks) == 4
+    def recorded() -> list[Timing] | None:
+        marks = [m for m in rig.dispatcher.timings if m.task_id in made["task_ids"]]
+        return marks if len(marks) == 4 else None
+
+    marks = wait_for(recorded, 10, "four outcomes recorded")
     assert overlapping([(m.claim_started, m.actor_finished) for m in marks]) == 1
     assert {t.result_data["actor"] for t in done} == {IMAGE_ACTOR}
 
