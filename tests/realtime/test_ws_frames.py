@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from realtime.protocol import (
     CLOSE_CODES,
@@ -60,3 +62,26 @@ def test_close_codes_below_4500_ask_the_client_to_resume() -> None:
 
 def test_topics_split_into_kind_and_key() -> None:
     assert split_topic("credits:user-1") == ("credits", "user-1")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12)
+frame_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(["auth", "subscribe", "unsubscribe", "ping", "pong", "x"])},
+    optional={"topic": st.text(max_size=30) | st.sampled_from(["project:a", "credits:b"]),
+              "since": json_values, "ref": json_values, "token": json_values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_values, frame_like))
+def test_any_json_is_either_a_frame_or_a_bad_frame_never_a_crash(value: object) -> None:
+    try:
+        frame = parse_client_frame(json.dumps(value))
+    except BadFrameError as refused:
+        assert refused.topic is None or isinstance(refused.topic, str)
+        assert refused.ref is None or isinstance(refused.ref, str | int)
+    else:
+        assert frame.type in ("auth", "subscribe", "unsubscribe", "ping", "pong")
