@@ -30,7 +30,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
@@ -282,16 +282,29 @@ class Hub:
             while True:
                 try:
                     batch = await stream.get(timeout=self.settings.stale_after_s)
-                    await (self._catch_up_head() if batch is None else self._apply(batch))
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # The backend or PostgreSQL failed: keep reading the change log
-                    # ourselves until it comes back (clients see a delay, no gap).
-                    log.exception("hub: fan-out failed; polling the change log")
-                    await asyncio.sleep(self.settings.poll_s)
-                    with contextlib.suppress(Exception):
-                        await self._catch_up_head()
+                    log.exception("hub: the fan-out backend failed; reading the change log "
+                                  "every %s s from now on", self.settings.poll_s)
+                    await self._poll_forever()
+                await self._step(batch)
+
+    async def _step(self, batch: Batch | None) -> None:
+        try:
+            await (self._catch_up_head() if batch is None else self._apply(batch))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # PostgreSQL failed us: head did not move, so the next batch (or the
+            # staleness check) reads the same range again. Clients see a delay, no gap.
+            log.exception("hub: reading the change log failed; retrying")
+            await asyncio.sleep(self.settings.poll_s)
+
+    async def _poll_forever(self) -> NoReturn:
+        while True:
+            await asyncio.sleep(self.settings.poll_s)
+            await self._step(None)
 
     async def _apply(self, batch: Batch) -> None:
         if batch.upto <= self.head:

@@ -157,3 +157,22 @@ async def test_a_hub_that_missed_batches_refills_the_gap_from_postgresql(
         assert positions == sorted(set(positions)) and positions[0] > start
         assert hub.refills >= 1 and hub.head == upto
     runner.close()
+
+
+async def test_a_hub_whose_backend_dies_keeps_serving_from_the_change_log(
+        database: Database, schema: str, studio: Studio) -> None:
+    runner = Runner(studio, database.conninfo, schema, all_views())
+    backend = InProcessFanout()
+    settings = HubSettings(stale_after_s=60, poll_s=0.05)
+    async with backend, Hub(settings, database.conninfo, schema, backend, studio) as hub:
+        project = studio.create_project("bea", "Fallback")["project_id"]
+        await asyncio.to_thread(runner.catch_up)
+        outbox = Outbox(limit=1_000_000)
+        sub = await hub.open(f"project:{project}", outbox)
+        backend._fail(RuntimeError("the listener died"))
+        made = studio.create_generation(project, "bea", "s3://after.png")
+        await asyncio.to_thread(runner.catch_up)
+        async with asyncio.timeout(5):
+            while sub.last < made["position"]:
+                await asyncio.sleep(0.01)
+    runner.close()
