@@ -113,5 +113,17 @@ def events(since: int = typer.Option(0, "--since"), follow: bool = typer.Option(
             time.sleep(0.2)
 
 
+def _projections_context() -> Any:
+    from darkroom.database import resolve
+    from projections.cli import Context
+
+    settings = Settings()
+    database = resolve(settings.database_url, settings.pg_dir)
+    return Context(_studio(settings), database.conninfo, settings.db_schema)
+
+
 def main() -> None:
+    from projections.cli import register
+
+    register(app, _projections_context)
     app()

@@ -2,8 +2,8 @@
 
 `register(app)` adds the group to the studio's typer app. The commands need
 an application (to read the log), the PostgreSQL conninfo and the schema:
-`register(app, context)` takes a factory for them; without one they come from
-the studio's settings (darkroom.wiring), imported lazily at the edge.
+`register(app, context)` takes a factory for them (the composition root,
+`darkroom.cli`, builds it from settings; this package never imports it).
 """
 
 from __future__ import annotations
@@ -30,20 +30,9 @@ class Context:
     schema: str
 
 
-def _default_context() -> Context:
-    from darkroom.database import resolve
-    from darkroom.settings import Settings
-    from darkroom.wiring import build_studio
-
-    settings = Settings()
-    database = resolve(settings.database_url, settings.pg_dir)
-    studio = build_studio(database, settings.db_schema, pool_size=4)
-    return Context(studio, database.conninfo, settings.db_schema)
-
-
-def register(app: typer.Typer, context: Callable[[], Context] | None = None) -> typer.Typer:
-    """Add the `projections` command group to `app`; returns the group."""
-    build = context or _default_context
+def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
+    """Add the `projections` command group to `app`; `context` builds what commands need."""
+    build = context
     group = typer.Typer(no_args_is_help=True, help="Read models: run, inspect, rebuild.")
     app.add_typer(group, name="projections")
 
