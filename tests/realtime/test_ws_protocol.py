@@ -16,6 +16,7 @@ from darkroom.database import Database
 from darkroom.wiring import build_studio
 from domain.studio import Studio
 from projections import changelog, db
+from projections.reading import wait_for_position
 from tests.realtime.hub_harness import (
     SERVICE_KEY,
     Client,
@@ -221,13 +222,13 @@ async def test_since_outside_the_retained_log_is_unrecoverable_and_resubscribing
         server: HubServer, studio: Studio, database: Database, schema: str) -> None:
     user = new_user()
     project = studio.create_project(user, "Old")["project_id"]
-    studio.create_generation(project, user, "s3://old.png")
+    written = studio.create_generation(project, user, "s3://old.png")["position"]
     client = await Client.open(server, user)
     topic = f"project:{project}"
     first = await client.subscribe(topic)
     assert first["type"] == "subscribed"
-    await asyncio.sleep(1.5)  # the runner has written the change log by now
     with db.connect(database.conninfo, schema) as conn:
+        wait_for_position(conn, written, timeout=30)
         changelog.prune(conn, older_than=timedelta(0))
     answer = await client.subscribe(topic, since=1, ref="again")
     assert answer == {"type": "error", "code": "unrecoverable_position", "topic": topic,
