@@ -60,16 +60,23 @@ def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
     object emitted on two topics is serialised once.
     """
     texts: dict[int, str] = {}
+
+    def text_of(row: Row) -> str:
+        found = texts.get(id(row))
+        if found is None:
+            found = texts[id(row)] = dumps(row).replace("\\", "\\\\")
+        return found
+
     lines = []
     for position, topic, changes in entries:
         if len(changes) == 1:
             kind, payload = changes[0]
-            text = texts.get(id(payload))
-            if text is None:
-                text = texts[id(payload)] = dumps(payload).replace("\\", "\\\\")
+            text = text_of(payload)
         else:
-            kind, payload = merged(changes)
-            text = dumps(payload).replace("\\", "\\\\")
+            # {"changes": [{"kind": k, "data": row}, …]} from each row's cached text
+            kind = BATCH
+            text = '{"changes":[' + ",".join(
+                f'{{"kind":"{k}","data":{text_of(row)}}}' for k, row in changes) + "]}"
         if "\\u0000" in text:
             text = text.replace("\\\\u0000", "\\\\ufffd")  # doubled for COPY above
         if "\x00" in topic:
