@@ -14,7 +14,7 @@ Overhead per task = (claim started → actor started) + (actor finished → comp
 event saved): everything but the model's own run, measured per task from the
 dispatcher's timings, beside the bare call's round trip less its run.
 
-    python bench/inference.py [--tasks 100] [--bare 100]
+    python bench/inference.py [--tasks 100] [--bare 100] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--bare", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per cell; medians are printed (shared cores are noisy)")
     args = parser.parse_args()
     db = resolve(os.environ.get("DATABASE_URL"), Path(".darkroom/bench-pg"))
     scratch = Path(tempfile.mkdtemp(prefix="darkroom-bench-"))
@@ -211,31 +213,44 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
           f"load {load:.1f} · Python {platform.python_version()} · tiny text-to-image "
-          f"64x64, 2 steps · {args.tasks} tasks per run")
-    results: dict[str, dict[str, float]] = {}
+          f"64x64, 2 steps · {args.tasks} tasks per run · median of {args.repeat}")
+    runs: dict[str, list[dict[str, float]]] = {}
     try:
         for actors in (1, 2):
             pool = pool_of(actors, scratch / "tiny")
-            if actors == 1:
-                results["bare call"] = bare_calls(pool, args.bare)
-                schema = f"bench_inference_{uuid.uuid4().hex[:8]}"
-                create_schema(db, schema)
-                try:
-                    results["commands alone"] = commands_alone(db, schema, scratch / "media",
-                                                               args.tasks)
-                finally:
-                    drop_schema(db, schema)
-            schema = f"bench_inference_{uuid.uuid4().hex[:8]}"
-            create_schema(db, schema)
             try:
-                results[f"dispatcher, {actors} actor{'s' if actors > 1 else ''}"] = dispatched(
-                    db, schema, pool, scratch / "media", args.tasks)
+                for _ in range(args.repeat):  # the cells alternate: load drifts over minutes
+                    for name, measure in cells(actors, pool, db, scratch, args).items():
+                        runs.setdefault(name, []).append(measure())
             finally:
-                drop_schema(db, schema)
                 pool.shutdown()
     finally:
         stop_ray()
-    report(results)
+    report({name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            for name, rs in runs.items()})
+
+
+def cells(actors: int, pool: ActorPool, db: Database, scratch: Path,
+          args: argparse.Namespace) -> dict[str, Callable[[], dict[str, float]]]:
+    def on_fresh_schema(run: Callable[[str], dict[str, float]]) -> Callable[[], dict[str, float]]:
+        def measure() -> dict[str, float]:
+            schema = f"bench_inference_{uuid.uuid4().hex[:8]}"
+            create_schema(db, schema)
+            try:
+                return run(schema)
+            finally:
+                drop_schema(db, schema)
+        return measure
+
+    found: dict[str, Callable[[], dict[str, float]]] = {}
+    if actors == 1:
+        found["bare call"] = lambda: bare_calls(pool, args.bare)
+        found["commands alone"] = on_fresh_schema(
+            lambda schema: commands_alone(db, schema, scratch / "media", args.tasks))
+    name = f"dispatcher, {actors} actor{'s' if actors > 1 else ''}"
+    found[name] = on_fresh_schema(
+        lambda schema: dispatched(db, schema, pool, scratch / "media", args.tasks))
+    return found
 
 
 def report(results: dict[str, dict[str, float]]) -> None:

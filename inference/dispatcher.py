@@ -65,7 +65,7 @@ log = logging.getLogger("darkroom.inference")
 
 
 # How often the loop looks for results whose files are stored, while some are being stored.
-STORE_POLL = 0.002
+STORE_POLL = 0.0005
 # How long a claimed id is skipped in the claim queue (which lags the log by a batch).
 RECENT_FOR = 5.0
 
