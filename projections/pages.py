@@ -32,6 +32,7 @@ class PageReader(threading.Thread):
         self.conninfo = conninfo
         self.pages: queue.Queue[Any] = queue.Queue(maxsize=4)
         self.stopping = threading.Event()
+        self.at_head = False
 
     def run(self) -> None:
         try:
@@ -53,8 +54,11 @@ class PageReader(threading.Thread):
                                         self.stop_at)
                 if page:
                     self.after = page[-1].id
+                    # A partial page reached the head: nothing else is waiting.
+                    self.at_head = len(page) < self.page_size
                     self._put(page)
                     continue
+                self.at_head = True
                 if self.stop_at is not None:
                     self.pages.put(END)
                     return

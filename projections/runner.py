@@ -364,7 +364,10 @@ class Runner(HandoverMixin):
                     pending = 0
             if pending and not deadline:
                 deadline = time.monotonic() + self.batch_latency
-            if pending and time.monotonic() >= deadline:
+            # Caught up: write now rather than wait for more (latency); while
+            # events keep coming, batches fill up during the commit in flight.
+            at_head = reader.at_head and reader.pages.empty()
+            if pending and (at_head or time.monotonic() >= deadline):
                 self.flush()
                 pending = 0
             if not pending:
