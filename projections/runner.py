@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -136,6 +136,8 @@ class Runner(HandoverMixin):
         self._flushed_to = -1
         self._last_prune = time.monotonic()
         self.retention = retention
+        self._expired_before: datetime | None = (
+            None if retention is None else datetime.now(UTC) - retention)
         self.durable_commits = durable_commits
         self.threaded = threaded
         self.committed = 0
@@ -423,6 +425,10 @@ class Runner(HandoverMixin):
             except Exception as error:
                 self._dead(view, notification, error)
         if changes and self.changelog_enabled:
+            stamp = ctx.timestamp
+            if stamp is not None and self._expired_before is not None \
+                    and stamp < self._expired_before:
+                return  # past retention already: pruning would delete it at once
             for topic, found in changes.items():
                 self.changes.append((position, topic, found))
 
@@ -464,6 +470,8 @@ class Runner(HandoverMixin):
             self._inflight = (self._executor().submit(self._commit, batch, False), batch)
 
     def _collect(self) -> Batch:
+        if self.retention is not None:
+            self._expired_before = datetime.now(UTC) - self.retention
         ops = [(v.name, sink.version, sink.names, v.take())
                for v in self.views if not (sink := self.sinks[v.name]).frozen]
         batch = Batch(self.position, ops, self.changes, self.dead, self.retried)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from projections.changelog import changes_since, oldest_retained_position, prune
+from projections.projects import project_row
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,3 +30,10 @@ def test_pruning_drops_old_changes_and_tells_resuming_clients_where_the_log_star
     rows = changes_since(conn, [f"project:{project_id}"], head)
     assert rows and all(r["position"] > head for r in rows)
     assert rows[-1]["position"] == later["position"]
+
+
+def test_changes_already_past_retention_are_not_written(app, database, schema, conn):
+    project = app.create_project("old-owner", "old")["project_id"]
+    catch_up(app, database, schema, retention=timedelta(0))  # everything is "old"
+    assert changes_since(conn, [f"project:{project}"], 0) == []
+    assert project_row(conn, project) is not None
