@@ -5,8 +5,9 @@ the media store and a Ray cluster.
   board's claim queue (`projections.tasks`), which `inference` may not import.
 - `start_inference(settings)`: Ray (local, or `RAY_ADDRESS`), the actor pool and
   a running dispatcher; `InferenceRuntime.close()` undoes it all.
-- `inference_in_process`: the same as a lifespan of the serving app
-  (`darkroom serve` with `DARKROOM_INFERENCE=local`, the default).
+- `inference_in_process`: the same as a lifespan of the serving app, and
+  `build_serving_app(settings)`: the edge with it (`DARKROOM_INFERENCE=local`, the
+  default; `ray` joins `RAY_ADDRESS`; `off`).
 - `run_worker(settings, address)`: `darkroom worker --ray-address ...`, blocking.
 """
 
@@ -263,6 +264,18 @@ async def inference_in_process(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         await run_in_threadpool(runtime.close)
+
+
+def build_serving_app(settings: Settings) -> Starlette:
+    """`darkroom serve`'s app: the edge with projections and, unless
+    `DARKROOM_INFERENCE=off`, a local Ray with the dispatcher (`inference_in_process`)."""
+    from darkroom.wiring import edge_config
+    from realtime.app import create_app
+
+    config = edge_config(settings)
+    lifespans = list(config.extra.get("lifespans") or [])  # type: ignore[call-overload]
+    config.extra["lifespans"] = [*lifespans, inference_in_process]
+    return create_app(config)
 
 
 def run_worker(settings: Settings, ray_address: str | None) -> None:
