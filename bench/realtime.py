@@ -14,7 +14,7 @@
     per second of wall time and per CPU-second of the server process, and the
     ratio hub / bare.
 
-    python bench/realtime.py [--clients 1000 --projects 100 --commands 300]
+    python bench/realtime.py [--clients 1000 --projects 100 --commands 600 --rate 30]
                              [--fanout-clients 1000 --messages 200] [--write-docs]
 """
 
@@ -81,6 +81,7 @@ async def client_main(spec_path: str) -> None:
     received: list[tuple[str, int, float]] = []
     done = asyncio.Event()
     counts = [0]
+    started_cpu = [0.0]
 
     async def one(token: str, topic: str, ready: asyncio.Event) -> None:
         async with connect(spec["url"], compression=None, max_queue=None,
@@ -112,7 +113,8 @@ async def client_main(spec_path: str) -> None:
             if n == want:
                 counts[0] += 1
                 if counts[0] == len(spec["connections"]):
-                    print(f"DONE {time.monotonic()!r}", flush=True)
+                    cpu = time.process_time() - started_cpu[0]
+                    print(f"DONE {time.monotonic()!r} {cpu!r}", flush=True)
                     done.set()
                 return
 
@@ -125,6 +127,7 @@ async def client_main(spec_path: str) -> None:
         if i % 50 == 49:
             await asyncio.sleep(0.05)  # do not stampede the accept queue
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 300)
+    started_cpu[0] = time.process_time()
     print("READY", flush=True)
     if spec["mode"] == "latency":
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -359,7 +362,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
             group = tuple(changes[i:i + burst])
             await hub.backend.publish(Batch(group[0].position - 1, group[-1].position, group))
             await asyncio.sleep(0)
-        t_done = float((await client.expect_async("DONE", 120)).split()[1])
+        _, t_done, client_cpu = (await client.expect_async("DONE", 120)).split()
         cpu = time.process_time() - cpu
     finally:
         client.close()
@@ -367,8 +370,8 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
         await serving
         drop_schema(db, schema)
     deliveries = args.fanout_clients * args.messages
-    return {"deliveries": deliveries, "wall_s": t_done - t0, "cpu_s": cpu,
-            "frame_bytes": changes[0].size}
+    return {"deliveries": deliveries, "wall_s": float(t_done) - t0, "cpu_s": cpu,
+            "client_cpu_s": float(client_cpu), "frame_bytes": changes[0].size}
 
 
 async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
@@ -406,30 +409,46 @@ async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
                 for frame in frames[i:i + burst]:
                     websockets.broadcast(connected, frame)
                 await asyncio.sleep(0)
-            t_done = float((await client.expect_async("DONE", 120)).split()[1])
+            _, t_done, client_cpu = (await client.expect_async("DONE", 120)).split()
             cpu = time.process_time() - cpu
         finally:
             client.close()
-    return {"deliveries": args.fanout_clients * args.messages, "wall_s": t_done - t0,
-            "cpu_s": cpu}
+    return {"deliveries": args.fanout_clients * args.messages, "wall_s": float(t_done) - t0,
+            "cpu_s": cpu, "client_cpu_s": float(client_cpu)}
 
 
 def run_fanout(db: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per burst size, `--rounds` alternating hub and bare runs; medians and ratio range."""
     rows = []
     for burst in (int(b) for b in args.burst.split(",")):
-        hub = asyncio.run(fanout_hub(db, args, burst))
-        bare = asyncio.run(fanout_bare(args, burst))
-        rates = {}
-        for name, r in (("hub", hub), ("bare", bare)):
-            rates[name] = {"wall": r["deliveries"] / r["wall_s"],
-                           "cpu": r["deliveries"] / r["cpu_s"],
-                           "wall_s": r["wall_s"], "cpu_s": r["cpu_s"]}
-        rows.append({"burst": burst, "frame_bytes": hub["frame_bytes"],
-                     "deliveries": hub["deliveries"], **rates,
-                     "ratio_wall": rates["hub"]["wall"] / rates["bare"]["wall"],
-                     "ratio_cpu": rates["hub"]["cpu"] / rates["bare"]["cpu"]})
-        print(json.dumps(rows[-1]), flush=True)
+        rounds = []
+        for _ in range(args.rounds):
+            hub = asyncio.run(fanout_hub(db, args, burst))
+            bare = asyncio.run(fanout_bare(args, burst))
+            rounds.append((hub, bare))
+            print(json.dumps({"burst": burst, "hub": hub, "bare": bare}), flush=True)
+        rows.append(fanout_row(burst, rounds))
     return rows
+
+
+def fanout_row(burst: int, rounds: list[tuple[dict[str, float], dict[str, float]]]
+               ) -> dict[str, Any]:
+    deliveries = rounds[0][0]["deliveries"]
+    rates: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(("hub", "bare")):
+        runs = [pair[i] for pair in rounds]
+        rates[name] = {"wall_s": statistics.median(r["wall_s"] for r in runs),
+                       "cpu_s": statistics.median(r["cpu_s"] for r in runs)}
+        rates[name]["wall"] = deliveries / rates[name]["wall_s"]
+        rates[name]["cpu"] = deliveries / rates[name]["cpu_s"]
+    wall_ratios = [b["wall_s"] / h["wall_s"] for h, b in rounds]
+    cpu_ratios = [b["cpu_s"] / h["cpu_s"] for h, b in rounds]
+    return {"burst": burst, "rounds": len(rounds), "frame_bytes": rounds[0][0]["frame_bytes"],
+            "deliveries": deliveries, **rates,
+            "ratio_wall": statistics.median(wall_ratios),
+            "ratio_cpu": statistics.median(cpu_ratios),
+            "range_wall": (min(wall_ratios), max(wall_ratios)),
+            "range_cpu": (min(cpu_ratios), max(cpu_ratios))}
 
 
 # -- report ----------------------------------------------------------------------------
@@ -462,7 +481,9 @@ def report(args: argparse.Namespace, lats: list[dict[str, Any]],
         lines += [
             f"**(b) fan-out per process**: {args.fanout_clients:,} clients on one topic, "
             f"{args.messages} changes of {first['frame_bytes']} bytes = "
-            f"{first['deliveries']:,} deliveries per row, published one change at a time "
+            f"{first['deliveries']:,} deliveries per run, {first['rounds']} runs of each "
+            "server alternating (medians; the ratio's range across runs in brackets), "
+            "published one change at a time "
             "(burst 1: the worst case for per-connection writers) or in bursts (a "
             "projections batch). The hub runs under uvicorn in the bench process and gets the "
             "changes through its in-process fan-out backend; the baseline is a bare "
@@ -477,19 +498,21 @@ def report(args: argparse.Namespace, lats: list[dict[str, Any]],
         for fan in fans:
             h, b = fan["hub"], fan["bare"]
             ok = min(fan["ratio_wall"], fan["ratio_cpu"]) >= 0.6
+            (wlo, whi), (clo, chi) = fan["range_wall"], fan["range_cpu"]
             lines.append(
                 f"| {fan['burst']} | {h['wall_s']:.2f} s | {b['wall_s']:.2f} s | "
-                f"{h['wall']:,.0f} | {b['wall']:,.0f} | **{fan['ratio_wall']:.2f}x** | "
-                f"{h['cpu']:,.0f} | {b['cpu']:,.0f} | **{fan['ratio_cpu']:.2f}x** | "
-                f"{'✅' if ok else '❌'} |")
+                f"{h['wall']:,.0f} | {b['wall']:,.0f} | **{fan['ratio_wall']:.2f}x** "
+                f"[{wlo:.2f}-{whi:.2f}] | {h['cpu']:,.0f} | {b['cpu']:,.0f} | "
+                f"**{fan['ratio_cpu']:.2f}x** [{clo:.2f}-{chi:.2f}] | {'✅' if ok else '❌'} |")
         lines.append("")
     lines += [
         "Reading these figures: the machine is shared (load average in the header), so "
         "wall-clock figures move by up to 2x between runs; the per-CPU-second ratio is "
-        "steadier. Latency is mostly the projections runner's batch latency (how long it "
-        "waits for more events before committing a batch; 50 ms is its default) plus the "
-        "HTTP command itself; the hub's own part, change-log NOTIFY → relay → socket, is a "
-        "few milliseconds (one query per batch, one encode per change).", ""]
+        "steadier; one latency run at load 4-10 had its p99 anywhere between 40 and 190 ms "
+        "while another process hogged the cores. Latency = the HTTP command (≈ 10 ms) + the "
+        "projections runner (it writes at once when caught up) + the hub's own part, "
+        "change-log NOTIFY → relay → socket: one query per batch and one encode per change, "
+        "a few milliseconds.", ""]
     return "\n".join(lines)
 
 
@@ -509,14 +532,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--projects", type=int, default=100)
-    parser.add_argument("--commands", type=int, default=300)
-    parser.add_argument("--rate", type=float, default=20.0, help="commands per second")
-    parser.add_argument("--batch-latency", default="0.05,0.005",
-                        help="the projections runner's batch latencies to try (s; 0.05 is "
-                             "its default)")
+    parser.add_argument("--commands", type=int, default=600)
+    parser.add_argument("--rate", type=float, default=30.0, help="commands per second")
+    parser.add_argument("--batch-latency", default="0.05",
+                        help="the projections runner's batch latencies to try, comma-separated "
+                             "(s; 0.05 is its default: the bound under load, it writes at once "
+                             "when caught up)")
     parser.add_argument("--fanout-clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--burst", default="1,20", help="changes published per yield")
+    parser.add_argument("--rounds", type=int, default=3, help="fan-out runs per server")
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn ws implementation")
     parser.add_argument("--only", choices=["latency", "fanout"], default=None)
     parser.add_argument("--write-docs", action="store_true")
