@@ -43,7 +43,6 @@ from projections.tables import prepare
 from projections.writes import apply
 
 if TYPE_CHECKING:
-    import psycopg
     from eventsourcing.application import Application
     from eventsourcing.persistence import Notification
 
@@ -194,8 +193,6 @@ class Runner(HandoverMixin):
 
     def acquire(self, *, wait: bool = False, poll: float = 1.0) -> None:
         """Own every hosted view (advisory locks) or none; `wait=True` is the standby."""
-        import psycopg
-
         self._lock_conn = self._lock_conn or psycopg.connect(self.conninfo, autocommit=True)
         keys = sorted(db.lock_key(f"view:{v.name}", self.schema) for v in self.views)
         while True:
