@@ -577,7 +577,7 @@ class DiffusersBackend:
         height, width = before.frames.shape[1:3]
         size = self._video_size(params, (width, height))
         seed = seed_from(params)
-        count = self._frames(params, ("gap_frame_count", "gap_frames"))
+        count = self._frames(params, ("frames_per_transition", "gap_frame_count", "gap_frames"))
         frames = self._image_pair_video(
             _pil(before.frames[-1]),
             _pil(after.frames[0]),

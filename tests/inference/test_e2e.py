@@ -87,6 +87,35 @@ def test_travelling_between_three_images_makes_a_parent_video_of_two_stitched_se
     assert rig.media.get(parent.thumbnail_url).startswith(b"\x89PNG")
 
 
+def uploaded_clip(rig: Rig, owner: str, project_id: str, frames: int,
+                  color: tuple[int, int, int]) -> str:
+    import numpy as np
+
+    from inference.frames import encode_mp4
+
+    pixels = np.zeros((frames, 32, 32, 3), dtype=np.uint8)
+    pixels[...] = color
+    location = rig.media.put(encode_mp4(pixels, 16.0), ".mp4", "video/mp4")
+    return str(rig.studio.create_generation(project_id, owner, location, "video")
+               ["generation_id"])
+
+
+def test_joining_two_clips_makes_one_video_of_both_clips_and_the_transition_between(
+        rig: Rig) -> None:
+    owner, project_id = funded_project(rig.studio)
+    clips = [uploaded_clip(rig, owner, project_id, 5, (255, 0, 0)),
+             uploaded_clip(rig, owner, project_id, 7, (0, 0, 255))]
+    run = rig.studio.create_join_clips(project_id, owner, clip_generation_ids=clips, params={
+        "frames_per_transition": 9, "resolution": "32x32", "steps": 2, "seed": 1})
+    finished = wait_until_settled(rig.studio, run["task_ids"], timeout=120)
+    assert [t.status for t in finished] == [COMPLETE] * 3
+    transition = task(rig.studio, run["segment_task_ids"][0])
+    assert video_frames(rig.media, transition.output_location) == 9
+    parent = rig.studio.generation(run["parent_generation_id"])
+    assert parent.location == task(rig.studio, run["stitch_task_id"]).output_location
+    assert video_frames(rig.media, parent.location) == 5 + 9 + 7
+
+
 def test_a_failing_segment_fails_its_orchestrator_and_stops_the_rest_of_the_run(
         rig: Rig) -> None:
     owner, project_id = funded_project(rig.studio)
