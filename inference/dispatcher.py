@@ -283,12 +283,12 @@ class Dispatcher:
             if task_type not in TASK_MODELS or task_type not in slot.spec.task_types:
                 raise UnsupportedTaskError(f"actor {slot.name} does not run {task_type!r}")
             inputs = read_inputs(task_type, params, self.read, self.output_of)
-        except Exception as error:
+            timing.sent = time.time()
+            ref = slot.actor.run.remote(task_id, task_type, params, inputs)
+        except Exception as error:  # the task is ours now: its outcome must be recorded
             slot.state, slot.task_id = IDLE, None
             self._hand_over(Finished(task_id, ERROR, slot.name, error=error), timing)
             return
-        timing.sent = time.time()
-        ref = slot.actor.run.remote(task_id, task_type, params, inputs)
         with self._held_lock:
             self.running[ref] = Running(task_id, task_type, slot, ref, timing, extra=extra)
 
