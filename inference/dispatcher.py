@@ -291,6 +291,9 @@ class Dispatcher:
             return
         with self._held_lock:
             self.running[ref] = Running(task_id, task_type, slot, ref, timing, extra=extra)
+        # Holding a task: look for its cancellation at the short interval from now on.
+        self._next_beat = min(self._next_beat,
+                              time.monotonic() + self.config.cancel_check_interval)
 
     def _remember(self, task_id: str) -> None:
         """Skip ids claimed a moment ago: the claim queue may not show the claim yet."""
