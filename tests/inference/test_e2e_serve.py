@@ -14,7 +14,7 @@ import pytest
 # The API tests' server harness (a real server process per module), reused.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "realtime"))
 import api_harness
-from api_harness import Server, ok, start_server, stop_server
+from api_harness import Server, ok, position, start_server, stop_server
 
 from darkroom.database import Database
 from inference.frames import decode_image
@@ -51,11 +51,13 @@ def test_serve_runs_a_task_to_a_gallery_picture_with_its_own_ray_and_stops_clean
         served: Server) -> None:
     user = served.user()
     project = ok(user.post("/api/projects", json={"name": "Film"}), 201)["id"]
-    task = ok(user.post("/api/tasks", json={
+    created = user.post("/api/tasks", json={
         "task_type": "image_generation", "project_id": project,
-        "params": {"prompt": "a fox", "resolution": "64x48"}}), 201)["task_id"]
+        "params": {"prompt": "a fox", "resolution": "64x48"}})
+    task = ok(created, 201)["task_id"]
+    seen = f"min_position={position(created)}"  # the board is a view: read our own write
     deadline = time.monotonic() + 150  # the actor loads its model first
-    while (row := ok(user.get(f"/api/tasks/{task}")))["status"] != "Complete":
+    while (row := ok(user.get(f"/api/tasks/{task}?{seen}")))["status"] != "Complete":
         assert row["status"] in ("Queued", "In Progress"), row
         assert time.monotonic() < deadline, row
         time.sleep(0.2)
