@@ -35,7 +35,7 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
 
     settings = Settings()
     uvicorn.run(build_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info", ws="websockets")
+                log_level="info", ws="websockets-sansio", ws_per_message_deflate=False)
 
 
 @app.command()

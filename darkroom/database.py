@@ -65,7 +65,7 @@ def parse_url(url: str) -> Database:
 
 @cache
 def embedded(pg_dir: Path) -> Database:
-    """Start (or join) the embedded server in `pg_dir`; blocks ≈ 1–2 s on first start."""
+    """Start (or join) the embedded server in `pg_dir`; blocks about 1-2 s on first start."""
     import pgserver
 
     pg_dir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     port: int = 8085
     host: str = "127.0.0.1"
     db_schema: str = Field(default="public", alias="DARKROOM_DB_SCHEMA")
-    jwt_secret: str = Field(default="dev-secret-change-me", alias="DARKROOM_JWT_SECRET")
+    jwt_secret: str = Field(default="dev-only-secret-change-me-in-production",
+                            alias="DARKROOM_JWT_SECRET")
     service_key: str = Field(default="dev-service-key", alias="DARKROOM_SERVICE_KEY")
     welcome_credits: float = Field(default=10.0, alias="DARKROOM_WELCOME_CREDITS")
     pool_size: int = Field(default=8, alias="DARKROOM_POOL_SIZE")

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.eventstore import RECORDER_TOPIC
@@ -80,7 +80,19 @@ def edge_config(settings: Settings) -> EdgeConfig:
         media_dir=settings.media_dir, redis_url=settings.redis_url,
         read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,
         worker_timeout_s=settings.worker_timeout_s, sweep_interval_s=settings.sweep_interval_s,
-        extra={"lifespans": [projections_in_process]})
+        extra={"routes": _hub_routes(), "lifespans": [projections_in_process, _hub_lifespan()]})
+
+
+def _hub_routes() -> list[Any]:
+    from realtime.ws import hub_routes
+
+    return hub_routes()
+
+
+def _hub_lifespan() -> Any:
+    from realtime.ws import hub_lifespan
+
+    return hub_lifespan()
 
 
 def build_app(settings: Settings) -> Starlette:

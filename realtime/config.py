@@ -24,7 +24,7 @@ class EdgeConfig:
     conninfo: str
     schema: str
     build_studio: Callable[[], Studio]
-    jwt_secret: str = "dev-secret-change-me"
+    jwt_secret: str = "dev-only-secret-change-me-in-production"
     service_key: str = "dev-service-key"
     media_dir: Path = Path(".darkroom/media")
     redis_url: str | None = None
