@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -13,9 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
+import websockets
 
 from darkroom.database import Database
+from darkroom.settings import Settings
 from darkroom.wiring import build_studio
 from domain.studio import Studio
 
@@ -79,7 +83,13 @@ def test_events_tails_the_log_as_json_lines_from_a_position(
     assert [x["position"] for x in lines] == list(range(since + 1, studio.head_position() + 1))
 
 
-def test_serve_answers_health_with_the_head_position(
+async def _ws_ready(port: int) -> dict[str, object]:
+    token = jwt.encode({"sub": "carol"}, Settings().jwt_secret, algorithm="HS256")
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={token}") as ws:
+        return dict(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+
+def test_serve_answers_health_with_the_head_position_and_mounts_the_hub(
         studio: Studio, env: dict[str, str]) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
@@ -95,6 +105,7 @@ def test_serve_answers_health_with_the_head_position(
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.3)
         assert body["head_position"] == studio.head_position()
+        assert asyncio.run(_ws_ready(port))["type"] == "ready"
     finally:
         proc.terminate()
         proc.wait(timeout=20)
