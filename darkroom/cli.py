@@ -31,10 +31,10 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
     """Run the studio: HTTP API, websocket hub, projections, local inference."""
     import uvicorn
 
-    from darkroom.wiring import build_app
+    from darkroom.dispatch import build_serving_app
 
     settings = Settings()
-    uvicorn.run(build_app(settings), host=host or settings.host, port=port or settings.port,
+    uvicorn.run(build_serving_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="info", ws="websockets-sansio", ws_per_message_deflate=False)
 
 

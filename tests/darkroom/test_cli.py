@@ -37,7 +37,9 @@ def studio(database: Database, schema: str) -> Iterator[Studio]:
 def env(database: Database, schema: str) -> dict[str, str]:
     url = (f"postgresql://{database.user}:{database.password}@/{database.dbname}"
            f"?host={database.host}&port={database.port}")
-    return {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema, "COLUMNS": "250"}
+    return {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema, "COLUMNS": "250",
+            # Inference (a local Ray) is covered by tests/inference/test_e2e_serve.py.
+            "DARKROOM_INFERENCE": "off"}
 
 
 def darkroom(env: dict[str, str], *args: str) -> str:
