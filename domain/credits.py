@@ -43,6 +43,11 @@ class LedgerEntry:
     reference: str | None
     at: datetime
 
+    def __deepcopy__(self, memo: dict[int, object]) -> LedgerEntry:
+        # Frozen and made of immutable values: the repository's copy of a cached
+        # aggregate may share it (copying each one made every read grow with history).
+        return self
+
 
 class CreditLedger(Aggregate):
     TOPIC = "darkroom.credit_ledger"

@@ -30,6 +30,11 @@ class OpenTask:
     status: str
     is_orchestrator: bool
 
+    def __deepcopy__(self, memo: dict[int, object]) -> OpenTask:
+        # Frozen and made of immutable values: the repository's copy of a cached
+        # aggregate may share it (copying each one made every read grow with history).
+        return self
+
 
 class Workload(Aggregate):
     TOPIC = "darkroom.workload"

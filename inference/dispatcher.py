@@ -8,6 +8,8 @@ progress relay. Each turn it
    `CandidateSource` (the claim queue), filtered to the task types the actor's
    loaded model runs (model affinity), and `claim_next` re-checks every rule on
    the aggregates (dependencies, credits, per-owner limit, starvation order);
+   the first page for a slot's next claim is read while its actor runs (a refusal
+   falls back to a fresh query, so a stale page costs a retry, never a rule);
 2. reads the task's input media and calls `actor.run` (no waiting);
 3. heartbeats for the tasks it holds: every `heartbeat_interval`, and every
    `cancel_check_interval` while it holds any, because the heartbeat's `stop`
@@ -68,6 +70,9 @@ log = logging.getLogger("darkroom.inference")
 STORE_POLL = 0.0005
 # How long a claimed id is skipped in the claim queue (which lags the log by a batch).
 RECENT_FOR = 5.0
+# How long a page of candidates read while an actor runs may open the next claim (the
+# claim re-checks every rule on the aggregates; a refusal falls back to a fresh query).
+PREFETCH_FOR = 1.0
 
 
 def _by_run_type(candidates: list[Candidate]) -> dict[str, list[str]]:
@@ -136,6 +141,7 @@ class Dispatcher:
         self.error: BaseException | None = None
         self._held_lock = threading.Lock()
         self._recent: dict[str, float] = {}
+        self._prefetched: dict[frozenset[str], tuple[float, list[Candidate]]] = {}
         self._progress_sent: dict[str, float] = {}
         self._drain: Any = None
         self._next_poll = 0.0
@@ -245,6 +251,8 @@ class Dispatcher:
         claim_started = time.time()
         tried: set[str] = set()
         try:
+            if self._claim_prefetched(slot, tried, claim_started):
+                return True
             for limit in self.config.candidate_pages:
                 found = self.candidates.candidates(self.config.run_types, slot.spec.task_types,
                                                    limit + len(self._recent_in_queue()))
@@ -262,6 +270,34 @@ class Dispatcher:
         except Exception:
             log.exception("claiming for %s failed; trying again shortly", slot.name)
         return False
+
+    def _claim_prefetched(self, slot: Slot, tried: set[str], claim_started: float) -> bool:
+        """Offers the first page read while the previous task ran, if still fresh: saves
+        the claim-queue query on the critical path. Never taken as proof of an empty
+        queue; whatever it offered is skipped by the fresh query that follows a refusal."""
+        page = self._prefetched.pop(frozenset(slot.spec.task_types), None)
+        if page is None or time.monotonic() - page[0] > PREFETCH_FOR:
+            return False
+        fresh = [c for c in page[1] if c.task_id not in self._recent][
+            :self.config.candidate_pages[0]]
+        for run_type, ids in _by_run_type(fresh).items():
+            tried.update(ids)
+            claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name, ids)
+            if claimed:
+                self._start(slot, claimed, claim_started)
+                return True
+        return False
+
+    def _prefetch(self, slot: Slot) -> None:
+        """Reads the next first page of candidates for this slot's model while it runs."""
+        limit = self.config.candidate_pages[0]
+        try:
+            found = self.candidates.candidates(self.config.run_types, slot.spec.task_types,
+                                               limit + len(self._recent_in_queue()))
+        except Exception:
+            log.debug("prefetching candidates for %s failed", slot.name, exc_info=True)
+            return
+        self._prefetched[frozenset(slot.spec.task_types)] = (time.monotonic(), found)
 
     def _recent_in_queue(self) -> list[str]:
         """Ids claimed in the last moments, which a lagging claim queue may still list."""
@@ -294,6 +330,8 @@ class Dispatcher:
         # Holding a task: look for its cancellation at the short interval from now on.
         self._next_beat = min(self._next_beat,
                               time.monotonic() + self.config.cancel_check_interval)
+        if not self._stopping.is_set():
+            self._prefetch(slot)
 
     def _remember(self, task_id: str) -> None:
         """Skip ids claimed a moment ago: the claim queue may not show the claim yet."""
