@@ -8,11 +8,11 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import (
-    DeletedError,
     OriginalVariantDeletionError,
     ValidationError,
     VariantNotFoundError,
 )
+from domain.softdelete import SoftDeletable
 
 MEDIA_TYPES = ("image", "video")
 ORIGINAL = "original"
@@ -44,10 +44,11 @@ def check_location(location: str) -> str:
     return location.strip()
 
 
-class Generation(Aggregate):
+class Generation(SoftDeletable, Aggregate):
     """An image or video with its variants; it shows its primary variant's media."""
 
     TOPIC = "darkroom.generation"
+    KIND = "generation"
 
     class Created(Aggregate.Created):
         TOPIC = "darkroom.generation.created"
@@ -202,20 +203,7 @@ class Generation(Aggregate):
         if task_id not in self.task_ids:
             self._task_linked(task_id=task_id)
 
-    def delete(self) -> None:
-        self.ensure_live()
-        self._deleted()
-
-    def restore(self) -> None:
-        if not self.deleted:
-            raise ValidationError(f"generation {self.id} is not deleted")
-        self._restored()
-
     # -- questions -------------------------------------------------------
-    def ensure_live(self) -> None:
-        if self.deleted:
-            raise DeletedError(f"generation {self.id} is deleted")
-
     def variant(self, variant_id: UUID) -> Variant:
         try:
             return self.variants[variant_id]

@@ -4,7 +4,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DeletedError, EmptyNameError, ValidationError
+from domain.errors import EmptyNameError, ValidationError
+from domain.softdelete import SoftDeletable
 
 DEFAULT_PROJECT_NAME = "Default Project"
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "3:2", "2:3")
@@ -26,8 +27,9 @@ def check_aspect_ratio(aspect_ratio: str) -> str:
     return aspect_ratio
 
 
-class Project(Aggregate):
+class Project(SoftDeletable, Aggregate):
     TOPIC = "darkroom.project"
+    KIND = "project"
 
     class Created(Aggregate.Created):
         TOPIC = "darkroom.project.created"
@@ -102,26 +104,13 @@ class Project(Aggregate):
     def _shot_placed(self, position: int) -> None:
         self.shots_placed = position + 1
 
-    def delete(self) -> None:
-        self.ensure_live()
-        self._deleted()
-
     @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
 
-    def restore(self) -> None:
-        if not self.deleted:
-            raise ValidationError(f"project {self.id} is not deleted")
-        self._restored()
-
     @event(Restored)
     def _restored(self) -> None:
         self.deleted = False
-
-    def ensure_live(self) -> None:
-        if self.deleted:
-            raise DeletedError(f"project {self.id} is deleted")
 
     def is_owned_by(self, user_id: str) -> bool:
         return self.owner_id == user_id

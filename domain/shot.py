@@ -7,12 +7,11 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import (
-    DeletedError,
     MembershipNotFoundError,
     NegativeFrameError,
-    ValidationError,
 )
 from domain.project import check_aspect_ratio, clean_name
+from domain.softdelete import SoftDeletable
 
 FRAME_GAP = 50
 TIMELINE_FRAMES = 81
@@ -47,8 +46,9 @@ def check_frame(frame: int | None) -> int | None:
     return frame
 
 
-class Shot(Aggregate):
+class Shot(SoftDeletable, Aggregate):
     TOPIC = "darkroom.shot"
+    KIND = "shot"
 
     class Created(Aggregate.Created):
         TOPIC = "darkroom.shot.created"
@@ -174,20 +174,7 @@ class Shot(Aggregate):
         gap = spacing_gap(len(images))
         self._frames_set(frames={str(m.id): i * gap for i, m in enumerate(images)})
 
-    def delete(self) -> None:
-        self.ensure_live()
-        self._deleted()
-
-    def restore(self) -> None:
-        if not self.deleted:
-            raise ValidationError(f"shot {self.id} is not deleted")
-        self._restored()
-
     # -- questions -------------------------------------------------------
-    def ensure_live(self) -> None:
-        if self.deleted:
-            raise DeletedError(f"shot {self.id} is deleted")
-
     def membership(self, membership_id: UUID) -> Membership:
         for m in self.members:
             if m.id == membership_id:
