@@ -526,19 +526,7 @@ class DiffusersBackend:
     ) -> Result:
         first = fr.decode_image(one_input(inputs, "start_image", "first_image", "image"))
         last = fr.decode_image(one_input(inputs, "end_image", "last_image"))
-        size = self._video_size(params, first.size)
-        seed = seed_from(params)
-        frames = self._image_pair_video(
-            first,
-            last,
-            params,
-            size=size,
-            count=self._frames(params),
-            seed=seed,
-            progress=progress,
-            should_cancel=should_cancel,
-        )
-        return self._video_result(frames, self._fps(params), seed)
+        return self._pair_clip(first, last, params, progress, should_cancel)
 
     def _character_animate(
         self,
@@ -548,20 +536,33 @@ class DiffusersBackend:
         should_cancel: ShouldCancel,
     ) -> Result:
         character = fr.decode_image(one_input(inputs, "image", "character_image", "start_image"))
-        size = self._video_size(params, character.size)
-        seed = seed_from(params)
         # First = last frame: the character moves and comes back to its pose, so clips loop.
+        return self._pair_clip(character, character, params, progress, should_cancel)
+
+    def _pair_clip(
+        self,
+        first: Image,
+        last: Image,
+        params: Mapping[str, Any],
+        progress: Progress,
+        should_cancel: ShouldCancel,
+        *,
+        count: int | None = None,
+        fps: float | None = None,
+    ) -> Result:
+        """A clip from `first` to `last` at the asked size (default: the first image's)."""
+        seed = seed_from(params)
         frames = self._image_pair_video(
-            character,
-            character,
+            first,
+            last,
             params,
-            size=size,
-            count=self._frames(params),
+            size=self._video_size(params, first.size),
+            count=self._frames(params) if count is None else count,
             seed=seed,
             progress=progress,
             should_cancel=should_cancel,
         )
-        return self._video_result(frames, self._fps(params), seed)
+        return self._video_result(frames, self._fps(params, fps), seed)
 
     def _join_clips_segment(
         self,
@@ -574,21 +575,16 @@ class DiffusersBackend:
         if len(clips) != 2:
             raise InvalidInputError(f"join_clips_segment needs two clips, got {len(clips)}")
         before, after = clips
-        height, width = before.frames.shape[1:3]
-        size = self._video_size(params, (width, height))
-        seed = seed_from(params)
         count = self._frames(params, ("frames_per_transition", "gap_frame_count", "gap_frames"))
-        frames = self._image_pair_video(
+        return self._pair_clip(
             _pil(before.frames[-1]),
             _pil(after.frames[0]),
             params,
-            size=size,
+            progress,
+            should_cancel,
             count=count,
-            seed=seed,
-            progress=progress,
-            should_cancel=should_cancel,
+            fps=before.fps,
         )
-        return self._video_result(frames, self._fps(params, before.fps), seed)
 
     def _stitch(
         self,
