@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -34,6 +36,9 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
     from darkroom.dispatch import build_serving_app
 
     settings = Settings()
+    # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found:
+    # make that an ordinary exit, so atexit stops the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(build_serving_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="info", ws="websockets-sansio", ws_per_message_deflate=False)
 

@@ -111,3 +111,45 @@ def test_serve_answers_health_with_the_head_position_and_mounts_the_hub(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+
+def _serve_once(env: dict[str, str], token: str | None = None) -> int:
+    """Start `darkroom serve`, optionally create a project, stop it; the head it reported."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.3)
+        if token:
+            made = httpx.post(f"{base}/api/projects", json={"name": "Kept"}, timeout=10,
+                              headers={"Authorization": f"Bearer {token}"})
+            assert made.status_code == 201, made.text
+        return int(httpx.get(f"{base}/health", timeout=5).json()["head_position"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_without_a_database_url_serve_runs_on_an_embedded_postgres_reused_across_runs(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DATA_DIR=str(tmp_path), DARKROOM_INFERENCE="off")
+    token = jwt.encode({"sub": "dora"}, Settings().jwt_secret, algorithm="HS256")
+    written = _serve_once(env, token)
+    assert written > 0 and (tmp_path / "pg" / "PG_VERSION").exists()
+    assert _serve_once(env) == written
+    # The last process using the embedded server stops it.
+    deadline = time.monotonic() + 20
+    while (tmp_path / "pg" / "postmaster.pid").exists():
+        assert time.monotonic() < deadline, "the embedded PostgreSQL kept running"
+        time.sleep(0.2)
