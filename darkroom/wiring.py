@@ -44,27 +44,40 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
     from projections.runner import Runner
 
     config = app.state.config
-    runner = Runner(app.state.studio, config.conninfo, config.schema, all_views())
-    failed: list[BaseException] = []
+    stopping = threading.Event()
+    current = [Runner(app.state.studio, config.conninfo, config.schema, all_views())]
 
     def run() -> None:
-        try:
-            runner.run_forever()
-        except BaseException as error:  # heard at shutdown, and logged now
-            if not runner.stopping.is_set():
-                logging.getLogger("darkroom.projections").exception("runner stopped")
-                failed.append(error)
+        delay = 1.0
+        while not stopping.is_set():
+            runner = current[0]
+            try:
+                runner.run_forever()
+                return
+            except BaseException:
+                if stopping.is_set():
+                    return
+                # A fresh runner rebuilds its state from the committed views, so
+                # nothing of the failed batch survives (as `projections run` does).
+                logging.getLogger("darkroom.projections").exception(
+                    "runner stopped; a fresh one starts in %.0f s", delay)
+            runner.close()
+            if stopping.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+            current[0] = Runner(app.state.studio, config.conninfo, config.schema, all_views())
 
     # The views' tables exist before the first request is served.
-    await run_in_threadpool(runner.open)
+    await run_in_threadpool(current[0].open)
     thread = threading.Thread(target=run, name="projections", daemon=True)
     thread.start()
     try:
         yield
     finally:
-        runner.stop()
+        stopping.set()
+        current[0].stop()
         thread.join(timeout=10)
-        runner.close()
+        current[0].close()
 
 
 def edge_config(settings: Settings) -> EdgeConfig:

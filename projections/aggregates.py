@@ -13,9 +13,17 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import (
+    CanMutateAggregate,
+    DecoratedFuncCaller,
+    _spec_filter_kwargs_for_method_params,
+    decorated_funcs,
+)
 from psycopg import sql
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from eventsourcing.application import Application
     from eventsourcing.domain import Aggregate
 
@@ -31,6 +39,7 @@ class AggregateCache:
         self.items: OrderedDict[UUID, Aggregate] = OrderedDict()
         self.position = 0
         self.loads = 0
+        self._appliers: dict[type, Callable[[Any, Any], Any] | None] = {}
         recorder: Any = app.recorder
         self._version_at = sql.SQL(
             "SELECT max(originator_version) FROM {}.{} WHERE originator_id = %s "
@@ -55,6 +64,15 @@ class AggregateCache:
 
     def fold(self, event: Any, aggregate: Aggregate | None) -> Aggregate:
         """Apply `event` to the state `before` returned; cache and return the result."""
+        cls = type(event)
+        try:
+            applier = self._appliers[cls]
+        except KeyError:
+            applier = self._appliers[cls] = direct_applier(cls)
+        if (applier is not None and aggregate is not None and event.originator_id == aggregate.id
+                and event.originator_version == aggregate.version + 1):
+            applier(event, aggregate)
+            return aggregate
         folded = event.mutate(aggregate)
         if aggregate is None:
             self._put(event.originator_id, folded)
@@ -96,3 +114,29 @@ class AggregateCache:
 
     def clear(self) -> None:
         self.items.clear()
+
+
+def direct_applier(cls: type) -> Callable[[Any, Any], None] | None:
+    """What `event.mutate(aggregate)` does for an `@event`-decorated method's event,
+    without the library's per-event lookups (a third of folding, profiled); None
+    when the class mutates in any other way (then the library's `mutate` runs).
+
+    The library's checks (same aggregate, next version) are made by the caller;
+    the method gets the same keyword arguments the library would pass it.
+    """
+    if getattr(cls, "mutate", None) is not CanMutateAggregate.mutate:
+        return None
+    if not issubclass(cls, DecoratedFuncCaller) or cls not in decorated_funcs:
+        return None
+    own_apply = [k for k in cls.__mro__ if "apply" in vars(k)]
+    if own_apply != [DecoratedFuncCaller, CanMutateAggregate]:
+        return None  # some class in between applies more
+    func = decorated_funcs[cls]
+    names = _spec_filter_kwargs_for_method_params(func)
+
+    def apply(event: Any, aggregate: Any) -> None:
+        func(aggregate, **{k: v for k, v in event.__dict__.items() if k in names})
+        aggregate.version = event.originator_version
+        aggregate.modified_on = event.timestamp
+
+    return apply

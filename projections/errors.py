@@ -33,3 +33,7 @@ class RebuildError(ProjectionError):
 
 class LockNotAcquiredError(ProjectionError):
     """Another process holds the runner lock for these views."""
+
+
+class WriterGoneError(ProjectionError):
+    """The process that commits the runner's batches died or closed its pipe."""

@@ -25,13 +25,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 
 from projections import changelog, db, fastio
 from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
@@ -40,7 +38,7 @@ from projections.errors import LockNotAcquiredError
 from projections.handover import HandoverMixin, RestartRequiredError
 from projections.pages import END, IDLE_TICK, PageReader
 from projections.tables import prepare
-from projections.writes import apply
+from projections.writer import Batch, DeadLetter, WriterProcess, write_batch, write_dead
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -64,28 +62,6 @@ class Sink:
 
 
 Route = tuple[bool, list[tuple[View, Callable[..., None], Callable[..., Any] | None]], bool]
-
-
-@dataclass
-class Batch:
-    """One transaction's worth: ops per view version, change rows, dead letters."""
-
-    position: int
-    ops: list[tuple[str, int, dict[str, str], list[Any]]]
-    changes: list[changelog.Entry]
-    dead: list[DeadLetter]
-    retried: list[tuple[str, int]]
-
-
-@dataclass
-class DeadLetter:
-    view: str
-    position: int
-    topic: str
-    originator_id: Any
-    originator_version: int | None
-    error: str
-    trace: str
 
 
 class Runner(HandoverMixin):
@@ -140,8 +116,8 @@ class Runner(HandoverMixin):
         self.durable_commits = durable_commits
         self.threaded = threaded
         self.committed = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: tuple[Future[list[Callable[[], None]]], Batch] | None = None
+        self._process: WriterProcess | None = None
+        self._inflight: Batch | None = None
         self.mapper = fastio.fast_mapper(app)
 
     # ------------------------------------------------------------ lifecycle
@@ -169,9 +145,9 @@ class Runner(HandoverMixin):
                 self._settle()
             except Exception:
                 log.exception("the last batch failed while closing")
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        if self._process is not None:
+            self._process.close()
+            self._process = None
         if self._lock_conn is not None and not self._lock_conn.closed:
             # Released now rather than when the server notices the disconnect,
             # so a standby takes over at once.
@@ -293,6 +269,10 @@ class Runner(HandoverMixin):
         failed = self._failed_batch
         self._failed_batch = None
         self._inflight = None
+        if self._process is not None and self._process.pending:
+            # Whatever it ends in, it must end before the tables are read back.
+            with contextlib.suppress(Exception):
+                self._process.wait()
         if (error is not None and failed is not None and self.batch_size == 1
                 and self._isolating):
             self._skip_poison(failed.position, error)
@@ -327,7 +307,7 @@ class Runner(HandoverMixin):
         with conn.transaction():
             cur = conn.cursor()
             trace = "".join(traceback.format_exception(error))
-            self._write_dead(cur, [DeadLetter(
+            write_dead(cur, [DeadLetter(
                 v.name, position, topic, found[0].originator_id if found else None,
                 found[0].originator_version if found else None,
                 f"{type(error).__name__}: {error}", trace) for v in self.views])
@@ -464,7 +444,11 @@ class Runner(HandoverMixin):
         if tick or not self.threaded:
             self._after(batch, self._commit(batch, handovers=tick))
         else:
-            self._inflight = (self._executor().submit(self._commit, batch, False), batch)
+            if self._process is None:
+                self._process = WriterProcess(self.conninfo, self.schema,
+                                              durable=self.durable_commits)
+            self._process.submit(batch)
+            self._inflight = batch
 
     def _collect(self) -> Batch:
         if self.retention is not None:
@@ -475,18 +459,19 @@ class Runner(HandoverMixin):
         self.changes, self.dead, self.retried = [], [], []
         return batch
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="projections-writer")
-        return self._pool
-
     def _settle(self) -> None:
         """Wait for the batch in flight (re-raising its error) and run its after-commit."""
         if self._inflight is None:
             return
-        future, batch = self._inflight
+        batch = self._inflight
         self._inflight = None
-        self._after(batch, future.result())
+        assert self._process is not None
+        try:
+            self._process.wait()
+        except Exception:
+            self._failed_batch = batch
+            raise
+        self._after(batch, [])
 
     def _after(self, batch: Batch, actions: list[Callable[[], None]]) -> None:
         # The caches hold hundreds of thousands of long-lived objects: keep the
@@ -517,35 +502,9 @@ class Runner(HandoverMixin):
         with conn.transaction():
             cur = conn.cursor()
             actions = self._handovers(cur, batch.position) if handovers else []
-            for _name, _version, names, ops in batch.ops:
-                apply(cur, names, ops)
-            if batch.changes:
-                changelog.write(cur, batch.changes)
-            if batch.retried:
-                cur.executemany("DELETE FROM projection_dead_letters WHERE view = %s AND "
-                                "position = %s", batch.retried)
-            if batch.dead:
-                self._write_dead(cur, batch.dead)
-            if batch.ops:
-                cur.execute(
-                    "UPDATE projection_tracking t SET position = %s, updated_at = now() "
-                    "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
-                    "WHERE t.view = w.view AND t.version = w.version",
-                    (batch.position, [o[0] for o in batch.ops], [o[1] for o in batch.ops]))
-            if batch.changes:
-                cur.execute(sql.SQL("NOTIFY {}, {}").format(
-                    sql.Identifier(db.NOTIFY_CHANNEL), sql.Literal(str(batch.position))))
+            write_batch(cur, batch)
         return actions
 
-    def _write_dead(self, cur: psycopg.Cursor[Any], dead: list[DeadLetter]) -> None:
-        cur.executemany(
-            "INSERT INTO projection_dead_letters (view, position, topic, originator_id, "
-            "originator_version, error, traceback) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (view, position) DO UPDATE SET error = EXCLUDED.error, "
-            "traceback = EXCLUDED.traceback, attempts = projection_dead_letters.attempts + 1, "
-            "retry_requested = false, updated_at = now()",
-            [(d.view, d.position, d.topic, d.originator_id, d.originator_version, d.error,
-              d.trace) for d in dead])
     def _prune(self) -> None:
         """Apply the change log's retention (the runner that writes it prunes it)."""
         assert self._reader is not None and self.retention is not None

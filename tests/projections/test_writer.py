@@ -1,0 +1,112 @@
+"""The writer process: batches committed in a child, errors and deaths reported, no orphan."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from projections import all_views
+from projections.errors import WriterGoneError
+from projections.runner import Runner
+from projections.writer import Batch, WriterProcess
+from projections.writes import Insert
+from tests.projections.conftest import scratch_fold, snapshot_tables, studio_env
+from tests.projections.workload import Workload, steps
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(p) for p in text]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_an_error_in_the_writer_is_raised_in_the_runner_as_the_same_psycopg_error(
+        database, schema):
+    writer = WriterProcess(database.conninfo, schema)
+    try:
+        bad = Batch(1, [("v", 1, {"t": "no_such_table"}, [Insert("t", ("id",), [{"id": 1}])])],
+                    [], [], [])
+        writer.submit(bad)
+        with pytest.raises(psycopg.errors.UndefinedTable, match="no_such_table"):
+            writer.wait()
+        writer.submit(Batch(1, [], [], [], []))  # the child goes on after a failed batch
+        writer.wait()
+    finally:
+        writer.close()
+
+
+def test_a_killed_writer_stops_the_runner_and_a_new_runner_resumes_exactly(
+        app, database, schema):
+    workload = Workload(app, seed=21)
+    steps(workload, 400)
+    head = app.head_position()
+    runner = Runner(app, database.conninfo, schema, all_views(), batch_size=10)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.catch_up(stop_at=head)
+        except BaseException as error:
+            failure.append(error)
+
+    with runner:
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while runner.batches < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert runner._process is not None and runner._process._process is not None
+        os.kill(runner._process._process.pid, signal.SIGKILL)
+        thread.join(30)
+    assert failure and isinstance(failure[0], WriterGoneError), failure
+    assert runner.committed < head
+
+    with Runner(app, database.conninfo, schema, all_views()) as fresh:
+        assert fresh.catch_up(stop_at=head) == head
+    assert snapshot_tables(database, schema) == scratch_fold(app, database, head)
+
+
+def test_the_writer_process_dies_with_its_runner(app, database, schema):
+    workload = Workload(app, seed=22)
+    steps(workload, 100)
+    spec = {"env": studio_env(database, schema), "conninfo": database.conninfo,
+            "schema": schema, "batch_size": 10, "batch_latency": 0.01}
+    process = subprocess.Popen([sys.executable, "-m", "tests.projections.runner_process",
+                                json.dumps(spec)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 30
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.1)
+            children = children_of(process.pid)
+        assert children, "the runner started no writer process"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 5
+    while any(alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(c) for c in children)
