@@ -37,3 +37,7 @@ class LockNotAcquiredError(ProjectionError):
 
 class WriterGoneError(ProjectionError):
     """The process that commits the runner's batches died or closed its pipe."""
+
+
+class SkippedBatchError(ProjectionError):
+    """A batch the writer process did not write because an earlier one failed."""

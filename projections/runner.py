@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ import psycopg
 from projections import changelog, db, fastio
 from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
 from projections.base import Context, View
-from projections.errors import LockNotAcquiredError
+from projections.errors import LockNotAcquiredError, WriterGoneError
 from projections.handover import HandoverMixin, RestartRequiredError
 from projections.pages import END, IDLE_TICK, PageReader
 from projections.tables import prepare
@@ -50,6 +51,9 @@ PRUNE_EVERY = 600.0  # seconds between change-log retention passes
 BATCH_SIZE = 2_000
 BATCH_LATENCY = 0.05
 PAGE_SIZE = 1_000
+# Batches handed to the writer process and not yet confirmed: two let the folding
+# go on while the writer is slow for a moment (its PostgreSQL shares the cores).
+IN_FLIGHT = 2
 
 
 @dataclass
@@ -117,7 +121,7 @@ class Runner(HandoverMixin):
         self.threaded = threaded
         self.committed = 0
         self._process: WriterProcess | None = None
-        self._inflight: Batch | None = None
+        self._inflight: deque[Batch] = deque()
         self.mapper = fastio.fast_mapper(app)
 
     # ------------------------------------------------------------ lifecycle
@@ -140,7 +144,7 @@ class Runner(HandoverMixin):
         self._writer.autocommit = False
 
     def close(self) -> None:
-        if self._inflight is not None:
+        if self._inflight:
             try:
                 self._settle()
             except Exception:
@@ -268,11 +272,15 @@ class Runner(HandoverMixin):
         batch fails is dead-lettered for every view and skipped, the rest go on."""
         failed = self._failed_batch
         self._failed_batch = None
-        self._inflight = None
-        if self._process is not None and self._process.pending:
-            # Whatever it ends in, it must end before the tables are read back.
-            with contextlib.suppress(Exception):
+        self._inflight.clear()
+        while self._process is not None and self._process.pending:
+            # Whatever they end in, they must end before the tables are read back.
+            try:
                 self._process.wait()
+            except WriterGoneError:
+                break
+            except Exception:
+                continue
         if (error is not None and failed is not None and self.batch_size == 1
                 and self._isolating):
             self._skip_poison(failed.position, error)
@@ -440,7 +448,10 @@ class Runner(HandoverMixin):
             return  # idle: nothing to write
         self._flushed_to = self.position
         batch = self._collect()
-        self._settle()
+        if tick or not self.threaded:
+            self._settle()
+        while len(self._inflight) >= IN_FLIGHT:
+            self._settle_one()
         if tick or not self.threaded:
             self._after(batch, self._commit(batch, handovers=tick))
         else:
@@ -448,7 +459,7 @@ class Runner(HandoverMixin):
                 self._process = WriterProcess(self.conninfo, self.schema,
                                               durable=self.durable_commits)
             self._process.submit(batch)
-            self._inflight = batch
+            self._inflight.append(batch)
 
     def _collect(self) -> Batch:
         if self.retention is not None:
@@ -460,16 +471,18 @@ class Runner(HandoverMixin):
         return batch
 
     def _settle(self) -> None:
-        """Wait for the batch in flight (re-raising its error) and run its after-commit."""
-        if self._inflight is None:
-            return
-        batch = self._inflight
-        self._inflight = None
+        """Wait for every batch in flight (re-raising an error) and run their after-commits."""
+        while self._inflight:
+            self._settle_one()
+
+    def _settle_one(self) -> None:
+        batch = self._inflight.popleft()
         assert self._process is not None
         try:
             self._process.wait()
         except Exception:
             self._failed_batch = batch
+            self._inflight.clear()  # later ones were not written: they are redone
             raise
         self._after(batch, [])
 

@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from projections import changelog, db
-from projections.errors import WriterGoneError
+from projections.errors import SkippedBatchError, WriterGoneError
 from projections.writes import apply
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger("darkroom.projections")
+RESUME = b"resume"  # never a pickle
 
 
 @dataclass
@@ -113,7 +114,8 @@ class WriterProcess:
         self._to: Connection | None = None
         self._from: Connection | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self.pending = False
+        self.pending = 0  # batches submitted, outcome not read yet
+        self._failed = False
 
     def start(self) -> None:
         down_r, down_w = os.pipe()
@@ -135,26 +137,41 @@ class WriterProcess:
     def submit(self, batch: Batch) -> None:
         if self._to is None:
             self.start()
-        assert self._to is not None and not self.pending
+        assert self._to is not None
+        if self._failed:
+            self._resume()
         try:
             self._to.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
         except OSError as error:
             self.close()
             raise WriterGoneError(f"the writer process is gone: {error}") from error
-        self.pending = True
+        self.pending += 1
 
     def wait(self) -> None:
-        """The outcome of the batch submitted last: returns, or raises its error."""
+        """The outcome of the oldest batch not waited for: returns, or raises its error."""
         assert self._from is not None and self.pending
-        self.pending = False
+        self.pending -= 1
         try:
             outcome, error = self._from.recv()
         except (EOFError, OSError) as gone:
             code = self._process.poll() if self._process is not None else None
             self.close()
             raise WriterGoneError(f"the writer process died (exit code {code})") from gone
-        if outcome != "ok":
+        if outcome == "error":
+            self._failed = True
             raise error
+        if outcome == "skipped":
+            raise SkippedBatchError("not written: an earlier batch failed")
+
+    def _resume(self) -> None:
+        """After a failed batch the child skips what was already queued; once those
+        answers are read (the runner has gone back to its last commit), go on."""
+        while self.pending:
+            with contextlib.suppress(SkippedBatchError):
+                self.wait()
+        assert self._to is not None
+        self._to.send_bytes(RESUME)
+        self._failed = False
 
     def close(self) -> None:
         for end in (self._to, self._from):
@@ -168,7 +185,8 @@ class WriterProcess:
                 self._process.kill()
                 self._process.wait(timeout=5)
             self._process = None
-        self.pending = False
+        self.pending = 0
+        self._failed = False
 
 
 # ---------------------------------------------------------------- the child
@@ -177,11 +195,20 @@ def serve(down: Connection, up: Connection) -> None:
     """The child's loop: one transaction per batch received, answered in order."""
     conninfo, schema, durable = down.recv()
     conn = None
+    failed = False
     while True:
         try:
             data = down.recv_bytes()
         except (EOFError, OSError):
             break
+        if data == RESUME:
+            failed = False
+            continue
+        if failed:
+            # Written after a batch that failed, it would commit a later position
+            # without the earlier rows: skipped until the parent has recovered.
+            up.send(("skipped", None))
+            continue
         try:
             if conn is None or conn.closed or conn.broken:
                 conn = _connect(conninfo, schema, durable)
@@ -189,6 +216,7 @@ def serve(down: Connection, up: Connection) -> None:
             with conn.transaction():
                 write_batch(conn.cursor(), batch)
         except Exception as error:
+            failed = True
             up.send(("error", _portable(error)))
         else:
             up.send(("ok", None))

@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from projections import all_views
-from projections.errors import WriterGoneError
+from projections import all_views, db
+from projections.errors import SkippedBatchError, WriterGoneError
 from projections.runner import Runner
 from projections.writer import Batch, WriterProcess
 from projections.writes import Insert
@@ -44,17 +44,32 @@ def alive(pid: int) -> bool:
 
 def test_an_error_in_the_writer_is_raised_in_the_runner_as_the_same_psycopg_error(
         database, schema):
+    with db.connect(database.conninfo, schema) as conn:
+        db.ensure_meta(conn)  # the tracking table every batch updates
+        conn.execute("CREATE TABLE probe (id int PRIMARY KEY)")
+    good = Batch(2, [("v", 1, {"t": "probe"}, [Insert("t", ("id",), [{"id": 1}])])], [], [], [])
+    bad = Batch(1, [("v", 1, {"t": "no_such_table"}, [Insert("t", ("id",), [{"id": 1}])])],
+                [], [], [])
     writer = WriterProcess(database.conninfo, schema)
     try:
-        bad = Batch(1, [("v", 1, {"t": "no_such_table"}, [Insert("t", ("id",), [{"id": 1}])])],
-                    [], [], [])
         writer.submit(bad)
+        writer.submit(good)  # queued behind the failing one
         with pytest.raises(psycopg.errors.UndefinedTable, match="no_such_table"):
             writer.wait()
-        writer.submit(Batch(1, [], [], [], []))  # the child goes on after a failed batch
+        # Committing it would record a later position without the failed rows.
+        with pytest.raises(SkippedBatchError):
+            writer.wait()
+        assert probe_rows(database, schema) == []
+        writer.submit(good)  # once the runner has recovered, the child goes on
         writer.wait()
+        assert probe_rows(database, schema) == [(1,)]
     finally:
         writer.close()
+
+
+def probe_rows(database, schema) -> list[tuple[int]]:
+    with psycopg.connect(database.conninfo) as conn:
+        return conn.execute(f'SELECT id FROM "{schema}".probe').fetchall()
 
 
 def test_a_killed_writer_stops_the_runner_and_a_new_runner_resumes_exactly(
