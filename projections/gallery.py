@@ -66,10 +66,10 @@ def shot_frames(shot: Shot) -> dict[UUID, list[int | None]]:
 
 
 def constants(g: Generation) -> tuple[Any, ...]:
-    ident = str(g.id)
-    return (ident, str(g.project_id), g.created_at.isoformat(), sid(g.based_on),
+    ident, project = str(g.id), str(g.project_id)
+    return (ident, project, g.created_at.isoformat(), sid(g.based_on),
             sid(g.parent_generation_id), _tool_type(g), f"generation:{ident}",
-            f"project:{g.project_id}")
+            f"project:{project}")
 
 
 def variant_constants(v: Any) -> tuple[str, str, str | None]:

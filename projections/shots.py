@@ -136,7 +136,10 @@ class ShotsView(View):
 
     @handles(*MEDIA_EVENTS)
     def on_media(self, event: Any, g: Generation, _: Any, ctx: Context) -> None:
-        for shot_id in sorted(self._index(g.id)):
+        holding = self._index(g.id)
+        if not holding:
+            return  # most generations are in no shot
+        for shot_id in sorted(holding):
             shot = ctx.aggregates.current(shot_id)
             if isinstance(shot, Shot):
                 self._emit(shot, ctx)
