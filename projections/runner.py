@@ -427,8 +427,8 @@ class Runner(HandoverMixin):
     def flush(self) -> None:
         """Write the batch: rows, change log, dead letters, positions; one transaction.
 
-        Normally the transaction runs in the writer thread while the next batch
-        is folded (at most one in flight, committed in order). Every
+        Normally the transaction runs in the writer process while the next
+        batches are folded (at most `IN_FLIGHT`, committed in order). Every
         `IDLE_TICK` a flush runs synchronously and also serves dead-letter
         retries and rebuild hand-overs.
         """

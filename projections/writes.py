@@ -1,7 +1,7 @@
 """Coalesced writes as plain data (`Op`s), applied in one transaction.
 
 Views turn their pending rows into ops (`View.take()`); the runner applies
-them, possibly in its writer thread while the next batch is being folded.
+them, possibly in its writer process while the next batch is being folded.
 An upsert COPYs the rows into a temporary staging table, then moves them with
 one `INSERT … ON CONFLICT DO UPDATE`.
 """
