@@ -36,6 +36,7 @@ from projections import changelog, db, fastio
 from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
 from projections.base import Context, View
 from projections.errors import LockNotAcquiredError, WriterGoneError
+from projections.fastio import Note
 from projections.handover import HandoverMixin, RestartRequiredError
 from projections.pages import END, IDLE_TICK, PageReader
 from projections.tables import prepare
@@ -387,11 +388,31 @@ class Runner(HandoverMixin):
         self.events_processed += 1
         if not fold:
             return
+        try:
+            event = self.mapper.to_domain_event(notification)
+        except Exception as error:
+            self.cache.forget(notification.originator_id)
+            for view, _, _ in handlers:
+                self._dead(view, notification, error)
+            return
+        self._handle(event, position, handlers, capturing, notification)
+
+    def process_event(self, event: Any, position: int, topic: str) -> None:
+        """`process` for an event already decoded (e.g. handed over by the library's
+        `ProjectionRunner`, which bench/projections.py compares with this one)."""
+        fold, handlers, capturing = self._route(topic)
+        self.position = self.cache.position = position
+        self.events_processed += 1
+        if fold:
+            self._handle(event, position, handlers, capturing, Note(
+                position, event.originator_id, event.originator_version, topic, b""))
+
+    def _handle(self, event: Any, position: int, handlers: list[Any], capturing: bool,
+                notification: Any) -> None:
         ctx = self.ctx
         ctx.position = position
         tokens = None
         try:
-            event = self.mapper.to_domain_event(notification)
             ctx.timestamp = getattr(event, "timestamp", None)
             before = self.cache.before(event)
             if capturing:
