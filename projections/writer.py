@@ -207,7 +207,8 @@ def serve(down: Connection, up: Connection) -> None:
         if failed:
             # Written after a batch that failed, it would commit a later position
             # without the earlier rows: skipped until the parent has recovered.
-            up.send(("skipped", None))
+            if not _answer(up, ("skipped", None)):
+                break
             continue
         try:
             if conn is None or conn.closed or conn.broken:
@@ -217,15 +218,26 @@ def serve(down: Connection, up: Connection) -> None:
                 write_batch(conn.cursor(), batch)
         except Exception as error:
             failed = True
-            up.send(("error", _portable(error)))
+            answered = _answer(up, ("error", _portable(error)))
         else:
-            up.send(("ok", None))
+            answered = _answer(up, ("ok", None))
+        if not answered:
+            break
         # Automatic collections ran over and over while a batch's hundred
         # thousand objects were unpickled; one pass when they are gone is cheap.
         batch = data = b""
         gc.collect(1)
     if conn is not None:
         conn.close()
+
+
+def _answer(up: Connection, outcome: tuple[str, Any]) -> bool:
+    """Send an outcome; False when the parent has closed its end (it is going away)."""
+    try:
+        up.send(outcome)
+    except OSError:
+        return False
+    return True
 
 
 def _connect(conninfo: str, schema: str, durable: bool) -> psycopg.Connection[Any]:
