@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -51,10 +52,13 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
         delay = 1.0
         while not stopping.is_set():
             runner = current[0]
+            started = time.monotonic()
             try:
                 runner.run_forever()
                 return
             except BaseException:
+                if time.monotonic() - started > 300:
+                    delay = 1.0  # it had been running well: not a crash loop
                 if stopping.is_set():
                     return
                 # A fresh runner rebuilds its state from the committed views, so
@@ -77,6 +81,11 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
         stopping.set()
         current[0].stop()
         thread.join(timeout=10)
+        if thread.is_alive():
+            # Stuck waiting for its writer: stopping the writer frees it, and keeps
+            # two threads from reading the writer's pipe at once.
+            current[0].kill_writer()
+            thread.join(timeout=5)
         current[0].close()
 
 

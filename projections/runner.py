@@ -172,6 +172,12 @@ class Runner(HandoverMixin):
     def stop(self) -> None:
         self.stopping.set()
 
+    def kill_writer(self) -> None:
+        """Stop the writer process now, from any thread: a runner blocked waiting for
+        it (a stuck transaction, say) gets `WriterGoneError` and can be closed."""
+        if self._process is not None:
+            self._process.kill()
+
     def acquire(self, *, wait: bool = False, poll: float = 1.0) -> None:
         """Own every hosted view (advisory locks) or none; `wait=True` is the standby."""
         self._lock_conn = self._lock_conn or psycopg.connect(self.conninfo, autocommit=True)
@@ -479,7 +485,11 @@ class Runner(HandoverMixin):
             if self._process is None:
                 self._process = WriterProcess(self.conninfo, self.schema,
                                               durable=self.durable_commits)
-            self._process.submit(batch)
+            try:
+                self._process.submit(batch)
+            except WriterGoneError:
+                self._inflight.clear()  # none of them is confirmed: all are redone
+                raise
             self._inflight.append(batch)
 
     def _collect(self) -> Batch:

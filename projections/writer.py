@@ -10,10 +10,13 @@ pickles the batch (rows are JSON-ready dicts; a row emitted on two topics is
 pickled once) and goes on folding while the child formats and writes it.
 
 The child writes each batch in one transaction, exactly as the runner would
-(`write_batch`), and answers `ok` or the exception. It dies with its parent
-(`PR_SET_PDEATHSIG` on Linux), so a runner killed mid-batch leaves no writer
-behind to commit after a successor has started: like a killed runner's own
-connection, an unfinished transaction is rolled back by the server.
+(`write_batch`), and answers `ok` or the exception. It never outlives its
+runner's batch: idle, it reads end-of-file when the parent goes and exits; busy,
+it checks that its parent is still the one that started it just before COMMIT
+and rolls back otherwise, so a runner killed mid-batch leaves no writer behind
+to commit after a successor has read the positions (the kernel's parent-death
+signal would do it too, but it follows the *thread* that spawned the child,
+and a runner may flush first from a short-lived thread).
 """
 
 from __future__ import annotations
@@ -127,12 +130,20 @@ class WriterProcess:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "projections.writer", str(down_r), str(up_w),
                  str(os.getpid())], pass_fds=(down_r, up_w), env=env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            os.close(down_w)
+            os.close(up_r)
+            raise
         finally:
             os.close(down_r)
             os.close(up_w)
         self._to, self._from = Connection(down_w, readable=False), Connection(up_r, writable=False)
-        # Sent, not passed on the command line: a conninfo may hold a password.
-        self._to.send((self.conninfo, self.schema, self.durable))
+        try:
+            # Sent, not passed on the command line: a conninfo may hold a password.
+            self._to.send((self.conninfo, self.schema, self.durable))
+        except OSError as error:
+            self.close()
+            raise WriterGoneError(f"the writer process is gone: {error}") from error
 
     def submit(self, batch: Batch) -> None:
         if self._to is None:
@@ -149,7 +160,9 @@ class WriterProcess:
 
     def wait(self) -> None:
         """The outcome of the oldest batch not waited for: returns, or raises its error."""
-        assert self._from is not None and self.pending
+        if self._from is None:
+            raise WriterGoneError("the writer process is gone")
+        assert self.pending
         self.pending -= 1
         try:
             outcome, error = self._from.recv()
@@ -173,6 +186,12 @@ class WriterProcess:
         self._to.send_bytes(RESUME)
         self._failed = False
 
+    def kill(self) -> None:
+        """Stop the child at once, from any thread (a reader blocked on it gets EOF)."""
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self._process.kill()
+
     def close(self) -> None:
         for end in (self._to, self._from):
             if end is not None:
@@ -191,7 +210,7 @@ class WriterProcess:
 
 # ---------------------------------------------------------------- the child
 
-def serve(down: Connection, up: Connection) -> None:
+def serve(down: Connection, up: Connection, parent: int) -> None:
     """The child's loop: one transaction per batch received, answered in order."""
     conninfo, schema, durable = down.recv()
     conn = None
@@ -216,9 +235,14 @@ def serve(down: Connection, up: Connection) -> None:
             batch = pickle.loads(data)
             with conn.transaction():
                 write_batch(conn.cursor(), batch)
+                if os.getppid() != parent:
+                    raise ParentGoneError  # rolls back: see the module docstring
+        except ParentGoneError:
+            break
         except Exception as error:
             failed = True
             answered = _answer(up, ("error", _portable(error)))
+            gc.collect()  # a broken connection's cycles, say
         else:
             answered = _answer(up, ("ok", None))
         if not answered:
@@ -257,23 +281,15 @@ def _portable(error: Exception) -> Exception:
     return error
 
 
-def _die_with(parent: int) -> None:
-    """Ask the kernel to kill this process when the parent dies (Linux)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
+class ParentGoneError(Exception):
+    """The runner that started this writer died while a batch was being written."""
 
 
 def main(argv: list[str]) -> None:
     down_fd, up_fd, parent = (int(a) for a in argv)
-    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     gc.disable()  # see serve
-    serve(Connection(down_fd, writable=False), Connection(up_fd, readable=False))
+    serve(Connection(down_fd, writable=False), Connection(up_fd, readable=False), parent)
 
 
 if __name__ == "__main__":

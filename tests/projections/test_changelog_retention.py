@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 
+from darkroom.database import create_schema, drop_schema
+from projections import changelog, db
 from projections.changelog import changes_since, oldest_retained_position, prune
 from projections.projects import project_row
+from projections.tables import prepare
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,3 +41,28 @@ def test_changes_already_past_retention_are_not_written(app, database, schema, c
     catch_up(app, database, schema, retention=timedelta(0))  # everything is "old"
     assert changes_since(conn, [f"project:{project}"], 0) == []
     assert project_row(conn, project) is not None
+
+
+def test_a_change_log_keyed_topic_first_is_rekeyed_position_first_keeping_its_rows(database):
+    scratch = f"rekey_{uuid.uuid4().hex[:8]}"
+    create_schema(database, scratch)
+    try:
+        with db.connect(database.conninfo, scratch) as conn:
+            conn.execute("CREATE TABLE changelog (position bigint NOT NULL, topic text NOT NULL, "
+                         "kind text NOT NULL, payload json NOT NULL, created_at timestamptz "
+                         "NOT NULL DEFAULT now(), PRIMARY KEY (topic, position))")
+            conn.execute("INSERT INTO changelog (position, topic, kind, payload) VALUES "
+                         "(1, 'project:a', 'project.upserted', '{}')")
+            for statement in changelog.DDL[2:]:  # changelog_state: a complete old deployment
+                conn.execute(statement)
+            prepare(conn, [], managed=True, versions={})
+            key = conn.execute(
+                "SELECT array_agg(a.attname::text ORDER BY k.n) AS cols FROM pg_index i "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = 'changelog'::regclass AND i.indisprimary").fetchone()
+            assert key is not None and key["cols"] == ["position", "topic"]
+            assert [r["position"] for r in changes_since(conn, ["project:a"], 0)] == [1]
+            prepare(conn, [], managed=True, versions={})  # and again: nothing left to do
+    finally:
+        drop_schema(database, scratch)
