@@ -23,7 +23,6 @@ import logging
 import queue
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,12 +34,13 @@ import psycopg
 from projections import changelog, db, fastio
 from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
 from projections.base import Context, View
+from projections.deadletters import DeadLetterMixin
 from projections.errors import LockNotAcquiredError, WriterGoneError
 from projections.fastio import Note
 from projections.handover import HandoverMixin, RestartRequiredError
 from projections.pages import END, IDLE_TICK, PageReader
 from projections.tables import prepare
-from projections.writer import Batch, DeadLetter, WriterProcess, write_batch, write_dead
+from projections.writer import Batch, DeadLetter, WriterProcess, write_batch
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -69,7 +69,7 @@ class Sink:
 Route = tuple[bool, list[tuple[View, Callable[..., None], Callable[..., Any] | None]], bool]
 
 
-class Runner(HandoverMixin):
+class Runner(HandoverMixin, DeadLetterMixin):
     """Hosts views; see the module docstring."""
 
     def __init__(self, app: Application[Any], conninfo: str, schema: str,
@@ -311,28 +311,6 @@ class Runner(HandoverMixin):
         self._flushed_to = -1
         self._align()
 
-    def _skip_poison(self, position: int, error: Exception) -> None:
-        recorder: Any = self.app.recorder
-        found = recorder.select_notifications(position, 1, stop=position)
-        topic = found[0].topic if found else ""
-        conn = self._writer
-        assert conn is not None
-        log.error("event %s (%s) cannot be written: dead-lettered for %s", position, topic,
-                  [v.name for v in self.views])
-        with conn.transaction():
-            cur = conn.cursor()
-            trace = "".join(traceback.format_exception(error))
-            write_dead(cur, [DeadLetter(
-                v.name, position, topic, found[0].originator_id if found else None,
-                found[0].originator_version if found else None,
-                f"{type(error).__name__}: {error}", trace) for v in self.views])
-            cur.execute(
-                "UPDATE projection_tracking t SET position = %s, updated_at = now() "
-                "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
-                "WHERE t.view = w.view AND t.version = w.version AND t.position < %s",
-                (position, [v.name for v in self.views],
-                 [self.sinks[v.name].version for v in self.views], position))
-
     def _loop(self, reader: PageReader) -> None:
         pending = 0
         deadline = 0.0
@@ -444,12 +422,6 @@ class Runner(HandoverMixin):
             for topic, found in changes.items():
                 self.changes.append((position, topic, found))
 
-    def _dead(self, view: View, n: Notification, error: Exception) -> None:
-        log.warning("view %s failed on position %s (%s): %s", view.name, n.id, n.topic, error)
-        self.dead.append(DeadLetter(view.name, n.id, n.topic, n.originator_id,
-                                    n.originator_version, f"{type(error).__name__}: {error}",
-                                    traceback.format_exc()))
-
     # --------------------------------------------------------------- flush
     def flush(self) -> None:
         """Write the batch: rows, change log, dead letters, positions; one transaction.
@@ -560,46 +532,4 @@ class Runner(HandoverMixin):
             if pruned:
                 log.info("pruned %s change rows older than %s", pruned, self.retention)
 
-    def _retries_requested(self) -> bool:
-        assert self._reader is not None
-        row = self._reader.execute(
-            "SELECT EXISTS (SELECT 1 FROM projection_dead_letters WHERE retry_requested "
-            "AND view = ANY(%s)) AS any", ([v.name for v in self.views],)).fetchone()
-        return bool(row and row["any"])
-
     # --------------------------------------------------- dead-letter retry
-    def _retry_dead_letters(self) -> None:
-        assert self._reader is not None
-        rows = self._reader.execute(
-            "SELECT view, position FROM projection_dead_letters WHERE retry_requested "
-            "AND view = ANY(%s) ORDER BY position", ([v.name for v in self.views],)).fetchall()
-        for row in rows:
-            self.retry_one(row["view"], int(row["position"]))
-
-    def retry_dead_letters(self) -> None:
-        """Serve retry requests now (synchronously), e.g. when no live runner does."""
-        self._align()
-        self._settle()
-        self._retry_dead_letters()
-        batch = self._collect()
-        self._after(batch, self._commit(batch, handovers=False))
-
-    def retry_one(self, view_name: str, position: int) -> bool:
-        """Re-render what the event at `position` touched; the dead letter goes on success."""
-        view = self.by_name[view_name]
-        recorder: Any = self.app.recorder
-        found = recorder.select_notifications(position, 1, stop=position)
-        ctx = Context(self.cache)
-        ctx.position = self.position
-        assert self._writer is not None
-        try:
-            if not found:
-                raise LookupError(f"no event at position {position}")
-            view.refresh(self.app.mapper.to_domain_event(found[0]), ctx)
-        except Exception as error:
-            self.dead.append(DeadLetter(view_name, position, found[0].topic if found else "",
-                                        None, None, f"{type(error).__name__}: {error}",
-                                        traceback.format_exc()))
-            return False
-        self.retried.append((view_name, position))
-        return True

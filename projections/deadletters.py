@@ -1,0 +1,122 @@
+"""Dead letters: recording a view's failure on an event, and retrying on request.
+
+A handler that raises sends the event to `projection_dead_letters` (in the
+batch's transaction) and the runner goes on; an event PostgreSQL refuses even
+alone is dead-lettered for every hosted view and skipped. `retry NAME` marks
+letters; the runner hosting the view (or the command itself) re-renders what
+each event touched from current state and deletes the letter with the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from projections.base import Context
+from projections.writer import Batch, DeadLetter, write_dead
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import psycopg
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import Notification
+
+    from projections.aggregates import AggregateCache
+    from projections.base import View
+
+log = logging.getLogger("darkroom.projections")
+
+
+class DeadLetterMixin:
+    """Used by `Runner`; the attributes below are the runner's."""
+
+    app: Application[Any]
+    views: list[View]
+    by_name: dict[str, View]
+    sinks: dict[str, Any]
+    cache: AggregateCache
+    position: int
+    dead: list[DeadLetter]
+    retried: list[tuple[str, int]]
+    _reader: psycopg.Connection[Any] | None
+    _writer: psycopg.Connection[Any] | None
+
+    if TYPE_CHECKING:
+        def _align(self) -> None: ...
+        def _settle(self) -> None: ...
+        def _collect(self) -> Batch: ...
+        def _after(self, batch: Batch, actions: list[Callable[[], None]]) -> None: ...
+        def _commit(self, batch: Batch, handovers: bool) -> list[Callable[[], None]]: ...
+
+    def _skip_poison(self, position: int, error: Exception) -> None:
+        recorder: Any = self.app.recorder
+        found = recorder.select_notifications(position, 1, stop=position)
+        topic = found[0].topic if found else ""
+        conn = self._writer
+        assert conn is not None
+        log.error("event %s (%s) cannot be written: dead-lettered for %s", position, topic,
+                  [v.name for v in self.views])
+        with conn.transaction():
+            cur = conn.cursor()
+            trace = "".join(traceback.format_exception(error))
+            write_dead(cur, [DeadLetter(
+                v.name, position, topic, found[0].originator_id if found else None,
+                found[0].originator_version if found else None,
+                f"{type(error).__name__}: {error}", trace) for v in self.views])
+            cur.execute(
+                "UPDATE projection_tracking t SET position = %s, updated_at = now() "
+                "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
+                "WHERE t.view = w.view AND t.version = w.version AND t.position < %s",
+                (position, [v.name for v in self.views],
+                 [self.sinks[v.name].version for v in self.views], position))
+
+    def _dead(self, view: View, n: Notification, error: Exception) -> None:
+        log.warning("view %s failed on position %s (%s): %s", view.name, n.id, n.topic, error)
+        self.dead.append(DeadLetter(view.name, n.id, n.topic, n.originator_id,
+                                    n.originator_version, f"{type(error).__name__}: {error}",
+                                    traceback.format_exc()))
+
+    def _retries_requested(self) -> bool:
+        assert self._reader is not None
+        row = self._reader.execute(
+            "SELECT EXISTS (SELECT 1 FROM projection_dead_letters WHERE retry_requested "
+            "AND view = ANY(%s)) AS any", ([v.name for v in self.views],)).fetchone()
+        return bool(row and row["any"])
+
+    def _retry_dead_letters(self) -> None:
+        assert self._reader is not None
+        rows = self._reader.execute(
+            "SELECT view, position FROM projection_dead_letters WHERE retry_requested "
+            "AND view = ANY(%s) ORDER BY position", ([v.name for v in self.views],)).fetchall()
+        for row in rows:
+            self.retry_one(row["view"], int(row["position"]))
+
+    def retry_dead_letters(self) -> None:
+        """Serve retry requests now (synchronously), e.g. when no live runner does."""
+        self._align()
+        self._settle()
+        self._retry_dead_letters()
+        batch = self._collect()
+        self._after(batch, self._commit(batch, handovers=False))
+
+    def retry_one(self, view_name: str, position: int) -> bool:
+        """Re-render what the event at `position` touched; the dead letter goes on success."""
+        view = self.by_name[view_name]
+        recorder: Any = self.app.recorder
+        found = recorder.select_notifications(position, 1, stop=position)
+        ctx = Context(self.cache)
+        ctx.position = self.position
+        assert self._writer is not None
+        try:
+            if not found:
+                raise LookupError(f"no event at position {position}")
+            view.refresh(self.app.mapper.to_domain_event(found[0]), ctx)
+        except Exception as error:
+            self.dead.append(DeadLetter(view_name, position, found[0].topic if found else "",
+                                        None, None, f"{type(error).__name__}: {error}",
+                                        traceback.format_exc()))
+            return False
+        self.retried.append((view_name, position))
+        return True
