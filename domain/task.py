@@ -183,6 +183,13 @@ class Task(Aggregate):
         attempts: int
         at: datetime
 
+    class Released(Aggregate.Event):
+        """Its worker handed it back unfinished (a graceful shutdown): no attempt spent."""
+
+        TOPIC = "darkroom.task.released"
+        reason: str
+        at: datetime
+
     class CostRecorded(Aggregate.Event):
         TOPIC = "darkroom.task.cost_recorded"
         cost: Decimal
@@ -341,6 +348,14 @@ class Task(Aggregate):
             self._requeued(reason=f"Requeued: {cause} (attempt {attempts})",
                            attempts=attempts, at=at)
 
+    def release(self, reason: str | None, at: datetime) -> None:
+        """Back to the queue with attempts unchanged: the worker hands the task back
+        because it is stopping, not because the run failed (a crash requeues)."""
+        self._check(QUEUED)
+        cause = str(reason or "").strip() or "handed back"
+        self._released(reason=f"Released: {cause} (not counted as an attempt)",
+                       at=require_utc(at))
+
     def worker_lost(self, at: datetime) -> None:
         """The worker stopped heartbeating while running this task."""
         self.requeue("worker crashed", at)
@@ -441,8 +456,16 @@ class Task(Aggregate):
 
     @event(Requeued)
     def _requeued(self, reason: str, attempts: int, at: datetime) -> None:
-        self.status = QUEUED
         self.attempts = attempts
+        self._back_in_queue(reason)
+
+    @event(Released)
+    def _released(self, reason: str, at: datetime) -> None:
+        self._back_in_queue(reason)
+
+    def _back_in_queue(self, reason: str) -> None:
+        """The state Requeued and Released share: Queued, unclaimed, why on the task."""
+        self.status = QUEUED
         self.error_message = reason
         self.worker_id = None
         self.started_at = None

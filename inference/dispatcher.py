@@ -19,14 +19,16 @@ progress relay. Each turn it
    shorter task needs none), then at most one command per task per interval;
 5. turns finished runs into domain commands (`inference.outcomes`): files go to
    the media store on a small thread pool (an upload must not stall the loop),
-   then the loop sends complete / fail / requeue itself, before its next claim.
+   then the loop sends complete / fail / requeue / release itself, before its next claim.
    Every command that touches this worker's `Worker` aggregate (claims,
    completions, heartbeats) thus goes out one at a time instead of conflicting.
 
 An actor that dies under a task: the task is requeued (attempts + 1), the slot
 is probed until `ready()` answers again, and only then gets work. If the
 dispatcher itself dies, its heartbeats stop and the sweeper (run here too, for
-every worker) requeues what it held.
+every worker) requeues what it held. A graceful `stop()` is no failure: the runs
+still going at its deadline are stopped and their tasks released (back to the
+queue, attempts unchanged), so restarts and deploys never fail a task.
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ class Dispatcher:
 
     def stop(self, drain: float = 5.0) -> None:
         """Stop claiming; let running tasks finish for up to `drain` seconds, then stop them
-        (they are requeued) and wait until every outcome is recorded."""
+        (they are released: back to the queue without spending an attempt) and wait until
+        every outcome is recorded."""
         self._stop_deadline = time.monotonic() + drain
         self._stopping.set()
         if self._thread is not None:
@@ -377,7 +380,7 @@ class Dispatcher:
         self.counts[finished.kind] += 1
         self.timings.append(timing)
         self._progress_sent.pop(finished.task_id, None)
-        if timing.command == "requeue":
+        if timing.command in ("requeue", "release"):
             with self._held_lock:
                 self._recent.pop(finished.task_id, None)  # ours to claim again
 

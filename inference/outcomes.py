@@ -4,8 +4,8 @@
   completed with their locations; the domain routes the result into the gallery
   and charges for it, once.
 - cancelled: the domain already says Cancelled (that is why the run was stopped):
-  nothing to do, nothing charged. A run stopped for another reason (the
-  dispatcher shutting down) is requeued.
+  nothing to do, nothing charged. A run the dispatcher stopped because it is
+  shutting down is released: back to the queue, no attempt spent.
 - lost (the actor died under it) and errors that running again could cure: the
   task is requeued; the domain counts the attempt and fails it at the third.
 - errors that running again cannot cure (bad input, unsupported type): failed.
@@ -125,6 +125,10 @@ class Settler:
         if f.kind == CANCELLED:
             if f.stop_reason == "domain":
                 return ""
+            if f.stop_reason == "shutdown":  # a graceful hand-back spends no attempt
+                self.tasks.release_task(f.task_id, "dispatcher shutting down",
+                                        worker_id=self.worker_id)
+                return "release"
             self.tasks.requeue_task(f.task_id, f"run stopped ({f.stop_reason or 'cancelled'})",
                                     worker_id=self.worker_id)
             return "requeue"

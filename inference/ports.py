@@ -56,6 +56,9 @@ class TaskCommands(Protocol):
     def requeue_task(self, task_id: object, reason: str | None = None,
                      worker_id: str | None = None) -> Result: ...
 
+    def release_task(self, task_id: object, reason: str | None = None,
+                     worker_id: str | None = None) -> Result: ...
+
     def sweep_lost_workers(self) -> Result: ...
 
 
@@ -102,6 +105,11 @@ class SerialCommands:
                      worker_id: str | None = None) -> Result:
         with self._lock:
             return self._tasks.requeue_task(task_id, reason, worker_id=worker_id)
+
+    def release_task(self, task_id: object, reason: str | None = None,
+                     worker_id: str | None = None) -> Result:
+        with self._lock:
+            return self._tasks.release_task(task_id, reason, worker_id=worker_id)
 
     def sweep_lost_workers(self) -> Result:
         return self._tasks.sweep_lost_workers()

@@ -29,7 +29,7 @@ SUMMARY_KEYS = ("prompt", "resolution", "model_name", "model_type", "shot_id", "
                 "join_index", "child_order", "frame_count", "based_on", "num_frames", "steps")
 TEXT_MAX = 200
 EVENTS = (Task.Created, Task.Claimed, Task.StartReset, Task.ProgressReported, Task.Completed,
-          Task.Failed, Task.Cancelled, Task.Requeued, Task.CostRecorded)
+          Task.Failed, Task.Cancelled, Task.Requeued, Task.Released, Task.CostRecorded)
 
 
 def summary(params: dict[str, Any]) -> dict[str, Any]:

@@ -283,6 +283,14 @@ class TaskServices(TaskLifecycle):
             self._change(batch, task, task.requeue, reason, batch.at)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
+    def release_task(self, task_id: object, reason: str | None = None,
+                     worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+        """Back to the queue with attempts unchanged: the holding worker is shutting down
+        gracefully and hands back what it did not finish (a crash uses `requeue_task`)."""
+        def act(batch: Batch, task: Task) -> None:
+            self._change(batch, task, task.release, reason, batch.at)
+        return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
+
     def cancel_task(self, task_id: object, user_id: str | None, reason: str | None = None,
                     meta: CommandMeta | None = None) -> Result:
         def act(batch: Batch, task: Task) -> None:

@@ -243,6 +243,43 @@ def test_requeueing_a_queued_task_is_refused() -> None:
         new_task().requeue("again", T0)
 
 
+def test_releasing_a_task_returns_it_to_the_queue_without_spending_an_attempt() -> None:
+    task = running_task()
+    task.worker_lost(T0 + timedelta(seconds=2))
+    task.claim("worker-2", T0 + timedelta(seconds=3))
+    task.report_progress(2, 4)
+    task.release("dispatcher shutting down", T0 + timedelta(seconds=4))
+    assert (task.status, task.attempts, task.worker_id, task.started_at, task.progress) == (
+        QUEUED, 1, None, None, None)
+    assert task.error_message == "Released: dispatcher shutting down (not counted as an attempt)"
+    assert event_types(task)[-1] is Task.Released
+
+
+def test_a_task_released_at_every_restart_never_fails() -> None:
+    task = new_task()
+    for n in range(MAX_ATTEMPTS + 2):
+        task.claim(f"worker-{n}", T0)
+        task.release("shutdown", T0)
+    assert (task.status, task.attempts) == (QUEUED, 0)
+    task.claim("worker-last", T0)
+    task.worker_lost(T0)
+    assert (task.status, task.attempts) == (QUEUED, 1)
+
+
+@pytest.mark.parametrize("end", ["queued", "complete", "fail", "cancel"])
+def test_only_a_running_task_can_be_released(end: str) -> None:
+    task = new_task() if end == "queued" else running_task()
+    finish = {"queued": lambda: None, "complete": lambda: task.complete("m.png", T0),
+              "fail": lambda: task.fail("x", T0), "cancel": lambda: task.cancel(T0)}
+    finish[end]()
+    status = task.status
+    with pytest.raises(InvalidTransitionError) as refused:
+        task.release("shutdown", T0)
+    assert refused.value.current_status == status and QUEUED not in \
+        refused.value.allowed_transitions
+    assert task.status == status
+
+
 def test_progress_is_reported_only_while_in_progress() -> None:
     with pytest.raises(TaskNotInProgressError, match="'Queued'"):
         new_task().report_progress(1, 2)
@@ -338,6 +375,8 @@ def a_task_with_a_full_history() -> Task:
     task.report_progress(1, 3)
     task.worker_lost(T0 + timedelta(seconds=2))
     task.claim("worker-2", T0 + timedelta(seconds=3))
+    task.release("shutdown", T0 + timedelta(seconds=3))
+    task.claim("worker-3", T0 + timedelta(seconds=3))
     task.reset_start(T0 + timedelta(seconds=4))
     task.complete("m.mp4", T0 + timedelta(seconds=9), result_data={"frames": 81})
     task.record_cost(Decimal("0.139"))
@@ -364,7 +403,8 @@ def test_a_task_stored_and_loaded_by_an_application_equals_the_original() -> Non
 
 def test_every_task_event_has_a_fixed_topic() -> None:
     events = [Task.Created, Task.Claimed, Task.StartReset, Task.ProgressReported,
-              Task.Completed, Task.Failed, Task.Cancelled, Task.Requeued, Task.CostRecorded]
+              Task.Completed, Task.Failed, Task.Cancelled, Task.Requeued, Task.Released,
+              Task.CostRecorded]
     topics = [get_topic(e) for e in events]
     assert [resolve_topic(t) for t in topics] == events
     assert Task.TOPIC == "darkroom.task"

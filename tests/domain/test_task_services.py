@@ -290,6 +290,25 @@ def test_a_worker_that_lost_its_task_cannot_finish_it(studio: Studio) -> None:
     assert studio.head_position() == head
 
 
+def test_a_worker_shutting_down_releases_its_task_without_spending_an_attempt(
+        studio: Studio) -> None:
+    owner, project_id = funded(studio)
+    leaving, other = name("w"), name("w")
+    task_id = queue(studio, project_id, owner)
+    studio.claim_task(task_id, leaving)
+    with pytest.raises(TaskHeldElsewhereError):
+        studio.release_task(task_id, "shutdown", worker_id=other)
+    released = studio.release_task(task_id, "shutdown", worker_id=leaving)
+    assert released["status"] == QUEUED and released["changed"] == {task_id: QUEUED}
+    assert (task(studio, task_id).status, task(studio, task_id).attempts) == (QUEUED, 0)
+    assert studio.heartbeat(leaving, [task_id])["stop"] == [task_id]
+    head = studio.head_position()
+    with pytest.raises(InvalidTransitionError):
+        studio.release_task(task_id, "shutdown", worker_id=leaving)
+    assert studio.head_position() == head
+    assert studio.claim_task(task_id, other)["attempts"] == 0
+
+
 # -- status changes -------------------------------------------------------------------
 def test_a_refused_transition_stores_nothing(studio: Studio) -> None:
     owner, project_id = funded(studio)

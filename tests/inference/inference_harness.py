@@ -48,6 +48,14 @@ class Rig:
     thread: threading.Thread
     owners: list[str] = field(default_factory=list)
 
+    def restart_dispatcher(self) -> Dispatcher:
+        """A fresh dispatcher (a new worker id) over the same actors, as after a deploy;
+        the current one must have been stopped."""
+        self.dispatcher = start_dispatcher(self.worker_studio, self.candidates,
+                                           self.dispatcher.pool, self.media,
+                                           self.dispatcher.config)
+        return self.dispatcher
+
     def close(self) -> None:
         self.dispatcher.stop(drain=10)
         self.runner.stop()
@@ -67,10 +75,16 @@ def start_rig(database: Database, schema: str, pool: ActorPool, media_root: Path
     worker_studio = dispatcher_studio(database, schema)
     media = LocalMediaStore(media_root)
     candidates = ClaimQueueCandidates(database.conninfo, schema)
+    dispatcher = start_dispatcher(worker_studio, candidates, pool, media, config)
+    return Rig(studio, worker_studio, media, dispatcher, candidates, runner, thread)
+
+
+def start_dispatcher(worker_studio: Studio, candidates: ClaimQueueCandidates, pool: ActorPool,
+                     media: LocalMediaStore, config: DispatcherConfig) -> Dispatcher:
     dispatcher = Dispatcher(worker_studio, candidates, pool, media, studio_outputs(worker_studio),
                             worker_id=f"ray-test-{uuid.uuid4().hex[:6]}", config=config)
     dispatcher.start()
-    return Rig(studio, worker_studio, media, dispatcher, candidates, runner, thread)
+    return dispatcher
 
 
 # -- the studio side -------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from domain.catalogue import resolve_default
 from domain.credits import CreditLedger
 from domain.task import Task
+from projections.changelog import changes_since
 from projections.credits import balance_of, ledger_of
 from projections.tasks import claim_candidates, task_board, task_counts, task_row
 from tests.projections.conftest import catch_up
@@ -68,6 +69,25 @@ def test_the_claim_queue_holds_queued_tasks_whose_dependencies_are_all_complete(
     queued = [r["task_id"] for r in claim_candidates(conn, "gpu", limit=1000)]
     assert str(second.id) in queued
     assert task_counts(conn, project_id)["Complete"] == 1
+
+
+def test_a_released_task_is_claimable_again(app, database, schema, conn, project_id):
+    pid = app.project(project_id).id
+    t = make_task(pid, "u", T0)
+    t.claim("w1", T0 + timedelta(seconds=1))
+    app.save(t)
+    catch_up(app, database, schema)
+    assert str(t.id) not in [r["task_id"] for r in claim_candidates(conn, t.run_type, limit=1000)]
+    before = app.head_position()
+    t.release("dispatcher shutting down", T0 + timedelta(seconds=5))
+    app.save(t)
+    catch_up(app, database, schema)
+    assert str(t.id) in [r["task_id"] for r in claim_candidates(conn, t.run_type, limit=1000)]
+    row = task_row(conn, t.id)
+    assert (row["status"], row["attempts"], row["worker_id"]) == ("Queued", 0, None)
+    assert row["error"].startswith("Released: dispatcher shutting down")
+    logged = changes_since(conn, [f"tasks:{project_id}"], before)
+    assert [(r["kind"], r["payload"]["status"]) for r in logged] == [("task.upserted", "Queued")]
 
 
 def test_credits_show_the_balance_and_the_ledger(app, database, schema, conn):
