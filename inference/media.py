@@ -8,6 +8,7 @@ so switching stores or CDNs rewrites no history.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -37,6 +38,10 @@ class MediaStore(Protocol):
 
     def url_for(self, location: str) -> str:
         """A URL a browser can fetch the file from."""
+        ...
+
+    def delete(self, location: str) -> None:
+        """Remove the file at `location`; a location with no file is already gone."""
         ...
 
 
@@ -77,6 +82,9 @@ class LocalMediaStore:
             return self.path_for(location).read_bytes()
         except FileNotFoundError:
             raise MediaNotFoundError(f"no media at {location}") from None
+
+    def delete(self, location: str) -> None:
+        self.path_for(location).unlink(missing_ok=True)
 
     def path_for(self, location: str) -> Path:
         """The file behind a location (it may not exist yet)."""
@@ -144,6 +152,12 @@ class S3MediaStore:
         except self.client.exceptions.NoSuchKey:
             raise MediaNotFoundError(f"no media at {location}") from None
         return response["Body"].read()
+
+    def delete(self, location: str) -> None:
+        key = self.key_for(location)
+        # S3 answers a missing key with success; some compatible stores say NoSuchKey.
+        with contextlib.suppress(self.client.exceptions.NoSuchKey):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def url_for(self, location: str) -> str:
         key = self.key_for(location)

@@ -12,7 +12,8 @@
 
 A command the domain refuses because the task moved on meanwhile (cancelled,
 requeued by the sweeper, held by another worker) is not an error here: the
-result is dropped.
+result is dropped. A refused completion deletes the files stored for it (nothing
+will ever name them); any other error leaves them, as the command may have landed.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class Stored:
     location: str
     thumbnail: str
     more: tuple[str, ...] = ()
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        return (self.location, self.thumbnail, *self.more)
 
 
 def describe(error: BaseException) -> str:
@@ -174,13 +179,31 @@ class Settler:
         try:
             self.tasks.complete_task(f.task_id, location, thumbnail_url=thumbnail,
                                      result_data=data, worker_id=self.worker_id)
-        except (ConflictError, NotFoundError):
-            raise
-        except DomainError as refused:  # the result cannot be routed: say so on the task
+        except DomainError as refused:  # final: nothing sends this completion again
+            self.discard(f.task_id, stored, refused)
+            if isinstance(refused, (ConflictError, NotFoundError)):
+                raise  # the task moved on: `settle` drops the outcome
+            # the result cannot be routed: say so on the task
             self.tasks.fail_task(f.task_id, f"completion refused: {refused}"[:MAX_ERROR],
                                  worker_id=self.worker_id)
             return "fail"
         return "complete"
+
+    def discard(self, task_id: str, stored: Stored, refused: DomainError) -> None:
+        """Deletes the files of a completion the domain refused: no event will name them.
+
+        Only a refusal is certain: after any other error (the database unreachable) the
+        completion may have been recorded all the same, so its files stay.
+        """
+        deleted = 0
+        for location in stored.locations:
+            try:
+                self.media.delete(location)
+                deleted += 1
+            except Exception:  # an orphaned file is no reason to stop recording outcomes
+                log.exception("task %s: deleting %s failed", task_id, location)
+        log.info("task %s: completion refused (%s); %d of its %d files deleted",
+                 task_id, refused, deleted, len(stored.locations))
 
 
 # How long results whose files are being stored hold back the next claim: their command

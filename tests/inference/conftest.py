@@ -15,6 +15,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A media store, once a local folder and once an S3 bucket (moto: in-process, no server)."""
+    from inference.media import LocalMediaStore, S3MediaStore
+
+    if request.param == "local":
+        yield LocalMediaStore(tmp_path / "media")
+        return
+    moto = pytest.importorskip("moto")
+    with moto.mock_aws():
+        import boto3
+
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="darkroom-test")
+        yield S3MediaStore("darkroom-test", client=client)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from inference.tiny import ensure_tiny_models

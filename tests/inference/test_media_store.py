@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from inference.errors import InvalidMediaLocationError, MediaNotFoundError
-from inference.media import LocalMediaStore, MediaStore, S3MediaStore
+from inference.media import LocalMediaStore, MediaStore
 
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MediaStore]:
-    if request.param == "local":
-        yield LocalMediaStore(tmp_path / "media")
-        return
-    moto = pytest.importorskip("moto")  # an in-process S3; not a server to start
-    with moto.mock_aws():
-        import boto3
-
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="darkroom-test")
-        yield S3MediaStore("darkroom-test", client=client)
+# `store`: each test runs on the local folder and on an S3 bucket (moto), see conftest.py.
 
 
 def test_a_stored_file_comes_back_byte_for_byte(store: MediaStore) -> None:
@@ -42,6 +29,27 @@ def test_locations_are_media_paths_with_a_year_and_a_fresh_id(store: MediaStore)
 def test_an_unknown_location_is_not_found(store: MediaStore) -> None:
     with pytest.raises(MediaNotFoundError):
         store.get("/media/2026/" + "0" * 32 + ".png")
+
+
+def test_a_deleted_file_is_gone_and_its_neighbours_stay(store: MediaStore) -> None:
+    kept = store.put(b"kept", ".png", "image/png")
+    deleted = store.put(b"deleted", ".png", "image/png")
+    store.delete(deleted)
+    with pytest.raises(MediaNotFoundError):
+        store.get(deleted)
+    assert store.get(kept) == b"kept"
+
+
+def test_deleting_a_location_with_no_file_is_quietly_done(store: MediaStore) -> None:
+    location = store.put(b"once", ".mp4", "video/mp4")
+    store.delete(location)
+    store.delete(location)
+    store.delete("/media/2026/" + "0" * 32 + ".png")
+
+
+def test_deleting_a_location_outside_the_store_is_refused(store: MediaStore) -> None:
+    with pytest.raises(InvalidMediaLocationError):
+        store.delete("/media/../../etc/passwd")
 
 
 @pytest.mark.parametrize(
