@@ -243,12 +243,19 @@ def gallery_statement(event: Any) -> tuple[str | None, tuple[Any, ...]]:
 
 def run_library(database: Database, schema: str, stop: int) -> float:
     """Seconds the library's runner takes to go from where it stopped up to `stop`."""
+    env = {**env_for(database, schema), "CREATE_TABLE": "y"}
+    return timed_library_run(LibraryGallery, LibraryGalleryView, env, stop)
+
+
+def timed_library_run(projection: type[Any], view: type[Any], env: dict[str, str],
+                      stop: int) -> float:
+    """Seconds the library's `ProjectionRunner` takes from where `projection` stopped
+    (its tracking table) up to position `stop`."""
     LIBRARY_STOP[0] = stop
     LIBRARY_DONE.clear()
-    env = {**env_for(database, schema), "CREATE_TABLE": "y"}
     started = time.perf_counter()
-    with ProjectionRunner(application_class=Studio, projection_class=LibraryGallery,
-                          view_class=LibraryGalleryView, env=env) as runner:
+    with ProjectionRunner(application_class=Studio, projection_class=projection,
+                          view_class=view, env=env) as runner:
         while not LIBRARY_DONE.wait(0.2):
             runner.run_forever(timeout=0.01)
         elapsed = time.perf_counter() - started
@@ -300,17 +307,10 @@ class LibraryViews(Projection[LibraryViewsRecorder]):
 
 def run_library_views(app: Studio, database: Database, schema: str, stop: int) -> float:
     """Seconds the library's runner with our views takes from where it stopped to `stop`."""
-    LIBRARY_STOP[0] = stop
-    LIBRARY_DONE.clear()
     target = f"{schema}_lib"
     LIB_TARGET[:] = [app, database.conninfo, target]
     env = {**env_for(database, schema), "LIBVIEWS_POSTGRES_SCHEMA": target}
-    started = time.perf_counter()
-    with ProjectionRunner(application_class=Studio, projection_class=LibraryViews,
-                          view_class=LibraryViewsRecorder, env=env) as runner:
-        while not LIBRARY_DONE.wait(0.2):
-            runner.run_forever(timeout=0.01)
-        elapsed = time.perf_counter() - started
+    elapsed = timed_library_run(LibraryViews, LibraryViewsRecorder, env, stop)
     for ours in LIB_RUNNERS:
         ours.close()
     LIB_RUNNERS.clear()
