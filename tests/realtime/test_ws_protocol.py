@@ -176,8 +176,18 @@ async def test_a_client_answering_pings_stays_connected_past_the_idle_timeout(
     await client.close()
 
 
+async def keep_pinging(client: Client, every_s: float = 0.4) -> None:
+    """Keeps a client that does not read from looking silent, until its connection closes."""
+    try:
+        while True:
+            await client.send({"type": "ping"})
+            await asyncio.sleep(every_s)
+    except ConnectionClosed:
+        return
+
+
 async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
-        server: HubServer, studio: Studio) -> None:
+        server: HubServer, studio: Studio, database: Database, schema: str) -> None:
     user = new_user()
     project = studio.create_project(user, "Firehose")["project_id"]
     topic = f"project:{project}"
@@ -190,10 +200,18 @@ async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
     subscribed = await slow.subscribe(topic)
     big = {"prompt": "x" * 20_000}
     made = []
-    for i in range(80):  # ≈ 3 MB of changes against a 256 KiB queue; we do not read,
+    # We do not read, but we are not silent either: the idle timeout (4002) must not be
+    # what ends this connection, however slowly this machine folds and fans out.
+    pinger = asyncio.create_task(keep_pinging(slow))
+    for i in range(80):  # ≈ 3 MB of changes against a 256 KiB queue
         made.append(await asyncio.to_thread(studio.create_generation, project, user,
                                             f"s3://{i}.png", params=big, name=f"g{i}"))
-        await slow.send({"type": "ping"})  # but we are not silent (no idle timeout)
+
+    def folded() -> None:
+        with db.connect(database.conninfo, schema) as conn:
+            wait_for_position(conn, made[-1]["position"], timeout=60)
+
+    await asyncio.to_thread(folded)  # every change is now in the log the hub relays
     await asyncio.sleep(1.0)
     seen: list[int] = []
     with pytest.raises(ConnectionClosed) as closed:
@@ -201,6 +219,7 @@ async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
             frame = json.loads(await asyncio.wait_for(slow.ws.recv(), 10))
             if frame["type"] == "change":
                 seen.append(frame["position"])
+    pinger.cancel()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
     assert seen == sorted(set(seen)) and (not seen or seen[-1] < made[-1]["position"])
     assert server.healthy()
