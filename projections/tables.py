@@ -26,7 +26,7 @@ def prepare(conn: psycopg.Connection[Any], views: Sequence[View], *, managed: bo
         if not _exist(conn, ["changelog", "changelog_state"]):
             for statement in changelog.DDL:
                 conn.execute(statement)  # type: ignore[arg-type]
-        conn.execute(changelog.REKEY)  # type: ignore[arg-type]
+        conn.execute(changelog.MIGRATE)  # type: ignore[arg-type]
         for view in views:
             if managed:
                 conn.execute("INSERT INTO projection_registry (view, active_version) "

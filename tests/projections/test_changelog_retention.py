@@ -43,7 +43,8 @@ def test_changes_already_past_retention_are_not_written(app, database, schema, c
     assert project_row(conn, project) is not None
 
 
-def test_a_change_log_keyed_topic_first_is_rekeyed_position_first_keeping_its_rows(database):
+def test_an_old_change_log_is_rekeyed_position_first_with_text_payloads_keeping_its_rows(
+        database):
     scratch = f"rekey_{uuid.uuid4().hex[:8]}"
     create_schema(database, scratch)
     try:
@@ -52,7 +53,7 @@ def test_a_change_log_keyed_topic_first_is_rekeyed_position_first_keeping_its_ro
                          "kind text NOT NULL, payload json NOT NULL, created_at timestamptz "
                          "NOT NULL DEFAULT now(), PRIMARY KEY (topic, position))")
             conn.execute("INSERT INTO changelog (position, topic, kind, payload) VALUES "
-                         "(1, 'project:a', 'project.upserted', '{}')")
+                         "(1, 'project:a', 'project.upserted', '{\"name\": \"kept\"}')")
             for statement in changelog.DDL[2:]:  # changelog_state: a complete old deployment
                 conn.execute(statement)
             prepare(conn, [], managed=True, versions={})
@@ -62,7 +63,12 @@ def test_a_change_log_keyed_topic_first_is_rekeyed_position_first_keeping_its_ro
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
                 "WHERE i.indrelid = 'changelog'::regclass AND i.indisprimary").fetchone()
             assert key is not None and key["cols"] == ["position", "topic"]
-            assert [r["position"] for r in changes_since(conn, ["project:a"], 0)] == [1]
+            kind = conn.execute("SELECT format_type(atttypid, NULL) AS t FROM pg_attribute "
+                                "WHERE attrelid = 'changelog'::regclass "
+                                "AND attname = 'payload'").fetchone()
+            assert kind is not None and kind["t"] == "text"
+            rows = changes_since(conn, ["project:a"], 0)
+            assert [(r["position"], r["payload"]) for r in rows] == [(1, {"name": "kept"})]
             prepare(conn, [], managed=True, versions={})  # and again: nothing left to do
     finally:
         drop_schema(database, scratch)
