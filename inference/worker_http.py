@@ -13,7 +13,9 @@ personal access token). The loop:
 4. uploads the file and its thumbnail (`POST /api/uploads`) and completes
    (`POST /api/tasks/{id}/complete`), or fails (`POST /api/tasks/{id}/fail`);
    an error that running again may cure goes back to the queue instead
-   (`PATCH /api/tasks/{id}/status` Queued: the studio counts the attempt).
+   (`PATCH /api/tasks/{id}/status` Queued: the studio counts the attempt);
+5. stopped with Ctrl-C mid-task, it hands the task back
+   (`POST /api/tasks/{id}/release`: no attempt spent) before it exits.
 
 Run it: `python -m inference.worker_http --url http://studio:8085 --token $KEY`.
 """
@@ -92,6 +94,17 @@ class HttpWorker:
 
     def handle(self, claimed: dict[str, Any]) -> str:
         task_id = str(claimed["task_id"])
+        try:
+            return self._handle(task_id, claimed)
+        except KeyboardInterrupt:
+            # Stopped by its operator, not failed: the task goes back to the queue
+            # without spending an attempt (otherwise the sweeper would requeue it
+            # later, one attempt down). Best effort: if the studio is unreachable,
+            # that sweep is still the fallback.
+            self._release(task_id, "the worker was stopped")
+            raise
+
+    def _handle(self, task_id: str, claimed: dict[str, Any]) -> str:
         cancelled = threading.Event()
         beating = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(task_id, cancelled, beating),
@@ -169,6 +182,19 @@ class HttpWorker:
     def _remember_position(self, response: httpx.Response) -> None:
         header = response.headers.get("X-Darkroom-Position")
         self.last_position = int(header) if header and header.isdigit() else None
+
+    def _release(self, task_id: str, reason: str) -> None:
+        try:
+            response = self.client.post(f"/api/tasks/{task_id}/release", json={
+                "reason": reason, "worker_id": self.config.worker_id})
+        except httpx.HTTPError as error:
+            log.warning("could not hand task %s back: %s", task_id, error)
+            return
+        if response.is_success:
+            self._remember_position(response)
+        elif response.status_code != 409:  # 409: it finished or was taken meanwhile
+            log.warning("could not hand task %s back: %s %s", task_id,
+                        response.status_code, response.text[:200])
 
     def _give_back(self, task_id: str, error: BaseException) -> str:
         message = describe(error)

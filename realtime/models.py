@@ -538,6 +538,12 @@ class TaskFail(Body):
     error_message: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
 
 
+class TaskRelease(Body):
+    worker_id: WorkerId | None = Field(None, description="when given, must hold the task")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000)] | None = (
+        Field(None, description="why it is handed back (default: handed back)"))
+
+
 # -- credits and tokens ---------------------------------------------------------
 class CreditGrant(Body):
     user_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,

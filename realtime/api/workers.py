@@ -1,4 +1,4 @@
-"""The pull-worker protocol: claim the next task, heartbeat, complete, fail.
+"""The pull-worker protocol: claim the next task, heartbeat, complete, fail, release.
 
 The service key claims any user's tasks; a user's personal access token claims
 and finishes only that user's own tasks (a self-hosted worker).
@@ -111,6 +111,14 @@ async def fail(call: Call) -> Reply:
                                   meta=call.meta(worker_id=body.worker_id)))
 
 
+async def release(call: Call) -> Reply:
+    body: m.TaskRelease = call.body
+    await call.run(own_task, call, call.path["id"])
+    return written(await call.run(call.studio.release_task, call.path["id"], body.reason,
+                                  worker_id=body.worker_id,
+                                  meta=call.meta(worker_id=body.worker_id)))
+
+
 ENDPOINTS = [
     Endpoint("POST", "/api/workers/claim", claim, "Claim the next eligible task (204: none)",
              "workers", body=m.ClaimRequest, response=m.Claimed,
@@ -123,4 +131,8 @@ ENDPOINTS = [
     Endpoint("POST", "/api/tasks/{id}/fail", fail, "Fail a running task (cascades to its "
              "relatives; nothing is charged)", "workers", body=m.TaskFail,
              response=m.Written, auth="worker"),
+    Endpoint("POST", "/api/tasks/{id}/release", release, "Hand a running task back to the "
+             "queue without spending an attempt (a worker stopping gracefully; a crash or "
+             "a retryable error requeues with `PATCH …/status`)", "workers",
+             body=m.TaskRelease, response=m.Written, auth="worker"),
 ]

@@ -92,3 +92,25 @@ def test_an_upscale_through_the_reference_worker_reads_its_input_from_the_server
     shown = ok(user.get(f"/api/generations/{generation}?min_position={worker.last_position}"))
     assert shown["location"] != upload["location"]
     assert decode_image(user.get(shown["location"]).content).size == (64, 48)
+
+
+class Interrupted:
+    """A backend its operator stops with Ctrl-C halfway through a run."""
+
+    def run(self, *_args: object) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_worker_stopped_with_ctrl_c_hands_its_task_back_without_spending_an_attempt(
+        server: Server) -> None:
+    user = server.user()
+    project = ok(user.post("/api/projects", json={"name": "Film"}), 201)["id"]
+    task = ok(user.post("/api/tasks", json={
+        "task_type": "image_generation", "project_id": project,
+        "params": {"prompt": "a fox", "resolution": "64x48"}}), 201)["task_id"]
+    worker = own_worker(server, user, Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        run_until_handled(worker)
+    assert worker.last_position is not None  # the release was written
+    back = ok(user.get(f"/api/tasks/{task}?min_position={worker.last_position}"))
+    assert (back["status"], back["attempts"]) == ("Queued", 0)

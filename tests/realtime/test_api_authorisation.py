@@ -73,6 +73,7 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
                                               "json": {"output_location": "/m/o.png"}},
         ("POST", "/api/tasks/{id}/fail"): {"url": f"/api/tasks/{t}/fail",
                                           "json": {"error_message": "no"}},
+        ("POST", "/api/tasks/{id}/release"): {"url": f"/api/tasks/{t}/release", "json": {}},
         ("DELETE", "/api/tokens/{id}"): {"url": f"/api/tokens/{k}"},
     }
 

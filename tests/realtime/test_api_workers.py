@@ -161,6 +161,28 @@ def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(
         "worker_id": "w1", "output_location": "/media/late.png"}), 409)
 
 
+def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(
+        server: Server) -> None:
+    alice, _ = user_with_credits(server)
+    worker = worker_of(server, alice)
+    _, task = project_with_task(alice)
+    assert ok(claim(worker))["task_id"] == task
+    error_of(worker.post(f"/api/tasks/{task}/release", json={"worker_id": "not-me"}), 409)
+    released = worker.post(f"/api/tasks/{task}/release",
+                           json={"worker_id": "w1", "reason": "shutting down"})
+    ok(released)
+    back = ok(alice.get(f"/api/tasks/{task}?min_position={position(released)}"))
+    assert (back["status"], back["attempts"], back["worker_id"]) == ("Queued", 0, None)
+    refused = error_of(worker.post(f"/api/tasks/{task}/release", json={}), 409)
+    assert refused["current_status"] == "Queued"
+    bob, _ = user_with_credits(server)
+    error_of(worker_of(server, bob).post(f"/api/tasks/{task}/release", json={}), 404)
+    again = ok(claim(worker))
+    assert again["task_id"] == task
+    ok(worker.post(f"/api/tasks/{task}/complete", json={
+        "worker_id": "w1", "output_location": "/media/after-release.png"}))
+
+
 def test_completing_an_upscale_adds_a_variant_to_its_source(server: Server) -> None:
     alice, _ = user_with_credits(server)
     worker = worker_of(server, alice)
