@@ -186,7 +186,7 @@ class HttpWorker:
     def _release(self, task_id: str, reason: str) -> None:
         try:
             response = self.client.post(f"/api/tasks/{task_id}/release", json={
-                "reason": reason, "worker_id": self.config.worker_id})
+                "reason": reason, "worker_id": self.config.worker_id}, timeout=5)
         except httpx.HTTPError as error:
             log.warning("could not hand task %s back: %s", task_id, error)
             return

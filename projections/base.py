@@ -250,7 +250,8 @@ try:  # optional: ~5x faster than the stdlib json on view rows
         return orjson.dumps(value, default=_default).decode()
 except ImportError:  # pragma: no cover - exercised where orjson is absent
     def dumps(value: Any) -> str:
-        return json.dumps(value, separators=(",", ":"), default=_default)
+        # NaN is not JSON (orjson writes null); nothing downstream re-checks the text.
+        return json.dumps(value, separators=(",", ":"), default=_default, allow_nan=False)
 
 
 def _default(value: Any) -> Any:

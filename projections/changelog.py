@@ -52,20 +52,33 @@ DDL = (
 
 # A table made by an older release gets the current layout on start: the key
 # (position, topic), and `payload` as text. Reads the catalog only (no lock on
-# the table) unless there is something to change.
+# the table) unless there is something to change. Each change rewrites the
+# table under an exclusive lock (seconds per million rows): it waits at most
+# two seconds for that lock, and when it cannot have it (a busy relay, another
+# runner writing), it leaves the table as it is for a later start. The old
+# layout keeps working meanwhile: every reader casts the payload.
 MIGRATE = (
-    """DO $$ BEGIN
-        IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
-                   ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                   WHERE i.indrelid = 'changelog'::regclass AND i.indisprimary
-                   AND a.attname = 'topic') THEN
-            ALTER TABLE changelog DROP CONSTRAINT changelog_pkey,
-                ADD PRIMARY KEY (position, topic);
-        END IF;
-        IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'changelog'::regclass
-                   AND attname = 'payload' AND atttypid = 'json'::regtype) THEN
-            ALTER TABLE changelog ALTER COLUMN payload TYPE text;
-        END IF;
+    """DO $$
+    DECLARE
+        waited text := current_setting('lock_timeout');
+    BEGIN
+        PERFORM set_config('lock_timeout', '2s', true);
+        BEGIN
+            IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+                       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                       WHERE i.indrelid = 'changelog'::regclass AND i.indisprimary
+                       AND a.attname = 'topic') THEN
+                ALTER TABLE changelog DROP CONSTRAINT changelog_pkey,
+                    ADD PRIMARY KEY (position, topic);
+            END IF;
+            IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'changelog'::regclass
+                       AND attname = 'payload' AND atttypid = 'json'::regtype) THEN
+                ALTER TABLE changelog ALTER COLUMN payload TYPE text;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'changelog layout not updated: the table is busy; next start';
+        END;
+        PERFORM set_config('lock_timeout', waited, true);
     END $$""")
 
 Entry = tuple[int, str, list[tuple[str, Row]]]

@@ -267,15 +267,14 @@ def serve(down: Connection, up: Connection, parent: int) -> None:
         except Exception as error:
             failed = True
             answered = _answer(up, ("error", _portable(error)))
-            gc.collect()  # a broken connection's cycles, say
         else:
             answered = _answer(up, ("ok", None))
         if not answered:
             break
         batch = data = b""  # freed now, not while the next one is read
         written += 1
-        if written % GC_EVERY == 0:
-            gc.collect()
+        if failed or written % GC_EVERY == 0:
+            gc.collect()  # after a failure: a broken connection's or a traceback's cycles
     if conn is not None:
         conn.close()
 

@@ -131,6 +131,11 @@ class Outbox:
             self._waiter = None
             waiter.set_result(None)
 
+    @property
+    def full(self) -> bool:
+        """No room for a pulled frame: `put` waits (so the reader calling it does too)."""
+        return self.size >= self.limit
+
     async def put(self, frame: str, size: int | None = None) -> None:
         """A pulled frame (reply, snapshot, replay): waits while the queue is full."""
         size = len(frame.encode()) if size is None else size

@@ -227,7 +227,11 @@ class Session:
         while True:
             await asyncio.sleep(interval)
             if loop.time() - self.last_heard > self.settings.idle_timeout_s:
-                return "idle_timeout"
+                # With the outbox full, the reader is stuck queueing a reply (a pong)
+                # and has not read what the client sent since: the client is not
+                # silent, it does not read. That is a slow consumer (4001), not an
+                # idle one (4002); a CI run once reported the latter.
+                return "slow_consumer" if self.outbox.full else "idle_timeout"
             self.outbox.push(PING, len(PING))
 
     async def _read(self) -> None:

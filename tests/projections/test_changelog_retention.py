@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -63,12 +64,39 @@ def test_an_old_change_log_is_rekeyed_position_first_with_text_payloads_keeping_
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
                 "WHERE i.indrelid = 'changelog'::regclass AND i.indisprimary").fetchone()
             assert key is not None and key["cols"] == ["position", "topic"]
-            kind = conn.execute("SELECT format_type(atttypid, NULL) AS t FROM pg_attribute "
-                                "WHERE attrelid = 'changelog'::regclass "
-                                "AND attname = 'payload'").fetchone()
-            assert kind is not None and kind["t"] == "text"
+            assert payload_type(conn) == "text"
             rows = changes_since(conn, ["project:a"], 0)
             assert [(r["position"], r["payload"]) for r in rows] == [(1, {"name": "kept"})]
             prepare(conn, [], managed=True, versions={})  # and again: nothing left to do
     finally:
         drop_schema(database, scratch)
+
+
+def test_a_busy_old_change_log_is_left_as_it_is_and_migrated_on_a_later_start(database):
+    scratch = f"busy_{uuid.uuid4().hex[:8]}"
+    create_schema(database, scratch)
+    try:
+        with db.connect(database.conninfo, scratch) as conn, \
+                db.connect(database.conninfo, scratch) as reader:
+            conn.execute("CREATE TABLE changelog (position bigint NOT NULL, topic text NOT NULL, "
+                         "kind text NOT NULL, payload json NOT NULL, created_at timestamptz "
+                         "NOT NULL DEFAULT now(), PRIMARY KEY (topic, position))")
+            for statement in changelog.DDL[2:]:
+                conn.execute(statement)
+            with reader.transaction():  # a relay mid-read holds the table
+                reader.execute("SELECT count(*) FROM changelog").fetchone()
+                started = time.monotonic()
+                prepare(conn, [], managed=True, versions={})
+                assert 1.5 < time.monotonic() - started < 10
+                assert payload_type(conn) == "json"
+            prepare(conn, [], managed=True, versions={})
+            assert payload_type(conn) == "text"
+    finally:
+        drop_schema(database, scratch)
+
+
+def payload_type(conn) -> str:
+    row = conn.execute("SELECT format_type(atttypid, NULL) AS t FROM pg_attribute "
+                       "WHERE attrelid = 'changelog'::regclass AND attname = 'payload'"
+                       ).fetchone()
+    return row["t"]
