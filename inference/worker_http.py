@@ -14,7 +14,7 @@ personal access token). The loop:
    (`POST /api/tasks/{id}/complete`), or fails (`POST /api/tasks/{id}/fail`);
    an error that running again may cure goes back to the queue instead
    (`PATCH /api/tasks/{id}/status` Queued: the studio counts the attempt);
-5. stopped with Ctrl-C mid-task, it hands the task back
+5. stopped with Ctrl-C or SIGTERM mid-task, it hands the task back
    (`POST /api/tasks/{id}/release`: no attempt spent) before it exits.
 
 Run it: `python -m inference.worker_http --url http://studio:8085 --token $KEY`.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Sequence
@@ -214,6 +215,14 @@ class HttpWorker:
         return outcome
 
 
+def stop_on_sigterm() -> None:
+    """`docker stop` and systemd send SIGTERM: treat it as Ctrl-C, so the task in hand
+    is handed back (`HttpWorker.handle`) instead of waiting for the sweeper."""
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Darkroom reference pull worker")
     parser.add_argument("--url", required=True, help="the studio, e.g. http://localhost:8085")
@@ -235,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     headers = {"Authorization": f"Bearer {args.token}"}
     config = WorkerConfig(run_types=tuple(args.run_types or ("gpu", "api")))
     stop = threading.Event()
+    stop_on_sigterm()
     with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
         try:
             HttpWorker(client, backend, config).run_forever(stop)

@@ -7,6 +7,8 @@ picture shows in the user's gallery.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from api_harness import Server, ok, start_server, stop_server
 
 from darkroom.database import Database
 from inference.frames import decode_image
-from inference.worker_http import HttpWorker, WorkerConfig
+from inference.worker_http import HttpWorker, WorkerConfig, stop_on_sigterm
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -114,3 +116,14 @@ def test_a_worker_stopped_with_ctrl_c_hands_its_task_back_without_spending_an_at
     assert worker.last_position is not None  # the release was written
     back = ok(user.get(f"/api/tasks/{task}?min_position={worker.last_position}"))
     assert (back["status"], back["attempts"]) == ("Queued", 0)
+
+
+def test_sigterm_stops_the_worker_the_way_ctrl_c_does() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        stop_on_sigterm()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at the next bytecode boundary
+    finally:
+        signal.signal(signal.SIGTERM, before)
