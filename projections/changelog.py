@@ -129,14 +129,16 @@ def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
 
 
 def changes_since(conn: psycopg.Connection[Any], topics: Sequence[str], after_position: int,
-                  limit: int = 1000) -> list[Row]:
+                  limit: int = 1000, *, raw: bool = False) -> list[Row]:
     """Change rows of `topics` with position > `after_position`, in position order.
 
-    Returns `[{"position", "topic", "kind", "payload"}…]` (at most `limit`).
+    Returns `[{"position", "topic", "kind", "payload"}…]` (at most `limit`), the
+    payload parsed, or with `raw` the JSON text as stored (to relay as it is).
     Check `oldest_retained_position` first: below it, rows were pruned.
     """
+    payload = "payload::text AS payload" if raw else "payload::json AS payload"
     rows = conn.execute(
-        "SELECT position, topic, kind, payload::json AS payload FROM changelog "
+        f"SELECT position, topic, kind, {payload} FROM changelog "
         "WHERE topic = ANY(%s) AND position > %s ORDER BY position, topic LIMIT %s",
         (list(topics), after_position, limit)).fetchall()
     return [dict(r) for r in rows]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections import deque
@@ -503,8 +502,8 @@ def read_topic(conn: psycopg.Connection[Any], topic: str, after: int,
 
     with snapshot(conn) as positions:
         watermark = min(positions.values(), default=0)
-        rows = changes_since(conn, [topic], after, limit)
+        rows = changes_since(conn, [topic], after, limit, raw=True)
     kept = [r for r in rows if r["position"] <= watermark]
-    changes = [Change(r["position"], r["topic"], r["kind"],
-                      json.dumps(r["payload"], separators=(",", ":"))) for r in kept]
+    # The stored text, as the relay sends it live: no parse and re-dump per row.
+    changes = [Change(r["position"], r["topic"], r["kind"], r["payload"]) for r in kept]
     return changes, len(rows) < limit or len(kept) < len(rows)
