@@ -108,9 +108,10 @@ def write_dead(cur: psycopg.Cursor[Any], dead: list[DeadLetter]) -> None:
 def widen(fd: int) -> None:
     """As big a pipe buffer as this process may have (1 MiB by default on Linux).
 
-    With the default 64 KiB, handing a batch (about 0.5 MB pickled at 1,000
+    With the default 64 KiB, handing a batch (about 0.9 MB pickled at 2,000
     events) to a child still busy with the one before blocked the runner until
-    the child read it: 2.5 s of a 20 s catch-up spent not folding.
+    the child read it: 2.5 s of a 20 s catch-up spent not folding. Batches
+    bigger than the buffer still wait for the child, only less.
     """
     try:
         limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
