@@ -449,20 +449,19 @@ class Runner(HandoverMixin, DeadLetterMixin):
         batch = self._collect()
         if tick or not self.threaded:
             self._settle()
+            self._after(batch, self._commit(batch, handovers=tick))
+            return
         while len(self._inflight) >= IN_FLIGHT:
             self._settle_one()
-        if tick or not self.threaded:
-            self._after(batch, self._commit(batch, handovers=tick))
-        else:
-            if self._process is None:
-                self._process = WriterProcess(self.conninfo, self.schema,
-                                              durable=self.durable_commits)
-            try:
-                self._process.submit(batch)
-            except WriterGoneError:
-                self._inflight.clear()  # none of them is confirmed: all are redone
-                raise
-            self._inflight.append(batch)
+        if self._process is None:
+            self._process = WriterProcess(self.conninfo, self.schema,
+                                          durable=self.durable_commits)
+        try:
+            self._process.submit(batch)
+        except WriterGoneError:
+            self._inflight.clear()  # none of them is confirmed: all are redone
+            raise
+        self._inflight.append(batch)
 
     def _collect(self) -> Batch:
         if self.retention is not None:
@@ -531,5 +530,3 @@ class Runner(HandoverMixin, DeadLetterMixin):
         else:
             if pruned:
                 log.info("pruned %s change rows older than %s", pruned, self.retention)
-
-    # --------------------------------------------------- dead-letter retry
