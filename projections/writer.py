@@ -48,6 +48,13 @@ log = logging.getLogger("darkroom.projections")
 RESUME = b"resume"  # never a pickle
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 GC_EVERY = 100  # batches
+# glibc's malloc gives every buffer over 128 KiB (a batch's pickle, its COPY
+# text) its own mmap and returns it on free, and trims the heap top: each batch
+# then faulted its megabytes in afresh, 0.76 page faults and 2.8 µs of kernel
+# time an event (catch-up of the bench history). Kept in the heap and reused instead:
+# 0.09 faults and 1.1 µs. Only the child's environment; a value set by the
+# operator wins.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
 
 @dataclass
@@ -145,6 +152,8 @@ class WriterProcess:
         root = str(Path(__file__).resolve().parent.parent)
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
+        for name, value in MALLOC_ENV.items():
+            env.setdefault(name, value)
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "projections.writer", str(down_r), str(up_w),

@@ -125,3 +125,19 @@ def test_the_writer_process_dies_with_its_runner(app, database, schema):
     while any(alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(c) for c in children)
+
+
+def test_the_writer_keeps_its_freed_memory_unless_the_operator_set_malloc_otherwise(
+        database, schema, monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    writer = WriterProcess(database.conninfo, schema)
+    try:
+        writer.start()
+        assert writer._process is not None
+        raw = Path(f"/proc/{writer._process.pid}/environ").read_bytes().split(b"\0")
+        env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+        assert env["MALLOC_MMAP_THRESHOLD_"] == str(64 << 20)
+        assert env["MALLOC_TRIM_THRESHOLD_"] == "12345"
+    finally:
+        writer.close()
