@@ -8,7 +8,10 @@ their lifecycle with credit charges) in a fresh schema, then in one run:
    shots, tasks, credits + the change log), from position 0 to the head;
 2. catch-up of the library's `ProjectionRunner` with a comparable gallery
    projection (one transaction per event, as the library does), over the
-   first `--library-events` events of the same log;
+   first `--library-events` events of the same log; and the library's runner
+   doing our work (our six views and the change log, one transaction per event),
+   once with the library's synchronous commits and once with
+   `synchronous_commit = off` as our writer commits;
 3. gallery page latency (first pages, cursor pages, each filter) in the big
    project (`--generations` generations).
 
@@ -198,7 +201,7 @@ class LibraryGalleryView(PostgresTrackingRecorder):
         self.sql_create_statements.append(SQL(
             f"CREATE TABLE IF NOT EXISTS {self.table} (id uuid PRIMARY KEY, project_id uuid, "
             "media_type text, location text, thumbnail_url text, variant_count int, "
-            "starred boolean, deleted boolean, created_at timestamptz)"))
+            "starred boolean, deleted boolean, created_at timestamptz)").format())
 
     def write(self, statement: str | None, params: tuple[Any, ...], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -272,10 +275,14 @@ class LibraryViewsRecorder(PostgresTrackingRecorder):
     """Our views' rows, change rows and tracking, written the library's way: one
     transaction per event (the library's tracking row in the same transaction)."""
 
+    asynchronous = False  # the library's default: each commit waits for its WAL flush
+
     def write(self, batch: Batch, tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("SET LOCAL search_path TO {}").format(
                 Identifier(self.datastore.schema)))
+            if self.asynchronous:
+                curs.execute("SET LOCAL synchronous_commit = off")
             write_batch(curs, batch)
             self._insert_tracking(curs, tracking)
 
@@ -305,12 +312,28 @@ class LibraryViews(Projection[LibraryViewsRecorder]):
             LIBRARY_DONE.set()
 
 
-def run_library_views(app: Studio, database: Database, schema: str, stop: int) -> float:
+class LibraryViewsAsyncRecorder(LibraryViewsRecorder):
+    """As above with `synchronous_commit = off`, as our writer commits: the same
+    durability on both sides, so the ratio measures the runner, not the disk."""
+
+    asynchronous = True
+
+
+class LibraryViewsAsync(LibraryViews):
+    name = "libviewsasync"
+
+
+def run_library_views(app: Studio, database: Database, schema: str, stop: int,
+                      *, asynchronous: bool = False) -> float:
     """Seconds the library's runner with our views takes from where it stopped to `stop`."""
-    target = f"{schema}_lib"
+    target = f"{schema}_liba" if asynchronous else f"{schema}_lib"
     LIB_TARGET[:] = [app, database.conninfo, target]
-    env = {**env_for(database, schema), "LIBVIEWS_POSTGRES_SCHEMA": target}
-    elapsed = timed_library_run(LibraryViews, LibraryViewsRecorder, env, stop)
+    if asynchronous:
+        env = {**env_for(database, schema), "LIBVIEWSASYNC_POSTGRES_SCHEMA": target}
+        elapsed = timed_library_run(LibraryViewsAsync, LibraryViewsAsyncRecorder, env, stop)
+    else:
+        env = {**env_for(database, schema), "LIBVIEWS_POSTGRES_SCHEMA": target}
+        elapsed = timed_library_run(LibraryViews, LibraryViewsRecorder, env, stop)
     for ours in LIB_RUNNERS:
         ours.close()
     LIB_RUNNERS.clear()
@@ -396,7 +419,10 @@ def main() -> None:
         same_work = min(args.library_views_events, head)
         create_schema(database, f"{schema}_lib")
         library_seconds = run_library(database, schema, sample // 2)
+        create_schema(database, f"{schema}_liba")
         views_seconds = run_library_views(app, database, schema, same_work // 2)
+        async_seconds = run_library_views(app, database, schema, same_work // 2,
+                                          asynchronous=True)
         load_before = os.getloadavg()[0]
         speed = machine_speed()
         position, elapsed = run_ours(app, database, schema)
@@ -407,13 +433,17 @@ def main() -> None:
 
         library_seconds += run_library(database, schema, sample)
         views_seconds += run_library_views(app, database, schema, same_work)
+        async_seconds += run_library_views(app, database, schema, same_work, asynchronous=True)
         library = sample / library_seconds
         library_views = same_work / views_seconds
+        library_async = same_work / async_seconds
         print(f"library ProjectionRunner, one-table gallery: {library:,.0f} events/s "
               f"(first {sample:,} events, half before ours, half after); "
               f"ratio {ours / library:.1f}x")
         print(f"library ProjectionRunner, our six views + change log: {library_views:,.0f} "
               f"events/s (first {same_work:,} events); ratio {ours / library_views:.1f}x")
+        print(f"  the same with synchronous_commit = off, as ours: {library_async:,.0f} "
+              f"events/s; ratio {ours / library_async:.1f}x")
 
         conn = db.connect(database.conninfo, schema)
         big = conn.execute("SELECT project_id, count(*) AS n FROM gallery GROUP BY 1 "
@@ -428,17 +458,20 @@ def main() -> None:
         print(f"gallery page ({big['n']:,} generations): p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
               f"max {worst:.2f} ms")
         if args.write_docs:
-            write_docs(args, head, position, elapsed, ours, library, library_views, big["n"],
+            write_docs(args, head, position, elapsed, ours, library, library_views,
+                       library_async, big["n"],
                        p50, p99, load_before, speed)
         app.close()
     finally:
         if not args.keep:
             drop_schema(database, schema)
             drop_schema(database, f"{schema}_lib")
+            drop_schema(database, f"{schema}_liba")
 
 
 def write_docs(args: argparse.Namespace, head: int, position: int, elapsed: float,
-               ours: float, library: float, library_views: float, generations: int,
+               ours: float, library: float, library_views: float, library_async: float,
+               generations: int,
                p50: float, p99: float, load: float, speed: float) -> None:
     path = ROOT / "docs" / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -463,6 +496,8 @@ def write_docs(args: argparse.Namespace, head: int, position: int, elapsed: floa
          f"{library_views:,.0f} events/s", "—"),
         ("ratio to the library runner doing the same work", f"{ours / library_views:.1f} times",
          "≥ 15 times"),
+        ("the same library run with `synchronous_commit = off` (as our writer commits)",
+         f"{library_async:,.0f} events/s, ratio {ours / library_async:.1f} times", "—"),
         ("our runner process's CPU (main + reader threads; the writer process not "
          "included)", f"{CPU_US[0]:.1f} µs/event", "—"),
         ("machine load average when our catch-up started (2 cores, shared)", f"{load:.1f}",
