@@ -18,7 +18,6 @@ no change log, no registry.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import queue
 import threading
@@ -37,10 +36,11 @@ from projections.base import Context, View
 from projections.deadletters import DeadLetterMixin
 from projections.errors import LockNotAcquiredError, WriterGoneError
 from projections.fastio import Note
+from projections.flushing import FlushMixin
 from projections.handover import HandoverMixin, RestartRequiredError
 from projections.pages import END, IDLE_TICK, PageReader
 from projections.tables import prepare
-from projections.writer import Batch, DeadLetter, WriterProcess, write_batch
+from projections.writer import Batch, DeadLetter, WriterProcess
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -48,13 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("darkroom.projections")
 
-PRUNE_EVERY = 600.0  # seconds between change-log retention passes
 BATCH_SIZE = 2_000
 BATCH_LATENCY = 0.05
 PAGE_SIZE = 1_000
-# Batches handed to the writer process and not yet confirmed: two let the folding
-# go on while the writer is slow for a moment (its PostgreSQL shares the cores).
-IN_FLIGHT = 2
 
 
 @dataclass
@@ -69,7 +65,7 @@ class Sink:
 Route = tuple[bool, list[tuple[View, Callable[..., None], Callable[..., Any] | None]], bool]
 
 
-class Runner(HandoverMixin, DeadLetterMixin):
+class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
     """Hosts views; see the module docstring."""
 
     def __init__(self, app: Application[Any], conninfo: str, schema: str,
@@ -421,112 +417,3 @@ class Runner(HandoverMixin, DeadLetterMixin):
                 return  # past retention already: pruning would delete it at once
             for topic, found in changes.items():
                 self.changes.append((position, topic, found))
-
-    # --------------------------------------------------------------- flush
-    def flush(self) -> None:
-        """Write the batch: rows, change log, dead letters, positions; one transaction.
-
-        Normally the transaction runs in the writer process while the next
-        batches are folded (at most `IN_FLIGHT`, committed in order). Every
-        `IDLE_TICK` a flush runs synchronously and also serves dead-letter
-        retries and rebuild hand-overs.
-        """
-        now = time.monotonic()
-        tick = False
-        if self.managed and now - self._last_tick >= IDLE_TICK:
-            self._last_tick = now
-            tick = self._handover_pending() or self._retries_requested()
-            if (self.retention is not None and self.changelog_enabled
-                    and now - self._last_prune >= PRUNE_EVERY):
-                self._last_prune = now
-                self._prune()
-            if tick:
-                self._settle()
-                self._retry_dead_letters()
-        if not tick and self.position == self._flushed_to and not self.dead:
-            return  # idle: nothing to write
-        self._flushed_to = self.position
-        batch = self._collect()
-        if tick or not self.threaded:
-            self._settle()
-            self._after(batch, self._commit(batch, handovers=tick))
-            return
-        while len(self._inflight) >= IN_FLIGHT:
-            self._settle_one()
-        if self._process is None:
-            self._process = WriterProcess(self.conninfo, self.schema,
-                                          durable=self.durable_commits)
-        try:
-            self._process.submit(batch)
-        except WriterGoneError:
-            self._inflight.clear()  # none of them is confirmed: all are redone
-            raise
-        self._inflight.append(batch)
-
-    def _collect(self) -> Batch:
-        if self.retention is not None:
-            self._expired_before = datetime.now(UTC) - self.retention
-        ops = [(v.name, sink.version, sink.names, v.take())
-               for v in self.views if not (sink := self.sinks[v.name]).frozen]
-        batch = Batch(self.position, ops, self.changes, self.dead, self.retried)
-        self.changes, self.dead, self.retried = [], [], []
-        return batch
-
-    def _settle(self) -> None:
-        """Wait for every batch in flight (re-raising an error) and run their after-commits."""
-        while self._inflight:
-            self._settle_one()
-
-    def _settle_one(self) -> None:
-        batch = self._inflight.popleft()
-        assert self._process is not None
-        try:
-            self._process.wait()
-        except Exception:
-            self._failed_batch = batch
-            self._inflight.clear()  # later ones were not written: they are redone
-            raise
-        self._after(batch, [])
-
-    def _after(self, batch: Batch, actions: list[Callable[[], None]]) -> None:
-        # The caches hold hundreds of thousands of long-lived objects: keep the
-        # cyclic GC from rescanning them on every collection (they are acyclic).
-        gc.freeze()
-        for view in self.views:
-            view.flushed()
-        self.batches += 1
-        self.committed = batch.position
-        if self._isolating and batch.position >= self._isolate_until:
-            self._isolating = False
-            self.batch_size = self._normal_batch_size
-        for action in actions:
-            action()
-        if self.on_batch is not None:
-            self.on_batch(batch.position)
-
-    def _commit(self, batch: Batch, handovers: bool) -> list[Callable[[], None]]:
-        try:
-            return self._commit_batch(batch, handovers)
-        except Exception:
-            self._failed_batch = batch
-            raise
-
-    def _commit_batch(self, batch: Batch, handovers: bool) -> list[Callable[[], None]]:
-        conn = self._writer
-        assert conn is not None
-        with conn.transaction():
-            cur = conn.cursor()
-            actions = self._handovers(cur, batch.position) if handovers else []
-            write_batch(cur, batch)
-        return actions
-
-    def _prune(self) -> None:
-        """Apply the change log's retention (the runner that writes it prunes it)."""
-        assert self._reader is not None and self.retention is not None
-        try:
-            pruned = changelog.prune(self._reader, self.retention)
-        except Exception:
-            log.exception("pruning the change log failed; retrying at the next interval")
-        else:
-            if pruned:
-                log.info("pruned %s change rows older than %s", pruned, self.retention)
