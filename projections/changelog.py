@@ -92,7 +92,7 @@ def merged(changes: list[tuple[str, Row]]) -> tuple[str, Any]:
 
 
 def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
-    """COPY the batch's change rows; returns how many.
+    """COPY the batch's change rows, longest first; returns how many.
 
     The COPY text is built here: topics, kinds and JSON never hold tabs or
     newlines (JSON escapes them), so only backslashes need doubling. A row
@@ -123,6 +123,14 @@ def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
         if "\\" in topic or "\t" in topic or "\n" in topic:
             topic = topic.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
         lines.append(f"{position}\t{topic}\t{kind}\t{text}\n")
+    # Longest first: the short rows at the end then fill the gaps this batch
+    # left on its own pages. In position order, the next batches' short rows
+    # went back to earlier batches' pages through the free-space map, each to
+    # a page last written before the latest checkpoint: a full-page image
+    # (8 KB of WAL for a 700-byte row) per page. Catching up the bench
+    # history: 0.20 → 0.04 full-page images and 3.8 → 2.8 KB of WAL an event.
+    # Row order on disk means nothing: every reader orders by (position, topic).
+    lines.sort(key=len, reverse=True)
     with cur.copy("COPY changelog (position, topic, kind, payload) FROM STDIN") as copy:
         copy.write("".join(lines))
     return len(lines)
