@@ -489,8 +489,8 @@ def write_docs(args: argparse.Namespace, head: int, position: int, elapsed: floa
         (f"library `ProjectionRunner`, a one-table gallery projection (9 columns, no "
          f"change log), one tx per event (first {sample:,} events: half before ours, "
          "half after)", f"{library:,.0f} events/s", "—"),
-        ("ratio to the one-table library projection", f"{ours / library:.1f} times",
-         "≥ 15 times"),
+        ("ratio to the one-table library projection (less work than ours: one table, "
+         "no change log)", f"{ours / library:.1f} times", "—"),
         (f"library `ProjectionRunner` running our six views + change log, one tx per "
          f"event (first {same_work:,} events: half before ours, half after)",
          f"{library_views:,.0f} events/s", "—"),
