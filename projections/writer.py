@@ -50,10 +50,10 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 GC_EVERY = 100  # batches
 # glibc's malloc gives every buffer over 128 KiB (a batch's pickle, its COPY
 # text) its own mmap and returns it on free, and trims the heap top: each batch
-# then faulted its megabytes in afresh, 0.76 page faults and 2.8 µs of kernel
-# time an event (catch-up of the bench history). Kept in the heap and reused instead:
-# 0.09 faults and 1.1 µs. Only the child's environment; a value set by the
-# operator wins.
+# then faulted its megabytes in afresh (catching up the bench history: 0.76
+# page faults and 2.8 µs of kernel time an event). Kept in the heap and reused
+# instead: 0.09 faults and 1.1 µs. Set in the child's environment only; a
+# value the operator set wins.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
 
