@@ -326,14 +326,12 @@ class LibraryViewsAsync(LibraryViews):
 def run_library_views(app: Studio, database: Database, schema: str, stop: int,
                       *, asynchronous: bool = False) -> float:
     """Seconds the library's runner with our views takes from where it stopped to `stop`."""
-    target = f"{schema}_liba" if asynchronous else f"{schema}_lib"
+    projection, recorder, target = (
+        (LibraryViewsAsync, LibraryViewsAsyncRecorder, f"{schema}_liba") if asynchronous
+        else (LibraryViews, LibraryViewsRecorder, f"{schema}_lib"))
     LIB_TARGET[:] = [app, database.conninfo, target]
-    if asynchronous:
-        env = {**env_for(database, schema), "LIBVIEWSASYNC_POSTGRES_SCHEMA": target}
-        elapsed = timed_library_run(LibraryViewsAsync, LibraryViewsAsyncRecorder, env, stop)
-    else:
-        env = {**env_for(database, schema), "LIBVIEWS_POSTGRES_SCHEMA": target}
-        elapsed = timed_library_run(LibraryViews, LibraryViewsRecorder, env, stop)
+    env = {**env_for(database, schema), f"{projection.name.upper()}_POSTGRES_SCHEMA": target}
+    elapsed = timed_library_run(projection, recorder, env, stop)
     for ours in LIB_RUNNERS:
         ours.close()
     LIB_RUNNERS.clear()
