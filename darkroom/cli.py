@@ -57,11 +57,18 @@ def worker(ray_address: str = typer.Option(None, "--ray-address",
 
 
 @app.command()
-def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every event of one aggregate: position, time, actor, correlation."""
-    rows = _studio(Settings()).history(aggregate_id)
+def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json"),
+            snapshots: bool = typer.Option(False, "--snapshots",
+                                           help="with --json: also the snapshot rows")) -> None:
+    """Every event of one aggregate: position, time, actor, correlation; then its
+    snapshots, listed apart: they cache state and are not part of the history."""
+    studio = _studio(Settings())
+    rows = studio.history(aggregate_id)
+    cached = studio.stored_snapshots(aggregate_id)
     if as_json:
         for row in rows:
+            typer.echo(json.dumps(row))
+        for row in cached if snapshots else []:
             typer.echo(json.dumps(row))
         return
     table = Table(title=f"history of {aggregate_id}")
@@ -71,6 +78,13 @@ def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json")) ->
         table.add_row(*(str(row.get(c)) for c in ("position", "version", "topic", "timestamp",
                                                   "actor", "correlation_id")))
     console.print(table)
+    if cached:
+        kept = Table(title="snapshots (cached state, not events)")
+        for column in ("version", "timestamp", "bytes", "usable"):
+            kept.add_column(column)
+        for row in cached:
+            kept.add_row(*(str(row.get(c)) for c in ("version", "timestamp", "bytes", "usable")))
+        console.print(kept)
 
 
 @app.command()

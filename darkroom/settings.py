@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     task_rate_limit: int = Field(default=120, alias="DARKROOM_TASK_RATE_LIMIT")
     worker_timeout_s: float = Field(default=120.0, alias="DARKROOM_WORKER_TIMEOUT_S")
     sweep_interval_s: float = Field(default=10.0, alias="DARKROOM_SWEEP_INTERVAL_S")
+    snapshots: bool = Field(default=True, alias="DARKROOM_SNAPSHOTS")
+    aggregate_cache: int = Field(default=10_000, alias="DARKROOM_AGGREGATE_CACHE")
     changelog_retention_days: float = Field(default=7.0, alias="DARKROOM_CHANGELOG_RETENTION_DAYS")
 
     @property

@@ -20,15 +20,27 @@ if TYPE_CHECKING:
     from realtime.config import EdgeConfig
 
 
-def studio_env(db: Database, schema: str = "public", pool_size: int = 8) -> dict[str, str]:
+# Aggregates kept per process (LRU). Bounded state keeps each one small: the bound
+# is measured in docs/BENCHMARKS.md ("History").
+DEFAULT_AGGREGATE_CACHE = 10_000
+
+
+def studio_env(db: Database, schema: str = "public", pool_size: int = 8, *,
+               snapshots: bool = True,
+               cache_size: int = DEFAULT_AGGREGATE_CACHE) -> dict[str, str]:
+    """`snapshots=False, cache_size=0` is the old path: every load replays the stream."""
     return {**db.eventsourcing_env(schema, pool_size),
             "APPLICATION_RECORDER_TOPIC": RECORDER_TOPIC,
-            "CREATE_TABLE": "y"}
+            "CREATE_TABLE": "y",
+            "IS_SNAPSHOTTING_ENABLED": "y" if snapshots else "n",
+            "AGGREGATE_CACHE_MAXSIZE": str(cache_size) if cache_size > 0 else ""}
 
 
 def build_studio(db: Database, schema: str = "public", pool_size: int = 8,
-                 welcome_credits: float = 10.0) -> Studio:
-    studio = Studio(env=studio_env(db, schema, pool_size))
+                 welcome_credits: float = 10.0, *, snapshots: bool = True,
+                 cache_size: int = DEFAULT_AGGREGATE_CACHE) -> Studio:
+    studio = Studio(env=studio_env(db, schema, pool_size, snapshots=snapshots,
+                                   cache_size=cache_size))
     studio.welcome_credits = Decimal(str(welcome_credits))
     return studio
 
@@ -97,7 +109,9 @@ def edge_config(settings: Settings) -> EdgeConfig:
     return EdgeConfig(
         conninfo=db.conninfo, schema=settings.db_schema,
         build_studio=lambda: build_studio(db, settings.db_schema, settings.pool_size,
-                                          settings.welcome_credits),
+                                          settings.welcome_credits,
+                                          snapshots=settings.snapshots,
+                                          cache_size=settings.aggregate_cache),
         jwt_secret=settings.jwt_secret, service_key=settings.service_key,
         media_dir=settings.media_dir, redis_url=settings.redis_url,
         read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,

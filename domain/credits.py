@@ -1,8 +1,15 @@
-"""The credit ledger of one user: grants, top-ups, task spends and refunds."""
+"""The credit ledger of one user: grants, top-ups, task spends and refunds.
+
+Its state is what its rules need, not its history: the balance, the entry count,
+the payment references seen (one per top-up: rare, and a replayed webhook must add
+nothing however old), and the charges of the last `RECENT_CHARGES` tasks (refunds and
+the once-per-task guard). Every entry stays in the event log and in the `credits`
+view; the aggregate does not keep them, so a ledger costs the same to load and copy
+after years of tasks (docs/EVENTSTORE.md, "Bounded command cost").
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
@@ -25,28 +32,15 @@ ENTRY_KINDS = (GRANT, TOP_UP, SPEND, REFUND)
 
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/credit-ledger")
 THOUSANDTH = Decimal("0.001")
+# Charges remembered per ledger. A task is charged once, in the same save as its one
+# transition to Complete (the task is the primary guard); this window backs it up and
+# lets a recent task be refunded. Older charges are in the log and the view.
+RECENT_CHARGES = 1_000
 
 
 def round_credits(amount: Decimal) -> Decimal:
     """Credits are kept to 3 decimals (fractions of a cent), halves away from zero."""
     return amount.quantize(THOUSANDTH, rounding=ROUND_HALF_UP)
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """Signed: grants, top-ups and refunds add, spends subtract."""
-
-    kind: str
-    amount: Decimal
-    reason: str
-    task_id: UUID | None
-    reference: str | None
-    at: datetime
-
-    def __deepcopy__(self, memo: dict[int, object]) -> LedgerEntry:
-        # Frozen and made of immutable values: the repository's copy of a cached
-        # aggregate may share it (copying each one made every read grow with history).
-        return self
 
 
 class CreditLedger(Aggregate):
@@ -76,7 +70,11 @@ class CreditLedger(Aggregate):
     @event(Created)
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
-        self.entries: list[LedgerEntry] = []
+        self.total = Decimal(0)
+        self.entry_count = 0
+        self.references: set[str] = set()
+        # task id -> what it still costs (spend net of refunds), oldest first
+        self.charges: dict[UUID, Decimal] = {}
 
     @classmethod
     def open(cls, user_id: str) -> CreditLedger:
@@ -87,7 +85,7 @@ class CreditLedger(Aggregate):
     # -- queries -------------------------------------------------------------
     @property
     def balance(self) -> Decimal:
-        return round_credits(sum((e.amount for e in self.entries), Decimal(0)))
+        return round_credits(self.total)
 
     @property
     def has_credit(self) -> bool:
@@ -101,15 +99,14 @@ class CreditLedger(Aggregate):
                 "is needed")
 
     def spent_on(self, task_id: UUID) -> Decimal:
-        """What a task cost so far, net of refunds."""
-        return -sum((e.amount for e in self.entries if e.task_id == task_id
-                     and e.kind in (SPEND, REFUND)), Decimal(0))
+        """What a recently charged task costs, net of refunds (0 if unknown)."""
+        return self.charges.get(task_id, Decimal(0))
 
     def has_charged(self, task_id: UUID) -> bool:
-        return any(e.kind == SPEND and e.task_id == task_id for e in self.entries)
+        return task_id in self.charges
 
     def has_reference(self, reference: str) -> bool:
-        return any(e.reference == reference for e in self.entries)
+        return reference in self.references
 
     # -- decisions -----------------------------------------------------------
     def grant(self, amount: Decimal | float | int | str, reason: str, at: datetime, *,
@@ -173,4 +170,11 @@ class CreditLedger(Aggregate):
     @event(EntryRecorded)
     def _entry_recorded(self, kind: str, amount: Decimal, reason: str, task_id: UUID | None,
                         reference: str | None, at: datetime) -> None:
-        self.entries.append(LedgerEntry(kind, amount, reason, task_id, reference, at))
+        self.total += amount
+        self.entry_count += 1
+        if reference is not None:
+            self.references.add(reference)
+        if task_id is not None and kind in (SPEND, REFUND):
+            self.charges[task_id] = self.charges.pop(task_id, Decimal(0)) - amount
+            if len(self.charges) > RECENT_CHARGES:
+                del self.charges[next(iter(self.charges))]

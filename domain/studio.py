@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
+from domain.catalogue import TaskTypeCatalogue
+from domain.credits import CreditLedger
+from domain.generation import Generation
+from domain.project import Project
+from domain.roster import WorkerRoster
 from domain.services.accounts import AccountServices
 from domain.services.catalog import CatalogServices
 from domain.services.history import HistoryServices
 from domain.services.liveness import LivenessServices
 from domain.services.orchestration import OrchestrationServices
 from domain.services.tasks import TaskServices
+from domain.shot import Shot
+from domain.user import User
+from domain.worker import Worker
+from domain.workload import Workload
+
+# Events between snapshots, per aggregate kind whose stream grows with its owner's
+# activity (docs/EVENTSTORE.md, "Aggregate inventory"). A load replays at most
+# interval - 1 events after a snapshot; a snapshot costs one insert per interval saves.
+# Tasks are not snapshotted: a task's stream ends with it (tens of events).
+SNAPSHOT_INTERVALS: dict[type[Any], int] = {
+    Workload: 50, CreditLedger: 50, Worker: 50, WorkerRoster: 50, Shot: 50,
+    Generation: 50, Project: 50, User: 50, TaskTypeCatalogue: 50,
+}
 
 
 class Studio(CatalogServices, AccountServices, HistoryServices, TaskServices,
@@ -15,3 +35,4 @@ class Studio(CatalogServices, AccountServices, HistoryServices, TaskServices,
     """Verb methods for every command; each returns ids and the global `position`."""
 
     name = "Darkroom"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = SNAPSHOT_INTERVALS

@@ -68,24 +68,27 @@ class CreditsView(View):
     def on_entry(self, event: CreditLedger.EntryRecorded, ledger: CreditLedger, _: Any,
                  ctx: Context) -> None:
         balance, _count = self._balance(ledger.user_id)
-        entry = {"user_id": ledger.user_id, "seq": len(ledger.entries), "kind": event.kind,
+        entry = {"user_id": ledger.user_id, "seq": ledger.entry_count, "kind": event.kind,
                  "amount": str(round_credits(event.amount)), "reason": event.reason,
                  "task_id": sid(event.task_id), "reference": event.reference,
                  "at": event.at.isoformat(), "log_position": ctx.position}
         self.entries.append(entry)
-        self._emit(ledger, balance + event.amount, len(ledger.entries), entry, ctx)
+        self._emit(ledger, balance + event.amount, ledger.entry_count, entry, ctx)
 
     def refresh(self, event: Any, ctx: Context) -> None:
         ledger = ctx.aggregates.current(event.originator_id)
         if not isinstance(ledger, CreditLedger):
             return
         self.refreshed = True
-        for seq, e in enumerate(ledger.entries, start=1):
+        # The aggregate keeps no entries (bounded state): re-read them from its stream.
+        stream = ctx.aggregates.app.events.get(ledger.id, lte=ledger.version)
+        recorded = (e for e in stream if isinstance(e, CreditLedger.EntryRecorded))
+        for seq, e in enumerate(recorded, start=1):
             self.entries.append({"user_id": ledger.user_id, "seq": seq, "kind": e.kind,
                                  "amount": str(round_credits(e.amount)), "reason": e.reason,
                                  "task_id": sid(e.task_id), "reference": e.reference,
                                  "at": e.at.isoformat(), "log_position": ctx.position})
-        self._emit(ledger, ledger.balance, len(ledger.entries), None, ctx)
+        self._emit(ledger, ledger.balance, ledger.entry_count, None, ctx)
 
     def take(self) -> list[Op]:
         pending, new, entries, refreshed = self.pending, self.new, self.entries, self.refreshed

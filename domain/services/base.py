@@ -9,17 +9,27 @@ returns the first result and stores nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Repository,
+)
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import EventStore, IntegrityError, Mapper, Recording
+from eventsourcing.utils import strtobool
 
 from domain.errors import ConcurrencyConflictError, NotFoundError, ValidationError
 from domain.metadata import CommandMeta, command_context, current_meta
+from domain.snapshots import PickleTranscoder, SnapshottingRepository, StateSnapshot
+
+log = logging.getLogger("darkroom.studio")
 
 Result = dict[str, Any]
 Decision = tuple[Sequence[Aggregate], Result]
@@ -47,7 +57,53 @@ def as_uuid(value: object, kind: str = "id") -> UUID:
 
 
 class ServiceBase(Application):
-    """Shared helpers of the Studio mixins: loading, saving, idempotency."""
+    """Shared helpers of the Studio mixins: loading, saving, idempotency.
+
+    Loads are bounded (docs/EVENTSTORE.md, "Bounded command cost"): snapshots every
+    `snapshotting_intervals[cls]` events, taken from the saved aggregate, and the
+    library's LRU aggregate cache (`AGGREGATE_CACHE_MAXSIZE`), fast-forwarded from the
+    log on every get so that another process's writes are seen; a stale decision still
+    fails on the version check at save and is retried by `_command`.
+    """
+
+    snapshot_class = StateSnapshot
+
+    # -- construction ------------------------------------------------------
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        recorder = self.factory.aggregate_recorder(purpose="snapshots")
+        return EventStore(mapper=Mapper(transcoder=PickleTranscoder()), recorder=recorder)
+
+    def construct_repository(self) -> Repository[UUID]:
+        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return SnapshottingRepository(
+            event_store=self.events, snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE,
+                                                       "y")))
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """A snapshot of each saved aggregate whose version crossed a multiple of its
+        interval, from the object just saved: no reload, one insert, after the commit.
+        A failed snapshot is logged, never raised: the command itself has committed."""
+        if self.snapshots is None or not self.snapshotting_intervals:
+            return
+        first: dict[UUID, int] = {}
+        for event in processing_event.events:
+            first.setdefault(event.originator_id, event.originator_version)
+        snapshots = []
+        for ident, aggregate in processing_event.aggregates.items():
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if not interval or ident not in first:
+                continue
+            if aggregate.version // interval > (first[ident] - 1) // interval:
+                snapshots.append(StateSnapshot.take(aggregate))
+        if snapshots:
+            try:
+                self.snapshots.put(snapshots)
+            except Exception:
+                log.exception("snapshots of %s not stored (loads replay more until the next)",
+                              [str(s.originator_id) for s in snapshots])
 
     def _record(self, processing_event: Any) -> list[Recording]:
         meta = current_meta().as_dict()

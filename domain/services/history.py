@@ -12,6 +12,7 @@ from eventsourcing.persistence import StoredEvent
 
 from domain.errors import NotFoundError, ValidationError
 from domain.services.base import ServiceBase, as_uuid
+from domain.snapshots import usable_state
 
 PAGE = 1000
 
@@ -50,6 +51,28 @@ class HistoryServices(ServiceBase):
             out.append({"position": row["notification_id"], "version": row["originator_version"],
                         "topic": row["topic"], "timestamp": event.timestamp.isoformat(),
                         **meta})
+        return out
+
+    def stored_snapshots(self, aggregate_id: object) -> list[dict[str, Any]]:
+        """The stored snapshots of one aggregate: caches of its state, not events.
+
+        `usable` says whether a load would start from it (see `domain.snapshots`)."""
+        ident = as_uuid(aggregate_id, "aggregate id")
+        if self.snapshots is None:
+            return []
+        out = []
+        for stored in self.snapshots.recorder.select_events(ident):
+            row: dict[str, Any] = {"kind": "snapshot", "version": stored.originator_version,
+                                   "bytes": len(stored.state)}
+            try:
+                snapshot: Any = self.snapshots.mapper.to_domain_event(stored)
+                row["timestamp"] = snapshot.timestamp.isoformat()
+                usable_state(snapshot)
+                row["usable"] = True
+            except Exception as error:  # reported, not raised: an audit reads everything
+                row["usable"] = False
+                row["why"] = str(error)
+            out.append(row)
         return out
 
     def fold_until(self, position: int, keep: Any = None) -> dict[UUID, Aggregate]:

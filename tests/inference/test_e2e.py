@@ -18,7 +18,7 @@ from inference_harness import (
     wait_until_settled,
 )
 
-from domain.credits import SPEND
+from domain.credits import SPEND, CreditLedger
 from domain.task import CANCELLED, COMPLETE, FAILED
 
 pytestmark = pytest.mark.timeout(180)
@@ -146,7 +146,8 @@ def test_credits_are_charged_once_for_completed_tasks_and_never_for_failed_ones(
     complete = {i for i, t in finished.items() if t.status == COMPLETE}
     assert complete == {*good, *run["task_ids"]}
     ledger = rig.studio.ledger(owner)
-    spends = [str(e.task_id) for e in ledger.entries if e.kind == SPEND]
+    spends = [str(e.task_id) for e in rig.studio.events.get(ledger.id)  # type: ignore[attr-defined]
+              if isinstance(e, CreditLedger.EntryRecorded) and e.kind == SPEND]
     assert len(spends) == len(set(spends))  # once per task
     assert set(spends) <= complete
     assert set(good) <= set(spends)

@@ -1,0 +1,180 @@
+"""Snapshots and the aggregate cache: loads stay bounded and never change what history shows."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from darkroom.database import Database
+from darkroom.wiring import build_studio
+from domain.generation import Generation
+from domain.snapshots import SNAPSHOT_TOPIC, SnapshottingRepository
+from domain.studio import SNAPSHOT_INTERVALS, Studio
+
+INTERVAL = SNAPSHOT_INTERVALS[Generation]
+
+
+@pytest.fixture(scope="module")
+def plain(database: Database, schema: str, studio: Studio) -> Iterator[Studio]:
+    """Today's path on the same schema: no snapshots, no cache, every load replays."""
+    app = build_studio(database, schema, pool_size=2, snapshots=False, cache_size=0)
+    yield app
+    app.close()
+
+
+def grown(studio: Studio, edits: int) -> UUID:
+    project = studio.create_project("alice", "Snapshots")["project_id"]
+    ident = UUID(studio.create_generation(project, "alice", "file:///a.png")["generation_id"])
+    for i in range(edits):
+        studio.star_generation(ident, "alice", i % 2 == 0)
+    return ident
+
+
+def state(aggregate: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+def snapshot_versions(studio: Studio, ident: UUID) -> list[int]:
+    return [row["version"] for row in studio.stored_snapshots(ident)]
+
+
+def test_a_save_that_crosses_the_interval_stores_a_snapshot_of_the_saved_state(
+        studio: Studio, plain: Studio) -> None:
+    ident = grown(studio, 2 * INTERVAL + 5)
+    assert snapshot_versions(studio, ident) == [INTERVAL, 2 * INTERVAL]
+    assert state(studio.repository.get(ident)) == state(plain.repository.get(ident))
+
+
+def test_a_load_replays_only_the_events_after_the_latest_snapshot(studio: Studio) -> None:
+    ident = grown(studio, INTERVAL + 3)
+    seen: list[int] = []
+    original = studio.events.get
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        events = list(original(*args, **kwargs))
+        seen.extend(e.originator_version for e in events)
+        return events
+
+    studio.events.get = counting  # type: ignore[method-assign]
+    try:
+        aggregate = studio.repository.get(ident, version=INTERVAL + 2)
+    finally:
+        del studio.events.get
+    assert aggregate.version == INTERVAL + 2
+    assert seen == [INTERVAL + 1, INTERVAL + 2]
+
+
+@pytest.mark.parametrize("version", [1, INTERVAL - 1, INTERVAL, INTERVAL + 1, 2 * INTERVAL + 3])
+def test_time_travel_with_snapshots_equals_a_full_replay(studio: Studio, plain: Studio,
+                                                         version: int) -> None:
+    ident = grown(studio, 2 * INTERVAL + 5)
+    with_snapshots = studio.aggregate_at(ident, version=version)
+    replayed = plain.aggregate_at(ident, version=version)
+    assert state(with_snapshots) == state(replayed)
+
+
+def test_a_snapshot_of_an_older_class_version_is_ignored_without_an_upcaster(
+        database: Database, schema: str, studio: Studio, plain: Studio,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ident = grown(studio, INTERVAL + 1)
+    before = SnapshottingRepository.ignored
+    monkeypatch.setattr(Generation, "class_version", 2, raising=False)
+    fresh = build_studio(database, schema, pool_size=1, cache_size=0)
+    try:
+        loaded = fresh.repository.get(ident)
+        assert state(loaded) == state(plain.repository.get(ident))
+        assert SnapshottingRepository.ignored == before + 1
+        assert [r["usable"] for r in fresh.stored_snapshots(ident)] == [False]
+    finally:
+        fresh.close()
+
+
+def test_a_snapshot_of_an_older_class_version_is_upcast_when_the_class_says_how(
+        database: Database, schema: str, studio: Studio,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ident = grown(studio, INTERVAL + 1)
+    before = SnapshottingRepository.ignored
+
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["upcast"] = True
+
+    monkeypatch.setattr(Generation, "class_version", 2, raising=False)
+    monkeypatch.setattr(Generation, "upcast_v1_v2", staticmethod(upcast_v1_v2), raising=False)
+    fresh = build_studio(database, schema, pool_size=1, cache_size=0)
+    try:
+        loaded: Any = fresh.repository.get(ident)
+        assert loaded.upcast is True and loaded.version == studio.repository.get(ident).version
+        assert SnapshottingRepository.ignored == before
+    finally:
+        fresh.close()
+
+
+class Evil:
+    def __reduce__(self) -> Any:
+        return (print, ("a snapshot ran code",))
+
+
+def test_a_snapshot_that_names_code_outside_the_domain_is_refused_and_replayed(
+        studio: Studio, plain: Studio) -> None:
+    ident = grown(studio, 3)
+    assert studio.snapshots is not None
+    forged = StoredEvent(originator_id=ident, originator_version=2, topic=SNAPSHOT_TOPIC,
+                         state=pickle.dumps({"topic": "darkroom.generation", "timestamp": None,
+                                             "state": {"x": Evil()}}))
+    studio.snapshots.recorder.insert_events([forged])
+    before = SnapshottingRepository.ignored
+    loaded = studio.repository.get(ident, version=3)
+    assert SnapshottingRepository.ignored == before + 1
+    assert state(loaded) == state(plain.repository.get(ident, version=3))
+
+
+def test_the_cache_hands_out_copies_so_an_unsaved_change_is_forgotten(studio: Studio) -> None:
+    ident = grown(studio, 1)
+    first: Any = studio.repository.get(ident)
+    was = first.starred
+    first.star(not was)
+    again: Any = studio.repository.get(ident)
+    assert (again.starred, again.version) == (was, first.version - 1)
+
+
+def test_a_cached_aggregate_sees_what_another_process_wrote(database: Database, schema: str,
+                                                           studio: Studio) -> None:
+    ident = grown(studio, 1)  # starred
+    other = build_studio(database, schema, pool_size=1)
+    try:
+        studio.repository.get(ident)  # cached here
+        other.star_generation(ident, "alice", False)  # written elsewhere
+        mine: Any = studio.repository.get(ident)
+        assert mine.starred is False
+        # A decision on the other process's state, not a stale one: unstarring again
+        # changes nothing and writes nothing.
+        position = studio.star_generation(ident, "alice", False)["position"]
+        assert studio.repository.get(ident).version == mine.version
+        assert position >= 0
+    finally:
+        other.close()
+
+
+def test_a_stale_decision_costs_a_retry_never_a_wrong_write(database: Database, schema: str,
+                                                           studio: Studio) -> None:
+    """Two processes rename one generation from the same cached version: both commands
+    succeed, each on the other's result, and the log holds both renames in order."""
+    ident = grown(studio, 0)
+    other = build_studio(database, schema, pool_size=1)
+    try:
+        base = studio.repository.get(ident).version
+        other.repository.get(ident)
+        studio.rename_generation(ident, "alice", "one")
+        other.rename_generation(ident, "alice", "two")
+        final: Any = studio.repository.get(ident)
+        assert (final.name, final.version) == ("two", base + 2)
+        names = [e.name for e in studio.events.get(ident)  # type: ignore[attr-defined]
+                 if isinstance(e, Generation.Renamed)]
+        assert names == ["one", "two"]
+    finally:
+        other.close()
