@@ -154,12 +154,40 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
     def get(self, aggregate_id: Any, *, version: int | None = None,
             projector_func: Any = project_aggregate, fastforward_skipping: bool = False,
             deepcopy_from_cache: bool = True) -> Any:
-        aggregate = super().get(aggregate_id, version=version, projector_func=projector_func,
-                                fastforward_skipping=fastforward_skipping,
-                                deepcopy_from_cache=False)
-        if (self.cache is not None and version is None and deepcopy_from_cache
-                and self.deepcopy_from_cache):
-            aggregate = copy_aggregate(aggregate)
+        """As the library's `get`, except that the cached object is fast-forwarded AND
+        copied under its lock (the library copies after releasing it, so a thread could
+        copy a dict another thread is fast-forwarding), and a failed fast-forward
+        drops the entry instead of leaving it half-applied."""
+        if self.cache is None or version is not None:
+            return self._reconstruct_aggregate(aggregate_id, version, projector_func)
+        lock = self._use_fastforward_lock(aggregate_id)
+        try:
+            with lock:
+                aggregate = self._cached(aggregate_id, projector_func)
+                if deepcopy_from_cache and self.deepcopy_from_cache:
+                    return copy_aggregate(aggregate)
+                return aggregate
+        finally:
+            self._disuse_fastforward_lock(aggregate_id)
+
+    def _cached(self, aggregate_id: Any, projector_func: Any) -> Any:
+        assert self.cache is not None
+        try:
+            aggregate = self.cache.get(aggregate_id)
+        except KeyError:
+            aggregate = self._reconstruct_aggregate(aggregate_id, None, projector_func)
+            self.cache.put(aggregate_id, aggregate)
+            return aggregate
+        if not self.fastforward:
+            return aggregate
+        try:
+            newer = self.event_store.get(originator_id=aggregate_id, gt=aggregate.version)
+            aggregate = projector_func(aggregate, newer)
+        except BaseException:
+            self.cache.get(aggregate_id, evict=True)
+            raise
+        if aggregate is None:
+            raise AggregateNotFoundError(aggregate_id)
         return aggregate
 
     def _reconstruct_aggregate(self, aggregate_id: Any, version: int | None,

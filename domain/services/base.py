@@ -10,6 +10,8 @@ returns the first result and stores nothing.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -36,6 +38,7 @@ Decision = tuple[Sequence[Aggregate], Result]
 A = TypeVar("A", bound=Aggregate)
 
 MAX_ATTEMPTS = 8
+CONFLICT_BACKOFF_S = 0.001  # doubled per attempt, jittered: at most ≈ 0.25 s in all
 
 
 class IdempotentRecorder(Protocol):
@@ -141,7 +144,7 @@ class ServiceBase(Application):
         key = f"{meta.actor}:{meta.idempotency_key}" if meta.idempotency_key else None
         if key and (prior := self._store.command_result(key)) is not None:
             return {**prior, "replayed": True}
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             aggregates, result = decide()
             extra = {"command_key": key, "command_result": result} if key else {}
             try:
@@ -150,6 +153,9 @@ class ServiceBase(Application):
             except IntegrityError:
                 if key and (prior := self._store.command_result(key)) is not None:
                     return {**prior, "replayed": True}
+                # Callers that lost a race on a hot aggregate spread out before
+                # re-deciding, instead of all colliding again on the next version.
+                time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2 ** attempt))
                 continue
             position = recordings[-1].notification.id if recordings else self.head_position()
             return {**result, "position": position}

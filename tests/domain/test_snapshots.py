@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -12,6 +13,7 @@ from eventsourcing.persistence import StoredEvent
 
 from darkroom.database import Database
 from darkroom.wiring import build_studio
+from domain.errors import ConcurrencyConflictError
 from domain.generation import Generation
 from domain.snapshots import SNAPSHOT_TOPIC, SnapshottingRepository
 from domain.studio import SNAPSHOT_INTERVALS, Studio
@@ -178,3 +180,36 @@ def test_a_stale_decision_costs_a_retry_never_a_wrong_write(database: Database, 
         assert names == ["one", "two"]
     finally:
         other.close()
+
+
+def test_threads_sharing_a_cached_aggregate_each_get_a_whole_copy(studio: Studio) -> None:
+    """Eight threads add variants to one generation through one cache: the cached
+    object is fast-forwarded while others copy it, and no command fails or is lost."""
+    ident = grown(studio, 0)
+    errors: list[BaseException] = []
+
+    def add(n: int) -> None:
+        try:
+            for i in range(15):
+                while True:
+                    try:
+                        studio.add_variant(ident, "alice", f"file:///{n}-{i}.png")
+                        break
+                    except ConcurrencyConflictError:
+                        continue  # the hot aggregate kept changing: the caller retries
+        except BaseException as error:  # collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    final: Any = studio.repository.get(ident)
+    assert len(final.variants) == 1 + 8 * 15
+    assert state(final) == state(build_plain_copy(studio, ident))
+
+
+def build_plain_copy(studio: Studio, ident: UUID) -> Any:
+    return studio.repository.get(ident, version=studio.repository.get(ident).version)
