@@ -31,7 +31,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Transcoder
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, register_topic, resolve_topic
 
 log = logging.getLogger("darkroom.snapshots")
 
@@ -64,6 +64,11 @@ class StateSnapshot(Snapshot):
             topic=get_topic(type(aggregate)),
             state=state,
         )
+
+
+# Stored rows name the class by this fixed topic; a process that only reads
+# snapshots must resolve it too (aggregates register theirs the same way, on import).
+register_topic(SNAPSHOT_TOPIC, StateSnapshot)
 
 
 class _DomainUnpickler(pickle.Unpickler):

@@ -65,6 +65,24 @@ def test_history_lists_every_event_with_position_actor_and_correlation(
     assert "darkroom.project.updated" in darkroom(env, "history", project_id)
 
 
+def test_history_lists_snapshots_apart_from_the_events(studio: Studio,
+                                                        env: dict[str, str]) -> None:
+    project_id = studio.create_project("alice", "Long")["project_id"]
+    for i in range(60):
+        studio.update_project(project_id, "alice", name=f"Long {i}")
+    lines = [json.loads(x) for x in
+             darkroom(env, "history", project_id, "--json", "--snapshots").splitlines()]
+    events = [x for x in lines if "topic" in x]
+    snapshots = [x for x in lines if x.get("kind") == "snapshot"]
+    assert len(events) == 61 and all(x["topic"].startswith("darkroom.project") for x in events)
+    assert [(x["version"], x["usable"]) for x in snapshots] == [(50, True)]
+    assert len(darkroom(env, "history", project_id, "--json").splitlines()) == 61
+    table = darkroom(env, "history", project_id)
+    assert "snapshots (cached state, not events)" in table
+    assert json.loads(darkroom(env, "show", project_id, "--version", "55", "--json"))[
+        "name"] == "Long 53"
+
+
 def test_show_prints_an_aggregate_as_it_was_at_a_version_or_a_moment(
         studio: Studio, env: dict[str, str]) -> None:
     project_id = studio.create_project("alice", "Before")["project_id"]
