@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -17,6 +18,7 @@ from domain.project import DEFAULT_PROJECT_NAME, Project
 from domain.services.base import Result, ServiceBase, as_uuid, now
 from domain.shot import Shot
 
+OWNERS_KEPT = 100_000  # ≈ 15 MB at most per process
 
 class CatalogServices(ServiceBase):
     """Verb methods for projects, shots and generations.
@@ -52,10 +54,16 @@ class CatalogServices(ServiceBase):
         return generation
 
     def owner_of(self, project_id: UUID) -> str:
+        """A project's owner never changes: remembered, for the last `OWNERS_KEPT` projects."""
         cache: dict[UUID, str] = self.__dict__.setdefault("_owners", {})
-        if project_id not in cache:
-            cache[project_id] = self.project(project_id).owner_id
-        return cache[project_id]
+        owner = cache.pop(project_id, None)
+        if owner is None:
+            owner = self.project(project_id).owner_id
+            if len(cache) >= OWNERS_KEPT:
+                with suppress(RuntimeError):  # another thread resized it: evict next time
+                    cache.pop(next(iter(cache), None), None)  # type: ignore[arg-type]
+        cache[project_id] = owner  # most recently used last
+        return owner
 
     # -- projects --------------------------------------------------------
     def create_project(self, user_id: str, name: str, aspect_ratio: str = "16:9",
