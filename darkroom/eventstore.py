@@ -6,9 +6,12 @@ hands the caller's stored events to whichever caller thread currently leads
 transaction - one call of a server-side function that takes the library's table
 lock, NOTIFYs once, inserts all events with one multi-row insert and the
 command rows with another - and hands each caller back its own notification
-ids. Keeping the table lock keeps commit order equal to notification-id order
-across processes (a tailing reader never skips an event); it is just paid once
-per batch instead of once per command.
+ids. Requests that conflict (a version or command key already stored, or taken
+by an earlier batchmate) are left out by that same call and get IntegrityError,
+so a hot aggregate costs its batchmates nothing. Keeping the table lock keeps
+commit order equal to notification-id order across processes (a tailing reader
+never skips an event); it is just paid once per batch instead of once per
+command.
 
 Plug it in with the eventsourcing environment::
 
@@ -25,7 +28,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from eventsourcing.persistence import (
@@ -47,12 +50,15 @@ from psycopg.types.json import Jsonb
 
 RECORDER_TOPIC = "darkroom.eventstore:GroupCommitRecorder"
 
-# Bounds on one transaction: keeps lock hold time, memory and the cost of a
-# conflict retry (which redoes the batch request by request) predictable.
+# Bounds on one transaction: keeps lock hold time, memory and the cost of the
+# rare fallback (which redoes the batch request by request) predictable.
 MAX_BATCH_REQUESTS = 500
 MAX_BATCH_EVENTS = 5_000
 
 _RETRYABLE = (InterfaceError, OperationalError)
+
+# Tags a command key among the (originator_id, version) pairs of `_Request.keys`.
+_COMMAND = object()
 
 # Errors one request can cause by itself (a conflict, a bad value). In a batch
 # they are isolated to that request; anything else (connection lost, lock
@@ -86,6 +92,7 @@ class _Request:
         "error",
         "error_is_shared",
         "events",
+        "keys",
         "kwargs",
         "notification_ids",
         "originator_ids",
@@ -115,6 +122,15 @@ class _Request:
                 msg = f"command_result must be a dict, not {type(result).__name__}"
                 raise TypeError(msg)
             self.command_json = json.dumps(result)
+        # Everything this call must be the first to write: its (originator_id,
+        # version) pairs and its command key. The leader finds batchmates that
+        # share one by set operations on these.
+        self.keys: set[Any] = set(zip(self.originator_ids, self.versions, strict=True))
+        if len(self.keys) != len(events):
+            msg = "Two of the events have the same originator_id and originator_version"
+            raise IntegrityError(msg)
+        if self.command_key is not None:
+            self.keys.add((_COMMAND, self.command_key))
         self.notification_ids: list[int] = []
         self.error: BaseException | None = None
         self.error_is_shared = False
@@ -207,45 +223,121 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 "created_at timestamptz DEFAULT now())"
             ).format(schema=schema, commands=commands)
         )
-        # The whole batch in one server-side call: lock, notify, insert events,
-        # insert command rows. Called alone on an autocommit connection it is
-        # its own transaction, so a batch costs one round trip.
+        # The whole batch in one server-side call: lock, insert events, insert
+        # command rows, notify. Called alone on an autocommit connection it is
+        # its own transaction, so a batch costs one round trip, conflicts or not.
+        #
+        # Fast path (no two batchmates share a key): insert everything inside a
+        # BEGIN/EXCEPTION block (one subtransaction). A unique violation rolls
+        # that back (not the lock, taken outside it) and falls through to the
+        # checked path, which the call takes directly when batchmates do share
+        # keys. Checked path: a request loses if one of its keys is already
+        # stored (race-free: the EXCLUSIVE lock is held; rows committed before
+        # we got it are visible to the next statement), then, in arrival order,
+        # if a shared key was taken by an earlier request that did not lose.
+        # That is exactly what writing the requests one by one would decide.
+        # Only the winners' rows are inserted; losers are returned (1-based).
+        # Ids are returned aligned with the input events, NULL for a loser's.
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {schema}.{append}("
                 "p_originator_ids {id_type}[], p_versions bigint[], "
-                "p_topics text[], p_states bytea[], "
-                "p_keys text[], p_results jsonb[], p_last_event int[], "
-                "p_lock_timeout text) "
-                "RETURNS bigint[] LANGUAGE plpgsql AS $$ "
-                "DECLARE v_ids bigint[]; v_head bigint; "
+                "p_topics text[], p_states bytea[], p_event_req int[], "
+                "p_keys text[], p_results jsonb[], p_key_req int[], p_last_event int[], "
+                "p_n_requests int, p_shared_req int[], p_shared_key int[], "
+                "p_lock_timeout text, OUT o_ids bigint[], OUT o_rejected int[]) "
+                "LANGUAGE plpgsql AS $$ "
+                "DECLARE v_head bigint; v_ids bigint[]; v_rej bool[]; v_taken bool[]; "
+                "  v_req int; v_lose bool; v_i int; v_j int; v_k int; "
                 "BEGIN "
+                "  o_rejected := '{{}}'; "
                 "  IF cardinality(p_originator_ids) > 0 THEN "
                 # The library's EXCLUSIVE table lock, kept on purpose: commit
                 # order then equals id order for every writer, in every process.
                 "    PERFORM set_config('lock_timeout', p_lock_timeout, true); "
                 "    LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE; "
-                "    PERFORM pg_notify({channel}, ''); "
-                "    WITH inserted AS ("
-                "      INSERT INTO {schema}.{events} "
-                "      (originator_id, originator_version, topic, state) "
-                "      SELECT * FROM unnest(p_originator_ids, p_versions, p_topics, p_states) "
-                "      RETURNING notification_id) "
-                "    SELECT array_agg(notification_id) INTO v_ids FROM inserted; "
                 "  END IF; "
-                "  IF cardinality(p_keys) > 0 THEN "
-                # A command that stored no events gets the log's head as its
+                "  IF cardinality(p_shared_req) = 0 THEN "
+                "    BEGIN "
+                "      WITH inserted AS ("
+                "        INSERT INTO {schema}.{events} "
+                "        (originator_id, originator_version, topic, state) "
+                "        SELECT * FROM unnest(p_originator_ids, p_versions, p_topics, p_states) "
+                "        RETURNING notification_id) "
+                "      SELECT array_agg(notification_id) INTO o_ids FROM inserted; "
+                # A command that stores no events gets the log's head as its
                 # position: a replay can still wait on it (read your writes).
                 # Every id below a committed id is committed (table lock).
-                "    IF 0 = ANY(p_last_event) THEN "
-                "      SELECT max(notification_id) INTO v_head FROM {schema}.{events}; "
-                "    END IF; "
-                # p_last_event holds 1-based indexes into v_ids; 0: no events.
-                "    INSERT INTO {schema}.{commands} (key, result, position) "
-                "    SELECT k, r, CASE WHEN i > 0 THEN v_ids[i] ELSE coalesce(v_head, 0) END "
-                "    FROM unnest(p_keys, p_results, p_last_event) AS c(k, r, i); "
+                "      IF cardinality(p_keys) > 0 THEN "
+                "        IF 0 = ANY(p_last_event) THEN "
+                "          SELECT max(notification_id) INTO v_head FROM {schema}.{events}; "
+                "        END IF; "
+                # p_last_event holds 1-based indexes into the events; 0: none.
+                "        INSERT INTO {schema}.{commands} (key, result, position) "
+                "        SELECT c.k, c.res, "
+                "          CASE WHEN c.l > 0 THEN o_ids[c.l] ELSE coalesce(v_head, 0) END "
+                "        FROM unnest(p_keys, p_results, p_last_event) AS c(k, res, l); "
+                "      END IF; "
+                "      IF o_ids IS NOT NULL THEN PERFORM pg_notify({channel}, ''); END IF; "
+                "      o_ids := coalesce(o_ids, '{{}}'); "
+                "      RETURN; "
+                "    EXCEPTION WHEN unique_violation THEN "
+                "      o_ids := NULL; "
+                "    END; "
                 "  END IF; "
-                "  RETURN coalesce(v_ids, '{{}}'); "
+                "  v_rej := array_fill(false, ARRAY[p_n_requests]); "
+                "  FOR v_req IN "
+                "    SELECT e.r FROM unnest(p_originator_ids, p_versions, p_event_req) "
+                "      AS e(o, v, r) WHERE EXISTS (SELECT FROM {schema}.{events} s "
+                "      WHERE s.originator_id = e.o AND s.originator_version = e.v) "
+                "    UNION SELECT c.r FROM unnest(p_keys, p_key_req) AS c(k, r) "
+                "      WHERE EXISTS (SELECT FROM {schema}.{commands} t WHERE t.key = c.k) "
+                "  LOOP v_rej[v_req] := true; END LOOP; "
+                # (request, shared key id) pairs, grouped by request in arrival
+                # order: the first request not already lost takes its keys.
+                "  IF cardinality(p_shared_req) > 0 THEN "
+                "    v_taken := array_fill(false, ARRAY[cardinality(p_shared_key)]); "
+                "    v_i := 1; "
+                "    WHILE v_i <= cardinality(p_shared_req) LOOP "
+                "      v_req := p_shared_req[v_i]; v_lose := v_rej[v_req]; v_j := v_i; "
+                "      WHILE v_j <= cardinality(p_shared_req) "
+                "          AND p_shared_req[v_j] = v_req LOOP "
+                "        v_lose := v_lose OR v_taken[p_shared_key[v_j]]; v_j := v_j + 1; "
+                "      END LOOP; "
+                "      IF v_lose THEN v_rej[v_req] := true; "
+                "      ELSE "
+                "        FOR v_k IN v_i .. v_j - 1 LOOP "
+                "          v_taken[p_shared_key[v_k]] := true; "
+                "        END LOOP; "
+                "      END IF; "
+                "      v_i := v_j; "
+                "    END LOOP; "
+                "  END IF; "
+                "  WITH inserted AS ("
+                "    INSERT INTO {schema}.{events} "
+                "    (originator_id, originator_version, topic, state) "
+                "    SELECT e.o, e.v, e.t, e.s "
+                "    FROM unnest(p_originator_ids, p_versions, p_topics, p_states, p_event_req) "
+                "      AS e(o, v, t, s, r) WHERE NOT v_rej[e.r] "
+                "    RETURNING notification_id) "
+                "  SELECT array_agg(notification_id) INTO v_ids FROM inserted; "
+                # Spread the winners' ids back over the input positions.
+                "  SELECT array_agg(CASE WHEN x.won THEN v_ids[x.s::int] END ORDER BY x.n) "
+                "  INTO o_ids FROM (SELECT e.n, NOT v_rej[e.r] AS won, "
+                "    count(*) FILTER (WHERE NOT v_rej[e.r]) OVER (ORDER BY e.n) AS s "
+                "    FROM unnest(p_event_req) WITH ORDINALITY AS e(r, n)) AS x; "
+                "  IF 0 = ANY(p_last_event) THEN "
+                "    SELECT max(notification_id) INTO v_head FROM {schema}.{events}; "
+                "  END IF; "
+                "  INSERT INTO {schema}.{commands} (key, result, position) "
+                "  SELECT c.k, c.res, "
+                "    CASE WHEN c.l > 0 THEN o_ids[c.l] ELSE coalesce(v_head, 0) END "
+                "  FROM unnest(p_keys, p_results, p_last_event, p_key_req) AS c(k, res, l, r) "
+                "  WHERE NOT v_rej[c.r]; "
+                "  IF v_ids IS NOT NULL THEN PERFORM pg_notify({channel}, ''); END IF; "
+                "  SELECT coalesce(array_agg(u.n::int ORDER BY u.n), '{{}}') INTO o_rejected "
+                "  FROM unnest(v_rej) WITH ORDINALITY AS u(lost, n) WHERE u.lost; "
+                "  o_ids := coalesce(o_ids, '{{}}'); "
                 "END $$"
             ).format(
                 schema=schema, events=events, commands=commands, append=append,
@@ -254,8 +346,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         )
         # Binary column arrays: psycopg dumps lists of uuid/int/str/bytes in C.
         self.sql_call_append = SQL(
-            "SELECT {schema}.{append}(%b::{id_type}[], %b::bigint[], %b::text[], "
-            "%b::bytea[], %b::text[], %b::jsonb[], %b::int[], %s) AS ids"
+            "SELECT o_ids, o_rejected FROM {schema}.{append}(%b::{id_type}[], "
+            "%b::bigint[], %b::text[], %b::bytea[], %b::int[], %b::text[], %b::jsonb[], "
+            "%b::int[], %b::int[], %b::int4, %b::int[], %b::int[], %s)"
         ).format(schema=schema, append=append, id_type=id_type)
         self.sql_head_position = SQL(
             "SELECT COALESCE(MAX(notification_id), 0) AS head FROM {schema}.{events}"
@@ -357,7 +450,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 if len(batch) == 1:
                     batch[0].fail(error, shared=False)
                     return
-                # Someone's bad request aborted the shared transaction: redo it
+                # Someone's bad request (a bad value, or a conflict the append
+                # function could not sort out, such as a concurrent command-only
+                # write of the same key) aborted the shared transaction: redo it
                 # with a savepoint per request so only that caller fails.
                 outcomes = self._write_isolated(batch)
         except BaseException as error:
@@ -374,16 +469,29 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 request.succeed(outcome)
 
     def _write_together(self, batch: list[_Request]) -> list[list[int] | BaseException]:
-        """All requests in one transaction: one statement, one round trip."""
+        """All requests in one transaction: one statement, one round trip.
+
+        Requests that conflict (with stored rows, or with an earlier batchmate)
+        are left out by the append function and get an `IntegrityError`; the
+        others commit.
+        """
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             if self._has_insert_hook:
                 with conn.transaction():
-                    for request in batch:
-                        self._insert_events(curs, request.events, **request.kwargs)
-                    ids = self._append(curs, batch)
+                    ids, rejected = self._append(curs, batch)
+                    # After the append: a request that lost writes no hook rows.
+                    for index, request in enumerate(batch):
+                        if index not in rejected:
+                            self._insert_events(curs, request.events, **request.kwargs)
             else:
-                ids = self._append(curs, batch)  # autocommit: its own transaction
-        return list(_split(ids, [len(request.events) for request in batch]))
+                ids, rejected = self._append(curs, batch)  # autocommit: its own transaction
+        outcomes: list[list[int] | BaseException] = []
+        for index, part in enumerate(_split(ids, [len(request.events) for request in batch])):
+            if index in rejected:
+                outcomes.append(_conflict())
+            else:
+                outcomes.append(cast("list[int]", part))
+        return outcomes
 
     def _write_isolated(self, batch: list[_Request]) -> list[list[int] | BaseException]:
         """One transaction with a savepoint per request; a bad request fails alone."""
@@ -396,45 +504,59 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             for request in batch:
                 try:
                     with conn.transaction():
+                        ids, rejected = self._append(curs, [request])
+                        if rejected:
+                            raise _conflict()
                         self._insert_events(curs, request.events, **request.kwargs)
-                        outcomes.append(self._append(curs, [request]))
+                        outcomes.append(cast("list[int]", ids))
                 except _PSYCOPG_REQUEST_ERRORS as error:
                     outcomes.append(_translated(error))
                 except _REQUEST_ERRORS as error:
                     outcomes.append(error)
         return outcomes
 
-    def _append(self, curs: Cursor[DictRow], batch: Sequence[_Request]) -> list[int]:
-        """Call the append function for `batch`; returns the ids of all its events."""
+    def _append(
+        self, curs: Cursor[DictRow], batch: Sequence[_Request]
+    ) -> tuple[list[int | None], set[int]]:
+        """Call the append function for `batch`.
+
+        Returns the ids of all its events in order (None for the events of a
+        request that lost a conflict) and the indexes of the requests that lost.
+        """
         originator_ids: list[Any] = []
         versions: list[int] = []
         topics: list[str] = []
         states: list[bytes] = []
+        event_req: list[int] = []
         keys: list[str] = []
         results: list[Jsonb] = []
+        key_req: list[int] = []
         last_event: list[int] = []
-        for request in batch:
+        for number, request in enumerate(batch, 1):
             originator_ids += request.originator_ids
             versions += request.versions
             topics += request.topics
             states += request.states
+            event_req += [number] * len(request.events)
             if request.command_key is not None:
                 keys.append(request.command_key)
                 results.append(Jsonb(request.command_json, dumps=_identity))
+                key_req.append(number)
                 last_event.append(len(originator_ids) if request.events else 0)
+        shared_req, shared_key = _shared_keys(batch)
         curs.execute(
             self.sql_call_append,
-            (originator_ids, versions, topics, states, keys, results, last_event,
-             self._lock_timeout),
+            (originator_ids, versions, topics, states, event_req, keys, results, key_req,
+             last_event, len(batch), shared_req, shared_key, self._lock_timeout),
             prepare=True,
         )
         row = curs.fetchone()
         assert row is not None
-        ids: list[int] = row["ids"]
+        ids: list[int | None] = row["o_ids"]
         if len(ids) != len(originator_ids):  # pragma: no cover - would be a server bug
             msg = f"Expected {len(originator_ids)} notification ids, got {len(ids)}"
             raise PersistenceError(msg)
-        return ids
+        return ids, {number - 1 for number in row["o_rejected"]}
 
     # --------------------------------------------------------------- reading
 
@@ -485,8 +607,40 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             self._idle.wait_for(lambda: not self._leading, timeout)
 
 
-def _split(ids: list[int], sizes: list[int]) -> list[list[int]]:
-    parts: list[list[int]] = []
+def _shared_keys(batch: Sequence[_Request]) -> tuple[list[int], list[int]]:
+    """Keys that more than one request of `batch` wants to write, as two columns.
+
+    Returns (request number, key number) pairs grouped by request in arrival
+    order (numbers are 1-based), or two empty lists when requests are disjoint,
+    the usual case, found with one set operation per request.
+    """
+    seen: set[Any] = set()
+    shared: set[Any] = set()
+    for request in batch:
+        if not seen.isdisjoint(request.keys):
+            shared |= seen & request.keys
+        seen |= request.keys
+    if not shared:
+        return [], []
+    numbers: dict[Any, int] = {}
+    requests: list[int] = []
+    keys: list[int] = []
+    for number, request in enumerate(batch, 1):
+        for key in request.keys & shared:
+            requests.append(number)
+            keys.append(numbers.setdefault(key, len(numbers) + 1))
+    return requests, keys
+
+
+def _conflict() -> IntegrityError:
+    return IntegrityError(
+        "Conflict: an event's (originator_id, originator_version) or the command key is "
+        "already recorded, or was written first by an earlier call in the same batch"
+    )
+
+
+def _split(ids: list[int | None], sizes: list[int]) -> list[list[int | None]]:
+    parts: list[list[int | None]] = []
     start = 0
     for size in sizes:
         parts.append(ids[start : start + size])

@@ -17,7 +17,12 @@ import psycopg
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    DataError,
+    IntegrityError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment
 
@@ -327,6 +332,266 @@ def test_a_conflicting_writer_in_a_batch_gets_integrity_error_while_its_batchmat
     assert recorder.select_events(fresh[3]) == []
     assert recorder.command_result("cmd-b") == {"n": 1, "position": outcomes["b"][-1]}
     assert all_ids(recorder) == sorted([*outcomes["leader"], *committed, 1, 2])
+
+
+class AppendSpy:
+    """Counts the append function's calls (batch sizes) and the savepoint fallbacks."""
+
+    def __init__(self, recorder: GroupCommitRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.appends: list[int] = []
+        self.isolated = 0
+        append, write_isolated = recorder._append, recorder._write_isolated
+
+        def spy_append(curs: Any, batch: list[Any]) -> Any:
+            self.appends.append(len(batch))
+            return append(curs, batch)
+
+        def spy_isolated(batch: list[Any]) -> Any:
+            self.isolated += 1
+            return write_isolated(batch)
+
+        monkeypatch.setattr(recorder, "_append", spy_append)
+        monkeypatch.setattr(recorder, "_write_isolated", spy_isolated)
+
+
+def test_a_batch_with_conflicts_is_written_in_one_call_and_only_the_conflicting_callers_fail(
+    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = group_recorder
+    hot, warm, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    recorder.insert_events(events_for(hot, 1, 2, 3, 4, 5))
+    recorder.insert_events(events_for(warm, 1), command_key="stored", command_result={"n": 0})
+    spy = AppendSpy(recorder, monkeypatch)
+    calls: list[Call] = [
+        ("leader", events_for(uuid.uuid4(), 1), {}),
+        *[(f"stale{i}", events_for(hot, 5), {}) for i in range(5)],  # all lose to the table
+        # Loses to the table on version 5, so it does not take 6 from "next"...
+        ("partly-stale", events_for(hot, 5, 6), {}),
+        ("next", events_for(hot, 6, 7), {}),  # ...which wins 6 and 7
+        ("late", events_for(hot, 7), {}),  # loses to "next", an earlier batchmate
+        ("fresh", events_for(other, 1, 2), {}),
+        ("replay", events_for(uuid.uuid4(), 1), {"command_key": "stored"}),  # key is stored
+        ("cmd", events_for(warm, 2), {"command_key": "k", "command_result": {"n": 1}}),
+        ("cmd-again", events_for(uuid.uuid4(), 1), {"command_key": "k"}),  # batchmate has it
+        ("cmd-only", [], {"command_key": "only", "command_result": {"n": 2}}),
+        ("cmd-only-again", [], {"command_key": "only", "command_result": {"n": 3}}),
+        *[(f"more{i}", events_for(hot, 8), {}) for i in range(3)],  # first one wins
+    ]
+
+    outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+    losers = ["partly-stale", "late", "replay", "cmd-again", "cmd-only-again", "more1", "more2"]
+    losers += [f"stale{i}" for i in range(5)]
+    winners = ["leader", "next", "fresh", "cmd", "cmd-only", "more0"]
+    for name in losers:
+        assert isinstance(outcomes[name], IntegrityError), (name, outcomes[name])
+    for name in winners:
+        assert isinstance(outcomes[name], list), (name, outcomes[name])
+    # The whole batch, conflicts and all, cost one call of the append function.
+    assert spy.appends == [1, len(calls) - 1]
+    assert spy.isolated == 0
+    assert transactions_of(database, schema, recorder.events_table_name,
+                           [*outcomes["next"], *outcomes["fresh"], *outcomes["more0"]]) == 1
+    history = recorder.select_history(hot)
+    assert [h["originator_version"] for h in history] == list(range(1, 9))
+    assert [h["notification_id"] for h in history[5:]] == [*outcomes["next"], *outcomes["more0"]]
+    assert [h["notification_id"] for h in recorder.select_history(other)] == outcomes["fresh"]
+    assert recorder.command_result("stored") == {"n": 0, "position": 6}
+    assert recorder.command_result("k") == {"n": 1, "position": outcomes["cmd"][-1]}
+    # A command with no events takes the head after its batch, as before.
+    assert recorder.command_result("only") == {"n": 2, "position": recorder.head_position()}
+    winning_ids = itertools.chain(*(outcomes[n] for n in winners))
+    assert all_ids(recorder) == sorted([*range(1, 7), *winning_ids])
+
+
+def test_a_command_key_replayed_in_the_same_batch_fails_only_the_replay(
+    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = group_recorder
+    spy = AppendSpy(recorder, monkeypatch)
+    first, replay, bystander = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    calls: list[Call] = [
+        ("leader", events_for(uuid.uuid4(), 1), {}),
+        ("first", events_for(first, 1), {"command_key": "c", "command_result": {"n": 1}}),
+        ("bystander", events_for(bystander, 1, 2), {}),
+        ("replay", events_for(replay, 1), {"command_key": "c", "command_result": {"n": 2}}),
+    ]
+
+    outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+    assert isinstance(outcomes["replay"], IntegrityError)
+    assert len(outcomes["first"]) == 1 and len(outcomes["bystander"]) == 2
+    assert recorder.select_events(replay) == []
+    assert recorder.command_result("c") == {"n": 1, "position": outcomes["first"][0]}
+    assert spy.appends == [1, 3] and spy.isolated == 0
+
+
+def test_a_batch_whose_only_conflict_is_with_a_stored_row_still_takes_one_call(
+    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No two batchmates share a key, so the function tries the plain insert
+    # first; the unique violation sends it down the checked path in the same call.
+    recorder = group_recorder
+    taken = uuid.uuid4()
+    recorder.insert_events(events_for(taken, 1))
+    spy = AppendSpy(recorder, monkeypatch)
+    calls: list[Call] = [
+        ("leader", events_for(uuid.uuid4(), 1), {}),
+        ("a", events_for(uuid.uuid4(), 1), {"command_key": "a", "command_result": {}}),
+        ("stale", events_for(taken, 1), {"command_key": "s", "command_result": {}}),
+        ("b", events_for(uuid.uuid4(), 1, 2), {}),
+    ]
+
+    outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+    assert isinstance(outcomes["stale"], IntegrityError)
+    assert recorder.command_result("s") is None
+    assert recorder.command_result("a") == {"position": outcomes["a"][0]}
+    assert outcomes["b"] == [outcomes["a"][0] + 1, outcomes["a"][0] + 2]
+    assert spy.appends == [1, 3] and spy.isolated == 0
+    # A lone conflicting call is turned away by the same function call.
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(events_for(taken, 1))
+    assert spy.appends == [1, 3, 1] and spy.isolated == 0
+
+
+def test_a_call_repeating_one_of_its_own_versions_fails_before_reaching_the_database(
+    group_recorder: GroupCommitRecorder, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spy = AppendSpy(group_recorder, monkeypatch)
+    aggregate_id = uuid.uuid4()
+
+    with pytest.raises(IntegrityError):
+        group_recorder.insert_events(events_for(aggregate_id, 1, 1))
+
+    assert spy.appends == []
+    assert group_recorder.select_events(aggregate_id) == []
+
+
+def test_a_bad_value_in_a_batch_still_fails_only_its_caller_through_the_savepoint_fallback(
+    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = group_recorder
+    spy = AppendSpy(recorder, monkeypatch)
+    bad = uuid.uuid4()
+    calls: list[Call] = [
+        ("leader", events_for(uuid.uuid4(), 1), {}),
+        ("a", events_for(uuid.uuid4(), 1), {}),
+        ("bad", [StoredEvent(bad, 1, "tests:Bad\x00Topic", b"{}")], {}),  # text cannot hold NUL
+        ("b", events_for(uuid.uuid4(), 1), {}),
+    ]
+
+    outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+    assert isinstance(outcomes["bad"], DataError), outcomes["bad"]
+    assert isinstance(outcomes["a"], list) and isinstance(outcomes["b"], list)
+    assert spy.isolated == 1
+    assert recorder.select_events(bad) == []
+
+
+class HookedRecorder(GroupCommitRecorder):
+    """Writes a side row per call through the library's hook, as tracking records are."""
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.side_table = psycopg.sql.Identifier(self.datastore.schema, f"{events_table_name}_side")
+        self.sql_create_statements.append(psycopg.sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY)").format(self.side_table))
+
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        name = kwargs.get("side")
+        if name is not None:
+            curs.execute(psycopg.sql.SQL("INSERT INTO {} VALUES (%s)").format(self.side_table),
+                         (name,))
+
+    def side_rows(self) -> list[str]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(psycopg.sql.SQL("SELECT name FROM {} ORDER BY name").format(
+                self.side_table))
+            return [row["name"] for row in curs.fetchall()]
+
+
+def test_hook_rows_are_written_only_for_the_calls_that_win_and_a_hook_conflict_fails_alone(
+    database: Database, schema: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = database.eventsourcing_env(schema, pool_size=4)
+    env["APPLICATION_RECORDER_TOPIC"] = f"{__name__}:HookedRecorder"
+    factory = PostgresFactory(Environment(f"T{next(_names)}", env))
+    try:
+        recorder = factory.application_recorder()
+        assert isinstance(recorder, HookedRecorder) and recorder._has_insert_hook
+        taken = uuid.uuid4()
+        recorder.insert_events(events_for(taken, 1), side="setup")
+        spy = AppendSpy(recorder, monkeypatch)
+        calls: list[Call] = [
+            ("leader", events_for(uuid.uuid4(), 1), {"side": "leader"}),
+            ("stale", events_for(taken, 1), {"side": "stale"}),  # loses to the table
+            ("a", events_for(taken, 2), {"side": "a"}),
+            ("a-again", events_for(taken, 2), {"side": "a-again"}),  # loses to "a"
+            ("b", events_for(uuid.uuid4(), 1), {"side": "b"}),
+        ]
+
+        outcomes = queue_behind_lock(database, schema, recorder, calls)
+
+        for name in ("stale", "a-again"):
+            assert isinstance(outcomes[name], IntegrityError), name
+        assert recorder.side_rows() == ["a", "b", "leader", "setup"]
+        assert spy.appends == [1, 4] and spy.isolated == 0
+
+        # A hook's own conflict aborts the shared transaction: the savepoint
+        # fallback fails that caller alone.
+        calls = [
+            ("leader", events_for(uuid.uuid4(), 1), {"side": "leader2"}),
+            ("c", events_for(uuid.uuid4(), 1), {"side": "c"}),
+            ("dup", events_for(uuid.uuid4(), 1), {"side": "b"}),  # side row exists
+            ("stale", events_for(taken, 1), {"side": "stale"}),
+        ]
+        outcomes = queue_behind_lock(database, schema, recorder, calls)
+        assert isinstance(outcomes["dup"], IntegrityError)
+        assert isinstance(outcomes["stale"], IntegrityError)
+        assert isinstance(outcomes["c"], list)
+        assert recorder.side_rows() == ["a", "b", "c", "leader", "leader2", "setup"]
+        assert spy.isolated == 1
+    finally:
+        factory.close()
+
+
+def test_many_threads_saving_one_aggregate_never_need_the_savepoint_fallback(
+    group_recorder: GroupCommitRecorder, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The hot-aggregate shape: every thread reads the head version and tries
+    # to write the next one. Conflicts are sorted out inside each batch's call.
+    recorder = group_recorder
+    spy = AppendSpy(recorder, monkeypatch)
+    aggregate_id = uuid.uuid4()
+    recorder.insert_events(events_for(aggregate_id, 1))
+    wins = [0] * 20
+    deadline = time.monotonic() + 1.5
+
+    def work(index: int) -> None:
+        while time.monotonic() < deadline:
+            head = len(recorder.select_events(aggregate_id))
+            try:
+                recorder.insert_events(events_for(aggregate_id, head + 1))
+            except IntegrityError:
+                continue
+            wins[index] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(wins))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    versions = [e.originator_version for e in recorder.select_events(aggregate_id)]
+    assert versions == list(range(1, sum(wins) + 2))
+    assert sum(wins) > 10
+    assert max(spy.appends) > 1  # conflicting callers did share batches
+    assert spy.isolated == 0
 
 
 def test_concurrent_calls_share_one_transaction_and_each_gets_its_own_ids_in_order(
