@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.eventstore import RECORDER_TOPIC
+from darkroom.pulse import PULSE_TOPIC
 from darkroom.settings import Settings
 from domain.studio import Studio
 
@@ -32,6 +33,7 @@ def studio_env(db: Database, schema: str = "public", pool_size: int = 8, *,
     return {**db.eventsourcing_env(schema, pool_size),
             "APPLICATION_RECORDER_TOPIC": RECORDER_TOPIC,
             "CREATE_TABLE": "y",
+            "PULSE_TOPIC": PULSE_TOPIC,
             "IS_SNAPSHOTTING_ENABLED": "y" if snapshots else "n",
             "AGGREGATE_CACHE_MAXSIZE": str(cache_size) if cache_size > 0 else ""}
 

@@ -1,6 +1,7 @@
 """A worker's liveness and the tasks it holds, so a lost worker's tasks are found
-without a query. Heartbeats are stored at most once per `HEARTBEAT_RESOLUTION`:
-liveness needs no finer grain than that, and the log stays readable."""
+without a query. Heartbeats are not events (`domain/pulse.py`): the log records a
+worker's registration, the tasks it takes and releases, its return after being lost,
+and `Lost` with the last-seen time the sweep decided on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from domain.errors import ValidationError
 from domain.task import require_utc
 
 WORKER_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/worker")
-HEARTBEAT_RESOLUTION = timedelta(seconds=10)
 # Workers heartbeat every 20 s: six missed beats and it is lost.
 LOST_AFTER = timedelta(seconds=120)
 # The seed's sweeper failed a task that ran this long even on a live worker.
@@ -29,6 +29,8 @@ class Worker(Aggregate):
         at: datetime
 
     class Seen(Aggregate.Event):
+        """A lost worker is back (before heartbeats moved out of the log: any heartbeat)."""
+
         TOPIC = "darkroom.worker.seen"
         at: datetime
 
@@ -43,7 +45,14 @@ class Worker(Aggregate):
 
     class Lost(Aggregate.Event):
         TOPIC = "darkroom.worker.lost"
+        class_version = 2
         at: datetime
+        last_seen: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 did not say when the worker was last seen (its `Seen` events did)."""
+            state["last_seen"] = None
 
     @staticmethod
     def create_id(worker_id: str, at: datetime) -> UUID:
@@ -67,8 +76,13 @@ class Worker(Aggregate):
         return cls(worker_id=worker_id, at=require_utc(at))
 
     # -- queries -------------------------------------------------------------
-    def is_lost(self, now: datetime, timeout: timedelta = LOST_AFTER) -> bool:
-        return now - self.last_seen > timeout
+    def seen_at(self, pulse: datetime | None) -> datetime:
+        """The latest sign of life: the log's (registration, a task taken) or the pulse's."""
+        return self.last_seen if pulse is None else max(self.last_seen, pulse)
+
+    def is_lost(self, now: datetime, timeout: timedelta = LOST_AFTER,
+                pulse: datetime | None = None) -> bool:
+        return now - self.seen_at(pulse) > timeout
 
     def stuck(self, now: datetime, after: timedelta = STUCK_AFTER) -> list[UUID]:
         return [t for t, since in self.running.items() if now - since > after]
@@ -79,8 +93,9 @@ class Worker(Aggregate):
 
     # -- decisions -----------------------------------------------------------
     def heartbeat(self, at: datetime) -> None:
+        """Only a lost worker's heartbeat is an event (it is back); the pulse takes the rest."""
         require_utc(at)
-        if self.lost or at - self.last_seen >= HEARTBEAT_RESOLUTION:
+        if self.lost:
             self._seen(at=at)
 
     def take(self, task_id: UUID, at: datetime) -> None:
@@ -90,9 +105,9 @@ class Worker(Aggregate):
         if task_id in self.running:
             self._task_released(task_id=task_id)
 
-    def mark_lost(self, at: datetime) -> None:
+    def mark_lost(self, at: datetime, pulse: datetime | None = None) -> None:
         if not self.lost:
-            self._lost(at=require_utc(at))
+            self._lost(at=require_utc(at), last_seen=self.seen_at(pulse))
 
     # -- state ---------------------------------------------------------------
     @event(Seen)
@@ -111,6 +126,8 @@ class Worker(Aggregate):
         del self.running[task_id]
 
     @event(Lost)
-    def _lost(self, at: datetime) -> None:
+    def _lost(self, at: datetime, last_seen: datetime | None) -> None:
         self.lost = True
         self.running = {}
+        if last_seen is not None:
+            self.last_seen = last_seen

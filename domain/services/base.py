@@ -25,10 +25,11 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import EventStore, IntegrityError, Mapper, Recording
-from eventsourcing.utils import strtobool
+from eventsourcing.utils import resolve_topic, strtobool
 
 from domain.errors import ConcurrencyConflictError, NotFoundError, ValidationError
 from domain.metadata import CommandMeta, command_context, current_meta
+from domain.pulse import MemoryPulse, Pulse
 from domain.snapshots import PickleTranscoder, SnapshottingRepository, StateSnapshot
 
 log = logging.getLogger("darkroom.studio")
@@ -70,6 +71,20 @@ class ServiceBase(Application):
     """
 
     snapshot_class = StateSnapshot
+    PULSE_TOPIC = "PULSE_TOPIC"
+
+    def __init__(self, env: Any = None) -> None:
+        super().__init__(env)
+        self.pulse = self.construct_pulse()
+
+    def construct_pulse(self) -> Pulse:
+        """Where heartbeats go: `PULSE_TOPIC` names a class built with the recorder
+        (`darkroom.pulse:PostgresPulse` when wired); one process's memory otherwise."""
+        topic = self.env.get(self.PULSE_TOPIC)
+        if not topic:
+            return MemoryPulse()
+        pulse: Pulse = resolve_topic(topic)(self.recorder)
+        return pulse
 
     # -- construction ------------------------------------------------------
     def construct_snapshot_store(self) -> EventStore[UUID]:

@@ -1,7 +1,8 @@
 """Worker liveness: heartbeats, the lost-worker sweep and the blocked-task repair.
 
-Liveness lives in a `Worker` aggregate per worker (last seen, the tasks it holds),
-listed on a `WorkerRoster` that changes only when a worker comes or goes. A worker
+Liveness lives in a `Worker` aggregate per worker (the tasks it holds, lost or not),
+listed on a `WorkerRoster` that changes only when a worker comes or goes, and in the
+studio's `pulse` (the last heartbeat: not an event, see `domain/pulse.py`). A worker
 silent for longer than the timeout loses its tasks: requeued with one more attempt,
 or Failed at the third (and the failure cascades).
 """
@@ -37,7 +38,9 @@ class LivenessServices(TaskLifecycle):
             worker.heartbeat(at)
             return batch.changed, {"worker_id": worker_id,
                                    "stop": [str(t) for t in worker.not_holding(reported)]}
-        return self._command(meta or CommandMeta.for_worker(worker_id), decide)
+        result = self._command(meta or CommandMeta.for_worker(worker_id), decide)
+        self.pulse.touch(worker_id, at)
+        return result
 
     def sweep_lost_workers(self, now: datetime | None = None,
                            timeout: timedelta = LOST_AFTER,
@@ -51,7 +54,8 @@ class LivenessServices(TaskLifecycle):
         result: Result = {"lost_workers": [], "changed": {}, "position": self.head_position()}
         for worker_id in list(roster.workers if isinstance(roster, WorkerRoster) else []):
             worker = self._batch(at).find(Worker.id_for(worker_id))
-            if isinstance(worker, Worker) and not (worker.is_lost(at, timeout)
+            pulse = self.pulse.last_seen(worker_id)
+            if isinstance(worker, Worker) and not (worker.is_lost(at, timeout, pulse)
                                                    or worker.stuck(at)):
                 continue
             swept = self._command(meta.caused(), partial(self._sweep_one, worker_id, at, timeout))
@@ -66,7 +70,8 @@ class LivenessServices(TaskLifecycle):
         worker = batch.find(Worker.id_for(worker_id))
         if not isinstance(worker, Worker):
             return [], {"lost": False, "changed": {}}
-        lost = worker.is_lost(at, timeout)
+        pulse = self.pulse.last_seen(worker_id)
+        lost = worker.is_lost(at, timeout, pulse)
         for task_id in list(worker.running) if lost else worker.stuck(at):
             task = batch.find(task_id)
             if isinstance(task, Task) and task.status == IN_PROGRESS \
@@ -76,7 +81,7 @@ class LivenessServices(TaskLifecycle):
                 else:
                     self._change(batch, task, task.fail, "Failed: no result after 24 hours", at)
         if lost:
-            worker.mark_lost(at)
+            worker.mark_lost(at, pulse)
             roster = batch.find(ROSTER_ID)
             if isinstance(roster, WorkerRoster):
                 roster.leave(worker_id)

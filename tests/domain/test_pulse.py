@@ -1,0 +1,99 @@
+"""Heartbeats move a last-seen time outside the log; the log keeps what sweeps decide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from darkroom.database import Database
+from darkroom.pulse import PostgresPulse
+from darkroom.wiring import build_studio
+from domain.pulse import MemoryPulse
+from domain.studio import Studio
+from domain.task import IN_PROGRESS, QUEUED
+from domain.worker import Worker
+from tests.domain.test_task_services import funded, name, queue, task
+
+
+@pytest.fixture(scope="module")
+def elsewhere(database: Database, schema: str, studio: Studio) -> Iterator[Studio]:
+    """A second process's studio on the same schema (its own pool and pulse object)."""
+    app = build_studio(database, schema, pool_size=1)
+    yield app
+    app.close()
+
+
+def test_a_wired_studio_keeps_its_pulse_in_postgresql(studio: Studio) -> None:
+    assert isinstance(studio.pulse, PostgresPulse)
+    assert isinstance(Studio().pulse, MemoryPulse)
+
+
+def test_a_live_workers_heartbeats_store_no_events(studio: Studio) -> None:
+    worker = name("w")
+    start = datetime.now(UTC)
+    studio.heartbeat(worker, now=start)  # first sight registers it: events
+    head = studio.head_position()
+    for seconds in range(10, 300, 10):
+        studio.heartbeat(worker, now=start + timedelta(seconds=seconds))
+    assert studio.head_position() == head
+    assert studio.pulse.last_seen(worker) == start + timedelta(seconds=290)
+
+
+def test_a_heartbeat_to_one_process_keeps_the_worker_alive_for_a_sweep_in_another(
+        studio: Studio, elsewhere: Studio) -> None:
+    owner, project_id = funded(studio)
+    alive, silent = name("w"), name("w")
+    kept, lost = queue(studio, project_id, owner), queue(studio, project_id, owner)
+    start = datetime.now(UTC)
+    studio.claim_task(kept, alive, now=start)
+    studio.claim_task(lost, silent, now=start)
+    studio.heartbeat(alive, [kept], now=start + timedelta(seconds=100))
+    swept = elsewhere.sweep_lost_workers(start + timedelta(seconds=150))
+    assert alive not in swept["lost_workers"] and silent in swept["lost_workers"]
+    assert (task(studio, kept).status, task(studio, lost).status) == (IN_PROGRESS, QUEUED)
+
+
+def test_the_lost_event_records_the_last_sign_of_life_the_sweep_decided_on(
+        studio: Studio) -> None:
+    owner, project_id = funded(studio)
+    worker = name("w")
+    task_id = queue(studio, project_id, owner)
+    start = datetime.now(UTC)
+    studio.claim_task(task_id, worker, now=start)
+    studio.heartbeat(worker, [task_id], now=start + timedelta(seconds=30))
+    studio.sweep_lost_workers(start + timedelta(seconds=200))
+    lost: Any = [e for e in studio.events.get(Worker.id_for(worker))
+                 if isinstance(e, Worker.Lost)]
+    assert [(e.at, e.last_seen) for e in lost] == [
+        (start + timedelta(seconds=200), start + timedelta(seconds=30))]
+
+
+def test_a_lost_worker_that_heartbeats_is_back_and_that_is_an_event(studio: Studio) -> None:
+    owner, project_id = funded(studio)
+    worker = name("w")
+    studio.claim_task(queue(studio, project_id, owner), worker, now=datetime.now(UTC))
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    studio.sweep_lost_workers(later)
+    head = studio.head_position()
+    studio.heartbeat(worker, now=later + timedelta(seconds=1))
+    back: Any = studio.repository.get(Worker.id_for(worker))
+    assert studio.head_position() > head and back.lost is False
+
+
+def test_a_lost_event_stored_before_it_carried_last_seen_still_replays(
+        studio: Studio) -> None:
+    worker_id = name("w")
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    worker = Worker.register(worker_id, at)
+    studio.save(worker)
+    old_shape = studio.mapper.transcoder.encode(
+        {"timestamp": at, "originator_topic": "darkroom.worker", "at": at})
+    studio.recorder.insert_events([StoredEvent(
+        originator_id=worker.id, originator_version=2, topic="darkroom.worker.lost",
+        state=old_shape)])
+    replayed: Any = studio.repository.get(worker.id)
+    assert (replayed.lost, replayed.last_seen, replayed.version) == (True, at, 2)
