@@ -194,7 +194,9 @@ class Generation(SoftDeletable, Aggregate):
         self.ensure_live()
         if name is not None and len(name) > 500:
             raise ValidationError(f"a generation name is at most 500 characters (got {len(name)})")
-        self._renamed(name=(name or "").strip() or None)
+        cleaned = (name or "").strip() or None
+        if cleaned != self.name:
+            self._renamed(name=cleaned)
 
     def add_child(self, child_id: UUID, child_order: int) -> None:
         self._child_added(child_id=child_id, child_order=child_order)

@@ -18,6 +18,7 @@ from domain.project import DEFAULT_PROJECT_NAME, Project
 from domain.services.base import Result, ServiceBase, as_uuid, now
 from domain.shot import Shot
 
+KEEP = object()  # update_generation: leave the name as it is
 OWNERS_KEPT = 100_000  # ≈ 15 MB at most per process
 
 class CatalogServices(ServiceBase):
@@ -236,6 +237,17 @@ class CatalogServices(ServiceBase):
                 saved.append(shot)
             return saved, result
         return self._command(meta, decide)
+
+    def update_generation(self, generation_id: object, user_id: str | None, *,
+                          starred: bool | None = None, name: object = KEEP,
+                          meta: CommandMeta | None = None) -> Result:
+        """Star and/or rename in one command: one save, one idempotency key for both."""
+        def change(generation: Generation) -> None:
+            if starred is not None:
+                generation.star(starred)
+            if name is not KEEP:
+                generation.rename(name)  # type: ignore[arg-type]
+        return self._on_generation(generation_id, user_id, meta, change)
 
     def star_generation(self, generation_id: object, user_id: str | None, starred: bool,
                         meta: CommandMeta | None = None) -> Result:

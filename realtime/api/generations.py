@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.services.catalog import KEEP
 from realtime import models as m
 from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, written
@@ -31,15 +32,11 @@ async def patch_generation(call: Call) -> Reply:
     fields = body.model_fields_set
 
     def change() -> dict[str, object]:
-        result: dict[str, object] = {}
-        if "starred" in fields and body.starred is not None:
-            result = studio.star_generation(ident, call.user, body.starred, meta=meta)
-        if "name" in fields:
-            renamed = studio.rename_generation(
-                ident, call.user, body.name,
-                meta=meta.caused() if result else meta)
-            result = {**result, **renamed}
-        return result
+        # One command for both fields: atomic, and a repeat under the same
+        # Idempotency-Key replays both instead of running the rename again.
+        return studio.update_generation(
+            ident, call.user, starred=body.starred if "starred" in fields else None,
+            name=body.name if "name" in fields else KEEP, meta=meta)
     return written(await call.run(change))
 
 

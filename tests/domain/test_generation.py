@@ -111,3 +111,12 @@ def test_a_child_knows_its_parent_and_order() -> None:
                              child_order=1)
     parent.add_child(child.id, 1)
     assert child.is_child and parent.children == {1: child.id}
+
+
+def test_renaming_to_the_name_it_has_records_nothing() -> None:
+    generation, _ = with_original()
+    generation.rename("  dusk ")
+    generation.collect_events()
+    generation.rename("dusk")
+    assert generation.collect_events() == []
+    assert generation.name == "dusk"

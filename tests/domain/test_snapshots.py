@@ -213,3 +213,4 @@ def test_threads_sharing_a_cached_aggregate_each_get_a_whole_copy(studio: Studio
 
 def build_plain_copy(studio: Studio, ident: UUID) -> Any:
     return studio.repository.get(ident, version=studio.repository.get(ident).version)
+

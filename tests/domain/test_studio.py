@@ -272,3 +272,16 @@ def test_personal_access_tokens_are_stored_only_as_digests(
     assert found == (0,)
     studio.revoke_token(owner, issued["token_id"])
     assert studio.user_for_token(issued["token"]) is None
+
+
+def test_starring_and_renaming_together_is_one_save_under_one_key(studio: Studio) -> None:
+    project = studio.create_project("alice", "Patch")["project_id"]
+    ident = uuid.UUID(studio.create_generation(project, "alice", "file:///p.png")["generation_id"])
+    meta = CommandMeta.for_user("alice", idempotency_key=f"patch-{ident}")
+    first = studio.update_generation(ident, "alice", starred=True, name="both", meta=meta)
+    version = studio.repository.get(ident).version
+    again = studio.update_generation(ident, "alice", starred=True, name="both", meta=meta)
+    assert again == {**first, "replayed": True}
+    assert studio.repository.get(ident).version == version
+    kinds = [type(e).__name__ for e in studio.events.get(ident)][-2:]
+    assert kinds == ["Starred", "Renamed"]
