@@ -2,7 +2,7 @@
 
 Its state is what its rules need, not its history: the balance, the entry count,
 the payment references seen (one per top-up: rare, and a replayed webhook must add
-nothing however old), and the charges of the last `RECENT_CHARGES` tasks (refunds and
+nothing however old), and the charges of the last `RECENT_CHARGES` (100) tasks (refunds and
 the once-per-task guard). Every entry stays in the event log and in the `credits`
 view; the aggregate does not keep them, so a ledger costs the same to load and copy
 after years of tasks (docs/EVENTSTORE.md, "Bounded command cost").
@@ -34,8 +34,9 @@ LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/credit-ledger")
 THOUSANDTH = Decimal("0.001")
 # Charges remembered per ledger. A task is charged once, in the same save as its one
 # transition to Complete (the task is the primary guard); this window backs it up and
-# lets a recent task be refunded. Older charges are in the log and the view.
-RECENT_CHARGES = 1_000
+# lets a recent task be refunded. Older charges are in the log and the view. ≈ 300 B
+# each in memory: a full window is ≈ 30 KB, so a cache of 10,000 full ledgers ≈ 300 MB.
+RECENT_CHARGES = 100
 
 
 def round_credits(amount: Decimal) -> Decimal:
