@@ -5,18 +5,27 @@ from __future__ import annotations
 import pickle
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import StoredEvent
 
 from darkroom.database import Database
 from darkroom.wiring import build_studio
+from domain.catalogue import TaskTypeCatalogue
+from domain.credits import CreditLedger
 from domain.errors import ConcurrencyConflictError
 from domain.generation import Generation
-from domain.snapshots import SNAPSHOT_TOPIC, SnapshottingRepository
+from domain.project import Project
+from domain.roster import WorkerRoster
+from domain.shot import Shot
+from domain.snapshots import SNAPSHOT_TOPIC, SnapshottingRepository, StateSnapshot, usable_state
 from domain.studio import SNAPSHOT_INTERVALS, Studio
+from domain.user import User
+from domain.worker import Worker
+from domain.workload import Workload
 
 INTERVAL = SNAPSHOT_INTERVALS[Generation]
 
@@ -214,3 +223,30 @@ def test_threads_sharing_a_cached_aggregate_each_get_a_whole_copy(studio: Studio
 def build_plain_copy(studio: Studio, ident: UUID) -> Any:
     return studio.repository.get(ident, version=studio.repository.get(ident).version)
 
+
+
+def one_of_each_snapshotted_kind() -> list[Any]:
+    at = datetime.now(UTC)
+    user = User.register(f"u-{uuid4()}", at)
+    user.issue_token(uuid4(), "laptop", at)
+    shot = Shot.start(uuid4(), "Opening", 0)
+    shot.add(uuid4(), uuid4(), "image")
+    generation = Generation.start(uuid4(), "image", at, params={"seed": 1})
+    generation.add_variant(uuid4(), "/media/a.png", at)
+    ledger = CreditLedger.open(f"u-{uuid4()}")
+    ledger.grant(5, "welcome", at, reference="welcome")
+    ledger.charge_task(uuid4(), "0.5", at)
+    return [TaskTypeCatalogue(), Project.start("alice", "P"), user, WorkerRoster(),
+            Worker.register(f"w-{uuid4()}", at), Workload.start("alice"), shot, generation,
+            ledger]
+
+
+def test_every_snapshotted_kind_round_trips_through_the_snapshot_store(studio: Studio) -> None:
+    aggregates = one_of_each_snapshotted_kind()
+    assert {type(a) for a in aggregates} == set(SNAPSHOT_INTERVALS)
+    assert studio.snapshots is not None
+    for aggregate in aggregates:
+        aggregate.collect_events()
+        studio.snapshots.put([StateSnapshot.take(aggregate)])
+        stored = list(studio.snapshots.get(aggregate.id))
+        assert state(usable_state(stored[-1])) == state(aggregate), type(aggregate)
