@@ -132,6 +132,59 @@ def events(since: int = typer.Option(0, "--since"), follow: bool = typer.Option(
             time.sleep(0.2)
 
 
+db_app = typer.Typer(no_args_is_help=True,
+                     help="The embedded PostgreSQL (DATA_DIR/pg): inspect it, stop it.")
+app.add_typer(db_app, name="db")
+
+
+def _embedded_dir(settings: Settings) -> Any:
+    if settings.database_url:
+        typer.echo("DATABASE_URL is set: the database is an external server, not embedded "
+                   "(nothing to inspect or stop here).", err=True)
+        raise typer.Exit(2)
+    return settings.pg_dir
+
+
+@db_app.command("status")
+def db_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Data dir, postmaster pid, running or not, the live processes attached to it
+    (and dead ones pgserver still lists). Reads files only: starts nothing."""
+    from darkroom.database import embedded_status
+
+    status = embedded_status(_embedded_dir(Settings()))
+    if as_json:
+        typer.echo(json.dumps(status.as_dict()))
+        return
+    table = Table(title="embedded PostgreSQL")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in status.as_dict().items():
+        shown = ", ".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
+        table.add_row(key, shown)
+    console.print(table)
+
+
+@db_app.command("stop")
+def db_stop(force: bool = typer.Option(False, "--force",
+                                       help="stop it even while live processes use it")) -> None:
+    """Stop the embedded PostgreSQL cleanly (pg_ctl stop, fast mode)."""
+    from darkroom.database import embedded_status, prune_handles, stop_embedded
+
+    pg_dir = _embedded_dir(Settings())
+    status = embedded_status(pg_dir)
+    if not status.running:
+        if status.initialised:
+            prune_handles(pg_dir)
+        typer.echo(f"not running ({status.pg_dir})")
+        return
+    if status.attached and not force:
+        typer.echo(f"still used by processes {status.attached}: stop them first, "
+                   "or pass --force", err=True)
+        raise typer.Exit(1)
+    stop_embedded(pg_dir)
+    typer.echo(f"stopped PostgreSQL {status.pid} ({status.pg_dir})")
+
+
 def _projections_context() -> Any:
     from darkroom.database import resolve
     from projections.cli import Context

@@ -3,15 +3,32 @@
 With no `DATABASE_URL` a real PostgreSQL is started from the `pgserver` package
 in a data folder and reused across runs; pgserver stops it when the last
 process that asked for it exits.
+
+pgserver keeps the processes attached to a data folder in `.handle_pids.json`
+and stops the server when the last one leaves cleanly. A process killed with
+SIGKILL never leaves that list, so on its own pgserver would never stop the
+server again. Every process therefore prunes the dead (or reused) PIDs from
+the list when it joins and again just before pgserver decides at exit; the
+start time of each of our PIDs is kept beside it (`.darkroom_handles.json`) so
+a PID reused by another program does not count as attached. `darkroom db
+status|stop` reads and acts on the same files (`embedded_status`,
+`stop_embedded`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import atexit
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import psutil
 import psycopg
 
 
@@ -68,13 +85,162 @@ def embedded(pg_dir: Path) -> Database:
     """Start (or join) the embedded server in `pg_dir`; blocks about 1-2 s on first start."""
     import pgserver
 
+    pg_dir = pg_dir.resolve()
     pg_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pg_dir.resolve(), cleanup_mode="stop")
+    if (pg_dir / "PG_VERSION").exists():
+        prune_handles(pg_dir)
+    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
     _KEEP.append(server)
+    with _pgserver_lock():
+        _record_start_time(pg_dir, os.getpid())
+    # atexit runs last-registered first: this prune comes just before pgserver's own
+    # exit handler (registered when the server object was made) counts what is left.
+    atexit.register(prune_handles, pg_dir)
     return parse_url(server.get_uri())
 
 
 _KEEP: list[object] = []  # the server stops when its handle is collected
+
+HANDLES = ".handle_pids.json"  # pgserver's list of attached processes
+STARTED = ".darkroom_handles.json"  # ours: pid -> its start time, to spot reused pids
+
+
+@contextlib.contextmanager
+def _pgserver_lock() -> Iterator[None]:
+    """pgserver's inter-process lock: the one it holds while it starts, joins or stops."""
+    from pgserver.postgres_server import PostgresServer
+
+    with PostgresServer._lock:
+        yield
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _write_json(path: Path, value: Any) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value))
+    temporary.replace(path)
+
+
+def _start_time(pid: int) -> float | None:
+    """When `pid` started, or None when no live process has it (zombies are dead)."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return -1.0  # alive, start time unknown
+
+
+def _record_start_time(pg_dir: Path, pid: int) -> None:
+    started = _read_json(pg_dir / STARTED, {})
+    started = started if isinstance(started, dict) else {}
+    started[str(pid)] = _start_time(pid)
+    _write_json(pg_dir / STARTED, started)
+
+
+def _alive(pid: int, started: dict[str, Any]) -> bool:
+    now = _start_time(pid)
+    if now is None:
+        return False
+    then = started.get(str(pid))
+    # A pid we recorded whose process started at another time was reused.
+    return not (isinstance(then, int | float) and then >= 0 and now >= 0
+                and abs(now - then) > 1.0)
+
+
+def prune_handles(pg_dir: Path) -> list[int]:
+    """Drop dead processes from pgserver's list of attached ones; the live ones remain."""
+    pg_dir = pg_dir.resolve()
+    with _pgserver_lock():
+        pids = _read_json(pg_dir / HANDLES, [])
+        started = _read_json(pg_dir / STARTED, {})
+        pids = [p for p in pids if isinstance(p, int)] if isinstance(pids, list) else []
+        started = started if isinstance(started, dict) else {}
+        live = [p for p in pids if _alive(p, started)]
+        if live != pids and (pg_dir / HANDLES).exists():
+            _write_json(pg_dir / HANDLES, live)
+        kept = {k: v for k, v in started.items() if k.isdigit() and int(k) in live}
+        if kept != started and (pg_dir / STARTED).exists():
+            _write_json(pg_dir / STARTED, kept)
+        return live
+
+
+@dataclass
+class EmbeddedStatus:
+    """What `darkroom db status` reports about the embedded server in `pg_dir`."""
+
+    pg_dir: Path
+    initialised: bool
+    pid: int | None = None
+    running: bool = False
+    socket_dir: str | None = None
+    attached: list[int] = field(default_factory=list)  # live processes using it
+    stale: list[int] = field(default_factory=list)  # dead pids still in pgserver's list
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"data_dir": str(self.pg_dir), "initialised": self.initialised,
+                "pid": self.pid, "running": self.running, "socket_dir": self.socket_dir,
+                "attached": self.attached, "stale": self.stale}
+
+
+def _postmaster(pg_dir: Path) -> tuple[int | None, str | None, bool]:
+    """(pid, socket dir, running) from `postmaster.pid`; running means that pid is a
+    live `postgres` process serving this data folder."""
+    try:
+        lines = (pg_dir / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None, None, False
+    socket_dir = lines[4].strip() if len(lines) > 4 and lines[4].strip() else None
+    try:
+        process = psutil.Process(pid)
+        running = (process.status() != psutil.STATUS_ZOMBIE
+                   and "postgres" in process.name())
+    except psutil.Error:
+        running = False
+    return pid, socket_dir, running
+
+
+def embedded_status(pg_dir: Path) -> EmbeddedStatus:
+    """The embedded server's state, read without starting or joining it."""
+    pg_dir = pg_dir.resolve()
+    status = EmbeddedStatus(pg_dir, initialised=(pg_dir / "PG_VERSION").exists())
+    status.pid, status.socket_dir, status.running = _postmaster(pg_dir)
+    pids = _read_json(pg_dir / HANDLES, [])
+    started = _read_json(pg_dir / STARTED, {})
+    started = started if isinstance(started, dict) else {}
+    for pid in pids if isinstance(pids, list) else []:
+        if isinstance(pid, int):
+            (status.attached if _alive(pid, started) else status.stale).append(pid)
+    return status
+
+
+def stop_embedded(pg_dir: Path, timeout_s: float = 60.0) -> bool:
+    """Stop the embedded server in `pg_dir` cleanly (`pg_ctl stop -m fast`) and forget
+    every attached process; False when it was not running."""
+    from pgserver import _commands
+
+    pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # made at import
+    pg_dir = pg_dir.resolve()
+    user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
+    with _pgserver_lock():
+        _pid, _socket, running = _postmaster(pg_dir)
+        if running:
+            pg_ctl(["-w", "-t", str(int(timeout_s)), "-m", "fast", "stop"], pgdata=pg_dir,
+                   user=user)
+        for name in (HANDLES, STARTED):
+            if (pg_dir / name).exists():
+                _write_json(pg_dir / name, [] if name == HANDLES else {})
+    return running
 
 
 def resolve(database_url: str | None, pg_dir: Path) -> Database:
