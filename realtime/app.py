@@ -16,12 +16,12 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from realtime.api import ENDPOINTS
 from realtime.api import media as media_api
 from realtime.api import workers as workers_api
-from realtime.api.base import Json, route
+from realtime.api.base import Json, read_only, resources, route
 from realtime.api.limits import RateLimiter
 from realtime.api.reads import Views
 from realtime.auth import Authenticator
@@ -45,7 +45,10 @@ async def openapi(request: Request) -> Response:
 def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
                extra_lifespans: Sequence[Lifespan] = ()) -> Starlette:
     """The HTTP API. `extra_routes` (e.g. the websocket hub's `/ws`) are mounted before the
-    API routes; `extra_lifespans` are entered after the edge's own resources exist."""
+    API routes; `extra_lifespans` are entered after the edge's own resources exist.
+
+    HTTP routes are grouped by path (`resources()`): each path answers `OPTIONS` and a
+    wrong method with 405 and its full `Allow`, and literal segments win over `{id}`."""
     lifespans = [*extra_lifespans, *_extra(config, "lifespans")]
 
     @asynccontextmanager
@@ -75,8 +78,9 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
     routes += [Route("/health", health, methods=["GET"]),
                Route("/openapi.json", openapi, methods=["GET"])]
     routes += [route(endpoint) for endpoint in ENDPOINTS]
-    routes.append(media_api.mount(config.media_dir))
-    return Starlette(routes=routes, lifespan=lifespan,
+    media = media_api.mount(config.media_dir)
+    routes.append(Mount(media.path, app=read_only(media.app), name=media.name))
+    return Starlette(routes=resources(routes), lifespan=lifespan,
                      exception_handlers=exception_handlers())
 
 

@@ -58,6 +58,12 @@ class RouteNotFoundError(EdgeError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowedError(EdgeError):
+    """A path that exists, asked with a method none of its routes takes (`Allow` lists them)."""
+
+    status, code = 405, "method_not_allowed"
+
+
 class BodyTooLargeError(EdgeError):
     status, code = 413, "body_too_large"
 
@@ -76,6 +82,8 @@ class ViewTimeoutError(EdgeError):
 
 # Most specific first: the first class an error is an instance of decides.
 DOMAIN_STATUS: tuple[tuple[type[domain.DomainError], int], ...] = (
+    (domain.IdempotencyKeyReusedError, 422),
+    (domain.IdempotencyKeyInFlightError, 409),
     (domain.NotFoundError, 404),
     (domain.ValidationError, 422),
     (domain.ForbiddenError, 403),
@@ -128,7 +136,9 @@ def invalid_fields(error: PydanticValidationError, where: str) -> FieldsInvalidE
 
 async def handle_domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, domain.DomainError)
-    return ErrorResponse(status_of(exc), exc.code, str(exc), **domain_fields(exc))
+    headers = {"Retry-After": "1"} if isinstance(exc, domain.IdempotencyKeyInFlightError) \
+        else None
+    return ErrorResponse(status_of(exc), exc.code, str(exc), headers, **domain_fields(exc))
 
 
 async def handle_edge(request: Request, exc: Exception) -> Response:

@@ -4,13 +4,22 @@ An `Endpoint` names its method, path, body/query models and response schema;
 `route()` turns it into a Starlette `Route` that authenticates the caller,
 reads a bounded body, validates it, and hands the handler a `Call`. The same
 declarations feed the OpenAPI document (`realtime.openapi`).
+
+`resources()` groups routes by path into one `Resource` each, so that every path
+answers `OPTIONS` (204 with `Allow`) and a wrong method with 405 and the full
+`Allow` (every method any route registers for that path), and a path with a
+literal segment is never shadowed by a `{param}` route of the same shape
+(`/api/tasks/cancel-pending` over `/api/tasks/{id}`): literal segments win,
+leftmost first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
@@ -20,9 +29,12 @@ from uuid import UUID
 import anyio.to_thread
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from starlette._utils import get_route_path
+from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route, compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from realtime.auth import Principal
 from realtime.errors import (
@@ -30,6 +42,7 @@ from realtime.errors import (
     FieldsInvalidError,
     ForbiddenError,
     MalformedJsonError,
+    MethodNotAllowedError,
     invalid_fields,
 )
 
@@ -101,6 +114,8 @@ class Call:
     body: Any
     query: Any
     path: dict[str, Any]
+    route: str | None = None  # "PATCH /api/generations/{id}"
+    request_hash: str | None = None  # with an Idempotency-Key: see `request_hash()`
 
     @property
     def state(self) -> Any:
@@ -120,7 +135,14 @@ class Call:
         return self.principal.scope
 
     def meta(self, **kw: Any) -> Any:
-        return self.principal.meta(self.request, **kw)
+        """The command's metadata; an idempotency key is bound to this route and request,
+        and the credential goes along (workers are registered to it)."""
+        meta = self.principal.meta(self.request, **kw)
+        credential = ("service" if self.principal.is_service
+                      else f"user:{self.principal.user_id}" if self.principal.user_id
+                      else None)
+        return replace(meta, route=self.route, request_hash=self.request_hash,
+                       credential=credential)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A blocking domain or database call, off the event loop."""
@@ -169,6 +191,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def parse_body(request: Request, model: type[M], limit: int, optional: bool) -> M:
+    return validate(model, await read_json(request, limit, optional), "body")
+
+
+async def read_json(request: Request, limit: int, optional: bool) -> Any:
+    """The body as parsed JSON (`{}` for an empty optional body), before validation."""
     raw = await read_body(request, limit)
     if not raw.strip():
         data: Any = {} if optional else None
@@ -184,7 +211,16 @@ async def parse_body(request: Request, model: type[M], limit: int, optional: boo
                                  errors=[{"path": where, "loc": where.split("."),
                                           "message": "NUL (\\u0000) is not allowed",
                                           "type": "nul_character"}])
-    return validate(model, data, "body")
+    return data
+
+
+def request_hash(path: dict[str, Any], query: dict[str, str], body: Any) -> str:
+    """What an idempotency key is bound to besides its route: sha256 of the path
+    parameters, query and parsed body as canonical JSON (sorted keys, no spaces), so
+    whitespace and key order do not matter and any other value does."""
+    canonical = json.dumps({"path": path, "query": query, "body": body}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def nul_path(data: Any, where: str) -> str | None:
@@ -233,17 +269,22 @@ def parse_path(request: Request, names: list[str]) -> dict[str, Any]:
 
 
 def route(endpoint: Endpoint) -> Route:
+    """One endpoint as a Starlette `Route` (group them with `resources()`)."""
     async def asgi(request: Request) -> Response:
         principal = await authorise(request, endpoint)
         path = parse_path(request, endpoint.path_params)
         query = validate(endpoint.query, no_nul(dict(request.query_params), "query"),
                          "query") if endpoint.query else None
-        body = None
+        body = data = None
         if endpoint.body is not None:
             config = request.app.state.config
-            body = await parse_body(request, endpoint.body, config.max_body_bytes,
-                                    endpoint.body_optional)
-        reply = await endpoint.handler(Call(request, principal, body, query, path))
+            data = await read_json(request, config.max_body_bytes, endpoint.body_optional)
+            body = validate(endpoint.body, data, "body")
+        fingerprint = request_hash(path, dict(request.query_params), data) \
+            if "idempotency-key" in request.headers else None
+        reply = await endpoint.handler(Call(request, principal, body, query, path,
+                                            f"{endpoint.method} {endpoint.path}",
+                                            fingerprint))
         return reply.response() if isinstance(reply, Reply) else reply
 
     return Route(endpoint.path, asgi, methods=[endpoint.method], name=f"{endpoint.method} "
@@ -262,3 +303,131 @@ async def authorise(request: Request, endpoint: Endpoint) -> Principal:
         raise ForbiddenError("worker routes take the service key or a personal access token",
                              code="worker_credentials_required")
     return principal
+
+
+# ---- resources: one route per path, every method of it ------------------------------
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _segments(path: str) -> list[str | None]:
+    """A path's segments, None for a `{param}` one."""
+    return [None if part.startswith("{") else part for part in path.strip("/").split("/")]
+
+
+def shape(path: str) -> str:
+    """The path with its parameters unnamed: two templates of one shape match the same paths."""
+    return "/" + "/".join("{}" if part is None else part for part in _segments(path))
+
+
+def shadows(literal: str, general: str) -> bool:
+    """Whether `literal` takes precedence over `general` for the paths both match: same
+    length, equal where both are literal, and at the first segment where one is a
+    parameter and the other is not, `literal` is the literal one."""
+    mine, theirs = _segments(literal), _segments(general)
+    if len(mine) != len(theirs) or any(":path" in p for p in (literal, general)):
+        return False
+    pairs = list(zip(mine, theirs, strict=True))
+    if any(a is not None and b is not None and a != b for a, b in pairs):
+        return False
+    first = next(((a, b) for a, b in pairs if (a is None) != (b is None)), None)
+    return first is not None and first[0] is not None
+
+
+def allow_header(methods: Iterable[str]) -> str:
+    order = {m: i for i, m in enumerate(HTTP_METHODS)}
+    return ", ".join(sorted(set(methods), key=lambda m: (order.get(m, len(order)), m)))
+
+
+class Resource(BaseRoute):
+    """Every route of one path: dispatches on the method, answers `OPTIONS` itself (204,
+    `Allow`) and any other method with 405 and the full `Allow`; matches nothing when a
+    more literal resource (`shadowed_by`) matches the path."""
+
+    def __init__(self, path: str, apps: dict[str, ASGIApp], name: str | None = None) -> None:
+        self.path = path
+        self.name = name or path
+        self.apps = dict(apps)
+        if "GET" in self.apps and "HEAD" not in self.apps:
+            self.apps["HEAD"] = self.apps["GET"]
+        self.methods = {*self.apps, "OPTIONS"}
+        self.allow = allow_header(self.methods)
+        self.path_regex, self.path_format, self.param_convertors = compile_path(path)
+        self.shadowed_by: list[re.Pattern[str]] = []
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        route_path = get_route_path(scope)
+        found = self.path_regex.match(route_path)
+        if not found or any(r.match(route_path) for r in self.shadowed_by):
+            return Match.NONE, {}
+        params = {key: self.param_convertors[key].convert(value)
+                  for key, value in found.groupdict().items()}
+        path_params = {**scope.get("path_params", {}), **params}
+        return Match.FULL, {"endpoint": self, "path_params": path_params}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        if name != self.name:
+            raise NoMatchFound(name, path_params)
+        return URLPath(self.path_format.format(**path_params), protocol="http")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        app = self.apps.get(method)
+        if app is not None:
+            await app(scope, receive, send)
+        elif method == "OPTIONS":
+            await Response(status_code=204, headers={"Allow": self.allow})(scope, receive, send)
+        else:
+            raise MethodNotAllowedError(
+                f"{method} is not allowed on {scope['path']}; allowed: {self.allow}",
+                headers={"Allow": self.allow}, allowed=self.allow.split(", "))
+
+    def __repr__(self) -> str:
+        return f"Resource({self.path!r}, {self.allow})"
+
+
+def resources(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """HTTP `Route`s grouped into one `Resource` per path (in first-seen order); other
+    routes (websockets, mounts) pass through. Two templates of one shape with different
+    parameter names would make the answer depend on order: refused."""
+    grouped: dict[str, dict[str, ASGIApp]] = {}
+    names: dict[str, str] = {}
+    out: list[BaseRoute | str] = []
+    for item in routes:
+        if not isinstance(item, Route):
+            out.append(item)
+            continue
+        key = shape(item.path)
+        if key in names and names[key] != item.path:
+            raise ValueError(f"{item.path} and {names[key]} match the same paths")
+        if key not in grouped:
+            grouped[key], names[key] = {}, item.path
+            out.append(key)
+        for method in item.methods or HTTP_METHODS:
+            if method in grouped[key]:
+                if method == "HEAD":  # Starlette adds HEAD to every GET route
+                    continue
+                raise ValueError(f"{method} {item.path} is declared twice")
+            grouped[key][method] = item.app
+    built = {key: Resource(names[key], apps) for key, apps in grouped.items()}
+    for resource in built.values():
+        resource.shadowed_by = [other.path_regex for other in built.values()
+                                if other is not resource and shadows(other.path, resource.path)]
+    return [built[item] if isinstance(item, str) else item for item in out]
+
+
+def read_only(app: ASGIApp) -> ASGIApp:
+    """An ASGI app (static files) behind GET/HEAD: `OPTIONS` answered, anything else 405."""
+    allow = allow_header(("GET", "HEAD", "OPTIONS"))
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            if scope["method"] == "OPTIONS":
+                await Response(status_code=204, headers={"Allow": allow})(scope, receive, send)
+                return
+            raise MethodNotAllowedError(
+                f"{scope['method']} is not allowed on {scope['path']}; allowed: {allow}",
+                headers={"Allow": allow}, allowed=allow.split(", "))
+        await app(scope, receive, send)
+    return guarded
