@@ -33,8 +33,10 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
     """Run the studio: HTTP API, websocket hub, projections, local inference."""
     import uvicorn
 
+    from darkroom import redact
     from darkroom.dispatch import build_serving_app
 
+    redact.install()  # no credential in any log line (uvicorn logs `/ws?token=…`)
     settings = Settings()
     # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found:
     # make that an ordinary exit, so atexit stops the embedded PostgreSQL.
@@ -50,8 +52,10 @@ def worker(ray_address: str = typer.Option(None, "--ray-address",
     """Run the inference dispatcher: claim tasks and run them on Ray actors."""
     import logging
 
+    from darkroom import redact
     from darkroom.dispatch import run_worker
 
+    redact.install()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     run_worker(Settings(), ray_address)
 
