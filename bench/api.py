@@ -94,7 +94,8 @@ def start_server(db: Database, schema: str) -> tuple[subprocess.Popen[bytes], st
     url = f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}"
     env = {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
            "DARKROOM_JWT_SECRET": SECRET, "DARKROOM_TASK_RATE_LIMIT": str(10**9),
-           "DATA_DIR": str(ROOT / ".darkroom" / "bench-data")}
+           "DATA_DIR": str(ROOT / ".darkroom" / "bench-data"),
+           "DARKROOM_JWT_SUB_ANY": "y"}  # users are named `bench-<hex>`
     process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port)], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

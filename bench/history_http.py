@@ -143,6 +143,7 @@ def start_serve(db: Database, schema: str, data_dir: Path, name: str,
                 "DATA_DIR": str(data_dir), "DARKROOM_JWT_SECRET": SECRET,
                 "DARKROOM_SERVICE_KEY": SERVICE_KEY, "DARKROOM_INFERENCE": "off",
                 "DARKROOM_TASK_RATE_LIMIT": str(10**9), "HOST": "127.0.0.1",
+                "DARKROOM_JWT_SUB_ANY": "y",  # users are named `label-xxxxxxxx`
                 "PORT": str(port), **extra})
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / f"{name}.log"

@@ -177,7 +177,8 @@ def env_for(db: Any, schema: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     return {**env, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
             "DARKROOM_JWT_SECRET": JWT_SECRET, "DARKROOM_SERVICE_KEY": SERVICE_KEY,
-            "DARKROOM_POOL_SIZE": "8", "DARKROOM_TASK_RATE_LIMIT": "100000"}
+            "DARKROOM_POOL_SIZE": "8", "DARKROOM_TASK_RATE_LIMIT": "100000",
+            "DARKROOM_JWT_SUB_ANY": "y"}  # users are named `bench-user-<i>`
 
 
 def free_port() -> int:
@@ -241,7 +242,7 @@ def run_latency(db: Any, args: argparse.Namespace, batch_latency: float) -> dict
             projects.append((user, project, made["generation_id"]))
         with pdb.connect(db.conninfo, schema) as conn:
             wait_for_position(conn, studio.head_position(), timeout=120)
-        tokens = {user: issue_jwt(JWT_SECRET, user, ttl_s=None) for user, _, _ in projects}
+        tokens = {user: issue_jwt(JWT_SECRET, user, ttl_s=6 * 3600) for user, _, _ in projects}
         connections = [(tokens[projects[i % len(projects)][0]],
                         f"project:{projects[i % len(projects)][1]}")
                        for i in range(args.clients)]
@@ -336,7 +337,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
     project = setup.create_project("fan", "Fan-out")["project_id"]
     setup.close()
     config = EdgeConfig(conninfo=db.conninfo, schema=schema, jwt_secret=JWT_SECRET,
-                        service_key=SERVICE_KEY,
+                        service_key=SERVICE_KEY, jwt_sub_any=True,
                         build_studio=lambda: build_studio(db, schema, pool_size=4))
     app = create_app(config, extra_routes=hub_routes(),
                      extra_lifespans=[hub_lifespan(HubSettings(stale_after_s=600))])
@@ -347,7 +348,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
     while not server.started:
         await asyncio.sleep(0.05)
     topic = f"project:{project}"
-    token = issue_jwt(JWT_SECRET, "fan", ttl_s=None)
+    token = issue_jwt(JWT_SECRET, "fan", ttl_s=6 * 3600)
     client = ClientProcess({"url": f"ws://127.0.0.1:{port}/ws", "mode": "count",
                             "messages": args.messages,
                             "connections": [(token, topic)] * args.fanout_clients})

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     snapshots: bool = Field(default=True, alias="DARKROOM_SNAPSHOTS")
     aggregate_cache: int = Field(default=10_000, alias="DARKROOM_AGGREGATE_CACHE")
     changelog_retention_days: float = Field(default=7.0, alias="DARKROOM_CHANGELOG_RETENTION_DAYS")
+    # The edge reads these three from the same variables when they are not passed to
+    # `EdgeConfig` (realtime.config): most a JWT may live (exp - iat; 0: no bound),
+    # any printable `sub` instead of a UUID, and a user's upload bytes per UTC day (0: none).
+    jwt_max_lifetime_s: float = Field(default=24 * 3600.0, alias="DARKROOM_JWT_MAX_LIFETIME_S")
+    jwt_sub_any: bool = Field(default=False, alias="DARKROOM_JWT_SUB_ANY")
+    upload_quota_bytes: int = Field(default=5 * 1024**3, alias="DARKROOM_UPLOAD_QUOTA_BYTES")
 
     @property
     def pg_dir(self) -> Path:

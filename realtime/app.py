@@ -55,7 +55,9 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.config = config
         app.state.studio = await run_in_threadpool(config.build_studio)
-        app.state.auth = Authenticator(app.state.studio, config.jwt_secret, config.service_key)
+        app.state.auth = Authenticator(app.state.studio, config.jwt_secret, config.service_key,
+                                       max_lifetime_s=config.jwt_max_lifetime_s,
+                                       any_subject=config.jwt_sub_any)
         app.state.rate_limiter = RateLimiter(config.task_rate_limit, config.task_rate_window_s)
         app.state.openapi = openapi_document(ENDPOINTS)
         app.state.views = Views(config, app.state.studio.head_position)

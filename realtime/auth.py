@@ -4,12 +4,18 @@ The service key is a trusted caller (workers, back office): commands run with
 `user_id=None`. It may act for a user by naming them in `X-Darkroom-User`.
 New users are registered (with their welcome credits) on their first
 authenticated request; users already seen are remembered in memory.
+
+A JWT must carry `exp`, and may live at most `max_lifetime_s` (`exp - iat`, or
+`exp - now` without `iat`; 0: no bound). A user id (`sub`, `X-Darkroom-User`) is
+a UUID, answered in its canonical form, unless `any_subject` allows any printable
+id (`DARKROOM_JWT_SUB_ANY`).
 """
 
 from __future__ import annotations
 
 import hmac
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,7 +24,14 @@ import jwt
 from starlette.concurrency import run_in_threadpool
 
 from domain.metadata import CommandMeta
-from realtime.errors import ForbiddenError, UnauthenticatedError
+from realtime.errors import (
+    ForbiddenError,
+    InvalidSubjectError,
+    TokenExpiredError,
+    TokenLifetimeTooLongError,
+    TokenWithoutExpiryError,
+    UnauthenticatedError,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -27,6 +40,7 @@ if TYPE_CHECKING:
 
 ACT_AS_HEADER = "x-darkroom-user"
 MAX_USER_ID = 200
+DAY_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -69,10 +83,13 @@ class Principal:
 class Authenticator:
     """Turns an `Authorization: Bearer …` header into a `Principal`."""
 
-    def __init__(self, studio: Studio, jwt_secret: str, service_key: str) -> None:
+    def __init__(self, studio: Studio, jwt_secret: str, service_key: str, *,
+                 max_lifetime_s: float = DAY_S, any_subject: bool = False) -> None:
         self._studio = studio
         self._secret = jwt_secret
         self._service_key = service_key
+        self.max_lifetime_s = max_lifetime_s
+        self.any_subject = any_subject
         self._known: set[str] = set()
         self._lock = threading.Lock()
 
@@ -95,18 +112,48 @@ class Authenticator:
         return principal
 
     def _jwt_subject(self, token: str) -> str:
+        return str(self.jwt_claims(token)["sub"])
+
+    def jwt_claims(self, token: str) -> dict[str, object]:
+        """The claims of a valid token: signed with our secret, `exp` present and not past,
+        a lifetime within `max_lifetime_s`, `sub` a valid user id (put back canonical)."""
         try:
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
-                                options={"require": ["sub"]})
+            claims: dict[str, object] = jwt.decode(token, self._secret, algorithms=["HS256"],
+                                                   options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError:
-            raise UnauthenticatedError("the token has expired", code="token_expired") from None
+            raise TokenExpiredError("the token has expired (its exp is past)") from None
+        except jwt.MissingRequiredClaimError as error:
+            if error.claim == "exp":
+                raise TokenWithoutExpiryError(
+                    "the token has no exp claim: tokens must expire, at most "
+                    f"{self.max_lifetime_s:g} s after they are issued") from None
+            raise InvalidSubjectError(f"the token has no {error.claim} claim "
+                                      "(the user id)") from None
         except jwt.PyJWTError as error:
             raise UnauthenticatedError(f"invalid token: {error}", code="invalid_token") from None
-        return check_user_id(claims.get("sub"))
+        self._check_lifetime(claims)
+        claims["sub"] = check_user_id(claims.get("sub"), any_id=self.any_subject, what="sub")
+        return claims
+
+    def _check_lifetime(self, claims: dict[str, object]) -> None:
+        if not self.max_lifetime_s:
+            return
+        exp, iat = claims["exp"], claims.get("iat")
+        assert isinstance(exp, int | float)  # PyJWT checked it is an integer
+        lifetime, how = exp - time.time(), "exp - now"
+        if isinstance(iat, int | float) and exp - iat > lifetime:
+            lifetime, how = exp - iat, "exp - iat"
+        if lifetime > self.max_lifetime_s:
+            raise TokenLifetimeTooLongError(
+                f"the token lives {lifetime:.0f} s ({how}); the most a token may live is "
+                f"{self.max_lifetime_s:g} s (DARKROOM_JWT_MAX_LIFETIME_S)",
+                lifetime_s=round(lifetime), max_lifetime_s=self.max_lifetime_s)
 
     def _acting_user(self, request: Request) -> str | None:
         acting = request.headers.get(ACT_AS_HEADER)
-        return check_user_id(acting) if acting else None
+        if not acting:
+            return None
+        return check_user_id(acting, any_id=self.any_subject, what=ACT_AS_HEADER)
 
     async def ensure_known(self, user_id: str) -> None:
         """Registers a user (and grants the welcome credits) the first time they are seen."""
@@ -129,19 +176,28 @@ def bearer_token(header: str | None) -> str:
     return token.strip()
 
 
-def check_user_id(value: object) -> str:
+def check_user_id(value: object, *, any_id: bool = True, what: str = "user id") -> str:
+    """A user id as the edge takes it: a UUID (answered canonical, lower-case, hyphenated),
+    or with `any_id` any non-empty printable string of at most `MAX_USER_ID` characters."""
+    shown = repr(value)[:80]
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_USER_ID \
             or not value.isprintable():
-        raise UnauthenticatedError(
-            f"a user id is a non-empty printable string of at most {MAX_USER_ID} characters",
-            code="invalid_subject")
-    return value
+        raise InvalidSubjectError(
+            f"{what} {shown}: a user id is a non-empty printable string of at most "
+            f"{MAX_USER_ID} characters")
+    if any_id:
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidSubjectError(
+            f"{what} {shown} is not a UUID: user ids are UUIDs "
+            "(DARKROOM_JWT_SUB_ANY=y allows any printable id)") from None
 
 
 def issue_jwt(secret: str, user_id: str, *, ttl_s: int | None = 3600) -> str:
-    """A user's HS256 token (tests, benchmarks and local tools)."""
-    import time
-
+    """A user's HS256 token (tests, benchmarks and local tools). `ttl_s=None` leaves out
+    `exp`: such a token is refused (`token_without_expiry`); tests use it to show that."""
     claims: dict[str, object] = {"sub": user_id, "iat": int(time.time())}
     if ttl_s is not None:
         claims["exp"] = int(time.time()) + ttl_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,30 @@ from pathlib import Path
 from domain.studio import Studio
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+TRUE = {"1", "y", "yes", "true", "t", "on"}
+
+
+def env_float(name: str, default: float) -> Callable[[], float]:
+    """A default read from the environment when the config is built (the composition root
+    may pass the value instead: `darkroom.settings.Settings` holds the same knob)."""
+    def read() -> float:
+        raw = os.environ.get(name, "").strip()
+        return float(raw) if raw else default
+    return read
+
+
+def env_int(name: str, default: int) -> Callable[[], int]:
+    def read() -> int:
+        raw = os.environ.get(name, "").strip()
+        return int(float(raw)) if raw else default
+    return read
+
+
+def env_flag(name: str) -> Callable[[], bool]:
+    def read() -> bool:
+        return os.environ.get(name, "").strip().lower() in TRUE
+    return read
 
 
 @dataclass(frozen=True)
@@ -38,3 +63,11 @@ class EdgeConfig:
     command_threads: int = 8
     worker_timeout_s: float = 120.0
     sweep_interval_s: float = 10.0  # 0: no sweeper in this process
+    # A JWT must carry `exp`; `exp - iat` (or `exp - now`) at most this (0: no bound).
+    jwt_max_lifetime_s: float = field(
+        default_factory=env_float("DARKROOM_JWT_MAX_LIFETIME_S", 24 * 3600.0))
+    # A user id (`sub`, `X-Darkroom-User`) is a UUID unless this allows any printable id.
+    jwt_sub_any: bool = field(default_factory=env_flag("DARKROOM_JWT_SUB_ANY"))
+    # Bytes a user may upload per UTC day (0: no quota); the service key is not counted.
+    upload_quota_bytes: int = field(
+        default_factory=env_int("DARKROOM_UPLOAD_QUOTA_BYTES", 5 * GIB))

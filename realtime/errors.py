@@ -50,6 +50,28 @@ class UnauthenticatedError(EdgeError):
     status, code = 401, "unauthenticated"
 
 
+class TokenExpiredError(UnauthenticatedError):
+    code = "token_expired"
+
+
+class TokenWithoutExpiryError(UnauthenticatedError):
+    """A JWT without `exp`: it would never expire."""
+
+    code = "token_without_expiry"
+
+
+class TokenLifetimeTooLongError(UnauthenticatedError):
+    """A JWT whose `exp - iat` (or `exp - now`) passes the configured maximum lifetime."""
+
+    code = "token_lifetime_too_long"
+
+
+class InvalidSubjectError(UnauthenticatedError):
+    """A user id (`sub`, `X-Darkroom-User`) that is not a UUID (or not printable)."""
+
+    code = "invalid_subject"
+
+
 class ForbiddenError(EdgeError):
     status, code = 403, "forbidden"
 
@@ -68,12 +90,25 @@ class BodyTooLargeError(EdgeError):
     status, code = 413, "body_too_large"
 
 
+class UploadOverQuotaError(EdgeError):
+    """One upload larger than a user's whole daily upload quota: it can never fit."""
+
+    status, code = 413, "upload_over_quota"
+
+
 class FieldsInvalidError(EdgeError):
     status, code = 422, "invalid_fields"
 
 
 class RateLimitedError(EdgeError):
     status, code = 429, "rate_limited"
+
+
+class UploadQuotaExceededError(EdgeError):
+    """A user's uploads of the day (UTC) would pass their quota; `Retry-After` names the
+    seconds until the day turns."""
+
+    status, code = 429, "upload_quota_exceeded"
 
 
 class ViewTimeoutError(EdgeError):

@@ -104,7 +104,8 @@ def test_events_tails_the_log_as_json_lines_from_a_position(
 
 
 async def _ws_ready(port: int) -> dict[str, object]:
-    token = jwt.encode({"sub": "carol"}, Settings().jwt_secret, algorithm="HS256")
+    token = jwt.encode({"sub": "5d8e2c1a-0c7b-4a53-9c1e-ca401ca401ca",  # carol: ids are UUIDs
+                        "exp": int(time.time()) + 600}, Settings().jwt_secret, algorithm="HS256")
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={token}") as ws:
         return dict(json.loads(await asyncio.wait_for(ws.recv(), 10)))
 
@@ -162,7 +163,8 @@ def test_without_a_database_url_serve_runs_on_an_embedded_postgres_reused_across
         tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DATA_DIR=str(tmp_path), DARKROOM_INFERENCE="off")
-    token = jwt.encode({"sub": "dora"}, Settings().jwt_secret, algorithm="HS256")
+    token = jwt.encode({"sub": "7b1f0e2d-3a4c-4d5e-8f60-d0ad0ad0ad0a",  # dora: ids are UUIDs
+                        "exp": int(time.time()) + 600}, Settings().jwt_secret, algorithm="HS256")
     written = _serve_once(env, token)
     assert written > 0 and (tmp_path / "pg" / "PG_VERSION").exists()
     assert _serve_once(env) == written

@@ -57,8 +57,8 @@ class Server:
         return client
 
     def user(self, name: str | None = None) -> httpx.Client:
-        """A client holding a fresh user's JWT."""
-        user_id = name or f"user-{uuid.uuid4().hex[:10]}"
+        """A client holding a fresh user's JWT (user ids are UUIDs)."""
+        user_id = name or str(uuid.uuid4())
         client = self.client(issue_jwt(JWT_SECRET, user_id))
         client.headers["X-Test-User"] = user_id
         return client

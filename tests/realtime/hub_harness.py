@@ -146,7 +146,8 @@ def token_for(user_id: str) -> str:
 
 
 def new_user() -> str:
-    return f"user-{uuid.uuid4().hex[:10]}"
+    """A fresh user id: a UUID, as the edge takes them."""
+    return str(uuid.uuid4())
 
 
 # -- a client --------------------------------------------------------------------------

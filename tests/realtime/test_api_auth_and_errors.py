@@ -78,7 +78,7 @@ def test_an_unknown_access_token_is_refused(server: Server) -> None:
 def test_the_service_key_acts_for_a_user_only_when_it_names_one(server: Server) -> None:
     bare = server.service()
     assert error_of(bare.get("/api/projects"), 403)["code"] == "user_required"
-    acting = server.service(act_as=f"svc-{uuid.uuid4().hex[:6]}")
+    acting = server.service(act_as=str(uuid.uuid4()))
     assert ok(acting.get("/api/projects"))[0]["name"] == "Default Project"
 
 
