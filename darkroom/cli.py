@@ -35,14 +35,21 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
 
     from darkroom import redact
     from darkroom.dispatch import build_serving_app
+    from darkroom.limits import ServerLimits, guarded_h11
 
     redact.install()  # no credential in any log line (uvicorn logs `/ws?token=…`)
     settings = Settings()
     # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found:
     # make that an ordinary exit, so atexit stops the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    limits = ServerLimits(header_timeout_s=settings.header_timeout_s,
+                          keep_alive_s=settings.keep_alive_s,
+                          max_connections=settings.max_connections,
+                          max_connections_per_ip=settings.max_connections_per_ip,
+                          ws_max_frame_bytes=settings.ws_max_frame_bytes)
     uvicorn.run(build_serving_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info", ws="websockets-sansio", ws_per_message_deflate=False)
+                log_level="info", http=guarded_h11(limits), ws="websockets-sansio",
+                ws_per_message_deflate=False, ws_max_size=limits.ws_max_frame_bytes)
 
 
 @app.command()

@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".darkroom")
     port: int = 8085
     host: str = "127.0.0.1"
+    # `darkroom serve` limits (darkroom/limits.py, docs/API.md "Server limits"); 0: off.
+    header_timeout_s: float = Field(default=10.0, alias="DARKROOM_HEADER_TIMEOUT_S")
+    keep_alive_s: float = Field(default=5.0, alias="DARKROOM_KEEP_ALIVE_S")
+    max_connections: int = Field(default=4096, alias="DARKROOM_MAX_CONNECTIONS")
+    max_connections_per_ip: int = Field(default=256, alias="DARKROOM_MAX_CONNECTIONS_PER_IP")
+    ws_max_frame_bytes: int = Field(default=64 * 1024, alias="DARKROOM_WS_MAX_FRAME_BYTES")
     db_schema: str = Field(default="public", alias="DARKROOM_DB_SCHEMA")
     jwt_secret: str = Field(default="dev-only-secret-change-me-in-production",
                             alias="DARKROOM_JWT_SECRET")

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from realtime.auth import Principal
 
 log = logging.getLogger("darkroom.realtime.ws")
+# Frames before `ready` (the `auth` frame): at most this many bytes, else closed 1009.
+MAX_AUTH_FRAME = 16 * 1024
+AUTH_FRAME_TOO_BIG = (1009, "frames before authentication are at most 16 KiB")
 
 
 # -- mounting --------------------------------------------------------------------------
@@ -140,8 +143,16 @@ async def _auth_frame(websocket: WebSocket, timeout: float) -> str | None:
             return None
         if message["type"] == "websocket.disconnect":
             return None
+        raw = message.get("text") or message.get("bytes") or b""
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        if size > MAX_AUTH_FRAME:
+            # Checked before parsing: a token is at most 8 KiB; a big first frame is
+            # never an auth frame (and JSON-parsing megabytes from anyone is a gift).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(*AUTH_FRAME_TOO_BIG), 5)
+            return None
         try:
-            frame = parse_client_frame(message.get("text") or message.get("bytes") or b"")
+            frame = parse_client_frame(raw)
         except BadFrameError as error:
             await _send(websocket, Error(code="bad_request", message=str(error),
                                          topic=error.topic, ref=error.ref).encode())
