@@ -10,6 +10,8 @@ logger and handler it goes to, is redacted once, when it is made:
   credential (`token`, `access_token`, `apikey`, `api_key`, `key`, `secret`,
   `password`, `auth`, `jwt`, `ticket`, `signature`, `session`, …) keep their
   name and lose their value: `/ws?token=[redacted]`;
+- quoted keys with such a name in a JSON or repr dump (`"token": "…"`, as in a
+  logged `auth` frame) lose their value the same way;
 - `Bearer <token>`, anything shaped like a JWT (`eyJ….….…`) and personal access
   tokens (`drk_…`) anywhere in a message, its arguments or its traceback.
 
@@ -32,10 +34,12 @@ SECRET_NAME = re.compile(
     r"token|api[_-]?key|^key$|[_-]key$|secret|passw|^pwd$|^auth$|authori[sz]ation|jwt|ticket|"
     r"signature|^sig$|session|credential", re.IGNORECASE)
 QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#\s\"'?]{1,100})=(?P<value>[^&;#\s\"']*)")
+QUOTED_PAIR = re.compile(  # "token": "…" in a JSON (or repr) dump, e.g. a logged frame
+    r"(?P<key>[\"'](?P<name>[\w.-]{1,100})[\"']\s*:\s*[\"'])(?P<value>[^\"']+)")
 BEARER = re.compile(r"(?P<scheme>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
 JWT_SHAPE = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 PAT_SHAPE = re.compile(r"\bdrk_[A-Za-z0-9_-]{8,}")
-_HINT = re.compile(r"[?&;]|bearer|token|eyJ|drk_", re.IGNORECASE)  # cheap pre-check
+_HINT = re.compile(r"[?&;:]|bearer|eyJ|drk_", re.IGNORECASE)  # cheap pre-check
 
 
 def _pair(found: re.Match[str]) -> str:
@@ -45,11 +49,16 @@ def _pair(found: re.Match[str]) -> str:
     return found[0]
 
 
+def _quoted(found: re.Match[str]) -> str:
+    return found["key"] + REDACTED if SECRET_NAME.search(found["name"]) else found[0]
+
+
 def redact(text: str) -> str:
     """`text` with every credential-looking part replaced by `[redacted]`."""
     if not _HINT.search(text):
         return text
     text = QUERY_PAIR.sub(_pair, text)
+    text = QUOTED_PAIR.sub(_quoted, text)
     text = BEARER.sub(lambda m: m["scheme"] + REDACTED, text)
     text = JWT_SHAPE.sub(REDACTED, text)
     return PAT_SHAPE.sub(REDACTED, text)

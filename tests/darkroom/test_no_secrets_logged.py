@@ -143,6 +143,10 @@ def test_redaction_keeps_the_shape_of_a_log_line() -> None:
     assert redact.redact(f"saw {jwt_like} and drk_abcdefghijklmnopqrstu") == \
         "saw [redacted] and [redacted]"
     assert redact.redact("plain words, no secret") == "plain words, no secret"
+    assert redact.redact('< TEXT \'{"type":"auth","token":"svc-key-1"}\' [37 bytes]') == \
+        '< TEXT \'{"type":"auth","token":"[redacted]"}\' [37 bytes]'
+    assert redact.redact("{'password': 'hunter2', 'user': 'x'}") == \
+        "{'password': '[redacted]', 'user': 'x'}"
     # Records keep their argument tuple (uvicorn's access formatter unpacks it).
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
                                '%s - "%s %s HTTP/%s" %d',

@@ -5,6 +5,7 @@ one real server with small limits, raw sockets and the `websockets` client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -223,3 +224,17 @@ def test_an_oversized_auth_frame_closes_1009_and_does_not_grow_the_server(
     grown = process.memory_info().rss - before
     # Three 15 MB frames: refused on their header, never buffered (was +29 MB for one).
     assert grown < 8 * 1024 * 1024, grown
+
+
+def test_a_request_head_growing_past_16_kib_unfinished_is_refused_400(server: Server) -> None:
+    with raw_connection(server.port) as sock:
+        sock.settimeout(30)
+        # 20 x 1 KiB header lines, never the blank line: one write (one loopback
+        # segment), so the server reads all of it before answering and closing.
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                     + (b"X-Pad: " + b"a" * 1015 + b"\r\n") * 20)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
