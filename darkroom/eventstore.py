@@ -50,6 +50,9 @@ from psycopg.types.json import Jsonb
 
 RECORDER_TOPIC = "darkroom.eventstore:GroupCommitRecorder"
 
+# How long an idempotency key is remembered (docs/EVENTSTORE.md, "Idempotency").
+COMMAND_TTL_S = 24 * 3600.0
+
 # Bounds on one transaction: keeps lock hold time, memory and the cost of the
 # rare fallback (which redoes the batch request by request) predictable.
 MAX_BATCH_REQUESTS = 500
@@ -86,8 +89,10 @@ class _Request:
     """One caller's `insert_events` call, waiting for a leader to commit it."""
 
     __slots__ = (
+        "command_hash",
         "command_json",
         "command_key",
+        "command_route",
         "done",
         "error",
         "error_is_shared",
@@ -113,6 +118,9 @@ class _Request:
         self.topics = [e.topic for e in events]
         self.states = [e.state for e in events]
         self.command_key: str | None = kwargs.get("command_key")
+        # What the key is bound to (NULL: unknown, matches any request).
+        self.command_route: str | None = kwargs.get("command_route")
+        self.command_hash: str | None = kwargs.get("command_hash")
         # Serialised here too, so a result that is not JSON fails this caller
         # alone and never reaches the shared transaction.
         self.command_json: str | None = None
@@ -178,7 +186,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
 
     Extra keyword arguments of `insert_events` (and so of `Application.save`):
     `command_key` (str) and `command_result` (JSON-able dict) record the
-    command's outcome in `{events_table}_commands`, atomically with its events.
+    command's outcome in `{events_table}_commands`, atomically with its events;
+    `command_route` and `command_hash` (str, optional) record what the key is
+    bound to (the route template and the request's hash). A stored key older
+    than `command_ttl_s` has expired: lookups ignore it and a new command with
+    that key replaces it.
     """
 
     def __init__(
@@ -193,6 +205,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self.check_identifier_length(self.commands_table_name)
         self.check_identifier_length(self.append_function_name)
         self._lock_timeout = f"{self.datastore.lock_timeout}s"
+        self.command_ttl_s = COMMAND_TTL_S
         # Subclasses may write more rows per call through the library's hook
         # (e.g. tracking records); only then does a batch need BEGIN/COMMIT.
         self._has_insert_hook = (
@@ -220,8 +233,25 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 "key text PRIMARY KEY, "
                 "result jsonb NOT NULL, "
                 "position bigint, "
-                "created_at timestamptz DEFAULT now())"
+                "created_at timestamptz DEFAULT now(), "
+                "route text, "
+                "request_hash text)"
             ).format(schema=schema, commands=commands)
+        )
+        # Tables made before keys were bound to their request gain the columns;
+        # their old rows keep NULLs, which match any request.
+        for column in ("route", "request_hash"):
+            self.sql_create_statements.append(
+                SQL("ALTER TABLE {schema}.{commands} ADD COLUMN IF NOT EXISTS {column} text")
+                .format(schema=schema, commands=commands, column=Identifier(column))
+            )
+        # The append function before it took routes, hashes and the key TTL: dropped,
+        # so that only one signature exists.
+        self.sql_create_statements.append(
+            SQL(
+                "DROP FUNCTION IF EXISTS {schema}.{append}({id_type}[], bigint[], text[], "
+                "bytea[], int[], text[], jsonb[], int[], int[], int, int[], int[], text)"
+            ).format(schema=schema, append=append, id_type=id_type)
         )
         # The whole batch in one server-side call: lock, insert events, insert
         # command rows, notify. Called alone on an autocommit connection it is
@@ -245,7 +275,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 "p_topics text[], p_states bytea[], p_event_req int[], "
                 "p_keys text[], p_results jsonb[], p_key_req int[], p_last_event int[], "
                 "p_n_requests int, p_shared_req int[], p_shared_key int[], "
-                "p_lock_timeout text, OUT o_ids bigint[], OUT o_rejected int[]) "
+                "p_lock_timeout text, p_routes text[], p_hashes text[], p_key_ttl_s float8, "
+                "OUT o_ids bigint[], OUT o_rejected int[]) "
                 "LANGUAGE plpgsql AS $$ "
                 "DECLARE v_head bigint; v_ids bigint[]; v_rej bool[]; v_taken bool[]; "
                 "  v_req int; v_lose bool; v_i int; v_j int; v_k int; "
@@ -256,6 +287,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 # order then equals id order for every writer, in every process.
                 "    PERFORM set_config('lock_timeout', p_lock_timeout, true); "
                 "    LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE; "
+                "  END IF; "
+                # An expired key is free again: its old row goes before the insert.
+                "  IF cardinality(p_keys) > 0 THEN "
+                "    DELETE FROM {schema}.{commands} WHERE key = ANY(p_keys) "
+                "      AND created_at < now() - make_interval(secs => p_key_ttl_s); "
                 "  END IF; "
                 "  IF cardinality(p_shared_req) = 0 THEN "
                 "    BEGIN "
@@ -273,10 +309,13 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 "          SELECT max(notification_id) INTO v_head FROM {schema}.{events}; "
                 "        END IF; "
                 # p_last_event holds 1-based indexes into the events; 0: none.
-                "        INSERT INTO {schema}.{commands} (key, result, position) "
+                "        INSERT INTO {schema}.{commands} "
+                "        (key, result, position, route, request_hash) "
                 "        SELECT c.k, c.res, "
-                "          CASE WHEN c.l > 0 THEN o_ids[c.l] ELSE coalesce(v_head, 0) END "
-                "        FROM unnest(p_keys, p_results, p_last_event) AS c(k, res, l); "
+                "          CASE WHEN c.l > 0 THEN o_ids[c.l] ELSE coalesce(v_head, 0) END, "
+                "          c.rt, c.h "
+                "        FROM unnest(p_keys, p_results, p_last_event, p_routes, p_hashes) "
+                "          AS c(k, res, l, rt, h); "
                 "      END IF; "
                 "      IF o_ids IS NOT NULL THEN PERFORM pg_notify({channel}, ''); END IF; "
                 "      o_ids := coalesce(o_ids, '{{}}'); "
@@ -329,10 +368,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 "  IF 0 = ANY(p_last_event) THEN "
                 "    SELECT max(notification_id) INTO v_head FROM {schema}.{events}; "
                 "  END IF; "
-                "  INSERT INTO {schema}.{commands} (key, result, position) "
+                "  INSERT INTO {schema}.{commands} (key, result, position, route, request_hash) "
                 "  SELECT c.k, c.res, "
-                "    CASE WHEN c.l > 0 THEN o_ids[c.l] ELSE coalesce(v_head, 0) END "
-                "  FROM unnest(p_keys, p_results, p_last_event, p_key_req) AS c(k, res, l, r) "
+                "    CASE WHEN c.l > 0 THEN o_ids[c.l] ELSE coalesce(v_head, 0) END, c.rt, c.h "
+                "  FROM unnest(p_keys, p_results, p_last_event, p_key_req, p_routes, p_hashes) "
+                "    AS c(k, res, l, r, rt, h) "
                 "  WHERE NOT v_rej[c.r]; "
                 "  IF v_ids IS NOT NULL THEN PERFORM pg_notify({channel}, ''); END IF; "
                 "  SELECT coalesce(array_agg(u.n::int ORDER BY u.n), '{{}}') INTO o_rejected "
@@ -348,7 +388,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         self.sql_call_append = SQL(
             "SELECT o_ids, o_rejected FROM {schema}.{append}(%b::{id_type}[], "
             "%b::bigint[], %b::text[], %b::bytea[], %b::int[], %b::text[], %b::jsonb[], "
-            "%b::int[], %b::int[], %b::int4, %b::int[], %b::int[], %s)"
+            "%b::int[], %b::int[], %b::int4, %b::int[], %b::int[], %s, %b::text[], "
+            "%b::text[], %s::float8)"
         ).format(schema=schema, append=append, id_type=id_type)
         self.sql_head_position = SQL(
             "SELECT COALESCE(MAX(notification_id), 0) AS head FROM {schema}.{events}"
@@ -359,6 +400,15 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, events=events)
         self.sql_command_result = SQL(
             "SELECT result, position FROM {schema}.{commands} WHERE key = %s"
+        ).format(schema=schema, commands=commands)
+        self.sql_command_record = SQL(
+            "SELECT result, position, route, request_hash, created_at "
+            "FROM {schema}.{commands} WHERE key = %s "
+            "AND created_at >= now() - make_interval(secs => %s)"
+        ).format(schema=schema, commands=commands)
+        self.sql_prune_commands = SQL(
+            "DELETE FROM {schema}.{commands} "
+            "WHERE created_at < now() - make_interval(secs => %s)"
         ).format(schema=schema, commands=commands)
 
     # --------------------------------------------------------------- writing
@@ -532,6 +582,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         results: list[Jsonb] = []
         key_req: list[int] = []
         last_event: list[int] = []
+        routes: list[str | None] = []
+        hashes: list[str | None] = []
         for number, request in enumerate(batch, 1):
             originator_ids += request.originator_ids
             versions += request.versions
@@ -543,11 +595,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 results.append(Jsonb(request.command_json, dumps=_identity))
                 key_req.append(number)
                 last_event.append(len(originator_ids) if request.events else 0)
+                routes.append(request.command_route)
+                hashes.append(request.command_hash)
         shared_req, shared_key = _shared_keys(batch)
         curs.execute(
             self.sql_call_append,
             (originator_ids, versions, topics, states, event_req, keys, results, key_req,
-             last_event, len(batch), shared_req, shared_key, self._lock_timeout),
+             last_event, len(batch), shared_req, shared_key, self._lock_timeout, routes,
+             hashes, self.command_ttl_s),
             prepare=True,
         )
         row = curs.fetchone()
@@ -597,6 +652,29 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         if row is None:
             return None
         return {**row["result"], "position": row["position"]}
+
+    @retry(_RETRYABLE, max_attempts=10, wait=0.2)
+    def command_record(self, key: str) -> dict[str, Any] | None:
+        """Command `key`'s row if it has not expired: `result` (with `"position"`),
+        `route`, `request_hash` (None for rows stored before keys were bound) and
+        `created_at`. None if the key is unknown or older than `command_ttl_s`."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.sql_command_record, (key, self.command_ttl_s), prepare=True)
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return {"result": {**row["result"], "position": row["position"]},
+                "route": row["route"], "request_hash": row["request_hash"],
+                "created_at": row["created_at"]}
+
+    @retry(_RETRYABLE, max_attempts=10, wait=0.2)
+    def prune_commands(self, older_than_s: float | None = None) -> int:
+        """Deletes command rows older than `older_than_s` (default: the TTL): expired
+        keys. Returns how many rows went."""
+        age = self.command_ttl_s if older_than_s is None else older_than_s
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.sql_prune_commands, (age,))
+            return int(curs.rowcount or 0)
 
     # -------------------------------------------------------------- closing
 
@@ -681,4 +759,4 @@ def _add_close_hook(datastore: PostgresDatastore, recorder: GroupCommitRecorder)
     datastore.close = close  # type: ignore[method-assign]
 
 
-__all__ = ["RECORDER_TOPIC", "GroupCommitRecorder", "RecorderClosedError"]
+__all__ = ["COMMAND_TTL_S", "RECORDER_TOPIC", "GroupCommitRecorder", "RecorderClosedError"]

@@ -86,6 +86,19 @@ class TokenNotFoundError(NotFoundError):
         super().__init__("token", ident)
 
 
+class WorkerNotFoundError(NotFoundError):
+    """A worker id unknown, or registered to another credential (nobody learns which)."""
+
+    def __init__(self, ident: object) -> None:
+        super().__init__("worker", ident)
+
+
+class IdempotencyKeyReusedError(DomainError):
+    """An idempotency key sent again with another route or another request body."""
+
+    code = "idempotency_key_reused"
+
+
 class ForbiddenError(DomainError):
     """The actor may not do this (used where hiding existence is not required)."""
 
@@ -100,6 +113,12 @@ class ConcurrencyConflictError(ConflictError):
     """Optimistic-concurrency retries ran out."""
 
     code = "concurrency_conflict"
+
+
+class IdempotencyKeyInFlightError(ConflictError):
+    """The first request with this idempotency key is still running: retry later."""
+
+    code = "idempotency_key_in_flight"
 
 
 class DeletedError(ConflictError):

@@ -26,6 +26,16 @@ class CommandMeta:
     causation_id: str | None = None
     command_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     idempotency_key: str | None = None
+    # What an idempotency key is bound to (docs/API.md, "Idempotency"): the route
+    # template ("PATCH /api/generations/{id}") and a hash of the request (path
+    # parameters, query and body as canonical JSON). None: not known (an
+    # in-process caller), which matches any request.
+    route: str | None = None
+    request_hash: str | None = None
+    # The credential the request came with: "service" (the service key) or
+    # "user:<id>" (a user's token). None for in-process callers (the dispatcher,
+    # tests, the CLI), which are trusted. Workers are registered to it.
+    credential: str | None = None
 
     @classmethod
     def for_user(cls, user_id: object, **kw: Any) -> CommandMeta:
@@ -38,7 +48,7 @@ class CommandMeta:
     def caused(self, **kw: Any) -> CommandMeta:
         """A follow-up command in the same correlation, caused by this one."""
         return replace(self, causation_id=self.command_id, command_id=str(uuid.uuid4()),
-                       idempotency_key=None, **kw)
+                       idempotency_key=None, route=None, request_hash=None, **kw)
 
     def as_dict(self) -> dict[str, str | None]:
         return {

@@ -5,14 +5,25 @@ aggregates to save and a JSON-able result. `_command` runs it with the
 command's metadata stamped on every event, one atomic `save`, bounded retries
 on optimistic-concurrency conflicts, and idempotency keys: a key seen before
 returns the first result and stores nothing.
+
+An idempotency key is bound to its actor (the stored key is `actor:key`), its route
+and a hash of its request (`CommandMeta.route`, `.request_hash`), and lives 24 h (the
+recorder's `command_ttl_s`). A key sent again with another route or request is refused
+(`IdempotencyKeyReusedError`, 422 at the edge) and a key whose first command is still
+running in this process is refused too (`IdempotencyKeyInFlightError`, 409). Across
+processes a key is not "in flight": the second process's insert loses to the first's
+on the commands table's primary key and it answers as a replay (or 422) once the first
+has committed. See docs/EVENTSTORE.md, "Idempotency".
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -27,7 +38,13 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import EventStore, IntegrityError, Mapper, Recording
 from eventsourcing.utils import resolve_topic, strtobool
 
-from domain.errors import ConcurrencyConflictError, NotFoundError, ValidationError
+from domain.errors import (
+    ConcurrencyConflictError,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    ValidationError,
+)
 from domain.metadata import CommandMeta, command_context, current_meta
 from domain.pulse import MemoryPulse, Pulse
 from domain.snapshots import PickleTranscoder, SnapshottingRepository, StateSnapshot
@@ -42,9 +59,69 @@ MAX_ATTEMPTS = 8
 CONFLICT_BACKOFF_S = 0.001  # doubled per attempt, jittered: at most ≈ 0.25 s in all
 
 
+# A process prunes expired command rows at most this often (in a background thread).
+PRUNE_EVERY_S = 3600.0
+
+
 class IdempotentRecorder(Protocol):
-    def command_result(self, key: str) -> dict[str, Any] | None: ...
+    def command_record(self, key: str) -> dict[str, Any] | None: ...
+    def prune_commands(self, older_than_s: float | None = None) -> int: ...
     def head_position(self) -> int: ...
+
+
+def _bound_to(stored_route: str | None, stored_hash: str | None, meta: CommandMeta) -> bool:
+    """Whether a request matches what a key was first used for. Unknown (None) on either
+    side matches: rows stored before keys were bound, in-process callers."""
+    return all(first is None or now is None or first == now
+               for first, now in ((stored_route, meta.route),
+                                  (stored_hash, meta.request_hash)))
+
+
+def _reused(key: str | None, first_route: str | None, meta: CommandMeta) -> Exception:
+    same_route = first_route is None or meta.route is None or first_route == meta.route
+    what = "another request body" if same_route else f"another route ({meta.route})"
+    return IdempotencyKeyReusedError(
+        f"idempotency key {key!r} was first used for {first_route or 'another request'} "
+        f"with other content; it cannot be reused with {what}: send a new key")
+
+
+class KeysInFlight:
+    """The idempotency keys whose first command is running in this process.
+
+    A second request with a key held by another thread is refused at once: 409 if it
+    is the same request (retry later, it will be a replay), 422 if it is another one.
+    The thread that holds a key may nest commands under it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, list[Any]] = {}  # key -> [thread, route, hash, depth]
+
+    @contextmanager
+    def hold(self, key: str, meta: CommandMeta) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._lock:
+            held = self._held.get(key)
+            if held is None:
+                held = self._held[key] = [me, meta.route, meta.request_hash, 0]
+            elif held[0] != me:
+                if not _bound_to(held[1], held[2], meta):
+                    raise _reused(meta.idempotency_key, held[1], meta)
+                raise IdempotencyKeyInFlightError(
+                    f"a request with idempotency key {meta.idempotency_key!r} is still "
+                    "being processed; retry with the same key once it has answered")
+            held[3] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                held[3] -= 1
+                if held[3] == 0:
+                    del self._held[key]
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._held
 
 
 def now() -> datetime:
@@ -76,6 +153,9 @@ class ServiceBase(Application):
     def __init__(self, env: Any = None) -> None:
         super().__init__(env)
         self.pulse = self.construct_pulse()
+        self.keys_in_flight = KeysInFlight()
+        self._pruned_at: float | None = None
+        self._prune_lock = threading.Lock()
 
     def construct_pulse(self) -> Pulse:
         """Where heartbeats go: `PULSE_TOPIC` names a class built with the recorder
@@ -154,20 +234,65 @@ class ServiceBase(Application):
     def head_position(self) -> int:
         return self._store.head_position()
 
+    def prune_commands(self) -> int:
+        """Deletes the expired idempotency keys (older than the recorder's TTL, 24 h)."""
+        return self._store.prune_commands()
+
+    def _prune_now_and_then(self) -> None:
+        """Expired keys are ignored by lookups and replaced by a reuse; this bounds the
+        table: once per `PRUNE_EVERY_S` per process, in a background thread."""
+        with self._prune_lock:
+            clock = time.monotonic()
+            if self._pruned_at is not None and clock - self._pruned_at < PRUNE_EVERY_S:
+                return
+            self._pruned_at = clock
+
+        def prune() -> None:
+            try:
+                pruned = self.prune_commands()
+            except Exception:
+                log.warning("pruning expired idempotency keys failed; next time",
+                            exc_info=True)
+                return
+            if pruned:
+                log.info("pruned %d expired idempotency keys", pruned)
+        threading.Thread(target=prune, name="darkroom-prune-keys", daemon=True).start()
+
+    def _replay(self, key: str, meta: CommandMeta) -> Result | None:
+        """The first result of `key`, if it was stored and has not expired; refused if the
+        key was first used for another route or request."""
+        record = self._store.command_record(key)
+        if record is None:
+            return None
+        if not _bound_to(record["route"], record["request_hash"], meta):
+            raise _reused(meta.idempotency_key, record["route"], meta)
+        return {**record["result"], "replayed": True}
+
     def _command(self, meta: CommandMeta | None, decide: Callable[[], Decision]) -> Result:
         meta = meta or CommandMeta()
-        key = f"{meta.actor}:{meta.idempotency_key}" if meta.idempotency_key else None
-        if key and (prior := self._store.command_result(key)) is not None:
-            return {**prior, "replayed": True}
+        if not meta.idempotency_key:
+            return self._attempts(meta, None, decide)
+        key = f"{meta.actor}:{meta.idempotency_key}"
+        self._prune_now_and_then()
+        with self.keys_in_flight.hold(key, meta):
+            if (prior := self._replay(key, meta)) is not None:
+                return prior
+            return self._attempts(meta, key, decide)
+
+    def _attempts(self, meta: CommandMeta, key: str | None,
+                  decide: Callable[[], Decision]) -> Result:
         for attempt in range(MAX_ATTEMPTS):
             aggregates, result = decide()
-            extra = {"command_key": key, "command_result": result} if key else {}
+            extra = {"command_key": key, "command_result": result,
+                     "command_route": meta.route, "command_hash": meta.request_hash} \
+                if key else {}
             try:
                 with command_context(meta):
                     recordings = self.save(*aggregates, **extra)
             except IntegrityError:
-                if key and (prior := self._store.command_result(key)) is not None:
-                    return {**prior, "replayed": True}
+                # Another process committed this key first: a replay (or a reuse).
+                if key and (prior := self._replay(key, meta)) is not None:
+                    return prior
                 # Callers that lost a race on a hot aggregate spread out before
                 # re-deciding, instead of all colliding again on the next version.
                 time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2 ** attempt))

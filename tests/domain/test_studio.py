@@ -14,6 +14,7 @@ from domain.errors import (
     ConcurrencyConflictError,
     EmptyNameError,
     GenerationNotFoundError,
+    IdempotencyKeyInFlightError,
     MembershipNotFoundError,
     NegativeFrameError,
     OriginalVariantDeletionError,
@@ -58,17 +59,24 @@ def test_a_command_sent_twice_with_one_idempotency_key_stores_nothing_new(studio
 
 
 def test_concurrent_commands_with_one_key_create_one_result(studio: Studio) -> None:
-    owner, results = user(), []
+    """In flight in this process: refused (409 at the edge); done: replayed."""
+    owner, results, refused = user(), [], []
 
     def send() -> None:
         meta = CommandMeta.for_user(owner, idempotency_key="race")
-        results.append(studio.create_project(owner, "Raced", meta=meta)["project_id"])
+        try:
+            results.append(studio.create_project(owner, "Raced", meta=meta)["project_id"])
+        except IdempotencyKeyInFlightError:
+            refused.append(True)
     threads = [threading.Thread(target=send) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(set(results)) == 1
+    assert len(results) + len(refused) == 6 and len(set(results)) == 1
+    again = studio.create_project(owner, "Raced", meta=CommandMeta.for_user(
+        owner, idempotency_key="race"))
+    assert again["replayed"] and again["project_id"] == results[0]
 
 
 def test_every_stored_event_carries_actor_correlation_causation_and_command(
