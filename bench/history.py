@@ -104,6 +104,7 @@ class Subject:
                 saved = aggregate.version
         if aggregate.version > saved:
             studio.save(aggregate)
+        studio.flush_snapshots()  # written by a background thread: measure with them in
         self.loaded(aggregate)
         return int(aggregate.version)
 

@@ -70,6 +70,7 @@ def test_history_lists_snapshots_apart_from_the_events(studio: Studio,
     project_id = studio.create_project("alice", "Long")["project_id"]
     for i in range(60):
         studio.update_project(project_id, "alice", name=f"Long {i}")
+    assert studio.flush_snapshots()
     lines = [json.loads(x) for x in
              darkroom(env, "history", project_id, "--json", "--snapshots").splitlines()]
     events = [x for x in lines if "topic" in x]

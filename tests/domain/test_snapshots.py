@@ -43,6 +43,7 @@ def grown(studio: Studio, edits: int) -> UUID:
     ident = UUID(studio.create_generation(project, "alice", "file:///a.png")["generation_id"])
     for i in range(edits):
         studio.star_generation(ident, "alice", i % 2 == 0)
+    assert studio.flush_snapshots()
     return ident
 
 
@@ -250,3 +251,26 @@ def test_every_snapshotted_kind_round_trips_through_the_snapshot_store(studio: S
         studio.snapshots.put([StateSnapshot.take(aggregate)])
         stored = list(studio.snapshots.get(aggregate.id))
         assert state(usable_state(stored[-1])) == state(aggregate), type(aggregate)
+
+
+def test_a_command_does_not_wait_for_its_snapshot_to_be_stored(studio: Studio) -> None:
+    ident = grown(studio, INTERVAL - 5)
+    writer = studio.snapshot_writer
+    assert writer is not None
+    release = threading.Event()
+    insert = writer.store.recorder.insert_events
+
+    def slow_insert(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return insert(*args, **kwargs)
+
+    writer.store.recorder.insert_events = slow_insert
+    try:
+        for i in range(10):  # crosses the interval: a snapshot is queued
+            studio.star_generation(ident, "alice", i % 2 == 0)
+        assert writer.flush(timeout=0.2) is False  # still held: the commands did not wait
+    finally:
+        release.set()
+        del writer.store.recorder.insert_events
+    assert writer.flush()
+    assert INTERVAL in snapshot_versions(studio, ident)
