@@ -12,6 +12,8 @@ logger and handler it goes to, is redacted once, when it is made:
   name and lose their value: `/ws?token=[redacted]`;
 - quoted keys with such a name in a JSON or repr dump (`"token": "…"`, as in a
   logged `auth` frame) lose their value the same way;
+- passwords in URLs (`postgresql://user:[redacted]@host/db`) and in
+  `password=…` connection strings;
 - `Bearer <token>`, anything shaped like a JWT (`eyJ….….…`) and personal access
   tokens (`drk_…`) anywhere in a message, its arguments or its traceback.
 
@@ -36,10 +38,14 @@ SECRET_NAME = re.compile(
 QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#\s\"'?]{1,100})=(?P<value>[^&;#\s\"']*)")
 QUOTED_PAIR = re.compile(  # "token": "…" in a JSON (or repr) dump, e.g. a logged frame
     r"(?P<key>[\"'](?P<name>[\w.-]{1,100})[\"']\s*:\s*[\"'])(?P<value>[^\"']+)")
+URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/\s@]*:)(?P<value>[^@\s/]+)(?=@)",
+                          re.IGNORECASE)
+CONNINFO_PASSWORD = re.compile(r"(?P<head>(?<![\w-])(?:password|passwd|pwd)\s*=\s*)"
+                               r"(?P<value>'[^']*'|[^\s'&;]+)", re.IGNORECASE)
 BEARER = re.compile(r"(?P<scheme>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
 JWT_SHAPE = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 PAT_SHAPE = re.compile(r"\bdrk_[A-Za-z0-9_-]{8,}")
-_HINT = re.compile(r"[?&;:]|bearer|eyJ|drk_", re.IGNORECASE)  # cheap pre-check
+_HINT = re.compile(r"[?&;:=]|bearer|eyJ|drk_", re.IGNORECASE)  # cheap pre-check
 
 
 def _pair(found: re.Match[str]) -> str:
@@ -59,6 +65,8 @@ def redact(text: str) -> str:
         return text
     text = QUERY_PAIR.sub(_pair, text)
     text = QUOTED_PAIR.sub(_quoted, text)
+    text = URL_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
+    text = CONNINFO_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
     text = BEARER.sub(lambda m: m["scheme"] + REDACTED, text)
     text = JWT_SHAPE.sub(REDACTED, text)
     return PAT_SHAPE.sub(REDACTED, text)

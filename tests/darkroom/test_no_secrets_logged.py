@@ -53,7 +53,10 @@ async def _ws_session(url: str, auth_frame: str | None = None) -> tuple[str, int
 def test_no_token_or_key_reaches_the_server_output(database: Database, schema: str,
                                                    tmp_path: Path) -> None:
     jwt_secret, service_key = secrets.token_urlsafe(32), "svc-" + secrets.token_urlsafe(24)
-    url = (f"postgresql://{database.user}:{database.password}@/{database.dbname}"
+    # The test server trusts local connections: a password in the URL is never asked
+    # for, but it is a secret the process holds, so it is searched for too.
+    db_password = database.password or "db-" + secrets.token_urlsafe(16)
+    url = (f"postgresql://{database.user}:{db_password}@/{database.dbname}"
            f"?host={database.host}&port={database.port}")
     env = {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
            "DARKROOM_INFERENCE": "off", "DARKROOM_JWT_SECRET": jwt_secret,
@@ -71,6 +74,8 @@ def test_no_token_or_key_reaches_the_server_output(database: Database, schema: s
                         "not-the-secret-" + secrets.token_urlsafe(32), algorithm="HS256")
     used: dict[str, str] = {"jwt": token, "forged jwt": forged, "service key": service_key,
                             "jwt secret": jwt_secret}
+    if len(db_password) >= 12:  # a short real one ("postgres") would match innocent text
+        used["database password"] = db_password
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -147,6 +152,12 @@ def test_redaction_keeps_the_shape_of_a_log_line() -> None:
         '< TEXT \'{"type":"auth","token":"[redacted]"}\' [37 bytes]'
     assert redact.redact("{'password': 'hunter2', 'user': 'x'}") == \
         "{'password': '[redacted]', 'user': 'x'}"
+    assert redact.redact("cannot reach postgresql://app:s3cr%40t@db:5432/studio?host=x") == \
+        "cannot reach postgresql://app:[redacted]@db:5432/studio?host=x"
+    assert redact.redact("host=db user=app password=hunter2 dbname=x") == \
+        "host=db user=app password=[redacted] dbname=x"
+    assert redact.redact("see http://example.com:8080/a and 127.0.0.1:5") == \
+        "see http://example.com:8080/a and 127.0.0.1:5"
     # Records keep their argument tuple (uvicorn's access formatter unpacks it).
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
                                '%s - "%s %s HTTP/%s" %d',
