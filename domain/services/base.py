@@ -47,6 +47,7 @@ from domain.errors import (
 )
 from domain.metadata import CommandMeta, command_context, current_meta
 from domain.pulse import MemoryPulse, Pulse
+from domain.services.hot import HotAggregates
 from domain.snapshots import (
     PickleTranscoder,
     SnapshottingRepository,
@@ -160,6 +161,7 @@ class ServiceBase(Application):
         self.pulse = self.construct_pulse()
         self.snapshot_writer = SnapshotWriter(self.snapshots) if self.snapshots else None
         self.keys_in_flight = KeysInFlight()
+        self.hot_aggregates = HotAggregates()
         self._pruned_at: float | None = None
         self._prune_lock = threading.Lock()
 
@@ -297,20 +299,27 @@ class ServiceBase(Application):
 
     def _attempts(self, meta: CommandMeta, key: str | None,
                   decide: Callable[[], Decision]) -> Result:
+        contested: list[UUID] = []
         for attempt in range(MAX_ATTEMPTS):
-            aggregates, result = decide()
-            extra = {"command_key": key, "command_result": result,
-                     "command_route": meta.route, "command_hash": meta.request_hash} \
-                if key else {}
-            try:
-                with command_context(meta):
-                    recordings = self.save(*aggregates, **extra)
-            except IntegrityError:
+            # After a lost race, re-decide holding this process's locks on what we
+            # wrote (domain/services/hot.py): our retries queue instead of colliding.
+            with self.hot_aggregates.hold(contested):
+                aggregates, result = decide()
+                extra = {"command_key": key, "command_result": result,
+                         "command_route": meta.route, "command_hash": meta.request_hash} \
+                    if key else {}
+                try:
+                    with command_context(meta):
+                        recordings = self.save(*aggregates, **extra)
+                except IntegrityError:
+                    recordings = None
+            if recordings is None:
                 # Another process committed this key first: a replay (or a reuse).
                 if key and (prior := self._replay(key, meta)) is not None:
                     return prior
-                # Callers that lost a race on a hot aggregate spread out before
-                # re-deciding, instead of all colliding again on the next version.
+                contested = [a.id for a in aggregates]
+                # Callers that lost a race spread out before re-deciding, so that
+                # other processes' retries do not all collide on the next version.
                 time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2 ** attempt))
                 continue
             position = recordings[-1].notification.id if recordings else self.head_position()
