@@ -1,7 +1,12 @@
 """A worker's liveness and the tasks it holds, so a lost worker's tasks are found
 without a query. Heartbeats are not events (`domain/pulse.py`): the log records a
 worker's registration, the tasks it takes and releases, its return after being lost,
-and `Lost` with the last-seen time the sweep decided on."""
+and `Lost` with the last-seen time the sweep decided on.
+
+A worker id belongs to the credential that registered it (`owner`: "service" for the
+service key, "user:<id>" for a user's token, "system" for in-process callers); another
+credential is told it does not exist. Workers registered before owners were recorded
+have `owner=None`: the first credential that uses one claims it."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import ValidationError
+from domain.errors import ValidationError, WorkerNotFoundError
 from domain.task import require_utc
 
 WORKER_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/worker")
@@ -18,15 +23,31 @@ WORKER_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/worker")
 LOST_AFTER = timedelta(seconds=120)
 # The seed's sweeper failed a task that ran this long even on a live worker.
 STUCK_AFTER = timedelta(hours=24)
+# The owner of workers registered by in-process callers (the Ray dispatcher, tests).
+SYSTEM_OWNER = "system"
 
 
 class Worker(Aggregate):
     TOPIC = "darkroom.worker"
+    class_version = 2
 
     class Created(Aggregate.Created):
         TOPIC = "darkroom.worker.created"
+        class_version = 2
         worker_id: str
         at: datetime
+        owner: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 recorded no owner: unclaimed, the first credential claims it."""
+            state["owner"] = None
+
+    class Claimed(Aggregate.Event):
+        """An unclaimed worker (registered before owners were recorded) gets its owner."""
+
+        TOPIC = "darkroom.worker.claimed"
+        owner: str
 
     class Seen(Aggregate.Event):
         """A lost worker is back (before heartbeats moved out of the log: any heartbeat)."""
@@ -55,6 +76,11 @@ class Worker(Aggregate):
             state["last_seen"] = None
 
     @staticmethod
+    def upcast_v1_v2(state: dict[str, object]) -> None:
+        """Snapshots taken before owners were recorded: unclaimed."""
+        state.setdefault("owner", None)
+
+    @staticmethod
     def create_id(worker_id: str, at: datetime) -> UUID:
         return Worker.id_for(worker_id)
 
@@ -63,19 +89,30 @@ class Worker(Aggregate):
         return uuid5(WORKER_NAMESPACE, worker_id)
 
     @event(Created)
-    def __init__(self, worker_id: str, at: datetime) -> None:
+    def __init__(self, worker_id: str, at: datetime, owner: str | None) -> None:
         self.worker_id = worker_id
+        self.owner = owner
         self.last_seen = at
         self.running: dict[UUID, datetime] = {}
         self.lost = False
 
     @classmethod
-    def register(cls, worker_id: str, at: datetime) -> Worker:
+    def register(cls, worker_id: str, at: datetime, owner: str | None = SYSTEM_OWNER) -> Worker:
         if not isinstance(worker_id, str) or not worker_id.strip():
             raise ValidationError(f"a worker needs an id (got {worker_id!r})")
-        return cls(worker_id=worker_id, at=require_utc(at))
+        return cls(worker_id=worker_id, at=require_utc(at), owner=owner)
 
     # -- queries -------------------------------------------------------------
+    def belongs_to(self, credential: str | None) -> bool:
+        """Whether a caller with `credential` may act as this worker: its owner; anyone
+        while it is unclaimed; in-process callers (None) always."""
+        return credential is None or self.owner is None or self.owner == credential
+
+    def require_owner(self, credential: str | None) -> None:
+        """Another credential's worker is, to that caller, a worker that does not exist."""
+        if not self.belongs_to(credential):
+            raise WorkerNotFoundError(self.worker_id)
+
     def seen_at(self, pulse: datetime | None) -> datetime:
         """The latest sign of life: the log's (registration, a task taken) or the pulse's."""
         return self.last_seen if pulse is None else max(self.last_seen, pulse)
@@ -92,6 +129,12 @@ class Worker(Aggregate):
         return [t for t in task_ids if t not in self.running]
 
     # -- decisions -----------------------------------------------------------
+    def claim(self, credential: str) -> None:
+        """An unclaimed worker becomes `credential`'s; an owned one must be its already."""
+        self.require_owner(credential)
+        if self.owner is None:
+            self._claimed(owner=credential)
+
     def heartbeat(self, at: datetime) -> None:
         """Only a lost worker's heartbeat is an event (it is back); the pulse takes the rest."""
         require_utc(at)
@@ -110,6 +153,10 @@ class Worker(Aggregate):
             self._lost(at=require_utc(at), last_seen=self.seen_at(pulse))
 
     # -- state ---------------------------------------------------------------
+    @event(Claimed)
+    def _claimed(self, owner: str) -> None:
+        self.owner = owner
+
     @event(Seen)
     def _seen(self, at: datetime) -> None:
         self.last_seen = at

@@ -5,6 +5,11 @@ listed on a `WorkerRoster` that changes only when a worker comes or goes, and in
 studio's `pulse` (the last heartbeat: not an event, see `domain/pulse.py`). A worker
 silent for longer than the timeout loses its tasks: requeued with one more attempt,
 or Failed at the third (and the failure cascades).
+
+A worker id belongs to the credential that first used it (`CommandMeta.credential`:
+the service key, or a user's token): `worker_for` registers it to that credential, and
+every verb that names a worker refuses another credential's as not found. In-process
+callers (no credential) are trusted and register theirs to `system`.
 """
 
 from __future__ import annotations
@@ -19,28 +24,80 @@ from domain.metadata import CommandMeta
 from domain.roster import ROSTER_ID, WorkerRoster
 from domain.services.base import Result, as_uuid
 from domain.services.base import now as _now
-from domain.services.lifecycle import TaskLifecycle
+from domain.services.lifecycle import Batch, TaskLifecycle
 from domain.task import IN_PROGRESS, Task
-from domain.worker import LOST_AFTER, Worker
+from domain.worker import LOST_AFTER, SYSTEM_OWNER, Worker
+
+
+def credential_of(meta: CommandMeta | None) -> str | None:
+    return meta.credential if meta is not None else None
+
+
+def worker_for(batch: Batch, worker_id: str, credential: str | None) -> Worker:
+    """The worker a caller with `credential` acts as, in `batch`: registered to that
+    credential (and put on the roster) on first sight, claimed by it if unclaimed;
+    another credential's worker raises `WorkerNotFoundError`. A lost worker is left
+    for `TaskLifecycle._worker` to bring back."""
+    found = batch.find(Worker.id_for(worker_id))
+    if isinstance(found, Worker):
+        if credential is None:
+            return found
+        found.claim(credential)
+        return found
+    worker = batch.add(Worker.register(worker_id, batch.at, owner=credential or SYSTEM_OWNER))
+    roster = batch.find(ROSTER_ID)
+    if not isinstance(roster, WorkerRoster):
+        roster = batch.add(WorkerRoster())
+    roster.join(worker_id)
+    return worker
+
+
+def require_own_worker(batch: Batch, worker_id: str | None, credential: str | None) -> None:
+    """Refuses (not found) a worker id registered to another credential; writes nothing.
+    Ownership never changes once set, so this check may run before the command."""
+    if not worker_id or credential is None:
+        return
+    found = batch.find(Worker.id_for(worker_id))
+    if isinstance(found, Worker):
+        found.require_owner(credential)
+
+
+def own_tasks(batch: Batch, task_ids: list[Any], credential: str | None) -> list[Any]:
+    """Of these task ids, those a user's credential may hear about: that user's tasks.
+    The service key and in-process callers hear about any."""
+    if credential is None or not credential.startswith("user:"):
+        return task_ids
+    user = credential.removeprefix("user:")
+    return [t for t in task_ids if isinstance(task := batch.find(t), Task)
+            and task.owner_id == user]
 
 
 class LivenessServices(TaskLifecycle):
     def heartbeat(self, worker_id: str, task_ids: Iterable[object] = (),
                   now: datetime | None = None, meta: CommandMeta | None = None) -> Result:
         """The worker is alive. `stop` lists the tasks it reported that it no longer
-        holds (cancelled, requeued, finished elsewhere): it should drop them."""
+        holds (cancelled, requeued, finished elsewhere): it should drop them. A user's
+        credential hears only about that user's tasks; another credential's worker is
+        not found."""
         reported = [as_uuid(t, "task id") for t in task_ids]
         at = now or _now()
+        credential = credential_of(meta)
 
         def decide() -> Any:
             batch = self._batch(at)
+            worker_for(batch, worker_id, credential)
             worker = self._worker(batch, worker_id)
             worker.heartbeat(at)
-            return batch.changed, {"worker_id": worker_id,
-                                   "stop": [str(t) for t in worker.not_holding(reported)]}
+            stop = own_tasks(batch, worker.not_holding(reported), credential)
+            return batch.changed, {"worker_id": worker_id, "stop": [str(t) for t in stop]}
         result = self._command(meta or CommandMeta.for_worker(worker_id), decide)
         self.pulse.touch(worker_id, at)
         return result
+
+    def require_worker(self, worker_id: str | None, meta: CommandMeta | None = None) -> None:
+        """`WorkerNotFoundError` if `worker_id` is registered to a credential other than
+        the caller's (`meta.credential`); a read, nothing written."""
+        require_own_worker(self._batch(), worker_id, credential_of(meta))
 
     def sweep_lost_workers(self, now: datetime | None = None,
                            timeout: timedelta = LOST_AFTER,

@@ -33,6 +33,7 @@ from domain.services.base import Result, as_uuid
 from domain.services.base import now as _now
 from domain.services.completion import Routing
 from domain.services.lifecycle import Batch, TaskLifecycle, task_id_for
+from domain.services.liveness import credential_of, require_own_worker, worker_for
 from domain.task import (
     CANCELLED,
     COMPLETE,
@@ -59,7 +60,11 @@ def _user_meta(user_id: str | None, meta: CommandMeta | None) -> CommandMeta | N
 
 class TaskServices(TaskLifecycle):
     """`user_id` is the acting user (None: a trusted caller); `worker_id`, when given,
-    must hold the running task it acts on."""
+    must hold the running task it acts on, and belong to the caller's credential
+    (`meta.credential`; another credential's worker is not found, see `liveness.py`)."""
+
+    def _own_worker(self, worker_id: str | None, meta: CommandMeta | None) -> None:
+        require_own_worker(self._batch(), worker_id, credential_of(meta))
 
     # -- creation --------------------------------------------------------------
     def create_task(self, project_id: object, user_id: str | None, task_type: str,
@@ -192,6 +197,7 @@ class TaskServices(TaskLifecycle):
 
         def decide() -> Any:
             batch = self._batch(at)
+            worker_for(batch, worker_id, credential_of(meta))
             task = self._pick(batch, ids, run_type, current_model)
             if task is None:
                 return [], {"task_id": None}
@@ -212,6 +218,7 @@ class TaskServices(TaskLifecycle):
 
         def decide() -> Any:
             batch = self._batch(at)
+            worker_for(batch, worker_id, credential_of(meta))
             task = self._task(batch, task_id)
             self._require_claimable(batch, task)
             self._change(batch, task, task.claim, worker_id, at)
@@ -260,6 +267,7 @@ class TaskServices(TaskLifecycle):
                         worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
         def act(batch: Batch, task: Task) -> None:
             task.report_progress(step, total)
+        self._own_worker(worker_id, meta)
         result = self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
         return {**result, "progress": [step, total]}
 
@@ -268,12 +276,14 @@ class TaskServices(TaskLifecycle):
         """The worker loaded its model: billing time starts now."""
         def act(batch: Batch, task: Task) -> None:
             task.reset_start(batch.at)
+        self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act, now)
 
     def fail_task(self, task_id: object, error: str, worker_id: str | None = None,
                   meta: CommandMeta | None = None) -> Result:
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.fail, error, batch.at)
+        self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
     def requeue_task(self, task_id: object, reason: str | None = None,
@@ -281,6 +291,7 @@ class TaskServices(TaskLifecycle):
         """Back to the queue with attempts + 1; the third attempt fails (and cascades)."""
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.requeue, reason, batch.at)
+        self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
     def release_task(self, task_id: object, reason: str | None = None,
@@ -289,6 +300,7 @@ class TaskServices(TaskLifecycle):
         gracefully and hands back what it did not finish (a crash uses `requeue_task`)."""
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.release, reason, batch.at)
+        self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
     def cancel_task(self, task_id: object, user_id: str | None, reason: str | None = None,
@@ -320,6 +332,7 @@ class TaskServices(TaskLifecycle):
         if status not in STATUSES:
             raise ValidationError(f"status must be one of {', '.join(STATUSES)} "
                                   f"(got {status!r})")
+        self._own_worker(worker_id, meta)
         task = self._task(self._batch(), task_id)
         if status not in task.allowed_transitions:
             raise InvalidTransitionError(task.id, task.status, status, task.allowed_transitions)
@@ -351,6 +364,7 @@ class TaskServices(TaskLifecycle):
             routed["cost"] = str(self._bill(batch, task))
             self._settle_orchestrator(batch, task)
             return routed
+        self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
     def _single_segment(self, batch: Batch, task: Task) -> bool:

@@ -1,7 +1,10 @@
 """The pull-worker protocol: claim the next task, heartbeat, complete, fail, release.
 
 The service key claims any user's tasks; a user's personal access token claims
-and finishes only that user's own tasks (a self-hosted worker).
+and finishes only that user's own tasks (a self-hosted worker). A worker id belongs
+to the credential that first used it (the service key, or a user: any of that user's
+tokens); to any other credential it answers 404 on every worker route, and a
+heartbeat's `stop` names only the caller's own tasks (`domain/services/liveness.py`).
 """
 
 from __future__ import annotations
@@ -68,12 +71,16 @@ def _candidates(conn: Any, run_type: str, model: str | None, owner: str | None) 
 
 async def claim(call: Call) -> Reply:
     body: m.ClaimRequest = call.body
+    meta = call.meta(worker_id=body.worker_id)
+    # Before the queue is read: another credential's worker id is 404 even when
+    # there is nothing to claim.
+    await call.run(call.studio.require_worker, body.worker_id, meta)
     ids = await reads.read(call, ("tasks",), _candidates, body.run_type, body.current_model,
                            call.user)
     if not ids:
         return Reply(status=204)
     result = await call.run(call.studio.claim_next, body.worker_id, body.run_type,
-                            body.current_model, ids, meta=call.meta(worker_id=body.worker_id))
+                            body.current_model, ids, meta=meta)
     if result is None:
         if call.user is not None:
             await call.run(_require_credit, call)

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def server(database: Database, schema: str,
 
 def own_worker(server: Server, user: httpx.Client, backend) -> HttpWorker:
     token = ok(user.post("/api/tokens", json={"label": "my gpu"}), 201)["token"]
-    config = WorkerConfig(worker_id="http-test-worker", run_types=("api", "gpu"),
+    # A worker id belongs to the credential that first uses it: one per test's user.
+    config = WorkerConfig(worker_id=f"http-test-worker-{uuid.uuid4().hex[:8]}",
+                          run_types=("api", "gpu"),
                           heartbeat_interval=0.5)
     return HttpWorker(server.client(token), backend, config)
 

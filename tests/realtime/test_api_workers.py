@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,16 @@ def user_with_credits(server: Server, amount: float = 5) -> tuple[httpx.Client, 
 
 
 def worker_of(server: Server, client: httpx.Client) -> httpx.Client:
+    """A user's personal access token, with a worker id of its own (a worker id belongs
+    to the credential that first uses it)."""
     token = ok(client.post("/api/tokens", json={"label": "worker"}), 201)["token"]
-    return server.client(token)
+    worker = server.client(token)
+    worker.headers["X-Test-Worker"] = f"w-{uuid.uuid4().hex[:8]}"
+    return worker
+
+
+def wid(worker: httpx.Client) -> str:
+    return worker.headers.setdefault("X-Test-Worker", f"w-{uuid.uuid4().hex[:8]}")
 
 
 def project_with_task(client: httpx.Client, task_type: str = "image_generation",
@@ -54,7 +63,7 @@ def claim(worker: httpx.Client, run_type: str = "api", within: float = 5.0) -> A
     """Poll like a worker: the claim queue is a view, a moment behind the write."""
     deadline = time.monotonic() + within
     while True:
-        answer = worker.post("/api/workers/claim", json={"worker_id": "w1",
+        answer = worker.post("/api/workers/claim", json={"worker_id": wid(worker),
                                                          "run_type": run_type})
         if answer.status_code == 200 or time.monotonic() > deadline:
             return answer
@@ -71,8 +80,8 @@ def test_the_service_key_claims_a_queued_task_and_answers_204_when_none_is_left(
     assert (body["task_id"], body["project_id"], body["task_type"]) == (
         task, project, "image_generation")
     assert body["params"]["prompt"] == "a fox"
-    assert service.post("/api/workers/claim", json={"worker_id": "w1", "run_type": "api"}
-                        ).status_code == 204
+    assert service.post("/api/workers/claim", json={"worker_id": wid(service),
+                                                    "run_type": "api"}).status_code == 204
     done = service.post(f"/api/tasks/{task}/fail", json={"error_message": "gpu on fire"})
     ok(done)
     failed = ok(alice.get(f"/api/tasks/{task}?min_position={position(done)}"))
@@ -84,11 +93,12 @@ def test_completing_a_task_creates_its_generation_and_charges_once(server: Serve
     worker = worker_of(server, alice)
     project, task = project_with_task(alice)
     assert ok(claim(worker))["task_id"] == task
-    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": "w1",
+    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker),
                                                           "task_ids": [task]}))
     assert beat["stop"] == []
     done = worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": "w1", "output_location": "/media/out.png", "thumbnail_url": "/media/t.png"})
+        "worker_id": wid(worker), "output_location": "/media/out.png",
+        "thumbnail_url": "/media/t.png"})
     ok(done)
     seen = f"min_position={position(done)}"
     gallery = ok(alice.get(f"/api/generations?projectId={project}&{seen}"))["items"]
@@ -147,6 +157,40 @@ def test_a_users_worker_never_claims_or_finishes_another_users_task(server: Serv
     ok(alice.patch(f"/api/tasks/{task}/cancel"))
 
 
+def test_a_worker_id_belongs_to_the_credential_that_first_used_it(server: Server) -> None:
+    """The issue's case: user B heartbeat user A's worker (keeping it alive) and learnt
+    from `stop` which tasks it held. Now every worker route answers B 404 for it."""
+    alice, _ = user_with_credits(server)
+    bob, _ = user_with_credits(server)
+    alices_worker, bobs_worker = worker_of(server, alice), worker_of(server, bob)
+    _, task = project_with_task(alice)
+    assert ok(claim(alices_worker))["task_id"] == task
+    taken = wid(alices_worker)
+    _, bobs_task = project_with_task(bob)
+    for intruder in (bobs_worker, server.service()):
+        for method, path, body in [
+                ("POST", "/api/workers/heartbeat", {"worker_id": taken, "task_ids": [task]}),
+                ("POST", "/api/workers/claim", {"worker_id": taken, "run_type": "api"}),
+                ("POST", "/api/workers/claim", {"worker_id": taken, "run_type": "gpu"}),
+                ("POST", f"/api/tasks/{bobs_task}/complete", {
+                    "worker_id": taken, "output_location": "/media/x.png"}),
+                ("POST", f"/api/tasks/{bobs_task}/fail", {"worker_id": taken,
+                                                          "error_message": "x"}),
+                ("POST", f"/api/tasks/{bobs_task}/release", {"worker_id": taken}),
+                ("PATCH", f"/api/tasks/{bobs_task}/status", {"worker_id": taken,
+                                                             "status": "In Progress"})]:
+            refused = error_of(intruder.request(method, path, json=body), 404)
+            assert refused["code"] == "not_found" and taken in refused["message"], (
+                method, path, refused)
+    # The owner goes on; any of the owner's tokens is the owner.
+    second_token = worker_of(server, alice)
+    beat = ok(second_token.post("/api/workers/heartbeat", json={
+        "worker_id": taken, "task_ids": [task, bobs_task]}))
+    assert beat["stop"] == []  # bob's task is not alice's to hear about
+    ok(alices_worker.post(f"/api/tasks/{task}/complete", json={
+        "worker_id": taken, "output_location": "/media/mine.png"}))
+
+
 def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(
         server: Server) -> None:
     alice, _ = user_with_credits(server)
@@ -154,11 +198,11 @@ def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(
     _, task = project_with_task(alice)
     assert ok(claim(worker))["task_id"] == task
     ok(alice.patch(f"/api/tasks/{task}/cancel"))
-    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": "w1",
+    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker),
                                                           "task_ids": [task]}))
     assert beat["stop"] == [task]
     error_of(worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": "w1", "output_location": "/media/late.png"}), 409)
+        "worker_id": wid(worker), "output_location": "/media/late.png"}), 409)
 
 
 def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(
@@ -169,7 +213,7 @@ def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(
     assert ok(claim(worker))["task_id"] == task
     error_of(worker.post(f"/api/tasks/{task}/release", json={"worker_id": "not-me"}), 409)
     released = worker.post(f"/api/tasks/{task}/release",
-                           json={"worker_id": "w1", "reason": "shutting down"})
+                           json={"worker_id": wid(worker), "reason": "shutting down"})
     ok(released)
     back = ok(alice.get(f"/api/tasks/{task}?min_position={position(released)}"))
     assert (back["status"], back["attempts"], back["worker_id"]) == ("Queued", 0, None)
@@ -180,7 +224,7 @@ def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(
     again = ok(claim(worker))
     assert again["task_id"] == task
     ok(worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": "w1", "output_location": "/media/after-release.png"}))
+        "worker_id": wid(worker), "output_location": "/media/after-release.png"}))
 
 
 def test_completing_an_upscale_adds_a_variant_to_its_source(server: Server) -> None:
