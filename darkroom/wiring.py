@@ -118,6 +118,8 @@ def edge_config(settings: Settings) -> EdgeConfig:
         media_dir=settings.media_dir, redis_url=settings.redis_url,
         read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,
         worker_timeout_s=settings.worker_timeout_s, sweep_interval_s=settings.sweep_interval_s,
+        jwt_max_lifetime_s=settings.jwt_max_lifetime_s, jwt_sub_any=settings.jwt_sub_any,
+        upload_quota_bytes=settings.upload_quota_bytes,
         extra={"routes": _hub_routes(), "lifespans": [projections_in_process, _hub_lifespan()]})
 
 
