@@ -124,6 +124,7 @@ class Task(Aggregate):
 
     class Created(Aggregate.Created):
         TOPIC = "darkroom.task.created"
+        class_version = 2
         project_id: UUID
         owner_id: str
         task_type: str
@@ -142,6 +143,12 @@ class Task(Aggregate):
         parent_generation_id: UUID | None
         shot_id: UUID | None
         based_on: UUID | None
+        request_hash: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 did not bind its idempotency key to the request that made it."""
+            state["request_hash"] = None
 
     class Claimed(Aggregate.Event):
         TOPIC = "darkroom.task.claimed"
@@ -213,7 +220,8 @@ class Task(Aggregate):
                  created_at: datetime, orchestrator_task_id: UUID | None, run_id: str | None,
                  segment_index: int | None, join_index: int | None, child_order: int | None,
                  parent_generation_id: UUID | None, shot_id: UUID | None,
-                 based_on: UUID | None, id: UUID | None = None) -> None:
+                 based_on: UUID | None, request_hash: str | None,
+                 id: UUID | None = None) -> None:
         self.project_id = project_id
         self.owner_id = owner_id
         self.task_type = task_type
@@ -223,6 +231,8 @@ class Task(Aggregate):
         self.params = params
         self.dependant_on = list(dependant_on)
         self.idempotency_key = idempotency_key
+        # What the key was first sent with (sha256 of the request; None: unknown).
+        self.request_hash = request_hash
         self.created_at = created_at
         self.orchestrator_task_id = orchestrator_task_id
         self.run_id = run_id
@@ -249,7 +259,8 @@ class Task(Aggregate):
     @classmethod
     def create(cls, *, project_id: UUID, owner_id: str, task_type: TaskType,
                params: Mapping[str, Any], at: datetime, task_id: UUID | None = None,
-               dependant_on: Iterable[UUID] = (), idempotency_key: str | None = None) -> Task:
+               dependant_on: Iterable[UUID] = (), idempotency_key: str | None = None,
+               request_hash: str | None = None) -> Task:
         """A Queued task of an (already resolved, active) catalogue type."""
         if not isinstance(params, Mapping):
             raise InvalidParamsError(f"params must be an object (got {params!r})")
@@ -264,7 +275,7 @@ class Task(Aggregate):
             run_type=task_type.run_type, category=task_type.category,
             model_name=model_name_of(params) or task_type.model_name, params=dict(params),
             dependant_on=list(dict.fromkeys(deps)), idempotency_key=idempotency_key,
-            created_at=require_utc(at), id=task_id, **vars(links))
+            created_at=require_utc(at), id=task_id, request_hash=request_hash, **vars(links))
 
     # -- queries -------------------------------------------------------------
     @property

@@ -10,6 +10,7 @@ Queued tasks that depend on it (they fail). Families are small, so one save hold
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -35,6 +36,7 @@ from domain.credits import CreditLedger
 from domain.errors import (
     DependencyFailedError,
     GenerationNotFoundError,
+    IdempotencyKeyReusedError,
     NotFoundError,
     ProjectNotFoundError,
     ShotNotFoundError,
@@ -42,6 +44,7 @@ from domain.errors import (
     TaskNotFoundError,
 )
 from domain.generation import Generation
+from domain.metadata import CommandMeta
 from domain.project import Project
 from domain.roster import ROSTER_ID, WorkerRoster
 from domain.services.base import Result, ServiceBase, as_uuid, now
@@ -60,6 +63,21 @@ TASK_KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/task-idempote
 def task_id_for(owner_id: str, key: str) -> UUID:
     """The id of the task an owner's idempotency key creates: a repeat finds it."""
     return uuid5(TASK_KEY_NAMESPACE, f"{owner_id}:{key}")
+
+
+def request_binding(meta: CommandMeta | None) -> str | None:
+    """What a task-creation key is bound to: the route and the request's hash (the key
+    makes the task id, so the task itself remembers it). None for in-process callers."""
+    if meta is None or meta.request_hash is None:
+        return None
+    return hashlib.sha256(f"{meta.route}\n{meta.request_hash}".encode()).hexdigest()
+
+
+def check_bound(known: Task, binding: str | None, key: str | None) -> None:
+    if known.request_hash is not None and binding is not None and known.request_hash != binding:
+        raise IdempotencyKeyReusedError(
+            f"idempotency key {key!r} was first used to create task {known.id} with another "
+            "request; it cannot be reused with a different route or body: send a new key")
 
 
 def _failure_pool(root: Task, children: list[Task]) -> list[Task]:
@@ -193,11 +211,12 @@ class TaskLifecycle(ServiceBase):
     # -- creation --------------------------------------------------------------
     def _new_task(self, batch: Batch, project: Project, task_type: TaskType,
                   params: Mapping[str, Any], *, dependant_on: Iterable[object] = (),
-                  task_id: UUID | None = None, key: str | None = None) -> Task:
+                  task_id: UUID | None = None, key: str | None = None,
+                  request_hash: str | None = None) -> Task:
         task = Task.create(project_id=project.id, owner_id=project.owner_id,
                            task_type=task_type, params=params, at=batch.at, task_id=task_id,
                            dependant_on=dependant_on,  # type: ignore[arg-type]
-                           idempotency_key=key)
+                           idempotency_key=key, request_hash=request_hash)
         for ident in task.dependant_on:
             dependency = batch.find(ident)
             if not isinstance(dependency, Task) or dependency.owner_id != project.owner_id:

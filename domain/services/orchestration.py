@@ -21,7 +21,14 @@ from domain.generation import Generation
 from domain.metadata import CommandMeta
 from domain.project import Project
 from domain.services.base import Result
-from domain.services.lifecycle import ORCHESTRATOR_WORKER, Batch, TaskLifecycle, task_id_for
+from domain.services.lifecycle import (
+    ORCHESTRATOR_WORKER,
+    Batch,
+    TaskLifecycle,
+    check_bound,
+    request_binding,
+    task_id_for,
+)
 from domain.task import Task, model_name_of
 
 # List params of a run that hold one value per segment, and the name each segment uses.
@@ -112,18 +119,20 @@ class OrchestrationServices(TaskLifecycle):
                    params: dict[str, Any], key: str | None, meta: CommandMeta | None,
                    shot_id: object | None) -> Result:
         meta = meta or (CommandMeta.for_user(user_id) if user_id else None)
+        binding = request_binding(meta)
 
         def decide() -> Any:
             batch = self._batch()
             project = self._owned_project(batch, project_id, user_id)
             known = batch.find(task_id_for(project.owner_id, key)) if key else None
             if isinstance(known, Task):
+                check_bound(known, binding, key)
                 return [], {**self._run_summary(batch, known), "replayed": True}
             inputs = sources(batch, project)
             if len(inputs) < 2:
                 raise InvalidParamsError(
                     f"{kind.family} needs at least 2 inputs (got {len(inputs)})")
-            orchestrator = self._spawn_run(batch, project, kind, inputs, params, key)
+            orchestrator = self._spawn_run(batch, project, kind, inputs, params, key, binding)
             if shot_id is not None:
                 shot = self._shot_in(batch, shot_id, project.id)
                 parent_id = orchestrator.parent_generation_id
@@ -132,7 +141,8 @@ class OrchestrationServices(TaskLifecycle):
         return self._command(meta, decide)
 
     def _spawn_run(self, batch: Batch, project: Project, kind: RunKind, inputs: list[Source],
-                   params: dict[str, Any], key: str | None) -> Task:
+                   params: dict[str, Any], key: str | None,
+                   binding: str | None = None) -> Task:
         orchestrator_type, segment_type, stitch_type = (
             self._resolve_type(batch, name) for name in kind.types)
         orchestrator_id = task_id_for(project.owner_id, key) if key else uuid4()
@@ -145,7 +155,7 @@ class OrchestrationServices(TaskLifecycle):
                    "num_new_segments_to_generate": len(inputs) - 1}
         orchestrator = self._new_task(
             batch, project, orchestrator_type, {**params, **links, "orchestrator_details": details},
-            task_id=orchestrator_id, key=key)
+            task_id=orchestrator_id, key=key, request_hash=binding if key else None)
         self._change(batch, orchestrator, orchestrator.claim, ORCHESTRATOR_WORKER, batch.at)
         links["orchestrator_task_id_ref"] = str(orchestrator.id)
         children: list[Task] = []

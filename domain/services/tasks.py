@@ -32,7 +32,13 @@ from domain.project import Project
 from domain.services.base import Result, as_uuid
 from domain.services.base import now as _now
 from domain.services.completion import Routing
-from domain.services.lifecycle import Batch, TaskLifecycle, task_id_for
+from domain.services.lifecycle import (
+    Batch,
+    TaskLifecycle,
+    check_bound,
+    request_binding,
+    task_id_for,
+)
 from domain.services.liveness import credential_of, require_own_worker, worker_for
 from domain.task import (
     CANCELLED,
@@ -90,6 +96,8 @@ class TaskServices(TaskLifecycle):
     def _create(self, project_id: object, user_id: str | None,
                 items: list[Mapping[str, Any]], keys: list[str | None],
                 meta: CommandMeta | None) -> Result:
+        binding = request_binding(meta)
+
         def decide() -> Any:
             batch = self._batch()
             project = self._owned_project(batch, project_id, user_id)
@@ -98,10 +106,11 @@ class TaskServices(TaskLifecycle):
             for item, key in zip(items, keys, strict=True):
                 known = batch.find(task_id_for(project.owner_id, key)) if key else None
                 if isinstance(known, Task):
+                    check_bound(known, binding, key)
                     replayed += 1
                     made.append(known)
                 else:
-                    made.append(self._create_one(batch, project, item, key, made))
+                    made.append(self._create_one(batch, project, item, key, made, binding))
             result: Result = {"task_ids": [str(t.id) for t in made]}
             if len(made) == 1:
                 result["status"] = made[0].status
@@ -111,7 +120,7 @@ class TaskServices(TaskLifecycle):
         return self._command(_user_meta(user_id, meta), decide)
 
     def _create_one(self, batch: Batch, project: Project, item: Mapping[str, Any],
-                    key: str | None, earlier: list[Task]) -> Task:
+                    key: str | None, earlier: list[Task], binding: str | None = None) -> Task:
         if not isinstance(item, Mapping):
             raise InvalidParamsError(f"a task is an object (got {item!r})")
         name = item.get("task_type")
@@ -127,7 +136,7 @@ class TaskServices(TaskLifecycle):
                 and 0 <= d < len(earlier) else d for d in item.get("dependant_on") or ()]
         task = self._new_task(batch, project, task_type, params, dependant_on=deps,
                               task_id=task_id_for(project.owner_id, key) if key else None,
-                              key=key)
+                              key=key, request_hash=binding if key else None)
         self._check_references(batch, project, task)
         return task
 

@@ -115,7 +115,7 @@ class Call:
     query: Any
     path: dict[str, Any]
     route: str | None = None  # "PATCH /api/generations/{id}"
-    request_hash: str | None = None  # with an Idempotency-Key: see `request_hash()`
+    request_hash: str | None = None  # with an idempotency key: see `request_hash()`
 
     @property
     def state(self) -> Any:
@@ -280,8 +280,10 @@ def route(endpoint: Endpoint) -> Route:
             config = request.app.state.config
             data = await read_json(request, config.max_body_bytes, endpoint.body_optional)
             body = validate(endpoint.body, data, "body")
-        fingerprint = request_hash(path, dict(request.query_params), data) \
-            if "idempotency-key" in request.headers else None
+        # A key may come as the header or, for task creation, in the body.
+        keyed = "idempotency-key" in request.headers or (
+            isinstance(data, dict) and bool(data.get("idempotency_key")))
+        fingerprint = request_hash(path, dict(request.query_params), data) if keyed else None
         reply = await endpoint.handler(Call(request, principal, body, query, path,
                                             f"{endpoint.method} {endpoint.path}",
                                             fingerprint))

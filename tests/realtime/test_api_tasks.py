@@ -149,6 +149,21 @@ def test_an_idempotency_key_returns_the_first_tasks_and_writes_nothing(
     assert ok(alice.get("/health"))["head_position"] == head
 
 
+def test_a_task_key_reused_with_another_body_is_refused_and_writes_nothing(
+        alice: httpx.Client, place: dict[str, str]) -> None:
+    """The key makes the task id, so the task remembers what request made it."""
+    first = ok(create(alice, place["project"], "image_generation", {"prompts": ["one"]},
+                      idempotency_key="k-bound"), 201)
+    head = ok(alice.get("/health"))["head_position"]
+    refused = error_of(create(alice, place["project"], "image_generation",
+                              {"prompts": ["another"]}, idempotency_key="k-bound"), 422)
+    assert refused["code"] == "idempotency_key_reused"
+    assert ok(alice.get("/health"))["head_position"] == head
+    again = ok(create(alice, place["project"], "image_generation", {"prompts": ["one"]},
+                      idempotency_key="k-bound"), 201)
+    assert again["task_ids"] == first["task_ids"]
+
+
 def test_cancelling_a_task_and_cancelling_it_again(alice: httpx.Client,
                                                    place: dict[str, str]) -> None:
     task_id = ok(create(alice, place["project"], "image_upscale", {"image_url": "/x"}),
