@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.settings import Settings
-from darkroom.wiring import studio_env
+from darkroom.wiring import studio_env, with_pruning
 from domain.studio import Studio
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def dispatcher_studio(db: Database, schema: str, pool_size: int = 4) -> Studio:
     on every read (safe beside other writers) so a worker's long history is not replayed
     on every claim and heartbeat."""
     env = {**studio_env(db, schema, pool_size), "AGGREGATE_CACHE_MAXSIZE": "20000"}
-    return Studio(env=env)
+    return with_pruning(Studio(env=env))
 
 
 def media_store(settings: Settings, inference: InferenceSettings) -> MediaStore:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.eventstore import RECORDER_TOPIC
+from darkroom.housekeeping import SnapshotPruner
 from darkroom.pulse import PULSE_TOPIC
 from darkroom.settings import Settings
 from domain.studio import Studio
@@ -41,9 +42,16 @@ def studio_env(db: Database, schema: str = "public", pool_size: int = 8, *,
 def build_studio(db: Database, schema: str = "public", pool_size: int = 8,
                  welcome_credits: float = 10.0, *, snapshots: bool = True,
                  cache_size: int = DEFAULT_AGGREGATE_CACHE) -> Studio:
-    studio = Studio(env=studio_env(db, schema, pool_size, snapshots=snapshots,
-                                   cache_size=cache_size))
+    studio = with_pruning(Studio(env=studio_env(db, schema, pool_size, snapshots=snapshots,
+                                                cache_size=cache_size)))
     studio.welcome_credits = Decimal(str(welcome_credits))
+    return studio
+
+
+def with_pruning(studio: Studio) -> Studio:
+    """The studio's snapshot writer deletes the snapshots loads no longer need."""
+    if studio.snapshot_writer is not None and studio.snapshots is not None:
+        studio.snapshot_writer.prune = SnapshotPruner(studio.snapshots.recorder)
     return studio
 
 

@@ -46,6 +46,10 @@ def round_credits(amount: Decimal) -> Decimal:
 
 class CreditLedger(Aggregate):
     TOPIC = "darkroom.credit_ledger"
+    # 2: state is balance, count, references and the last RECENT_CHARGES charges (was
+    # every entry). Bump it whenever an @event body, or a constant one reads, changes:
+    # older snapshots are then ignored instead of loaded as current.
+    class_version = 2
 
     class Created(Aggregate.Created):
         TOPIC = "darkroom.credit_ledger.created"
@@ -177,5 +181,5 @@ class CreditLedger(Aggregate):
             self.references.add(reference)
         if task_id is not None and kind in (SPEND, REFUND):
             self.charges[task_id] = self.charges.pop(task_id, Decimal(0)) - amount
-            if len(self.charges) > RECENT_CHARGES:
+            while len(self.charges) > RECENT_CHARGES:
                 del self.charges[next(iter(self.charges))]

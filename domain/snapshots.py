@@ -11,42 +11,63 @@ with no snapshot at all. Deleting every snapshot is always safe.
 
 Pickle, not the events' JSON: aggregate state holds what JSON cannot carry
 (UUID-keyed dicts, frozen dataclasses, sets, tuples) and decodes 5-10x faster.
-The unpickler resolves only the studio's own `domain` classes and a short list
-of stdlib value types, so a snapshot row cannot name arbitrary code.
+A row is trusted no more than an event row: the stored topic must be the snapshot
+topic, the aggregate topic inside must be one of the snapshotted kinds, and the
+unpickler resolves exact (module, name) pairs only: six stdlib value types and the
+frozen value classes aggregate state holds (`VALUE_CLASSES`). Those classes' field
+lists are fingerprinted into every snapshot, so a snapshot of an older layout is
+ignored rather than loaded with a field missing.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import logging
 import pickle
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from itertools import chain
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import Transcoder
+from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 from eventsourcing.utils import get_topic, register_topic, resolve_topic
+
+from domain.catalogue import TaskType
+from domain.generation import Variant
+from domain.shot import Membership
+from domain.workload import OpenTask
 
 log = logging.getLogger("darkroom.snapshots")
 
 SNAPSHOT_TOPIC = "darkroom.snapshot"
-_STDLIB_VALUES = {
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"),
-    ("builtins", "dict"), ("builtins", "tuple"),
-    ("uuid", "UUID"), ("decimal", "Decimal"),
-    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "timedelta"),
-    ("datetime", "timezone"),
-    ("copyreg", "_reconstructor"),
-}
+# The value classes aggregate state holds (frozen dataclasses): the only domain
+# classes a snapshot may name. A new one must be added here (a test checks that
+# every snapshotted kind round-trips).
+VALUE_CLASSES: tuple[type, ...] = (OpenTask, Membership, Variant, TaskType)
+_ALLOWED: frozenset[tuple[str, str]] = frozenset({
+    ("uuid", "UUID"), ("decimal", "Decimal"), ("datetime", "datetime"),
+    ("datetime", "date"), ("datetime", "timedelta"), ("datetime", "timezone"),
+    *((c.__module__, c.__qualname__) for c in VALUE_CLASSES),
+})
+
+
+def _fingerprint() -> str:
+    layout = [(c.__module__, c.__qualname__, [f.name for f in fields(c)])
+              for c in VALUE_CLASSES]
+    return hashlib.sha256(repr(layout).encode()).hexdigest()[:16]
+
+
+VALUE_LAYOUT = _fingerprint()
 
 
 class StateSnapshot(Snapshot):
@@ -60,6 +81,7 @@ class StateSnapshot(Snapshot):
         for private in ("_id", "_version", "_pending_events"):
             state.pop(private, None)
         state["class_version"] = getattr(type(aggregate), "class_version", 1)
+        state["value_layout"] = VALUE_LAYOUT
         return cls(  # type: ignore[call-arg]
             originator_id=aggregate.id,
             originator_version=aggregate.version,
@@ -76,10 +98,20 @@ register_topic(SNAPSHOT_TOPIC, StateSnapshot)
 
 class _DomainUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _STDLIB_VALUES or module == "domain" or module.startswith(
-                "domain."):
+        if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"a snapshot may not name {module}.{name}")
+
+
+class SnapshotMapper(Mapper):
+    """The library's mapper, refusing any stored topic but the snapshot's before the
+    library resolves (and so imports) it."""
+
+    def to_domain_event(self, stored_event: Any) -> Any:
+        if stored_event.topic != SNAPSHOT_TOPIC:
+            raise UnusableSnapshotError(
+                f"a snapshot row names topic {stored_event.topic!r}, not {SNAPSHOT_TOPIC!r}")
+        return super().to_domain_event(stored_event)
 
 
 class PickleTranscoder(Transcoder):
@@ -98,18 +130,25 @@ class SnapshotWriter:
     Measured: a snapshot insert costs 2-4 ms (its own commit), as much as the
     command that crossed the interval. The command encodes the snapshot (its
     state as of the version it saved, ≈ 50 µs) and queues it; this thread inserts
-    whatever is queued in one call. A full queue drops the snapshot (logged):
-    snapshots are a cache, and the next interval takes another.
+    whatever is queued in one call. A full queue, or a closed writer, drops the
+    snapshot (logged): snapshots are a cache, and the next interval takes another.
     """
 
-    def __init__(self, store: Any, capacity: int = 1_000) -> None:
+    def __init__(self, store: Any, capacity: int = 1_000,
+                 prune: Callable[[list[UUID]], object] | None = None) -> None:
         self.store = store
+        # Called with the aggregates of each stored batch: deletes the snapshots loads
+        # no longer need (darkroom.housekeeping.SnapshotPruner when wired).
+        self.prune = prune
         self.written = 0
         self._queue: queue.Queue[Any] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def put(self, snapshots: list[Any]) -> None:
+        if self._closed:
+            return
         stored = [self.store.mapper.to_stored_event(s) for s in snapshots]
         try:
             self._queue.put_nowait(stored)
@@ -126,40 +165,44 @@ class SnapshotWriter:
         return not self._queue.unfinished_tasks
 
     def close(self, timeout: float = 10.0) -> None:
-        self.flush(timeout)
+        """Write what is queued (for up to `timeout` s), then stop; later snapshots are
+        dropped. Never blocks past the timeout, whatever the database does."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout)
+            self._closed = True
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        self.flush(timeout)
+        thread.join(max(0.0, timeout))
 
     def _start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="snapshots",
                                                 daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                self._queue.task_done()
-                return
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._closed:
+                    return
+                continue
             batch, taken = list(item), 1
             while True:
                 try:
-                    more = self._queue.get_nowait()
+                    batch += self._queue.get_nowait()
+                    taken += 1
                 except queue.Empty:
                     break
-                if more is None:
-                    self._queue.put(None)  # stop after this batch
-                    self._queue.task_done()
-                    break
-                batch += more
-                taken += 1
             try:
                 self._insert(batch)
+                if self.prune is not None:
+                    self.prune([stored.originator_id for stored in batch])
+            except Exception:
+                log.exception("snapshots not pruned (the table keeps a few more rows)")
             finally:
                 for _ in range(taken):
                     self._queue.task_done()
@@ -169,6 +212,9 @@ class SnapshotWriter:
             self.store.recorder.insert_events(batch)
             self.written += len(batch)
             return
+        except IntegrityError:
+            if len(batch) == 1:  # another process stored the same version first
+                return
         except Exception:
             if len(batch) == 1:
                 log.exception("snapshot of %s v%d not stored (loads replay more until the "
@@ -182,13 +228,23 @@ class UnusableSnapshotError(Exception):
     """A stored snapshot this code cannot trust as current state (it is then ignored)."""
 
 
-def usable_state(snapshot: Any) -> Any:
+def usable_state(snapshot: Any, kinds: dict[str, type] | None = None) -> Any:
     """The aggregate the snapshot holds, or UnusableSnapshotError.
 
-    An older `class_version` is upcast by the class's `upcast_vN_vM` methods
-    (the library's convention); without them the snapshot is unusable.
+    `kinds` maps the snapshotted aggregates' topics to their classes: a snapshot
+    naming any other topic is refused before anything is resolved or imported. An
+    older `class_version` is upcast by the class's `upcast_vN_vM` methods (the
+    library's convention); without them, or with another layout of the value
+    classes, the snapshot is unusable.
     """
-    cls = resolve_topic(snapshot.topic)
+    cls = (kinds or {}).get(snapshot.topic) if kinds is not None else resolve_topic(
+        snapshot.topic)
+    if cls is None:
+        raise UnusableSnapshotError(f"{snapshot.topic!r} is not a snapshotted kind")
+    layout = snapshot.state.pop("value_layout", None)
+    if layout != VALUE_LAYOUT:
+        raise UnusableSnapshotError(
+            f"value classes had another layout when it was taken ({layout} != {VALUE_LAYOUT})")
     current = getattr(cls, "class_version", 1)
     taken = snapshot.state.get("class_version", 1)
     if taken > current:
@@ -207,26 +263,38 @@ _ATOMIC: frozenset[type] = frozenset({
 })
 
 
-def copy_state(value: Any) -> Any:
+def copy_state(value: Any, memo: dict[int, Any] | None = None) -> Any:
     """A copy of aggregate state that shares immutable values.
 
     The library deep-copies every aggregate it hands out of its cache, and
     `copy.deepcopy` takes ≈ 4 µs per UUID: a ledger or workload with a thousand
     ids cost milliseconds per load. State here is made of immutable leaves (ids,
     decimals, times, strings) and frozen dataclasses, which are never changed in
-    place, held in dicts, lists, sets and tuples: only the containers are copied.
+    place, held in dicts, lists, sets and tuples: only the containers are copied
+    (each once: a container reached twice is copied once, as deepcopy would).
     """
     kind = type(value)
     if kind in _ATOMIC:
         return value
-    if kind is dict:
-        return {k: copy_state(v) for k, v in value.items()}
-    if kind is list:
-        return [copy_state(v) for v in value]
-    if kind is set:
-        return set(value)
-    if kind is tuple:
-        return tuple(copy_state(v) for v in value)
+    if memo is None:
+        memo = {}
+    if kind is dict or kind is list or kind is set or kind is tuple:
+        ident = id(value)
+        if ident in memo:
+            return memo[ident]
+        copied: Any
+        if kind is dict:
+            copied = memo[ident] = {}
+            for k, v in value.items():
+                copied[k] = copy_state(v, memo)
+        elif kind is list:
+            copied = memo[ident] = []
+            copied.extend(copy_state(v, memo) for v in value)
+        elif kind is set:
+            copied = memo[ident] = set(value)
+        else:
+            copied = memo[ident] = tuple(copy_state(v, memo) for v in value)
+        return copied
     params = getattr(kind, "__dataclass_params__", None)
     if params is not None and params.frozen:
         return value
@@ -235,15 +303,25 @@ def copy_state(value: Any) -> Any:
 
 def copy_aggregate(aggregate: Any) -> Any:
     clone = object.__new__(type(aggregate))
-    clone.__dict__.update({k: copy_state(v) for k, v in vars(aggregate).items()})
+    memo: dict[int, Any] = {}
+    clone.__dict__.update({k: copy_state(v, memo) for k, v in vars(aggregate).items()})
     return clone
 
 
 class SnapshottingRepository(Repository):  # type: ignore[type-arg]
-    """The library's repository, with snapshots used only when they are safe, and a
-    cheaper copy of what it hands out of its cache (`copy_state`)."""
+    """The library's repository, with snapshots used only when they are safe, a
+    cheaper copy of what it hands out of its cache (`copy_state`), and a snapshot
+    queued for any aggregate whose load had to replay a whole interval or more (a
+    stream that grew before snapshots existed, or one mostly read)."""
 
     ignored: ClassVar[int] = 0
+
+    def __init__(self, *args: Any, intervals: dict[type, int] | None = None,
+                 writer: SnapshotWriter | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.intervals = dict(intervals or {})
+        self.kinds = {get_topic(cls): cls for cls in self.intervals}
+        self.writer = writer
 
     def get(self, aggregate_id: Any, *, version: int | None = None,
             projector_func: Any = project_aggregate, fastforward_skipping: bool = False,
@@ -278,7 +356,8 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
             newer = self.event_store.get(originator_id=aggregate_id, gt=aggregate.version)
             aggregate = projector_func(aggregate, newer)
         except BaseException:
-            self.cache.get(aggregate_id, evict=True)
+            with suppress(KeyError):  # evicted meanwhile: the real error matters
+                self.cache.get(aggregate_id, evict=True)
             raise
         if aggregate is None:
             raise AggregateNotFoundError(aggregate_id)
@@ -288,13 +367,22 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
                                projector_func: Any) -> Any:
         start = self._from_snapshot(aggregate_id, version)
         gt = start.version if start is not None else None
-        events: Iterable[Any] = self.event_store.get(originator_id=aggregate_id, gt=gt,
-                                                     lte=version)
-        aggregate = projector_func(start, events) if start is not None else projector_func(
-            None, chain(events))
+        replayed = [0]
+
+        def counted(events: Iterable[Any]) -> Iterable[Any]:
+            for event in events:
+                replayed[0] += 1
+                yield event
+
+        events = counted(self.event_store.get(originator_id=aggregate_id, gt=gt,
+                                              lte=version))
+        aggregate = projector_func(start, events)
         if aggregate is None:
             raise AggregateNotFoundError(
                 f"Aggregate {aggregate_id!r} version {version!r} not found.")
+        interval = self.intervals.get(type(aggregate))
+        if version is None and interval and replayed[0] >= interval and self.writer:
+            self.writer.put([StateSnapshot.take(aggregate)])
         return aggregate
 
     def _from_snapshot(self, aggregate_id: UUID, version: int | None) -> Any:
@@ -303,7 +391,7 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
         try:
             found = list(self.snapshot_store.get(originator_id=aggregate_id, desc=True,
                                                  limit=1, lte=version))
-            return usable_state(found[0]) if found else None
+            return usable_state(found[0], self.kinds) if found else None
         except Exception as error:  # any bad snapshot means: replay instead
             type(self).ignored += 1
             log.warning("snapshot of %s ignored, replaying its events: %s", aggregate_id, error)
@@ -313,6 +401,7 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
 __all__ = [
     "SNAPSHOT_TOPIC",
     "PickleTranscoder",
+    "SnapshotMapper",
     "SnapshotWriter",
     "SnapshottingRepository",
     "StateSnapshot",

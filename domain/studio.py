@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from domain.catalogue import TaskTypeCatalogue
 from domain.credits import CreditLedger
 from domain.generation import Generation
 from domain.project import Project
@@ -23,10 +22,13 @@ from domain.workload import Workload
 # Events between snapshots, per aggregate kind whose stream grows with its owner's
 # activity (docs/EVENTSTORE.md, "Aggregate inventory"). A load replays at most
 # interval - 1 events after a snapshot; a snapshot costs one insert per interval saves.
-# Tasks are not snapshotted: a task's stream ends with it (tens of events).
+# Tasks are not snapshotted: a task's stream ends with it (tens of events). Nor is
+# the catalogue: its state starts from the code's default task types, which a
+# snapshot would freeze (a deploy changing a default price must change the price),
+# and only administrators add to its stream.
 SNAPSHOT_INTERVALS: dict[type[Any], int] = {
     Workload: 50, CreditLedger: 50, Worker: 50, WorkerRoster: 50, Shot: 50,
-    Generation: 50, Project: 50, User: 50, TaskTypeCatalogue: 50,
+    Generation: 50, Project: 50, User: 50,
 }
 
 

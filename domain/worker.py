@@ -19,6 +19,9 @@ from domain.errors import ValidationError, WorkerNotFoundError
 from domain.task import require_utc
 
 WORKER_NAMESPACE = uuid5(NAMESPACE_URL, "https://darkroom.studio/worker")
+# Silence after which a heartbeat is stored as an event (see `Worker.heartbeat`):
+# beats every 10-20 s never reach it, a sweep's timeout (2 min) is well past it.
+QUIET_GAP = timedelta(seconds=30)
 # Workers heartbeat every 20 s: six missed beats and it is lost.
 LOST_AFTER = timedelta(seconds=120)
 # The seed's sweeper failed a task that ran this long even on a live worker.
@@ -135,10 +138,13 @@ class Worker(Aggregate):
         if self.owner is None:
             self._claimed(owner=credential)
 
-    def heartbeat(self, at: datetime) -> None:
-        """Only a lost worker's heartbeat is an event (it is back); the pulse takes the rest."""
+    def heartbeat(self, at: datetime, pulse: datetime | None = None) -> None:
+        """A heartbeat is an event only when the worker was lost (it is back) or silent
+        for `QUIET_GAP` or more: that heartbeat may race a sweep deciding the worker is
+        lost, and as an event it makes one of the two saves conflict and re-decide,
+        instead of both being acknowledged. The pulse takes every other one."""
         require_utc(at)
-        if self.lost:
+        if self.lost or at - self.seen_at(pulse) >= QUIET_GAP:
             self._seen(at=at)
 
     def take(self, task_id: UUID, at: datetime) -> None:

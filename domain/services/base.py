@@ -35,8 +35,8 @@ from eventsourcing.application import (
     Repository,
 )
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import EventStore, IntegrityError, Mapper, Recording
-from eventsourcing.utils import resolve_topic, strtobool
+from eventsourcing.persistence import EventStore, IntegrityError, Recording
+from eventsourcing.utils import resolve_topic
 
 from domain.errors import (
     ConcurrencyConflictError,
@@ -50,6 +50,7 @@ from domain.pulse import MemoryPulse, Pulse
 from domain.services.hot import HotAggregates
 from domain.snapshots import (
     PickleTranscoder,
+    SnapshotMapper,
     SnapshottingRepository,
     SnapshotWriter,
     StateSnapshot,
@@ -159,7 +160,6 @@ class ServiceBase(Application):
     def __init__(self, env: Any = None) -> None:
         super().__init__(env)
         self.pulse = self.construct_pulse()
-        self.snapshot_writer = SnapshotWriter(self.snapshots) if self.snapshots else None
         self.keys_in_flight = KeysInFlight()
         self.hot_aggregates = HotAggregates()
         self._pruned_at: float | None = None
@@ -177,16 +177,20 @@ class ServiceBase(Application):
     # -- construction ------------------------------------------------------
     def construct_snapshot_store(self) -> EventStore[UUID]:
         recorder = self.factory.aggregate_recorder(purpose="snapshots")
-        return EventStore(mapper=Mapper(transcoder=PickleTranscoder()), recorder=recorder)
+        return EventStore(mapper=SnapshotMapper(transcoder=PickleTranscoder()),
+                          recorder=recorder)
 
     def construct_repository(self) -> Repository[UUID]:
+        # Fast-forward and copies are not options here: without fast-forward the cache
+        # would never see other processes' writes, and without copies a command that
+        # lost its race would leave its uncommitted changes in the cache.
+        self.snapshot_writer = SnapshotWriter(self.snapshots) if self.snapshots else None
         maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
         return SnapshottingRepository(
             event_store=self.events, snapshot_store=self.snapshots,
-            cache_maxsize=int(maxsize) if maxsize else None,
-            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
-            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE,
-                                                       "y")))
+            cache_maxsize=int(maxsize) if maxsize else None, fastforward=True,
+            deepcopy_from_cache=True, intervals=self.snapshotting_intervals,
+            writer=self.snapshot_writer)
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """A snapshot of each saved aggregate whose version crossed a multiple of its

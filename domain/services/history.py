@@ -67,7 +67,7 @@ class HistoryServices(ServiceBase):
             try:
                 snapshot: Any = self.snapshots.mapper.to_domain_event(stored)
                 row["timestamp"] = snapshot.timestamp.isoformat()
-                usable_state(snapshot)
+                usable_state(snapshot, self.repository.kinds)  # type: ignore[attr-defined]
                 row["usable"] = True
             except Exception as error:  # reported, not raised: an audit reads everything
                 row["usable"] = False

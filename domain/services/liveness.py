@@ -87,7 +87,7 @@ class LivenessServices(TaskLifecycle):
             batch = self._batch(at)
             worker_for(batch, worker_id, credential)
             worker = self._worker(batch, worker_id)
-            worker.heartbeat(at)
+            worker.heartbeat(at, self.pulse.last_seen(worker_id))
             stop = own_tasks(batch, worker.not_holding(reported), credential)
             return batch.changed, {"worker_id": worker_id, "stop": [str(t) for t in stop]}
         result = self._command(meta or CommandMeta.for_worker(worker_id), decide)

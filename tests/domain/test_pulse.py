@@ -15,7 +15,7 @@ from darkroom.wiring import build_studio
 from domain.pulse import MemoryPulse
 from domain.studio import Studio
 from domain.task import IN_PROGRESS, QUEUED
-from domain.worker import Worker
+from domain.worker import QUIET_GAP, Worker
 from tests.domain.test_task_services import funded, name, queue, task
 
 
@@ -97,3 +97,21 @@ def test_a_lost_event_stored_before_it_carried_last_seen_still_replays(
         state=old_shape)])
     replayed: Any = studio.repository.get(worker.id)
     assert (replayed.lost, replayed.last_seen, replayed.version) == (True, at, 2)
+
+
+def test_a_heartbeat_after_a_long_silence_is_an_event_a_concurrent_sweep_conflicts_with(
+        studio: Studio) -> None:
+    """Without it a sweep that read the pulse just before the heartbeat would requeue the
+    worker's task although the heartbeat was acknowledged with nothing to stop."""
+    owner, project_id = funded(studio)
+    worker = name("w")
+    task_id = queue(studio, project_id, owner)
+    start = datetime.now(UTC)
+    studio.claim_task(task_id, worker, now=start)
+    version = studio.repository.get(Worker.id_for(worker)).version
+    late = start + QUIET_GAP + timedelta(seconds=91)
+    studio.heartbeat(worker, [task_id], now=late)
+    seen: Any = studio.repository.get(Worker.id_for(worker))
+    assert (seen.version, seen.last_seen) == (version + 1, late)
+    assert studio.sweep_lost_workers(late + timedelta(seconds=60))["lost_workers"] == []
+    assert task(studio, task_id).status == IN_PROGRESS

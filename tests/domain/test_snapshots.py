@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,14 +15,20 @@ from eventsourcing.persistence import StoredEvent
 
 from darkroom.database import Database
 from darkroom.wiring import build_studio
-from domain.catalogue import TaskTypeCatalogue
 from domain.credits import CreditLedger
 from domain.errors import ConcurrencyConflictError
 from domain.generation import Generation
 from domain.project import Project
 from domain.roster import WorkerRoster
 from domain.shot import Shot
-from domain.snapshots import SNAPSHOT_TOPIC, SnapshottingRepository, StateSnapshot, usable_state
+from domain.snapshots import (
+    SNAPSHOT_TOPIC,
+    SnapshottingRepository,
+    SnapshotWriter,
+    StateSnapshot,
+    copy_state,
+    usable_state,
+)
 from domain.studio import SNAPSHOT_INTERVALS, Studio
 from domain.user import User
 from domain.worker import Worker
@@ -58,7 +65,9 @@ def snapshot_versions(studio: Studio, ident: UUID) -> list[int]:
 def test_a_save_that_crosses_the_interval_stores_a_snapshot_of_the_saved_state(
         studio: Studio, plain: Studio) -> None:
     ident = grown(studio, 2 * INTERVAL + 5)
-    assert snapshot_versions(studio, ident) == [INTERVAL, 2 * INTERVAL]
+    # The one at INTERVAL was taken too, and pruned (darkroom/housekeeping.py) once a
+    # newer one of the same thousand versions was stored.
+    assert snapshot_versions(studio, ident) == [2 * INTERVAL]
     assert state(studio.repository.get(ident)) == state(plain.repository.get(ident))
 
 
@@ -101,7 +110,11 @@ def test_a_snapshot_of_an_older_class_version_is_ignored_without_an_upcaster(
         loaded = fresh.repository.get(ident)
         assert state(loaded) == state(plain.repository.get(ident))
         assert SnapshottingRepository.ignored == before + 1
-        assert [r["usable"] for r in fresh.stored_snapshots(ident)] == [False]
+        # The replay was a whole interval or more: a snapshot of this version replaces it
+        # (the unusable one is pruned as older in the same thousand versions).
+        assert fresh.flush_snapshots()
+        assert [(r["version"], r["usable"]) for r in fresh.stored_snapshots(ident)] == [
+            (loaded.version, True)]
     finally:
         fresh.close()
 
@@ -131,18 +144,89 @@ class Evil:
         return (print, ("a snapshot ran code",))
 
 
-def test_a_snapshot_that_names_code_outside_the_domain_is_refused_and_replayed(
-        studio: Studio, plain: Studio) -> None:
+def crafted(module: str, name: str) -> bytes:
+    """A pickle that calls `module.name("os:getcwd")`, as the review's exploit did (pickle
+    itself refuses to write one for a name that does not resolve to the same object)."""
+    arg = b"os:getcwd"
+    return (b"\x80\x04c" + module.encode() + b"\n" + name.encode() + b"\n("
+            + b"\x8c" + bytes([len(arg)]) + arg + b"tR.")
+
+
+def forged_row(ident: UUID, version: int, payload: Any, *, topic: str = SNAPSHOT_TOPIC,
+               aggregate_topic: str = "darkroom.generation") -> StoredEvent:
+    state = payload if isinstance(payload, bytes) else pickle.dumps(
+        {"topic": aggregate_topic, "timestamp": None, "state": payload}, protocol=5)
+    return StoredEvent(originator_id=ident, originator_version=version, topic=topic,
+                       state=state)
+
+
+@pytest.mark.parametrize("row", [
+    lambda ident: forged_row(ident, 2, {"x": Evil()}),
+    lambda ident: forged_row(ident, 2, crafted("domain.snapshots", "resolve_topic")),
+    lambda ident: forged_row(ident, 2, crafted("domain.snapshots", "pickle.loads")),
+    lambda ident: forged_row(ident, 2, {}, topic="os:system"),
+    lambda ident: forged_row(ident, 2, {}, aggregate_topic="subprocess:Popen"),
+], ids=["stdlib callable", "domain callable", "dotted name", "row topic",
+        "aggregate topic"])
+def test_a_snapshot_row_that_names_anything_but_state_is_refused_and_replayed(
+        studio: Studio, plain: Studio, row: Any) -> None:
     ident = grown(studio, 3)
     assert studio.snapshots is not None
-    forged = StoredEvent(originator_id=ident, originator_version=2, topic=SNAPSHOT_TOPIC,
-                         state=pickle.dumps({"topic": "darkroom.generation", "timestamp": None,
-                                             "state": {"x": Evil()}}))
-    studio.snapshots.recorder.insert_events([forged])
+    studio.snapshots.recorder.insert_events([row(ident)])
     before = SnapshottingRepository.ignored
     loaded = studio.repository.get(ident, version=3)
     assert SnapshottingRepository.ignored == before + 1
     assert state(loaded) == state(plain.repository.get(ident, version=3))
+
+
+def test_a_snapshot_of_another_layout_of_the_value_classes_is_ignored(
+        studio: Studio, plain: Studio) -> None:
+    ident = grown(studio, INTERVAL + 1)
+    assert studio.snapshots is not None
+    taken = StateSnapshot.take(plain.repository.get(ident, version=INTERVAL + 1))
+    taken.state["value_layout"] = "an older layout"
+    object.__setattr__(taken, "originator_version", INTERVAL + 1)
+    studio.snapshots.put([taken])
+    before = SnapshottingRepository.ignored
+    loaded = studio.repository.get(ident, version=INTERVAL + 2)
+    assert SnapshottingRepository.ignored == before + 1
+    assert state(loaded) == state(plain.repository.get(ident, version=INTERVAL + 2))
+
+
+def test_copying_state_that_shares_containers_copies_each_once() -> None:
+    """A forged snapshot of nested shared lists made the copy run forever."""
+    shared: list[Any] = []
+    for _ in range(200):
+        shared = [shared, shared]
+    started = time.monotonic()
+    copied = copy_state({"x": shared})
+    assert time.monotonic() - started < 1
+    assert copied["x"] is not shared and copied["x"][0] is copied["x"][1]
+
+
+def test_a_stream_that_grew_without_snapshots_gets_one_at_its_first_long_load(
+        database: Database, schema: str, plain: Studio) -> None:
+    project = plain.create_project("alice", "Old")["project_id"]
+    ident = UUID(plain.create_generation(project, "alice", "file:///o.png")["generation_id"])
+    for i in range(INTERVAL + 10):
+        plain.star_generation(ident, "alice", i % 2 == 0)
+    fresh = build_studio(database, schema, pool_size=1, cache_size=0)
+    try:
+        assert snapshot_versions(fresh, ident) == []
+        version = fresh.repository.get(ident).version
+        assert fresh.flush_snapshots()
+        assert snapshot_versions(fresh, ident) == [version]
+    finally:
+        fresh.close()
+
+
+def test_a_closed_writer_drops_snapshots_instead_of_starting_a_thread(
+        studio: Studio) -> None:
+    assert studio.snapshots is not None
+    writer = SnapshotWriter(studio.snapshots)
+    writer.close()
+    writer.put([StateSnapshot.take(Project.start("alice", "Late"))])
+    assert writer._thread is None and writer.flush(0.1)
 
 
 def test_the_cache_hands_out_copies_so_an_unsaved_change_is_forgotten(studio: Studio) -> None:
@@ -237,7 +321,7 @@ def one_of_each_snapshotted_kind() -> list[Any]:
     ledger = CreditLedger.open(f"u-{uuid4()}")
     ledger.grant(5, "welcome", at, reference="welcome")
     ledger.charge_task(uuid4(), "0.5", at)
-    return [TaskTypeCatalogue(), Project.start("alice", "P"), user, WorkerRoster(),
+    return [Project.start("alice", "P"), user, WorkerRoster(),
             Worker.register(f"w-{uuid4()}", at), Workload.start("alice"), shot, generation,
             ledger]
 
