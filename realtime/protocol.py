@@ -47,12 +47,15 @@ CLOSE_CODES: dict[str, CloseCode] = {
     "idle_timeout": CloseCode(4002, "no frame from the client in time; resume with since"),
     "going_away": CloseCode(4004, "the hub failed this connection; reconnect and resume"),
     "bad_token": CloseCode(4401, "authentication failed"),
+    # A session ends with its credential (the client reconnects with a fresh token).
+    "token_expired": CloseCode(4401, "the token expired; send a fresh auth frame before exp"),
+    "token_revoked": CloseCode(4401, "the access token was revoked"),
     "auth_timeout": CloseCode(4408, "no auth frame in time"),
     "protocol_error": CloseCode(4500, "too many malformed frames; fix the client first"),
 }
 
 ERROR_CODES = ("bad_request", "forbidden", "unrecoverable_position", "unavailable",
-               "too_many_subscriptions")
+               "too_many_subscriptions", "user_mismatch")
 
 
 # -- client → server ---------------------------------------------------------------
@@ -146,9 +149,21 @@ class ServerFrame(BaseModel):
 
 
 class Ready(ServerFrame):
+    """`expires_at`: the credential's end (a JWT's `exp`, unix seconds), None if it has
+    none (a personal access token lasts until revoked; the service key)."""
+
     type: Literal["ready"] = "ready"
     user_id: str | None
     position: int
+    expires_at: int | None = None
+
+
+class Authenticated(ServerFrame):
+    """The answer to a later `auth` frame: the session now runs on that credential."""
+
+    type: Literal["authenticated"] = "authenticated"
+    user_id: str | None
+    expires_at: int | None = None
 
 
 class Subscribed(ServerFrame):
@@ -196,8 +211,8 @@ class ServerPong(ServerFrame):
     type: Literal["pong"] = "pong"
 
 
-AnyServerFrame = Annotated[Ready | Subscribed | Unsubscribed | Change | Error | ServerPing |
-                           ServerPong, Field(discriminator="type")]
+AnyServerFrame = Annotated[Ready | Authenticated | Subscribed | Unsubscribed | Change | Error |
+                           ServerPing | ServerPong, Field(discriminator="type")]
 SERVER_FRAMES: TypeAdapter[Any] = TypeAdapter(AnyServerFrame)
 
 PING = ServerPing().encode()

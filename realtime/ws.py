@@ -11,6 +11,13 @@ A connection is three tasks: the reader (frames in, handled in order), the
 writer (drains the connection's `Outbox`) and the heartbeat (a `ping` frame
 every `ping_interval_s`; a client silent for `idle_timeout_s` is dropped).
 The first to finish decides how the socket closes.
+
+A session lasts as long as its credential: a timer closes it (4401
+`token_expired`) at its JWT's `exp`, the hub's `RevocationWatcher` (4401
+`token_revoked`) when its personal access token is revoked, and every
+`subscribe` re-checks the credential first. A later `auth` frame with a token of
+the same user replaces the credential (answered `authenticated`), extending the
+session; another user's token is refused (`user_mismatch`) and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -27,12 +35,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from realtime.errors import EdgeError
 from realtime.fanout import ChangeLogRelay, FanoutBackend, InProcessFanout, RedisFanout
-from realtime.hub import Hub, HubSettings, Outbox, Subscription
+from realtime.hub import Credential, Hub, HubSettings, Outbox, Subscription
 from realtime.protocol import (
     CLOSE_CODES,
     PING,
     PONG,
     Auth,
+    Authenticated,
     BadFrameError,
     Error,
     Ping,
@@ -103,9 +112,10 @@ class HubEndpoint:
         websocket = WebSocket(scope, receive, send)
         hub: Hub = websocket.app.state.hub
         await websocket.accept()
-        principal = await handshake(websocket, hub)
-        if principal is not None:
-            await Session(websocket, hub, principal, send).run()
+        found = await handshake(websocket, hub)
+        if found is not None:
+            credential, mark = found
+            await Session(websocket, hub, credential, send, revocations_since=mark).run()
 
 
 async def close(websocket: WebSocket, name: str) -> None:
@@ -115,21 +125,29 @@ async def close(websocket: WebSocket, name: str) -> None:
             await asyncio.wait_for(websocket.close(code.code, code.reason), 5)
 
 
-async def handshake(websocket: WebSocket, hub: Hub) -> Principal | None:
-    """The caller, from `?token=` or an `auth` frame within `auth_timeout_s`; else closed."""
+async def handshake(websocket: WebSocket, hub: Hub) -> tuple[Credential, int] | None:
+    """The caller, from `?token=` or an `auth` frame within `auth_timeout_s`; else closed.
+    With it, the revocation watcher's position before the token was checked."""
     token = websocket.query_params.get("token")
     if token is None:
         token = await _auth_frame(websocket, hub.settings.auth_timeout_s)
         if token is None:
             return None
+    mark = hub.revocations.position
     try:
-        principal = await hub.authenticate(token)
+        credential = await hub.credential(token)
     except EdgeError as error:
         await _send(websocket, Error(code=error.code, message=error.message).encode())
         await close(websocket, "bad_token")
         return None
-    await _send(websocket, Ready(user_id=principal.user_id, position=hub.head).encode())
-    return principal
+    await _send(websocket, Ready(user_id=credential.principal.user_id, position=hub.head,
+                                 expires_at=_epoch(credential)).encode())
+    return credential, mark
+
+
+def _epoch(credential: Credential) -> int | None:
+    exp = credential.expires_at
+    return None if exp is None else int(exp)
 
 
 async def _auth_frame(websocket: WebSocket, timeout: float) -> str | None:
@@ -171,21 +189,68 @@ async def _send(websocket: WebSocket, text: str) -> None:
 
 
 class Session:
-    """One authenticated connection: its outbox, its subscriptions, its three tasks."""
+    """One authenticated connection: its outbox, its subscriptions, its three tasks,
+    its credential and the timer that ends the session at the credential's `exp`."""
 
-    def __init__(self, websocket: WebSocket, hub: Hub, principal: Principal,
-                 send: Send | None = None) -> None:
+    def __init__(self, websocket: WebSocket, hub: Hub, credential: Credential,
+                 send: Send | None = None, *, revocations_since: int | None = None) -> None:
         self.websocket = websocket
         self.send = send or websocket.send
         self.hub = hub
-        self.principal = principal
         self.settings = hub.settings
         self.outbox = Outbox(hub.settings.queue_bytes)
         self.subscriptions: dict[str, Subscription] = {}
         self.last_heard = asyncio.get_running_loop().time()
         self.bad_frames = 0  # in a row
+        self.credential = credential
+        self._since = hub.revocations.position if revocations_since is None \
+            else revocations_since
+        self._expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def principal(self) -> Principal:
+        return self.credential.principal
+
+    # -- the credential --------------------------------------------------------------
+    def _hold(self, credential: Credential, since: int) -> None:
+        """Run on `credential` from now on: watch its revocation, arm its expiry."""
+        self._release()
+        self.credential = credential
+        if credential.token_id is not None:
+            self.hub.revocations.watch(credential.token_id, self.outbox, since)
+        self._arm()
+
+    def _release(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self.credential.token_id is not None:
+            self.hub.revocations.unwatch(self.credential.token_id, self.outbox)
+
+    def _arm(self) -> None:
+        exp = self.credential.expires_at
+        if exp is None or self.outbox.closed:
+            return
+        # A timer on the loop's monotonic clock, checked against the wall clock `exp` is
+        # on when it fires (re-armed if it fired early or the clock was set back).
+        self._expiry = asyncio.get_running_loop().call_later(
+            max(exp - time.time(), 0.0), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if self.credential.expired():
+            self.outbox.kill("token_expired")
+        else:
+            self._arm()
 
     async def run(self) -> None:
+        self._hold(self.credential, self._since)
+        try:
+            await self._run()
+        finally:
+            self._release()
+
+    async def _run(self) -> None:
         tasks: list[asyncio.Future[Any]] = [
             asyncio.create_task(self._read(), name="ws-reader"),
             asyncio.create_task(self._write(), name="ws-writer"),
@@ -276,9 +341,32 @@ class Session:
         elif isinstance(frame, Pong):
             return
         elif isinstance(frame, Auth):
-            await self._error("bad_request", "already authenticated")
+            await self._reauthenticate(frame.token)
+
+    async def _reauthenticate(self, token: str) -> None:
+        """A fresh token of the session's user replaces the credential (extends it)."""
+        mark = self.hub.revocations.position
+        try:
+            credential = await self.hub.credential(token)
+        except EdgeError as error:
+            # The session keeps its current credential (and ends with it).
+            await self._error(error.code, error.message)
+            return
+        user = self.credential.principal.user_id
+        if credential.principal.user_id != user:
+            owner = "the bare service key" if user is None else f"user {user}"
+            await self._error("user_mismatch", f"this connection belongs to {owner}; a "
+                              "token of another user is refused: open another connection")
+            return
+        self._hold(credential, mark)
+        await self.outbox.put(Authenticated(user_id=user,
+                                            expires_at=_epoch(credential)).encode())
 
     async def _subscribe(self, frame: Subscribe) -> None:
+        ended = await self.hub.recheck(self.credential)
+        if ended is not None:
+            self.outbox.kill(ended)  # closed 4401: the credential no longer holds
+            return
         self._drop(frame.topic)  # subscribing again starts over
         if len(self.subscriptions) >= self.settings.max_subscriptions:
             await self._error("too_many_subscriptions",
