@@ -3,6 +3,11 @@
 A member carries its generation's primary location and thumbnail, so a
 primary change of a generation re-renders every shot that holds it (the view
 keeps `generation → shots` from its own `generation_ids` column).
+
+A deleted generation leaves its shots (seed: its membership rows go with it):
+its members are not listed and not counted, and come back when it is restored.
+The memberships stay in the `Shot` aggregate, and `generation_ids` keeps every
+member's generation, deleted or not, so a restore finds the shots again.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ COLUMNS = ("id", "project_id", "name", "position", "aspect_ratio", "settings", "
 JSON_COLUMNS = frozenset({"settings", "members"})
 SHOT_EVENTS = (Shot.Created, Shot.Updated, Shot.MemberAdded, Shot.MemberRemoved,
                Shot.FramesSet, Shot.Deleted, Shot.Restored)
-MEDIA_EVENTS = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.VariantDeleted)
+MEDIA_EVENTS = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.VariantDeleted,
+                Generation.Deleted, Generation.Restored)
 
 
 def _member_constants(m: Any) -> tuple[str, str]:
@@ -35,9 +41,13 @@ def _member_constants(m: Any) -> tuple[str, str]:
 
 def render(shot: Shot, aggregates: AggregateCache, position: int) -> Row:
     members = []
-    rank = 0
+    rank = unpositioned = 0
     for m in shot.ordered_members():
         g = aggregates.current(m.generation_id)
+        if isinstance(g, Generation) and g.deleted:
+            continue
+        if m.timeline_frame is None and not m.is_video:
+            unpositioned += 1
         primary = g.primary if isinstance(g, Generation) else None
         member_id, generation_id = memo(m, _member_constants)
         members.append({
@@ -59,9 +69,9 @@ def render(shot: Shot, aggregates: AggregateCache, position: int) -> Row:
         "aspect_ratio": shot.aspect_ratio,
         "settings": shot.settings,
         "members": members,
-        "generation_ids": sorted({m["generation_id"] for m in members}),
+        "generation_ids": sorted({memo(m, _member_constants)[1] for m in shot.members}),
         "member_count": len(members),
-        "unpositioned_count": shot.unpositioned_count,
+        "unpositioned_count": unpositioned,
         "deleted": shot.deleted,
         "created_at": iso(shot.created_on),
         "updated_at": iso(shot.modified_on),

@@ -191,6 +191,8 @@ class CatalogServices(ServiceBase):
             copy = Shot.start(project.id, f"{source.name} (copy)", project.take_shot_position(),
                               source.aspect_ratio, source.settings)
             for m in source.copyable_members():
+                if self.generation(m.generation_id).deleted:
+                    continue  # a deleted generation has left the shot
                 copy.add(uuid4(), m.generation_id, m.media_type, frame=m.timeline_frame,
                          metadata=m.metadata)
             return [project, copy], {"shot_id": str(copy.id)}
@@ -267,6 +269,28 @@ class CatalogServices(ServiceBase):
             for child in children:
                 if not child.deleted:
                     child.delete()
+            return [generation, *children], {"generation_id": str(generation.id)}
+        return self._command(meta, decide)
+
+    def restore_generation(self, generation_id: object, user_id: str | None,
+                           meta: CommandMeta | None = None) -> Result:
+        """Undo a soft delete; a composite video's children come back with it, and so do
+        its shot memberships (they were hidden, never removed). A child comes back only
+        with its parent, and nothing comes back into a deleted project."""
+        def decide() -> Any:
+            generation = self.generation(generation_id, user_id)
+            self.live_project(generation.project_id)
+            if generation.parent_generation_id is not None and generation.deleted:
+                parent = self.generation(generation.parent_generation_id)
+                if parent.deleted:
+                    raise ValidationError(
+                        f"generation {generation.id} is a child of deleted generation "
+                        f"{parent.id}: restore the parent")
+            generation.restore()
+            children = [self.generation(c) for c in generation.children.values()]
+            for child in children:
+                if child.deleted:
+                    child.restore()
             return [generation, *children], {"generation_id": str(generation.id)}
         return self._command(meta, decide)
 

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain.catalogue import FAMILIES
-from domain.errors import InvalidParamsError
+from domain.errors import GenerationNotFoundError, InvalidParamsError
 from domain.generation import Generation
 from domain.metadata import CommandMeta
 from domain.project import Project
@@ -94,7 +94,12 @@ class OrchestrationServices(TaskLifecycle):
         def sources(batch: Batch, project: Project) -> list[Source]:
             if shot_id is not None:
                 shot = self._shot_in(batch, shot_id, project.id)
-                ids: Sequence[object] = [m.generation_id for m in shot.positioned_images()]
+                # A deleted generation has left its shots (the memberships come
+                # back with a restore): the run travels through the live ones.
+                ids: Sequence[object] = [
+                    m.generation_id for m in shot.positioned_images()
+                    if not batch.load(m.generation_id, Generation,
+                                      GenerationNotFoundError).deleted]
                 return self._sources(batch, project, ids, None, "image")
             return self._sources(batch, project, image_generation_ids, image_urls, "image")
         extra = {"shot_id": str(shot_id)} if shot_id is not None else {}

@@ -108,9 +108,13 @@ async def read(call: Call, views: tuple[str, ...], fn: Any, *args: Any,
 
 
 def _owned(call: Call, project_id: Any, kind: type[Exception], ident: Any) -> None:
-    """Another user's rows answer 404, exactly like ids that do not exist."""
+    """Another user's rows answer 404, exactly like ids that do not exist; so do the
+    shots and generations of a deleted project (they come back with its restore)."""
     user = call.user
-    if user is not None and call.studio.owner_of(UUID(str(project_id))) != user:
+    project = UUID(str(project_id))
+    if user is not None and call.studio.owner_of(project) != user:
+        raise kind(ident)
+    if call.studio.project(project).deleted:
         raise kind(ident)
 
 

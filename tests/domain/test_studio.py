@@ -155,6 +155,37 @@ def test_deleting_a_parent_generation_deletes_its_children(studio: Studio) -> No
     assert studio.generation(child.id).deleted
 
 
+def test_restoring_a_parent_generation_restores_its_children(studio: Studio) -> None:
+    from domain.errors import GenerationNotFoundError, ProjectNotFoundError, ValidationError
+    from domain.generation import Generation
+
+    owner = user()
+    project_id = uuid.UUID(project_of(studio, owner))
+    parent = Generation.start(project_id, "video", datetime.now(UTC))
+    children = [Generation.start(project_id, "video", datetime.now(UTC),
+                                 parent_generation_id=parent.id, child_order=i)
+                for i in range(2)]
+    for i, child in enumerate(children):
+        parent.add_child(child.id, i)
+    studio.save(parent, *children)
+    studio.delete_generation(parent.id, owner)
+    with pytest.raises(ValidationError):  # a child comes back only with its parent
+        studio.restore_generation(children[0].id, owner)
+    with pytest.raises(GenerationNotFoundError):
+        studio.restore_generation(parent.id, "someone-else")
+    studio.restore_generation(parent.id, owner)
+    assert not any(studio.generation(g.id).deleted for g in [parent, *children])
+    with pytest.raises(ValidationError):  # not deleted
+        studio.restore_generation(parent.id, owner)
+    studio.delete_generation(parent.id, owner)
+    studio.delete_project(project_id, owner)
+    with pytest.raises(ProjectNotFoundError):  # nothing comes back into a deleted project
+        studio.restore_generation(parent.id, owner)
+    studio.restore_project(project_id, owner)
+    studio.restore_generation(parent.id, owner)
+    assert not studio.generation(children[1].id).deleted
+
+
 @pytest.mark.parametrize("attempt", [
     lambda s, o, p: s.create_project(o, "   "),
     lambda s, o, p: s.create_shot(p, o, ""),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from domain.errors import InvalidTransitionError, ValidationError
+from domain.errors import InvalidParamsError, InvalidTransitionError, ValidationError
 from domain.generation import Generation
 from domain.shot import Shot
 from domain.studio import Studio
@@ -246,6 +246,26 @@ def test_a_finished_travel_completes_its_orchestrator_billed_once_on_its_childre
     expected = Decimal("0.0278") * sum(c.billable_seconds() or 0 for c in children)
     assert orchestrator.cost == expected.quantize(Decimal("0.001"))
     assert balance(studio, owner) == before - orchestrator.cost
+
+
+def test_a_travel_over_a_shot_leaves_out_its_deleted_generations(studio: Studio) -> None:
+    owner, project_id = funded(studio)
+    shot_id = studio.create_shot(project_id, owner, "Travel")["shot_id"]
+    images = [image(studio, project_id, owner) for _ in range(3)]
+    for ident in images:
+        studio.add_to_shot(shot_id, owner, ident)
+    studio.delete_generation(images[1], owner)
+    made = studio.create_travel(project_id, owner, shot_id=shot_id,
+                                params={"base_prompts": ["go"]})
+    segment = task(studio, made["segment_task_ids"][0])
+    assert len(made["segment_task_ids"]) == 1
+    assert (segment.params["start_generation_id"], segment.params["end_generation_id"]) == (
+        images[0], images[2])
+    studio.delete_generation(images[2], owner)
+    with pytest.raises(InvalidParamsError):
+        studio.create_travel(project_id, owner, shot_id=shot_id, params={"base_prompts": ["go"]})
+    copy = studio.duplicate_shot(shot_id, owner)["shot_id"]
+    assert [str(m.generation_id) for m in studio.shot(copy).members] == [images[0]]
 
 
 def test_a_travel_over_two_images_is_one_segment_whose_result_is_the_parents(

@@ -59,3 +59,24 @@ def test_deleted_shots_are_hidden_and_come_back_when_restored(
     app.restore_shot(shot, None)
     catch_up(app, database, schema)
     assert [s["id"] for s in shots_of_project(conn, project_id)] == [shot]
+
+
+def test_a_deleted_generation_leaves_its_shots_and_comes_back_when_restored(
+        app, database, schema, conn, project_id):
+    a = app.create_generation(project_id, None, "a.png")["generation_id"]
+    b = app.create_generation(project_id, None, "b.png")["generation_id"]
+    shot = app.create_shot(project_id, None, "S", generation_id=a)["shot_id"]
+    app.add_to_shot(shot, None, b)
+    app.add_to_shot(shot, None, b, with_position=False)
+    catch_up(app, database, schema)
+    app.delete_generation(b, None)
+    catch_up(app, database, schema)
+    row = shot_row(conn, shot)
+    assert [m["generation_id"] for m in row["members"]] == [a]
+    assert (row["member_count"], row["unpositioned_count"]) == (1, 0)
+    app.restore_generation(b, None)
+    catch_up(app, database, schema)
+    row = shot_row(conn, shot)
+    assert [(m["generation_id"], m["position"]) for m in row["members"]] == [
+        (a, 0), (b, 1), (b, None)]
+    assert (row["member_count"], row["unpositioned_count"]) == (3, 1)
