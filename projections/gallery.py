@@ -143,6 +143,9 @@ class GalleryView(View):
             # jsonb_ops, not jsonb_path_ops: "in shot S" is a key-existence test
             # (`shot_data ? S`), which path_ops cannot answer from the index.
             f'CREATE INDEX IF NOT EXISTS "{t}_shots" ON "{t}" USING gin (shot_data)',
+            # The bin (`deleted=true` listings): few rows, its own small index.
+            f'CREATE INDEX IF NOT EXISTS "{t}_deleted" ON "{t}" '
+            f"(project_id, created_at DESC, id DESC) WHERE deleted AND NOT is_child",
             f'CREATE INDEX IF NOT EXISTS "{t}_based_on" ON "{t}" (based_on) '
             f"WHERE based_on IS NOT NULL",
             f'CREATE INDEX IF NOT EXISTS "{t}_parent" ON "{t}" '
@@ -258,15 +261,18 @@ def gallery_page(conn: psycopg.Connection[Any], project_id: UUID | str, *, limit
                  cursor: str | None = None, starred: bool | None = None,
                  media_type: str | None = None, tool_type: str | None = None,
                  in_shot: UUID | str | None = None, in_no_shot: bool = False,
-                 unpositioned_in_shot: UUID | str | None = None) -> dict[str, Any]:
+                 unpositioned_in_shot: UUID | str | None = None,
+                 deleted: bool = False) -> dict[str, Any]:
     """One page of a project's gallery, newest first (created_at desc, id desc).
 
-    Children and deleted generations are hidden. Returns `{"items": [row…],
+    Children and deleted generations are hidden; with `deleted`, only the deleted
+    (top-level) generations are listed, for a restore. Returns `{"items": [row…],
     "next_cursor": str | None}`; pass `next_cursor` back as `cursor` for the
     next page (keyset: stable while new generations arrive).
     """
     limit = max(1, min(int(limit), PAGE_MAX))
-    where = ["project_id = %(project)s", "NOT is_child", "NOT deleted"]
+    where = ["project_id = %(project)s", "NOT is_child",
+             "deleted" if deleted else "NOT deleted"]
     params: dict[str, Any] = {"project": str(project_id), "limit": limit + 1}
     if starred is not None:
         where.append("starred" if starred else "NOT starred")

@@ -67,11 +67,14 @@ class ProjectsView(View):
         return bool(self.pending)
 
 
-def projects_of(conn: psycopg.Connection[Any], owner_id: str) -> list[Row]:
-    """A user's live projects, oldest first."""
+def projects_of(conn: psycopg.Connection[Any], owner_id: str, *,
+                deleted: bool = False) -> list[Row]:
+    """A user's live projects, oldest first; with `deleted`, the deleted ones instead,
+    most recently deleted first."""
+    order = "updated_at DESC, id" if deleted else "created_at, id"
     rows = conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM projects WHERE owner_id = %s AND NOT deleted "
-        "ORDER BY created_at, id", (owner_id,)).fetchall()
+        f"SELECT {', '.join(COLUMNS)} FROM projects WHERE owner_id = %s AND "
+        f"{'' if deleted else 'NOT '}deleted ORDER BY {order}", (owner_id,)).fetchall()
     return [jsonable_row(r) for r in rows]
 
 

@@ -54,6 +54,11 @@ class Query(BaseModel):
 
 
 # -- projects -----------------------------------------------------------------
+class ProjectList(Query):
+    deleted: bool = Field(False, description="true: the caller's deleted projects (to "
+                                             "restore), newest deletion first")
+
+
 class ProjectCreate(Body):
     name: Name
     aspect_ratio: str | None = Field(None, max_length=20)
@@ -110,6 +115,8 @@ class GenerationList(Query):
                                      description="true: only generations in no shot")
     unpositioned_in_shot: UUID | None = Field(
         None, validation_alias=alias("unpositionedInShot", "unpositioned_in_shot"))
+    deleted: bool = Field(False, description="true: the project's deleted generations (to "
+                                             "restore), newest first; other filters apply")
     cursor: str | None = Field(None, max_length=500)
     limit: int = Field(50, ge=1, le=200)
 

@@ -45,6 +45,14 @@ async def delete_generation(call: Call) -> Reply:
                                   meta=call.meta()))
 
 
+async def restore_generation(call: Call) -> Reply:
+    """`restore_generation`: a composite's children and the shot memberships come back;
+    422 when not deleted, when a child's parent is still deleted; 404 in a deleted
+    project."""
+    return written(await call.run(call.studio.restore_generation, call.path["id"], call.user,
+                                  meta=call.meta()))
+
+
 async def list_variants(call: Call) -> Reply:
     return Reply(await reads.variants(call, call.path["id"]))
 
@@ -70,7 +78,8 @@ async def delete_variant(call: Call) -> Reply:
 
 ENDPOINTS = [
     Endpoint("GET", "/api/generations", list_generations, "The gallery of a project, newest "
-             "first, filtered, in keyset pages", "generations", query=m.GenerationList,
+             "first, filtered, in keyset pages (?deleted=true: its deleted generations)",
+             "generations", query=m.GenerationList,
              response=m.GenerationPage),
     Endpoint("POST", "/api/generations", create_generation, "An upload: a generation with an "
              "original primary variant", "generations", body=m.GenerationCreate,
@@ -81,6 +90,9 @@ ENDPOINTS = [
              "generations", body=m.GenerationPatch, response=m.Written),
     Endpoint("DELETE", "/api/generations/{id}", delete_generation, "Soft-delete (children go "
              "too)", "generations", response=m.Written),
+    Endpoint("POST", "/api/generations/{id}/restore", restore_generation, "Restore a deleted "
+             "generation (its children and shot memberships come back)", "generations",
+             response=m.Written),
     Endpoint("GET", "/api/generations/{id}/variants", list_variants, "Variants of a "
              "generation", "generations", query=m.Query, response=list[m.Variant]),
     Endpoint("POST", "/api/generations/{id}/variants", add_variant, "Add a variant",

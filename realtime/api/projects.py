@@ -1,4 +1,5 @@
-"""Projects: list (a first listing makes the "Default Project"), create, read, update, delete."""
+"""Projects: list (a first listing makes the "Default Project"), create, read, update,
+delete, restore; `?deleted=true` lists the deleted ones."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from realtime.api.base import Call, Endpoint, Reply, written
 
 async def list_projects(call: Call) -> Reply:
     user = call.principal.require_user()
+    query: m.ProjectList = call.query
+    if query.deleted:
+        return Reply(await reads.projects(call, user, deleted=True))
     projects = await reads.projects(call, user)
     if not projects:
         result = await call.run(call.studio.create_default_project, user)
@@ -45,9 +49,18 @@ async def delete_project(call: Call) -> Reply:
     return written(result)
 
 
+async def restore_project(call: Call) -> Reply:
+    """`Project.restore` (soft delete undone; refused with 422 when the project is not
+    deleted): its shots and generations answer again."""
+    result = await call.run(call.studio.restore_project, call.path["id"], call.user,
+                            meta=call.meta())
+    return written(result)
+
+
 ENDPOINTS = [
     Endpoint("GET", "/api/projects", list_projects, "The caller's projects (a first listing "
-             "creates \"Default Project\")", "projects", query=m.Query,
+             "creates \"Default Project\"); ?deleted=true: the deleted ones", "projects",
+             query=m.ProjectList,
              response=list[m.Project]),
     Endpoint("POST", "/api/projects", create_project, "Create a project", "projects",
              body=m.ProjectCreate, response=m.Written, status=201),
@@ -57,4 +70,6 @@ ENDPOINTS = [
              "projects", body=m.ProjectUpdate, response=m.Written),
     Endpoint("DELETE", "/api/projects/{id}", delete_project, "Soft-delete a project",
              "projects", response=m.Written),
+    Endpoint("POST", "/api/projects/{id}/restore", restore_project, "Restore a deleted "
+             "project", "projects", response=m.Written),
 ]

@@ -158,7 +158,8 @@ async def generations(call: Call, query: Any) -> Row:
     page = await read(call, ("gallery",), partial(
         _page, gallery_page, query.project_id, limit=query.limit, cursor=query.cursor,
         starred=query.starred, media_type=query.type, in_shot=query.shot_id,
-        in_no_shot=bool(query.not_in_shot), unpositioned_in_shot=query.unpositioned_in_shot))
+        in_no_shot=bool(query.not_in_shot), unpositioned_in_shot=query.unpositioned_in_shot,
+        deleted=query.deleted))
     return {"items": [_generation_out(r) for r in page["items"]],
             "next_cursor": page["next_cursor"]}
 
@@ -189,11 +190,12 @@ async def variants(call: Call, generation_id: UUID) -> list[Row]:
 
 
 # -- projects, tasks, credits -----------------------------------------------------
-async def projects(call: Call, user_id: str, at_least: int | None = None) -> list[Row]:
+async def projects(call: Call, user_id: str, at_least: int | None = None, *,
+                   deleted: bool = False) -> list[Row]:
     from projections.projects import projects_of
 
-    return await read(call, ("projects",), projects_of, user_id,  # type: ignore[no-any-return]
-                      at_least=at_least)
+    return await read(call, ("projects",),  # type: ignore[no-any-return]
+                      partial(projects_of, deleted=deleted), user_id, at_least=at_least)
 
 
 async def project(call: Call, project_id: UUID) -> Row:

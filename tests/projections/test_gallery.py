@@ -130,3 +130,27 @@ def test_keyset_pages_stay_stable_while_new_generations_arrive(
 def test_a_forged_cursor_is_refused(conn, project_id):
     with pytest.raises(InvalidCursorError):
         gallery_page(conn, project_id, cursor="bm90LWEtY3Vyc29y")
+
+
+def test_the_bin_lists_deleted_generations_and_a_restore_takes_them_out(
+        app, database, schema, conn, project_id):
+    from projections.projects import project_row, projects_of
+
+    a = app.create_generation(project_id, None, "a.png")["generation_id"]
+    b = app.create_generation(project_id, None, "b.png")["generation_id"]
+    app.delete_generation(a, None)
+    catch_up(app, database, schema)
+    assert ids(gallery_page(conn, project_id, deleted=True)) == [a]
+    assert ids(gallery_page(conn, project_id)) == [b]
+    app.restore_generation(a, None)
+    owner = project_row(conn, project_id)["owner_id"]
+    app.delete_project(project_id, owner)
+    catch_up(app, database, schema)
+    assert ids(gallery_page(conn, project_id, deleted=True)) == []
+    assert ids(gallery_page(conn, project_id)) == [b, a]
+    assert [p["id"] for p in projects_of(conn, owner, deleted=True)] == [project_id]
+    assert projects_of(conn, owner) == []
+    app.restore_project(project_id, owner)
+    catch_up(app, database, schema)
+    assert projects_of(conn, owner, deleted=True) == []
+    assert [p["id"] for p in projects_of(conn, owner)] == [project_id]

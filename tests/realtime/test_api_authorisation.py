@@ -29,6 +29,7 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
         ("GET", "/api/projects/{id}"): {"url": f"/api/projects/{p}"},
         ("PUT", "/api/projects/{id}"): {"url": f"/api/projects/{p}", "json": {"name": "X"}},
         ("DELETE", "/api/projects/{id}"): {"url": f"/api/projects/{p}"},
+        ("POST", "/api/projects/{id}/restore"): {"url": f"/api/projects/{p}/restore"},
         ("GET", "/api/shots"): {"url": f"/api/shots?projectId={p}"},
         ("POST", "/api/shots"): {"url": "/api/shots", "json": {"project_id": p, "name": "X"}},
         ("POST", "/api/shots/shot_generations"): {
@@ -50,6 +51,7 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
         ("PATCH", "/api/generations/{id}"): {"url": f"/api/generations/{g}",
                                              "json": {"starred": True}},
         ("DELETE", "/api/generations/{id}"): {"url": f"/api/generations/{g}"},
+        ("POST", "/api/generations/{id}/restore"): {"url": f"/api/generations/{g}/restore"},
         ("GET", "/api/generations/{id}/variants"): {"url": f"/api/generations/{g}/variants"},
         ("POST", "/api/generations/{id}/variants"): {
             "url": f"/api/generations/{g}/variants", "json": {"location": "/m/y.png"}},

@@ -61,3 +61,65 @@ def test_a_deleted_projects_shots_generations_and_variants_answer_404(server: Se
                  f"/api/generations/{g}/variants", f"/api/shots?projectId={pid}",
                  f"/api/generations?projectId={pid}"):
         error_of(at(alice, path, deleted), 404)
+
+
+def test_a_deleted_project_is_listed_in_the_bin_and_restored_with_everything_in_it(
+        server: Server) -> None:
+    alice = server.user()
+    pid = project(alice, "Bin")
+    shot, (g,) = shot_with(alice, pid, 1)
+    deleted = alice.delete(f"/api/projects/{pid}")
+    ok(deleted)
+    binned = ok(at(alice, "/api/projects?deleted=true", deleted))
+    assert [p["id"] for p in binned] == [pid]
+    assert pid not in {p["id"] for p in ok(at(alice, "/api/projects", deleted))}
+    error_of(server.user().post(f"/api/projects/{pid}/restore"), 404)
+    restored = alice.post(f"/api/projects/{pid}/restore")
+    assert ok(restored)["project_id"] == pid
+    assert ok(at(alice, f"/api/projects/{pid}", restored))["name"] == "Bin"
+    assert ok(at(alice, "/api/projects?deleted=true", restored)) == []
+    assert [m["generation_id"] for m in ok(at(alice, f"/api/shots/{shot}", restored))[
+        "images"]] == [g]
+    assert ok(at(alice, f"/api/generations/{g}", restored))["id"] == g
+    error_of(alice.post(f"/api/projects/{pid}/restore"), 422)  # not deleted
+
+
+def test_a_deleted_generation_is_listed_in_the_bin_and_restored_into_its_shots(
+        server: Server) -> None:
+    alice = server.user()
+    pid = project(alice)
+    shot, (a, b) = shot_with(alice, pid, 2)
+    deleted = alice.delete(f"/api/generations/{a}")
+    ok(deleted)
+    binned = ok(at(alice, f"/api/generations?projectId={pid}&deleted=true", deleted))
+    assert [g["id"] for g in binned["items"]] == [a] and binned["items"][0]["deleted"]
+    gallery = ok(at(alice, f"/api/generations?projectId={pid}", deleted))
+    assert [g["id"] for g in gallery["items"]] == [b]
+    error_of(alice.get(f"/api/generations/{a}"), 404)
+    restored = alice.post(f"/api/generations/{a}/restore")
+    assert ok(restored)["generation_id"] == a
+    read = ok(at(alice, f"/api/shots/{shot}", restored))
+    assert [(m["generation_id"], m["position"]) for m in read["images"]] == [(a, 0), (b, 1)]
+    assert ok(at(alice, f"/api/generations/{a}", restored))["deleted"] is False
+    assert ok(at(alice, f"/api/generations?projectId={pid}&deleted=true", restored))[
+        "items"] == []
+    error_of(alice.post(f"/api/generations/{a}/restore"), 422)  # not deleted
+    bob = server.user()
+    error_of(bob.get(f"/api/generations?projectId={pid}&deleted=true"), 404)
+    assert ok(bob.get("/api/projects?deleted=true")) == []
+
+
+def test_a_generation_in_a_deleted_project_is_restored_only_with_the_project(
+        server: Server) -> None:
+    alice = server.user()
+    pid = project(alice)
+    g = image(alice, pid)
+    ok(alice.delete(f"/api/generations/{g}"))
+    ok(alice.delete(f"/api/projects/{pid}"))
+    error_of(alice.post(f"/api/generations/{g}/restore"), 404)
+    error_of(alice.get(f"/api/generations?projectId={pid}&deleted=true"), 404)
+    ok(alice.post(f"/api/projects/{pid}/restore"))
+    restored = alice.post(f"/api/generations/{g}/restore")
+    ok(restored)
+    assert [x["id"] for x in ok(at(alice, f"/api/generations?projectId={pid}", restored))[
+        "items"]] == [g]
