@@ -27,6 +27,12 @@ class NegativeFrameError(ValidationError):
     code = "negative_frame"
 
 
+class ShotOrderError(ValidationError):
+    """A shot order that is not every live shot of the project exactly once."""
+
+    code = "invalid_shot_order"
+
+
 class InvalidParamsError(ValidationError):
     code = "invalid_params"
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import EmptyNameError, ValidationError
+from domain.errors import EmptyNameError, ShotOrderError, ValidationError
 from domain.softdelete import SoftDeletable
 
 DEFAULT_PROJECT_NAME = "Default Project"
@@ -53,7 +54,20 @@ class Project(SoftDeletable, Aggregate):
 
     class ShotPlaced(Aggregate.Event):
         TOPIC = "darkroom.project.shot_placed"
+        class_version = 2
         position: int
+        shot_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 did not name the shot."""
+            state.setdefault("shot_id", None)
+
+    class ShotsOrdered(Aggregate.Event):
+        """The project's live shots were given positions 0..n-1 in this order."""
+
+        TOPIC = "darkroom.project.shots_ordered"
+        shot_ids: list[UUID]
 
     class Deleted(Aggregate.Event):
         TOPIC = "darkroom.project.deleted"
@@ -70,6 +84,7 @@ class Project(SoftDeletable, Aggregate):
         self.settings = settings
         self.deleted = False
         self.shots_placed = 0
+        self.shot_ids: list[UUID] = []
 
     @classmethod
     def start(cls, owner_id: str, name: str, aspect_ratio: str = "16:9",
@@ -93,16 +108,44 @@ class Project(SoftDeletable, Aggregate):
         self.aspect_ratio = aspect_ratio
         self.settings = settings
 
-    def take_shot_position(self) -> int:
+    def take_shot_position(self, shot_id: UUID | None = None) -> int:
         """The position of a new shot: after every shot placed so far."""
         self.ensure_live()
         position = self.shots_placed
-        self._shot_placed(position=position)
+        self._shot_placed(position=position, shot_id=shot_id)
         return position
 
+    def order_shots(self, ordered: list[UUID], live: set[UUID]) -> None:
+        """Positions 0..n-1 in this order: every live shot of the project exactly once."""
+        self.ensure_live()
+        seen: set[UUID] = set()
+        for shot_id in ordered:
+            if shot_id in seen:
+                raise ShotOrderError(f"shot {shot_id} is listed more than once")
+            seen.add(shot_id)
+        unknown = [s for s in ordered if s not in live]
+        if unknown:
+            raise ShotOrderError(f"shot {unknown[0]} is not a live shot of project {self.id}")
+        missing = sorted(str(s) for s in live - seen)
+        if missing:
+            raise ShotOrderError(f"every live shot of the project is listed exactly once: "
+                                 f"missing {', '.join(missing)}")
+        self._shots_ordered(shot_ids=list(ordered))
+
+    @property
+    def known_shot_ids(self) -> list[UUID]:
+        """Shots placed with their id (version-1 placements did not record it)."""
+        return list(self.__dict__.get("shot_ids", ()))
+
     @event(ShotPlaced)
-    def _shot_placed(self, position: int) -> None:
+    def _shot_placed(self, position: int, shot_id: UUID | None) -> None:
         self.shots_placed = position + 1
+        if shot_id is not None:
+            self.shot_ids = [*self.known_shot_ids, shot_id]
+
+    @event(ShotsOrdered)
+    def _shots_ordered(self, shot_ids: list[UUID]) -> None:
+        pass
 
     @event(Deleted)
     def _deleted(self) -> None:

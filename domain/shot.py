@@ -82,6 +82,12 @@ class Shot(SoftDeletable, Aggregate):
         TOPIC = "darkroom.shot.frames_set"
         frames: dict[str, int | None]
 
+    class Placed(Aggregate.Event):
+        """A new position among the project's shots (the project's shots were reordered)."""
+
+        TOPIC = "darkroom.shot.placed"
+        position: int
+
     class Deleted(Aggregate.Event):
         TOPIC = "darkroom.shot.deleted"
 
@@ -157,6 +163,24 @@ class Shot(SoftDeletable, Aggregate):
         self.ensure_live()
         self._frames_set(frames={str(self.membership(membership_id).id): None})
 
+    def place(self, position: int) -> bool:
+        """Take this position among the project's shots; False when it already has it."""
+        self.ensure_live()
+        if position == self.position:
+            return False
+        self._placed(position=position)
+        return True
+
+    def member_for(self, ident: UUID) -> Membership:
+        """A membership by its id, else the earliest appearance of a generation."""
+        for m in self.members:
+            if m.id == ident:
+                return m
+        members = self.members_of(ident)
+        if not members:
+            raise MembershipNotFoundError(ident)
+        return members[0]
+
     def reorder(self, ordered_generation_ids: list[UUID]) -> None:
         """Frames 0, 50, 100… in the given order; a repeated id takes the next appearance."""
         self.ensure_live()
@@ -224,6 +248,10 @@ class Shot(SoftDeletable, Aggregate):
     def _frames_set(self, frames: dict[str, int | None]) -> None:
         self.members = [replace(m, timeline_frame=frames[str(m.id)]) if str(m.id) in frames
                         else m for m in self.members]
+
+    @event(Placed)
+    def _placed(self, position: int) -> None:
+        self.position = position
 
     @event(Deleted)
     def _deleted(self) -> None:

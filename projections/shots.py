@@ -30,7 +30,7 @@ COLUMNS = ("id", "project_id", "name", "position", "aspect_ratio", "settings", "
            "updated_at", "log_position")
 JSON_COLUMNS = frozenset({"settings", "members"})
 SHOT_EVENTS = (Shot.Created, Shot.Updated, Shot.MemberAdded, Shot.MemberRemoved,
-               Shot.FramesSet, Shot.Deleted, Shot.Restored)
+               Shot.FramesSet, Shot.Placed, Shot.Deleted, Shot.Restored)
 MEDIA_EVENTS = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.VariantDeleted,
                 Generation.Deleted, Generation.Restored)
 

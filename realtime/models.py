@@ -105,6 +105,20 @@ class ShotOrder(Body):
         max_length=10_000)
 
 
+class ShotMemberMove(Body):
+    """A timeline move: a frame ≥ 0, or `null` to take the image off the timeline."""
+
+    timeline_frame: int | None = Field(
+        ..., ge=0, le=10_000_000, validation_alias=alias("timeline_frame", "timelineFrame"),
+        description="the new frame; null takes the member off the timeline")
+
+
+class ProjectShotOrder(Body):
+    shot_ids: list[UUID] = Field(validation_alias=alias("shot_ids", "shotIds"),
+                                 max_length=10_000,
+                                 description="every live shot of the project, exactly once")
+
+
 # -- generations --------------------------------------------------------------
 class GenerationList(Query):
     project_id: UUID = Field(validation_alias=alias("projectId", "project_id"))
@@ -654,6 +668,18 @@ class Task(Out):
     project_id: UUID
     task_type: str
     status: str
+
+
+class ShotMemberMoved(Written):
+    shot_id: UUID
+    shot_generation_id: UUID
+    generation_id: UUID
+    timeline_frame: int | None = None
+
+
+class ShotsOrdered(Written):
+    project_id: UUID
+    shot_ids: list[UUID]
 
 
 class TaskListOut(Out):

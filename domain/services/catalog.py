@@ -113,8 +113,8 @@ class CatalogServices(ServiceBase):
         """A new shot placed last; with `generation_id`, that image at frame 0 (atomic)."""
         def decide() -> Any:
             project = self.live_project(project_id, user_id)
-            shot = Shot.start(project.id, name, project.take_shot_position(), aspect_ratio,
-                              settings)
+            shot = Shot.start(project.id, name, project.shots_placed, aspect_ratio, settings)
+            project.take_shot_position(shot.id)
             result: Result = {"shot_id": str(shot.id)}
             if generation_id is not None:
                 generation = self._member_generation(generation_id, project.id)
@@ -157,6 +157,47 @@ class CatalogServices(ServiceBase):
         member = as_uuid(membership_id, "shot_generation_id")
         return self._on_shot(shot_id, user_id, meta, lambda s: s.unposition(member))
 
+    def place_in_shot(self, shot_id: object, user_id: str | None, member_or_generation: object,
+                      frame: int | None, membership_only: bool = False,
+                      meta: CommandMeta | None = None) -> Result:
+        """Move a member to `frame` (None: off the timeline). The member is named by its
+        membership id, or (unless `membership_only`) by its generation's id: the earliest
+        appearance of that generation on the timeline."""
+        ident = as_uuid(member_or_generation, "shot_generation_id")
+
+        def decide() -> Any:
+            shot = self.shot(shot_id, user_id)
+            member = shot.membership(ident) if membership_only else shot.member_for(ident)
+            if frame is None:
+                shot.unposition(member.id)
+            else:
+                shot.move(member.id, frame)
+            return [shot], {"shot_id": str(shot.id), "shot_generation_id": str(member.id),
+                            "generation_id": str(member.generation_id),
+                            "timeline_frame": frame}
+        return self._command(meta, decide)
+
+    def order_shots(self, project_id: object, user_id: str | None, shot_ids: list[object],
+                    meta: CommandMeta | None = None) -> Result:
+        """Positions 0..n-1 for a project's shots in this order (every live shot once)."""
+        ordered = [as_uuid(s, "shot id") for s in shot_ids]
+
+        def decide() -> Any:
+            project = self.live_project(project_id, user_id)
+            shots: dict[UUID, Shot] = {}
+            for candidate in dict.fromkeys([*project.known_shot_ids, *ordered]):
+                try:
+                    shot = self.shot(candidate)
+                except ShotNotFoundError:
+                    continue
+                if shot.project_id == project.id and not shot.deleted:
+                    shots[shot.id] = shot
+            project.order_shots(ordered, set(shots))
+            moved = [shots[s] for i, s in enumerate(ordered) if shots[s].place(i)]
+            return [project, *moved], {"project_id": str(project.id),
+                                       "shot_ids": [str(s) for s in ordered]}
+        return self._command(meta, decide)
+
     def remove_from_shot(self, shot_id: object, user_id: str | None, generation_or_member: object,
                          meta: CommandMeta | None = None) -> Result:
         """Remove a membership by its id, or the earliest appearance of a generation."""
@@ -188,8 +229,9 @@ class CatalogServices(ServiceBase):
             source = self.shot(shot_id, user_id)
             source.ensure_live()
             project = self.live_project(source.project_id)
-            copy = Shot.start(project.id, f"{source.name} (copy)", project.take_shot_position(),
+            copy = Shot.start(project.id, f"{source.name} (copy)", project.shots_placed,
                               source.aspect_ratio, source.settings)
+            project.take_shot_position(copy.id)
             for m in source.copyable_members():
                 if self.generation(m.generation_id).deleted:
                     continue  # a deleted generation has left the shot

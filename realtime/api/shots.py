@@ -59,6 +59,28 @@ async def reorder(call: Call) -> Reply:
                                   body.ordered_generation_ids, meta=call.meta()))
 
 
+async def move_member(call: Call) -> Reply:
+    """By a generation id (its earliest appearance) or a membership id."""
+    body: m.ShotMemberMove = call.body
+    return written(await call.run(call.studio.place_in_shot, call.path["id"], call.user,
+                                  call.path["generation_id"], body.timeline_frame,
+                                  meta=call.meta()))
+
+
+async def move_membership(call: Call) -> Reply:
+    """One appearance by its own id (an image in a shot twice)."""
+    body: m.ShotMemberMove = call.body
+    return written(await call.run(call.studio.place_in_shot, call.path["id"], call.user,
+                                  call.path["membership_id"], body.timeline_frame,
+                                  membership_only=True, meta=call.meta()))
+
+
+async def order_project_shots(call: Call) -> Reply:
+    body: m.ProjectShotOrder = call.body
+    return written(await call.run(call.studio.order_shots, call.path["id"], call.user,
+                                  body.shot_ids, meta=call.meta()))
+
+
 async def remove_member(call: Call) -> Reply:
     return written(await call.run(call.studio.remove_from_shot, call.path["id"], call.user,
                                   call.path["generation_id"], meta=call.meta()))
@@ -86,6 +108,19 @@ ENDPOINTS = [
     Endpoint("PUT", "/api/shots/{id}/generations/order", reorder,
              "Frames 0, 50, 100… in the given order", "shots", body=m.ShotOrder,
              response=m.Written),
+    Endpoint("PATCH", "/api/shots/{id}/generations/{generation_id}", move_member,
+             "Move a generation on the shot's timeline (`timeline_frame`; null takes it off "
+             "the timeline). A generation id names its earliest appearance; a membership id "
+             "(`shot_generation_id`) names one appearance", "shots", body=m.ShotMemberMove,
+             response=m.ShotMemberMoved),
+    Endpoint("PATCH", "/api/shots/{id}/memberships/{membership_id}", move_membership,
+             "Move one membership (`shot_generation_id`) on the timeline: for an image that "
+             "is in the shot more than once", "shots", body=m.ShotMemberMove,
+             response=m.ShotMemberMoved),
+    Endpoint("PUT", "/api/projects/{id}/shots/order", order_project_shots,
+             "Reorder a project's shots: positions 0..n-1 in the given order; every live "
+             "shot of the project exactly once (else 422)", "shots", body=m.ProjectShotOrder,
+             response=m.ShotsOrdered),
     Endpoint("DELETE", "/api/shots/{id}/generations/{generation_id}", remove_member,
              "Remove a generation (or a membership id) from a shot", "shots",
              response=m.Written),

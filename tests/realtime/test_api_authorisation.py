@@ -44,6 +44,12 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
         ("DELETE", "/api/shots/{id}/generations/{generation_id}"): {
             "url": f"/api/shots/{s}/generations/{g}"},
         ("POST", "/api/shots/{id}/fix-spacing"): {"url": f"/api/shots/{s}/fix-spacing"},
+        ("PATCH", "/api/shots/{id}/generations/{generation_id}"): {
+            "url": f"/api/shots/{s}/generations/{g}", "json": {"timeline_frame": 7}},
+        ("PATCH", "/api/shots/{id}/memberships/{membership_id}"): {
+            "url": f"/api/shots/{s}/memberships/{g}", "json": {"timeline_frame": None}},
+        ("PUT", "/api/projects/{id}/shots/order"): {
+            "url": f"/api/projects/{p}/shots/order", "json": {"shot_ids": [s]}},
         ("GET", "/api/generations"): {"url": f"/api/generations?projectId={p}"},
         ("POST", "/api/generations"): {"url": "/api/generations", "json": {
             "project_id": p, "location": "/m/x.png"}},
