@@ -670,6 +670,33 @@ class Task(Out):
     status: str
 
 
+class TaskOutputs(Out):
+    output_location: str | None = None
+    thumbnail_url: str | None = None
+    result_data: Json | None = None
+
+
+class TaskTimings(Out):
+    created_at: str | None = None
+    started_at: str | None = None
+    processed_at: str | None = None
+    updated_at: str | None = None
+    duration_s: float | None = None
+
+
+class TaskDetails(Task):
+    """Everything the seed's task details modal shows (`params_summary` kept for older
+    clients)."""
+
+    params: Json
+    outputs: TaskOutputs
+    error_message: str | None = None
+    attempts: int
+    worker_id: str | None = None
+    timings: TaskTimings
+    cost: str | None = None
+
+
 class ShotMemberMoved(Written):
     shot_id: UUID
     shot_generation_id: UUID

@@ -21,10 +21,12 @@ from domain.catalogue import (
 from domain.claiming import Candidate, ineligibility, next_for_worker
 from domain.errors import (
     ConcurrencyConflictError,
+    GenerationNotFoundError,
     InsufficientCreditsError,
     InvalidParamsError,
     InvalidTransitionError,
     TaskNotClaimableError,
+    TaskNotFoundError,
     ValidationError,
 )
 from domain.metadata import CommandMeta
@@ -68,6 +70,33 @@ class TaskServices(TaskLifecycle):
     """`user_id` is the acting user (None: a trusted caller); `worker_id`, when given,
     must hold the running task it acts on, and belong to the caller's credential
     (`meta.credential`; another credential's worker is not found, see `liveness.py`)."""
+
+    def task(self, task_id: object, user_id: str | None = None) -> Task:
+        """A task (another user's answers not found, like one that does not exist)."""
+        task = self._load(task_id, Task, TaskNotFoundError)
+        if user_id is not None and task.owner_id != user_id:
+            raise TaskNotFoundError(task.id)
+        return task
+
+    def task_of_generation(self, generation_id: object, user_id: str | None = None) -> Task:
+        """The task that made a generation: the one it was created by (its first
+        `task_ids` entry), else the one that made its primary variant, else any variant's
+        `source_task_id`. A generation made by no task (an upload) has none: not found."""
+        generation = self.generation(generation_id, user_id)  # type: ignore[attr-defined]
+        if generation.deleted:
+            raise GenerationNotFoundError(generation.id)
+        candidates = list(generation.task_ids)
+        primary = generation.variants.get(generation.primary_variant_id)
+        if primary is not None and primary.source_task_id is not None:
+            candidates.append(primary.source_task_id)
+        candidates += [v.source_task_id for v in generation.variants.values()
+                       if v.source_task_id is not None]
+        for task_id in candidates:
+            try:
+                return self.task(task_id)
+            except TaskNotFoundError:
+                continue
+        raise TaskNotFoundError(f"of generation {generation.id}")
 
     def _own_worker(self, worker_id: str | None, meta: CommandMeta | None) -> None:
         require_own_worker(self._batch(), worker_id, credential_of(meta))

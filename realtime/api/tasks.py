@@ -106,8 +106,46 @@ async def list_tasks(call: Call) -> Reply:
     return Reply(await reads.tasks(call, query.project_id, query.status))
 
 
+def _iso(at: Any) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def details(row: dict[str, Any], task: Task) -> dict[str, Any]:
+    """The task details modal (seed 000 §3.3.2): the view's row (`params_summary` and
+    the flat fields older clients read) with the task's own state over it: full params,
+    outputs, error, attempts, worker, timings and cost."""
+    processed = task.processed_at
+    started = task.started_at
+    duration = (processed - started).total_seconds() if processed and started else None
+    timings = {"created_at": _iso(task.created_at), "started_at": _iso(started),
+               "processed_at": _iso(processed), "updated_at": _iso(task.modified_on),
+               "duration_s": duration}
+    cost = None if task.cost is None else str(task.cost)
+    return {
+        **row,
+        "status": task.status, "attempts": task.attempts, "worker_id": task.worker_id,
+        "error": task.error_message, "output_location": task.output_location,
+        "thumbnail_url": task.thumbnail_url, "cost": cost,
+        "started_at": timings["started_at"], "processed_at": timings["processed_at"],
+        "params": task.params,
+        "outputs": {"output_location": task.output_location,
+                    "thumbnail_url": task.thumbnail_url, "result_data": task.result_data},
+        "error_message": task.error_message,
+        "timings": timings,
+        "child_task_ids": [str(t) for t in task.child_task_ids],
+    }
+
+
 async def get_task(call: Call) -> Reply:
-    return Reply(await reads.task(call, call.path["id"]))
+    row = await reads.task(call, call.path["id"])
+    task = await call.run(call.studio.task, call.path["id"], call.user)
+    return Reply(details(row, task))
+
+
+async def generation_task(call: Call) -> Reply:
+    task = await call.run(call.studio.task_of_generation, call.path["id"], call.user)
+    row = await reads.task(call, task.id)
+    return Reply(details(row, task))
 
 
 async def cancel(call: Call) -> Reply:
@@ -154,8 +192,12 @@ ENDPOINTS = [
              "tasks", query=m.TaskList, response=list[m.Task]),
     Endpoint("POST", "/api/tasks/cancel-pending", cancel_pending, "Cancel every Queued task "
              "of a project", "tasks", body=m.CancelPending, response=m.Cancelled),
-    Endpoint("GET", "/api/tasks/{id}", get_task, "One task", "tasks", query=m.Query,
-             response=m.Task),
+    Endpoint("GET", "/api/tasks/{id}", get_task, "One task with its details: full params, "
+             "outputs (`output_location`, `thumbnail_url`, `result_data`), error, attempts, "
+             "worker, timings and cost", "tasks", query=m.Query, response=m.TaskDetails),
+    Endpoint("GET", "/api/generations/{id}/task", generation_task, "The task that made a "
+             "generation, with its details (404 when no task made it, e.g. an upload)",
+             "tasks", query=m.Query, response=m.TaskDetails),
     Endpoint("PATCH", "/api/tasks/{id}/cancel", cancel, "Cancel a task (and its relatives)",
              "tasks", response=m.Written),
     Endpoint("PATCH", "/api/tasks/{id}/status", set_status, "Set a task's status (workers; "

@@ -71,6 +71,7 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/api/tasks/cancel-pending"): {"url": "/api/tasks/cancel-pending",
                                                "json": {"project_id": p}},
         ("GET", "/api/tasks/{id}"): {"url": f"/api/tasks/{t}"},
+        ("GET", "/api/generations/{id}/task"): {"url": f"/api/generations/{g}/task"},
         ("PATCH", "/api/tasks/{id}/cancel"): {"url": f"/api/tasks/{t}/cancel"},
         ("PATCH", "/api/tasks/{id}/status"): {"url": f"/api/tasks/{t}/status",
                                              "json": {"status": "Cancelled"}},
