@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+import jwt as pyjwt
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -72,7 +73,8 @@ def other(database: Database, schema: str, server: HubServer) -> Iterator[HubSer
 def jwt(user: str, ttl_s: int) -> tuple[str, int]:
     """A token and its `exp` (whole seconds: it ends between ttl_s - 1 and ttl_s from now)."""
     token = issue_jwt(JWT_SECRET, user, ttl_s=ttl_s)
-    return token, int(time.time()) + ttl_s
+    # The token's own exp: computing it again here could land a second later.
+    return token, int(pyjwt.decode(token, options={"verify_signature": False})["exp"])
 
 
 async def open_with(server: HubServer, token: str) -> tuple[Client, dict[str, Any]]:
