@@ -131,8 +131,25 @@ class GenerationList(Query):
         None, validation_alias=alias("unpositionedInShot", "unpositioned_in_shot"))
     deleted: bool = Field(False, description="true: the project's deleted generations (to "
                                              "restore), newest first; other filters apply")
+    tool_type: str | None = Field(
+        None, validation_alias=alias("toolType", "tool_type"), min_length=1, max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="only generations made by this tool (params.tool_type, else the task "
+                    "type that made them)")
     cursor: str | None = Field(None, max_length=500)
     limit: int = Field(50, ge=1, le=200)
+
+
+class ChildrenList(Query):
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class LineageQuery(Query):
+    depth: int = Field(50, ge=1, le=50, description="at most this many ancestors")
+    cursor: str | None = Field(None, max_length=500,
+                               description="the derivatives' next page")
+    limit: int = Field(50, ge=1, le=200, description="derivatives per page")
 
 
 class GenerationCreate(Body):
@@ -650,6 +667,16 @@ class Generation(Out):
 class GenerationPage(Out):
     items: list[Generation]
     next_cursor: str | None
+
+
+class Lineage(Out):
+    generation_id: UUID
+    ancestors: list[Generation] = Field(description="what this was made from, nearest "
+                                                    "first, up the based_on chain")
+    ancestors_truncated: bool = Field(description="the chain goes on past `depth`")
+    derivatives: list[Generation] = Field(description="what was made from it (one level), "
+                                                      "newest first")
+    next_cursor: str | None = Field(description="the derivatives' next page")
 
 
 class Variant(Out):

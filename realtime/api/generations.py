@@ -53,6 +53,14 @@ async def restore_generation(call: Call) -> Reply:
                                   meta=call.meta()))
 
 
+async def list_children(call: Call) -> Reply:
+    return Reply(await reads.children(call, call.path["id"]))
+
+
+async def get_lineage(call: Call) -> Reply:
+    return Reply(await reads.lineage(call, call.path["id"]))
+
+
 async def list_variants(call: Call) -> Reply:
     return Reply(await reads.variants(call, call.path["id"]))
 
@@ -93,6 +101,13 @@ ENDPOINTS = [
     Endpoint("POST", "/api/generations/{id}/restore", restore_generation, "Restore a deleted "
              "generation (its children and shot memberships come back)", "generations",
              response=m.Written),
+    Endpoint("GET", "/api/generations/{id}/children", list_children, "A composite's "
+             "children in child_order, in keyset pages", "generations",
+             query=m.ChildrenList, response=m.GenerationPage),
+    Endpoint("GET", "/api/generations/{id}/lineage", get_lineage, "What a generation was "
+             "made from (its based_on chain, nearest first, at most `depth`) and what was "
+             "made from it (one level, newest first, in keyset pages); within its project",
+             "generations", query=m.LineageQuery, response=m.Lineage),
     Endpoint("GET", "/api/generations/{id}/variants", list_variants, "Variants of a "
              "generation", "generations", query=m.Query, response=list[m.Variant]),
     Endpoint("POST", "/api/generations/{id}/variants", add_variant, "Add a variant",

@@ -159,7 +159,7 @@ async def generations(call: Call, query: Any) -> Row:
         _page, gallery_page, query.project_id, limit=query.limit, cursor=query.cursor,
         starred=query.starred, media_type=query.type, in_shot=query.shot_id,
         in_no_shot=bool(query.not_in_shot), unpositioned_in_shot=query.unpositioned_in_shot,
-        deleted=query.deleted))
+        deleted=query.deleted, tool_type=query.tool_type))
     return {"items": [_generation_out(r) for r in page["items"]],
             "next_cursor": page["next_cursor"]}
 
@@ -180,6 +180,38 @@ async def _generation_row(call: Call, generation_id: UUID) -> Row:
 
 async def generation(call: Call, generation_id: UUID) -> Row:
     return _generation_out(await _generation_row(call, generation_id))
+
+
+async def children(call: Call, generation_id: UUID) -> Row:
+    """A composite's live children in `child_order`, in keyset pages."""
+    from projections.gallery import children_page
+
+    await _generation_row(call, generation_id)
+    page = await read(call, ("gallery",), partial(
+        _page, children_page, generation_id, limit=call.query.limit, cursor=call.query.cursor))
+    return {"items": [_generation_out(r) for r in page["items"]],
+            "next_cursor": page["next_cursor"]}
+
+
+def _lineage(conn: Any, row: Row, depth: int, limit: int, cursor: str | None) -> Row:
+    from projections.gallery import ancestors_of, derivatives_page
+
+    up = ancestors_of(conn, row["id"], depth=depth)
+    down = derivatives_page(conn, row["id"], row["project_id"], limit=limit, cursor=cursor)
+    return {"generation_id": row["id"],
+            "ancestors": [_generation_out(r) for r in up["items"]],
+            "ancestors_truncated": up["truncated"],
+            "derivatives": [_generation_out(r) for r in down["items"]],
+            "next_cursor": down["next_cursor"]}
+
+
+async def lineage(call: Call, generation_id: UUID) -> Row:
+    """Ancestors by `based_on` (bounded) and derivatives (one level, paged), from the
+    gallery view, within the generation's project."""
+    row = await _generation_row(call, generation_id)
+    query = call.query
+    return await call.run(call.state.views.query,  # type: ignore[no-any-return]
+                          _lineage, row, query.depth, query.limit, query.cursor)
 
 
 async def variants(call: Call, generation_id: UUID) -> list[Row]:

@@ -58,6 +58,8 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
                                              "json": {"starred": True}},
         ("DELETE", "/api/generations/{id}"): {"url": f"/api/generations/{g}"},
         ("POST", "/api/generations/{id}/restore"): {"url": f"/api/generations/{g}/restore"},
+        ("GET", "/api/generations/{id}/children"): {"url": f"/api/generations/{g}/children"},
+        ("GET", "/api/generations/{id}/lineage"): {"url": f"/api/generations/{g}/lineage"},
         ("GET", "/api/generations/{id}/variants"): {"url": f"/api/generations/{g}/variants"},
         ("POST", "/api/generations/{id}/variants"): {
             "url": f"/api/generations/{g}/variants", "json": {"location": "/m/y.png"}},
