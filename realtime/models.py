@@ -598,6 +598,53 @@ class CreditGrant(Body):
         return value
 
 
+class CreditTopUp(Body):
+    user_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=200)]
+    amount: float = Field(gt=0, le=1_000_000)
+    reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                max_length=200)] = Field(
+        description="the payment's external id: a reference seen before adds nothing")
+
+    @field_validator("amount")
+    @classmethod
+    def finite(cls, value: float) -> float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("amount must be a finite number")
+        return value
+
+
+# -- the task-type catalogue ------------------------------------------------------
+TaskTypeName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class TaskTypeSpec(Body):
+    """A catalogue row to register (a row of that name is replaced: the last one wins)."""
+
+    name: TaskTypeName
+    run_type: Literal["gpu", "api"]
+    category: Literal["generation", "processing", "orchestration", "utility"]
+    billing_type: Literal["per_second", "per_unit"]
+    base_cost_per_second: float = Field(0, ge=0, le=1_000_000)
+    unit_cost: float = Field(0, ge=0, le=1_000_000)
+    cost_factors: dict[str, Any] = Field(default_factory=dict, description=(
+        "`resolution` / `modelType` multipliers by param value, `frameCount` adder"))
+    variant_type: Annotated[str, StringConstraints(max_length=100)] | None = None
+    is_active: bool = True
+    supports_progress: bool = False
+    display_name: Annotated[str, StringConstraints(max_length=200)] = ""
+    model_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    description: Annotated[str, StringConstraints(max_length=2_000)] = ""
+
+    @field_validator("base_cost_per_second", "unit_cost")
+    @classmethod
+    def finite_cost(cls, value: float) -> float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("a cost must be a finite number")
+        return value
+
+
 class TokenCreate(Body):
     label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                             max_length=100)]
@@ -771,6 +818,29 @@ class LedgerEntry(Out):
 class Credits(Out):
     balance: float
     ledger: list[LedgerEntry]
+
+
+class TaskTypeOut(Out):
+    name: str
+    display_name: str
+    run_type: str
+    category: str
+    billing_type: str
+    base_cost_per_second: float
+    unit_cost: float
+    cost_factors: dict[str, Any]
+    variant_type: str | None
+    is_active: bool
+    supports_progress: bool
+    model_name: str | None
+    description: str
+
+
+class TopUp(Written):
+    user_id: str
+    reference: str
+    added: bool = Field(description="false: this reference was seen before; nothing added")
+    balance: float
 
 
 class Token(Out):

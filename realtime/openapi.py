@@ -59,8 +59,10 @@ def _inline(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _path_parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    # As `parse_path` reads them: ids are UUIDs, a task type's name is a plain string.
     return [{"name": name, "in": "path", "required": True,
-             "schema": {"type": "string", "format": "uuid"}}
+             "schema": {"type": "string", "format": "uuid"} if name.endswith("id")
+             else {"type": "string", "minLength": 1, "maxLength": 100}}
             for name in endpoint.path_params]
 
 

@@ -61,6 +61,23 @@ class AccountServices(ServiceBase):
             return [ledger], {"user_id": user_id, "balance": str(ledger.balance)}
         return self._command(meta, decide)
 
+    def top_up_credits(self, user_id: str, amount: object, reference: str,
+                       meta: CommandMeta | None = None) -> Result:
+        """Bought credits (`CreditLedger.top_up`). `reference` is the payment's external id:
+        a reference the ledger has already seen adds nothing, stores nothing and answers
+        `added: False`, so a replayed payment webhook is harmless."""
+        if not isinstance(reference, str) or not reference.strip():
+            raise ValidationError(f"a top-up needs a payment reference (got {reference!r})")
+        self.ensure_user(user_id)
+
+        def decide() -> Any:
+            ledger = self.ledger(user_id)
+            added = ledger.top_up(amount, now(), reference=reference)  # type: ignore[arg-type]
+            return ([ledger] if added else []), {
+                "user_id": user_id, "reference": reference, "added": added,
+                "balance": str(ledger.balance)}
+        return self._command(meta, decide)
+
     def issue_token(self, user_id: str, label: str, meta: CommandMeta | None = None) -> Result:
         """A new personal access token; the plain value is in this result only."""
         self.ensure_user(user_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from realtime.api import (
+    catalogue,
     credits,
     generations,
     projects,
@@ -17,4 +18,5 @@ from realtime.api.base import Endpoint
 ENDPOINTS: list[Endpoint] = [
     *projects.ENDPOINTS, *shots.ENDPOINTS, *generations.ENDPOINTS, *tasks.ENDPOINTS,
     *workers.ENDPOINTS, *credits.ENDPOINTS, *tokens.ENDPOINTS, *uploads.ENDPOINTS,
+    *catalogue.ENDPOINTS,
 ]

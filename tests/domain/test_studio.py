@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -297,6 +298,19 @@ def test_new_users_get_their_welcome_credits_once(studio: Studio) -> None:
     studio.ensure_user(owner)
     studio.ensure_user(owner)
     assert studio.ledger(owner).balance == studio.welcome_credits
+
+
+def test_a_top_up_adds_bought_credits_once_per_payment_reference(studio: Studio) -> None:
+    owner = user()
+    first = studio.top_up_credits(owner, "4.5", "pay-1")
+    assert first["added"] is True
+    assert studio.ledger(owner).balance == studio.welcome_credits + Decimal("4.5")
+    before = studio.head_position()
+    replayed = studio.top_up_credits(owner, "4.5", "pay-1")
+    assert replayed["added"] is False and studio.head_position() == before
+    assert studio.ledger(owner).balance == studio.welcome_credits + Decimal("4.5")
+    with pytest.raises(ValidationError):
+        studio.top_up_credits(owner, "1", " ")
 
 
 def test_personal_access_tokens_are_stored_only_as_digests(

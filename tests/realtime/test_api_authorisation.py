@@ -86,6 +86,10 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
                                           "json": {"error_message": "no"}},
         ("POST", "/api/tasks/{id}/release"): {"url": f"/api/tasks/{t}/release", "json": {}},
         ("DELETE", "/api/tokens/{id}"): {"url": f"/api/tokens/{k}"},
+        ("POST", "/api/task-types/{name}/activate"): {
+            "url": "/api/task-types/image_upscale/activate"},
+        ("POST", "/api/task-types/{name}/deactivate"): {
+            "url": "/api/task-types/image_upscale/deactivate"},
     }
 
 
@@ -127,6 +131,7 @@ def head(client: httpx.Client) -> int:
 
 
 WORKER_ROUTES = {(e.method, e.path) for e in ENDPOINTS if e.auth == "worker"}
+SERVICE_ROUTES = {(e.method, e.path) for e in ENDPOINTS if e.auth == "service"}
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +152,10 @@ def test_a_second_user_gets_404_for_the_first_users_ids_and_changes_nothing(
     request = calls(owned["ids"])[route]
     before = head(bob)
     answer = bob.request(route[0], request["url"], json=request.get("json"))
-    # Worker routes refuse a JWT outright (403) before looking at any id.
-    expected = 403 if credential == "jwt" and route in WORKER_ROUTES else 404
+    # Worker routes refuse a JWT outright (403) before looking at any id; service routes
+    # refuse every user credential.
+    expected = 403 if ((credential == "jwt" and route in WORKER_ROUTES)
+                       or route in SERVICE_ROUTES) else 404
     assert answer.status_code == expected, (route, answer.status_code, answer.text)
     assert head(bob) == before
 
@@ -163,3 +170,31 @@ def test_the_owner_still_sees_everything_unchanged(server: Server,
     assert ok(alice.get(f"/api/generations/{ids['generation']}{at}"))["starred"] is False
     assert ok(alice.get(f"/api/tasks/{ids['task']}{at}"))["status"] == "Queued"
     assert [t["label"] for t in ok(alice.get("/api/tokens"))] == ["mine"]
+
+
+SERVICE_CALLS = {
+    ("POST", "/api/credits/grant"): {"user_id": "x", "amount": 1, "reason": "gift"},
+    ("POST", "/api/credits/top-up"): {"user_id": "x", "amount": 1, "reference": "pay_1"},
+    ("POST", "/api/task-types"): {"name": "mine", "run_type": "api",
+                                  "category": "utility", "billing_type": "per_unit"},
+    ("POST", "/api/task-types/{name}/activate"): None,
+    ("POST", "/api/task-types/{name}/deactivate"): None,
+}
+
+
+def test_the_service_table_covers_every_service_route() -> None:
+    assert set(SERVICE_CALLS) == SERVICE_ROUTES
+
+
+@pytest.mark.parametrize("credential", ["jwt", "pat"])
+@pytest.mark.parametrize("route", sorted(SERVICE_CALLS))
+def test_service_routes_refuse_a_users_jwt_and_token_with_403_and_change_nothing(
+        server: Server, strangers: dict[str, httpx.Client], route: tuple[str, str],
+        credential: str) -> None:
+    client = strangers[credential]
+    before = head(client)
+    url = route[1].replace("{name}", "image_upscale")
+    answer = client.request(route[0], url, json=SERVICE_CALLS[route])
+    assert answer.status_code == 403, (route, answer.status_code, answer.text)
+    assert answer.json()["code"] == "service_only"
+    assert head(client) == before
