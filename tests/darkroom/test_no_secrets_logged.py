@@ -10,7 +10,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,14 +23,9 @@ import websockets
 
 from darkroom import redact
 from darkroom.database import Database
+from tests.darkroom.serving import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _ws_session(url: str, auth_frame: str | None = None) -> tuple[str, int | None]:
@@ -77,15 +71,7 @@ def test_no_token_or_key_reaches_the_server_output(database: Database, schema: s
     if len(db_password) >= 12:  # a short real one ("postgres") would match innocent text
         used["database password"] = db_password
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+        wait_until_serving(port, proc)
         bearer = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, timeout=30) as http:
             made = http.post("/api/tokens", json={"label": "logs"}, headers=bearer)

@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import jwt
 import psutil
 import pytest
 import websockets
 
 from darkroom.database import Database
+from tests.darkroom.serving import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER_TIMEOUT_S, KEEP_ALIVE_S, PER_IP, CAP = 1.5, 1.0, 4, 6
@@ -40,12 +40,6 @@ class Server:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +58,7 @@ def server(database: Database, schema: str,
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+        wait_until_serving(port, proc)
         yield Server(port, proc)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -14,9 +14,9 @@ from darkroom.pulse import PostgresPulse
 from darkroom.wiring import build_studio
 from domain.pulse import MemoryPulse
 from domain.studio import Studio
-from domain.task import IN_PROGRESS, QUEUED
+from domain.task import IN_PROGRESS
 from domain.worker import QUIET_GAP, Worker
-from tests.domain.test_task_services import funded, name, queue, task
+from tests.domain.test_task_services import a_heartbeat_keeps_tasks, funded, name, queue, task
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +45,7 @@ def test_a_live_workers_heartbeats_store_no_events(studio: Studio) -> None:
 
 def test_a_heartbeat_to_one_process_keeps_the_worker_alive_for_a_sweep_in_another(
         studio: Studio, elsewhere: Studio) -> None:
-    owner, project_id = funded(studio)
-    alive, silent = name("w"), name("w")
-    kept, lost = queue(studio, project_id, owner), queue(studio, project_id, owner)
-    start = datetime.now(UTC)
-    studio.claim_task(kept, alive, now=start)
-    studio.claim_task(lost, silent, now=start)
-    studio.heartbeat(alive, [kept], now=start + timedelta(seconds=100))
-    swept = elsewhere.sweep_lost_workers(start + timedelta(seconds=150))
-    assert alive not in swept["lost_workers"] and silent in swept["lost_workers"]
-    assert (task(studio, kept).status, task(studio, lost).status) == (IN_PROGRESS, QUEUED)
+    a_heartbeat_keeps_tasks(studio, sweeper=elsewhere)
 
 
 def test_the_lost_event_records_the_last_sign_of_life_the_sweep_decided_on(

@@ -255,6 +255,11 @@ def test_a_lost_worker_requeues_its_tasks_and_the_third_loss_fails_them(
 
 
 def test_a_heartbeating_worker_keeps_its_tasks(studio: Studio) -> None:
+    a_heartbeat_keeps_tasks(studio, sweeper=studio)
+
+
+def a_heartbeat_keeps_tasks(studio: Studio, sweeper: Studio) -> None:
+    """A worker that heartbeats keeps its task through a sweep; a silent one loses it."""
     owner, project_id = funded(studio)
     alive, silent = name("w"), name("w")
     kept, lost = queue(studio, project_id, owner), queue(studio, project_id, owner)
@@ -262,7 +267,7 @@ def test_a_heartbeating_worker_keeps_its_tasks(studio: Studio) -> None:
     studio.claim_task(kept, alive, now=start)
     studio.claim_task(lost, silent, now=start)
     studio.heartbeat(alive, [kept], now=start + timedelta(seconds=100))
-    swept = studio.sweep_lost_workers(start + timedelta(seconds=150))
+    swept = sweeper.sweep_lost_workers(start + timedelta(seconds=150))
     assert alive not in swept["lost_workers"] and silent in swept["lost_workers"]
     assert (task(studio, kept).status, task(studio, lost).status) == (IN_PROGRESS, QUEUED)
 
