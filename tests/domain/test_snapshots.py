@@ -358,3 +358,18 @@ def test_a_command_does_not_wait_for_its_snapshot_to_be_stored(studio: Studio) -
         del writer.store.recorder.insert_events
     assert writer.flush()
     assert INTERVAL in snapshot_versions(studio, ident)
+
+
+def test_a_process_holds_at_most_its_cache_size_of_aggregates(database: Database,
+                                                              schema: str) -> None:
+    small = build_studio(database, schema, pool_size=1, cache_size=20)
+    try:
+        project = small.create_project("alice", "Many")["project_id"]
+        made = [small.create_generation(project, "alice", f"/media/{i}.png")["generation_id"]
+                for i in range(50)]
+        for ident in made:
+            small.generation(ident)
+        cache: Any = small.repository.cache
+        assert len(cache.cache) == 20
+    finally:
+        small.close()
