@@ -15,6 +15,7 @@ from domain.errors import (
 from domain.softdelete import SoftDeletable
 
 MEDIA_TYPES = ("image", "video")
+KEEP: Any = object()  # edit_variant: leave the name as it is
 ORIGINAL = "original"
 
 
@@ -42,6 +43,15 @@ def check_location(location: str) -> str:
     if not isinstance(location, str) or not location.strip():
         raise ValidationError(f"a variant needs a non-empty location (got {location!r})")
     return location.strip()
+
+
+def check_name(name: object) -> str | None:
+    """A generation's or variant's name: at most 500 characters, blank is none."""
+    if name is not None and not isinstance(name, str):
+        raise ValidationError(f"a name must be text or null (got {name!r})")
+    if name is not None and len(name) > 500:
+        raise ValidationError(f"a name is at most 500 characters (got {len(name)})")
+    return (name or "").strip() or None
 
 
 class Generation(SoftDeletable, Aggregate):
@@ -87,6 +97,13 @@ class Generation(SoftDeletable, Aggregate):
     class VariantViewed(Aggregate.Event):
         TOPIC = "darkroom.generation.variant_viewed"
         variant_id: UUID
+
+    class VariantEdited(Aggregate.Event):
+        TOPIC = "darkroom.generation.variant_edited"
+        variant_id: UUID
+        viewed: bool
+        starred: bool
+        name: str | None
 
     class Starred(Aggregate.Event):
         TOPIC = "darkroom.generation.starred"
@@ -183,6 +200,24 @@ class Generation(SoftDeletable, Aggregate):
         if not self.variant(variant_id).viewed:
             self._variant_viewed(variant_id=variant_id)
 
+    def edit_variant(self, variant_id: UUID, *, viewed: bool | None = None,
+                     starred: bool | None = None, name: object = KEEP) -> Variant:
+        """Mark a variant viewed or not ("NEW"), star it, rename it; what is not given
+        keeps its value, and a change to nothing writes nothing."""
+        self.ensure_live()
+        variant = self.variant(variant_id)
+        for field, value in (("viewed", viewed), ("starred", starred)):
+            if value is not None and not isinstance(value, bool):
+                raise ValidationError(f"{field} must be true or false (got {value!r})")
+        new_name = variant.name if name is KEEP else check_name(name)
+        new_viewed = variant.viewed if viewed is None else viewed
+        new_starred = variant.starred if starred is None else starred
+        if (new_viewed, new_starred, new_name) != (variant.viewed, variant.starred,
+                                                   variant.name):
+            self._variant_edited(variant_id=variant_id, viewed=new_viewed,
+                                 starred=new_starred, name=new_name)
+        return self.variants[variant_id]
+
     def star(self, starred: bool) -> None:
         self.ensure_live()
         if not isinstance(starred, bool):
@@ -192,9 +227,7 @@ class Generation(SoftDeletable, Aggregate):
 
     def rename(self, name: str | None) -> None:
         self.ensure_live()
-        if name is not None and len(name) > 500:
-            raise ValidationError(f"a generation name is at most 500 characters (got {len(name)})")
-        cleaned = (name or "").strip() or None
+        cleaned = check_name(name)
         if cleaned != self.name:
             self._renamed(name=cleaned)
 
@@ -260,6 +293,12 @@ class Generation(SoftDeletable, Aggregate):
     @event(VariantViewed)
     def _variant_viewed(self, variant_id: UUID) -> None:
         self.variants[variant_id] = replace(self.variants[variant_id], viewed=True)
+
+    @event(VariantEdited)
+    def _variant_edited(self, variant_id: UUID, viewed: bool, starred: bool,
+                        name: str | None) -> None:
+        self.variants[variant_id] = replace(self.variants[variant_id], viewed=viewed,
+                                            starred=starred, name=name)
 
     @event(Starred)
     def _starred(self, starred: bool) -> None:

@@ -46,7 +46,7 @@ PAGE_MAX = 200
 
 GENERATION_EVENTS = (Generation.Created, Generation.VariantAdded, Generation.PrimaryChanged,
                      Generation.VariantDeleted, Generation.Starred, Generation.Renamed,
-                     Generation.Deleted, Generation.Restored)
+                     Generation.Deleted, Generation.Restored, Generation.VariantEdited)
 SHOT_EVENTS = (Shot.MemberAdded, Shot.MemberRemoved, Shot.FramesSet, Shot.Deleted,
                Shot.Restored)
 

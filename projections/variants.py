@@ -97,9 +97,9 @@ class VariantsView(View):
         if event.promoted_id != old:
             self._upsert(g, event.promoted_id, ctx)
 
-    @handles(Generation.VariantViewed)
-    def on_viewed(self, event: Generation.VariantViewed, g: Generation, _: Any,
-                  ctx: Context) -> None:
+    @handles(Generation.VariantViewed, Generation.VariantEdited)
+    def on_viewed(self, event: Generation.VariantViewed | Generation.VariantEdited,
+                  g: Generation, _: Any, ctx: Context) -> None:
         self._upsert(g, event.variant_id, ctx)
 
     def refresh(self, event: Any, ctx: Context) -> None:

@@ -177,6 +177,23 @@ class GenerationPatch(Body):
         return self
 
 
+class VariantPatch(Body):
+    """Any of the three; what is not sent keeps its value (`name: null` clears it)."""
+
+    viewed: bool | None = Field(None, description="false shows the \"NEW\" badge again")
+    starred: bool | None = None
+    name: str | None = Field(None, max_length=500)
+
+    @model_validator(mode="after")
+    def something_to_change(self) -> VariantPatch:
+        if not self.model_fields_set & {"viewed", "starred", "name"}:
+            raise ValueError("send `viewed`, `starred` and/or `name`")
+        for field in ("viewed", "starred"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"`{field}` is true or false")
+        return self
+
+
 class VariantCreate(Body):
     location: Url
     variant_type: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "edit"
@@ -731,6 +748,14 @@ class Variant(Out):
     location: str
     variant_type: str
     is_primary: bool
+
+
+class VariantEdited(Written):
+    generation_id: UUID
+    variant_id: UUID
+    viewed: bool
+    starred: bool
+    name: str | None
 
 
 class VariantList(Out):

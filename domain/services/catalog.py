@@ -12,13 +12,12 @@ from domain.errors import (
     ShotNotFoundError,
     ValidationError,
 )
-from domain.generation import ORIGINAL, Generation
+from domain.generation import KEEP, ORIGINAL, Generation
 from domain.metadata import CommandMeta
 from domain.project import DEFAULT_PROJECT_NAME, Project
 from domain.services.base import Result, ServiceBase, as_uuid, now
 from domain.shot import Shot
 
-KEEP = object()  # update_generation: leave the name as it is
 OWNERS_KEPT = 100_000  # ≈ 15 MB at most per process
 
 class CatalogServices(ServiceBase):
@@ -367,6 +366,21 @@ class CatalogServices(ServiceBase):
                             variant_id: object, meta: CommandMeta | None = None) -> Result:
         ident = as_uuid(variant_id, "variant id")
         return self._on_generation(generation_id, user_id, meta, lambda g: g.mark_viewed(ident))
+
+    def update_variant(self, generation_id: object, user_id: str | None, variant_id: object,
+                       *, viewed: bool | None = None, starred: bool | None = None,
+                       name: object = KEEP, meta: CommandMeta | None = None) -> Result:
+        """The variant's "NEW" badge (`viewed`), star and name in one command; a change
+        to nothing writes nothing."""
+        ident = as_uuid(variant_id, "variant id")
+
+        def decide() -> Any:
+            generation = self.generation(generation_id, user_id)
+            variant = generation.edit_variant(ident, viewed=viewed, starred=starred, name=name)
+            return [generation], {"generation_id": str(generation.id),
+                                  "variant_id": str(variant.id), "viewed": variant.viewed,
+                                  "starred": variant.starred, "name": variant.name}
+        return self._command(meta, decide)
 
     def _on_generation(self, generation_id: object, user_id: str | None,
                        meta: CommandMeta | None, change: Any) -> Result:

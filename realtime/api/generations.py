@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.services.catalog import KEEP
+from domain.generation import KEEP
 from realtime import models as m
 from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, written
@@ -79,6 +79,16 @@ async def make_primary(call: Call) -> Reply:
                                   call.path["variant_id"], meta=call.meta()))
 
 
+async def patch_variant(call: Call) -> Reply:
+    """`update_variant`: viewed ("NEW" badge), starred and name in one command."""
+    body: m.VariantPatch = call.body
+    fields = body.model_fields_set
+    return written(await call.run(
+        call.studio.update_variant, call.path["id"], call.user, call.path["variant_id"],
+        viewed=body.viewed, starred=body.starred,
+        name=body.name if "name" in fields else KEEP, meta=call.meta()))
+
+
 async def delete_variant(call: Call) -> Reply:
     return written(await call.run(call.studio.delete_variant, call.path["id"], call.user,
                                   call.path["variant_id"], meta=call.meta()))
@@ -114,6 +124,9 @@ ENDPOINTS = [
              "generations", body=m.VariantCreate, response=m.Written, status=201),
     Endpoint("POST", "/api/generations/{id}/variants/{variant_id}/primary", make_primary,
              "Make a variant primary", "generations", response=m.Written),
+    Endpoint("PATCH", "/api/generations/{id}/variants/{variant_id}", patch_variant,
+             "Mark a variant viewed or not (the \"NEW\" badge), star it, rename it (any "
+             "of the three)", "generations", body=m.VariantPatch, response=m.VariantEdited),
     Endpoint("DELETE", "/api/generations/{id}/variants/{variant_id}", delete_variant,
              "Delete a variant (never the original)", "generations", response=m.Written),
 ]

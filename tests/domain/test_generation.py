@@ -120,3 +120,46 @@ def test_renaming_to_the_name_it_has_records_nothing() -> None:
     generation.rename("dusk")
     assert generation.collect_events() == []
     assert generation.name == "dusk"
+
+
+def test_editing_a_variant_sets_viewed_starred_and_name_and_keeps_what_was_not_given() -> None:
+    generation, _ = with_original()
+    edit = generation.add_variant(uuid4(), "/media/b.png", at(1), variant_type="edit",
+                                  name="first")
+    generation.collect_events()
+    generation.edit_variant(edit.id, viewed=True)
+    generation.edit_variant(edit.id, starred=True, name="  second ")
+    edited = generation.variant(edit.id)
+    assert (edited.viewed, edited.starred, edited.name) == (True, True, "second")
+    assert [type(e) for e in generation.collect_events()] == [Generation.VariantEdited] * 2
+    generation.edit_variant(edit.id, viewed=False, name=None)
+    edited = generation.variant(edit.id)
+    assert (edited.viewed, edited.starred, edited.name) == (False, True, None)
+
+
+def test_editing_a_variant_to_what_it_already_is_records_nothing() -> None:
+    generation, original = with_original()
+    generation.edit_variant(original, viewed=True, starred=True, name="x")
+    generation.collect_events()
+    generation.edit_variant(original, viewed=True, starred=True, name=" x ")
+    generation.edit_variant(original)
+    assert generation.collect_events() == []
+
+
+def test_renaming_the_primary_variant_renames_what_the_generation_shows() -> None:
+    generation, original = with_original()
+    generation.edit_variant(original, name="hero")
+    assert generation.display_name == "hero"
+
+
+def test_editing_a_variant_refuses_bad_values_and_unknown_or_deleted_things() -> None:
+    generation, original = with_original()
+    with pytest.raises(ValidationError, match="'yes'"):
+        generation.edit_variant(original, starred="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="501"):
+        generation.edit_variant(original, name="n" * 501)
+    with pytest.raises(VariantNotFoundError):
+        generation.edit_variant(uuid4(), viewed=True)
+    generation.delete()
+    with pytest.raises(DeletedError):
+        generation.edit_variant(original, viewed=True)

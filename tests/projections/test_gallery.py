@@ -53,6 +53,22 @@ def test_deleting_the_primary_promotes_the_most_recent_remaining_variant(
     assert first not in [v["id"] for v in variants_of(conn, g)]
 
 
+def test_an_edited_variant_is_rewritten_in_the_variants_view_and_its_name_in_the_gallery(
+        app, database, schema, conn, project_id):
+    made = app.create_generation(project_id, None, "e.png", name="upload")
+    g, original = made["generation_id"], made["variant_id"]
+    other = app.add_variant(g, None, "e2.png", variant_type="edit")["variant_id"]
+    app.update_variant(g, None, original, viewed=False, starred=True, name="Hero")
+    app.update_variant(g, None, other, starred=True)
+    catch_up(app, database, schema)
+
+    rows = {v["id"]: v for v in variants_of(conn, g)}
+    assert (rows[original]["viewed"], rows[original]["starred"], rows[original]["name"]) == \
+        (False, True, "Hero")
+    assert (rows[other]["starred"], rows[other]["name"]) == (True, None)
+    assert generation_row(conn, g)["name"] == "Hero"
+
+
 def test_children_and_deleted_generations_are_hidden_from_the_gallery(
         app, database, schema, conn, project_id):
     parent = app.create_generation(project_id, None, "v.mp4", media_type="video")

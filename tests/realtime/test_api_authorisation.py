@@ -67,6 +67,8 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
             "url": f"/api/generations/{g}/variants/{v}/primary"},
         ("DELETE", "/api/generations/{id}/variants/{variant_id}"): {
             "url": f"/api/generations/{g}/variants/{v}"},
+        ("PATCH", "/api/generations/{id}/variants/{variant_id}"): {
+            "url": f"/api/generations/{g}/variants/{v}", "json": {"starred": True}},
         ("POST", "/api/tasks"): {"url": "/api/tasks", "json": {
             "task_type": "image_upscale", "project_id": p, "params": {"image_url": "/m/x"}}},
         ("GET", "/api/tasks"): {"url": f"/api/tasks?projectId={p}"},

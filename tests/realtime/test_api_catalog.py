@@ -210,6 +210,49 @@ def test_variants_are_added_made_primary_and_deleted_but_never_the_original(
     error_of(alice.post(f"/api/generations/{gid}/variants/{vid}/primary"), 404)
 
 
+def test_a_variant_is_marked_viewed_starred_and_renamed_and_a_no_op_writes_nothing(
+        server: Server) -> None:
+    alice = server.user()
+    pid = project(alice)
+    made = image(alice, pid, name="upload")
+    gid, original = made["id"], made["variant_id"]
+    url = f"/api/generations/{gid}/variants/{original}"
+    unseen = alice.patch(url, json={"viewed": False})
+    assert ok(unseen)["viewed"] is False
+    [row] = get(alice, f"/api/generations/{gid}/variants", unseen)
+    assert (row["viewed"], row["starred"], row["name"]) == (False, False, None)
+    changed = alice.patch(url, json={"viewed": True, "starred": True, "name": " Hero "})
+    assert {k: ok(changed)[k] for k in ("variant_id", "viewed", "starred", "name")} == {
+        "variant_id": original, "viewed": True, "starred": True, "name": "Hero"}
+    [row] = get(alice, f"/api/generations/{gid}/variants", changed)
+    assert (row["viewed"], row["starred"], row["name"]) == (True, True, "Hero")
+    # The primary variant's name is what the gallery shows.
+    assert get(alice, f"/api/generations/{gid}", changed)["name"] == "Hero"
+    head = ok(alice.get("/health"))["head_position"]
+    again = alice.patch(url, json={"starred": True, "name": "Hero"})
+    assert ok(again)["starred"] is True
+    assert ok(alice.get("/health"))["head_position"] == head
+    cleared = alice.patch(url, json={"name": None})
+    assert get(alice, f"/api/generations/{gid}", cleared)["name"] == "upload"
+
+
+def test_a_variant_patch_refuses_an_empty_or_null_body_and_unknown_ids(server: Server) -> None:
+    alice = server.user()
+    made = image(alice, project(alice))
+    url = f"/api/generations/{made['id']}/variants/{made['variant_id']}"
+    error_of(alice.patch(url, json={}), 422)
+    error_of(alice.patch(url, json={"viewed": None}), 422)
+    error_of(alice.patch(url, json={"starred": "very"}), 422)
+    error_of(alice.patch(url, json={"name": "n" * 501}), 422)
+    zero = "00000000-0000-0000-0000-000000000000"
+    error_of(alice.patch(f"/api/generations/{made['id']}/variants/{zero}",
+                         json={"viewed": True}), 404)
+    error_of(alice.patch(f"/api/generations/{zero}/variants/{made['variant_id']}",
+                         json={"viewed": True}), 404)
+    ok(alice.delete(f"/api/generations/{made['id']}"))
+    assert error_of(alice.patch(url, json={"viewed": True}), 409)["code"] == "deleted"
+
+
 def test_a_generation_based_on_another_and_bad_inputs(server: Server) -> None:
     alice = server.user()
     pid = project(alice)
