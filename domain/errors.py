@@ -182,3 +182,16 @@ class DependencyFailedError(ConflictError):
     """A new task would wait for a task that already Failed or was Cancelled."""
 
     code = "dependency_failed"
+
+
+class ResourceNotFoundError(NotFoundError):
+    """A resource (a LoRA file or URL) unknown, deleted, or another user's."""
+
+    def __init__(self, ident: object) -> None:
+        super().__init__("resource", ident)
+
+
+class InvalidLoraError(ValidationError):
+    """Bytes that are not a safetensors LoRA state dict (the message says what is wrong)."""
+
+    code = "invalid_lora"

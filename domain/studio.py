@@ -13,6 +13,7 @@ from domain.services.catalog import CatalogServices
 from domain.services.history import HistoryServices
 from domain.services.liveness import LivenessServices
 from domain.services.orchestration import OrchestrationServices
+from domain.services.resources import ResourceServices
 from domain.services.tasks import TaskServices
 from domain.shot import Shot
 from domain.user import User
@@ -33,7 +34,7 @@ SNAPSHOT_INTERVALS: dict[type[Any], int] = {
 
 
 class Studio(CatalogServices, AccountServices, HistoryServices, TaskServices,
-             OrchestrationServices, LivenessServices):
+             OrchestrationServices, LivenessServices, ResourceServices):
     """Verb methods for every command; each returns ids and the global `position`."""
 
     name = "Darkroom"
