@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -27,7 +28,11 @@ from realtime.api.reads import Views
 from realtime.auth import Authenticator
 from realtime.config import EdgeConfig
 from realtime.errors import exception_handlers
+from realtime.health import live, ready
+from realtime.metrics import metrics
+from realtime.observe import Observed
 from realtime.openapi import openapi_document
+from realtime.sessions import SessionPositions
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[Any]]
 
@@ -54,10 +59,16 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.config = config
+        app.state.media_urls = media_api.MediaUrls(
+            media_api.media_secret(config.media_secret, config.jwt_secret),
+            config.media_url_ttl_s, store_url=config.media_store_url)
         app.state.studio = await run_in_threadpool(config.build_studio)
+        app.state.sessions = SessionPositions(config.schema, config.redis_url,
+                                              enabled=config.session_consistency)
         app.state.auth = Authenticator(app.state.studio, config.jwt_secret, config.service_key,
                                        max_lifetime_s=config.jwt_max_lifetime_s,
-                                       any_subject=config.jwt_sub_any)
+                                       any_subject=config.jwt_sub_any,
+                                       sessions=app.state.sessions)
         app.state.rate_limiter = RateLimiter(config.task_rate_limit, config.task_rate_window_s)
         app.state.openapi = openapi_document(ENDPOINTS)
         app.state.views = Views(config, app.state.studio.head_position)
@@ -67,6 +78,7 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         app.state.command_limiter = anyio.CapacityLimiter(config.command_threads)
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(app.state.sessions)
                 await stack.enter_async_context(app.state.views)
                 await stack.enter_async_context(workers_api.sweeper(app))
                 for extra in lifespans:
@@ -77,13 +89,24 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
 
     # ---- extra routes (the websocket hub's /ws) are mounted here, first ----
     routes: list[BaseRoute] = [*extra_routes, *_extra(config, "routes")]
-    routes += [Route("/health", health, methods=["GET"]),
-               Route("/openapi.json", openapi, methods=["GET"])]
-    routes += [route(endpoint) for endpoint in ENDPOINTS]
-    media = media_api.mount(config.media_dir)
-    routes.append(Mount(media.path, app=read_only(media.app), name=media.name))
+    routes.append(Route("/health", health, methods=["GET"]))
+    routes += observability_routes()
+    if config.serve_api:
+        routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+        routes += [route(endpoint) for endpoint in ENDPOINTS]
+        media = media_api.mount(config.media_dir)
+        routes.append(Mount(media.path, app=read_only(media_api.guarded(media.app)),
+                            name=media.name))
     return Starlette(routes=resources(routes), lifespan=lifespan,
-                     exception_handlers=exception_handlers())
+                     exception_handlers=exception_handlers(),
+                     middleware=[Middleware(Observed, routes=routes)])
+
+
+def observability_routes() -> list[BaseRoute]:
+    """`/health/live`, `/health/ready` and `/metrics`: on every role."""
+    return [Route("/health/live", live, methods=["GET"]),
+            Route("/health/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"])]
 
 
 def _extra(config: EdgeConfig, key: str) -> list[Any]:

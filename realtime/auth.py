@@ -3,7 +3,9 @@
 The service key is a trusted caller (workers, back office): commands run with
 `user_id=None`. It may act for a user by naming them in `X-Darkroom-User`.
 New users are registered (with their welcome credits) on their first
-authenticated request; users already seen are remembered in memory.
+authenticated request; users already seen are remembered in memory. The
+registration's position is the user's session position (realtime/sessions.py):
+their first read sees the welcome credits.
 
 A JWT must carry `exp`, and may live at most `max_lifetime_s` (`exp - iat`, or
 `exp - now` without `iat`; 0: no bound). A user id (`sub`, `X-Darkroom-User`) is
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from domain.studio import Studio
+    from realtime.sessions import SessionPositions
 
 ACT_AS_HEADER = "x-darkroom-user"
 MAX_USER_ID = 200
@@ -67,15 +70,18 @@ class Principal:
         """The `user_id` handed to domain verbs: None (trusted) for the service key."""
         return None if self.is_service else self.user_id
 
+    @property
+    def actor(self) -> str:
+        """Who the command's events name as their actor (a worker route names its worker)."""
+        return f"user:{self.user_id}" if self.user_id is not None else "system:service"
+
     def meta(self, request: Request, *, worker_id: str | None = None) -> CommandMeta:
-        correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        # The request's id (realtime.observe) is the one its answer and log line carry.
+        correlation = getattr(request.state, "correlation_id", None) \
+            or request.headers.get("x-correlation-id") or str(uuid.uuid4())
         key = request.headers.get("idempotency-key") or None
-        if worker_id:
-            actor = f"worker:{worker_id}"
-        elif self.user_id is not None:
-            actor = f"user:{self.user_id}"
-        else:
-            actor = "system:service"
+        actor = f"worker:{worker_id}" if worker_id else self.actor
+        request.state.actor = actor
         return CommandMeta(actor=actor, correlation_id=correlation[:200],
                            idempotency_key=key[:200] if key else None)
 
@@ -84,12 +90,14 @@ class Authenticator:
     """Turns an `Authorization: Bearer …` header into a `Principal`."""
 
     def __init__(self, studio: Studio, jwt_secret: str, service_key: str, *,
-                 max_lifetime_s: float = DAY_S, any_subject: bool = False) -> None:
+                 max_lifetime_s: float = DAY_S, any_subject: bool = False,
+                 sessions: SessionPositions | None = None) -> None:
         self._studio = studio
         self._secret = jwt_secret
         self._service_key = service_key
         self.max_lifetime_s = max_lifetime_s
         self.any_subject = any_subject
+        self.sessions = sessions
         self._known: set[str] = set()
         self._lock = threading.Lock()
 
@@ -159,8 +167,11 @@ class Authenticator:
         """Registers a user (and grants the welcome credits) the first time they are seen."""
         if user_id in self._known:
             return
-        await run_in_threadpool(self._studio.ensure_user, user_id,
-                                CommandMeta.for_user(user_id))
+        result = await run_in_threadpool(self._studio.ensure_user, user_id,
+                                         CommandMeta.for_user(user_id))
+        if result.get("created") and self.sessions is not None:
+            # The welcome grant is the user's first write: their first read sees it.
+            await self.sessions.remember(user_id, result.get("position"))
         with self._lock:
             self._known.add(user_id)
 

@@ -42,6 +42,9 @@ class Views:
         self.config = config
         self.head = head
         self.pool: ConnectionPool[Any] | None = None
+        # The lowest position each set of views was last seen at: positions only grow, so
+        # a read that waits for no more than that needs no query first.
+        self.reached: dict[tuple[str, ...], int] = {}
 
     async def __aenter__(self) -> Views:
         from projections.db import pool_kwargs
@@ -72,10 +75,12 @@ class Views:
     async def wait(self, call: Call, views: tuple[str, ...], position: int) -> None:
         """Until `views` reached `position`. The waiting is on the event loop: a read that
         waits holds neither a thread nor a connection between its short checks."""
+        if self.reached.get(views, 0) >= position:
+            return
         started = time.monotonic()
         deadline = started + self.config.read_timeout_s
         delay = 0.002
-        while (lowest := await call.run(self.lowest, views)) < position:
+        while (lowest := await self._lowest(call, views)) < position:
             now = time.monotonic()
             if now - started > self.FUTURE_GRACE_S and (
                     head := await call.run(self.head)) < position:
@@ -93,6 +98,12 @@ class Views:
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.01)
 
+    async def _lowest(self, call: Call, views: tuple[str, ...]) -> int:
+        lowest: int = await call.run(self.lowest, views)
+        if lowest > self.reached.get(views, 0):
+            self.reached[views] = lowest
+        return lowest
+
 
 def _min_position(call: Call) -> int | None:
     query = call.query
@@ -101,7 +112,10 @@ def _min_position(call: Call) -> int | None:
 
 async def read(call: Call, views: tuple[str, ...], fn: Any, *args: Any,
                at_least: int | None = None) -> Any:
-    position = max(_min_position(call) or 0, at_least or 0)
+    """`fn` on the views, once they reached `?min_position=`, `at_least` and the caller's
+    own last acknowledged write (read-your-own-writes, realtime/sessions.py)."""
+    session = await call.state.sessions.position(call.principal)
+    position = max(_min_position(call) or 0, at_least or 0, session)
     if position:
         await call.state.views.wait(call, views, position)
     return await call.run(call.state.views.query, fn, *args)

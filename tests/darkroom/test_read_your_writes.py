@@ -1,0 +1,112 @@
+"""Read-your-own-writes by default, on two `darkroom serve` nodes sharing PostgreSQL and Redis.
+
+The short form of `bench/ryow.py` (1,000 pairs there): one user's write-then-read
+pairs spread over both nodes, with nothing passed but the token, and no read misses
+its write; a new user's first read shows the welcome credits; another user's reads
+do not take up the writer's position (`SessionPositions`, against the same Redis).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from darkroom.database import Database
+from realtime.auth import Principal
+from realtime.sessions import SessionPositions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import history_http
+import ryow
+
+pytestmark = pytest.mark.timeout(300)
+
+PAIRS = 120
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with ryow.redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def run(database: Database, schema: str, redis_url: str,
+        tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    result = ryow.ryow_phase(database, schema, tmp_path_factory.mktemp("ryow"), redis_url,
+                             ryow.ON, PAIRS, others=1)
+    ryow.print_phase(result)  # shown with -s, or when a test fails
+    return result
+
+
+def test_no_read_misses_the_write_before_it_on_either_node(run: dict[str, Any]) -> None:
+    assert len(run["misses"]) == 0, run["misses"][:5]
+    assert run["pairs"] == PAIRS
+
+
+def test_other_users_kept_reading_their_own_items_meanwhile(run: dict[str, Any]) -> None:
+    assert run["others_reads"] > 0
+    assert run["others_failures"] == []
+    assert run["server_log_errors"] == {}
+
+
+def test_a_new_users_first_read_on_the_other_node_shows_the_welcome_credits(
+        database: Database, schema: str, redis_url: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    with history_http.two_serving(database, schema, tmp_path_factory.mktemp("welcome"),
+                                  REDIS_URL=redis_url) as servers:
+        balances = []
+        for n in range(10):
+            user = history_http.new_user("welcome")
+            first, second = servers[n % 2], servers[(n + 1) % 2]
+            auth = {"Authorization": f"Bearer {history_http.token(user)}"}
+            httpx.get(f"{first.base}/api/projects", headers=auth, timeout=30)
+            answer = httpx.get(f"{second.base}/api/credits", headers=auth, timeout=30)
+            balances.append(answer.json()["balance"])
+    assert balances == [10.0] * 10
+
+
+@asynccontextmanager
+async def two_nodes(redis_url: str) -> AsyncIterator[tuple[SessionPositions, SessionPositions]]:
+    """Two processes' positions on one schema, sharing the Redis."""
+    schema = f"s{uuid.uuid4().hex[:8]}"
+    async with SessionPositions(schema, redis_url) as one, \
+            SessionPositions(schema, redis_url) as other:
+        yield one, other
+
+
+async def test_a_users_position_is_known_on_every_node_and_only_for_that_user(
+        redis_url: str) -> None:
+    async with two_nodes(redis_url) as (node_a, node_b):
+        await check_known_everywhere(node_a, node_b)
+
+
+async def check_known_everywhere(node_a: SessionPositions, node_b: SessionPositions) -> None:
+    writer, reader = Principal("jwt", "writer"), Principal("pat", "reader")
+    await node_a.remember(writer, 42)
+    assert await node_b.position(writer) == 42
+    assert await node_b.position(Principal("pat", "writer")) == 42  # any of their tokens
+    assert await node_b.position(reader) == 0
+    assert await node_b.position(Principal("service", None)) == 0
+
+
+async def test_a_position_is_only_ever_raised(redis_url: str) -> None:
+    writer = Principal("jwt", "writer")
+    async with two_nodes(redis_url) as (node_a, node_b):
+        await node_a.remember(writer, 50)
+        await node_b.remember(writer, 40)  # an earlier write acknowledged later
+        assert await node_a.position(writer) == 50
+        assert await node_b.position(writer) == 50
+
+
+async def test_switched_off_nothing_is_waited_for(redis_url: str) -> None:
+    async with SessionPositions("off", redis_url, enabled=False) as off:
+        await off.remember(Principal("jwt", "writer"), 7)
+        assert await off.position(Principal("jwt", "writer")) == 0
