@@ -70,18 +70,15 @@ class Principal:
         """The `user_id` handed to domain verbs: None (trusted) for the service key."""
         return None if self.is_service else self.user_id
 
-    @property
-    def actor(self) -> str:
-        """Who the command's events name as their actor (a worker route names its worker)."""
-        return f"user:{self.user_id}" if self.user_id is not None else "system:service"
-
     def meta(self, request: Request, *, worker_id: str | None = None) -> CommandMeta:
-        # The request's id (realtime.observe) is the one its answer and log line carry.
-        correlation = getattr(request.state, "correlation_id", None) \
-            or request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
         key = request.headers.get("idempotency-key") or None
-        actor = f"worker:{worker_id}" if worker_id else self.actor
-        request.state.actor = actor
+        if worker_id:
+            actor = f"worker:{worker_id}"
+        elif self.user_id is not None:
+            actor = f"user:{self.user_id}"
+        else:
+            actor = "system:service"
         return CommandMeta(actor=actor, correlation_id=correlation[:200],
                            idempotency_key=key[:200] if key else None)
 

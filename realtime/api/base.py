@@ -36,7 +36,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from realtime.api.media import strip_all
 from realtime.auth import Principal
 from realtime.errors import (
     BodyTooLargeError,
@@ -241,12 +240,7 @@ def nul_path(data: Any, where: str) -> str | None:
 
 
 def validate(model: type[M], data: Any, where: str) -> M:
-    """A body (`where` "body..."), as JSON, takes its types as sent (strict: `0` is not a
-    boolean, `"1"` not an integer, as the document says); a query string's values are text,
-    so they are converted."""
     try:
-        if where.startswith("body"):
-            return model.model_validate_json(dumps(data), strict=True)
         return model.model_validate(data)
     except PydanticValidationError as error:
         raise invalid_fields(error, where) from None
@@ -284,9 +278,7 @@ def route(endpoint: Endpoint) -> Route:
         body = data = None
         if endpoint.body is not None:
             config = request.app.state.config
-            # A media URL the API gave out comes back as its bare location.
-            data = strip_all(await read_json(request, config.max_body_bytes,
-                                             endpoint.body_optional))
+            data = await read_json(request, config.max_body_bytes, endpoint.body_optional)
             body = validate(endpoint.body, data, "body")
         # A key may come as the header or, for task creation, in the body.
         keyed = "idempotency-key" in request.headers or (
@@ -295,8 +287,6 @@ def route(endpoint: Endpoint) -> Route:
         reply = await endpoint.handler(Call(request, principal, body, query, path,
                                             f"{endpoint.method} {endpoint.path}",
                                             fingerprint))
-        if isinstance(reply, Reply):  # media locations leave as signed URLs
-            reply.body = request.app.state.media_urls.sign_all(reply.body)
         response = reply.response() if isinstance(reply, Reply) else reply
         # Read-your-own-writes: the position is the principal's before the answer leaves.
         if (wrote := response.headers.get(POSITION_HEADER)) and response.status_code < 400:
@@ -311,7 +301,6 @@ async def authorise(request: Request, endpoint: Endpoint) -> Principal:
     if endpoint.auth == "none":
         return Principal("anonymous", None)
     principal: Principal = await request.app.state.auth.authenticate(request)
-    request.state.actor = principal.actor  # for the access log (realtime.observe)
     if endpoint.auth == "service" and not principal.is_service:
         raise ForbiddenError("this route takes the service key", code="service_only")
     if endpoint.auth == "user":
