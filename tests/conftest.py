@@ -15,10 +15,17 @@ from pathlib import Path
 import pytest
 
 from darkroom.database import Database, create_schema, drop_schema, resolve
+from tests import logcheck
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every log line of the run is searched for every credential the tests used.
+    if not config.pluginmanager.is_registered(logcheck):
+        config.pluginmanager.register(logcheck, "logcheck")
 
 
 @pytest.fixture(scope="session")

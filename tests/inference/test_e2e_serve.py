@@ -23,10 +23,12 @@ pytestmark = pytest.mark.timeout(240)
 
 LAUNCH = (
     "import sys, uvicorn\n"
+    "from darkroom import redact\n"
+    "redact.install()\n"  # as `darkroom serve`: no credential in any log line
     "from darkroom.settings import Settings\n"
     "from darkroom.dispatch import build_serving_app\n"
     "uvicorn.run(build_serving_app(Settings()), host='127.0.0.1', port=int(sys.argv[1]),"
-    " log_level='warning')\n"
+    " log_level='info')\n"
 )
 
 

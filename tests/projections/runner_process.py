@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import sys
 
+from darkroom import redact
 from domain.studio import Studio
 from projections import all_views
 from projections.runner import Runner
 
 
 def main() -> None:
+    redact.install()  # as `darkroom serve`: no credential in any log line
     spec = json.loads(sys.argv[1])
     app = Studio(env=spec["env"])
     runner = Runner(app, spec["conninfo"], spec["schema"], all_views(),

@@ -29,10 +29,12 @@ JWT_SECRET = "test-jwt-secret-of-at-least-32-bytes!"
 SERVICE_KEY = "test-service-key"
 LAUNCH = (
     "import sys, uvicorn\n"
+    "from darkroom import redact\n"
+    "redact.install()\n"  # as `darkroom serve`: no credential in any log line
     "from darkroom.settings import Settings\n"
     "from darkroom.wiring import build_app\n"
     "uvicorn.run(build_app(Settings()), host='127.0.0.1', port=int(sys.argv[1]),"
-    " log_level='warning')\n"
+    " log_level='info')\n"
 )
 
 

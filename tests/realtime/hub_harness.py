@@ -35,6 +35,7 @@ SERVICE_KEY = "test-hub-service-key"
 LAUNCH = """
 import contextlib, sys
 import uvicorn
+from darkroom import redact
 from darkroom.settings import Settings
 from darkroom.wiring import edge_config
 from realtime.app import create_app
@@ -50,10 +51,12 @@ async def tables(app):
         prepare(conn, all_views(), managed=True, versions={})
     yield
 
+redact.install()  # as `darkroom serve`: no credential in any log line
+
 # edge_config() runs the projections in this process (a standby when another has them).
 app = create_app(edge_config(Settings()), extra_routes=hub_routes(),
                  extra_lifespans=[tables, hub_lifespan()])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="info",
             ws=sys.argv[2], ws_per_message_deflate=False)
 """
 FAST = {"DARKROOM_WS_AUTH_TIMEOUT_S": "1", "DARKROOM_WS_PING_INTERVAL_S": "0.5",
