@@ -29,16 +29,28 @@ def _studio(settings: Settings) -> Any:
 
 @app.command()
 def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
-          host: str = typer.Option(None, help="Interface (default 127.0.0.1)")) -> None:
+          host: str = typer.Option(None, help="Interface (default 127.0.0.1)"),
+          role: str = typer.Option(None, "--role",
+                                   help="api,hub,projections,dispatcher: any of them "
+                                        "(default: $DARKROOM_ROLES, else all)")) -> None:
     """Run the studio: HTTP API, websocket hub, projections, local inference."""
     import uvicorn
 
     from darkroom import redact
     from darkroom.dispatch import build_serving_app
+    from darkroom.errors import UnknownRoleError
     from darkroom.limits import ServerLimits, guarded_h11
+    from darkroom.roles import parse_roles
 
     redact.install()  # no credential in any log line (uvicorn logs `/ws?token=…`)
     settings = Settings()
+    if role is not None:
+        settings = settings.model_copy(update={"roles": role})
+    try:
+        parse_roles(settings.roles)
+    except UnknownRoleError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from error
     # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found:
     # make that an ordinary exit, so atexit stops the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

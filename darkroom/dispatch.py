@@ -27,6 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from darkroom.database import Database, create_schema, resolve
+from darkroom.roles import DISPATCHER, parse_roles
 from darkroom.settings import Settings
 from darkroom.wiring import studio_env, with_pruning
 from domain.studio import Studio
@@ -267,14 +268,15 @@ async def inference_in_process(app: Starlette) -> AsyncIterator[None]:
 
 
 def build_serving_app(settings: Settings) -> Starlette:
-    """`darkroom serve`'s app: the edge with projections and, unless
-    `DARKROOM_INFERENCE=off`, a local Ray with the dispatcher (`inference_in_process`)."""
+    """`darkroom serve`'s app: the edge of `settings.roles` and, with the `dispatcher`
+    role unless `DARKROOM_INFERENCE=off`, Ray with the dispatcher (`inference_in_process`)."""
     from darkroom.wiring import edge_config
     from realtime.app import create_app
 
     config = edge_config(settings)
-    lifespans = list(config.extra.get("lifespans") or [])  # type: ignore[call-overload]
-    config.extra["lifespans"] = [*lifespans, inference_in_process]
+    if DISPATCHER in parse_roles(settings.roles):
+        lifespans = list(config.extra.get("lifespans") or [])  # type: ignore[call-overload]
+        config.extra["lifespans"] = [*lifespans, inference_in_process]
     return create_app(config)
 
 

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=4096, alias="DARKROOM_MAX_CONNECTIONS")
     max_connections_per_ip: int = Field(default=256, alias="DARKROOM_MAX_CONNECTIONS_PER_IP")
     ws_max_frame_bytes: int = Field(default=64 * 1024, alias="DARKROOM_WS_MAX_FRAME_BYTES")
+    # What `darkroom serve` runs (darkroom/roles.py): api, hub, projections, dispatcher.
+    roles: str = Field(default="api,hub,projections,dispatcher", alias="DARKROOM_ROLES")
     db_schema: str = Field(default="public", alias="DARKROOM_DB_SCHEMA")
     jwt_secret: str = Field(default="dev-only-secret-change-me-in-production",
                             alias="DARKROOM_JWT_SECRET")

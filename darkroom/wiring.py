@@ -111,11 +111,36 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
         current[0].close()
 
 
+@asynccontextmanager
+async def views_prepared(app: Starlette) -> AsyncIterator[None]:
+    """For a process without the projections role: the views' tables exist before the
+    first request (a standby's `open`), and nothing folds nor takes a view's lock."""
+    from starlette.concurrency import run_in_threadpool
+
+    from projections import all_views
+    from projections.runner import Runner
+
+    config = app.state.config
+    runner = Runner(app.state.studio, config.conninfo, config.schema, all_views())
+    try:
+        await run_in_threadpool(runner.open)
+    finally:
+        await run_in_threadpool(runner.close)
+    yield
+
+
 def edge_config(settings: Settings) -> EdgeConfig:
+    """The edge of the roles in `settings.roles` (darkroom/roles.py): `/ws` and its hub
+    for `hub`, the runner for `projections`, the HTTP routes and the sweeper for `api`."""
+    from darkroom.roles import API, HUB, PROJECTIONS, parse_roles
     from realtime.config import EdgeConfig
 
+    roles = parse_roles(settings.roles)
     db = resolve(settings.database_url, settings.pg_dir)
     create_schema(db, settings.db_schema)
+    lifespans: list[Any] = [projections_in_process if PROJECTIONS in roles else views_prepared]
+    if HUB in roles:
+        lifespans.append(_hub_lifespan())
     return EdgeConfig(
         conninfo=db.conninfo, schema=settings.db_schema,
         build_studio=lambda: build_studio(db, settings.db_schema, settings.pool_size,
@@ -125,10 +150,11 @@ def edge_config(settings: Settings) -> EdgeConfig:
         jwt_secret=settings.jwt_secret, service_key=settings.service_key,
         media_dir=settings.media_dir, redis_url=settings.redis_url,
         read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,
-        worker_timeout_s=settings.worker_timeout_s, sweep_interval_s=settings.sweep_interval_s,
+        worker_timeout_s=settings.worker_timeout_s,
+        sweep_interval_s=settings.sweep_interval_s if API in roles else 0,
         jwt_max_lifetime_s=settings.jwt_max_lifetime_s, jwt_sub_any=settings.jwt_sub_any,
-        upload_quota_bytes=settings.upload_quota_bytes,
-        extra={"routes": _hub_routes(), "lifespans": [projections_in_process, _hub_lifespan()]})
+        upload_quota_bytes=settings.upload_quota_bytes, serve_api=API in roles,
+        extra={"routes": _hub_routes() if HUB in roles else [], "lifespans": lifespans})
 
 
 def _hub_routes() -> list[Any]:

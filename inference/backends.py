@@ -27,17 +27,30 @@ Task types and what they do:
   character (first = last frame of the image-pair-to-video model), with motion
   from `prompt`. A reference motion video, if sent, is not used yet: that needs
   a pose-driven model (e.g. Wan-Animate), which the tiny set does not include.
+
+LoRAs: any task whose params carry `loras` (`[{path, strength}]`, read as inputs
+`lora_0`, `lora_1`, … by `inference.inputs`) runs with those adapters loaded into the
+pipeline it calls (diffusers' `load_lora_weights`, then `set_adapters` with the
+strengths) and unloaded right after (`unload_lora_weights`): no task's LoRA is left in
+the next one. A pipeline without LoRA support refuses such a task (invalid input).
 """
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import inspect
+import io
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from domain.errors import InvalidLoraError
+from domain.loras import inspect_lora
 from inference import frames as fr
 from inference.errors import (
     InvalidInputError,
@@ -45,6 +58,7 @@ from inference.errors import (
     TaskCancelledError,
     UnsupportedTaskError,
 )
+from inference.inputs import LORA_INPUT
 from inference.loading import dtype_for, load_pipeline, pick_device
 from inference.models import (
     IMAGE_TO_IMAGE,
@@ -74,6 +88,44 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 ShouldCancel = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Lora:
+    """One LoRA a task asked for: its safetensors bytes and strength."""
+
+    data: bytes
+    strength: float
+    index: int
+
+    @property
+    def adapter_name(self) -> str:
+        return f"task_lora_{self.index}_{hashlib.sha256(self.data).hexdigest()[:12]}"
+
+
+# The LoRAs of the task running in this thread (set by `run`, applied by `_call`).
+_LORAS: contextvars.ContextVar[tuple[Lora, ...]] = contextvars.ContextVar("loras", default=())
+
+
+def take_loras(params: Mapping[str, Any], inputs: Inputs) -> tuple[tuple[Lora, ...], Inputs]:
+    """The task's LoRAs (inputs `lora_<i>` with `params.loras[i].strength`), checked to be
+    safetensors LoRA state dicts, and the other inputs."""
+    entries = params.get("loras") or []
+    loras, rest = [], {}
+    for name, value in inputs.items():
+        if not name.startswith(LORA_INPUT):
+            rest[name] = value
+            continue
+        index = int(name.removeprefix(LORA_INPUT))
+        data = value if isinstance(value, bytes) else value.read_bytes()
+        try:
+            inspect_lora(io.BytesIO(data), len(data))
+        except InvalidLoraError as error:
+            raise InvalidInputError(f"params.loras[{index}] is not a LoRA: {error}") from None
+        entry = entries[index] if index < len(entries) else {}
+        strength = float_param(entry, "strength", 1.0, -10.0, 10.0)
+        loras.append(Lora(data, strength, index))
+    return tuple(sorted(loras, key=lambda lora: lora.index)), rest
 
 
 def no_progress(step: int, total: int) -> None:
@@ -244,6 +296,8 @@ class DiffusersBackend:
         self.default_frames = default_frames
         self.default_fps = default_fps
         self._pipes: dict[str, Any] = {}
+        # One pipeline call at a time: adapters are loaded into shared modules.
+        self._calling = threading.Lock()
         self._handlers: dict[str, Callable[..., Result]] = {
             "image_generation": self._text_to_image,
             "qwen_image": self._text_to_image,
@@ -308,7 +362,12 @@ class DiffusersBackend:
             raise UnsupportedTaskError(f"no handler for task type {task_type!r}")
         if should_cancel():
             raise TaskCancelledError("cancelled before start")
-        return handler(params, inputs, progress, should_cancel)
+        loras, inputs = take_loras(params, inputs)
+        token = _LORAS.set(loras)
+        try:
+            return handler(params, inputs, progress, should_cancel)
+        finally:
+            _LORAS.reset(token)
 
     # --- shared pieces ---
 
@@ -333,8 +392,40 @@ class DiffusersBackend:
     def _call(self, pipe: Any, hook: _StepHook, **kwargs: Any) -> Any:
         import torch
 
-        with torch.inference_mode():
+        with self._calling, self._adapters(pipe, _LORAS.get()), torch.inference_mode():
             return pipe(**kwargs, **hook.kwargs_for(pipe))
+
+    @contextmanager
+    def _adapters(self, pipe: Any, loras: Sequence[Lora]) -> Iterator[None]:
+        """The LoRAs loaded with their strengths for one call, unloaded after it."""
+        if not loras:
+            yield
+            return
+        if not hasattr(pipe, "load_lora_weights"):
+            raise InvalidInputError(f"{type(pipe).__name__} takes no LoRAs; drop params.loras")
+        from safetensors.torch import load
+
+        loaded = False
+        try:
+            for lora in loras:
+                state = {k: v.to(self.dtype) for k, v in load(lora.data).items()}
+                loaded = True
+                try:
+                    pipe.load_lora_weights(state, adapter_name=lora.adapter_name)
+                except (ValueError, KeyError, RuntimeError) as error:
+                    raise InvalidInputError(f"params.loras[{lora.index}] does not fit "
+                                            f"{type(pipe).__name__}: {error}") from None
+            present = {name for names in pipe.get_list_adapters().values() for name in names}
+            missing = [lora.index for lora in loras if lora.adapter_name not in present]
+            if missing:
+                raise InvalidInputError(f"params.loras{missing} adapt no layer of "
+                                        f"{type(pipe).__name__}")
+            pipe.set_adapters([lora.adapter_name for lora in loras],
+                              adapter_weights=[lora.strength for lora in loras])
+            yield
+        finally:
+            if loaded:
+                pipe.unload_lora_weights()
 
     def _image_result(self, images: list[Image], seed: int) -> Result:
         outputs = tuple(

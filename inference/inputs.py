@@ -4,7 +4,7 @@ Params carry locations, never bytes: `/media/...` (our media store, uploads
 included) or an `http(s)://` URL. Stitches name no files; they name the tasks
 whose outputs they join (`segment_task_ids`), looked up when they run. The
 result maps the input names the backends read (`image`, `mask`, `start_image`,
-`segment_0`, …) to bytes.
+`segment_0`, …, and `lora_0`, … for the LoRA files of `params.loras`) to bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ SINGLE_INPUTS: Mapping[str, str] = {
     "end_video_url": "clip_2",
 }
 STITCHES = ("travel_stitch", "join_final_stitch")
+LORA_INPUT = "lora_"
 MAX_DOWNLOAD = 512 * 1024**2
 
 Reader = Callable[[str], bytes]
@@ -75,8 +76,24 @@ def input_locations(task_type: str, params: Mapping[str, Any],
     """Input name → location for one task (nothing read yet)."""
     if task_type in STITCHES:
         return _stitch_locations(task_type, params, output_of)
-    return {name: str(params[key]) for key, name in SINGLE_INPUTS.items()
-            if params.get(key) not in (None, "")}
+    found = {name: str(params[key]) for key, name in SINGLE_INPUTS.items()
+             if params.get(key) not in (None, "")}
+    return {**found, **lora_locations(params)}
+
+
+def lora_locations(params: Mapping[str, Any]) -> dict[str, str]:
+    """`lora_<i>` → where the i-th LoRA file is (its `path`: task creation resolved a
+    `resource_id` to it). The backends take these inputs apart from the media ones."""
+    loras = params.get("loras") or []
+    if not isinstance(loras, list):
+        raise InvalidInputError(f"params.loras must be a list, got {loras!r}")
+    found = {}
+    for index, lora in enumerate(loras):
+        path = lora.get("path") if isinstance(lora, Mapping) else None
+        if not isinstance(path, str) or not path:
+            raise InvalidInputError(f"params.loras[{index}] has no path: {lora!r}")
+        found[f"{LORA_INPUT}{index}"] = path
+    return found
 
 
 def read_inputs(task_type: str, params: Mapping[str, Any], read: Reader,

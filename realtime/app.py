@@ -82,11 +82,12 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
 
     # ---- extra routes (the websocket hub's /ws) are mounted here, first ----
     routes: list[BaseRoute] = [*extra_routes, *_extra(config, "routes")]
-    routes += [Route("/health", health, methods=["GET"]),
-               Route("/openapi.json", openapi, methods=["GET"])]
-    routes += [route(endpoint) for endpoint in ENDPOINTS]
-    media = media_api.mount(config.media_dir)
-    routes.append(Mount(media.path, app=read_only(media.app), name=media.name))
+    routes.append(Route("/health", health, methods=["GET"]))
+    if config.serve_api:
+        routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+        routes += [route(endpoint) for endpoint in ENDPOINTS]
+        media = media_api.mount(config.media_dir)
+        routes.append(Mount(media.path, app=read_only(media.app), name=media.name))
     return Starlette(routes=resources(routes), lifespan=lifespan,
                      exception_handlers=exception_handlers())
 

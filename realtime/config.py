@@ -64,6 +64,9 @@ class EdgeConfig:
     command_threads: int = 8
     worker_timeout_s: float = 120.0
     sweep_interval_s: float = 10.0  # 0: no sweeper in this process
+    # False: no HTTP API in this process (`/api/...` answers 404; `/health` and extra
+    # routes such as `/ws` stay): the hub role alone (darkroom/roles.py).
+    serve_api: bool = True
     # A JWT must carry `exp`; `exp - iat` (or `exp - now`) at most this (0: no bound).
     jwt_max_lifetime_s: float = field(
         default_factory=env_float("DARKROOM_JWT_MAX_LIFETIME_S", 24 * 3600.0))
