@@ -40,6 +40,7 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
     from darkroom.dispatch import build_serving_app
     from darkroom.errors import UnknownRoleError
     from darkroom.limits import ServerLimits, guarded_h11
+    from darkroom.logs import uvicorn_options
     from darkroom.roles import parse_roles
 
     redact.install()  # no credential in any log line (uvicorn logs `/ws?token=…`)
@@ -61,7 +62,8 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
                           ws_max_frame_bytes=settings.ws_max_frame_bytes)
     uvicorn.run(build_serving_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="info", http=guarded_h11(limits), ws="websockets-sansio",
-                ws_per_message_deflate=False, ws_max_size=limits.ws_max_frame_bytes)
+                ws_per_message_deflate=False, ws_max_size=limits.ws_max_frame_bytes,
+                **uvicorn_options(settings.log_format))
 
 
 @app.command()
@@ -69,14 +71,13 @@ def worker(ray_address: str = typer.Option(None, "--ray-address",
                                            help="Ray cluster to join (default: $RAY_ADDRESS; "
                                                 "none: start a local Ray)")) -> None:
     """Run the inference dispatcher: claim tasks and run them on Ray actors."""
-    import logging
-
-    from darkroom import redact
+    from darkroom import logs, redact
     from darkroom.dispatch import run_worker
 
     redact.install()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run_worker(Settings(), ray_address)
+    settings = Settings()
+    logs.configure(settings.log_format)
+    run_worker(settings, ray_address)
 
 
 @app.command()

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     jwt_sub_any: bool = Field(default=False, alias="DARKROOM_JWT_SUB_ANY")
     upload_quota_bytes: int = Field(default=5 * 1024**3, alias="DARKROOM_UPLOAD_QUOTA_BYTES")
 
+    # Observability (docs/API.md "Observability"): `json` makes every log line a JSON
+    # object and adds one `darkroom.access` line per request (darkroom/logs.py);
+    # /health/ready is 503 while a view is more than ready_max_lag events behind (the edge
+    # reads the same variable, realtime.config).
+    log_format: str = Field(default="text", pattern="^(text|json)$",
+                            alias="DARKROOM_LOG_FORMAT")
+    ready_max_lag: int = Field(default=1000, alias="DARKROOM_READY_MAX_LAG")
+
     @property
     def pg_dir(self) -> Path:
         return self.data_dir / "pg"

@@ -15,6 +15,7 @@ from darkroom.housekeeping import SnapshotPruner
 from darkroom.pulse import PULSE_TOPIC
 from darkroom.settings import Settings
 from domain.studio import Studio
+from inference import metrics as _dispatcher_metrics  # noqa: F401  (on every role's /metrics)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

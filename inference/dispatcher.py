@@ -42,6 +42,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from inference import metrics
 from inference.actors import BUSY, IDLE, ActorPool, Slot
 from inference.errors import TaskCancelledError, UnsupportedTaskError
 from inference.inputs import Reader, media_reader, read_inputs
@@ -152,6 +153,7 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
+        metrics.track(self)
 
     # -- life ------------------------------------------------------------------------
     def start(self) -> None:
@@ -379,6 +381,7 @@ class Dispatcher:
         """Called by the recorder once the outcome's command was sent (loop thread)."""
         self.counts[finished.kind] += 1
         self.timings.append(timing)
+        metrics.observe(timing)
         self._progress_sent.pop(finished.task_id, None)
         if timing.command in ("requeue", "release"):
             with self._held_lock:

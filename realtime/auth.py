@@ -70,15 +70,18 @@ class Principal:
         """The `user_id` handed to domain verbs: None (trusted) for the service key."""
         return None if self.is_service else self.user_id
 
+    @property
+    def actor(self) -> str:
+        """Who the command's events name as their actor (a worker route names its worker)."""
+        return f"user:{self.user_id}" if self.user_id is not None else "system:service"
+
     def meta(self, request: Request, *, worker_id: str | None = None) -> CommandMeta:
-        correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        # The request's id (realtime.observe) is the one its answer and log line carry.
+        correlation = getattr(request.state, "correlation_id", None) \
+            or request.headers.get("x-correlation-id") or str(uuid.uuid4())
         key = request.headers.get("idempotency-key") or None
-        if worker_id:
-            actor = f"worker:{worker_id}"
-        elif self.user_id is not None:
-            actor = f"user:{self.user_id}"
-        else:
-            actor = "system:service"
+        actor = f"worker:{worker_id}" if worker_id else self.actor
+        request.state.actor = actor
         return CommandMeta(actor=actor, correlation_id=correlation[:200],
                            idempotency_key=key[:200] if key else None)
 

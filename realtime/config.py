@@ -79,3 +79,6 @@ class EdgeConfig:
     # acknowledged write. Off only to measure what it costs (bench/ryow.py).
     session_consistency: bool = field(
         default_factory=env_flag("DARKROOM_SESSION_CONSISTENCY", True))
+    # `GET /health/ready` (realtime/health.py) answers 503 while a view is more than this
+    # many events behind the log's head (negative: the views are not checked).
+    ready_max_lag: int = field(default_factory=env_int("DARKROOM_READY_MAX_LAG", 1000))

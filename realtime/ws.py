@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from realtime.errors import EdgeError
 from realtime.fanout import ChangeLogRelay, FanoutBackend, InProcessFanout, RedisFanout
 from realtime.hub import Credential, Hub, HubSettings, Outbox, Subscription
+from realtime.metrics import WS_CHANGES_SENT, WS_CLOSED, WS_CONNECTIONS
 from realtime.protocol import (
     CLOSE_CODES,
     PING,
@@ -63,6 +64,7 @@ log = logging.getLogger("darkroom.realtime.ws")
 # Frames before `ready` (the `auth` frame): at most this many bytes, else closed 1009.
 MAX_AUTH_FRAME = 16 * 1024
 AUTH_FRAME_TOO_BIG = (1009, "frames before authentication are at most 16 KiB")
+CHANGE_PREFIX = '{"type":"change",'  # how `encode_change` starts every change frame
 
 
 # -- mounting --------------------------------------------------------------------------
@@ -112,15 +114,22 @@ class HubEndpoint:
         websocket = WebSocket(scope, receive, send)
         hub: Hub = websocket.app.state.hub
         await websocket.accept()
-        found = await handshake(websocket, hub)
-        if found is not None:
-            credential, mark = found
-            await Session(websocket, hub, credential, send, revocations_since=mark).run()
+        WS_CONNECTIONS.inc()
+        try:
+            found = await handshake(websocket, hub)
+            if found is not None:
+                credential, mark = found
+                await Session(websocket, hub, credential, send, revocations_since=mark).run()
+        finally:
+            WS_CONNECTIONS.dec()
+            if websocket.application_state != WebSocketState.DISCONNECTED:
+                WS_CLOSED.labels("client").inc()  # it ended before we closed it
 
 
 async def close(websocket: WebSocket, name: str) -> None:
     code = CLOSE_CODES[name]
     if websocket.application_state != WebSocketState.DISCONNECTED:
+        WS_CLOSED.labels(str(code.code)).inc()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(websocket.close(code.code, code.reason), 5)
 
@@ -166,6 +175,7 @@ async def _auth_frame(websocket: WebSocket, timeout: float) -> str | None:
         if size > MAX_AUTH_FRAME:
             # Checked before parsing: a token is at most 8 KiB; a big first frame is
             # never an auth frame (and JSON-parsing megabytes from anyone is a gift).
+            WS_CLOSED.labels(str(AUTH_FRAME_TOO_BIG[0])).inc()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(websocket.close(*AUTH_FRAME_TOO_BIG), 5)
             return None
@@ -292,8 +302,11 @@ class Session:
         outbox, send, frames = self.outbox, self.send, self.outbox.frames
         while not outbox.closed:
             if frames:
-                await send({"type": "websocket.send", "text": frames[0][0]})
+                text = frames[0][0]
+                await send({"type": "websocket.send", "text": text})
                 outbox.sent()
+                if text.startswith(CHANGE_PREFIX):
+                    WS_CHANGES_SENT.inc()
             else:
                 await outbox.wait()
 

@@ -301,6 +301,7 @@ async def authorise(request: Request, endpoint: Endpoint) -> Principal:
     if endpoint.auth == "none":
         return Principal("anonymous", None)
     principal: Principal = await request.app.state.auth.authenticate(request)
+    request.state.actor = principal.actor  # for the access log (realtime.observe)
     if endpoint.auth == "service" and not principal.is_service:
         raise ForbiddenError("this route takes the service key", code="service_only")
     if endpoint.auth == "user":
