@@ -21,12 +21,17 @@ from typing import Any
 
 from domain.claiming import dependency_failed
 from domain.metadata import CommandMeta
+from domain.pulse import NO_REPORT, Beat, Report
 from domain.roster import ROSTER_ID, WorkerRoster
 from domain.services.base import Result, as_uuid
 from domain.services.base import now as _now
 from domain.services.lifecycle import Batch, TaskLifecycle
 from domain.task import IN_PROGRESS, Task
 from domain.worker import LOST_AFTER, SYSTEM_OWNER, Worker
+
+# The workers listing: pulse rows older than this (and not on the roster) are history.
+LISTED_SINCE = timedelta(hours=24)
+LISTED_MAX = 1000
 
 
 def credential_of(meta: CommandMeta | None) -> str | None:
@@ -72,13 +77,29 @@ def own_tasks(batch: Batch, task_ids: list[Any], credential: str | None) -> list
             and task.owner_id == user]
 
 
+def worker_row(worker: Worker, beat: Beat | None, at: datetime,
+               timeout: timedelta) -> dict[str, Any]:
+    pulse = beat.last_seen if beat else None
+    seen = worker.seen_at(pulse)
+    report = beat.report if beat else NO_REPORT
+    liveness = "lost" if worker.lost else ("silent" if worker.is_lost(at, timeout, pulse)
+                                           else "alive")
+    return {"worker_id": worker.worker_id, "owner": worker.owner, "liveness": liveness,
+            "last_seen": seen.isoformat(), "silent_s": round((at - seen).total_seconds(), 3),
+            "held_tasks": [{"task_id": str(t), "since": since.isoformat()}
+                           for t, since in worker.running.items()],
+            "status": report.status, "current_model": report.current_model,
+            "vram_used_mb": report.vram_used_mb, "vram_total_mb": report.vram_total_mb}
+
+
 class LivenessServices(TaskLifecycle):
     def heartbeat(self, worker_id: str, task_ids: Iterable[object] = (),
-                  now: datetime | None = None, meta: CommandMeta | None = None) -> Result:
+                  now: datetime | None = None, meta: CommandMeta | None = None,
+                  report: Report = NO_REPORT) -> Result:
         """The worker is alive. `stop` lists the tasks it reported that it no longer
         holds (cancelled, requeued, finished elsewhere): it should drop them. A user's
         credential hears only about that user's tasks; another credential's worker is
-        not found."""
+        not found. Its `report` (status, model, VRAM) goes to the pulse, not the log."""
         reported = [as_uuid(t, "task id") for t in task_ids]
         at = now or _now()
         credential = credential_of(meta)
@@ -91,8 +112,25 @@ class LivenessServices(TaskLifecycle):
             stop = own_tasks(batch, worker.not_holding(reported), credential)
             return batch.changed, {"worker_id": worker_id, "stop": [str(t) for t in stop]}
         result = self._command(meta or CommandMeta.for_worker(worker_id), decide)
-        self.pulse.touch(worker_id, at)
+        self.pulse.touch(worker_id, at, report)
         return result
+
+    def workers(self, now: datetime | None = None,
+                timeout: timedelta = LOST_AFTER) -> list[dict[str, Any]]:
+        """Every worker on the roster or seen in the last day, by id (at most
+        `LISTED_MAX`): `liveness` (alive; silent: past `timeout`, not swept yet; lost),
+        the tasks it holds and its last report from the pulse. A read: nothing written."""
+        at = now or _now()
+        beats = {b.worker_id: b for b in self.pulse.beats(at - LISTED_SINCE)}
+        batch = self._batch(at)
+        roster = batch.find(ROSTER_ID)
+        names = set(beats) | set(roster.workers if isinstance(roster, WorkerRoster) else [])
+        listed = []
+        for worker_id in sorted(names)[:LISTED_MAX]:
+            worker = batch.find(Worker.id_for(worker_id))
+            if isinstance(worker, Worker):
+                listed.append(worker_row(worker, beats.get(worker_id), at, timeout))
+        return listed
 
     def require_worker(self, worker_id: str | None, meta: CommandMeta | None = None) -> None:
         """`WorkerNotFoundError` if `worker_id` is registered to a credential other than

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from domain.pulse import Report
 from realtime import models as m
 from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, written
@@ -96,9 +97,18 @@ def _require_credit(call: Call) -> None:
 
 async def heartbeat(call: Call) -> Reply:
     body: m.Heartbeat = call.body
+    report = Report(status=body.status, current_model=body.current_model,
+                    vram_used_mb=body.vram_used_mb, vram_total_mb=body.vram_total_mb)
     result = await call.run(call.studio.heartbeat, body.worker_id, body.task_ids,
-                            meta=call.meta(worker_id=body.worker_id))
+                            meta=call.meta(worker_id=body.worker_id), report=report)
     return written(result)
+
+
+async def list_workers(call: Call) -> Reply:
+    """Each worker's liveness, held tasks and last report (service key)."""
+    query: m.WorkerList = call.query
+    seconds = query.timeout_s or call.config.worker_timeout_s
+    return Reply(await call.run(call.studio.workers, timeout=timedelta(seconds=seconds)))
 
 
 async def complete(call: Call) -> Reply:
@@ -127,6 +137,10 @@ async def release(call: Call) -> Reply:
 
 
 ENDPOINTS = [
+    Endpoint("GET", "/api/workers", list_workers, "Workers: liveness (alive, silent, lost), "
+             "held tasks, status, current model and VRAM from their heartbeats (service "
+             "key)", "workers", query=m.WorkerList, response=list[m.WorkerOut],
+             auth="service"),
     Endpoint("POST", "/api/workers/claim", claim, "Claim the next eligible task (204: none)",
              "workers", body=m.ClaimRequest, response=m.Claimed,
              other_statuses={204: None}, auth="worker"),

@@ -12,7 +12,7 @@ from eventsourcing.persistence import StoredEvent
 from darkroom.database import Database
 from darkroom.pulse import PostgresPulse
 from darkroom.wiring import build_studio
-from domain.pulse import MemoryPulse
+from domain.pulse import MemoryPulse, Report
 from domain.studio import Studio
 from domain.task import IN_PROGRESS
 from domain.worker import QUIET_GAP, Worker
@@ -106,3 +106,52 @@ def test_a_heartbeat_after_a_long_silence_is_an_event_a_concurrent_sweep_conflic
     assert (seen.version, seen.last_seen) == (version + 1, late)
     assert studio.sweep_lost_workers(late + timedelta(seconds=60))["lost_workers"] == []
     assert task(studio, task_id).status == IN_PROGRESS
+
+
+def test_the_pulse_keeps_each_workers_last_report_and_a_beat_without_one_keeps_it(
+        studio: Studio, elsewhere: Studio) -> None:
+    worker = name("w")
+    start = datetime.now(UTC)
+    studio.heartbeat(worker, now=start, report=Report("busy", "tiny-sd", 3100, 24_000))
+    studio.heartbeat(worker, now=start + timedelta(seconds=1), report=Report(vram_used_mb=1))
+    studio.heartbeat(worker, now=start + timedelta(seconds=2), report=Report(status="idle"))
+    [beat] = [b for b in elsewhere.pulse.beats(start) if b.worker_id == worker]
+    # The VRAM-only beat came inside the write interval: it waits for the next write,
+    # which the status change made, carrying both.
+    assert (beat.last_seen, beat.report) == (start + timedelta(seconds=2),
+                                             Report("idle", "tiny-sd", 1, 24_000))
+    assert worker not in {b.worker_id for b in elsewhere.pulse.beats(
+        start + timedelta(seconds=3))}
+
+
+def test_the_workers_listing_says_alive_silent_or_lost_and_what_each_holds(
+        studio: Studio) -> None:
+    owner, project_id = funded(studio)
+    busy, quiet = name("w"), name("w")
+    task_id = queue(studio, project_id, owner)
+    start = datetime.now(UTC)
+    studio.claim_task(task_id, busy, now=start)
+    studio.heartbeat(busy, [task_id], now=start, report=Report(current_model="tiny-sd"))
+    studio.heartbeat(quiet, now=start - timedelta(seconds=150))
+    rows = {r["worker_id"]: r for r in studio.workers(start + timedelta(seconds=1))}
+    assert (rows[busy]["liveness"], rows[busy]["current_model"]) == ("alive", "tiny-sd")
+    assert [h["task_id"] for h in rows[busy]["held_tasks"]] == [str(task_id)]
+    assert rows[quiet]["liveness"] == "silent" and rows[quiet]["held_tasks"] == []
+    studio.sweep_lost_workers(start + timedelta(seconds=200))
+    rows = {r["worker_id"]: r for r in studio.workers(start + timedelta(seconds=201))}
+    assert (rows[busy]["liveness"], rows[busy]["held_tasks"]) == ("lost", [])
+    assert rows[busy]["current_model"] == "tiny-sd"
+
+
+def test_a_pulse_table_from_before_reports_gains_their_columns(
+        studio: Studio, database: Database, schema: str) -> None:
+    table = f"{studio.recorder.events_table_name}_pulse"  # type: ignore[attr-defined]
+    with studio.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        conn.execute(f'ALTER TABLE "{schema}"."{table}" DROP COLUMN status, '
+                     "DROP COLUMN current_model, DROP COLUMN vram_used_mb, "
+                     "DROP COLUMN vram_total_mb")
+    pulse = PostgresPulse(studio.recorder)
+    worker = name("w")
+    pulse.touch(worker, datetime.now(UTC), Report(status="up"))
+    assert [b.report.status for b in pulse.beats(datetime.now(UTC) - timedelta(minutes=1))
+            if b.worker_id == worker] == ["up"]

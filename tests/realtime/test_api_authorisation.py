@@ -175,6 +175,7 @@ def test_the_owner_still_sees_everything_unchanged(server: Server,
 
 
 SERVICE_CALLS = {
+    ("GET", "/api/workers"): None,
     ("POST", "/api/credits/grant"): {"user_id": "x", "amount": 1, "reason": "gift"},
     ("POST", "/api/credits/top-up"): {"user_id": "x", "amount": 1, "reference": "pay_1"},
     ("POST", "/api/task-types"): {"name": "mine", "run_type": "api",
