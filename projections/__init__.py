@@ -16,12 +16,13 @@ def view_classes() -> dict[str, type[View]]:
     from projections.credits import CreditsView
     from projections.gallery import GalleryView
     from projections.projects import ProjectsView
+    from projections.resources import ResourcesView
     from projections.shots import ShotsView
     from projections.tasks import TasksView
     from projections.variants import VariantsView
 
     classes: list[type[View]] = [ProjectsView, GalleryView, VariantsView, ShotsView, TasksView,
-                                 CreditsView]
+                                 CreditsView, ResourcesView]
     return {c.name: c for c in classes}
 
 

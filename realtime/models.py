@@ -240,9 +240,19 @@ class FamilyInput(BaseModel):
 
 
 class Lora(BaseModel):
+    """A LoRA a task applies: one of the user's resources (`resource_id`, checked and
+    resolved to its file at task creation), or a `path` (a media location or URL)."""
+
     model_config = ConfigDict(extra="allow")
-    path: Url
+    resource_id: UUID | None = None
+    path: Url | None = None
     strength: float = Field(1.0, ge=-10, le=10)
+
+    @model_validator(mode="after")
+    def names_a_file(self) -> Lora:
+        if self.resource_id is None and self.path is None:
+            raise ValueError("a LoRA needs a resource_id or a path")
+        return self
 
 
 class PromptSpec(BaseModel):
@@ -893,3 +903,37 @@ class TokenCreated(Written):
 class HeartbeatOut(Written):
     worker_id: str
     stop: list[UUID] = Field(description="reported tasks this worker no longer holds: drop them")
+
+
+# ---- resources (LoRAs) ------------------------------------------------------------
+class ResourceUrlCreate(Body):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=200)]
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                          max_length=4096, pattern=r"^https?://")] = Field(
+        description="where a worker fetches the LoRA when a task names it (nothing is "
+                    "fetched at registration)")
+    type: Literal["lora"] = "lora"
+
+
+class ResourceList(Query):
+    cursor: str | None = Field(None, max_length=500)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class ResourceOut(Out):
+    id: UUID
+    type: str
+    name: str
+    location: str | None = Field(description="the stored file (uploads); null for a URL")
+    url: str | None = Field(description="the LoRA's URL (URL resources); null for uploads")
+    size: int | None
+    sha256: str | None
+    metadata: dict[str, Any] = Field(description="what the file's header says: format, "
+                                                 "tensors, rank, targets, dtypes")
+    created_at: str
+
+
+class ResourcePage(Out):
+    items: list[ResourceOut]
+    next_cursor: str | None

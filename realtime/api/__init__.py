@@ -7,6 +7,7 @@ from realtime.api import (
     credits,
     generations,
     projects,
+    resources,
     shots,
     tasks,
     tokens,
@@ -18,5 +19,5 @@ from realtime.api.base import Endpoint
 ENDPOINTS: list[Endpoint] = [
     *projects.ENDPOINTS, *shots.ENDPOINTS, *generations.ENDPOINTS, *tasks.ENDPOINTS,
     *workers.ENDPOINTS, *credits.ENDPOINTS, *tokens.ENDPOINTS, *uploads.ENDPOINTS,
-    *catalogue.ENDPOINTS,
+    *catalogue.ENDPOINTS, *resources.ENDPOINTS,
 ]

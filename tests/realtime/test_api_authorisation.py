@@ -19,12 +19,13 @@ from tests.realtime.api_harness import Server, ok, server
 __all__ = ["server"]
 
 ZERO = "00000000-0000-0000-0000-000000000000"
+KINDS = ("project", "shot", "generation", "variant", "task", "token", "resource")
 
 
 def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
     """(method, path) → the request a stranger sends with the owner's ids."""
-    p, s, g, v, t, k = (ids[x] for x in ("project", "shot", "generation", "variant", "task",
-                                          "token"))
+    p, s, g, v, t, k, r = (ids[x] for x in ("project", "shot", "generation", "variant",
+                                             "task", "token", "resource"))
     return {
         ("GET", "/api/projects/{id}"): {"url": f"/api/projects/{p}"},
         ("PUT", "/api/projects/{id}"): {"url": f"/api/projects/{p}", "json": {"name": "X"}},
@@ -88,6 +89,8 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
                                           "json": {"error_message": "no"}},
         ("POST", "/api/tasks/{id}/release"): {"url": f"/api/tasks/{t}/release", "json": {}},
         ("DELETE", "/api/tokens/{id}"): {"url": f"/api/tokens/{k}"},
+        ("GET", "/api/resources/{id}"): {"url": f"/api/resources/{r}"},
+        ("DELETE", "/api/resources/{id}"): {"url": f"/api/resources/{r}"},
         ("POST", "/api/task-types/{name}/activate"): {
             "url": "/api/task-types/image_upscale/activate"},
         ("POST", "/api/task-types/{name}/deactivate"): {
@@ -105,8 +108,7 @@ def takes_an_id(endpoint: Any) -> bool:
 
 def test_the_matrix_covers_every_route_that_takes_an_id() -> None:
     declared = {(e.method, e.path) for e in ENDPOINTS if takes_an_id(e)}
-    table = set(calls(dict.fromkeys(("project", "shot", "generation", "variant", "task",
-                                      "token"), ZERO)))
+    table = set(calls(dict.fromkeys(KINDS, ZERO)))
     assert declared == table
 
 
@@ -123,9 +125,11 @@ def owned(server: Server) -> dict[str, Any]:
         "task_type": "image_upscale", "project_id": project,
         "params": {"image_url": "/m/a.png"}}), 201)["task_id"]
     token = ok(alice.post("/api/tokens", json={"label": "mine"}), 201)["id"]
+    resource = ok(alice.post("/api/resources/url", json={
+        "name": "Mine", "url": "https://example.com/mine.safetensors"}), 201)["id"]
     return {"alice": alice, "ids": {"project": project, "shot": shot,
                                     "generation": made["id"], "variant": variant,
-                                    "task": task, "token": token}}
+                                    "task": task, "token": token, "resource": resource}}
 
 
 def head(client: httpx.Client) -> int:
@@ -145,8 +149,7 @@ def strangers(server: Server) -> dict[str, httpx.Client]:
 
 
 @pytest.mark.parametrize("credential", ["jwt", "pat"])
-@pytest.mark.parametrize("route", sorted(calls(dict.fromkeys(
-    ("project", "shot", "generation", "variant", "task", "token"), ZERO))))
+@pytest.mark.parametrize("route", sorted(calls(dict.fromkeys(KINDS, ZERO))))
 def test_a_second_user_gets_404_for_the_first_users_ids_and_changes_nothing(
         server: Server, owned: dict[str, Any], strangers: dict[str, httpx.Client],
         route: tuple[str, str], credential: str) -> None:
