@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=4096, alias="DARKROOM_MAX_CONNECTIONS")
     max_connections_per_ip: int = Field(default=256, alias="DARKROOM_MAX_CONNECTIONS_PER_IP")
     ws_max_frame_bytes: int = Field(default=64 * 1024, alias="DARKROOM_WS_MAX_FRAME_BYTES")
+    # What `darkroom serve` runs (darkroom/roles.py): api, hub, projections, dispatcher.
+    roles: str = Field(default="api,hub,projections,dispatcher", alias="DARKROOM_ROLES")
     db_schema: str = Field(default="public", alias="DARKROOM_DB_SCHEMA")
     jwt_secret: str = Field(default="dev-only-secret-change-me-in-production",
                             alias="DARKROOM_JWT_SECRET")
@@ -44,14 +46,14 @@ class Settings(BaseSettings):
     jwt_max_lifetime_s: float = Field(default=24 * 3600.0, alias="DARKROOM_JWT_MAX_LIFETIME_S")
     jwt_sub_any: bool = Field(default=False, alias="DARKROOM_JWT_SUB_ANY")
     upload_quota_bytes: int = Field(default=5 * 1024**3, alias="DARKROOM_UPLOAD_QUOTA_BYTES")
-    # Uploads are decoded (realtime/api/sniffing.py); an image or video frame with more
-    # pixels than this is refused (422 media_too_many_pixels): a decompression-bomb guard.
-    upload_max_pixels: int = Field(default=50_000_000, alias="DARKROOM_UPLOAD_MAX_PIXELS")
-    # Media URLs are signed (realtime/api/media.py): /media/...?exp=<unix>&sig=<HMAC-SHA256
-    # with this secret>; empty: derived from the JWT secret. Every server of one studio
-    # needs the same secret. A URL lives media_url_ttl_s (+ up to 300 s of rounding).
-    media_secret: str = Field(default="", alias="DARKROOM_MEDIA_SECRET")
-    media_url_ttl_s: int = Field(default=3600, ge=1, alias="DARKROOM_MEDIA_URL_TTL_S")
+
+    # Observability (docs/API.md "Observability"): `json` makes every log line a JSON
+    # object and adds one `darkroom.access` line per request (darkroom/logs.py);
+    # /health/ready is 503 while a view is more than ready_max_lag events behind (the edge
+    # reads the same variable, realtime.config).
+    log_format: str = Field(default="text", pattern="^(text|json)$",
+                            alias="DARKROOM_LOG_FORMAT")
+    ready_max_lag: int = Field(default=1000, alias="DARKROOM_READY_MAX_LAG")
 
     @property
     def pg_dir(self) -> Path:

@@ -15,6 +15,7 @@ from darkroom.housekeeping import SnapshotPruner
 from darkroom.pulse import PULSE_TOPIC
 from darkroom.settings import Settings
 from domain.studio import Studio
+from inference import metrics as _dispatcher_metrics  # noqa: F401  (on every role's /metrics)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -111,11 +112,36 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
         current[0].close()
 
 
+@asynccontextmanager
+async def views_prepared(app: Starlette) -> AsyncIterator[None]:
+    """For a process without the projections role: the views' tables exist before the
+    first request (a standby's `open`), and nothing folds nor takes a view's lock."""
+    from starlette.concurrency import run_in_threadpool
+
+    from projections import all_views
+    from projections.runner import Runner
+
+    config = app.state.config
+    runner = Runner(app.state.studio, config.conninfo, config.schema, all_views())
+    try:
+        await run_in_threadpool(runner.open)
+    finally:
+        await run_in_threadpool(runner.close)
+    yield
+
+
 def edge_config(settings: Settings) -> EdgeConfig:
+    """The edge of the roles in `settings.roles` (darkroom/roles.py): `/ws` and its hub
+    for `hub`, the runner for `projections`, the HTTP routes and the sweeper for `api`."""
+    from darkroom.roles import API, HUB, PROJECTIONS, parse_roles
     from realtime.config import EdgeConfig
 
+    roles = parse_roles(settings.roles)
     db = resolve(settings.database_url, settings.pg_dir)
     create_schema(db, settings.db_schema)
+    lifespans: list[Any] = [projections_in_process if PROJECTIONS in roles else views_prepared]
+    if HUB in roles:
+        lifespans.append(_hub_lifespan())
     return EdgeConfig(
         conninfo=db.conninfo, schema=settings.db_schema,
         build_studio=lambda: build_studio(db, settings.db_schema, settings.pool_size,
@@ -125,30 +151,11 @@ def edge_config(settings: Settings) -> EdgeConfig:
         jwt_secret=settings.jwt_secret, service_key=settings.service_key,
         media_dir=settings.media_dir, redis_url=settings.redis_url,
         read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,
-        worker_timeout_s=settings.worker_timeout_s, sweep_interval_s=settings.sweep_interval_s,
+        worker_timeout_s=settings.worker_timeout_s,
+        sweep_interval_s=settings.sweep_interval_s if API in roles else 0,
         jwt_max_lifetime_s=settings.jwt_max_lifetime_s, jwt_sub_any=settings.jwt_sub_any,
-        upload_quota_bytes=settings.upload_quota_bytes,
-        **media_settings(settings),
-        extra={"routes": _hub_routes(), "lifespans": [projections_in_process, _hub_lifespan()]})
-
-
-def media_settings(settings: Settings) -> dict[str, Any]:
-    """The edge's upload and media-URL knobs; with an S3 bucket (`DARKROOM_S3_BUCKET`) task
-    outputs get the bucket's presigned GET URLs, living as long as the signed local ones."""
-    from darkroom.dispatch import InferenceSettings
-
-    inference = InferenceSettings()
-    store_url = None
-    if inference.s3_bucket:
-        from inference.media import S3MediaStore
-
-        store_url = S3MediaStore(inference.s3_bucket, inference.s3_endpoint,
-                                 region_name=inference.s3_region,
-                                 public_base_url=inference.media_public_url,
-                                 url_expiry=settings.media_url_ttl_s).url_for
-    return {"upload_max_pixels": settings.upload_max_pixels,
-            "media_secret": settings.media_secret, "media_url_ttl_s": settings.media_url_ttl_s,
-            "media_store_url": store_url}
+        upload_quota_bytes=settings.upload_quota_bytes, serve_api=API in roles,
+        extra={"routes": _hub_routes() if HUB in roles else [], "lifespans": lifespans})
 
 
 def _hub_routes() -> list[Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -27,6 +28,9 @@ from realtime.api.reads import Views
 from realtime.auth import Authenticator
 from realtime.config import EdgeConfig
 from realtime.errors import exception_handlers
+from realtime.health import live, ready
+from realtime.metrics import metrics
+from realtime.observe import Observed
 from realtime.openapi import openapi_document
 from realtime.sessions import SessionPositions
 
@@ -55,9 +59,6 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.config = config
-        app.state.media_urls = media_api.MediaUrls(
-            media_api.media_secret(config.media_secret, config.jwt_secret),
-            config.media_url_ttl_s, store_url=config.media_store_url)
         app.state.studio = await run_in_threadpool(config.build_studio)
         app.state.sessions = SessionPositions(config.schema, config.redis_url,
                                               enabled=config.session_consistency)
@@ -85,14 +86,23 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
 
     # ---- extra routes (the websocket hub's /ws) are mounted here, first ----
     routes: list[BaseRoute] = [*extra_routes, *_extra(config, "routes")]
-    routes += [Route("/health", health, methods=["GET"]),
-               Route("/openapi.json", openapi, methods=["GET"])]
-    routes += [route(endpoint) for endpoint in ENDPOINTS]
-    media = media_api.mount(config.media_dir)
-    routes.append(Mount(media.path, app=read_only(media_api.guarded(media.app)),
-                        name=media.name))
+    routes.append(Route("/health", health, methods=["GET"]))
+    routes += observability_routes()
+    if config.serve_api:
+        routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+        routes += [route(endpoint) for endpoint in ENDPOINTS]
+        media = media_api.mount(config.media_dir)
+        routes.append(Mount(media.path, app=read_only(media.app), name=media.name))
     return Starlette(routes=resources(routes), lifespan=lifespan,
-                     exception_handlers=exception_handlers())
+                     exception_handlers=exception_handlers(),
+                     middleware=[Middleware(Observed, routes=routes)])
+
+
+def observability_routes() -> list[BaseRoute]:
+    """`/health/live`, `/health/ready` and `/metrics`: on every role."""
+    return [Route("/health/live", live, methods=["GET"]),
+            Route("/health/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"])]
 
 
 def _extra(config: EdgeConfig, key: str) -> list[Any]:

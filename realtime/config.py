@@ -64,6 +64,9 @@ class EdgeConfig:
     command_threads: int = 8
     worker_timeout_s: float = 120.0
     sweep_interval_s: float = 10.0  # 0: no sweeper in this process
+    # False: no HTTP API in this process (`/api/...` answers 404; `/health` and extra
+    # routes such as `/ws` stay): the hub role alone (darkroom/roles.py).
+    serve_api: bool = True
     # A JWT must carry `exp`; `exp - iat` (or `exp - now`) at most this (0: no bound).
     jwt_max_lifetime_s: float = field(
         default_factory=env_float("DARKROOM_JWT_MAX_LIFETIME_S", 24 * 3600.0))
@@ -76,12 +79,6 @@ class EdgeConfig:
     # acknowledged write. Off only to measure what it costs (bench/ryow.py).
     session_consistency: bool = field(
         default_factory=env_flag("DARKROOM_SESSION_CONSISTENCY", True))
-    # An upload is decoded (realtime/api/sniffing.py); more pixels than this are refused.
-    upload_max_pixels: int = field(
-        default_factory=env_int("DARKROOM_UPLOAD_MAX_PIXELS", 50_000_000))
-    # Media URLs (realtime/api/media.py): HMAC secret (empty: derived from jwt_secret),
-    # lifetime of a URL, and the store's own URL maker for task outputs (S3 presigned).
-    media_secret: str = field(default_factory=lambda: os.environ.get(
-        "DARKROOM_MEDIA_SECRET", ""))
-    media_url_ttl_s: int = field(default_factory=env_int("DARKROOM_MEDIA_URL_TTL_S", 3600))
-    media_store_url: Callable[[str], str] | None = None
+    # `GET /health/ready` (realtime/health.py) answers 503 while a view is more than this
+    # many events behind the log's head (negative: the views are not checked).
+    ready_max_lag: int = field(default_factory=env_int("DARKROOM_READY_MAX_LAG", 1000))

@@ -584,9 +584,14 @@ class ClaimRequest(Body):
 
 
 class Heartbeat(Body):
+    """`status`, `current_model` and VRAM are kept with the last heartbeat (not in the
+    event log) for `GET /api/workers`; one left out keeps its last value."""
+
     worker_id: WorkerId
     status: str | None = Field(None, max_length=100)
     current_model: str | None = Field(None, max_length=200)
+    vram_used_mb: int | None = Field(None, ge=0, le=10_000_000)
+    vram_total_mb: int | None = Field(None, ge=0, le=10_000_000)
     task_ids: list[UUID] = Field(default_factory=list, max_length=100)
 
 
@@ -840,14 +845,8 @@ class Cancelled(Written):
 
 
 class Upload(Out):
-    location: str = Field(description="the file's signed URL (`?exp=&sig=`); send it back "
-                                      "as a location, the studio keeps the bare path")
-    thumbnail_url: str = Field(description="a WebP thumbnail's signed URL (<= 256 px)")
-    content_type: str = Field(description="what the bytes are (decoded, not as declared)")
-    type: Literal["image", "video"]
-    width: int
-    height: int
-
+    location: str
+    thumbnail_url: str
 
 
 class LedgerEntry(Out):
@@ -898,6 +897,29 @@ class TokenCreated(Written):
     token_id: UUID
     label: str
     token: str
+
+
+class WorkerList(Query):
+    timeout_s: float | None = Field(None, gt=0, le=86_400, description="silence after "
+                                    "which a worker is `silent` (default: the sweeper's)")
+
+
+class HeldTask(Out):
+    task_id: UUID
+    since: str
+
+
+class WorkerOut(Out):
+    worker_id: str
+    owner: str | None = Field(description="service, user:<id>, system; null: unclaimed")
+    liveness: Literal["alive", "silent", "lost"]
+    last_seen: str
+    silent_s: float
+    held_tasks: list[HeldTask]
+    status: str | None
+    current_model: str | None
+    vram_used_mb: int | None
+    vram_total_mb: int | None
 
 
 class HeartbeatOut(Written):

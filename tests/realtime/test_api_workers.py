@@ -73,6 +73,15 @@ def claim(worker: httpx.Client, run_type: str = "api", within: float = 5.0) -> A
         time.sleep(0.05)
 
 
+def a_claimed_task(server: Server) -> tuple[httpx.Client, str, httpx.Client, str]:
+    """A user with credits, their own worker, and a task of theirs it has claimed."""
+    alice, user_id = user_with_credits(server)
+    worker = worker_of(server, alice)
+    _, task = project_with_task(alice)
+    assert ok(claim(worker))["task_id"] == task
+    return alice, user_id, worker, task
+
+
 def test_the_service_key_claims_a_queued_task_and_answers_204_when_none_is_left(
         server: Server) -> None:
     alice, _ = user_with_credits(server)
@@ -195,10 +204,7 @@ def test_a_worker_id_belongs_to_the_credential_that_first_used_it(server: Server
 
 def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(
         server: Server) -> None:
-    alice, _ = user_with_credits(server)
-    worker = worker_of(server, alice)
-    _, task = project_with_task(alice)
-    assert ok(claim(worker))["task_id"] == task
+    alice, _, worker, task = a_claimed_task(server)
     ok(alice.patch(f"/api/tasks/{task}/cancel"))
     beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker),
                                                           "task_ids": [task]}))
@@ -209,10 +215,7 @@ def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(
 
 def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(
         server: Server) -> None:
-    alice, _ = user_with_credits(server)
-    worker = worker_of(server, alice)
-    _, task = project_with_task(alice)
-    assert ok(claim(worker))["task_id"] == task
+    alice, _, worker, task = a_claimed_task(server)
     error_of(worker.post(f"/api/tasks/{task}/release", json={"worker_id": "not-me"}), 409)
     released = worker.post(f"/api/tasks/{task}/release",
                            json={"worker_id": wid(worker), "reason": "shutting down"})
@@ -246,6 +249,49 @@ def test_completing_an_upscale_adds_a_variant_to_its_source(server: Server) -> N
                             f"?min_position={position(done)}"))
     assert [(v["variant_type"], v["location"]) for v in variants] == [
         ("original", "/media/small.png"), ("upscaled", "/media/big.png")]
+
+
+def listed(server: Server, worker_id: str, query: str = "") -> dict[str, Any]:
+    rows = ok(server.service().get(f"/api/workers{query}"))
+    return next(r for r in rows if r["worker_id"] == worker_id)  # type: ignore[no-any-return]
+
+
+def test_the_workers_listing_shows_liveness_held_tasks_and_what_heartbeats_report(
+        server: Server) -> None:
+    _, user_id, worker, task = a_claimed_task(server)
+    ok(worker.post("/api/workers/heartbeat", json={
+        "worker_id": wid(worker), "task_ids": [task], "status": "busy",
+        "current_model": "tiny-sd", "vram_used_mb": 3100, "vram_total_mb": 24_000}))
+    row = listed(server, wid(worker))
+    assert (row["liveness"], row["owner"], [h["task_id"] for h in row["held_tasks"]]) == (
+        "alive", f"user:{user_id}", [task])
+    assert (row["status"], row["current_model"], row["vram_used_mb"],
+            row["vram_total_mb"]) == ("busy", "tiny-sd", 3100, 24_000)
+    # A beat that leaves fields out keeps them; a new status is written at once (VRAM
+    # alone waits for the pulse's next write, at most 5 s later).
+    ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker),
+                                                   "status": "idle"}))
+    row = listed(server, wid(worker))
+    assert (row["status"], row["current_model"], row["vram_used_mb"]) == (
+        "idle", "tiny-sd", 3100)
+    time.sleep(0.3)
+    assert listed(server, wid(worker), "?timeout_s=0.2")["liveness"] == "silent"
+    error_of(server.service().get("/api/workers?timeout_s=0"), 422)
+
+
+def test_heartbeat_reports_are_validated_and_stay_out_of_the_event_log(
+        server: Server) -> None:
+    worker = server.service()
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    ok(worker.post("/api/workers/heartbeat", json={"worker_id": name}))
+    head = ok(worker.get("/health"))["head_position"]
+    for status in ("loading", "busy", "idle"):
+        ok(worker.post("/api/workers/heartbeat", json={
+            "worker_id": name, "status": status, "current_model": status}))
+    assert ok(worker.get("/health"))["head_position"] == head
+    assert listed(server, name)["current_model"] == "idle"
+    error_of(worker.post("/api/workers/heartbeat", json={
+        "worker_id": name, "vram_used_mb": -1}), 422)
 
 
 def test_a_jwt_cannot_use_the_worker_routes(server: Server) -> None:

@@ -8,6 +8,7 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,9 +23,17 @@ from darkroom.wiring import build_studio
 from realtime.auth import issue_jwt
 from realtime.health import DatabaseState, StateSource, read_state
 from realtime.metrics import METRIC_NAMES
-from tests.realtime.api_harness import JWT_SECRET, Server, ok, server  # noqa: F401
+from tests.realtime.api_harness import JWT_SECRET, Server, ok, start_server, stop_server
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture(scope="module")
+def server(database: Database, schema: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(database, schema, tmp_path_factory.mktemp("observability"))
+    yield running
+    stop_server(running)
 
 
 def scrape(server: Server) -> tuple[set[str], Samples]:
@@ -53,7 +62,7 @@ def until(check: Any, timeout: float = 10.0) -> Any:
 
 
 def test_metrics_expose_every_documented_family_and_the_database_gauges(
-        server: Server) -> None:  # noqa: F811
+        server: Server) -> None:
     ok(server.user().post("/api/projects", json={"name": "metrics"}), 201)
     names, samples = scrape(server)
     assert set(METRIC_NAMES) <= names
@@ -69,14 +78,14 @@ def test_metrics_expose_every_documented_family_and_the_database_gauges(
 
 
 def test_request_counters_move_with_traffic_labelled_by_route_template(
-        server: Server) -> None:  # noqa: F811
+        server: Server) -> None:
     client = server.user()
     missing = [str(uuid.uuid4()) for _ in range(3)]
     _, before = scrape(server)
     for project in missing:
         assert client.get(f"/api/projects/{project}").status_code == 404
     assert client.get("/no/such/path").status_code == 404
-    names, after = scrape(server)
+    _, after = scrape(server)
     key = {"method": "GET", "route": "/api/projects/{id}", "status": "404"}
     assert value(after, "darkroom_http_requests_total", **key) - \
         value(before, "darkroom_http_requests_total", **key) == 3
@@ -92,7 +101,7 @@ def test_request_counters_move_with_traffic_labelled_by_route_template(
 
 
 def test_websocket_metrics_count_connections_changes_sent_and_closes_by_code(
-        server: Server) -> None:  # noqa: F811
+        server: Server) -> None:
     user = str(uuid.uuid4())
     client = server.client(issue_jwt(JWT_SECRET, user))
     project = ok(client.post("/api/projects", json={"name": "before"}), 201)["id"]
@@ -135,7 +144,7 @@ def test_websocket_metrics_count_connections_changes_sent_and_closes_by_code(
 
 
 def test_a_request_answers_with_the_correlation_id_its_events_carry(
-        server: Server, database: Database, schema: str) -> None:  # noqa: F811
+        server: Server, database: Database, schema: str) -> None:
     client = server.user()
     given = f"obs-{uuid.uuid4()}"
     made = client.post("/api/projects", json={"name": "traced"},
@@ -155,7 +164,7 @@ def test_a_request_answers_with_the_correlation_id_its_events_carry(
 
 
 def test_the_process_is_live_and_ready_once_its_views_are_near_the_head(
-        server: Server) -> None:  # noqa: F811
+        server: Server) -> None:
     live = httpx.get(f"{server.base_url}/health/live", timeout=5)
     assert (live.status_code, live.json()) == (200, {"status": "live"})
     ready = until(lambda: (r := httpx.get(f"{server.base_url}/health/ready", timeout=10))
