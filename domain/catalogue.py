@@ -139,12 +139,25 @@ _DEFAULTS = (
          supports_progress=True),
     _gpu("join_final_stitch", GENERATION, "0.005", variant_type="join_final_stitch",
          supports_progress=True),
+    # Seed 000's Edit Travel tool: an input image edited by text prompts (Fal's
+    # flux-pro/kontext, or Flux), each result a new generation. No rate was published:
+    # priced like the other prompt edits (magic_edit).
+    _api("edit_travel_kontext", GENERATION, "0.039", display_name="Edit travel (Kontext)",
+         model_name="flux_kontext"),
+    _api("edit_travel_flux", GENERATION, "0.039", display_name="Edit travel (Flux)",
+         model_name="flux"),
 )
 
 DEFAULT_CATALOGUE: Mapping[str, TaskType] = MappingProxyType({t.name: t for t in _DEFAULTS})
 
-# Other names the seed used for the same task types.
-ALIASES: Mapping[str, str] = MappingProxyType({"animate_character": "character_animate"})
+# Other names the seed used for the same task types: seed 000's `video_travel_segment`
+# (one segment between two chosen images) is the individual travel segment, and
+# REFERENCE.md's `qwen_image_edit` the magic edit it names by its model.
+ALIASES: Mapping[str, str] = MappingProxyType({
+    "animate_character": "character_animate",
+    "video_travel_segment": "individual_travel_segment",
+    "qwen_image_edit": "magic_edit",
+})
 
 # The task families of unified task creation and the types each one queues.
 FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType({

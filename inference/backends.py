@@ -11,13 +11,15 @@ Task types and what they do:
 - `image_generation` (and the model-named `qwen_image`, `z_image_turbo`): text →
   image(s) (`prompt`, `seed`, `resolution` "WxH" or `width`/`height`, `steps`,
   `num_images`).
-- `magic_edit`, `annotated_image_edit`, `image_edit`: image-to-image on input
+- `magic_edit` (`qwen_image_edit`), `annotated_image_edit`, `image_edit`, and seed
+  000's `edit_travel_kontext` / `edit_travel_flux`: image-to-image on input
   `image` with `prompt` and `strength`. The annotated edit receives the image
   with the user's marks already drawn in, so it is the same operation.
 - `image_inpaint`: inputs `image` and `mask` (white = repaint).
 - `image_upscale`: x4 (`scale` below 4 resizes the x4 result down).
-- `travel_segment`, `individual_travel_segment`: inputs `start_image` and
-  `end_image` → MP4 of exactly `num_frames` frames starting and ending on them.
+- `travel_segment`, `individual_travel_segment` (`video_travel_segment`): inputs
+  `start_image` and `end_image` → MP4 of exactly `num_frames` frames starting and
+  ending on them.
 - `join_clips_segment`: the transition between two clips (last frame of the
   first → first frame of the second), as its own MP4.
 - `travel_stitch`, `join_final_stitch`: concatenate every input video, in the
@@ -305,10 +307,14 @@ class DiffusersBackend:
             "magic_edit": self._image_to_image,
             "annotated_image_edit": self._image_to_image,
             "image_edit": self._image_to_image,
+            "qwen_image_edit": self._image_to_image,
+            "edit_travel_kontext": self._image_to_image,
+            "edit_travel_flux": self._image_to_image,
             "image_inpaint": self._inpaint,
             "image_upscale": self._upscale,
             "travel_segment": self._travel_segment,
             "individual_travel_segment": self._travel_segment,
+            "video_travel_segment": self._travel_segment,
             "join_clips_segment": self._join_clips_segment,
             "character_animate": self._character_animate,
             "animate_character": self._character_animate,

@@ -25,10 +25,14 @@ TASK_MODELS: dict[str, str | None] = {
     "magic_edit": IMAGE_TO_IMAGE,
     "annotated_image_edit": IMAGE_TO_IMAGE,
     "image_edit": IMAGE_TO_IMAGE,
+    "qwen_image_edit": IMAGE_TO_IMAGE,  # magic_edit by its model's name
+    "edit_travel_kontext": IMAGE_TO_IMAGE,
+    "edit_travel_flux": IMAGE_TO_IMAGE,
     "image_inpaint": INPAINT,
     "image_upscale": UPSCALE,
     "travel_segment": IMAGE_TO_VIDEO,
     "individual_travel_segment": IMAGE_TO_VIDEO,
+    "video_travel_segment": IMAGE_TO_VIDEO,  # seed 000's name for it
     "join_clips_segment": IMAGE_TO_VIDEO,
     "character_animate": IMAGE_TO_VIDEO,
     "animate_character": IMAGE_TO_VIDEO,  # the seed's other spelling

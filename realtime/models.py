@@ -501,13 +501,32 @@ class IndividualTravelSegmentInput(FamilyInput):
                                             seed=pick_seed(self.seed, 0)))]
 
 
+class EditTravelInput(ImageGenerationInput):
+    """Seed 000's Edit Travel tool: one input image (`image_url`) edited by each prompt,
+    `images_per_prompt` times (image generation's batch form); every result is a new
+    generation. `model` picks the catalogue type: `edit_travel_kontext` or
+    `edit_travel_flux`."""
+
+    family: ClassVar[str] = "edit_travel"
+
+    image_url: Url
+    model: Literal["kontext", "flux"] = "kontext"
+
+    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
+        specs = super().to_tasks(project)
+        for spec in specs:
+            spec.params.pop("model", None)
+            spec.task_type = f"edit_travel_{self.model}"
+        return specs
+
+
 FAMILIES: dict[str, type[FamilyInput]] = {m.family: m for m in (
     ImageGenerationInput, MagicEditInput, ImageInpaintInput, AnnotatedImageEditInput,
     ImageUpscaleInput, CharacterAnimateInput, JoinClipsInput, TravelBetweenImagesInput,
-    IndividualTravelSegmentInput)}
+    IndividualTravelSegmentInput, EditTravelInput)}
 FamilyName = Literal["image_generation", "magic_edit", "image_inpaint", "annotated_image_edit",
                      "image_upscale", "character_animate", "join_clips",
-                     "travel_between_images", "individual_travel_segment"]
+                     "travel_between_images", "individual_travel_segment", "edit_travel"]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 

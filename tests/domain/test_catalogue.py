@@ -176,3 +176,31 @@ def test_the_catalogue_survives_a_round_trip_through_an_application() -> None:
     loaded: Any = app.repository.get(CATALOGUE_ID)
     assert loaded.types == catalogue.types
     assert loaded.resolve("video_enhance").cost_factors == {"resolution": {"1280x720": 1.5}}
+
+
+SEED_NAMES = {  # seed 000 and REFERENCE.md name → the catalogue row that runs it
+    "image_generation": "image_generation", "video_travel_segment": "individual_travel_segment",
+    "edit_travel_kontext": "edit_travel_kontext", "edit_travel_flux": "edit_travel_flux",
+    "travel_orchestrator": "travel_orchestrator", "travel_segment": "travel_segment",
+    "travel_stitch": "travel_stitch", "individual_travel_segment": "individual_travel_segment",
+    "join_clips_orchestrator": "join_clips_orchestrator",
+    "join_clips_segment": "join_clips_segment", "join_final_stitch": "join_final_stitch",
+    "animate_character": "character_animate", "character_animate": "character_animate",
+    "qwen_image": "qwen_image", "z_image_turbo": "z_image_turbo",
+    "image_inpaint": "image_inpaint", "annotated_image_edit": "annotated_image_edit",
+    "image_upscale": "image_upscale", "qwen_image_edit": "magic_edit",
+    "magic_edit": "magic_edit"}
+
+
+@pytest.mark.parametrize(("seed_name", "row"), sorted(SEED_NAMES.items()))
+def test_every_task_type_the_seeds_name_resolves_to_a_catalogue_row(seed_name: str,
+                                                                    row: str) -> None:
+    assert TaskTypeCatalogue().resolve(seed_name).name == row
+
+
+def test_the_edit_travel_types_are_billed_per_image_and_make_new_generations() -> None:
+    for name, model in (("edit_travel_kontext", "flux_kontext"), ("edit_travel_flux", "flux")):
+        row = DEFAULT_CATALOGUE[name]
+        assert (row.run_type, row.category, row.billing_type, row.unit_cost,
+                row.variant_type, row.model_name) == (
+            "api", "generation", "per_unit", Decimal("0.039"), None, model)

@@ -52,6 +52,8 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "join_clips": {"clip_urls": ["/m/1.mp4", "/m/2.mp4", "/m/3.mp4"], "prompts": ["fade"]},
     "travel_between_images": {"image_urls": ["/m/a.png", "/m/b.png", "/m/c.png"],
                               "base_prompts": ["walk", "run"]},
+    "edit_travel": {"image_url": "/m/0.png", "prompts": ["at night", "in snow"],
+                    "images_per_prompt": 2, "model": "flux"},
 }
 
 
@@ -80,6 +82,12 @@ def test_every_family_queues_from_its_input(alice: httpx.Client, place: dict[str
     body = ok(made, 201)
     if family == "magic_edit":
         assert len(body["task_ids"]) == 2
+    elif family == "edit_travel":
+        tasks = [ok(alice.get(f"/api/tasks/{t}?{at(made)}")) for t in body["task_ids"]]
+        assert {t["task_type"] for t in tasks} == {"edit_travel_flux"} and len(tasks) == 4
+        assert sorted(t["params"]["prompt"] for t in tasks) == [
+            "at night", "at night", "in snow", "in snow"]
+        assert {t["params"]["image_url"] for t in tasks} == {"/m/0.png"}
     else:
         task = ok(alice.get(f"/api/tasks/{body['task_id']}?{at(made)}"))
         assert task["project_id"] == place["project"]
@@ -100,6 +108,9 @@ def test_every_family_queues_from_its_input(alice: httpx.Client, place: dict[str
                                                                                "c"]},
      "body.input"),
     ("join_clips", {}, "body.input"),
+    ("edit_travel", {"prompts": ["x"]}, "body.input.image_url"),
+    ("edit_travel", {"image_url": "/a", "prompts": ["x"], "model": "dalle"},
+     "body.input.model"),
 ])
 def test_a_family_input_missing_what_it_needs_is_a_422_naming_the_field(
         alice: httpx.Client, place: dict[str, str], family: str, data: dict[str, Any],

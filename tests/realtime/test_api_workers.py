@@ -123,6 +123,30 @@ def test_completing_a_task_creates_its_generation_and_charges_once(server: Serve
     assert ok(alice.get(f"/api/credits?{seen}"))["balance"] == credits["balance"]
 
 
+@pytest.mark.parametrize(("task_type", "run_type", "params", "runs_as"), [
+    ("video_travel_segment", "gpu", {"start_image_url": "/media/a.png",
+                                     "end_image_url": "/media/b.png"},
+     "individual_travel_segment"),
+    ("edit_travel_kontext", "api", {"image_url": "/media/a.png", "prompt": "at night"},
+     "edit_travel_kontext"),
+    ("edit_travel_flux", "api", {"image_url": "/media/a.png", "prompt": "in snow"},
+     "edit_travel_flux"),
+])
+def test_seed_000s_task_types_are_queued_claimed_and_completed_into_a_generation(
+        server: Server, task_type: str, run_type: str, params: dict[str, Any],
+        runs_as: str) -> None:
+    alice, _ = user_with_credits(server)
+    worker = worker_of(server, alice)
+    project, task = project_with_task(alice, task_type, params)
+    claimed = ok(claim(worker, run_type))
+    assert (claimed["task_id"], claimed["task_type"]) == (task, runs_as)
+    done = worker.post(f"/api/tasks/{task}/complete", json={
+        "worker_id": wid(worker), "output_location": f"/media/{task_type}.out"})
+    made = ok(done)["generation_id"]
+    shown = ok(alice.get(f"/api/generations/{made}?min_position={position(done)}"))
+    assert (shown["project_id"], shown["location"]) == (project, f"/media/{task_type}.out")
+
+
 def test_a_failed_task_costs_nothing_and_a_refused_status_change_says_why(
         server: Server) -> None:
     alice, _ = user_with_credits(server, 2)
