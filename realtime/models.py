@@ -8,6 +8,7 @@ input model each; `TaskSpec`s are what a family input turns into.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
@@ -17,27 +18,73 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError, core_schema
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# A string no byte of which is NUL (PostgreSQL text and jsonb cannot store it; the edge
+# refuses it in any body or query value), and one that also has a non-space character.
+NO_NUL = "^[^\\u0000]*$"
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+
+
+@dataclass(frozen=True)
+class Stripped:
+    """A string that is stripped of surrounding whitespace, its length limits holding as
+    sent (a label of 101 characters is refused even if it strips to 100); a required one
+    must hold a non-space character. The schema says the same (`pattern`)."""
+
+    max_length: int
+    required: bool = True
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_after_validator_function(
+            self.strip, core_schema.str_schema(min_length=1 if self.required else 0,
+                                               max_length=self.max_length))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1 if self.required else 0,
+                "maxLength": self.max_length, "pattern": NOT_BLANK if self.required else NO_NUL}
+
+    def strip(self, value: str) -> str:
+        stripped = value.strip()
+        if self.required and not stripped:
+            raise PydanticCustomError("blank", "must hold a non-space character")
+        return stripped
+
+
+Name = Annotated[str, Stripped(200)]
 Text = Annotated[str, StringConstraints(max_length=20_000)]
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+Url = Annotated[str, Stripped(4096)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Resolution = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")]
 Json = dict[str, Any]
-WorkerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                            max_length=200)]
+WorkerId = Annotated[str, Stripped(200)]
 
 MAX_BATCH = 100
 # Output size per project aspect ratio, as the seed studio resolved it.
 RESOLUTIONS = {"16:9": "902x508", "9:16": "508x902", "1:1": "670x670", "4:3": "768x576",
                "3:4": "576x768", "21:9": "1024x438", "3:2": "822x548", "2:3": "548x822"}
+# The ratios a project or shot may take (domain.project.ASPECT_RATIOS).
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "3:2", "2:3"]
 
 
 def alias(*names: str) -> Any:
     return AliasChoices(*names)
+
+
+# A field that may be left out but not sent as null (the schema says boolean).
+BOOLEAN = WithJsonSchema({"type": "boolean"})
+
+
+def one_of_sent(*fields: str, kinds: dict[str, str] | None = None) -> dict[str, Any]:
+    """`json_schema_extra` for "send at least one of these" (not null, when `kinds` names
+    the field's JSON type)."""
+    return {"anyOf": [{"required": [name], **({"properties": {name: {"type": kinds[name]}}}
+                                              if kinds and name in kinds else {})}
+                      for name in fields]}
 
 
 class Body(BaseModel):
@@ -61,13 +108,13 @@ class ProjectList(Query):
 
 class ProjectCreate(Body):
     name: Name
-    aspect_ratio: str | None = Field(None, max_length=20)
+    aspect_ratio: AspectRatio | None = None
     settings: Json | None = None
 
 
 class ProjectUpdate(Body):
     name: Name | None = None
-    aspect_ratio: str | None = Field(None, max_length=20)
+    aspect_ratio: AspectRatio | None = None
     settings: Json | None = None
 
 
@@ -79,7 +126,7 @@ class ShotList(Query):
 class ShotCreate(Body):
     project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
     name: Name
-    aspect_ratio: str | None = Field(None, max_length=20)
+    aspect_ratio: AspectRatio | None = None
     settings: Json | None = None
     generation_id: UUID | None = Field(None, validation_alias=alias("generation_id",
                                                                      "generationId"))
@@ -87,7 +134,7 @@ class ShotCreate(Body):
 
 class ShotUpdate(Body):
     name: Name | None = None
-    aspect_ratio: str | None = Field(None, max_length=20)
+    aspect_ratio: AspectRatio | None = None
     settings: Json | None = None
 
 
@@ -165,7 +212,9 @@ class GenerationCreate(Body):
 
 
 class GenerationPatch(Body):
-    starred: bool | None = None
+    model_config = ConfigDict(json_schema_extra=one_of_sent("starred", "name"))
+
+    starred: Annotated[bool | None, BOOLEAN] = None
     name: str | None = Field(None, max_length=500)
 
     @model_validator(mode="after")
@@ -180,8 +229,11 @@ class GenerationPatch(Body):
 class VariantPatch(Body):
     """Any of the three; what is not sent keeps its value (`name: null` clears it)."""
 
-    viewed: bool | None = Field(None, description="false shows the \"NEW\" badge again")
-    starred: bool | None = None
+    model_config = ConfigDict(json_schema_extra=one_of_sent("viewed", "starred", "name"))
+
+    viewed: Annotated[bool | None, BOOLEAN] = Field(
+        None, description="false shows the \"NEW\" badge again")
+    starred: Annotated[bool | None, BOOLEAN] = None
     name: str | None = Field(None, max_length=500)
 
     @model_validator(mode="after")
@@ -258,8 +310,7 @@ class Lora(BaseModel):
 class PromptSpec(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     id: str | None = Field(None, max_length=200)
-    full_prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                  max_length=20_000)] = Field(
+    full_prompt: Annotated[str, Stripped(20_000)] = Field(
         validation_alias=alias("fullPrompt", "full_prompt", "prompt"))
     short_prompt: str | None = Field(None, max_length=500,
                                      validation_alias=alias("shortPrompt", "short_prompt"))
@@ -275,8 +326,7 @@ class ImageGenerationInput(FamilyInput):
     family: ClassVar[str] = "image_generation"
     batch: ClassVar[bool] = True
 
-    prompts: list[PromptSpec | Annotated[str, StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=20_000)]] = Field(
+    prompts: list[PromptSpec | Annotated[str, Stripped(20_000)]] = Field(
         min_length=1, max_length=MAX_BATCH)
     images_per_prompt: int = Field(1, ge=1, le=16,
                                    validation_alias=alias("images_per_prompt",
@@ -314,8 +364,7 @@ class MagicEditInput(FamilyInput):
     family: ClassVar[str] = "magic_edit"
     batch: ClassVar[bool] = True
 
-    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                             max_length=20_000)]
+    prompt: Annotated[str, Stripped(20_000)]
     image_url: Url
     based_on: UUID | None = None
     num_images: int = Field(1, ge=1, le=16, validation_alias=alias("num_images", "numImages"))
@@ -337,8 +386,7 @@ class _EditInput(FamilyInput):
 
     image_url: Url
     mask_url: Url
-    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                             max_length=20_000)]
+    prompt: Annotated[str, Stripped(20_000)]
     based_on: UUID | None = None
     create_as_generation: bool = False
     shot_id: UUID | None = None
@@ -552,6 +600,13 @@ class TypedTaskCreate(Body):
 class TaskCreate(Body):
     """Either form: `family` + `input`, or `task_type` + `params`."""
 
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["family", "input"], "properties": {
+            "family": {"type": "string"}, "input": {"type": "object"},
+            "task_type": {"type": "null"}}},
+        {"required": ["task_type"], "properties": {
+            "task_type": {"type": "string"}, "family": {"type": "null"}}}]})
+
     family: FamilyName | None = None
     task_type: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
@@ -572,6 +627,10 @@ class TaskCreate(Body):
 class TravelRequest(TravelBetweenImagesInput):
     """`POST /api/steerable-motion/travel-between-images` (seed 000): the family input
     plus the project."""
+
+    model_config = ConfigDict(json_schema_extra=one_of_sent(
+        "image_urls", "image_generation_ids", "shot_id",
+        kinds={"image_urls": "array", "image_generation_ids": "array", "shot_id": "string"}))
 
     project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
     idempotency_key: IdempotencyKey | None = None
@@ -629,17 +688,15 @@ class TaskFail(Body):
 
 class TaskRelease(Body):
     worker_id: WorkerId | None = Field(None, description="when given, must hold the task")
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000)] | None = (
+    reason: Annotated[str, Stripped(2_000, required=False)] | None = (
         Field(None, description="why it is handed back (default: handed back)"))
 
 
 # -- credits and tokens ---------------------------------------------------------
 class CreditGrant(Body):
-    user_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                              max_length=200)]
+    user_id: Annotated[str, Stripped(200)]
     amount: float = Field(gt=0, le=1_000_000)
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                             max_length=500)]
+    reason: Annotated[str, Stripped(500)]
 
     @field_validator("amount")
     @classmethod
@@ -650,11 +707,9 @@ class CreditGrant(Body):
 
 
 class CreditTopUp(Body):
-    user_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                              max_length=200)]
+    user_id: Annotated[str, Stripped(200)]
     amount: float = Field(gt=0, le=1_000_000)
-    reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                max_length=200)] = Field(
+    reference: Annotated[str, Stripped(200)] = Field(
         description="the payment's external id: a reference seen before adds nothing")
 
     @field_validator("amount")
@@ -666,7 +721,7 @@ class CreditTopUp(Body):
 
 
 # -- the task-type catalogue ------------------------------------------------------
-TaskTypeName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+TaskTypeName = Annotated[str, StringConstraints(min_length=1,
                                                 max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
@@ -697,8 +752,7 @@ class TaskTypeSpec(Body):
 
 
 class TokenCreate(Body):
-    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                            max_length=100)]
+    label: Annotated[str, Stripped(100)]
 
 
 # -- responses (documentation: the OpenAPI document names these) -----------------

@@ -114,9 +114,18 @@ def test_a_nul_character_anywhere_in_the_input_is_a_422_naming_where(server: Ser
 
 
 def test_a_domain_refusal_is_a_422_with_the_domain_code(server: Server) -> None:
+    alice = server.user()
+    project = ok(alice.post("/api/projects", json={"name": "Live"}), 201)["id"]
+    body = error_of(alice.post(f"/api/projects/{project}/restore"), 422)
+    assert body["code"] == "invalid" and project in body["message"]
+
+
+def test_an_aspect_ratio_outside_the_documented_enum_is_refused_as_a_field(
+        server: Server) -> None:
     body = error_of(server.user().post("/api/projects", json={
         "name": "Wide", "aspect_ratio": "5:1"}), 422)
-    assert body["code"] == "invalid" and "5:1" in body["message"]
+    assert body["code"] == "invalid_fields"
+    assert body["errors"][0]["path"] == "body.aspect_ratio"
 
 
 def test_a_malformed_id_in_the_path_is_a_422_naming_the_path(server: Server) -> None:
