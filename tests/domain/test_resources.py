@@ -105,5 +105,5 @@ def test_another_users_or_a_deleted_lora_is_not_found_and_nothing_is_written(
     [{"path": "/media/x", "strength": "strong"}], [{"path": ""}], [{"path": "/m"}] * 21])
 def test_malformed_loras_are_refused(studio: Studio, loras: Any) -> None:
     owner, project = funded(studio)
-    with pytest.raises(InvalidParamsError, match="params.loras"):
+    with pytest.raises(InvalidParamsError, match=r"params\.loras"):
         queue(studio, project, owner, params={"loras": loras})
