@@ -65,6 +65,7 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
     from starlette.concurrency import run_in_threadpool
 
     from projections import all_views
+    from projections.reachability import waited_out_outage
     from projections.runner import Runner
 
     config = app.state.config
@@ -84,6 +85,11 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
                     delay = 1.0  # it had been running well: not a crash loop
                 if stopping.is_set():
                     return
+                if waited_out_outage(config.conninfo, stopping):  # not the runner's fault
+                    runner.close()
+                    current[0] = Runner(app.state.studio, config.conninfo, config.schema,
+                                        all_views())
+                    continue
                 # A fresh runner rebuilds its state from the committed views, so
                 # nothing of the failed batch survives (as `projections run` does).
                 logging.getLogger("darkroom.projections").exception(
@@ -110,6 +116,24 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
             current[0].kill_writer()
             thread.join(timeout=5)
         current[0].close()
+
+
+@asynccontextmanager
+async def database_watch(app: Starlette) -> AsyncIterator[None]:
+    """While PostgreSQL is down every pool of the edge (the event store's, the views',
+    the hub's) refuses at once (503 `database_unavailable`), and is whole again within
+    0.2 s of its return (projections/reachability.py)."""
+    from projections.reachability import watch_for
+
+    watch = watch_for(app.state.config.conninfo)
+    studio = app.state.studio
+    for holder in (studio.recorder, getattr(studio.snapshots, "recorder", None),
+                   getattr(app.state, "views", None), getattr(app.state, "hub", None)):
+        pool = getattr(getattr(holder, "datastore", holder), "pool", None)
+        if pool is not None:
+            watch.guard(pool)
+    app.state.database_watch = watch
+    yield
 
 
 @asynccontextmanager
@@ -142,6 +166,7 @@ def edge_config(settings: Settings) -> EdgeConfig:
     lifespans: list[Any] = [projections_in_process if PROJECTIONS in roles else views_prepared]
     if HUB in roles:
         lifespans.append(_hub_lifespan())
+    lifespans.append(database_watch)  # last: every pool exists by then
     return EdgeConfig(
         conninfo=db.conninfo, schema=settings.db_schema,
         build_studio=lambda: build_studio(db, settings.db_schema, settings.pool_size,

@@ -42,6 +42,7 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
         """Keep the views current (a second process waits as a standby)."""
         from projections import all_views, view_classes
         from projections.errors import LockNotAcquiredError
+        from projections.reachability import waited_out_outage
         from projections.runner import Runner
 
         ctx = build()
@@ -71,6 +72,9 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
             except LockNotAcquiredError:
                 pass
             except Exception:
+                if waited_out_outage(ctx.conninfo, stopping):  # back: restart at once
+                    console.print("the database was unreachable; the runner restarts")
+                    continue
                 console.print_exception()
                 stopping.wait(delay)
                 delay = min(delay * 2, 30.0)

@@ -41,3 +41,14 @@ class WriterGoneError(ProjectionError):
 
 class SkippedBatchError(ProjectionError):
     """A batch the writer process did not write because an earlier one failed."""
+
+
+class DatabaseUnavailableError(Exception):
+    """PostgreSQL does not answer (stopped, restarting, unreachable): refused at once instead
+    of waiting for a pool connection that cannot come. Not a ProjectionError: it stops
+    writes as well as reads."""
+
+    def __init__(self, since_s: float | None = None) -> None:
+        detail = f" (for {since_s:.1f} s)" if since_s is not None else ""
+        super().__init__(f"the database is not reachable{detail}; retry")
+        self.since_s = since_s

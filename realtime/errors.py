@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from eventsourcing import persistence
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -216,10 +217,25 @@ async def handle_pool_timeout(request: Request, exc: Exception) -> Response:
                          {"Retry-After": "1"})
 
 
+async def handle_database_down(request: Request, exc: Exception) -> Response:
+    """PostgreSQL stopped or unreachable (refused at once by the pools' watch, or a
+    connection lost mid-request): 503, never a 500, never a traceback."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                type(exc).__name__)
+    return ErrorResponse(503, "database_unavailable",
+                         "the database is not reachable right now; retry shortly",
+                         {"Retry-After": "1"})
+
+
 def exception_handlers() -> dict[Any, Any]:
     return {
         psycopg.errors.UndefinedTable: handle_missing_view,
         psycopg_pool.PoolTimeout: handle_pool_timeout,
+        views.DatabaseUnavailableError: handle_database_down,
+        psycopg.OperationalError: handle_database_down,
+        psycopg.InterfaceError: handle_database_down,
+        persistence.OperationalError: handle_database_down,
+        persistence.InterfaceError: handle_database_down,
         domain.DomainError: handle_domain,
         views.ProjectionError: handle_view,
         EdgeError: handle_edge,
