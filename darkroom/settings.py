@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     jwt_max_lifetime_s: float = Field(default=24 * 3600.0, alias="DARKROOM_JWT_MAX_LIFETIME_S")
     jwt_sub_any: bool = Field(default=False, alias="DARKROOM_JWT_SUB_ANY")
     upload_quota_bytes: int = Field(default=5 * 1024**3, alias="DARKROOM_UPLOAD_QUOTA_BYTES")
+    # Uploads are decoded (realtime/api/sniffing.py); an image or video frame with more
+    # pixels than this is refused (422 media_too_many_pixels): a decompression-bomb guard.
+    upload_max_pixels: int = Field(default=50_000_000, alias="DARKROOM_UPLOAD_MAX_PIXELS")
+    # Media URLs are signed (realtime/api/media.py): /media/...?exp=<unix>&sig=<HMAC-SHA256
+    # with this secret>; empty: derived from the JWT secret. Every server of one studio
+    # needs the same secret. A URL lives media_url_ttl_s (+ up to 300 s of rounding).
+    media_secret: str = Field(default="", alias="DARKROOM_MEDIA_SECRET")
+    media_url_ttl_s: int = Field(default=3600, ge=1, alias="DARKROOM_MEDIA_URL_TTL_S")
 
     # Observability (docs/API.md "Observability"): `json` makes every log line a JSON
     # object and adds one `darkroom.access` line per request (darkroom/logs.py);

@@ -180,7 +180,27 @@ def edge_config(settings: Settings) -> EdgeConfig:
         sweep_interval_s=settings.sweep_interval_s if API in roles else 0,
         jwt_max_lifetime_s=settings.jwt_max_lifetime_s, jwt_sub_any=settings.jwt_sub_any,
         upload_quota_bytes=settings.upload_quota_bytes, serve_api=API in roles,
+        **media_settings(settings),
         extra={"routes": _hub_routes() if HUB in roles else [], "lifespans": lifespans})
+
+
+def media_settings(settings: Settings) -> dict[str, Any]:
+    """The edge's upload and media-URL knobs; with an S3 bucket (`DARKROOM_S3_BUCKET`) task
+    outputs get the bucket's presigned GET URLs, living as long as the signed local ones."""
+    from darkroom.dispatch import InferenceSettings
+
+    inference = InferenceSettings()
+    store_url = None
+    if inference.s3_bucket:
+        from inference.media import S3MediaStore
+
+        store_url = S3MediaStore(inference.s3_bucket, inference.s3_endpoint,
+                                 region_name=inference.s3_region,
+                                 public_base_url=inference.media_public_url,
+                                 url_expiry=settings.media_url_ttl_s).url_for
+    return {"upload_max_pixels": settings.upload_max_pixels,
+            "media_secret": settings.media_secret, "media_url_ttl_s": settings.media_url_ttl_s,
+            "media_store_url": store_url}
 
 
 def _hub_routes() -> list[Any]:

@@ -59,6 +59,9 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.config = config
+        app.state.media_urls = media_api.MediaUrls(
+            media_api.media_secret(config.media_secret, config.jwt_secret),
+            config.media_url_ttl_s, store_url=config.media_store_url)
         app.state.studio = await run_in_threadpool(config.build_studio)
         app.state.sessions = SessionPositions(config.schema, config.redis_url,
                                               enabled=config.session_consistency)
@@ -92,7 +95,8 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         routes += [route(endpoint) for endpoint in ENDPOINTS]
         media = media_api.mount(config.media_dir)
-        routes.append(Mount(media.path, app=read_only(media.app), name=media.name))
+        routes.append(Mount(media.path, app=read_only(media_api.guarded(media.app)),
+                            name=media.name))
     return Starlette(routes=resources(routes), lifespan=lifespan,
                      exception_handlers=exception_handlers(),
                      middleware=[Middleware(Observed, routes=routes)])

@@ -82,3 +82,12 @@ class EdgeConfig:
     # `GET /health/ready` (realtime/health.py) answers 503 while a view is more than this
     # many events behind the log's head (negative: the views are not checked).
     ready_max_lag: int = field(default_factory=env_int("DARKROOM_READY_MAX_LAG", 1000))
+    # An upload is decoded (realtime/api/sniffing.py); more pixels than this are refused.
+    upload_max_pixels: int = field(
+        default_factory=env_int("DARKROOM_UPLOAD_MAX_PIXELS", 50_000_000))
+    # Media URLs (realtime/api/media.py): HMAC secret (empty: derived from jwt_secret),
+    # lifetime of a URL, and the store's own URL maker for task outputs (S3 presigned).
+    media_secret: str = field(default_factory=lambda: os.environ.get(
+        "DARKROOM_MEDIA_SECRET", ""))
+    media_url_ttl_s: int = field(default_factory=env_int("DARKROOM_MEDIA_URL_TTL_S", 3600))
+    media_store_url: Callable[[str], str] | None = None

@@ -77,6 +77,24 @@ class ForbiddenError(EdgeError):
     status, code = 403, "forbidden"
 
 
+class MediaUrlUnsignedError(ForbiddenError):
+    """A `/media` URL without `exp` and `sig`: media URLs come from the API, signed."""
+
+    code = "media_url_unsigned"
+
+
+class MediaUrlInvalidError(ForbiddenError):
+    """A `/media` URL whose signature does not sign its path and `exp` (tampered)."""
+
+    code = "media_url_invalid"
+
+
+class MediaUrlExpiredError(ForbiddenError):
+    """A signed `/media` URL past its `exp`."""
+
+    code = "media_url_expired"
+
+
 class RouteNotFoundError(EdgeError):
     status, code = 404, "not_found"
 
@@ -99,6 +117,24 @@ class UploadOverQuotaError(EdgeError):
 
 class FieldsInvalidError(EdgeError):
     status, code = 422, "invalid_fields"
+
+
+class UnsupportedMediaError(FieldsInvalidError):
+    """Upload bytes that decode neither as an image (Pillow) nor as a video (PyAV)."""
+
+    code = "unsupported_media"
+
+
+class MediaTypeMismatchError(FieldsInvalidError):
+    """An upload whose declared content type disagrees with what its bytes are."""
+
+    code = "media_type_mismatch"
+
+
+class MediaTooLargeError(FieldsInvalidError):
+    """An upload with more pixels than the edge decodes (a decompression bomb guard)."""
+
+    code = "media_too_many_pixels"
 
 
 class RateLimitedError(EdgeError):

@@ -918,8 +918,13 @@ class Cancelled(Written):
 
 
 class Upload(Out):
-    location: str
-    thumbnail_url: str
+    location: str = Field(description="the file's signed URL (`?exp=&sig=`); send it back "
+                                      "as a location, the studio keeps the bare path")
+    thumbnail_url: str = Field(description="a WebP thumbnail's signed URL (<= 256 px)")
+    content_type: str = Field(description="what the bytes are (decoded, not as declared)")
+    type: Literal["image", "video"]
+    width: int
+    height: int
 
 
 class LedgerEntry(Out):

@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from realtime.api.media import strip_all
 from realtime.auth import Principal
 from realtime.errors import (
     BodyTooLargeError,
@@ -294,7 +295,9 @@ def route(endpoint: Endpoint) -> Route:
         body = data = None
         if endpoint.body is not None:
             config = request.app.state.config
-            data = await read_json(request, config.max_body_bytes, endpoint.body_optional)
+            # A media URL the API gave out comes back as its bare location.
+            data = strip_all(await read_json(request, config.max_body_bytes,
+                                             endpoint.body_optional))
             body = validate(endpoint.body, data, "body")
         # A key may come as the header or, for task creation, in the body.
         keyed = "idempotency-key" in request.headers or (
@@ -303,6 +306,8 @@ def route(endpoint: Endpoint) -> Route:
         reply = await endpoint.handler(Call(request, principal, body, query, path,
                                             f"{endpoint.method} {endpoint.path}",
                                             fingerprint))
+        if isinstance(reply, Reply):  # media locations leave as signed URLs
+            reply.body = request.app.state.media_urls.sign_all(reply.body)
         response = reply.response() if isinstance(reply, Reply) else reply
         # Read-your-own-writes: the position is the principal's before the answer leaves.
         if (wrote := response.headers.get(POSITION_HEADER)) and response.status_code < 400:

@@ -1,5 +1,11 @@
 """Uploads into the media store (a local folder served under `/media/...`).
 
+An upload is an image or a video, decided by decoding its bytes (`sniffing.inspect`:
+Pillow, PyAV; a declared type must agree); anything else is refused with 422 and
+nothing is stored. It is stored under the suffix of what it is, with a WebP
+thumbnail (at most 256 px on the long side) beside it; the answer holds both
+locations, signed on the way out like every media location the API answers.
+
 A user's uploads count against a daily quota (`upload_quota_bytes` per UTC day;
 `DARKROOM_UPLOAD_QUOTA_BYTES`): the bytes are reserved in `edge_upload_usage`
 (one row per user and day, in the studio's schema, shared by every server
@@ -10,7 +16,7 @@ fails. The service key is a trusted caller and is not counted.
 from __future__ import annotations
 
 import contextlib
-import re
+import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -25,6 +31,7 @@ from starlette.types import Message, Receive
 
 from realtime import models as m
 from realtime.api.base import Call, Endpoint, Reply
+from realtime.api.sniffing import Media, inspect
 from realtime.errors import (
     BodyTooLargeError,
     EdgeError,
@@ -33,7 +40,6 @@ from realtime.errors import (
     UploadQuotaExceededError,
 )
 
-SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 UPLOADS = "uploads"
 # Multipart framing around the file (boundaries, part headers, other small fields):
 # a body this much over what the quota has left may still hold a file that fits.
@@ -159,16 +165,40 @@ class Quota:
                                 self.day, size)
 
 
-def store(media_dir: Path, upload: Any) -> str:
-    """Copy the upload into the media folder; the name is new, only a plain suffix is kept."""
-    suffix = Path(upload.filename or "").suffix.lower()
-    name = f"{uuid.uuid4().hex}{suffix if SAFE_SUFFIX.match(suffix) else ''}"
+def store(media_dir: Path, upload: Any, media: Media) -> tuple[str, str]:
+    """Copy the upload and write its thumbnail into the media folder under new names; the
+    suffix is the one of what the bytes are (not the client's file name). The locations
+    of both; if the thumbnail cannot be written, the file is removed again."""
     folder = media_dir / UPLOADS
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / name).open("wb") as out:
-        upload.file.seek(0)
-        shutil.copyfileobj(upload.file, out, 1024 * 1024)
-    return f"/media/{UPLOADS}/{name}"
+    name, thumb = f"{uuid.uuid4().hex}{media.suffix}", f"{uuid.uuid4().hex}.webp"
+    _write(folder / name, lambda out: _copy(upload, out))
+    try:
+        _write(folder / thumb, lambda out: out.write(media.thumbnail))
+    except BaseException:
+        (folder / name).unlink(missing_ok=True)
+        raise
+    return f"/media/{UPLOADS}/{name}", f"/media/{UPLOADS}/{thumb}"
+
+
+def _copy(upload: Any, out: Any) -> None:
+    upload.file.seek(0)
+    shutil.copyfileobj(upload.file, out, 1024 * 1024)
+
+
+def _write(path: Path, fill: Callable[[Any], Any]) -> None:
+    """Temp file + rename: `/media` never serves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            fill(out)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def inspected(upload: UploadFile, max_pixels: int) -> Media:
+    return inspect(upload.file, upload.content_type, upload.filename or "file", max_pixels)
 
 
 async def upload(call: Call) -> Reply:
@@ -209,13 +239,18 @@ async def upload(call: Call) -> Reply:
         size = file.size if file.size is not None else _size_of(file)
         await quota.take(size)
         try:
-            location = await call.run(store, call.config.media_dir, file)
+            # Decoded before anything is stored: bytes that are no image or video, or not
+            # what they are declared to be, are refused with 422 and leave no file.
+            media = await call.run(inspected, file, call.config.upload_max_pixels)
+            location, thumbnail = await call.run(store, call.config.media_dir, file, media)
         except BaseException:
             await quota.give_back(size)
             raise
     finally:
         await form.close()
-    return Reply({"location": location, "thumbnail_url": location}, 201)
+    return Reply({"location": location, "thumbnail_url": thumbnail,
+                  "content_type": media.content_type, "type": media.kind,
+                  "width": media.width, "height": media.height}, 201)
 
 
 def _size_of(file: UploadFile) -> int:
@@ -224,6 +259,7 @@ def _size_of(file: UploadFile) -> int:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/api/uploads", upload, "Upload a file (multipart `file`); answers its "
-             "media location", "media", response=m.Upload, status=201, multipart=True),
+    Endpoint("POST", "/api/uploads", upload, "Upload an image or a video (multipart `file`, "
+             "decoded to check it); answers its signed URL and a thumbnail's", "media",
+             response=m.Upload, status=201, multipart=True),
 ]
