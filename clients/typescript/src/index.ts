@@ -153,6 +153,7 @@ export class DarkroomClient {
   private ready = false;
   private closed = false;
   private attempt = 0;
+  private refusals = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -316,7 +317,9 @@ export class DarkroomClient {
                                                   message: event.reason }));
         return;
       }
-      if (event.code === 4401) {
+      // A session that ended with its credential reconnects with a fresh token; a second
+      // 4401 before `ready` means the callback's tokens are refused: say so.
+      if (event.code === 4401 && ++this.refusals > 1) {
         this.fail(new DarkroomError(401, { error: "Unauthenticated", code: "bad_token",
                                            message: event.reason }));
       }
@@ -360,7 +363,7 @@ export class DarkroomClient {
     switch (frame.type) {
       case "ready":
         this.ready = true;
-        this.attempt = 0;
+        this.attempt = this.refusals = 0;
         this.connections += 1;
         this.scheduleRefresh(frame.expires_at);
         for (const entry of this.topics.values()) this.sendSubscribe(entry);
@@ -378,8 +381,9 @@ export class DarkroomClient {
       case "change": {
         const entry = this.topics.get(String(frame.topic));
         const position = Number(frame.position);
-        // A change at or below the last applied position was already delivered.
-        if (!entry || (entry.position !== null && position <= entry.position)) return;
+        // Before its snapshot a topic takes no change (the snapshot will hold it); one at
+        // or below the last applied position was already delivered.
+        if (!entry || entry.position === null || position <= entry.position) return;
         entry.position = position;
         entry.handlers.onChange?.(frame as unknown as Change);
         return;

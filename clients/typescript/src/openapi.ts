@@ -765,6 +765,59 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/resources": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's LoRAs, newest first, in keyset pages */
+        get: operations["list_resources_get"];
+        put?: never;
+        /** Upload a LoRA (multipart `file`: a safetensors LoRA state dict, checked; optional `name` field) */
+        post: operations["upload_resource_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/resources/url": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Register a LoRA by URL (fetched by the worker when a task names it, never here) */
+        post: operations["register_url_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/resources/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of the caller's LoRAs */
+        get: operations["get_resource_get"];
+        put?: never;
+        post?: never;
+        /** Delete one of the caller's LoRAs (its stored file too) */
+        delete: operations["delete_resource_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1302,7 +1355,7 @@ export interface components {
              * Family
              * @default null
              */
-            family: ("image_generation" | "magic_edit" | "image_inpaint" | "annotated_image_edit" | "image_upscale" | "character_animate" | "join_clips" | "travel_between_images" | "individual_travel_segment") | null;
+            family: ("image_generation" | "magic_edit" | "image_inpaint" | "annotated_image_edit" | "image_upscale" | "character_animate" | "join_clips" | "travel_between_images" | "individual_travel_segment" | "edit_travel") | null;
             /**
              * Task Type
              * @default null
@@ -1337,11 +1390,65 @@ export interface components {
         } & {
             [key: string]: JsonValue;
         }) & ({
-            family: string;
-            input: {
-                [key: string]: JsonValue;
-            };
+            /** @constant */
+            family: "image_generation";
+            input: components["schemas"]["ImageGenerationInput"];
             task_type?: null;
+        } | {
+            /** @constant */
+            family: "magic_edit";
+            input: components["schemas"]["MagicEditInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "image_inpaint";
+            input: components["schemas"]["ImageInpaintInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "annotated_image_edit";
+            input: components["schemas"]["AnnotatedImageEditInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "image_upscale";
+            input: components["schemas"]["ImageUpscaleInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "character_animate";
+            input: components["schemas"]["CharacterAnimateInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "join_clips";
+            input: components["schemas"]["JoinClipsInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "travel_between_images";
+            input: components["schemas"]["TravelBetweenImagesInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "individual_travel_segment";
+            input: components["schemas"]["IndividualTravelSegmentInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            family: "edit_travel";
+            input: components["schemas"]["EditTravelInput"];
+            task_type?: null;
+        } | {
+            /** @constant */
+            task_type: "travel_orchestrator";
+            params: components["schemas"]["TravelBetweenImagesInput"];
+            family?: null;
+        } | {
+            /** @constant */
+            task_type: "join_clips_orchestrator";
+            params: components["schemas"]["JoinClipsInput"];
+            family?: null;
         } | {
             task_type: string;
             family?: null;
@@ -1535,6 +1642,44 @@ export interface components {
          *     plus the project.
          */
         TravelRequest: ({
+            /**
+             * Structure Video Path
+             * @default null
+             */
+            structure_video_path: string | null;
+            /**
+             * Structure Video Treatment
+             * @default null
+             */
+            structure_video_treatment: ("adjust" | "clip") | null;
+            /**
+             * Structure Video Motion Strength
+             * @default null
+             */
+            structure_video_motion_strength: number | null;
+            /**
+             * Structure Video Type
+             * @default null
+             */
+            structure_video_type: ("flow" | "canny" | "depth") | null;
+            /**
+             * Amount Of Motion
+             * @default 0.5
+             */
+            amount_of_motion: number;
+            /**
+             * Motion Mode
+             * @default basic
+             * @enum {string}
+             */
+            motion_mode: "basic" | "presets" | "advanced";
+            /**
+             * Phase Config
+             * @default null
+             */
+            phase_config: {
+                [key: string]: JsonValue;
+            } | null;
             /**
              * Image Urls
              * @default null
@@ -2014,6 +2159,610 @@ export interface components {
         } & {
             [key: string]: JsonValue;
         };
+        /** ResourceOut */
+        ResourceOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Type */
+            type: string;
+            /** Name */
+            name: string;
+            /**
+             * Location
+             * @description the stored file (uploads); null for a URL
+             */
+            location: string | null;
+            /**
+             * Url
+             * @description the LoRA's URL (URL resources); null for uploads
+             */
+            url: string | null;
+            /** Size */
+            size: number | null;
+            /** Sha256 */
+            sha256: string | null;
+            /**
+             * Metadata
+             * @description what the file's header says: format, tensors, rank, targets, dtypes
+             */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /** Created At */
+            created_at: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ResourceUrlCreate */
+        ResourceUrlCreate: {
+            /** Name */
+            name: string;
+            /**
+             * Url
+             * @description where a worker fetches the LoRA when a task names it (nothing is fetched at registration)
+             */
+            url: string;
+            /**
+             * Type
+             * @default lora
+             * @constant
+             */
+            type: "lora";
+        } & {
+            [key: string]: JsonValue;
+        };
+        /** ResourcePage */
+        ResourcePage: {
+            /** Items */
+            items: components["schemas"]["ResourceOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * Lora
+         * @description A LoRA a task applies: one of the user's resources (`resource_id`, checked and
+         *     resolved to its file at task creation), or a `path` (a media location or URL).
+         */
+        Lora: ({
+            /**
+             * Resource Id
+             * @default null
+             */
+            resource_id: string | null;
+            /**
+             * Path
+             * @default null
+             */
+            path: string | null;
+            /**
+             * Strength
+             * @default 1
+             */
+            strength: number;
+        } & {
+            [key: string]: JsonValue;
+        }) | {
+            resource_id: string;
+        } | {
+            path: string;
+        };
+        /** PromptSpec */
+        PromptSpec: {
+            /**
+             * Id
+             * @default null
+             */
+            id: string | null;
+            /** Fullprompt */
+            fullPrompt: string;
+            /**
+             * Shortprompt
+             * @default null
+             */
+            shortPrompt: string | null;
+        } & {
+            [key: string]: JsonValue;
+        };
+        /** ImageGenerationInput */
+        ImageGenerationInput: ({
+            /** Prompts */
+            prompts: (components["schemas"]["PromptSpec"] | string)[];
+            /**
+             * Images Per Prompt
+             * @default 1
+             */
+            images_per_prompt: number;
+            /**
+             * Negative Prompt
+             * @default null
+             */
+            negative_prompt: string | null;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+            /** Loras */
+            loras?: components["schemas"]["Lora"][];
+            /**
+             * Resolution
+             * @default null
+             */
+            resolution: string | null;
+            /**
+             * Model Name
+             * @default null
+             */
+            model_name: string | null;
+            /**
+             * Shot Id
+             * @default null
+             */
+            shot_id: string | null;
+            /**
+             * Add In Position
+             * @default false
+             */
+            add_in_position: boolean;
+        } & {
+            [key: string]: JsonValue;
+        }) & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        /** MagicEditInput */
+        MagicEditInput: {
+            /** Prompt */
+            prompt: string;
+            /** Image Url */
+            image_url: string;
+            /**
+             * Based On
+             * @default null
+             */
+            based_on: string | null;
+            /**
+             * Num Images
+             * @default 1
+             */
+            num_images: number;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+            /**
+             * Resolution
+             * @default null
+             */
+            resolution: string | null;
+            /**
+             * Shot Id
+             * @default null
+             */
+            shot_id: string | null;
+            /**
+             * Is Primary
+             * @default false
+             */
+            is_primary: boolean;
+        } & {
+            [key: string]: JsonValue;
+        };
+        /** ImageInpaintInput */
+        ImageInpaintInput: ({
+            /** Image Url */
+            image_url: string;
+            /** Mask Url */
+            mask_url: string;
+            /** Prompt */
+            prompt: string;
+            /**
+             * Based On
+             * @default null
+             */
+            based_on: string | null;
+            /**
+             * Create As Generation
+             * @default false
+             */
+            create_as_generation: boolean;
+            /**
+             * Shot Id
+             * @default null
+             */
+            shot_id: string | null;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+        } & {
+            [key: string]: JsonValue;
+        }) | {
+            based_on: string;
+        } | {
+            /** @constant */
+            create_as_generation: true;
+        };
+        /** AnnotatedImageEditInput */
+        AnnotatedImageEditInput: ({
+            /** Image Url */
+            image_url: string;
+            /** Mask Url */
+            mask_url: string;
+            /** Prompt */
+            prompt: string;
+            /**
+             * Based On
+             * @default null
+             */
+            based_on: string | null;
+            /**
+             * Create As Generation
+             * @default false
+             */
+            create_as_generation: boolean;
+            /**
+             * Shot Id
+             * @default null
+             */
+            shot_id: string | null;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+        } & {
+            [key: string]: JsonValue;
+        }) | {
+            based_on: string;
+        } | {
+            /** @constant */
+            create_as_generation: true;
+        };
+        /** ImageUpscaleInput */
+        ImageUpscaleInput: {
+            /** Image Url */
+            image_url: string;
+            /**
+             * Based On
+             * @default null
+             */
+            based_on: string | null;
+            /**
+             * Scale Factor
+             * @default 2
+             * @enum {integer}
+             */
+            scale_factor: 2 | 4;
+            /**
+             * Is Primary
+             * @default false
+             */
+            is_primary: boolean;
+        } & {
+            [key: string]: JsonValue;
+        };
+        /** CharacterAnimateInput */
+        CharacterAnimateInput: {
+            /** Character Image Url */
+            character_image_url: string;
+            /** Motion Video Url */
+            motion_video_url: string;
+            /**
+             * Prompt
+             * @default null
+             */
+            prompt: string | null;
+            /**
+             * Mode
+             * @default animate
+             * @enum {string}
+             */
+            mode: "animate" | "replace";
+            /**
+             * Resolution
+             * @default null
+             */
+            resolution: string | null;
+            /**
+             * Shot Id
+             * @default null
+             */
+            shot_id: string | null;
+        } & {
+            [key: string]: JsonValue;
+        };
+        /** JoinClipsInput */
+        JoinClipsInput: ({
+            /**
+             * Clip Urls
+             * @default null
+             */
+            clip_urls: string[] | null;
+            /**
+             * Clip Generation Ids
+             * @default null
+             */
+            clip_generation_ids: string[] | null;
+            /** Prompts */
+            prompts?: string[];
+            /**
+             * Frames Per Transition
+             * @default 24
+             */
+            frames_per_transition: number;
+            /**
+             * Resolution
+             * @default null
+             */
+            resolution: string | null;
+            /**
+             * Model Name
+             * @default null
+             */
+            model_name: string | null;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+        } & {
+            [key: string]: JsonValue;
+        }) | {
+            clip_urls: unknown[];
+        } | {
+            clip_generation_ids: unknown[];
+        };
+        /** TravelBetweenImagesInput */
+        TravelBetweenImagesInput: ({
+            /**
+             * Structure Video Path
+             * @default null
+             */
+            structure_video_path: string | null;
+            /**
+             * Structure Video Treatment
+             * @default null
+             */
+            structure_video_treatment: ("adjust" | "clip") | null;
+            /**
+             * Structure Video Motion Strength
+             * @default null
+             */
+            structure_video_motion_strength: number | null;
+            /**
+             * Structure Video Type
+             * @default null
+             */
+            structure_video_type: ("flow" | "canny" | "depth") | null;
+            /**
+             * Amount Of Motion
+             * @default 0.5
+             */
+            amount_of_motion: number;
+            /**
+             * Motion Mode
+             * @default basic
+             * @enum {string}
+             */
+            motion_mode: "basic" | "presets" | "advanced";
+            /**
+             * Phase Config
+             * @default null
+             */
+            phase_config: {
+                [key: string]: JsonValue;
+            } | null;
+            /**
+             * Image Urls
+             * @default null
+             */
+            image_urls: string[] | null;
+            /**
+             * Image Generation Ids
+             * @default null
+             */
+            image_generation_ids: string[] | null;
+            /**
+             * Shot Id
+             * @description travel through this shot's positioned images (instead of urls or ids)
+             * @default null
+             */
+            shot_id: string | null;
+            /** Base Prompts */
+            base_prompts?: string[];
+            /**
+             * Negative Prompts
+             * @default null
+             */
+            negative_prompts: string[] | null;
+            /** Segment Frames */
+            segment_frames?: number[];
+            /** Frame Overlap */
+            frame_overlap?: number[];
+            /**
+             * Resolution
+             * @default null
+             */
+            resolution: string | null;
+            /**
+             * Model Name
+             * @default null
+             */
+            model_name: string | null;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+        } & {
+            [key: string]: JsonValue;
+        }) | {
+            image_urls: unknown[];
+        } | {
+            image_generation_ids: unknown[];
+        } | {
+            shot_id: string;
+        };
+        /** IndividualTravelSegmentInput */
+        IndividualTravelSegmentInput: {
+            /**
+             * Structure Video Path
+             * @default null
+             */
+            structure_video_path: string | null;
+            /**
+             * Structure Video Treatment
+             * @default null
+             */
+            structure_video_treatment: ("adjust" | "clip") | null;
+            /**
+             * Structure Video Motion Strength
+             * @default null
+             */
+            structure_video_motion_strength: number | null;
+            /**
+             * Structure Video Type
+             * @default null
+             */
+            structure_video_type: ("flow" | "canny" | "depth") | null;
+            /**
+             * Amount Of Motion
+             * @default 0.5
+             */
+            amount_of_motion: number;
+            /**
+             * Motion Mode
+             * @default basic
+             * @enum {string}
+             */
+            motion_mode: "basic" | "presets" | "advanced";
+            /**
+             * Phase Config
+             * @default null
+             */
+            phase_config: {
+                [key: string]: JsonValue;
+            } | null;
+            /** Start Image Url */
+            start_image_url: string;
+            /** End Image Url */
+            end_image_url: string;
+            /**
+             * Prompt
+             * @default
+             */
+            prompt: string;
+            /**
+             * Negative Prompt
+             * @default null
+             */
+            negative_prompt: string | null;
+            /**
+             * Num Frames
+             * @default 81
+             */
+            num_frames: number;
+            /**
+             * Resolution
+             * @default null
+             */
+            resolution: string | null;
+            /**
+             * Model Name
+             * @default null
+             */
+            model_name: string | null;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+            /**
+             * Shot Id
+             * @default null
+             */
+            shot_id: string | null;
+            /**
+             * Parent Generation Id
+             * @default null
+             */
+            parent_generation_id: string | null;
+            /**
+             * Child Generation Id
+             * @default null
+             */
+            child_generation_id: string | null;
+            /**
+             * Segment Index
+             * @default null
+             */
+            segment_index: number | null;
+        } & {
+            [key: string]: JsonValue;
+        };
+        /**
+         * EditTravelInput
+         * @description Seed 000's Edit Travel tool: one input image (`image_url`) edited by each prompt,
+         *     `images_per_prompt` times (image generation's batch form); every result is a new
+         *     generation. `model` picks the catalogue type: `edit_travel_kontext` or
+         *     `edit_travel_flux`.
+         */
+        EditTravelInput: ({
+            /** Prompts */
+            prompts: (components["schemas"]["PromptSpec"] | string)[];
+            /**
+             * Images Per Prompt
+             * @default 1
+             */
+            images_per_prompt: number;
+            /**
+             * Negative Prompt
+             * @default null
+             */
+            negative_prompt: string | null;
+            /**
+             * Seed
+             * @default null
+             */
+            seed: number | null;
+            /** Loras */
+            loras?: components["schemas"]["Lora"][];
+            /**
+             * Resolution
+             * @default null
+             */
+            resolution: string | null;
+            /**
+             * Model Name
+             * @default null
+             */
+            model_name: string | null;
+            /**
+             * Shot Id
+             * @default null
+             */
+            shot_id: string | null;
+            /**
+             * Add In Position
+             * @default false
+             */
+            add_in_position: boolean;
+            /** Image Url */
+            image_url: string;
+            /**
+             * Model
+             * @default kontext
+             * @enum {string}
+             */
+            model: "kontext" | "flux";
+        } & {
+            [key: string]: JsonValue;
+        }) & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /** @description any JSON value without NUL in a string or key */
         JsonValue: (null | boolean | number) | string | JsonValue[] | {
             [key: string]: JsonValue;
@@ -7375,6 +8124,455 @@ export interface operations {
             header?: never;
             path: {
                 name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description global position of the last event written */
+                    "X-Darkroom-Position"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Written"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A conflict: a refused transition (`invalid_transition`, with its facts), a lost version race (`concurrency_conflict`), the same idempotency key still in flight (`idempotency_key_in_flight`, `Retry-After`) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    list_resources_get: {
+        parameters: {
+            query?: {
+                min_position?: number | null;
+                cursor?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResourcePage"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The views did not reach `min_position` in time (`view_timeout`) */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    upload_resource_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                };
+            };
+        };
+        responses: {
+            /** @description OK */
+            201: {
+                headers: {
+                    /** @description global position of the last event written */
+                    "X-Darkroom-Position"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResourceOut"];
+                };
+            };
+            /** @description Malformed JSON, or no body where one is needed (`malformed_json`, `missing_body`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A conflict: a refused transition (`invalid_transition`, with its facts), a lost version race (`concurrency_conflict`), the same idempotency key still in flight (`idempotency_key_in_flight`, `Retry-After`) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or upload) is over the limit (`body_too_large`, `upload_over_quota`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limited or over the daily upload quota (`rate_limited`, `upload_quota_exceeded`; `Retry-After`) */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    register_url_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResourceUrlCreate"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            201: {
+                headers: {
+                    /** @description global position of the last event written */
+                    "X-Darkroom-Position"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResourceOut"];
+                };
+            };
+            /** @description Malformed JSON, or no body where one is needed (`malformed_json`, `missing_body`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A conflict: a refused transition (`invalid_transition`, with its facts), a lost version race (`concurrency_conflict`), the same idempotency key still in flight (`idempotency_key_in_flight`, `Retry-After`) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body (or upload) is over the limit (`body_too_large`, `upload_over_quota`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_resource_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResourceOut"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    delete_resource_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
             };
             cookie?: never;
         };

@@ -73,7 +73,10 @@ test("a subscription gets the snapshot, then each change once", { skip: SKIP }, 
   const seen = recorder();
   client.subscribe(`project:${project}`, seen.handlers);
   await waitFor(() => seen.snapshot, "the snapshot");
-  assert.deepEqual(seen.snapshot.generations.map((g) => g.id), [first.id]);
+  // The snapshot is as of its position; a write the views had not reached yet follows
+  // as a change (never lost).
+  const known = () => [...seen.snapshot.generations.map((g) => g.id), ...seen.ids()];
+  await waitFor(() => known().includes(first.id), "the first generation");
   const second = await client.createGeneration({ project_id: project, location: "/media/b.png" });
   await waitFor(() => seen.ids().includes(second.id), "the second generation's change");
   assert.ok(seen.changes.every((c) => c.position > seen.position));
@@ -153,6 +156,30 @@ test("a session re-authenticates with a fresh token from the callback before exp
   await waitFor(() => seen.ids().includes(later.id), "a change after the first token's exp");
   assert.equal(client.connections, 1, "the same socket all along");
   assert.ok(issued >= 3, `the callback gave ${issued} tokens`);
+  assert.deepEqual(seen.errors, []);
+});
+
+test("a session closed at its token's exp reconnects with a fresh token and resumes",
+     { skip: SKIP, timeout: 30_000 }, async () => {
+  const user = newUser();
+  const writer = clientFor(user);
+  const project = await newProject(writer);
+  const client = clientFor(user, {
+    token: () => jwt(user, 2), refreshBeforeExpiryS: 0, backoff: { initialMs: 50 } });
+  const seen = recorder();
+  client.subscribe(`project:${project}`, seen.handlers);
+  await waitFor(() => seen.snapshot, "the snapshot");
+  const written = [];
+  const deadline = Date.now() + 4_500;  // the server closes the session 4401 at exp
+  while (Date.now() < deadline) {
+    written.push((await writer.createGeneration({ project_id: project,
+                                                  location: "/media/e.png" })).id);
+    await sleep(100);
+  }
+  await waitFor(() => written.every((id) => seen.ids().includes(id)), "every generation");
+  assert.ok(client.connections >= 2, `${client.connections} connections`);
+  const positions = seen.changes.map((c) => c.position);
+  assert.ok(positions.every((p, i) => i === 0 || p > positions[i - 1]), "in order, no repeats");
   assert.deepEqual(seen.errors, []);
 });
 
