@@ -410,9 +410,11 @@ export class DarkroomClient {
     if (frame.code === "unrecoverable_position") {
       entry.position = null;  // the log moved on: start again from a snapshot
       this.sendSubscribe(entry);
-    } else if (frame.code === "unavailable") {
+    } else if (frame.code === "unavailable" || frame.code === "database_unavailable") {
+      // The hub could not read (the database is down): the same subscribe again, later.
+      const ceiling = Math.min(this.maxMs, this.initialMs * 2 ** this.attempt++);
       setTimeout(() => { if (this.topics.get(entry.topic) === entry) this.sendSubscribe(entry); },
-                 this.initialMs);
+                 ceiling / 2 + Math.random() * ceiling / 2);
     } else {
       this.topics.delete(entry.topic);
       entry.handlers.onError?.(error);
