@@ -48,6 +48,7 @@ from domain.metadata import CommandMeta
 from domain.project import Project
 from domain.roster import ROSTER_ID, WorkerRoster
 from domain.services.base import Result, ServiceBase, as_uuid, now
+from domain.services.resources import with_loras
 from domain.shot import Shot
 from domain.task import CANCELLED, COMPLETE, FAILED, IN_PROGRESS, QUEUED, Task
 from domain.worker import Worker
@@ -213,6 +214,8 @@ class TaskLifecycle(ServiceBase):
                   params: Mapping[str, Any], *, dependant_on: Iterable[object] = (),
                   task_id: UUID | None = None, key: str | None = None,
                   request_hash: str | None = None) -> Task:
+        # Every task, a run's included: its LoRAs are the owner's, resolved to their files.
+        params = with_loras(batch, project.owner_id, params)
         task = Task.create(project_id=project.id, owner_id=project.owner_id,
                            task_type=task_type, params=params, at=batch.at, task_id=task_id,
                            dependant_on=dependant_on,  # type: ignore[arg-type]

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.errors import InvalidParamsError, ResourceNotFoundError
 from domain.metadata import CommandMeta
 from domain.resource import Resource
 from domain.services.base import Result, ServiceBase, as_uuid, now
-from domain.services.lifecycle import Batch
+
+if TYPE_CHECKING:
+    from domain.services.lifecycle import Batch
 
 MAX_LORAS = 20
 MAX_STRENGTH = 10.0

@@ -42,7 +42,6 @@ from domain.services.lifecycle import (
     task_id_for,
 )
 from domain.services.liveness import credential_of, require_own_worker, worker_for
-from domain.services.resources import with_loras
 from domain.task import (
     CANCELLED,
     COMPLETE,
@@ -162,7 +161,6 @@ class TaskServices(TaskLifecycle):
         params = {} if params is None else params
         if not isinstance(params, Mapping):
             raise InvalidParamsError(f"params must be an object (got {params!r})")
-        params = with_loras(batch, project.owner_id, params)
         deps = [earlier[d].id if isinstance(d, int) and not isinstance(d, bool)
                 and 0 <= d < len(earlier) else d for d in item.get("dependant_on") or ()]
         task = self._new_task(batch, project, task_type, params, dependant_on=deps,

@@ -107,3 +107,29 @@ def test_malformed_loras_are_refused(studio: Studio, loras: Any) -> None:
     owner, project = funded(studio)
     with pytest.raises(InvalidParamsError, match=r"params\.loras"):
         queue(studio, project, owner, params={"loras": loras})
+
+
+def test_a_run_naming_another_users_lora_is_refused_whole(studio: Studio) -> None:
+    from tests.domain.test_task_completion import travel_of
+
+    stranger, _ = funded(studio)
+    theirs = studio.add_resource(stranger, "lora", "Motion", url="https://example.com/motion")
+    with pytest.raises(ResourceNotFoundError):  # travel_of's run belongs to a new user
+        travel_of(studio, 2, loras=[{"resource_id": theirs["id"], "strength": 0.6}])
+
+
+def test_a_run_of_the_owner_resolves_its_lora_in_every_segment(studio: Studio) -> None:
+    from tests.domain.test_task_completion import image
+
+    owner, project_id = funded(studio)
+    lora = studio.add_resource(owner, "lora", "Motion", url="https://example.com/motion")
+    shot_id = studio.create_shot(project_id, owner, "Travel")["shot_id"]
+    for _ in range(3):
+        studio.add_to_shot(shot_id, owner, image(studio, project_id, owner))
+    made = studio.create_travel(project_id, owner, shot_id=shot_id, params={
+        "base_prompts": ["dawn", "dusk"], "loras": [{"resource_id": lora["id"],
+                                                     "strength": 0.6}]})
+    for segment in made["segment_task_ids"]:
+        assert task(studio, segment).params["loras"] == [{
+            "resource_id": lora["id"], "path": "https://example.com/motion", "name": "Motion",
+            "strength": 0.6}]
