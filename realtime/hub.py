@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -382,6 +383,9 @@ class Hub:
         self.studio = studio
         self.authenticator = authenticator
         self.topics: dict[str, set[Subscription]] = {}
+        # Signs media locations in snapshots and changes (realtime.api.media.MediaUrls;
+        # set by `hub_lifespan` from the app): the change log keeps bare locations.
+        self.media_urls: Any = None
         self.head = 0
         self.refills = 0
         self.pool: ConnectionPool[Any] | None = None
@@ -483,8 +487,18 @@ class Hub:
         for change in changes:
             subs = topics.get(change.topic)
             if subs:
+                change = self._signed(change)
                 for sub in subs:
                     sub.deliver(change)
+
+    def _signed(self, change: Change) -> Change:
+        """The change with its media locations as signed URLs: encoded again, once for every
+        receiver on this node, only when its payload names a media file."""
+        if self.media_urls is None or '"/media/' not in change.frame:
+            return change
+        data = json.loads(change.wire()[3])
+        return Change(change.position, change.topic, change.kind,
+                      json.dumps(self.media_urls.sign_all(data), separators=(",", ":")))
 
     # -- who may see what ------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
@@ -571,6 +585,8 @@ class Hub:
 
     async def _start_from_snapshot(self, sub: Subscription, ref: Any) -> None:
         position, snapshot = await self._db(take_snapshot, sub.topic)
+        if self.media_urls is not None:
+            snapshot = self.media_urls.sign_all(snapshot)
         sub.last = position
         frame = Subscribed(topic=sub.topic, ref=ref, position=position, recovered=False,
                            snapshot=snapshot).encode()
@@ -592,7 +608,7 @@ class Hub:
         while True:
             changes, done = await self._db(read_topic, sub.topic, sub.last,
                                            self.settings.replay_page)
-            for change in changes:
+            for change in map(self._signed, changes):
                 await sub.outbox.put(change.frame, change.size)
                 sub.last = change.position
             if done:

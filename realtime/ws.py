@@ -83,6 +83,7 @@ def hub_lifespan(settings: HubSettings | None = None,
         chosen = settings or HubSettings.from_env(**redis)
         async with run_hub(chosen, config.conninfo, config.schema, app.state.studio,
                            getattr(app.state, "auth", None)) as hub:
+            hub.media_urls = getattr(app.state, "media_urls", None)
             app.state.hub = hub
             yield hub
     return lifespan

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from PIL import Image
 from psycopg import sql
+from websockets.asyncio.client import connect
 
 from darkroom.database import Database
 from inference.frames import encode_mp4
@@ -30,6 +31,7 @@ from tests.realtime.api_harness import (
     start_server,
     stop_server,
 )
+from tests.realtime.hub_harness import Client
 from tests.realtime.test_api_workers import claim, user_with_credits, wid, worker_of
 
 MEDIA_SECRET = "test-media-secret"
@@ -284,3 +286,39 @@ def test_one_file_has_one_url_for_a_while_so_browsers_can_cache_it(
     step = 300  # exp is rounded up to the next 300 s
     crossed = int(time.time()) % step < 2
     assert first["location"] == again["location"] or crossed
+
+
+# ---- the websocket hub signs at the edge too --------------------------------------------
+async def test_websocket_snapshots_and_changes_carry_signed_urls_that_load(
+        server: Server, uploaded: dict[str, Any]) -> None:
+    user = server.user()
+    project = ok(user.post("/api/projects", json={"name": "Live"}), 201)["id"]
+    made = user.post("/api/generations", json={"project_id": project,
+                                                "location": uploaded["location"]})
+    generation = ok(made, 201)["id"]
+    ok(user.get(f"/api/generations/{generation}?min_position={position(made)}"))
+    url = server.base_url.replace("http://", "ws://") + "/ws"
+    async with connect(url) as ws:
+        client = Client(ws)
+        await client.send({"type": "auth", "token": user.headers["Authorization"][7:]})
+        assert (await client.recv())["type"] == "ready"
+        subscribed = await client.subscribe(f"generation:{generation}")
+        snapshot_urls = media_strings(subscribed["snapshot"])
+        added = user.post(f"/api/generations/{generation}/variants", json={
+            "location": uploaded["thumbnail_url"], "variant_type": "edit"})
+        ok(added, 201)
+        change_urls: list[str] = []
+        while not change_urls:
+            frame = await client.recv(timeout=15)
+            if frame["type"] == "change":
+                change_urls = media_strings(frame["data"])
+    assert snapshot_urls and change_urls
+    for found in (*snapshot_urls, *change_urls):
+        assert set(parse_qs(urlsplit(found).query)) == {"exp", "sig"}, found
+        assert server.client().get(found).status_code == 200, found
+    assert bare(uploaded["thumbnail_url"]) in {bare(u) for u in change_urls}
+
+
+def test_a_signed_url_of_a_file_that_is_not_there_is_404(server: Server) -> None:
+    missing = SIGNER.sign("/media/uploads/" + "0" * 32 + ".png")
+    assert error_of(server.client().get(missing), 404)["code"] == "not_found"
