@@ -1,13 +1,15 @@
 """`darkroom serve --role ...`: an API process and a projections process answer as one
-process does, and a process without the projections role holds no view's lock.
+process does, a process without the projections role holds no view's lock, and a hub
+process of its own streams what the others wrote and folded.
 
 Real `darkroom serve` processes (`DARKROOM_INFERENCE=off`) on one PostgreSQL: the split
-pair on the module's schema, the single process on a schema of its own; the same small
-flow through both, its answers compared once ids and times are set aside.
+processes on the module's schema, the single process on a schema of its own; the same
+small flow through both, its answers compared once ids and times are set aside.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -19,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from websockets.sync.client import connect
 
 from darkroom.database import Database, create_schema, drop_schema
 from darkroom.errors import UnknownRoleError
@@ -45,11 +48,14 @@ def view_locks_held(db: Database, schema: str) -> set[str]:
     return {keys[key] for (key,) in rows if key in keys}
 
 
-def flow(base: str) -> list[Any]:
-    """A small session of one user: writes, then the reads that show them."""
-    user = "roles-alice"
+USER = "roles-alice"
+
+
+def flow(base: str) -> tuple[str, list[Any]]:
+    """A small session of one user: writes, then the reads that show them; returns the
+    project and the reads' (path, status, body)."""
     with httpx.Client(base_url=base, timeout=60, headers={
-            "Authorization": f"Bearer {history_http.token(user)}"}) as client:
+            "Authorization": f"Bearer {history_http.token(USER)}"}) as client:
         def write(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
             answer = client.request(method, path, json=body)
             assert answer.status_code in (200, 201), (path, answer.text)
@@ -70,7 +76,29 @@ def flow(base: str) -> list[Any]:
                  f"/api/shots/{shot}?{at}", f"/api/tasks?projectId={project}&{at}",
                  f"/api/credits?{at}"]
         answers = [(path.split("?")[0], client.get(path)) for path in reads]
-    return [(path, answer.status_code, answer.json()) for path, answer in answers]
+    return project, [(path, answer.status_code, answer.json()) for path, answer in answers]
+
+
+def hub_streams(hub: str, api: str, project: str) -> dict[str, Any]:
+    """Subscribes to the project on `hub`, then writes through `api`: the frames seen."""
+    def frame(ws: Any, wanted: str) -> dict[str, Any]:
+        while (got := json.loads(ws.recv(timeout=30)))["type"] != wanted:
+            assert got["type"] in ("ping", "change", "pong"), got
+        return dict(got)
+
+    with connect(hub.replace("http://", "ws://") + "/ws", open_timeout=30) as ws:
+        ws.send(json.dumps({"type": "auth", "token": history_http.token(USER)}))
+        ready = frame(ws, "ready")
+        ws.send(json.dumps({"type": "subscribe", "topic": f"project:{project}", "ref": "p"}))
+        subscribed = frame(ws, "subscribed")
+        written = httpx.post(f"{api}/api/generations", timeout=60, json={
+            "project_id": project, "location": "/media/three.png"}, headers={
+            "Authorization": f"Bearer {history_http.token(USER)}"}).json()
+        changes = [frame(ws, "change")]
+        while changes[-1]["position"] < written["position"]:
+            changes.append(frame(ws, "change"))
+    return {"ready": ready, "snapshot": subscribed["snapshot"], "written": written,
+            "changes": changes, "topic": f"project:{project}"}
 
 
 def without_ids_and_times(value: Any) -> str:
@@ -83,12 +111,13 @@ def without_ids_and_times(value: Any) -> str:
 @pytest.fixture(scope="module")
 def split(database: Database, schema: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`--role api` started first and alone, then `--role projections` beside it."""
+    """`--role api` started first and alone, then `--role projections` and `--role hub`."""
     data = tmp_path_factory.mktemp("split")
     api = history_http.start_serve(database, schema, data, "api", DARKROOM_ROLES="api")
     result: dict[str, Any] = {"locks_with_api_alone": view_locks_held(database, schema)}
     projections = history_http.start_serve(database, schema, data, "projections",
                                            DARKROOM_ROLES="projections")
+    hub = history_http.start_serve(database, schema, data, "hub", DARKROOM_ROLES="hub")
     try:
         deadline = time.monotonic() + 60
         while (held := view_locks_held(database, schema)) != _names():
@@ -96,12 +125,16 @@ def split(database: Database, schema: str,
                 break
             time.sleep(0.2)
         result["locks_with_projections"] = held
-        result["answers"] = flow(api.base)
+        project, result["answers"] = flow(api.base)
+        result["hub"] = hub_streams(hub.base, api.base, project)
         result["api_on_projections"] = httpx.get(f"{projections.base}/api/projects").status_code
+        result["api_on_hub"] = httpx.get(f"{hub.base}/openapi.json").status_code
         result["health_on_projections"] = httpx.get(f"{projections.base}/health").status_code
-        result["errors_logged"] = api.errors_logged() + projections.errors_logged()
+        result["errors_logged"] = [line for served in (api, projections, hub)
+                                   for line in served.errors_logged()]
         yield result
     finally:
+        hub.stop()
         projections.stop()
         api.stop()
 
@@ -117,7 +150,7 @@ def single(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iter
     create_schema(database, own)
     served = history_http.start_serve(database, own, tmp_path_factory.mktemp("one"), "one")
     try:
-        yield flow(served.base)
+        yield flow(served.base)[1]
     finally:
         served.stop()
         drop_schema(database, own)
@@ -152,7 +185,19 @@ def test_an_api_and_a_projections_process_answer_as_one_process_does(
 def test_a_process_without_the_api_role_answers_404_for_the_api_and_200_for_health(
         split: dict[str, Any]) -> None:
     assert split["api_on_projections"] == 404
+    assert split["api_on_hub"] == 404
     assert split["health_on_projections"] == 200
+
+
+def test_a_hub_process_streams_what_the_api_process_wrote_and_the_projections_folded(
+        split: dict[str, Any]) -> None:
+    hub = split["hub"]
+    assert hub["snapshot"]["project"]["name"] == "Roles"
+    assert len(hub["snapshot"]["generations"]) == 2
+    *_, last = hub["changes"]
+    assert {change["topic"] for change in hub["changes"]} == {hub["topic"]}
+    assert last["position"] == hub["written"]["position"]
+    assert hub["written"]["id"] in json.dumps(last["data"])
 
 
 def test_neither_process_logged_an_error(split: dict[str, Any]) -> None:
