@@ -100,7 +100,8 @@ class S3MediaStore:
 
     Build it only when a bucket is configured: it imports boto3 and makes a
     client. `public_base_url` (a CDN or public bucket) gives plain URLs;
-    without it `url_for` presigns a GET for `url_expiry` seconds.
+    without it `url_for` presigns a GET (SigV4) for `url_expiry` seconds: the API
+    answers these for task outputs in the bucket (`DARKROOM_MEDIA_URL_TTL_S`).
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class S3MediaStore:
     ) -> None:
         if client is None:
             import boto3
+            from botocore.config import Config
 
             client = boto3.client(
                 "s3",
@@ -124,6 +126,9 @@ class S3MediaStore:
                 region_name=region_name,
                 aws_access_key_id=access_key_id,
                 aws_secret_access_key=secret_access_key,
+                # Presigned URLs in SigV4 (X-Amz-Expires, X-Amz-Signature): what AWS wants
+                # everywhere, and what MinIO and R2 accept.
+                config=Config(signature_version="s3v4"),
             )
         self.client = client
         self.bucket = bucket

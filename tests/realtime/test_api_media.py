@@ -19,13 +19,15 @@ from PIL import Image
 from psycopg import sql
 from websockets.asyncio.client import connect
 
-from darkroom.database import Database
+from darkroom.database import Database, drop_schema
 from inference.frames import encode_mp4
+from inference.media import S3MediaStore
 from realtime.api.media import MediaUrls, media_secret
 from tests.realtime.api_harness import (
     JWT_SECRET,
     Server,
     error_of,
+    free_port,
     ok,
     position,
     start_server,
@@ -322,3 +324,70 @@ async def test_websocket_snapshots_and_changes_carry_signed_urls_that_load(
 def test_a_signed_url_of_a_file_that_is_not_there_is_404(server: Server) -> None:
     missing = SIGNER.sign("/media/uploads/" + "0" * 32 + ".png")
     assert error_of(server.client().get(missing), 404)["code"] == "not_found"
+
+
+# ---- an S3 store: the bucket's presigned URLs for task outputs ----------------------------
+BUCKET = "darkroom-media"
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3 (moto's server: real HTTP, in a thread; it checks no signatures)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    yield f"http://127.0.0.1:{port}"
+    moto.stop()
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_endpoint: str, monkeypatch_module: pytest.MonkeyPatch) -> S3MediaStore:
+    for key, value in S3_KEYS.items():
+        monkeypatch_module.setenv(key, value)
+    store = S3MediaStore(BUCKET, s3_endpoint, region_name="us-east-1")
+    store.client.create_bucket(Bucket=BUCKET)
+    return store
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def s3_server(database: Database, schema: str, s3_endpoint: str, bucket: S3MediaStore,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(database, f"{schema}_s3", tmp_path_factory.mktemp("s3"),
+                           DARKROOM_MEDIA_SECRET=MEDIA_SECRET, DARKROOM_S3_BUCKET=BUCKET,
+                           DARKROOM_S3_ENDPOINT=s3_endpoint, DARKROOM_S3_REGION="us-east-1",
+                           DARKROOM_MEDIA_URL_TTL_S="600", **S3_KEYS)
+    yield running
+    stop_server(running)
+    drop_schema(database, f"{schema}_s3")
+
+
+def test_with_an_s3_store_outputs_get_presigned_urls_and_uploads_signed_local_ones(
+        s3_server: Server, bucket: S3MediaStore) -> None:
+    user = s3_server.user()
+    picture = png(24, 24)
+    output = bucket.put(picture, ".png", "image/png")  # as the dispatcher stores a result
+    project = ok(user.post("/api/projects", json={"name": "Bucket"}), 201)["id"]
+    made = user.post("/api/generations", json={"project_id": project, "location": output})
+    shown = ok(user.get(f"/api/generations/{ok(made, 201)['id']}"
+                        f"?min_position={position(made)}"))
+    url = urlsplit(shown["location"])
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert f"{url.scheme}://{url.netloc}" == bucket.client.meta.endpoint_url
+    assert url.path == f"/{BUCKET}{output}"
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and query["X-Amz-Expires"] == "600"
+    assert query["X-Amz-Credential"].startswith("test-key/") and len(
+        query["X-Amz-Signature"]) == 64
+    assert httpx.get(shown["location"]).content == picture
+    # An upload through the API stays in the server's folder: a signed local URL.
+    uploaded = ok(upload(user, png(12, 12)), 201)
+    assert set(parse_qs(urlsplit(uploaded["location"]).query)) == {"exp", "sig"}
+    assert s3_server.client().get(uploaded["location"]).status_code == 200
