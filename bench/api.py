@@ -6,9 +6,11 @@ generation, queue a task (`image_upscale` family). Each client is its own user
 with its own project and shot. HTTP: a real `darkroom serve` process (uvicorn,
 projections running in-process, as served) and httpx clients over loopback,
 all on this machine's 2 cores. In-process: the same verbs on a `Studio` from N
-threads, in a fresh schema, with no server running.
+threads, in a fresh schema, with no server running. `--split`: the API in a process of
+its own (`DARKROOM_ROLES=api`) and the projections runner in another
+(`DARKROOM_ROLES=projections`), so the runner no longer shares the API's GIL.
 
-    python bench/api.py [--seconds 6] [--clients 1,16,64] [--json out.json]
+    python bench/api.py [--seconds 6] [--clients 1,16,64] [--split] [--json out.json]
 """
 
 from __future__ import annotations
@@ -89,12 +91,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(db: Database, schema: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(db: Database, schema: str, roles: str = "api,hub,projections"
+                 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}"
     env = {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
            "DARKROOM_JWT_SECRET": SECRET, "DARKROOM_TASK_RATE_LIMIT": str(10**9),
-           "DATA_DIR": str(ROOT / ".darkroom" / "bench-data"),
+           "DATA_DIR": str(ROOT / ".darkroom" / "bench-data"), "DARKROOM_ROLES": roles,
            "DARKROOM_JWT_SUB_ANY": "y"}  # users are named `bench-<hex>`
     process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port)], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -232,6 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", default="1,16,64")
+    parser.add_argument("--split", action="store_true",
+                        help="API and projections runner in two processes")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
@@ -241,13 +246,16 @@ def main() -> None:
         create_schema(db, schema)
     results: dict[str, dict[int, Any]] = {"http": {}, "inprocess": {}}
     try:
-        process, base = start_server(db, http_schema)
+        servers = [start_server(db, http_schema, "projections")] if args.split else []
+        servers.append(start_server(db, http_schema, "api" if args.split else
+                                    "api,hub,projections"))
         try:
             for n in levels:
-                results["http"][n] = asyncio.run(http_run(base, n, args.seconds))
+                results["http"][n] = asyncio.run(http_run(servers[-1][1], n, args.seconds))
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            for process, _ in servers:
+                process.terminate()
+                process.wait(timeout=30)
         studio = build_studio(db, local_schema, pool_size=16)
         try:
             for n in levels:
@@ -258,7 +266,9 @@ def main() -> None:
         for schema in (http_schema, local_schema):
             drop_schema(db, schema)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.seconds:g} s per run; mixed: {', '.join(OPS)}")
+          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.seconds:g} s per run"
+          f"{', API and projections in two processes' if args.split else ''}; "
+          f"mixed: {', '.join(OPS)}")
     print(f"{'clients':>7} | {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
           f"{'in-proc cmd/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'HTTP/in-proc':>12} | errors")
     for n in levels:
