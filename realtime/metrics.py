@@ -20,6 +20,8 @@ inference time is measured by the dispatcher around the actor call).
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -28,11 +30,15 @@ from prometheus_client import (
     REGISTRY,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -51,11 +57,6 @@ disable_created_metrics()  # no `_created` twin of every counter and histogram
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"  # the route label of every path no route matched
 
-HTTP_REQUESTS = Counter("darkroom_http_requests", "HTTP requests answered",
-                        ["method", "route", "status"])
-HTTP_SECONDS = Histogram("darkroom_http_request_duration_seconds",
-                         "Time from a request's arrival to its answer's first byte",
-                         ["method", "route"])
 WS_CONNECTIONS = Gauge("darkroom_ws_connections", "Open websocket connections")
 WS_CHANGES_SENT = Counter("darkroom_ws_changes_sent", "Change frames written to websockets")
 WS_CLOSED = Counter("darkroom_ws_closed", "Websocket connections ended, by close code "
@@ -71,29 +72,52 @@ METRIC_NAMES = (
 )
 
 
-class HttpMetrics:
-    """The two HTTP families' children, cached by label values (a `labels()` call takes
-    a lock and builds a key each time; a dict hit is a fraction of that)."""
+class HttpMetrics(Collector):
+    """`darkroom_http_requests_total` and `darkroom_http_request_duration_seconds`, kept
+    in plain dicts and lists and turned into families when scraped.
+
+    Only the event loop's thread observes (`realtime.observe`) and scrapes (`metrics`
+    runs on the loop), so no lock is taken: a request costs a few dict and list updates
+    instead of prometheus_client's locked counter and histogram children (measured in
+    docs/BENCHMARKS.md, "Observability")."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+               10.0)
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, int], Any] = {}
-        self._times: dict[tuple[str, str], Any] = {}
+        self.counts: dict[tuple[str, str, int], int] = {}
+        # (method, route) -> [count per bucket (the last: +Inf), sum of seconds]
+        self.times: dict[tuple[str, str], list[Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         if method not in HTTP_METHODS:
             method = "other"
-        counter = self._counts.get((method, route, status))
-        if counter is None:
-            counter = self._counts[(method, route, status)] = HTTP_REQUESTS.labels(
-                method, route, str(status))
-        counter.inc()
-        timer = self._times.get((method, route))
-        if timer is None:
-            timer = self._times[(method, route)] = HTTP_SECONDS.labels(method, route)
-        timer.observe(seconds)
+        key = (method, route, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        timed = self.times.get((method, route))
+        if timed is None:
+            timed = self.times[(method, route)] = [[0] * (len(self.BUCKETS) + 1), 0.0]
+        timed[0][bisect_left(self.BUCKETS, seconds)] += 1
+        timed[1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("darkroom_http_requests", "HTTP requests answered",
+                                       labels=["method", "route", "status"])
+        for (method, route, status), count in sorted(self.counts.items()):
+            requests.add_metric([method, route, str(status)], count)
+        seconds = HistogramMetricFamily(
+            "darkroom_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer", labels=["method", "route"])
+        for (method, route), (counts, total) in sorted(self.times.items()):
+            cumulative = list(accumulate(counts))
+            bounds = [*map(str, self.BUCKETS), "+Inf"]
+            seconds.add_metric([method, route], list(zip(bounds, cumulative, strict=True)),
+                               total)
+        return iter((requests, seconds))
 
 
 HTTP = HttpMetrics()
+REGISTRY.register(HTTP)
 
 
 class _Families:
