@@ -17,6 +17,8 @@ import type { components, paths } from "./openapi.js";
 export type { components, operations, paths } from "./openapi.js";
 export type Schemas = components["schemas"];
 export type ErrorBody = Schemas["Error"] & { [field: string]: unknown };
+/** A create command's answer: the new `id`, its `position`, more ids by route. */
+export type Created = Schemas["Written"] & { id: string };
 
 /** A token, or a function giving the current one (called for every connection). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -230,13 +232,16 @@ export class DarkroomClient {
 
   // The routes a gallery app uses most, by name.
   projects() { return this.get("/api/projects"); }
-  createProject(body: Schemas["ProjectCreate"]) { return this.post("/api/projects", { body }); }
+  /** What a command answers: its `position` and the ids it wrote (`id` for a create). */
+  createProject(body: Schemas["ProjectCreate"]): Promise<Created> {
+    return this.post("/api/projects", { body }) as Promise<Created>;
+  }
   gallery(projectId: string, query: Omit<RequestInit<"/api/generations", "get">["query"] & object, "projectId"> = {}) {
     return this.get("/api/generations", { query: { ...query, projectId } });
   }
   generation(id: string) { return this.get("/api/generations/{id}", { path: { id } }); }
-  createGeneration(body: Schemas["GenerationCreate"]) {
-    return this.post("/api/generations", { body });
+  createGeneration(body: Schemas["GenerationCreate"]): Promise<Created> {
+    return this.post("/api/generations", { body }) as Promise<Created>;
   }
   credits() { return this.get("/api/credits"); }
 

@@ -857,7 +857,7 @@ export interface components {
              * Settings
              * @default {}
              */
-            settings: {
+            settings?: {
                 [key: string]: unknown;
             };
         } & {
@@ -871,12 +871,12 @@ export interface components {
              * Aspect Ratio
              * @default null
              */
-            aspect_ratio: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
+            aspect_ratio?: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
             /**
              * Settings
              * @default null
              */
-            settings: {
+            settings?: {
                 [key: string]: JsonValue;
             } | null;
         } & {
@@ -898,17 +898,17 @@ export interface components {
              * Name
              * @default null
              */
-            name: string | null;
+            name?: string | null;
             /**
              * Aspect Ratio
              * @default null
              */
-            aspect_ratio: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
+            aspect_ratio?: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
             /**
              * Settings
              * @default null
              */
-            settings: {
+            settings?: {
                 [key: string]: JsonValue;
             } | null;
         } & {
@@ -934,12 +934,12 @@ export interface components {
              * Images
              * @default []
              */
-            images: components["schemas"]["ShotImage"][];
+            images?: components["schemas"]["ShotImage"][];
             /**
              * Unpositioned Count
              * @default 0
              */
-            unpositioned_count: number;
+            unpositioned_count?: number;
         } & {
             [key: string]: unknown;
         };
@@ -981,19 +981,19 @@ export interface components {
              * Aspect Ratio
              * @default null
              */
-            aspect_ratio: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
+            aspect_ratio?: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
             /**
              * Settings
              * @default null
              */
-            settings: {
+            settings?: {
                 [key: string]: JsonValue;
             } | null;
             /**
              * Generation Id
              * @default null
              */
-            generation_id: string | null;
+            generation_id?: string | null;
         } & {
             [key: string]: JsonValue;
         };
@@ -1013,17 +1013,17 @@ export interface components {
              * With Position
              * @default true
              */
-            with_position: boolean;
+            with_position?: boolean;
             /**
              * Timeline Frame
              * @default null
              */
-            timeline_frame: number | null;
+            timeline_frame?: number | null;
             /**
              * Metadata
              * @default null
              */
-            metadata: {
+            metadata?: {
                 [key: string]: JsonValue;
             } | null;
         } & {
@@ -1035,17 +1035,17 @@ export interface components {
              * Name
              * @default null
              */
-            name: string | null;
+            name?: string | null;
             /**
              * Aspect Ratio
              * @default null
              */
-            aspect_ratio: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
+            aspect_ratio?: ("16:9" | "9:16" | "1:1" | "4:3" | "3:4" | "21:9" | "3:2" | "2:3") | null;
             /**
              * Settings
              * @default null
              */
-            settings: {
+            settings?: {
                 [key: string]: JsonValue;
             } | null;
         } & {
@@ -1094,7 +1094,7 @@ export interface components {
              * Timeline Frame
              * @default null
              */
-            timeline_frame: number | null;
+            timeline_frame?: number | null;
         } & {
             [key: string]: unknown;
         };
@@ -1168,39 +1168,39 @@ export interface components {
              * @default image
              * @enum {string}
              */
-            type: "image" | "video";
+            type?: "image" | "video";
             /**
              * Thumbnail Url
              * @default null
              */
-            thumbnail_url: string | null;
+            thumbnail_url?: string | null;
             /**
              * Name
              * @default null
              */
-            name: string | null;
+            name?: string | null;
             /**
              * Params
              * @default null
              */
-            params: {
+            params?: {
                 [key: string]: JsonValue;
             } | null;
             /**
              * Based On
              * @default null
              */
-            based_on: string | null;
+            based_on?: string | null;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /**
              * With Position
              * @default true
              */
-            with_position: boolean;
+            with_position?: boolean;
         } & {
             [key: string]: JsonValue;
         };
@@ -1210,12 +1210,12 @@ export interface components {
              * Starred
              * @default null
              */
-            starred: boolean;
+            starred?: boolean;
             /**
              * Name
              * @default null
              */
-            name: string | null;
+            name?: string | null;
         } & {
             [key: string]: JsonValue;
         }) | unknown | unknown;
@@ -1273,29 +1273,29 @@ export interface components {
              * Variant Type
              * @default edit
              */
-            variant_type: string;
+            variant_type?: string;
             /**
              * Thumbnail Url
              * @default null
              */
-            thumbnail_url: string | null;
+            thumbnail_url?: string | null;
             /**
              * Params
              * @default null
              */
-            params: {
+            params?: {
                 [key: string]: JsonValue;
             } | null;
             /**
              * Name
              * @default null
              */
-            name: string | null;
+            name?: string | null;
             /**
              * Make Primary
              * @default false
              */
-            make_primary: boolean;
+            make_primary?: boolean;
         } & {
             [key: string]: JsonValue;
         };
@@ -1309,17 +1309,17 @@ export interface components {
              * @description false shows the "NEW" badge again
              * @default null
              */
-            viewed: boolean;
+            viewed?: boolean;
             /**
              * Starred
              * @default null
              */
-            starred: boolean;
+            starred?: boolean;
             /**
              * Name
              * @default null
              */
-            name: string | null;
+            name?: string | null;
         } & {
             [key: string]: JsonValue;
         }) | unknown | unknown | unknown;
@@ -1355,12 +1355,12 @@ export interface components {
              * Family
              * @default null
              */
-            family: ("image_generation" | "magic_edit" | "image_inpaint" | "annotated_image_edit" | "image_upscale" | "character_animate" | "join_clips" | "travel_between_images" | "individual_travel_segment" | "edit_travel") | null;
+            family?: ("image_generation" | "magic_edit" | "image_inpaint" | "annotated_image_edit" | "image_upscale" | "character_animate" | "join_clips" | "travel_between_images" | "individual_travel_segment" | "edit_travel") | null;
             /**
              * Task Type
              * @default null
              */
-            task_type: string | null;
+            task_type?: string | null;
             /**
              * Project Id
              * Format: uuid
@@ -1370,14 +1370,14 @@ export interface components {
              * Input
              * @default null
              */
-            input: {
+            input?: {
                 [key: string]: JsonValue;
             } | null;
             /**
              * Params
              * @default null
              */
-            params: {
+            params?: {
                 [key: string]: JsonValue;
             } | null;
             /** Dependant On */
@@ -1386,10 +1386,10 @@ export interface components {
              * Idempotency Key
              * @default null
              */
-            idempotency_key: string | null;
+            idempotency_key?: string | null;
         } & {
             [key: string]: JsonValue;
-        }) & ({
+        }) | {
             /** @constant */
             family: "image_generation";
             input: components["schemas"]["ImageGenerationInput"];
@@ -1452,7 +1452,7 @@ export interface components {
         } | {
             task_type: string;
             family?: null;
-        });
+        };
         /** TaskCreated */
         TaskCreated: {
             /** Position */
@@ -1461,17 +1461,17 @@ export interface components {
              * Task Id
              * @default null
              */
-            task_id: string | null;
+            task_id?: string | null;
             /**
              * Task Ids
              * @default null
              */
-            task_ids: string[] | null;
+            task_ids?: string[] | null;
             /**
              * Status
              * @default null
              */
-            status: string | null;
+            status?: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -1519,17 +1519,17 @@ export interface components {
              * Output Location
              * @default null
              */
-            output_location: string | null;
+            output_location?: string | null;
             /**
              * Thumbnail Url
              * @default null
              */
-            thumbnail_url: string | null;
+            thumbnail_url?: string | null;
             /**
              * Result Data
              * @default null
              */
-            result_data: {
+            result_data?: {
                 [key: string]: unknown;
             } | null;
         } & {
@@ -1541,27 +1541,27 @@ export interface components {
              * Created At
              * @default null
              */
-            created_at: string | null;
+            created_at?: string | null;
             /**
              * Started At
              * @default null
              */
-            started_at: string | null;
+            started_at?: string | null;
             /**
              * Processed At
              * @default null
              */
-            processed_at: string | null;
+            processed_at?: string | null;
             /**
              * Updated At
              * @default null
              */
-            updated_at: string | null;
+            updated_at?: string | null;
             /**
              * Duration S
              * @default null
              */
-            duration_s: number | null;
+            duration_s?: number | null;
         } & {
             [key: string]: unknown;
         };
@@ -1594,20 +1594,20 @@ export interface components {
              * Error Message
              * @default null
              */
-            error_message: string | null;
+            error_message?: string | null;
             /** Attempts */
             attempts: number;
             /**
              * Worker Id
              * @default null
              */
-            worker_id: string | null;
+            worker_id?: string | null;
             timings: components["schemas"]["TaskTimings"];
             /**
              * Cost
              * @default null
              */
-            cost: string | null;
+            cost?: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -1622,17 +1622,17 @@ export interface components {
              * Error Message
              * @default null
              */
-            error_message: string | null;
+            error_message?: string | null;
             /**
              * Worker Id
              * @default null
              */
-            worker_id: string | null;
+            worker_id?: string | null;
             /**
              * Output Location
              * @default null
              */
-            output_location: string | null;
+            output_location?: string | null;
         } & {
             [key: string]: JsonValue;
         };
@@ -1646,63 +1646,63 @@ export interface components {
              * Structure Video Path
              * @default null
              */
-            structure_video_path: string | null;
+            structure_video_path?: string | null;
             /**
              * Structure Video Treatment
              * @default null
              */
-            structure_video_treatment: ("adjust" | "clip") | null;
+            structure_video_treatment?: ("adjust" | "clip") | null;
             /**
              * Structure Video Motion Strength
              * @default null
              */
-            structure_video_motion_strength: number | null;
+            structure_video_motion_strength?: number | null;
             /**
              * Structure Video Type
              * @default null
              */
-            structure_video_type: ("flow" | "canny" | "depth") | null;
+            structure_video_type?: ("flow" | "canny" | "depth") | null;
             /**
              * Amount Of Motion
              * @default 0.5
              */
-            amount_of_motion: number;
+            amount_of_motion?: number;
             /**
              * Motion Mode
              * @default basic
              * @enum {string}
              */
-            motion_mode: "basic" | "presets" | "advanced";
+            motion_mode?: "basic" | "presets" | "advanced";
             /**
              * Phase Config
              * @default null
              */
-            phase_config: {
+            phase_config?: {
                 [key: string]: JsonValue;
             } | null;
             /**
              * Image Urls
              * @default null
              */
-            image_urls: string[] | null;
+            image_urls?: string[] | null;
             /**
              * Image Generation Ids
              * @default null
              */
-            image_generation_ids: string[] | null;
+            image_generation_ids?: string[] | null;
             /**
              * Shot Id
              * @description travel through this shot's positioned images (instead of urls or ids)
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /** Base Prompts */
             base_prompts?: string[];
             /**
              * Negative Prompts
              * @default null
              */
-            negative_prompts: string[] | null;
+            negative_prompts?: string[] | null;
             /** Segment Frames */
             segment_frames?: number[];
             /** Frame Overlap */
@@ -1711,17 +1711,17 @@ export interface components {
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Model Name
              * @default null
              */
-            model_name: string | null;
+            model_name?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
             /**
              * Project Id
              * Format: uuid
@@ -1731,7 +1731,7 @@ export interface components {
              * Idempotency Key
              * @default null
              */
-            idempotency_key: string | null;
+            idempotency_key?: string | null;
         } & {
             [key: string]: JsonValue;
         }) | {
@@ -1793,12 +1793,12 @@ export interface components {
              * @default gpu
              * @enum {string}
              */
-            run_type: "gpu" | "api";
+            run_type?: "gpu" | "api";
             /**
              * Current Model
              * @default null
              */
-            current_model: string | null;
+            current_model?: string | null;
         } & {
             [key: string]: JsonValue;
         };
@@ -1835,22 +1835,22 @@ export interface components {
              * Status
              * @default null
              */
-            status: string | null;
+            status?: string | null;
             /**
              * Current Model
              * @default null
              */
-            current_model: string | null;
+            current_model?: string | null;
             /**
              * Vram Used Mb
              * @default null
              */
-            vram_used_mb: number | null;
+            vram_used_mb?: number | null;
             /**
              * Vram Total Mb
              * @default null
              */
-            vram_total_mb: number | null;
+            vram_total_mb?: number | null;
             /** Task Ids */
             task_ids?: string[];
         } & {
@@ -1877,19 +1877,19 @@ export interface components {
              * @description when given, must hold the task
              * @default null
              */
-            worker_id: string | null;
+            worker_id?: string | null;
             /** Output Location */
             output_location: string;
             /**
              * Thumbnail Url
              * @default null
              */
-            thumbnail_url: string | null;
+            thumbnail_url?: string | null;
             /**
              * Result Data
              * @default null
              */
-            result_data: {
+            result_data?: {
                 [key: string]: JsonValue;
             } | null;
         } & {
@@ -1902,7 +1902,7 @@ export interface components {
              * @description when given, must hold the task
              * @default null
              */
-            worker_id: string | null;
+            worker_id?: string | null;
             /** Error Message */
             error_message: string;
         } & {
@@ -1915,13 +1915,13 @@ export interface components {
              * @description when given, must hold the task
              * @default null
              */
-            worker_id: string | null;
+            worker_id?: string | null;
             /**
              * Reason
              * @description why it is handed back (default: handed back)
              * @default null
              */
-            reason: string | null;
+            reason?: string | null;
         } & {
             [key: string]: JsonValue;
         };
@@ -2113,12 +2113,12 @@ export interface components {
              * Base Cost Per Second
              * @default 0
              */
-            base_cost_per_second: number;
+            base_cost_per_second?: number;
             /**
              * Unit Cost
              * @default 0
              */
-            unit_cost: number;
+            unit_cost?: number;
             /**
              * Cost Factors
              * @description `resolution` / `modelType` multipliers by param value, `frameCount` adder
@@ -2130,32 +2130,32 @@ export interface components {
              * Variant Type
              * @default null
              */
-            variant_type: string | null;
+            variant_type?: string | null;
             /**
              * Is Active
              * @default true
              */
-            is_active: boolean;
+            is_active?: boolean;
             /**
              * Supports Progress
              * @default false
              */
-            supports_progress: boolean;
+            supports_progress?: boolean;
             /**
              * Display Name
              * @default
              */
-            display_name: string;
+            display_name?: string;
             /**
              * Model Name
              * @default null
              */
-            model_name: string | null;
+            model_name?: string | null;
             /**
              * Description
              * @default
              */
-            description: string;
+            description?: string;
         } & {
             [key: string]: JsonValue;
         };
@@ -2210,7 +2210,7 @@ export interface components {
              * @default lora
              * @constant
              */
-            type: "lora";
+            type?: "lora";
         } & {
             [key: string]: JsonValue;
         };
@@ -2233,17 +2233,17 @@ export interface components {
              * Resource Id
              * @default null
              */
-            resource_id: string | null;
+            resource_id?: string | null;
             /**
              * Path
              * @default null
              */
-            path: string | null;
+            path?: string | null;
             /**
              * Strength
              * @default 1
              */
-            strength: number;
+            strength?: number;
         } & {
             [key: string]: JsonValue;
         }) | {
@@ -2257,14 +2257,14 @@ export interface components {
              * Id
              * @default null
              */
-            id: string | null;
+            id?: string | null;
             /** Fullprompt */
             fullPrompt: string;
             /**
              * Shortprompt
              * @default null
              */
-            shortPrompt: string | null;
+            shortPrompt?: string | null;
         } & {
             [key: string]: JsonValue;
         };
@@ -2276,42 +2276,89 @@ export interface components {
              * Images Per Prompt
              * @default 1
              */
-            images_per_prompt: number;
+            images_per_prompt?: number;
             /**
              * Negative Prompt
              * @default null
              */
-            negative_prompt: string | null;
+            negative_prompt?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
             /** Loras */
             loras?: components["schemas"]["Lora"][];
             /**
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Model Name
              * @default null
              */
-            model_name: string | null;
+            model_name?: string | null;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /**
              * Add In Position
              * @default false
              */
-            add_in_position: boolean;
+            add_in_position?: boolean;
         } & {
             [key: string]: JsonValue;
-        }) & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        }) | {
+            images_per_prompt?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        };
         /** MagicEditInput */
         MagicEditInput: {
             /** Prompt */
@@ -2322,32 +2369,32 @@ export interface components {
              * Based On
              * @default null
              */
-            based_on: string | null;
+            based_on?: string | null;
             /**
              * Num Images
              * @default 1
              */
-            num_images: number;
+            num_images?: number;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
             /**
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /**
              * Is Primary
              * @default false
              */
-            is_primary: boolean;
+            is_primary?: boolean;
         } & {
             [key: string]: JsonValue;
         };
@@ -2363,22 +2410,22 @@ export interface components {
              * Based On
              * @default null
              */
-            based_on: string | null;
+            based_on?: string | null;
             /**
              * Create As Generation
              * @default false
              */
-            create_as_generation: boolean;
+            create_as_generation?: boolean;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
         } & {
             [key: string]: JsonValue;
         }) | {
@@ -2399,22 +2446,22 @@ export interface components {
              * Based On
              * @default null
              */
-            based_on: string | null;
+            based_on?: string | null;
             /**
              * Create As Generation
              * @default false
              */
-            create_as_generation: boolean;
+            create_as_generation?: boolean;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
         } & {
             [key: string]: JsonValue;
         }) | {
@@ -2431,18 +2478,18 @@ export interface components {
              * Based On
              * @default null
              */
-            based_on: string | null;
+            based_on?: string | null;
             /**
              * Scale Factor
              * @default 2
              * @enum {integer}
              */
-            scale_factor: 2 | 4;
+            scale_factor?: 2 | 4;
             /**
              * Is Primary
              * @default false
              */
-            is_primary: boolean;
+            is_primary?: boolean;
         } & {
             [key: string]: JsonValue;
         };
@@ -2456,23 +2503,23 @@ export interface components {
              * Prompt
              * @default null
              */
-            prompt: string | null;
+            prompt?: string | null;
             /**
              * Mode
              * @default animate
              * @enum {string}
              */
-            mode: "animate" | "replace";
+            mode?: "animate" | "replace";
             /**
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
         } & {
             [key: string]: JsonValue;
         };
@@ -2482,34 +2529,34 @@ export interface components {
              * Clip Urls
              * @default null
              */
-            clip_urls: string[] | null;
+            clip_urls?: string[] | null;
             /**
              * Clip Generation Ids
              * @default null
              */
-            clip_generation_ids: string[] | null;
+            clip_generation_ids?: string[] | null;
             /** Prompts */
             prompts?: string[];
             /**
              * Frames Per Transition
              * @default 24
              */
-            frames_per_transition: number;
+            frames_per_transition?: number;
             /**
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Model Name
              * @default null
              */
-            model_name: string | null;
+            model_name?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
         } & {
             [key: string]: JsonValue;
         }) | {
@@ -2523,63 +2570,63 @@ export interface components {
              * Structure Video Path
              * @default null
              */
-            structure_video_path: string | null;
+            structure_video_path?: string | null;
             /**
              * Structure Video Treatment
              * @default null
              */
-            structure_video_treatment: ("adjust" | "clip") | null;
+            structure_video_treatment?: ("adjust" | "clip") | null;
             /**
              * Structure Video Motion Strength
              * @default null
              */
-            structure_video_motion_strength: number | null;
+            structure_video_motion_strength?: number | null;
             /**
              * Structure Video Type
              * @default null
              */
-            structure_video_type: ("flow" | "canny" | "depth") | null;
+            structure_video_type?: ("flow" | "canny" | "depth") | null;
             /**
              * Amount Of Motion
              * @default 0.5
              */
-            amount_of_motion: number;
+            amount_of_motion?: number;
             /**
              * Motion Mode
              * @default basic
              * @enum {string}
              */
-            motion_mode: "basic" | "presets" | "advanced";
+            motion_mode?: "basic" | "presets" | "advanced";
             /**
              * Phase Config
              * @default null
              */
-            phase_config: {
+            phase_config?: {
                 [key: string]: JsonValue;
             } | null;
             /**
              * Image Urls
              * @default null
              */
-            image_urls: string[] | null;
+            image_urls?: string[] | null;
             /**
              * Image Generation Ids
              * @default null
              */
-            image_generation_ids: string[] | null;
+            image_generation_ids?: string[] | null;
             /**
              * Shot Id
              * @description travel through this shot's positioned images (instead of urls or ids)
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /** Base Prompts */
             base_prompts?: string[];
             /**
              * Negative Prompts
              * @default null
              */
-            negative_prompts: string[] | null;
+            negative_prompts?: string[] | null;
             /** Segment Frames */
             segment_frames?: number[];
             /** Frame Overlap */
@@ -2588,17 +2635,17 @@ export interface components {
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Model Name
              * @default null
              */
-            model_name: string | null;
+            model_name?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
         } & {
             [key: string]: JsonValue;
         }) | {
@@ -2614,38 +2661,38 @@ export interface components {
              * Structure Video Path
              * @default null
              */
-            structure_video_path: string | null;
+            structure_video_path?: string | null;
             /**
              * Structure Video Treatment
              * @default null
              */
-            structure_video_treatment: ("adjust" | "clip") | null;
+            structure_video_treatment?: ("adjust" | "clip") | null;
             /**
              * Structure Video Motion Strength
              * @default null
              */
-            structure_video_motion_strength: number | null;
+            structure_video_motion_strength?: number | null;
             /**
              * Structure Video Type
              * @default null
              */
-            structure_video_type: ("flow" | "canny" | "depth") | null;
+            structure_video_type?: ("flow" | "canny" | "depth") | null;
             /**
              * Amount Of Motion
              * @default 0.5
              */
-            amount_of_motion: number;
+            amount_of_motion?: number;
             /**
              * Motion Mode
              * @default basic
              * @enum {string}
              */
-            motion_mode: "basic" | "presets" | "advanced";
+            motion_mode?: "basic" | "presets" | "advanced";
             /**
              * Phase Config
              * @default null
              */
-            phase_config: {
+            phase_config?: {
                 [key: string]: JsonValue;
             } | null;
             /** Start Image Url */
@@ -2656,52 +2703,52 @@ export interface components {
              * Prompt
              * @default
              */
-            prompt: string;
+            prompt?: string;
             /**
              * Negative Prompt
              * @default null
              */
-            negative_prompt: string | null;
+            negative_prompt?: string | null;
             /**
              * Num Frames
              * @default 81
              */
-            num_frames: number;
+            num_frames?: number;
             /**
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Model Name
              * @default null
              */
-            model_name: string | null;
+            model_name?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /**
              * Parent Generation Id
              * @default null
              */
-            parent_generation_id: string | null;
+            parent_generation_id?: string | null;
             /**
              * Child Generation Id
              * @default null
              */
-            child_generation_id: string | null;
+            child_generation_id?: string | null;
             /**
              * Segment Index
              * @default null
              */
-            segment_index: number | null;
+            segment_index?: number | null;
         } & {
             [key: string]: JsonValue;
         };
@@ -2719,39 +2766,39 @@ export interface components {
              * Images Per Prompt
              * @default 1
              */
-            images_per_prompt: number;
+            images_per_prompt?: number;
             /**
              * Negative Prompt
              * @default null
              */
-            negative_prompt: string | null;
+            negative_prompt?: string | null;
             /**
              * Seed
              * @default null
              */
-            seed: number | null;
+            seed?: number | null;
             /** Loras */
             loras?: components["schemas"]["Lora"][];
             /**
              * Resolution
              * @default null
              */
-            resolution: string | null;
+            resolution?: string | null;
             /**
              * Model Name
              * @default null
              */
-            model_name: string | null;
+            model_name?: string | null;
             /**
              * Shot Id
              * @default null
              */
-            shot_id: string | null;
+            shot_id?: string | null;
             /**
              * Add In Position
              * @default false
              */
-            add_in_position: boolean;
+            add_in_position?: boolean;
             /** Image Url */
             image_url: string;
             /**
@@ -2759,10 +2806,57 @@ export interface components {
              * @default kontext
              * @enum {string}
              */
-            model: "kontext" | "flux";
+            model?: "kontext" | "flux";
         } & {
             [key: string]: JsonValue;
-        }) & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        }) | {
+            images_per_prompt?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        } | {
+            images_per_prompt: unknown;
+            prompts?: unknown;
+        };
         /** @description any JSON value without NUL in a string or key */
         JsonValue: (null | boolean | number) | string | JsonValue[] | {
             [key: string]: JsonValue;
