@@ -1,6 +1,8 @@
 """`darkroom serve --role ...`: an API process and a projections process answer as one
-process does, a process without the projections role holds no view's lock, and a hub
-process of its own streams what the others wrote and folded.
+process does, a process without the projections role holds no view's lock, a hub
+process of its own streams what the others wrote and folded, and a dispatcher process
+of its own (its own local Ray, tiny models built in code) runs a task queued through the
+API process to a picture the API serves.
 
 Real `darkroom serve` processes (`DARKROOM_INFERENCE=off`) on one PostgreSQL: the split
 processes on the module's schema, the single process on a schema of its own; the same
@@ -79,6 +81,26 @@ def flow(base: str) -> tuple[str, list[Any]]:
     return project, [(path, answer.status_code, answer.json()) for path, answer in answers]
 
 
+def task_run(api: str) -> dict[str, Any]:
+    """A text-to-image task queued through `api`, followed until it is no longer pending."""
+    headers = {"Authorization": f"Bearer {history_http.token(USER)}"}
+    with httpx.Client(base_url=api, timeout=60, headers=headers) as client:
+        project = client.post("/api/projects", json={"name": "Rendered"}).json()["id"]
+        created = client.post("/api/tasks", json={
+            "task_type": "image_generation", "project_id": project,
+            "params": {"prompt": "a fox", "resolution": "64x48"}}).json()
+        deadline = time.monotonic() + 180  # Ray starts, the actor builds its tiny model
+        while True:
+            row = client.get(f"/api/tasks/{created['task_id']}"
+                             f"?min_position={created['position']}").json()
+            if row["status"] not in ("Queued", "In Progress") or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        picture = (client.get(row["output_location"]).content
+                   if row.get("output_location") else b"")
+    return {"row": row, "picture": picture}
+
+
 def hub_streams(hub: str, api: str, project: str) -> dict[str, Any]:
     """Subscribes to the project on `hub`, then writes through `api`: the frames seen."""
     def frame(ws: Any, wanted: str) -> dict[str, Any]:
@@ -130,7 +152,15 @@ def split(database: Database, schema: str,
         result["api_on_projections"] = httpx.get(f"{projections.base}/api/projects").status_code
         result["api_on_hub"] = httpx.get(f"{hub.base}/openapi.json").status_code
         result["health_on_projections"] = httpx.get(f"{projections.base}/health").status_code
-        result["errors_logged"] = [line for served in (api, projections, hub)
+        dispatcher = history_http.start_serve(
+            database, schema, data, "dispatcher", DARKROOM_ROLES="dispatcher",
+            DARKROOM_INFERENCE="local", DARKROOM_ACTORS="text_to_image+image_to_image:1",
+            DARKROOM_RAY_NUM_CPUS="2", DARKROOM_RAY_OBJECT_STORE_MB="128")
+        try:
+            result["task"] = task_run(api.base)
+        finally:
+            dispatcher.stop()
+        result["errors_logged"] = [line for served in (api, projections, hub, dispatcher)
                                    for line in served.errors_logged()]
         yield result
     finally:
@@ -200,5 +230,14 @@ def test_a_hub_process_streams_what_the_api_process_wrote_and_the_projections_fo
     assert hub["written"]["id"] in json.dumps(last["data"])
 
 
-def test_neither_process_logged_an_error(split: dict[str, Any]) -> None:
+def test_a_dispatcher_process_runs_a_task_queued_through_the_api_process(
+        split: dict[str, Any]) -> None:
+    from inference.frames import decode_image
+
+    row = split["task"]["row"]
+    assert row["status"] == "Complete", row
+    assert decode_image(split["task"]["picture"]).size == (64, 48)
+
+
+def test_no_process_logged_an_error(split: dict[str, Any]) -> None:
     assert split["errors_logged"] == []
