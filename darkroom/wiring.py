@@ -65,7 +65,7 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
     from starlette.concurrency import run_in_threadpool
 
     from projections import all_views
-    from projections.reachability import waited_out_outage
+    from projections.reachability import outage_now, wait_for_database
     from projections.runner import Runner
 
     config = app.state.config
@@ -85,10 +85,12 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
                     delay = 1.0  # it had been running well: not a crash loop
                 if stopping.is_set():
                     return
-                if waited_out_outage(config.conninfo, stopping):  # not the runner's fault
+                if outage_now(config.conninfo):  # the database went away, not the runner
                     runner.close()
                     current[0] = Runner(app.state.studio, config.conninfo, config.schema,
                                         all_views())
+                    current[0].start_writer()  # spawned while waiting, not after
+                    wait_for_database(config.conninfo, stopping)
                     continue
                 # A fresh runner rebuilds its state from the committed views, so
                 # nothing of the failed batch survives (as `projections run` does).

@@ -111,6 +111,15 @@ class FlushMixin:
             raise
         self._inflight.append(batch)
 
+    def start_writer(self) -> None:
+        """Start the writer process now instead of at the first batch: a runner made while
+        its database is down then writes the moment the database is back (the child
+        connects with its first batch)."""
+        if self.threaded and self._process is None:
+            self._process = WriterProcess(self.conninfo, self.schema,
+                                          durable=self.durable_commits)
+            self._process.start()
+
     def _collect(self) -> Batch:
         if self.retention is not None:
             self._expired_before = datetime.now(UTC) - self.retention

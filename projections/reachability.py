@@ -10,14 +10,15 @@ its return the pools reconnected on a doubling back-off (1, 2, 4 ... s).
   connection: `SELECT 1` every `interval_s` (0.2 s) while up; when that fails the watch
   is down and a fresh connection is tried every `interval_s`. A guarded pool
   (`guard(pool)`) raises `DatabaseUnavailableError` from `getconn` at once while the watch
-  is down, and waits at most `wait_s` at a time for a connection while it is up. On the
+  is down, and waits at most `wait_s` at a time for a connection while it is up; a
+  connection handed back broken makes the watch probe at once. On the
   way back up the watch first checks each guarded pool's idle connections (psycopg_pool's
   `check()`: broken ones are replaced at once), then opens again: the first requests after
   the return do not pick up connections the outage broke.
 - `watch_for(conninfo)`: the process's watch for that database, started on first use.
-- `waited_out_outage(conninfo, stopping)`: after a failure, whether it was the database
-  going away; if so it returns once the database is back, so a projections runner
-  restarts at once instead of on its crash back-off.
+- `waited_out_outage(conninfo, stopping)` (`outage_now` + `wait_for_database`): after a
+  failure, whether it was the database going away; if so it returns once the database is
+  back, so a projections runner restarts at once instead of on its crash back-off.
 
 psycopg_pool retries a lost connection on a back-off that doubles from 1 s; the watch
 makes it a steady `RECONNECT_DELAY_S` for every pool of the process (connecting to a
@@ -34,6 +35,7 @@ import weakref
 from typing import Any
 
 import psycopg
+from eventsourcing import persistence
 from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
@@ -42,6 +44,16 @@ from projections.errors import DatabaseUnavailableError
 log = logging.getLogger("darkroom.database")
 
 RECONNECT_DELAY_S = 0.2
+
+# What a lost or refused database connection raises (the event store translates psycopg's).
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    DatabaseUnavailableError, psycopg.OperationalError, psycopg.InterfaceError,
+    persistence.OperationalError, persistence.InterfaceError)
+
+
+def database_down(error: BaseException) -> bool:
+    """Whether `error` says the database is unreachable (a pool merely busy is not)."""
+    return isinstance(error, DATABASE_DOWN) and not isinstance(error, PoolTimeout)
 
 
 def database_reachable(conninfo: str, timeout_s: float = 1.0) -> bool:
@@ -59,7 +71,7 @@ def database_reachable(conninfo: str, timeout_s: float = 1.0) -> bool:
 class DatabaseWatch:
     """Up or down, from a probe connection; guarded pools refuse at once while down."""
 
-    def __init__(self, conninfo: str, *, interval_s: float = 0.2, wait_s: float = 1.0) -> None:
+    def __init__(self, conninfo: str, *, interval_s: float = 0.2, wait_s: float = 0.5) -> None:
         self.conninfo = conninfo
         self.interval_s = interval_s
         self.wait_s = wait_s
@@ -68,6 +80,7 @@ class DatabaseWatch:
         self._down_since: float | None = None
         self._pools: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.outages = 0
@@ -85,6 +98,10 @@ class DatabaseWatch:
 
     def wait_up(self, timeout: float | None = None) -> bool:
         return self._up.wait(timeout)
+
+    def suspect(self) -> None:
+        """Something failed on a connection: probe at once."""
+        self._wake.set()
 
     # -- pools -----------------------------------------------------------------------------
     def guard(self, pool: ConnectionPool[Any]) -> ConnectionPool[Any]:
@@ -104,7 +121,15 @@ class DatabaseWatch:
                     if time.monotonic() >= deadline:
                         raise
 
+        returned = pool.putconn
+
+        def putconn(conn: Any) -> None:
+            if getattr(conn, "broken", False):
+                self.suspect()  # a connection lost mid-use: probe now, not at the next tick
+            returned(conn)
+
         pool.getconn = getconn  # type: ignore[method-assign]
+        pool.putconn = putconn  # type: ignore[method-assign]
         pool._darkroom_watch = self  # type: ignore[attr-defined]
         self._pools.add(pool)
         return pool
@@ -123,6 +148,7 @@ class DatabaseWatch:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -141,7 +167,8 @@ class DatabaseWatch:
                     conn.close()
                     conn = None
                 self._went_down(error)
-            self._stopping.wait(self.interval_s)
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
         if conn is not None:
             conn.close()
 
@@ -179,12 +206,21 @@ def watch_for(conninfo: str) -> DatabaseWatch:
         return watch.start()
 
 
-def waited_out_outage(conninfo: str, stopping: threading.Event) -> bool:
-    """Whether the database is down now (the watch, or a failed connect); if so, returns
-    once it is back (or `stopping` is set)."""
+def outage_now(conninfo: str) -> bool:
+    """Whether the database is down now (the process's watch says so, or a connect fails)."""
+    return not (watch_for(conninfo).up and database_reachable(conninfo))
+
+
+def wait_for_database(conninfo: str, stopping: threading.Event) -> None:
+    """Returns once the process's watch sees the database (or `stopping` is set)."""
     watch = watch_for(conninfo)
-    if watch.up and database_reachable(conninfo):
-        return False
-    while not stopping.is_set() and not watch.wait_up(0.2):
+    while not stopping.is_set() and not watch.wait_up(0.05):
         pass
+
+
+def waited_out_outage(conninfo: str, stopping: threading.Event) -> bool:
+    """Whether the database is down now; if so, returns once it is back (or `stopping`)."""
+    if not outage_now(conninfo):
+        return False
+    wait_for_database(conninfo, stopping)
     return True

@@ -256,8 +256,8 @@ async def handle_pool_timeout(request: Request, exc: Exception) -> Response:
 async def handle_database_down(request: Request, exc: Exception) -> Response:
     """PostgreSQL stopped or unreachable (refused at once by the pools' watch, or a
     connection lost mid-request): 503, never a 500, never a traceback."""
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
-                type(exc).__name__)
+    log.debug("database unavailable on %s %s: %s", request.method, request.url.path,
+              type(exc).__name__)  # the outage itself is logged once, by the watch
     return ErrorResponse(503, "database_unavailable",
                          "the database is not reachable right now; retry shortly",
                          {"Retry-After": "1"})

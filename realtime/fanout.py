@@ -31,6 +31,7 @@ from typing import Any
 
 import psycopg
 
+from projections.reachability import database_down, watch_for
 from realtime.protocol import encode_change
 
 log = logging.getLogger("darkroom.realtime.fanout")
@@ -349,15 +350,27 @@ class ChangeLogRelay:
                 await self._task
 
     async def _run(self) -> None:
+        down = False
         while True:
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("change-log relay failed; retrying")
+            except Exception as error:
+                if not database_down(error):
+                    log.exception("change-log relay failed; retrying")
+                elif not down:
+                    log.warning("change-log relay: the database is unreachable; relaying "
+                                "again as soon as it is back")
+                down = database_down(error)
             self.leading = False
-            await asyncio.sleep(self.retry_s)
+            if down:  # retried as soon as the process's database watch sees it back
+                await asyncio.sleep(0.05)
+                watch = watch_for(self.conninfo)
+                while not watch.up:
+                    await asyncio.sleep(0.05)
+            else:
+                await asyncio.sleep(self.retry_s)
 
     async def _session(self) -> None:
         async with await psycopg.AsyncConnection.connect(

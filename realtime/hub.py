@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from domain.errors import DomainError
 from domain.user import AccessToken, hash_token
+from projections.reachability import database_down
 from realtime.errors import EdgeError, ForbiddenError, UnauthenticatedError
 from realtime.fanout import Batch, Change, FanoutBackend, read_range, read_watermark
 from realtime.protocol import Subscribed, split_topic
@@ -444,10 +445,13 @@ class Hub:
             await (self._catch_up_head() if batch is None else self._apply(batch))
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as error:
             # PostgreSQL failed us: head did not move, so the next batch (or the
             # staleness check) reads the same range again. Clients see a delay, no gap.
-            log.exception("hub: reading the change log failed; retrying")
+            if database_down(error):  # said once, by the database watch
+                log.debug("hub: the database is unreachable; retrying")
+            else:
+                log.exception("hub: reading the change log failed; retrying")
             await asyncio.sleep(self.settings.poll_s)
 
     async def _poll_forever(self) -> NoReturn:

@@ -51,6 +51,9 @@ CLOSE_CODES: dict[str, CloseCode] = {
     "token_expired": CloseCode(4401, "the token expired; send a fresh auth frame before exp"),
     "token_revoked": CloseCode(4401, "the access token was revoked"),
     "auth_timeout": CloseCode(4408, "no auth frame in time"),
+    # The token could not be checked: PostgreSQL is down (reconnect in a moment).
+    "database_unavailable": CloseCode(4013, "the database is unreachable; reconnect "
+                                            "in a moment and resume with since"),
     "protocol_error": CloseCode(4500, "too many malformed frames; fix the client first"),
 }
 

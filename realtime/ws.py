@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from projections.reachability import database_down
 from realtime.errors import EdgeError
 from realtime.fanout import ChangeLogRelay, FanoutBackend, InProcessFanout, RedisFanout
 from realtime.hub import Credential, Hub, HubSettings, Outbox, Subscription
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from realtime.auth import Principal
 
 log = logging.getLogger("darkroom.realtime.ws")
+DATABASE_DOWN_MESSAGE = "the database is unreachable right now; retry in a moment"
 # Frames before `ready` (the `auth` frame): at most this many bytes, else closed 1009.
 MAX_AUTH_FRAME = 16 * 1024
 AUTH_FRAME_TOO_BIG = (1009, "frames before authentication are at most 16 KiB")
@@ -149,6 +151,13 @@ async def handshake(websocket: WebSocket, hub: Hub) -> tuple[Credential, int] | 
     except EdgeError as error:
         await _send(websocket, Error(code=error.code, message=error.message).encode())
         await close(websocket, "bad_token")
+        return None
+    except Exception as error:
+        if not database_down(error):
+            raise
+        await _send(websocket, Error(code="database_unavailable",
+                                     message=DATABASE_DOWN_MESSAGE).encode())
+        await close(websocket, "database_unavailable")
         return None
     await _send(websocket, Ready(user_id=credential.principal.user_id, position=hub.head,
                                  expires_at=_epoch(credential)).encode())
@@ -366,6 +375,11 @@ class Session:
             # The session keeps its current credential (and ends with it).
             await self._error(error.code, error.message)
             return
+        except Exception as error:
+            if not database_down(error):
+                raise
+            await self._error("database_unavailable", DATABASE_DOWN_MESSAGE)
+            return
         user = self.credential.principal.user_id
         if credential.principal.user_id != user:
             owner = "the bare service key" if user is None else f"user {user}"
@@ -377,7 +391,15 @@ class Session:
                                             expires_at=_epoch(credential)).encode())
 
     async def _subscribe(self, frame: Subscribe) -> None:
-        ended = await self.hub.recheck(self.credential)
+        try:
+            ended = await self.hub.recheck(self.credential)
+        except Exception as error:
+            if not database_down(error):
+                raise
+            # PostgreSQL is down: this topic is refused, the socket and its topics stay.
+            await self._error("database_unavailable", DATABASE_DOWN_MESSAGE, frame.topic,
+                              frame.ref)
+            return
         if ended is not None:
             self.outbox.kill(ended)  # closed 4401: the credential no longer holds
             return
@@ -395,7 +417,11 @@ class Session:
             return
         except ConnectionError:
             return
-        except Exception:
+        except Exception as error:
+            if database_down(error):
+                await self._error("database_unavailable", DATABASE_DOWN_MESSAGE, frame.topic,
+                                  frame.ref)
+                return
             log.exception("subscribing to %s failed", frame.topic)
             await self._error("unavailable", "the hub could not read this topic; retry",
                               frame.topic, frame.ref)

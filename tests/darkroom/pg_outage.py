@@ -185,6 +185,29 @@ class Watcher:
                 self.seen[shot].append(frame["position"])
 
 
+async def probe_websocket(ws_url: str, token: str, topic: str) -> dict[str, Any]:
+    """A connection opened while PostgreSQL is down: its frames and how it ends."""
+    seen: dict[str, Any] = {"frames": [], "close_code": None}
+    try:
+        async with websockets.connect(ws_url, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            seen["frames"].append(first.get("code") or first["type"])
+            if first["type"] == "ready":
+                await ws.send(json.dumps({"type": "subscribe", "topic": topic, "ref": 1}))
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    if frame["type"] != "ping":
+                        seen["frames"].append(frame.get("code") or frame["type"])
+                        break
+            else:
+                await asyncio.wait_for(ws.wait_closed(), 5)
+            seen["close_code"] = ws.close_code
+    except (TimeoutError, OSError, websockets.WebSocketException) as error:
+        seen["failed"] = type(error).__name__
+    return seen
+
+
 def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
             after_s: float = 6.0) -> dict[str, Any]:
     """Run the load, stop PostgreSQL for each of `outages` seconds, and return the figures."""
@@ -208,6 +231,7 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
                           headers={"Authorization": f"Bearer {token}"}) as client:
             projects = [client.post("/api/projects", json={"name": f"p{i}"}).json()["id"]
                         for i in range(2)]
+            pat = client.post("/api/tokens", json={"label": "outage"}).json()["token"]
         load = Load(base, token, projects)
         watcher = Watcher(f"ws://127.0.0.1:{port}/ws", token, projects)
         threads = [threading.Thread(target=load.writer, args=(p,), daemon=True)
@@ -218,10 +242,18 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
             thread.start()
         time.sleep(warmup_s)
         windows: list[tuple[float, float]] = []
+        probes: list[dict[str, Any]] = []
         for seconds in outages:
             down = time.monotonic()
             postgres.stop()
-            time.sleep(seconds)
+            time.sleep(min(2.0, seconds / 2))
+            # New connections while it is down: with a JWT (checked without the
+            # database) and with a personal access token (looked up in it).
+            ws_url = f"ws://127.0.0.1:{port}/ws"
+            probes.append({kind: asyncio.run(probe_websocket(ws_url, credential,
+                                                             f"project:{projects[0]}"))
+                           for kind, credential in (("jwt", token), ("pat", pat))})
+            time.sleep(max(0.0, down + seconds - time.monotonic()))
             postgres.start()
             windows.append((down, time.monotonic()))
             time.sleep(after_s)
@@ -243,7 +275,10 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
                                   f"&min_position={head}").json()
                 items = rows["items"] if isinstance(rows, dict) else rows
                 listed |= {row["id"] for row in items}
-        return figures(load, watcher, windows, listed, server.poll() is None)
+        result = figures(load, watcher, windows, listed, server.poll() is None)
+        for outage, probe in zip(result["outages"], probes, strict=True):
+            outage["new_websockets_during"] = probe
+        return result
     finally:
         if watcher is not None:
             watcher.stopping.set()
