@@ -9,6 +9,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import (
     MembershipNotFoundError,
     NegativeFrameError,
+    ShotOrderError,
 )
 from domain.project import check_aspect_ratio, clean_name
 from domain.softdelete import SoftDeletable
@@ -187,8 +188,9 @@ class Shot(SoftDeletable, Aggregate):
         queues = {g: self.members_of(g) for g in set(ordered_generation_ids)}
         frames: dict[str, int | None] = {}
         for rank, generation_id in enumerate(ordered_generation_ids):
-            if not queues.get(generation_id):
-                raise MembershipNotFoundError(f"{generation_id} in shot {self.id}")
+            if not queues.get(generation_id):  # the order is wrong, not the shot missing
+                raise ShotOrderError(f"generation {generation_id} is not in shot {self.id} "
+                                     "as often as the order lists it")
             frames[str(queues[generation_id].pop(0).id)] = rank * FRAME_GAP
         self._frames_set(frames=frames)
 

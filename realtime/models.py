@@ -295,7 +295,8 @@ class Lora(BaseModel):
     """A LoRA a task applies: one of the user's resources (`resource_id`, checked and
     resolved to its file at task creation), or a `path` (a media location or URL)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=one_of_sent(
+        "resource_id", "path", kinds={"resource_id": "string", "path": "string"}))
     resource_id: UUID | None = None
     path: Url | None = None
     strength: float = Field(1.0, ge=-10, le=10)
@@ -322,7 +323,19 @@ def pick_seed(seed: int | None, offset: int) -> int:
     return (seed + offset) % 2**31
 
 
+def batch_bound() -> dict[str, Any]:
+    """prompts * images_per_prompt <= MAX_BATCH, as JSON Schema can say it: with k images
+    per prompt, at most MAX_BATCH // k prompts."""
+    forms: list[dict[str, Any]] = [{"properties": {"images_per_prompt": {"maximum": 1}}}]
+    forms += [{"required": ["images_per_prompt"], "properties": {
+        "images_per_prompt": {"minimum": k, "maximum": k},
+        "prompts": {"maxItems": MAX_BATCH // k}}} for k in range(2, 17)]
+    return {"anyOf": forms}
+
+
 class ImageGenerationInput(FamilyInput):
+    model_config = ConfigDict(json_schema_extra=batch_bound())
+
     family: ClassVar[str] = "image_generation"
     batch: ClassVar[bool] = True
 
@@ -382,6 +395,11 @@ class MagicEditInput(FamilyInput):
 
 
 class _EditInput(FamilyInput):
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["based_on"], "properties": {"based_on": {"type": "string"}}},
+        {"required": ["create_as_generation"],
+         "properties": {"create_as_generation": {"const": True}}}]})
+
     task_type: ClassVar[str]
 
     image_url: Url
@@ -441,12 +459,16 @@ class CharacterAnimateInput(FamilyInput):
                          params=self.params(resolution=self.resolution or project.resolution))]
 
 
+LIST_LENGTHS = "list_lengths"  # the error type of a refused length relation (docs/API.md)
+
+
 def expand(values: list[Any], count: int, what: str) -> list[Any]:
     """One value for all, or exactly one per item (the seed's expandArrayToCount)."""
     if len(values) == 1:
         return values * count
-    if len(values) != count:
-        raise ValueError(f"{what} has {len(values)} items; give 1 or {count}")
+    if len(values) != count:  # a rule between two lists' lengths: no JSON Schema says it
+        raise PydanticCustomError(LIST_LENGTHS, "{what} has {n} items; give 1 or {count}",
+                                  {"what": what, "n": len(values), "count": count})
     return values
 
 
@@ -469,6 +491,10 @@ class RunInput(FamilyInput):
 
 
 class JoinClipsInput(RunInput):
+    model_config = ConfigDict(json_schema_extra=one_of_sent(
+        "clip_urls", "clip_generation_ids",
+        kinds={"clip_urls": "array", "clip_generation_ids": "array"}))
+
     family: ClassVar[str] = "join_clips"
     inputs_field: ClassVar[str] = "clip_urls"
     ids_field: ClassVar[str] = "clip_generation_ids"
@@ -491,6 +517,10 @@ class JoinClipsInput(RunInput):
 
 
 class TravelBetweenImagesInput(RunInput):
+    model_config = ConfigDict(json_schema_extra=one_of_sent(
+        "image_urls", "image_generation_ids", "shot_id",
+        kinds={"image_urls": "array", "image_generation_ids": "array", "shot_id": "string"}))
+
     family: ClassVar[str] = "travel_between_images"
     inputs_field: ClassVar[str] = "image_urls"
     ids_field: ClassVar[str] = "image_generation_ids"
@@ -576,6 +606,27 @@ FamilyName = Literal["image_generation", "magic_edit", "image_inpaint", "annotat
                      "image_upscale", "character_animate", "join_clips",
                      "travel_between_images", "individual_travel_segment", "edit_travel"]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Seed 000 created orchestrators by type; here they start a run (segments, stitch).
+RUN_TYPES: dict[str, type[RunInput]] = {"travel_orchestrator": TravelBetweenImagesInput,
+                                        "join_clips_orchestrator": JoinClipsInput}
+COMPONENT = "#/components/schemas/{}"
+
+
+def task_create_forms() -> list[dict[str, Any]]:
+    """`TaskCreate`'s forms for the OpenAPI document, whose components hold every family
+    input (pydantic cannot write a `$ref` to another model into a schema): a family with
+    that family's input; a run's task type with that run's params; any other task type
+    with free params."""
+    families = [{"required": ["family", "input"], "properties": {
+        "family": {"const": name}, "input": {"$ref": COMPONENT.format(model.__name__)},
+        "task_type": {"type": "null"}}} for name, model in FAMILIES.items()]
+    runs = [{"required": ["task_type", "params"], "properties": {
+        "task_type": {"const": name}, "params": {"$ref": COMPONENT.format(model.__name__)},
+        "family": {"type": "null"}}} for name, model in RUN_TYPES.items()]
+    other = {"required": ["task_type"], "properties": {
+        "task_type": {"type": "string", "not": {"enum": list(RUN_TYPES)}},
+        "family": {"type": "null"}}}
+    return [*families, *runs, other]
 
 
 class FamilyTaskCreate(Body):
@@ -600,12 +651,6 @@ class TypedTaskCreate(Body):
 class TaskCreate(Body):
     """Either form: `family` + `input`, or `task_type` + `params`."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [
-        {"required": ["family", "input"], "properties": {
-            "family": {"type": "string"}, "input": {"type": "object"},
-            "task_type": {"type": "null"}}},
-        {"required": ["task_type"], "properties": {
-            "task_type": {"type": "string"}, "family": {"type": "null"}}}]})
 
     family: FamilyName | None = None
     task_type: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
@@ -627,10 +672,6 @@ class TaskCreate(Body):
 class TravelRequest(TravelBetweenImagesInput):
     """`POST /api/steerable-motion/travel-between-images` (seed 000): the family input
     plus the project."""
-
-    model_config = ConfigDict(json_schema_extra=one_of_sent(
-        "image_urls", "image_generation_ids", "shot_id",
-        kinds={"image_urls": "array", "image_generation_ids": "array", "shot_id": "string"}))
 
     project_id: UUID = Field(validation_alias=alias("project_id", "projectId"))
     idempotency_key: IdempotencyKey | None = None

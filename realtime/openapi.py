@@ -129,9 +129,9 @@ JSON_VALUE = {"description": "any JSON value without NUL in a string or key",
 
 
 def no_nul(schema: Any) -> Any:
-    """The schema as the edge enforces it: no string and no object key holds NUL
-    (`read_json`, `no_nul`), so a plain string gets `pattern` and a free-form object
-    (`dict[str, Any]`) takes `JsonValue`s under keys without NUL."""
+    """The schema as the edge enforces it: no string and no object key the request keeps
+    holds NUL (`base.validate`, `base.no_nul`), so a plain string gets `pattern` and a
+    free-form object (`dict[str, Any]`) takes `JsonValue`s under keys without NUL."""
     if isinstance(schema, list):
         return [no_nul(item) for item in schema]
     if not isinstance(schema, dict):
@@ -139,8 +139,9 @@ def no_nul(schema: Any) -> Any:
     out = {key: no_nul(value) for key, value in schema.items()}
     if out.get("type") == "string" and not ({"pattern", "format", "enum", "const"} & set(out)):
         out["pattern"] = m.NO_NUL
-    if out.get("type") == "object" and out.get("additionalProperties", True) is True:
-        # a free-form object, or a body's unknown fields (ignored, but checked for NUL)
+    if out.get("type") == "object" and out.get("additionalProperties") is True:
+        # a free-form object, or a model that keeps unknown fields (a family input); a
+        # body's ignored fields (no `additionalProperties`) are dropped unread: anything goes
         out["propertyNames"] = {"pattern": m.NO_NUL}
         out["additionalProperties"] = {"$ref": REF.format(model="JsonValue")}
     return out
@@ -287,8 +288,15 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
         if made.get(op["operationId"]):
             op["responses"][str(endpoint.status)]["links"] = made[op["operationId"]]
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = op
+    for family in m.FAMILIES.values():  # TaskCreate's forms name them
+        schemas.ref(family)
     components = schemas.finished()
     components["JsonValue"] = JSON_VALUE
+    if "TaskCreate" in components:
+        # the forms exclude each other (family const / null, task_type const / not-enum),
+        # so anyOf says the same as oneOf and is far cheaper for a generator to satisfy
+        components["TaskCreate"] = {**components["TaskCreate"],
+                                    "anyOf": no_nul(m.task_create_forms())}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Darkroom", "version": "0.1.0",

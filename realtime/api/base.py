@@ -207,11 +207,6 @@ async def read_json(request: Request, limit: int, optional: bool) -> Any:
             raise MalformedJsonError(f"the body is not valid JSON: {error}") from None
     if data is None and not optional:
         raise MalformedJsonError("this route needs a JSON object body", code="missing_body")
-    if raw and b"\\u0000" in raw and (where := nul_path(data, "body")):
-        raise FieldsInvalidError(f"{where}: the NUL character (\\u0000) is not allowed",
-                                 errors=[{"path": where, "loc": where.split("."),
-                                          "message": "NUL (\\u0000) is not allowed",
-                                          "type": "nul_character"}])
     return data
 
 
@@ -245,11 +240,19 @@ def validate(model: type[M], data: Any, where: str) -> M:
     boolean, `"1"` not an integer, as the document says); a query string's values are text,
     so they are converted."""
     try:
-        if where.startswith("body"):
-            return model.model_validate_json(dumps(integral(data)), strict=True)
-        return model.model_validate(data)
+        if not where.startswith("body"):
+            return model.model_validate(data)
+        body = model.model_validate_json(dumps(integral(data)), strict=True)
     except PydanticValidationError as error:
         raise invalid_fields(error, where) from None
+    # NUL (which PostgreSQL text and jsonb cannot hold) in anything the body keeps; a field
+    # the model ignores is dropped unread, whatever it holds.
+    if found := nul_path(body.model_dump(mode="json"), where):
+        raise FieldsInvalidError(f"{found}: the NUL character (\\u0000) is not allowed",
+                                 errors=[{"path": found, "loc": found.split("."),
+                                          "message": "NUL (\\u0000) is not allowed",
+                                          "type": "nul_character"}])
+    return body
 
 
 def integral(data: Any) -> Any:

@@ -12,9 +12,7 @@ from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, validate, written
 from realtime.errors import FieldsInvalidError
 
-# Seed 000 created orchestrators by type; here they start a run (segments, stitch).
-RUN_TYPES: dict[str, type[m.RunInput]] = {"travel_orchestrator": m.TravelBetweenImagesInput,
-             "join_clips_orchestrator": m.JoinClipsInput}
+RUN_TYPES = m.RUN_TYPES
 
 
 async def _project_facts(call: Call, project_id: UUID) -> m.ProjectFacts:

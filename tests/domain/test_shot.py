@@ -7,8 +7,8 @@ import pytest
 from domain.errors import (
     DeletedError,
     EmptyNameError,
-    MembershipNotFoundError,
     NegativeFrameError,
+    ShotOrderError,
 )
 from domain.shot import Shot, spacing_gap
 
@@ -61,7 +61,7 @@ def test_reordering_with_an_unknown_generation_is_refused_and_changes_nothing() 
     shot = new_shot()
     shot.add(uuid4(), uuid4(), "image")
     shot.collect_events()
-    with pytest.raises(MembershipNotFoundError):
+    with pytest.raises(ShotOrderError):
         shot.reorder([uuid4()])
     assert shot.collect_events() == []
 
