@@ -12,7 +12,9 @@ small flow through both, its answers compared once ids and times are set aside.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -196,6 +198,14 @@ def test_an_unknown_role_is_refused_by_name() -> None:
         parse_roles("api,projection")
     with pytest.raises(UnknownRoleError, match="no role"):
         parse_roles(" , ")
+
+
+def test_serve_refuses_an_unknown_role_by_name_before_it_starts() -> None:
+    answer = subprocess.run([sys.executable, "-m", "darkroom", "serve", "--role",
+                             "api,projection"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DARKROOM_ROLES": "api"})
+    assert answer.returncode == 2
+    assert "unknown role 'projection'" in answer.stderr
 
 
 def test_an_api_process_without_projections_holds_no_view_lock(split: dict[str, Any]) -> None:
