@@ -10,8 +10,9 @@ import pytest
 
 from tests.domain.test_resources import PAIR, safetensors
 from tests.realtime.api_harness import Server, error_of, ok, position, server
+from tests.realtime.test_api_credentials import configured, quota_user
 
-__all__ = ["server"]
+__all__ = ["configured", "server"]
 
 
 def head(client: httpx.Client) -> int:
@@ -140,3 +141,19 @@ def test_a_deleted_lora_leaves_the_listing_its_file_and_new_tasks(
     task: dict[str, Any] = {"task_type": "image_generation", "project_id": project,
                             "params": {"loras": [{"resource_id": lora["id"]}]}}
     assert error_of(alice.post("/api/tasks", json=task), 404)["code"] == "not_found"
+
+
+def big_lora(width: int) -> bytes:
+    """A LoRA of about 32 * `width` bytes."""
+    return safetensors({"unet.q.lora.down.weight": ("F32", [4, width]),
+                        "unet.q.lora.up.weight": ("F32", [width, 4])})
+
+
+def test_a_lora_upload_counts_in_the_daily_upload_quota(configured: Server) -> None:
+    user = quota_user(configured)  # quota: 200 KiB a day
+    ok(upload(user, big_lora(3840)), 201)  # ~120 KiB
+    before = head(user)
+    refusal = upload(user, big_lora(3840))
+    assert error_of(refusal, 429)["code"] == "upload_quota_exceeded"
+    assert head(user) == before
+    assert len(ok(user.get("/api/resources"))["items"]) == 1
