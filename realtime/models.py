@@ -61,6 +61,9 @@ Url = Annotated[str, Stripped(4096)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Resolution = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")]
 Json = dict[str, Any]
+# A page cursor as the views issue it (unpadded urlsafe base64 of a JSON pair): its form
+# is checked here, what it holds by the view (422 `invalid_cursor`); empty is no cursor.
+Cursor = Annotated[str, StringConstraints(max_length=500, pattern=r"^[A-Za-z0-9_-]*$")]
 WorkerId = Annotated[str, Stripped(200)]
 
 MAX_BATCH = 100
@@ -183,19 +186,18 @@ class GenerationList(Query):
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="only generations made by this tool (params.tool_type, else the task "
                     "type that made them)")
-    cursor: str | None = Field(None, max_length=500)
+    cursor: Cursor | None = None
     limit: int = Field(50, ge=1, le=200)
 
 
 class ChildrenList(Query):
-    cursor: str | None = Field(None, max_length=500)
+    cursor: Cursor | None = None
     limit: int = Field(50, ge=1, le=200)
 
 
 class LineageQuery(Query):
     depth: int = Field(50, ge=1, le=50, description="at most this many ancestors")
-    cursor: str | None = Field(None, max_length=500,
-                               description="the derivatives' next page")
+    cursor: Cursor | None = Field(None, description="the derivatives' next page")
     limit: int = Field(50, ge=1, le=200, description="derivatives per page")
 
 
@@ -1048,17 +1050,16 @@ class HeartbeatOut(Written):
 
 # ---- resources (LoRAs) ------------------------------------------------------------
 class ResourceUrlCreate(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                           max_length=200)]
-    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                          max_length=4096, pattern=r"^https?://")] = Field(
+    name: Name
+    url: Annotated[str, StringConstraints(max_length=4096,
+                                          pattern=r"^https?://[^\s\x00]+$")] = Field(
         description="where a worker fetches the LoRA when a task names it (nothing is "
                     "fetched at registration)")
     type: Literal["lora"] = "lora"
 
 
 class ResourceList(Query):
-    cursor: str | None = Field(None, max_length=500)
+    cursor: Cursor | None = None
     limit: int = Field(50, ge=1, le=200)
 
 
