@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from darkroom.database import Database
+from darkroom.database import Database, create_schema, drop_schema
 from darkroom.wiring import build_studio
 from realtime.auth import issue_jwt
 from realtime.health import DatabaseState, StateSource, read_state
@@ -173,6 +174,29 @@ def test_the_process_is_live_and_ready_once_its_views_are_near_the_head(
     assert ready.json()["status"] == "ready"
     assert ready.json()["max_lag"] == 1000
     assert httpx.get(f"{server.base_url}/health", timeout=5).json()["status"] == "ok"
+
+
+def test_an_api_process_whose_views_nobody_folds_is_not_ready_and_says_which_lag(
+        database: Database, tmp_path: Path) -> None:
+    schema = f"t_obs_unready_{uuid.uuid4().hex[:6]}"
+    create_schema(database, schema)
+    # No process of this schema runs the projections: the views stay where they are.
+    alone = start_server(database, schema, tmp_path, DARKROOM_ROLES="api",
+                         DARKROOM_READY_MAX_LAG="0")
+    try:
+        ok(alone.user().post("/api/projects", json={"name": "unfolded"}), 201)
+        answer = httpx.get(f"{alone.base_url}/health/ready", timeout=10)
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert (body["status"], body["reason"], body["max_lag"]) == \
+            ("not_ready", "views_behind", 0)
+        assert body["behind"]["projects"] == body["head_position"] > 0
+        _, samples = scrape(alone)
+        assert value(samples, "darkroom_projection_lag_events", view="projects") == \
+            body["head_position"]
+    finally:
+        stop_server(alone)
+        drop_schema(database, schema)
 
 
 def test_a_view_further_behind_the_head_than_allowed_is_named_with_its_lag() -> None:
