@@ -19,7 +19,8 @@ Task types and what they do:
 - `image_upscale`: x4 (`scale` below 4 resizes the x4 result down).
 - `travel_segment`, `individual_travel_segment` (`video_travel_segment`): inputs
   `start_image` and `end_image` → MP4 of exactly `num_frames` frames starting and
-  ending on them.
+  ending on them; seed 001's structure video (input `structure_video`) and motion
+  params shape the start of sampling (`inference.structure`).
 - `join_clips_segment`: the transition between two clips (last frame of the
   first → first frame of the second), as its own MP4.
 - `travel_stitch`, `join_final_stitch`: concatenate every input video, in the
@@ -54,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from domain.errors import InvalidLoraError
 from domain.loras import inspect_lora
 from inference import frames as fr
+from inference import structure
 from inference.errors import (
     InvalidInputError,
     ModelNotConfiguredError,
@@ -578,8 +580,10 @@ class DiffusersBackend:
         seed: int,
         progress: Progress,
         should_cancel: ShouldCancel,
+        inputs: Inputs | None = None,
     ) -> np.ndarray:
-        """Exactly `count` frames of (width, height) running from `first` to `last`."""
+        """Exactly `count` frames of (width, height) running from `first` to `last`;
+        structure video and motion params shape the start (`inference.structure`)."""
         pipe = self.pipeline(IMAGE_TO_VIDEO)
         stride = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
         temporal = pipe.vae_scale_factor_temporal
@@ -588,6 +592,8 @@ class DiffusersBackend:
         generated = math.ceil(max(count - 1, 0) / temporal) * temporal + 1
         gen_w, gen_h = round_to(size[0], stride), round_to(size[1], stride)
         steps = self._steps(params)
+        start = structure.starting_latents(pipe, params, inputs or {}, frames=generated,
+                                           size=(gen_w, gen_h), seed=seed)
         video = self._call(
             pipe,
             _StepHook(progress, should_cancel, steps),
@@ -599,6 +605,7 @@ class DiffusersBackend:
             num_frames=generated,
             num_inference_steps=steps,
             output_type="np",
+            **start,
         ).frames[0]
         frames = fr.pick_evenly(fr.to_uint8_frames(video), count)
         return fr.resize_frames(frames, *size)
@@ -623,7 +630,7 @@ class DiffusersBackend:
     ) -> Result:
         first = fr.decode_image(one_input(inputs, "start_image", "first_image", "image"))
         last = fr.decode_image(one_input(inputs, "end_image", "last_image"))
-        return self._pair_clip(first, last, params, progress, should_cancel)
+        return self._pair_clip(first, last, params, progress, should_cancel, inputs=inputs)
 
     def _character_animate(
         self,
@@ -646,6 +653,7 @@ class DiffusersBackend:
         *,
         count: int | None = None,
         fps: float | None = None,
+        inputs: Inputs | None = None,
     ) -> Result:
         """A clip from `first` to `last` at the asked size (default: the first image's)."""
         seed = seed_from(params)
@@ -658,6 +666,7 @@ class DiffusersBackend:
             seed=seed,
             progress=progress,
             should_cancel=should_cancel,
+            inputs=inputs,
         )
         return self._video_result(frames, self._fps(params, fps), seed)
 

@@ -24,6 +24,7 @@ SINGLE_INPUTS: Mapping[str, str] = {
     "end_image_url": "end_image",
     "start_video_url": "clip_1",
     "end_video_url": "clip_2",
+    "structure_video_path": "structure_video",  # seed 001's VACE guide (travel segments)
 }
 STITCHES = ("travel_stitch", "join_final_stitch")
 LORA_INPUT = "lora_"

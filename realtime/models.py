@@ -434,6 +434,35 @@ class AnnotatedImageEditInput(_EditInput):
     task_type: ClassVar[str] = "annotated_image_edit"
 
 
+STRUCTURE_DEFAULTS = {"structure_video_treatment": "adjust",
+                      "structure_video_motion_strength": 1.0,
+                      "structure_video_type": "flow"}
+
+
+class VideoGuidance(FamilyInput):
+    """Seed 001's structure-video group (`VideoStructureApiParams`, VACE mode) and the
+    motion group, for the travel families. With a `structure_video_path` the seed's
+    defaults fill the structure fields not sent (the seed's client sends the group
+    only with a path). What the tiny backend applies: docs/API.md, "Structure video
+    and motion"."""
+
+    structure_video_path: Url | None = None
+    structure_video_treatment: Literal["adjust", "clip"] | None = None
+    structure_video_motion_strength: float | None = Field(None, ge=0, le=2)
+    structure_video_type: Literal["flow", "canny", "depth"] | None = None
+    amount_of_motion: float = Field(0.5, ge=0, le=1)
+    motion_mode: Literal["basic", "presets", "advanced"] = "basic"
+    phase_config: Json | None = None
+
+    @model_validator(mode="after")
+    def structure_defaults(self) -> VideoGuidance:
+        if self.structure_video_path is not None:
+            for key, default in STRUCTURE_DEFAULTS.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, default)
+        return self
+
+
 class ImageUpscaleInput(FamilyInput):
     family: ClassVar[str] = "image_upscale"
 
@@ -518,7 +547,7 @@ class JoinClipsInput(RunInput):
         return self
 
 
-class TravelBetweenImagesInput(RunInput):
+class TravelBetweenImagesInput(RunInput, VideoGuidance):
     model_config = ConfigDict(json_schema_extra=one_of_sent(
         "image_urls", "image_generation_ids", "shot_id",
         kinds={"image_urls": "array", "image_generation_ids": "array", "shot_id": "string"}))
@@ -559,7 +588,7 @@ class TravelBetweenImagesInput(RunInput):
         return self
 
 
-class IndividualTravelSegmentInput(FamilyInput):
+class IndividualTravelSegmentInput(VideoGuidance):
     family: ClassVar[str] = "individual_travel_segment"
 
     start_image_url: Url

@@ -96,6 +96,26 @@ def test_every_family_queues_from_its_input(alice: httpx.Client, place: dict[str
         assert task["task_type"] == "travel_orchestrator"
 
 
+def test_structure_video_and_motion_params_get_the_seeds_defaults_and_reach_the_segments(
+        alice: httpx.Client, place: dict[str, str]) -> None:
+    made = create(alice, place["project"], "travel_between_images", {
+        "image_urls": ["/m/a.png", "/m/b.png", "/m/c.png"], "base_prompts": ["walk"],
+        "structure_video_path": "/media/guide.mp4", "structure_video_type": "canny",
+        "amount_of_motion": 0.2})
+    body = ok(made, 201)
+    expected = {"structure_video_path": "/media/guide.mp4", "structure_video_type": "canny",
+                "structure_video_treatment": "adjust", "structure_video_motion_strength": 1.0,
+                "amount_of_motion": 0.2, "motion_mode": "basic"}
+    for task_id in (body["task_id"], *body["segment_task_ids"]):
+        params = ok(alice.get(f"/api/tasks/{task_id}?{at(made)}"))["params"]
+        assert {k: params.get(k) for k in expected} == expected
+    single = create(alice, place["project"], "individual_travel_segment", {
+        "start_image_url": "/m/a.png", "end_image_url": "/m/b.png"})
+    params = ok(alice.get(f"/api/tasks/{ok(single, 201)['task_id']}?{at(single)}"))["params"]
+    assert (params["amount_of_motion"], params["motion_mode"]) == (0.5, "basic")
+    assert not any(k.startswith("structure_video") for k in params)
+
+
 @pytest.mark.parametrize(("family", "data", "path"), [
     ("image_generation", {"prompts": []}, "body.input.prompts"),
     ("image_generation", {"prompts": ["x"], "images_per_prompt": 0},
@@ -109,6 +129,17 @@ def test_every_family_queues_from_its_input(alice: httpx.Client, place: dict[str
      "body.input"),
     ("join_clips", {}, "body.input"),
     ("edit_travel", {"prompts": ["x"]}, "body.input.image_url"),
+    ("individual_travel_segment", {"start_image_url": "/a", "end_image_url": "/b",
+                                   "structure_video_type": "sobel"},
+     "body.input.structure_video_type"),
+    ("travel_between_images", {"image_urls": ["/a", "/b"], "structure_video_path": "/g",
+                               "structure_video_motion_strength": 3},
+     "body.input.structure_video_motion_strength"),
+    ("travel_between_images", {"image_urls": ["/a", "/b"], "amount_of_motion": 1.5},
+     "body.input.amount_of_motion"),
+    ("individual_travel_segment", {"start_image_url": "/a", "end_image_url": "/b",
+                                   "structure_video_treatment": "stretch"},
+     "body.input.structure_video_treatment"),
     ("edit_travel", {"image_url": "/a", "prompts": ["x"], "model": "dalle"},
      "body.input.model"),
 ])
