@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -500,9 +499,8 @@ class Hub:
         receiver on this node, only when its payload names a media file."""
         if self.media_urls is None or '"/media/' not in change.frame:
             return change
-        data = json.loads(change.wire()[3])
         return Change(change.position, change.topic, change.kind,
-                      json.dumps(self.media_urls.sign_all(data), separators=(",", ":")))
+                      self.media_urls.sign_text(change.wire()[3]))
 
     # -- who may see what ------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
@@ -589,11 +587,11 @@ class Hub:
 
     async def _start_from_snapshot(self, sub: Subscription, ref: Any) -> None:
         position, snapshot = await self._db(take_snapshot, sub.topic)
-        if self.media_urls is not None:
-            snapshot = self.media_urls.sign_all(snapshot)
         sub.last = position
         frame = Subscribed(topic=sub.topic, ref=ref, position=position, recovered=False,
                            snapshot=snapshot).encode()
+        if self.media_urls is not None:
+            frame = self.media_urls.sign_text(frame)
         await sub.outbox.put(frame)
 
     async def _start_from(self, sub: Subscription, since: int, ref: Any) -> None:

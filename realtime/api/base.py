@@ -309,9 +309,9 @@ def route(endpoint: Endpoint) -> Route:
         reply = await endpoint.handler(Call(request, principal, body, query, path,
                                             f"{endpoint.method} {endpoint.path}",
                                             fingerprint))
-        if isinstance(reply, Reply):  # media locations leave as signed URLs
-            reply.body = request.app.state.media_urls.sign_all(reply.body)
         response = reply.response() if isinstance(reply, Reply) else reply
+        if isinstance(reply, Reply):  # media locations leave as signed URLs
+            response = request.app.state.media_urls.signed_response(response)
         # Read-your-own-writes: the position is the principal's before the answer leaves.
         if (wrote := response.headers.get(POSITION_HEADER)) and response.status_code < 400:
             await request.app.state.sessions.remember(principal, int(wrote))

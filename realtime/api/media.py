@@ -1,9 +1,10 @@
 """Files of the media store, served read-only under `/media/...` to signed URLs only.
 
 Views and events keep bare locations (`/media/uploads/<hex>.png`); the edge turns
-each one into a URL on the way out (`MediaUrls.sign_all` over every JSON answer) and
-back into a location on the way in (`MediaUrls.strip_all` over every JSON body), so a
-client may send back the URL it was given and the studio stores the location.
+each one into a URL on the way out (`MediaUrls.signed_response` over every JSON answer,
+`MediaUrls.sign_text` over the hub's frames) and back into a location on the way in
+(`strip_all` over every JSON body), so a client may send back the URL it was given and
+the studio stores the location.
 
 A local URL is `/media/<path>?exp=<unix seconds>&sig=<base64url HMAC-SHA256 of
 "<path>\\n<exp>">` with the server's media secret (`DARKROOM_MEDIA_SECRET`).
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -40,8 +42,10 @@ from realtime.errors import MediaUrlExpiredError, MediaUrlInvalidError, MediaUrl
 # /media/uploads/<hex>[.ext] (inference.media's pattern; the edge may not import it).
 LOCATION = re.compile(r"/media/(?:\d{4}/[0-9a-f]{32}\.[A-Za-z0-9]{1,8}"
                       r"|uploads/[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,10})?)")
+QUOTED = re.compile(rf'"({LOCATION.pattern})"')
 SIGNED = re.compile(rf"(?P<location>{LOCATION.pattern})\?exp=\d{{1,12}}&sig=[A-Za-z0-9_-]{{1,100}}")
 STEP_S = 300
+CACHE_SIZE = 100_000
 MAX_DEPTH = 64
 
 
@@ -66,18 +70,26 @@ class MediaUrls:
         self.step_s = max(1, min(int(step_s), self.ttl_s))
         self.store_url = store_url
         self.clock = clock
+        # Signed local URLs of the current `exp` (one rounding step), by quoted location: a
+        # file answered again within the step costs a dict lookup, not an HMAC.
+        self._quoted: dict[str, str] = {}
+        self._quoted_exp = 0
 
     def signature(self, path: str, exp: int) -> str:
-        mac = hmac.new(self.key, f"{path}\n{exp}".encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self.key, f"{path}\n{exp}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def expiry(self) -> int:
         return int(math.ceil((self.clock() + self.ttl_s) / self.step_s) * self.step_s)
 
+    def _in_store(self, location: str) -> bool:
+        """Whether the store makes this file's URL (S3 task outputs), not `/media`."""
+        return self.store_url is not None and not location.startswith("/media/uploads/")
+
     def sign(self, location: str, exp: int | None = None) -> str:
         """The URL a client fetches `location` from (the store's own for S3 outputs)."""
-        if self.store_url is not None and not location.startswith("/media/uploads/"):
-            return self.store_url(location)
+        if self._in_store(location):
+            return self.store_url(location)  # type: ignore[misc]
         exp = self.expiry() if exp is None else exp
         return f"{location}?exp={exp}&sig={self.signature(location, exp)}"
 
@@ -96,13 +108,40 @@ class MediaUrls:
             raise MediaUrlExpiredError(f"the URL of {path} expired at {exp} (unix time); ask "
                                        "the API for a fresh one", expired_at=int(exp))
 
-    # ---- answers and bodies ---------------------------------------------------------
-    def sign_all(self, data: Any) -> Any:
-        """`data` with every string that is a whole media location replaced by its URL."""
-        return _walk(data, self._sign_string, MAX_DEPTH)
+    # ---- answers and frames -----------------------------------------------------------
+    def sign_text(self, text: str) -> str:
+        """JSON text with every string that is exactly a media location replaced by its URL
+        (one `exp` for the whole text). Works on the encoded text: a location needs no JSON
+        escaping, so `"<location>"` there is a whole string, unless its quote is escaped
+        (a string that merely holds one), which is left alone."""
+        if '"/media/' not in text:
+            return text
+        exp = self.expiry()
+        if exp != self._quoted_exp or len(self._quoted) > CACHE_SIZE:
+            self._quoted, self._quoted_exp = {}, exp
+        cache = self._quoted
 
-    def _sign_string(self, value: str) -> str:
-        return self.sign(value) if LOCATION.fullmatch(value) else value
+        def replace(found: re.Match[str]) -> str:
+            whole = found.group(0)
+            if found.start() and text[found.start() - 1] == "\\":
+                return whole
+            url = cache.get(whole)
+            if url is None:
+                location = found.group(1)
+                if self._in_store(location):
+                    return f'"{self.sign(location)}"'
+                url = cache[whole] = f'"{self.sign(location, exp)}"'
+            return url
+        return QUOTED.sub(replace, text)
+
+    def signed_response(self, response: Response) -> Response:
+        """A JSON response with its media locations signed (`Content-Length` too)."""
+        body = bytes(response.body)
+        if b'"/media/' not in body:
+            return response
+        response.body = self.sign_text(body.decode()).encode()
+        response.headers["content-length"] = str(len(response.body))
+        return response
 
 
 def strip_all(data: Any) -> Any:
