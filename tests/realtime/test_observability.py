@@ -8,7 +8,6 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,18 @@ from darkroom.wiring import build_studio
 from realtime.auth import issue_jwt
 from realtime.health import DatabaseState, StateSource, read_state
 from realtime.metrics import METRIC_NAMES
-from tests.realtime.api_harness import JWT_SECRET, Server, ok, start_server, stop_server
+from tests.realtime.api_harness import (
+    JWT_SECRET,
+    Server,
+    ok,
+    server,
+    start_server,
+    stop_server,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-
-@pytest.fixture(scope="module")
-def server(database: Database, schema: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(database, schema, tmp_path_factory.mktemp("observability"))
-    yield running
-    stop_server(running)
+__all__ = ["server"]  # the harness's fixture: one server for the module
 
 
 def scrape(server: Server) -> tuple[set[str], Samples]:
