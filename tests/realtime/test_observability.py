@@ -9,20 +9,23 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.routing import Route
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from darkroom.database import Database, create_schema, drop_schema
 from darkroom.wiring import build_studio
 from realtime.auth import issue_jwt
-from realtime.health import DatabaseState, StateSource, read_state
-from realtime.metrics import METRIC_NAMES
+from realtime.health import DatabaseState, StateSource, read_state, ready
+from realtime.metrics import METRIC_NAMES, metrics
 from tests.realtime.api_harness import (
     JWT_SECRET,
     Server,
@@ -205,11 +208,35 @@ def test_a_view_further_behind_the_head_than_allowed_is_named_with_its_lag() -> 
     assert state.behind(0) == {"gallery": 10, "tasks": 2000}
 
 
-def test_an_unreachable_database_fails_the_state_read_within_its_timeout() -> None:
+def closed_port() -> int:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_database_fails_the_state_read_within_its_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(psycopg.OperationalError):
-        read_state(StateSource(f"host=127.0.0.1 port={port} dbname=x user=x", "public"))
+        read_state(StateSource(f"host=127.0.0.1 port={closed_port()} dbname=x user=x",
+                               "public"))
     assert time.monotonic() - started < 3
+
+
+def test_ready_answers_503_database_unreachable_and_metrics_database_up_0() -> None:
+    app = Starlette(routes=[Route("/health/ready", ready), Route("/metrics", metrics)])
+    app.state.config = SimpleNamespace(
+        conninfo=f"host=127.0.0.1 port={closed_port()} dbname=x user=x", schema="public",
+        ready_max_lag=1000, serve_api=True)
+    app.state.studio = None
+
+    async def ask() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+            return await client.get("/health/ready"), await client.get("/metrics")
+
+    answer, scraped = asyncio.run(ask())
+    assert answer.status_code == 503
+    assert answer.json()["reason"] == "database_unreachable"
+    assert scraped.status_code == 200
+    assert "darkroom_database_up 0.0" in scraped.text
+    assert "darkroom_events_head_position" not in scraped.text
