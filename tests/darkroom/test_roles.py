@@ -1,8 +1,9 @@
 """`darkroom serve --role ...`: an API process and a projections process answer as one
 process does, a process without the projections role holds no view's lock, a hub
 process of its own streams what the others wrote and folded, and a dispatcher process
-of its own (its own local Ray, tiny models built in code) runs a task queued through the
-API process to a picture the API serves.
+of its own, joining an existing Ray cluster by Ray Client (`RAY_ADDRESS=ray://...`, as
+deploy/ runs it; tiny models built in code), runs a task queued through the API
+process to a picture the API serves.
 
 Real `darkroom serve` processes (`DARKROOM_INFERENCE=off`) on one PostgreSQL: the split
 processes on the module's schema, the single process on a schema of its own; the same
@@ -11,11 +12,15 @@ small flow through both, its answers compared once ids and times are set aside.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +41,7 @@ from projections.db import lock_key
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import history_http
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(400)
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -81,6 +87,41 @@ def flow(base: str) -> tuple[str, list[Any]]:
                  f"/api/credits?{at}"]
         answers = [(path.split("?")[0], client.get(path)) for path in reads]
     return project, [(path, answer.status_code, answer.json()) for path, answer in answers]
+
+
+@contextlib.contextmanager
+def ray_head() -> Iterator[str]:
+    """`ray start --head --block` on 127.0.0.1 (free ports, no dashboard), the project on
+    its path as an installed image has it; yields its Ray Client address, stops it by pid."""
+    ports = [history_http.free_port() for _ in range(3)]
+    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    with open(Path(folder) / "head.log", "wb") as log:
+        head = subprocess.Popen(
+            [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+             "--port", str(ports[0]), "--ray-client-server-port", str(ports[1]),
+             "--dashboard-agent-listen-port", str(ports[2]), "--include-dashboard", "false",
+             "--num-cpus", "2", "--temp-dir", folder], env=env, stdout=log,
+            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", ports[1])) == 0:
+                    break
+            assert head.poll() is None and time.monotonic() < deadline, (
+                (Path(folder) / "head.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield f"ray://127.0.0.1:{ports[1]}"
+    finally:
+        head.terminate()  # --block: ray stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def task_run(api: str) -> dict[str, Any]:
@@ -154,14 +195,15 @@ def split(database: Database, schema: str,
         result["api_on_projections"] = httpx.get(f"{projections.base}/api/projects").status_code
         result["api_on_hub"] = httpx.get(f"{hub.base}/openapi.json").status_code
         result["health_on_projections"] = httpx.get(f"{projections.base}/health").status_code
-        dispatcher = history_http.start_serve(
-            database, schema, data, "dispatcher", DARKROOM_ROLES="dispatcher",
-            DARKROOM_INFERENCE="local", DARKROOM_ACTORS="text_to_image+image_to_image:1",
-            DARKROOM_RAY_NUM_CPUS="2", DARKROOM_RAY_OBJECT_STORE_MB="128")
-        try:
-            result["task"] = task_run(api.base)
-        finally:
-            dispatcher.stop()
+        with ray_head() as address:
+            dispatcher = history_http.start_serve(
+                database, schema, data, "dispatcher", DARKROOM_ROLES="dispatcher",
+                DARKROOM_INFERENCE="ray", RAY_ADDRESS=address,
+                DARKROOM_ACTORS="text_to_image+image_to_image:1")
+            try:
+                result["task"] = task_run(api.base)
+            finally:
+                dispatcher.stop()
         result["errors_logged"] = [line for served in (api, projections, hub, dispatcher)
                                    for line in served.errors_logged()]
         yield result
@@ -240,7 +282,7 @@ def test_a_hub_process_streams_what_the_api_process_wrote_and_the_projections_fo
     assert hub["written"]["id"] in json.dumps(last["data"])
 
 
-def test_a_dispatcher_process_runs_a_task_queued_through_the_api_process(
+def test_a_dispatcher_process_on_an_existing_ray_cluster_runs_a_task_queued_through_the_api(
         split: dict[str, Any]) -> None:
     from inference.frames import decode_image
 
