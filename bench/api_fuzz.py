@@ -2,8 +2,9 @@
 
 Starts a server (the tests' harness: `darkroom serve`'s app on the embedded PostgreSQL,
 a fresh schema, the task rate limit lifted), then runs `st run --checks all` for each
-of two credentials: the service key acting for a user (service and worker routes
-included) and a user's JWT; per credential the examples, coverage and fuzzing phases,
+of three callers: the service key acting for a user (service and worker routes
+included), a user's JWT, and two users as peers (schemathesis reads what one made as
+the other: `object_level_authorization`); per caller the examples, coverage and fuzzing phases,
 then the stateful phase on its own time budget. Prints requests, findings, stateful links
 covered and duration per run (docs/BENCHMARKS.md).
 
@@ -50,16 +51,22 @@ def main() -> None:
                               DARKROOM_TASK_RATE_LIMIT="1000000")
         try:
             user = str(uuid.uuid4())
-            for name, headers in (
+            peers = {name: issue_jwt(JWT_SECRET, str(uuid.uuid4()), ttl_s=4 * 3600)
+                     for name in ("alice", "bob")}
+            for name, headers, identities in (
                     ("service key acting for a user", {
-                        "Authorization": f"Bearer {SERVICE_KEY}", "X-Darkroom-User": user}),
-                    ("a user's JWT", {"Authorization": f"Bearer {issue_jwt(JWT_SECRET, user)}"})):
+                        "Authorization": f"Bearer {SERVICE_KEY}", "X-Darkroom-User": user},
+                     None),
+                    ("a user's JWT", {"Authorization": "Bearer " + issue_jwt(
+                        JWT_SECRET, user, ttl_s=4 * 3600)}, None),
+                    ("two users as peers (object-level authorization)", {}, peers)):
                 for phases, seconds in ((GENERATED, args.seconds),
                                         (STATEFUL, args.stateful_seconds)):
                     started = time.monotonic()
                     result = run_schemathesis(server.base_url, headers, phases=phases,
                                               examples=args.examples, max_time=seconds,
-                                              report_dir=Path(tmp) / f"report{len(runs)}")
+                                              report_dir=Path(tmp) / f"report{len(runs)}",
+                                              identities=identities)
                     runs.append({"as": name, "phases": phases, "requests": result.requests,
                                  "findings": result.findings, "exit_code": result.exit_code,
                                  "links_covered": result.links_covered,

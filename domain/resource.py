@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from eventsourcing.domain import Aggregate, event
 
@@ -93,8 +93,20 @@ class Resource(Aggregate):
         self.deleted = True
 
 
+def _split(url: object) -> SplitResult | None:
+    """The URL's parts, None when it does not parse ("http://[": an unclosed IPv6
+    bracket, or a port that is no number)."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+        return parts if parts.port is None or parts.port >= 0 else None
+    except ValueError:
+        return None
+
+
 def check_url(url: str) -> str:
-    parts = urlsplit(url) if isinstance(url, str) else None
+    parts = _split(url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
             or len(url) > MAX_URL:
         raise ValidationError(f"a resource URL is an http(s) URL of at most {MAX_URL} "

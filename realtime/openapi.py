@@ -273,6 +273,27 @@ def _operation_id(endpoint: Endpoint) -> str:
     return f"{endpoint.handler.__name__}_{endpoint.method.lower()}"
 
 
+_STATUS = {"application/json": {"schema": {
+    "type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}}}
+# The probes and metrics every role serves (realtime/health.py, realtime/metrics.py): no
+# credentials, no input.
+META: dict[str, Any] = {
+    "/health/live": {"get": {
+        "operationId": "health_live", "summary": "The process answers", "tags": ["meta"],
+        "responses": {"200": {"description": "live", "content": _STATUS}}}},
+    "/health/ready": {"get": {
+        "operationId": "health_ready", "tags": ["meta"],
+        "summary": "The database answers and the views are near the log's head",
+        "responses": {"200": {"description": "ready", "content": _STATUS},
+                      "503": {"description": "not ready, with a `reason`",
+                              "content": _STATUS}}}},
+    "/metrics": {"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics", "tags": ["meta"],
+        "responses": {"200": {"description": "the text exposition format", "content": {
+            "text/plain": {"schema": {"type": "string"}}}}}}},
+}
+
+
 def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
     schemas = _Schemas()
     schemas.ref(m.Error, "serialization")
@@ -281,6 +302,7 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
                             "tags": ["meta"], "responses": {"200": {
                                 "description": "OK", "content": {"application/json": {
                                     "schema": schemas.ref(m.Health, "serialization")}}}}}},
+        **META,
     }
     made = links(endpoints)
     for endpoint in endpoints:

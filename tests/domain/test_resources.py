@@ -10,8 +10,14 @@ from typing import Any
 
 import pytest
 
-from domain.errors import InvalidLoraError, InvalidParamsError, ResourceNotFoundError
+from domain.errors import (
+    InvalidLoraError,
+    InvalidParamsError,
+    ResourceNotFoundError,
+    ValidationError,
+)
 from domain.loras import inspect_lora
+from domain.resource import check_url
 from domain.studio import Studio
 from tests.domain.test_task_services import funded, queue, task
 
@@ -133,3 +139,9 @@ def test_a_run_of_the_owner_resolves_its_lora_in_every_segment(studio: Studio) -
         assert task(studio, segment).params["loras"] == [{
             "resource_id": lora["id"], "path": "https://example.com/motion", "name": "Motion",
             "strength": 0.6}]
+
+
+@pytest.mark.parametrize("url", ["http://[", "http://§]x", "https://host:port/x", "http://"])
+def test_a_url_that_does_not_parse_is_refused_naming_it(url: str) -> None:
+    with pytest.raises(ValidationError, match="resource URL"):
+        check_url(url)  # "http://[" made urlsplit raise ValueError: a 500 under fuzzing

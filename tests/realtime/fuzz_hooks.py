@@ -11,6 +11,7 @@ enforces, except a rule between two lists' lengths (error type `list_lengths`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import schemathesis
@@ -18,6 +19,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ensure_resource_availability
 
 FIELD_CODES = ("invalid_fields", "nul_character")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LIST_LENGTHS = "list_lengths"  # realtime.models.LIST_LENGTHS
 
 
@@ -50,14 +52,23 @@ def _only_length_relations(response: Any) -> bool:
 
 @schemathesis.check
 def created_resources_stay_available(ctx: Any, response: Any, case: Any) -> bool | None:
-    """`ensure_resource_availability`, knowing that deleting a project takes everything in
-    it along (its shots, generations, variants and tasks answer 404 until it is restored)
-    although their paths are not below `/api/projects/{id}`: the built-in check only sees
-    a DELETE of a path prefix. The run excludes the built-in for this one (docs/API.md)."""
-    recorder = ctx.internals.recorder if ctx.internals is not None else None
-    if recorder is not None and any(_deleted_a_project(recorder, prior)
-                                    for prior in recorder.find_all_cases()):
+    """`ensure_resource_availability`, where a 404 is about what was created: one that
+    names another id (a generation named in the body of `POST /api/shots/shot_generations`
+    after `POST /api/shots`) is not; and deleting a project takes everything in it along
+    (its shots, generations, variants and tasks answer 404 until it is restored) although
+    their paths are not below `/api/projects/{id}`, while the built-in check only sees a
+    DELETE of a path prefix. The run excludes the built-in for this one (docs/API.md)."""
+    internals = ctx.internals
+    recorder = internals.recorder if internals is not None else None
+    if response.status_code != 404 or recorder is None:
         return None
+    if any(_deleted_a_project(recorder, prior) for prior in recorder.find_all_cases()):
+        return None
+    parent = internals.find_parent(case_id=case.id)
+    made = internals.find_response(case_id=parent.id) if parent is not None else None
+    if made is not None and not set(UUID_RE.findall(made.text or "")) & set(
+            UUID_RE.findall(response.text or "")):
+        return None  # the 404 names something else than what the parent made
     return ensure_resource_availability(ctx, response, case)  # type: ignore[no-any-return]
 
 

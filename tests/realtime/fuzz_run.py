@@ -36,13 +36,30 @@ GENERATED = "examples,coverage,fuzzing"  # one operation at a time
 STATEFUL = "stateful"  # sequences that follow the document's links
 
 
+def with_identities(report_dir: Path, tokens: dict[str, str]) -> Path:
+    """The settings plus a Web Fuzzing Commons auth file naming each bearer token as a
+    peer: `object_level_authorization` then reads what one user made as every other."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    users = report_dir / "users.json"
+    users.write_text(json.dumps({"auth": [
+        {"name": name, "fixedHeaders": [{"name": "Authorization", "value": f"Bearer {token}"}]}
+        for name, token in tokens.items()]}))
+    config = report_dir / "schemathesis.toml"
+    config.write_text(CONFIG.read_text() + f"\n[auth.wfc]\npath = {json.dumps(str(users))}\n"
+                      f"peers = {json.dumps(list(tokens))}\n")
+    return config
+
+
 def run_schemathesis(base_url: str, headers: dict[str, str], *, phases: str, examples: int,
-                     max_time: float | None = None, workers: int = 2,
-                     report_dir: Path, seed: int | None = None) -> FuzzResult:
+                     max_time: float | None = None, workers: int = 2, report_dir: Path,
+                     seed: int | None = None,
+                     identities: dict[str, str] | None = None) -> FuzzResult:
     """`st run --checks all` over `phases`; the requests are counted from its NDJSON
     report. Run the stateful phase on its own budget: after the others it would get
-    what time is left, which is often none."""
-    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run",
+    what time is left, which is often none. `identities` (name -> bearer token) replace
+    `headers`' credentials with peers for `object_level_authorization`."""
+    config = with_identities(report_dir, identities) if identities else CONFIG
+    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
                f"{base_url}/openapi.json", "--checks", "all", "--phases", phases,
                # replaced by fuzz_hooks.created_resources_stay_available (docs/API.md)
                "--exclude-checks", "ensure_resource_availability",

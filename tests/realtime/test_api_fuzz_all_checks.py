@@ -43,7 +43,7 @@ def fuzz(server: Server, phases: str, seconds: int, report_dir: Path) -> FuzzRes
 @pytest.mark.timeout(240)
 def test_every_check_over_generated_requests_finds_nothing(fuzzed: Server,
                                                            tmp_path: Path) -> None:
-    assert fuzz(fuzzed, GENERATED, 40, tmp_path).requests >= 300
+    assert fuzz(fuzzed, GENERATED, 40, tmp_path).requests >= 200
 
 
 @pytest.mark.timeout(240)
