@@ -75,15 +75,19 @@ def read_state(source: StateSource, *, tasks: bool = False) -> DatabaseState:
         positions = _rows(conn, "SELECT r.view, coalesce(t.position, 0) FROM "
                                 "projection_registry r LEFT JOIN projection_tracking t "
                                 "ON t.view = r.view AND t.version = r.active_version")
-        counts = _rows(conn, "SELECT status, count(*) FROM tasks GROUP BY status") \
-            if tasks else {}
+        # A full count: on a board too big to count within the statement timeout the
+        # scrape leaves `darkroom_tasks` out rather than fail as a whole.
+        counts = _rows(conn, "SELECT status, count(*) FROM tasks GROUP BY status",
+                       psycopg.errors.QueryCanceled) if tasks else {}
     return DatabaseState(int(head[0]) if head else 0, positions, counts)
 
 
-def _rows(conn: psycopg.Connection[Any], query: str) -> dict[str, int]:
+def _rows(conn: psycopg.Connection[Any], query: str,
+          *tolerated: type[psycopg.Error]) -> dict[str, int]:
+    caught: tuple[type[psycopg.Error], ...] = (psycopg.errors.UndefinedTable, *tolerated)
     try:
         return {str(key): int(value) for key, value in conn.execute(query).fetchall()}
-    except psycopg.errors.UndefinedTable:
+    except caught:
         return {}
 
 
