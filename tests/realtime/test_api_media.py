@@ -24,6 +24,7 @@ from darkroom.database import Database, drop_schema
 from inference.frames import encode_mp4
 from inference.media import S3MediaStore
 from realtime.api.media import MediaUrls, media_secret
+from tests.domain.test_resources import PAIR, safetensors
 from tests.realtime.api_harness import (
     JWT_SECRET,
     Server,
@@ -235,9 +236,15 @@ def world(server: Server) -> dict[str, Any]:
     derived = ok(alice.post("/api/generations", json={
         "project_id": project, "location": output["location"], "based_on": generation}),
         201)["id"]
+    gone = ok(alice.post("/api/generations", json={
+        "project_id": project, "location": variant["location"]}), 201)["id"]
+    ok(alice.delete(f"/api/generations/{gone}"))
+    lora = alice.post("/api/resources", files={"file": ("grain.safetensors",
+                                                       safetensors(PAIR))})
+    ok(lora, 201)
     return {"alice": alice, "worker": worker, "claimed": claimed, "project": project,
             "shot": shot, "generation": generation, "task": task, "derived": derived,
-            "seen": f"min_position={position(done)}"}
+            "seen": f"min_position={position(lora)}"}
 
 
 ROUTES = [
@@ -246,6 +253,7 @@ ROUTES = [
     "/api/generations/{generation}/lineage",
     "/api/tasks/{task}", "/api/tasks?projectId={project}", "/api/shots/{shot}",
     "/api/shots?projectId={project}", "/api/generations/{generation}/task",
+    "/api/generations?projectId={project}&deleted=true", "/api/resources",
 ]
 
 
