@@ -12,6 +12,7 @@ can honour is where its sampling starts, so both groups act on the initial laten
   starting noise with weight `structure_video_motion_strength` / 2 (strength 1, the
   seed's default: half guide, half noise; 2: the guide alone; 0: no effect). The
   `depth` type needs a depth estimator the tiny set does not have: not applied.
+  A segment of a run (`segment_index` of `num_segments`) takes its part of the video.
 - **`amount_of_motion`** (0-1) sets how much the starting noise differs from one latent
   frame to the next (a mixed-noise prior): 1 is the model's own independent noise per
   frame, 0 the same noise in every frame, which holds the clip stiller.
@@ -69,10 +70,26 @@ def control_frames(params: Mapping[str, Any], inputs: Inputs, frames: int,
     kind = str(params.get("structure_video_type") or "flow")
     if video is None or kind not in APPLIED_TYPES:
         return None
-    clip = fr.decode_video(video).frames
-    fitted = fit(clip, frames, str(params.get("structure_video_treatment") or "adjust"))
+    treatment = str(params.get("structure_video_treatment") or "adjust")
+    clip = part_of_run(fr.decode_video(video).frames, params, frames, treatment)
+    fitted = fit(clip, frames, treatment)
     control = flow_maps(fitted) if kind == "flow" else edge_maps(fitted)
     return fr.resize_frames(control, *size)
+
+
+def part_of_run(clip: np.ndarray, params: Mapping[str, Any], frames: int,
+                treatment: str) -> np.ndarray:
+    """A run's segment is guided by its part of the video (`segment_index` of
+    `num_segments`): with `adjust` the video's i-th equal share, with `clip` the frames
+    from `i * frames` on (the last frame held past the end)."""
+    index, count = params.get("segment_index"), params.get("num_segments")
+    if not isinstance(index, int) or not isinstance(count, int) or not 0 <= index < count:
+        return clip
+    if treatment == "clip":
+        start = min(index * frames, len(clip) - 1)
+        return clip[start:]
+    return clip[len(clip) * index // count:max(len(clip) * (index + 1) // count,
+                                               len(clip) * index // count + 1)]
 
 
 def fit(clip: np.ndarray, count: int, treatment: str) -> np.ndarray:

@@ -166,6 +166,7 @@ class OrchestrationServices(TaskLifecycle):
         children: list[Task] = []
         for i, (start, end) in enumerate(pairwise(inputs)):
             child_params = {**segment_params(params, i), **links, kind.index_key: i,
+                            "num_segments": len(inputs) - 1,
                             kind.start_key: start.location, kind.end_key: end.location,
                             "start_generation_id": _str(start.generation_id),
                             "end_generation_id": _str(end.generation_id)}

@@ -118,3 +118,17 @@ def test_flow_maps_colour_by_direction_and_are_dark_where_nothing_moves() -> Non
     maps = structure.flow_maps(moving_square(frames=3))
     assert maps.shape == (3, 32, 32, 3)
     assert maps[0, 28:, 28:].max() < 40 < maps[0, 8:20, 10:16].max()
+
+
+def test_a_runs_segment_is_guided_by_its_part_of_the_video() -> None:
+    video = np.arange(12).reshape(12, 1, 1, 1)
+
+    def part(index: int, treatment: str) -> list[int]:
+        params = {"segment_index": index, "num_segments": 3}
+        picked = structure.part_of_run(video, params, 4, treatment)
+        return structure.fit(picked, 4, treatment)[:, 0, 0, 0].tolist()  # type: ignore[no-any-return]
+
+    assert [part(i, "adjust") for i in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7],
+                                                     [8, 9, 10, 11]]
+    assert part(2, "clip") == [8, 9, 10, 11]
+    assert structure.part_of_run(video, {}, 4, "adjust").shape[0] == 12
