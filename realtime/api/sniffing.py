@@ -137,6 +137,8 @@ def _video(file: IO[bytes], name: str, max_pixels: int) -> Media | None:
         if frame is None:
             raise UnsupportedMediaError(f"the upload {name!r} is a {found[0]} with a video "
                                         "stream but no frame decodes")
+        if frame.width * frame.height > max_pixels:  # a header that said 0 x 0
+            raise _too_many(name, frame.width, frame.height, max_pixels)
         image = frame.to_image()
     return Media("video", found[0], found[1], image.width, image.height, _thumbnail(image))
 

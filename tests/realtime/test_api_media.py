@@ -24,6 +24,8 @@ from darkroom.database import Database, drop_schema
 from inference.frames import encode_mp4
 from inference.media import S3MediaStore
 from realtime.api.media import MediaUrls, media_secret
+from realtime.api.sniffing import inspect
+from realtime.errors import MediaTooLargeError, MediaTypeMismatchError
 from tests.domain.test_resources import PAIR, safetensors
 from tests.realtime.api_harness import (
     JWT_SECRET,
@@ -412,3 +414,13 @@ def test_only_strings_that_are_whole_locations_are_signed() -> None:
     signed = json.loads(SIGNER.sign_text(text))
     assert bare(signed["a"]) == bare(signed["b"][0]) == location != signed["a"]
     assert {k: signed[k] for k in "cdef"} == {k: json.loads(text)[k] for k in "cdef"}
+
+
+def test_a_video_with_more_pixels_than_allowed_or_declared_as_another_container_is_refused(
+        ) -> None:
+    clip = encode_mp4(np.zeros((2, 48, 64, 3), dtype=np.uint8), 8)
+    assert inspect(io.BytesIO(clip), "video/quicktime", "clip.mov", 10_000).kind == "video"
+    with pytest.raises(MediaTooLargeError, match="64x48"):
+        inspect(io.BytesIO(clip), "video/mp4", "clip.mp4", 64 * 48 - 1)
+    with pytest.raises(MediaTypeMismatchError, match="declared video/webm"):
+        inspect(io.BytesIO(clip), "video/webm", "clip.webm", 10_000)
