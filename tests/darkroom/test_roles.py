@@ -5,9 +5,9 @@ of its own, joining an existing Ray cluster by Ray Client (`RAY_ADDRESS=ray://..
 deploy/ runs it; tiny models built in code), runs a task queued through the API
 process to a picture the API serves.
 
-Real `darkroom serve` processes (`DARKROOM_INFERENCE=off`) on one PostgreSQL: the split
-processes on the module's schema, the single process on a schema of its own; the same
-small flow through both, its answers compared once ids and times are set aside.
+Real `darkroom serve` processes on one PostgreSQL (inference off but in the dispatcher):
+the split processes on the module's schema, the single process on a schema of its own;
+the same small flow through both, its answers compared once ids and times are set aside.
 """
 
 from __future__ import annotations
@@ -178,12 +178,17 @@ def split(database: Database, schema: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`--role api` started first and alone, then `--role projections` and `--role hub`."""
     data = tmp_path_factory.mktemp("split")
-    api = history_http.start_serve(database, schema, data, "api", DARKROOM_ROLES="api")
-    result: dict[str, Any] = {"locks_with_api_alone": view_locks_held(database, schema)}
-    projections = history_http.start_serve(database, schema, data, "projections",
-                                           DARKROOM_ROLES="projections")
-    hub = history_http.start_serve(database, schema, data, "hub", DARKROOM_ROLES="hub")
-    try:
+
+    def serve(stack: contextlib.ExitStack, name: str, **env: str) -> history_http.Served:
+        served = history_http.start_serve(database, schema, data, name, **env)
+        stack.callback(served.stop)
+        return served
+
+    with contextlib.ExitStack() as stack:
+        api = serve(stack, "api", DARKROOM_ROLES="api")
+        result: dict[str, Any] = {"locks_with_api_alone": view_locks_held(database, schema)}
+        projections = serve(stack, "projections", DARKROOM_ROLES="projections")
+        hub = serve(stack, "hub", DARKROOM_ROLES="hub")
         deadline = time.monotonic() + 60
         while (held := view_locks_held(database, schema)) != _names():
             if time.monotonic() > deadline:
@@ -195,22 +200,14 @@ def split(database: Database, schema: str,
         result["api_on_projections"] = httpx.get(f"{projections.base}/api/projects").status_code
         result["api_on_hub"] = httpx.get(f"{hub.base}/openapi.json").status_code
         result["health_on_projections"] = httpx.get(f"{projections.base}/health").status_code
-        with ray_head() as address:
-            dispatcher = history_http.start_serve(
-                database, schema, data, "dispatcher", DARKROOM_ROLES="dispatcher",
-                DARKROOM_INFERENCE="ray", RAY_ADDRESS=address,
-                DARKROOM_ACTORS="text_to_image+image_to_image:1")
-            try:
-                result["task"] = task_run(api.base)
-            finally:
-                dispatcher.stop()
+        with ray_head() as address, contextlib.ExitStack() as ray_stack:
+            dispatcher = serve(ray_stack, "dispatcher", DARKROOM_ROLES="dispatcher",
+                               DARKROOM_INFERENCE="ray", RAY_ADDRESS=address,
+                               DARKROOM_ACTORS="text_to_image+image_to_image:1")
+            result["task"] = task_run(api.base)
         result["errors_logged"] = [line for served in (api, projections, hub, dispatcher)
                                    for line in served.errors_logged()]
         yield result
-    finally:
-        hub.stop()
-        projections.stop()
-        api.stop()
 
 
 def _names() -> set[str]:
