@@ -38,6 +38,7 @@ import httpx
 from inference.backends import Backend, Result
 from inference.errors import InvalidInputError, MediaNotFoundError, TaskCancelledError
 from inference.inputs import download, input_locations
+from inference.models import TASK_MODELS
 from inference.outcomes import describe, retryable
 
 log = logging.getLogger("darkroom.worker")
@@ -108,8 +109,9 @@ class HttpWorker:
     def _handle(self, task_id: str, claimed: dict[str, Any]) -> str:
         cancelled = threading.Event()
         beating = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(task_id, cancelled, beating),
-                                daemon=True)
+        model = TASK_MODELS.get(str(claimed.get("task_type")))
+        beat = threading.Thread(target=self._heartbeat,
+                                args=(task_id, cancelled, beating, model), daemon=True)
         beat.start()
         try:
             inputs = self.read_inputs(claimed["task_type"], claimed.get("params") or {})
@@ -146,11 +148,14 @@ class HttpWorker:
         return response.json().get("output_location")
 
     def _heartbeat(self, task_id: str, cancelled: threading.Event,
-                   done: threading.Event) -> None:
+                   done: threading.Event, model: str | None = None) -> None:
+        """Beats while a task runs, reporting `busy` and the model the task runs on (kept
+        for `GET /api/workers`)."""
         while True:
             try:
                 answer = self.client.post("/api/workers/heartbeat", json={
-                    "worker_id": self.config.worker_id, "task_ids": [task_id]})
+                    "worker_id": self.config.worker_id, "task_ids": [task_id],
+                    "status": "busy", "current_model": model})
                 if answer.is_success and task_id in answer.json().get("stop", []):
                     cancelled.set()
             except httpx.HTTPError as error:

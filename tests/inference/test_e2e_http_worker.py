@@ -73,6 +73,10 @@ def test_the_reference_worker_claims_runs_uploads_and_completes_over_http(
     picture = user.get(done["output_location"])
     assert picture.status_code == 200
     assert decode_image(picture.content).size == (64, 48)
+    # Its heartbeats said what it was doing (GET /api/workers, service key).
+    [listed] = [w for w in ok(server.service().get("/api/workers"))
+                if w["worker_id"] == worker.config.worker_id]
+    assert (listed["status"], listed["current_model"]) == ("busy", "text_to_image")
 
 
 def test_an_upscale_through_the_reference_worker_reads_its_input_from_the_server(
