@@ -36,6 +36,7 @@ from darkroom.database import Database, create_schema, drop_schema
 from darkroom.errors import UnknownRoleError
 from darkroom.roles import ALL_ROLES, parse_roles
 from projections import all_views
+from projections import db as views_db
 from projections.db import lock_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -59,6 +60,19 @@ def view_locks_held(db: Database, schema: str) -> set[str]:
 
 
 USER = "roles-alice"
+
+
+def early_write(base: str) -> int:
+    """One project of another user, written first (by both setups, so their logs match)."""
+    answer = httpx.post(f"{base}/api/projects", json={"name": "Early"}, timeout=60, headers={
+        "Authorization": f"Bearer {history_http.token('roles-bob')}"})
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["position"])
+
+
+def view_positions(db: Database, schema: str) -> dict[str, int]:
+    with views_db.connect(db.conninfo, schema) as conn:
+        return views_db.active_positions(conn)
 
 
 def flow(base: str) -> tuple[str, list[Any]]:
@@ -186,7 +200,10 @@ def split(database: Database, schema: str,
 
     with contextlib.ExitStack() as stack:
         api = serve(stack, "api", DARKROOM_ROLES="api")
-        result: dict[str, Any] = {"locks_with_api_alone": view_locks_held(database, schema)}
+        result: dict[str, Any] = {"locks_with_api_alone": view_locks_held(database, schema),
+                                  "early_position": early_write(api.base)}
+        time.sleep(1.5)  # a runner in this process would fold it within ~0.1 s
+        result["views_with_api_alone"] = view_positions(database, schema)
         projections = serve(stack, "projections", DARKROOM_ROLES="projections")
         hub = serve(stack, "hub", DARKROOM_ROLES="hub")
         deadline = time.monotonic() + 60
@@ -221,6 +238,7 @@ def single(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iter
     create_schema(database, own)
     served = history_http.start_serve(database, own, tmp_path_factory.mktemp("one"), "one")
     try:
+        early_write(served.base)
         yield flow(served.base)[1]
     finally:
         served.stop()
@@ -249,6 +267,12 @@ def test_serve_refuses_an_unknown_role_by_name_before_it_starts() -> None:
 
 def test_an_api_process_without_projections_holds_no_view_lock(split: dict[str, Any]) -> None:
     assert split["locks_with_api_alone"] == set()
+
+
+def test_an_api_process_without_projections_folds_nothing(split: dict[str, Any]) -> None:
+    assert split["early_position"] > 0
+    assert set(split["views_with_api_alone"]) == _names()
+    assert set(split["views_with_api_alone"].values()) == {0}
 
 
 def test_the_projections_process_holds_every_view_lock(split: dict[str, Any]) -> None:
