@@ -589,7 +589,9 @@ class DiffusersBackend:
         temporal = pipe.vae_scale_factor_temporal
         # The video VAE packs `temporal` frames per latent after the first: ask for 4k+1
         # frames, at least `count`, then keep `count` spread evenly (first and last kept).
-        generated = math.ceil(max(count - 1, 0) / temporal) * temporal + 1
+        # Never fewer than one packed group: a one-latent video has no room for a last
+        # image and the pipeline fails on a negative dimension (seen with num_frames=1).
+        generated = max(math.ceil(max(count - 1, 0) / temporal), 1) * temporal + 1
         gen_w, gen_h = round_to(size[0], stride), round_to(size[1], stride)
         steps = self._steps(params)
         start = structure.starting_latents(pipe, params, inputs or {}, frames=generated,

@@ -98,6 +98,12 @@ def test_the_video_segment_has_the_requested_frame_count(backend) -> None:
     assert decode_image(result.thumbnail).size == (32, 32)
 
 
+@pytest.mark.parametrize("frames", [1, 2])
+def test_a_video_segment_of_one_or_two_frames_is_made_and_not_a_crash(backend, frames) -> None:
+    result = segment(backend, frames=frames)
+    assert result.frames == frames == len(decode_video(result.data).frames)
+
+
 def test_stitching_two_segments_gives_one_mp4_whose_frame_count_is_the_sum(backend) -> None:
     first, second = segment(backend, frames=9), segment(backend, frames=5)
     result = backend.run("travel_stitch", {}, {"segment_1": second.data, "segment_0": first.data})
