@@ -27,6 +27,7 @@ from realtime.api.limits import RateLimiter
 from realtime.api.reads import Views
 from realtime.auth import Authenticator
 from realtime.config import EdgeConfig
+from realtime.console import mount as console_mount
 from realtime.errors import exception_handlers
 from realtime.health import live, ready
 from realtime.metrics import metrics
@@ -97,6 +98,7 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         media = media_api.mount(config.media_dir)
         routes.append(Mount(media.path, app=read_only(media_api.guarded(media.app)),
                             name=media.name))
+        routes.append(console_mount())  # the console at /console (realtime/console/)
     return Starlette(routes=resources(routes), lifespan=lifespan,
                      exception_handlers=exception_handlers(),
                      middleware=[Middleware(Observed, routes=routes)])

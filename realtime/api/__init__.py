@@ -6,6 +6,7 @@ from realtime.api import (
     catalogue,
     credits,
     generations,
+    history,
     projects,
     resources,
     shots,
@@ -19,5 +20,5 @@ from realtime.api.base import Endpoint
 ENDPOINTS: list[Endpoint] = [
     *projects.ENDPOINTS, *shots.ENDPOINTS, *generations.ENDPOINTS, *tasks.ENDPOINTS,
     *workers.ENDPOINTS, *credits.ENDPOINTS, *tokens.ENDPOINTS, *uploads.ENDPOINTS,
-    *catalogue.ENDPOINTS, *resources.ENDPOINTS,
+    *catalogue.ENDPOINTS, *resources.ENDPOINTS, *history.ENDPOINTS,
 ]

@@ -19,6 +19,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/health/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The process answers */
+        get: operations["health_live"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The database answers and the views are near the log's head */
+        get: operations["health_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prometheus metrics */
+        get: operations["metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects": {
         parameters: {
             query?: never;
@@ -818,6 +869,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/history/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An item's (generation, shot, task, project) event history, and its state as of `version` (time travel); its owner or the service key */
+        get: operations["history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -879,8 +947,6 @@ export interface components {
             settings?: {
                 [key: string]: JsonValue;
             } | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /**
          * Written
@@ -911,8 +977,6 @@ export interface components {
             settings?: {
                 [key: string]: JsonValue;
             } | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** Shot */
         Shot: {
@@ -994,8 +1058,6 @@ export interface components {
              * @default null
              */
             generation_id?: string | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** ShotGenerationAdd */
         ShotGenerationAdd: {
@@ -1026,8 +1088,6 @@ export interface components {
             metadata?: {
                 [key: string]: JsonValue;
             } | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** ShotUpdate */
         ShotUpdate: {
@@ -1048,15 +1108,11 @@ export interface components {
             settings?: {
                 [key: string]: JsonValue;
             } | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** ShotOrder */
         ShotOrder: {
             /** Orderedgenerationids */
             orderedGenerationIds: string[];
-        } & {
-            [key: string]: JsonValue;
         };
         /**
          * ShotMemberMove
@@ -1068,8 +1124,6 @@ export interface components {
              * @description the new frame; null takes the member off the timeline
              */
             timeline_frame: number | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** ShotMemberMoved */
         ShotMemberMoved: {
@@ -1105,8 +1159,6 @@ export interface components {
              * @description every live shot of the project, exactly once
              */
             shot_ids: string[];
-        } & {
-            [key: string]: JsonValue;
         };
         /** ShotsOrdered */
         ShotsOrdered: {
@@ -1201,11 +1253,9 @@ export interface components {
              * @default true
              */
             with_position?: boolean;
-        } & {
-            [key: string]: JsonValue;
         };
         /** GenerationPatch */
-        GenerationPatch: ({
+        GenerationPatch: {
             /**
              * Starred
              * @default null
@@ -1216,9 +1266,7 @@ export interface components {
              * @default null
              */
             name?: string | null;
-        } & {
-            [key: string]: JsonValue;
-        }) | unknown | unknown;
+        } | unknown | unknown;
         /** Lineage */
         Lineage: {
             /**
@@ -1296,14 +1344,12 @@ export interface components {
              * @default false
              */
             make_primary?: boolean;
-        } & {
-            [key: string]: JsonValue;
         };
         /**
          * VariantPatch
          * @description Any of the three; what is not sent keeps its value (`name: null` clears it).
          */
-        VariantPatch: ({
+        VariantPatch: {
             /**
              * Viewed
              * @description false shows the "NEW" badge again
@@ -1320,9 +1366,7 @@ export interface components {
              * @default null
              */
             name?: string | null;
-        } & {
-            [key: string]: JsonValue;
-        }) | unknown | unknown | unknown;
+        } | unknown | unknown | unknown;
         /** VariantEdited */
         VariantEdited: {
             /** Position */
@@ -1350,7 +1394,7 @@ export interface components {
          * TaskCreate
          * @description Either form: `family` + `input`, or `task_type` + `params`.
          */
-        TaskCreate: ({
+        TaskCreate: {
             /**
              * Family
              * @default null
@@ -1387,9 +1431,7 @@ export interface components {
              * @default null
              */
             idempotency_key?: string | null;
-        } & {
-            [key: string]: JsonValue;
-        }) | {
+        } | {
             /** @constant */
             family: "image_generation";
             input: components["schemas"]["ImageGenerationInput"];
@@ -1501,8 +1543,6 @@ export interface components {
              * Format: uuid
              */
             project_id: string;
-        } & {
-            [key: string]: JsonValue;
         };
         /** Cancelled */
         Cancelled: {
@@ -1633,8 +1673,6 @@ export interface components {
              * @default null
              */
             output_location?: string | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /**
          * TravelRequest
@@ -1799,8 +1837,6 @@ export interface components {
              * @default null
              */
             current_model?: string | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** Claimed */
         Claimed: {
@@ -1853,8 +1889,6 @@ export interface components {
             vram_total_mb?: number | null;
             /** Task Ids */
             task_ids?: string[];
-        } & {
-            [key: string]: JsonValue;
         };
         /** HeartbeatOut */
         HeartbeatOut: {
@@ -1892,8 +1926,6 @@ export interface components {
             result_data?: {
                 [key: string]: JsonValue;
             } | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** TaskFail */
         TaskFail: {
@@ -1905,8 +1937,6 @@ export interface components {
             worker_id?: string | null;
             /** Error Message */
             error_message: string;
-        } & {
-            [key: string]: JsonValue;
         };
         /** TaskRelease */
         TaskRelease: {
@@ -1922,8 +1952,6 @@ export interface components {
              * @default null
              */
             reason?: string | null;
-        } & {
-            [key: string]: JsonValue;
         };
         /** LedgerEntry */
         LedgerEntry: {
@@ -1953,8 +1981,6 @@ export interface components {
             amount: number;
             /** Reason */
             reason: string;
-        } & {
-            [key: string]: JsonValue;
         };
         /** CreditTopUp */
         CreditTopUp: {
@@ -1967,8 +1993,6 @@ export interface components {
              * @description the payment's external id: a reference seen before adds nothing
              */
             reference: string;
-        } & {
-            [key: string]: JsonValue;
         };
         /** TopUp */
         TopUp: {
@@ -2006,8 +2030,6 @@ export interface components {
         TokenCreate: {
             /** Label */
             label: string;
-        } & {
-            [key: string]: JsonValue;
         };
         /** TokenCreated */
         TokenCreated: {
@@ -2156,8 +2178,6 @@ export interface components {
              * @default
              */
             description?: string;
-        } & {
-            [key: string]: JsonValue;
         };
         /** ResourceOut */
         ResourceOut: {
@@ -2211,8 +2231,6 @@ export interface components {
              * @constant
              */
             type?: "lora";
-        } & {
-            [key: string]: JsonValue;
         };
         /** ResourcePage */
         ResourcePage: {
@@ -2222,6 +2240,42 @@ export interface components {
             next_cursor: string | null;
         } & {
             [key: string]: unknown;
+        };
+        /** HistoryEvent */
+        HistoryEvent: {
+            /** Position */
+            position: number;
+            /** Version */
+            version: number;
+            /** Topic */
+            topic: string;
+            /** Timestamp */
+            timestamp: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** History */
+        History: {
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /**
+             * Version
+             * @description the version `state` is as of
+             */
+            version: number;
+            /** Latest Version */
+            latest_version: number;
+            /**
+             * State
+             * @description the item's fields as of `version`
+             */
+            state: {
+                [key: string]: unknown;
+            };
+            /** Events */
+            events: components["schemas"]["HistoryEvent"][];
         };
         /**
          * Lora
@@ -2886,6 +2940,81 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    health_live: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description live */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: string;
+                    };
+                };
+            };
+        };
+    };
+    health_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description ready */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: string;
+                    };
+                };
+            };
+            /** @description not ready, with a `reason` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: string;
+                    };
+                };
+            };
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the text exposition format */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
                 };
             };
         };
@@ -8715,6 +8844,77 @@ export interface operations {
                 headers: {
                     /** @description seconds to wait before retrying */
                     "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    history_get: {
+        parameters: {
+            query?: {
+                version?: number | null;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["History"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {

@@ -1,0 +1,224 @@
+"""The console at /console in a real browser (Debian's Chromium driven by Playwright)
+against a real server: live gallery, task board, cancel, time travel, a forbidden project.
+
+Screenshots at 1280x800 and 375x812 are saved under the pytest tmp dir (the paths are
+printed): look at them."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from darkroom.database import Database
+from darkroom.wiring import build_studio
+from tests.realtime.api_harness import Server, error_of, ok, server
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 375, "height": 812}}
+
+__all__ = ["server"]  # the module's real server (tests/realtime/api_harness.py)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("console-screenshots")
+    print(f"\nconsole screenshots: {folder}")
+    return folder
+
+
+def token_of(client: httpx.Client) -> str:
+    return str(client.headers["Authorization"]).removeprefix("Bearer ")
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def a_project(client: httpx.Client, name: str = "Console") -> str:
+    return str(ok(client.post("/api/projects", json={"name": name}), 201)["id"])
+
+
+def a_generation(client: httpx.Client, project: str, name: str,
+                 colour: tuple[int, int, int] = (200, 40, 90)) -> str:
+    location = ok(client.post("/api/uploads", files={"file": (f"{name}.png", png(colour),
+                                                               "image/png")}), 201)["location"]
+    return str(ok(client.post("/api/generations", json={
+        "project_id": project, "location": location, "name": name}), 201)["id"])
+
+
+def a_task(client: httpx.Client, project: str) -> str:
+    return str(ok(client.post("/api/tasks", json={
+        "task_type": "image_upscale", "project_id": project,
+        "params": {"image_url": "/m/source.png"}}), 201)["task_id"])
+
+
+def open_console(browser: Any, server: Server, token: str, project: str,
+                 size: str = "desktop") -> Any:
+    page = browser.new_page(viewport=SIZES[size])
+    page.on("pageerror", lambda error: print(f"\nconsole page error: {error}"))
+    page.on("console", lambda message: print(f"\nbrowser: {message.text}"))
+    page.goto(f"{server.base_url}/console/#token={token}&project={project}")
+    sync_api.expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+    return page
+
+
+def snap(page: Any, artefacts: Path, name: str) -> None:
+    """A full-page screenshot among the test artefacts; its path is printed."""
+    path = artefacts / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"\nscreenshot: {path}")
+
+
+def row(page: Any, task_id: str) -> Any:
+    return page.locator(f'[data-task-id="{task_id}"]')
+
+
+def test_a_generation_created_through_the_api_appears_in_the_open_console_within_a_second(
+        browser: Any, server: Server, artefacts: Path) -> None:
+    alice = server.user()
+    project = a_project(alice)
+    a_generation(alice, project, "first light", (30, 90, 200))
+    pages = {size: open_console(browser, server, token_of(alice), project, size)
+             for size in SIZES}
+    made = time.monotonic()
+    generation = a_generation(alice, project, "second light")
+    for page in pages.values():
+        page.locator(f'[data-generation-id="{generation}"]').wait_for(timeout=1_000)
+    seen = time.monotonic() - made
+    print(f"\na new generation was in both open consoles {seen:.3f} s after its 201")
+    assert seen < 1.0
+    for size, page in pages.items():
+        snap(page, artefacts, f"gallery-{size}")
+        page.close()
+
+
+def test_a_task_moves_across_the_board_to_complete_with_its_progress_shown(
+        browser: Any, server: Server, database: Database, schema: str,
+        artefacts: Path) -> None:
+    alice, worker = server.user(), server.service()
+    project = a_project(alice)
+    page = open_console(browser, server, token_of(alice), project)
+    task = a_task(alice, project)
+    sync_api.expect(row(page, task)).to_have_attribute("data-status", "Queued")
+    worker_id = f"console-{uuid.uuid4().hex[:8]}"
+    run_type = ok(alice.get(f"/api/tasks/{task}"))["run_type"]
+    for _ in range(20):  # the oldest Queued task is claimed first: claim until it is ours
+        claimed = worker.post("/api/workers/claim",
+                              json={"worker_id": worker_id, "run_type": run_type})
+        assert claimed.status_code in (200, 204), claimed.text
+        if claimed.status_code == 200 and claimed.json()["task_id"] == task:
+            break
+    sync_api.expect(row(page, task)).to_have_attribute("data-status", "In Progress")
+    studio = build_studio(database, schema, pool_size=1)
+    try:
+        studio.report_progress(task, 1, 4, worker_id=worker_id)
+    finally:
+        studio.close()
+    sync_api.expect(row(page, task).locator(".pct")).to_have_text("25%")
+    snap(page, artefacts, "board-in-progress-desktop")
+    ok(worker.post(f"/api/tasks/{task}/complete",
+                   json={"worker_id": worker_id, "output_location": "/m/done.png"}))
+    complete = page.locator(f'[data-column="Complete"] [data-task-id="{task}"]')
+    sync_api.expect(complete).to_have_attribute("data-status", "Complete")
+    sync_api.expect(complete.locator(".pct")).to_have_text("100%")
+    assert complete.locator("progress").evaluate("bar => bar.value") == 1
+    snap(page, artefacts, "board-complete-desktop")
+    page.close()
+
+
+def test_a_queued_task_is_cancelled_from_the_board_by_keyboard(
+        browser: Any, server: Server, artefacts: Path) -> None:
+    alice = server.user()
+    project = a_project(alice)
+    task = a_task(alice, project)
+    page = open_console(browser, server, token_of(alice), project, "phone")
+    cancel = row(page, task).get_by_role("button", name="Cancel")
+    cancel.focus()
+    page.keyboard.press("Enter")
+    sync_api.expect(row(page, task)).to_have_attribute("data-status", "Cancelled")
+    assert ok(alice.get(f"/api/tasks/{task}"))["status"] == "Cancelled"
+    snap(page, artefacts, "board-cancelled-phone")
+    page.close()
+
+
+def test_time_travel_shows_a_generation_as_it_was_and_what_changed(
+        browser: Any, server: Server, artefacts: Path) -> None:
+    alice = server.user()
+    project = a_project(alice)
+    generation = a_generation(alice, project, "before")
+    ok(alice.patch(f"/api/generations/{generation}", json={"name": "after"}))
+    page = open_console(browser, server, token_of(alice), project)
+    item = page.locator(f'[data-generation-id="{generation}"]')
+    sync_api.expect(item.locator(".name")).to_have_text("after")
+    item.get_by_role("button", name="History of after").click()
+    name = page.locator('#state [data-field="display_name"] td, #state [data-field="name"] td')
+    sync_api.expect(name.first).to_have_text("after")
+    page.get_by_label("As of version").fill("1")
+    page.get_by_role("button", name="Show").click()
+    sync_api.expect(page.locator("#state")).to_have_attribute("data-version", "1")
+    sync_api.expect(name.first).to_have_text("before")
+    versions = ok(alice.get(f"/api/history/{generation}"))["latest_version"]
+    page.get_by_label("Compare version").fill("1")
+    page.get_by_label("with").fill(str(versions))
+    page.get_by_role("button", name="Compare").click()
+    changed = page.locator("#state tr", has=page.locator("td.before", has_text="before"))
+    sync_api.expect(changed.locator("td.after")).to_have_text("after")
+    for size in SIZES:
+        page.set_viewport_size(SIZES[size])
+        snap(page, artefacts, f"history-{size}")
+    page.close()
+
+
+def test_another_users_project_is_not_shown(browser: Any, server: Server) -> None:
+    alice, bob = server.user(), server.user()
+    project = a_project(alice, "Alice's secret")
+    generation = a_generation(alice, project, "secret")
+    page = bob_page = browser.new_page(viewport=SIZES["desktop"])
+    page.goto(f"{server.base_url}/console/#token={token_of(bob)}&project={project}")
+    sync_api.expect(page.locator("#error")).to_contain_text("forbidden", ignore_case=True,
+                                                            timeout=15_000)
+    assert page.locator("[data-generation-id]").count() == 0
+    assert "Alice's secret" not in page.locator("#project").inner_text()
+    error_of(bob.get(f"/api/history/{generation}"), 404)
+    bob_page.close()
+
+
+def test_history_over_http_is_the_owners_and_the_service_keys(server: Server) -> None:
+    alice, bob, service = server.user(), server.user(), server.service()
+    project = a_project(alice)
+    generation = a_generation(alice, project, "one")
+    ok(alice.patch(f"/api/generations/{generation}", json={"starred": True}))
+    latest = ok(alice.get(f"/api/history/{generation}"))
+    assert latest["kind"] == "Generation" and latest["version"] == latest["latest_version"]
+    assert [e["version"] for e in latest["events"]] == list(range(1, latest["version"] + 1))
+    first = ok(service.get(f"/api/history/{generation}", params={"version": 1}))
+    assert first["state"]["starred"] is False and latest["state"]["starred"] is True
+    error_of(bob.get(f"/api/history/{generation}"), 404)
+    too_far = error_of(alice.get(f"/api/history/{generation}",
+                                 params={"version": latest["version"] + 1}), 404)
+    assert str(latest["version"] + 1) in too_far["message"]
+    error_of(alice.get(f"/api/history/{generation}", params={"version": 0}), 422)
