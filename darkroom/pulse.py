@@ -33,14 +33,20 @@ class PostgresPulse:
         self.datastore = recorder.datastore
         schema = Identifier(self.datastore.schema)
         table = Identifier(f"{recorder.events_table_name}_pulse")
-        self._create = [
-            SQL("CREATE TABLE IF NOT EXISTS {}.{} (worker_id text PRIMARY KEY, "
-                "last_seen timestamptz NOT NULL)").format(schema, table),
-            # Rows from before reports were kept: the columns come empty.
-            SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS status text, "
-                "ADD COLUMN IF NOT EXISTS current_model text, "
-                "ADD COLUMN IF NOT EXISTS vram_used_mb integer, "
-                "ADD COLUMN IF NOT EXISTS vram_total_mb integer").format(schema, table)]
+        self._create = SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (worker_id text PRIMARY KEY, "
+            "last_seen timestamptz NOT NULL, status text, current_model text, "
+            "vram_used_mb integer, vram_total_mb integer)").format(schema, table)
+        # A table from before reports were kept gains the columns (empty). Only then:
+        # ALTER TABLE locks the table against every process's heartbeats.
+        self._has_reports = SQL(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND column_name = 'vram_total_mb'")
+        self._add_reports = SQL(
+            "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS status text, "
+            "ADD COLUMN IF NOT EXISTS current_model text, "
+            "ADD COLUMN IF NOT EXISTS vram_used_mb integer, "
+            "ADD COLUMN IF NOT EXISTS vram_total_mb integer").format(schema, table)
         kept = SQL(", ").join(SQL("{c} = COALESCE(excluded.{c}, p.{c})").format(
             c=Identifier(c)) for c in REPORTED)
         self._touch = SQL(
@@ -57,8 +63,11 @@ class PostgresPulse:
         self._written: dict[str, tuple[datetime, Report, Report]] = {}
         self._lock = threading.Lock()
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            for statement in self._create:
-                curs.execute(statement)
+            curs.execute(self._create)
+            curs.execute(self._has_reports, (self.datastore.schema,
+                                             f"{recorder.events_table_name}_pulse"))
+            if curs.fetchone() is None:
+                curs.execute(self._add_reports)
 
     def touch(self, worker_id: str, at: datetime, report: Report = NO_REPORT) -> None:
         with self._lock:
