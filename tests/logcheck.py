@@ -14,7 +14,8 @@ A pytest plugin (registered by tests/conftest.py; `-p tests.logcheck` elsewhere)
   exactly as `darkroom serve` does, so records are checked as they would be
   written. A child process the tests start with an inherited (or discarded)
   stdout/stderr writes them to files in the same directory instead; a child
-  whose output goes to a named file has that file read too.
+  whose output goes to a named file has that file read too, and so are the logs of
+  the Ray sessions begun during the run.
 - **The check.** When the session finishes every file is searched for every
   recorded token; a hit fails the run and prints the line (the token replaced,
   the rest redacted). The search is by shape for JWTs and `drk_` tokens (one
@@ -106,6 +107,7 @@ def record(value: object, kind: str = "token") -> None:
 class Capture:
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="darkroom-test-logs-"))
+        self.started = time.time()
         self.extra_files: set[Path] = set()
         self.children = 0
         self.lock = threading.Lock()
@@ -134,7 +136,20 @@ class Capture:
     def files(self) -> list[Path]:
         self.python_log.flush()
         found = sorted(p for p in self.directory.iterdir() if p.is_file())
-        return found + sorted(p for p in self.extra_files if p.is_file())
+        return found + sorted(p for p in self.extra_files if p.is_file()) + self.ray_logs()
+
+    def ray_logs(self) -> list[Path]:
+        """The logs of the Ray sessions begun during the run (Ray's workers and daemons
+        write there, not to a stream of a process the tests started)."""
+        root = Path(os.environ.get("RAY_TMPDIR", tempfile.gettempdir())) / "ray"
+        found: list[Path] = []
+        with contextlib.suppress(OSError):
+            for session in root.glob("session_2*"):
+                if session.is_symlink() or session.stat().st_ctime < self.started:
+                    continue
+                found += [p for p in (session / "logs").rglob("*") if p.is_file()
+                          and p.stat().st_size < 50_000_000]
+        return sorted(found)
 
 
 CAPTURE: Capture | None = None
