@@ -120,6 +120,9 @@ class DatabaseWatch:
                 except PoolTimeout:
                     if time.monotonic() >= deadline:
                         raise
+                    # No connection came: busy, or the database is gone and the pool
+                    # cannot reconnect. The probe tells which before the next round.
+                    self.suspect()
 
         returned = pool.putconn
 
