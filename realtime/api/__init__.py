@@ -7,6 +7,7 @@ from realtime.api import (
     credits,
     generations,
     history,
+    projections,
     projects,
     resources,
     shots,
@@ -21,4 +22,5 @@ ENDPOINTS: list[Endpoint] = [
     *projects.ENDPOINTS, *shots.ENDPOINTS, *generations.ENDPOINTS, *tasks.ENDPOINTS,
     *workers.ENDPOINTS, *credits.ENDPOINTS, *tokens.ENDPOINTS, *uploads.ENDPOINTS,
     *catalogue.ENDPOINTS, *resources.ENDPOINTS, *history.ENDPOINTS,
+    *projections.ENDPOINTS,
 ]

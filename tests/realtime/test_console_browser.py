@@ -1,8 +1,8 @@
 """The console at /console in a real browser (Debian's Chromium driven by Playwright)
 against a real server: live gallery, task board, cancel, time travel, a forbidden project.
 
-Screenshots at 1280x800 and 375x812 are saved under the pytest tmp dir (the paths are
-printed): look at them."""
+Screenshots at 1280x800 and 375x812 are saved in artifacts/console/ (gitignored; the
+paths are printed): look at them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from PIL import Image
 
 from darkroom.database import Database
 from darkroom.wiring import build_studio
-from tests.realtime.api_harness import Server, error_of, ok, server
+from tests.realtime.api_harness import ROOT, SERVICE_KEY, Server, error_of, ok, server
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -42,8 +42,10 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("console-screenshots")
+def artefacts() -> Path:
+    """artifacts/console/ (gitignored): kept after the run, unlike pytest's tmp dirs."""
+    folder = ROOT / "artifacts" / "console"
+    folder.mkdir(parents=True, exist_ok=True)
     print(f"\nconsole screenshots: {folder}")
     return folder
 
@@ -62,12 +64,16 @@ def a_project(client: httpx.Client, name: str = "Console") -> str:
     return str(ok(client.post("/api/projects", json={"name": name}), 201)["id"])
 
 
+def an_upload(client: httpx.Client, colour: tuple[int, int, int]) -> str:
+    return str(ok(client.post("/api/uploads", files={"file": ("a.png", png(colour),
+                                                               "image/png")}), 201)["location"])
+
+
 def a_generation(client: httpx.Client, project: str, name: str,
-                 colour: tuple[int, int, int] = (200, 40, 90)) -> str:
-    location = ok(client.post("/api/uploads", files={"file": (f"{name}.png", png(colour),
-                                                               "image/png")}), 201)["location"]
+                 colour: tuple[int, int, int] = (200, 40, 90), **more: str) -> str:
     return str(ok(client.post("/api/generations", json={
-        "project_id": project, "location": location, "name": name}), 201)["id"])
+        "project_id": project, "location": an_upload(client, colour), "name": name,
+        **more}), 201)["id"])
 
 
 def a_task(client: httpx.Client, project: str) -> str:
@@ -101,7 +107,9 @@ def test_a_generation_created_through_the_api_appears_in_the_open_console_within
         browser: Any, server: Server, artefacts: Path) -> None:
     alice = server.user()
     project = a_project(alice)
-    a_generation(alice, project, "first light", (30, 90, 200))
+    shot = ok(alice.post("/api/shots", json={"project_id": project, "name": "Opening"}),
+              201)["id"]
+    a_generation(alice, project, "first light", (30, 90, 200), shot_id=shot)
     pages = {size: open_console(browser, server, token_of(alice), project, size)
              for size in SIZES}
     made = time.monotonic()
@@ -141,7 +149,8 @@ def test_a_task_moves_across_the_board_to_complete_with_its_progress_shown(
     sync_api.expect(row(page, task).locator(".pct")).to_have_text("25%")
     snap(page, artefacts, "board-in-progress-desktop")
     ok(worker.post(f"/api/tasks/{task}/complete",
-                   json={"worker_id": worker_id, "output_location": "/m/done.png"}))
+                   json={"worker_id": worker_id,
+                         "output_location": an_upload(alice, (240, 200, 40))}))
     complete = page.locator(f'[data-column="Complete"] [data-task-id="{task}"]')
     sync_api.expect(complete).to_have_attribute("data-status", "Complete")
     sync_api.expect(complete.locator(".pct")).to_have_text("100%")
@@ -222,3 +231,40 @@ def test_history_over_http_is_the_owners_and_the_service_keys(server: Server) ->
                                  params={"version": latest["version"] + 1}), 404)
     assert str(latest["version"] + 1) in too_far["message"]
     error_of(alice.get(f"/api/history/{generation}", params={"version": 0}), 422)
+
+
+def test_the_service_key_sees_each_views_lag_and_rebuilds_one_with_a_progress_bar(
+        browser: Any, server: Server, artefacts: Path) -> None:
+    alice = server.user()
+    project = a_project(alice)
+    generation = a_generation(alice, project, "seen by the operator")
+    page = open_console(browser, server, SERVICE_KEY, project)
+    page.locator(f'[data-generation-id="{generation}"]').wait_for()
+    gallery = page.locator('[data-projection="gallery"]')
+    sync_api.expect(gallery).to_be_visible()
+    page.get_by_role("button", name="Rebuild gallery").click()
+    bar = page.locator("#rebuild-progress")
+    sync_api.expect(bar).to_have_attribute("data-state", "done", timeout=30_000)
+    assert bar.evaluate("bar => bar.value") == 1
+    sync_api.expect(page.locator("#rebuild-state")).to_contain_text("version")
+    rebuilt = ok(server.service().get("/api/projections/gallery/rebuild"))
+    assert rebuilt["state"] == "done" and rebuilt["done"] == rebuilt["total"] > 0
+    assert ok(alice.get(f"/api/generations/{generation}"))["id"] == generation
+    for size in SIZES:
+        page.set_viewport_size(SIZES[size])
+        snap(page, artefacts, f"operator-{size}")
+    page.close()
+
+
+def test_projection_operations_are_the_service_keys_alone(server: Server) -> None:
+    alice, service = server.user(), server.service()
+    error_of(alice.get("/api/projections"), 403)
+    error_of(alice.post("/api/projections/gallery/rebuild"), 403)
+    report = ok(service.get("/api/projections"))
+    views = {row["view"]: row for row in report["projections"]}
+    assert {"gallery", "tasks", "credits"} <= set(views)
+    assert all(row["lag_events"] >= 0 for row in views.values())
+    missing = error_of(service.post("/api/projections/nothing/retry"), 404)
+    assert "nothing" in missing["message"]
+    assert ok(service.post("/api/projections/gallery/retry")) == {"requested": 0,
+                                                                   "remaining": 0}

@@ -886,6 +886,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projections": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Each view's position, lag (events and seconds) and dead letters (service key) */
+        get: operations["report_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projections/{name}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Replay a view's dead letters (service key) */
+        post: operations["retry_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projections/{name}/rebuild": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The last rebuild of a view started on this node: state and progress (service key) */
+        get: operations["rebuild_status_get"];
+        put?: never;
+        /** Rebuild a view into a new version and switch to it; answers at once, poll GET for progress (service key) */
+        post: operations["start_rebuild_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2276,6 +2328,62 @@ export interface components {
             };
             /** Events */
             events: components["schemas"]["HistoryEvent"][];
+        };
+        /** ProjectionStatus */
+        ProjectionStatus: {
+            /** View */
+            view: string;
+            /** Position */
+            position: number;
+            /** Head */
+            head: number;
+            /** Lag Events */
+            lag_events: number;
+            /** Lag Seconds */
+            lag_seconds: number;
+            /** Dead Letters */
+            dead_letters: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ProjectionReport */
+        ProjectionReport: {
+            /** Projections */
+            projections: components["schemas"]["ProjectionStatus"][];
+            /** Dead Letters */
+            dead_letters: {
+                [key: string]: unknown;
+            }[];
+        };
+        /** Retried */
+        Retried: {
+            /** Requested */
+            requested: number;
+            /** Remaining */
+            remaining: number;
+        };
+        /** Rebuild */
+        Rebuild: {
+            /** View */
+            view: string;
+            /** State */
+            state: string;
+            /** Done */
+            done: number;
+            /** Total */
+            total: number;
+            /**
+             * Version
+             * @default null
+             */
+            version?: number | null;
+            /**
+             * Error
+             * @default null
+             */
+            error?: string | null;
+            /** Seconds */
+            seconds: number;
         };
         /**
          * Lora
@@ -8915,6 +9023,297 @@ export interface operations {
             /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    report_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectionReport"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    retry_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description global position of the last event written */
+                    "X-Darkroom-Position"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Retried"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A conflict: a refused transition (`invalid_transition`, with its facts), a lost version race (`concurrency_conflict`), the same idempotency key still in flight (`idempotency_key_in_flight`, `Retry-After`) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    rebuild_status_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rebuild"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid fields with their paths (`invalid_fields`, `nul_character`), a value the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this server did not issue (`invalid_cursor`), a `min_position` past the log's head (`position_not_written`), an idempotency key reused with another route or body (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No database connection came free in time, or the read models are not ready (`busy`, `view_unavailable`; `Retry-After`) */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    start_rebuild_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            202: {
+                headers: {
+                    /** @description global position of the last event written */
+                    "X-Darkroom-Position"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rebuild"];
+                };
+            };
+            /** @description No, bad, expired or revoked credentials (`unauthenticated`, `token_expired`, `invalid_token`, `invalid_subject`, ...) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed for this caller (`forbidden`, `service_only`, `worker_credentials_required`, ...) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An id in the path, query or body that does not exist or is not the caller's (`not_found`, `project_not_found`, ...) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A conflict: a refused transition (`invalid_transition`, with its facts), a lost version race (`concurrency_conflict`), the same idempotency key still in flight (`idempotency_key_in_flight`, `Retry-After`) */
+            409: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

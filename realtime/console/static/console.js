@@ -47,7 +47,7 @@ async function signIn(token, projectId) {
   $("credits-panel").hidden = service;
   $("who").textContent = service ? "service key" : (subjectOf(token) ? `user ${subjectOf(token)}` : "access token");
   await loadProjects();
-  if (service) loadOps();
+  if (service) { loadOps(); state.opsTimer = setInterval(loadOps, 5000); }
   else watchCredits();
   if (projectId) await openProject(projectId);
   else if ($("project").value) await openProject($("project").value);
@@ -57,6 +57,7 @@ function signOut(showForm = true) {
   for (const sub of state.subs) sub.unsubscribe();
   state.subs = [];
   if (state.client) state.client.close();
+  clearInterval(state.opsTimer);
   state.client = null;
   if (showForm) {
     $("signin").hidden = false;
@@ -173,7 +174,7 @@ function renderShots() {
 function progressOf(task) {
   if (task.status === "Complete") return 1;
   if (task.progress && task.progress.total) return task.progress.step / task.progress.total;
-  return task.status === "Queued" ? 0 : null;  // In Progress without steps: indeterminate
+  return task.status === "In Progress" ? null : 0;  // running without steps: indeterminate
 }
 
 function renderBoard() {
@@ -186,7 +187,8 @@ function renderBoard() {
         const bar = el("progress", { max: 1, ariaLabel: `progress of ${t.task_type}` });
         const fraction = progressOf(t);
         if (fraction !== null) bar.value = fraction;
-        const pct = fraction === null ? "running" : `${Math.round(fraction * 100)}%`;
+        const pct = fraction === null ? "running" : ["Failed", "Cancelled"].includes(t.status)
+          ? t.status.toLowerCase() : `${Math.round(fraction * 100)}%`;
         const cancel = ["Queued", "In Progress"].includes(t.status) ? el("button", {
           type: "button", textContent: "Cancel", ariaLabel: `Cancel ${t.task_type} ${t.id.slice(0, 8)}`,
           onclick: () => act(state.client.patch("/api/tasks/{id}/cancel", { path: { id: t.id } })),
@@ -222,7 +224,7 @@ function watchCredits() {
   refreshCredits();
   if (subject) {
     state.creditsSub = state.client.subscribe(`credits:${subject}`, {
-      onSnapshot: (snapshot) => renderCredits(snapshot),
+      onSnapshot: () => refreshCredits(),
       onChange: () => refreshCredits(),
       onError: () => {},
     });
@@ -282,21 +284,25 @@ async function showDiff(from, to) {
 async function loadOps() {
   const status = await act(state.client.get("/api/projections"));
   if (!status) return;
-  $("projections").tBodies[0].replaceChildren(...status.projections.map((p) => el("tr", { dataset: { projection: p.name } },
-    el("th", { scope: "row", textContent: p.name }), el("td", { textContent: p.position }),
-    el("td", { textContent: p.lag }), el("td", { textContent: p.lag_s ?? "" }),
-    el("td", { textContent: p.dead_letters ?? 0 }),
-    el("td", {}, p.dead_letters ? el("button", { type: "button", textContent: "Retry", ariaLabel: `Retry ${p.name}'s dead letters`,
-      onclick: async () => { await act(state.client.post("/api/projections/{name}/retry", { path: { name: p.name } })); loadOps(); } }) : null,
-    el("button", { type: "button", textContent: "Rebuild", ariaLabel: `Rebuild ${p.name}`, onclick: () => rebuild(p.name) })))));
-  $("dead-letters").replaceChildren(...(status.dead_letters ?? []).map((d) =>
-    el("li", { textContent: `${d.projection ?? ""} @${d.position ?? ""}: ${d.error ?? ""}` })));
+  $("projections").tBodies[0].replaceChildren(...status.projections.map((p) => el("tr", { dataset: { projection: p.view } },
+    el("th", { scope: "row", textContent: p.view }), el("td", { textContent: `${p.position} / ${p.head}` }),
+    el("td", { textContent: p.lag_events }), el("td", { textContent: p.lag_seconds.toFixed(1) }),
+    el("td", { textContent: p.dead_letters }),
+    el("td", { className: "actions" }, p.dead_letters ? el("button", {
+      type: "button", textContent: "Retry", ariaLabel: `Retry ${p.view}'s dead letters`,
+      onclick: async () => { await act(state.client.post("/api/projections/{name}/retry", { path: { name: p.view } })); loadOps(); },
+    }) : null,
+    el("button", { type: "button", textContent: "Rebuild", ariaLabel: `Rebuild ${p.view}`, onclick: () => rebuild(p.view) })))));
+  $("dead-letters").replaceChildren(...status.dead_letters.map((d) =>
+    el("li", { textContent: `${d.view} at ${d.position} (${d.topic}): ${d.error}` })));
+  if (!status.dead_letters.length) $("dead-letters").append(el("li", { textContent: "none" }));
 }
 
 async function rebuild(name) {
   const bar = $("rebuild-progress");
   bar.removeAttribute("value");
   $("rebuild-state").textContent = `rebuilding ${name}…`;
+  $("rebuild-progress").dataset.view = name;
   const started = await act(state.client.post("/api/projections/{name}/rebuild", { path: { name } }));
   if (!started) { bar.value = 0; $("rebuild-state").textContent = ""; return; }
   for (;;) {
@@ -304,8 +310,14 @@ async function rebuild(name) {
     if (!job) return;
     if (job.total) bar.value = job.done / job.total;
     $("rebuild-state").textContent = `${name}: ${job.state} ${job.done ?? 0}/${job.total ?? "?"}`;
-    if (job.state !== "running") { bar.value = job.state === "done" ? 1 : bar.value; loadOps(); return; }
-    await new Promise((r) => setTimeout(r, 500));
+    if (job.state !== "running") {
+      if (job.state === "done") bar.value = 1;
+      $("rebuild-progress").dataset.state = job.state;
+      $("rebuild-state").textContent = `${name}: ${job.state}${job.error ? ` (${job.error})` : ` in ${job.seconds} s, version ${job.version}`}`;
+      loadOps();
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 
