@@ -8,7 +8,7 @@ with `since` after any drop. PostgreSQL is stopped in immediate mode for each ou
 started again; afterwards every acknowledged shot must be in the views and have reached
 the websocket client exactly once.
 
-    python -m tests.darkroom.pg_outage --outage 10 --outage 40
+    python -m tests.darkroom.pg_outage --outage 10 --outage 40 [--split-roles]
 
 prints the figures as JSON (5xx other than 503, slowest answer during the outage, time
 to serve again after the return per kind of request, acknowledged lost).
@@ -84,6 +84,7 @@ class Load:
     token: str
     projects: list[str]
     samples: list[Sample] = field(default_factory=list)
+    health: dict[str, str] = field(default_factory=dict)  # kind -> base URL of a process
     acknowledged: dict[str, int] = field(default_factory=dict)  # shot id -> position
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -124,7 +125,8 @@ class Load:
                           headers={"Authorization": f"Bearer {self.token}"}) as client:
             while not self.stopping.is_set():
                 self.request(client, "read", "GET", f"/api/shots?projectId={self.projects[0]}")
-                self.request(client, "health", "GET", "/health")
+                for kind, base in (self.health or {"health": self.base}).items():
+                    self.request(client, kind, "GET", f"{base}/health")
                 time.sleep(0.05)
 
 
@@ -209,31 +211,39 @@ async def probe_websocket(ws_url: str, token: str, topic: str) -> dict[str, Any]
 
 
 def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
-            after_s: float = 6.0) -> dict[str, Any]:
-    """Run the load, stop PostgreSQL for each of `outages` seconds, and return the figures."""
+            after_s: float = 6.0, split_roles: bool = False) -> dict[str, Any]:
+    """Run the load, stop PostgreSQL for each of `outages` seconds, and return the figures.
+    `split_roles`: `api`, `hub` and `projections` in three processes instead of one."""
     postgres = SeparatePostgres(root)
     jwt_secret = secrets.token_urlsafe(32)
-    port = free_port()
     env = {**os.environ, "DATABASE_URL": postgres.url, "DARKROOM_DB_SCHEMA": "outage",
            "DARKROOM_INFERENCE": "off", "DARKROOM_JWT_SECRET": jwt_secret,
            "DARKROOM_SERVICE_KEY": "svc-" + secrets.token_urlsafe(16),
            "DATA_DIR": str(root / "data"), "DARKROOM_POOL_SIZE": "4"}
     log = (root / "serve.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
-                              env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    roles = ["api", "hub", "projections"] if split_roles else ["api,hub,projections,dispatcher"]
+    ports = {role: free_port() for role in roles}
+    servers = {role: subprocess.Popen(
+        [sys.executable, "-m", "darkroom", "serve", "--port", str(port), "--role", role],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) for role, port in ports.items()}
+    port = ports[roles[0]]  # the API's
+    ws_port = ports["hub"] if split_roles else port
     base = f"http://127.0.0.1:{port}"
     token = issue_jwt(jwt_secret, str(uuid.uuid4()))
     threads: list[threading.Thread] = []
     watcher: Watcher | None = None
     try:
-        wait_until_serving(port, server)
+        for role, server in servers.items():
+            wait_until_serving(ports[role], server)
         with httpx.Client(base_url=base, timeout=30,
                           headers={"Authorization": f"Bearer {token}"}) as client:
             projects = [client.post("/api/projects", json={"name": f"p{i}"}).json()["id"]
                         for i in range(2)]
             pat = client.post("/api/tokens", json={"label": "outage"}).json()["token"]
         load = Load(base, token, projects)
-        watcher = Watcher(f"ws://127.0.0.1:{port}/ws", token, projects)
+        if split_roles:
+            load.health = {f"health:{role}": f"http://127.0.0.1:{p}" for role, p in ports.items()}
+        watcher = Watcher(f"ws://127.0.0.1:{ws_port}/ws", token, projects)
         threads = [threading.Thread(target=load.writer, args=(p,), daemon=True)
                    for p in projects]
         threads += [threading.Thread(target=load.reader, daemon=True),
@@ -249,7 +259,7 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
             time.sleep(min(2.0, seconds / 2))
             # New connections while it is down: with a JWT (checked without the
             # database) and with a personal access token (looked up in it).
-            ws_url = f"ws://127.0.0.1:{port}/ws"
+            ws_url = f"ws://127.0.0.1:{ws_port}/ws"
             probes.append({kind: asyncio.run(probe_websocket(ws_url, credential,
                                                              f"project:{projects[0]}"))
                            for kind, credential in (("jwt", token), ("pat", pat))})
@@ -275,19 +285,23 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
                                   f"&min_position={head}").json()
                 items = rows["items"] if isinstance(rows, dict) else rows
                 listed |= {row["id"] for row in items}
-        result = figures(load, watcher, windows, listed, server.poll() is None)
+        result = figures(load, watcher, windows, listed,
+                         all(server.poll() is None for server in servers.values()))
+        result["processes"] = roles
         for outage, probe in zip(result["outages"], probes, strict=True):
             outage["new_websockets_during"] = probe
         return result
     finally:
         if watcher is not None:
             watcher.stopping.set()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for server in servers.values():
+            server.send_signal(signal.SIGTERM)
+        for server in servers.values():
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         log.close()
         postgres.close()
 
@@ -300,7 +314,7 @@ def figures(load: Load, watcher: Watcher, windows: list[tuple[float, float]],
         during = [s for s in samples if s.ended >= down and s.started <= up]
         after = [s for s in samples if s.ended >= up]
         back: dict[str, float | None] = {}
-        for kind in ("write", "read", "health"):
+        for kind in ("write", "read", *(load.health or ["health"])):
             ok = [s.ended - up for s in after if s.kind == kind and s.status < 400]
             back[kind] = round(min(ok), 3) if ok else None
         # A write acknowledged after the return reached the views and the hub: the
@@ -347,9 +361,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outage", type=float, action="append",
                         help="seconds PostgreSQL stays down (repeat for several)")
+    parser.add_argument("--split-roles", action="store_true",
+                        help="api, hub and projections in three processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="darkroom-outage-") as root:
-        result = measure(Path(root), args.outage or [10.0])
+        result = measure(Path(root), args.outage or [10.0], split_roles=args.split_roles)
     print(json.dumps(result, indent=2))
 
 
