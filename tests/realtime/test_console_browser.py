@@ -109,7 +109,7 @@ def test_a_generation_created_through_the_api_appears_in_the_open_console_within
     project = a_project(alice)
     shot = ok(alice.post("/api/shots", json={"project_id": project, "name": "Opening"}),
               201)["id"]
-    a_generation(alice, project, "first light", (30, 90, 200), shot_id=shot)
+    first = a_generation(alice, project, "first light", (30, 90, 200), shot_id=shot)
     pages = {size: open_console(browser, server, token_of(alice), project, size)
              for size in SIZES}
     made = time.monotonic()
@@ -119,6 +119,9 @@ def test_a_generation_created_through_the_api_appears_in_the_open_console_within
     seen = time.monotonic() - made
     print(f"\na new generation was in both open consoles {seen:.3f} s after its 201")
     assert seen < 1.0
+    timeline = pages["desktop"].locator(f'[data-shot-id="{shot}"] .timeline li')
+    sync_api.expect(timeline).to_have_count(1)
+    assert timeline.get_attribute("data-generation-id") == first
     for size, page in pages.items():
         snap(page, artefacts, f"gallery-{size}")
         page.close()

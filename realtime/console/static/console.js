@@ -126,7 +126,7 @@ function applyProject(change) {
     if (data.parent_generation_id || data.deleted) state.generations.delete(data.id);
     else state.generations.set(data.id, data);
   } else if (kind === "generation.removed") state.generations.delete(data.id);
-  else if (kind === "shot.upserted") state.shots.set(data.id, data);
+  else if (kind === "shot.upserted") data.deleted ? state.shots.delete(data.id) : state.shots.set(data.id, data);
   else if (kind === "shot.removed") state.shots.delete(data.id);
   else if (kind === "project.removed") showError(new Error("this project was deleted"));
 }
@@ -160,7 +160,7 @@ function renderGallery() {
 function renderShots() {
   const shots = [...state.shots.values()].sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
   $("shots").replaceChildren(...shots.map((s) => {
-    const images = [...(s.images ?? [])].sort((a, b) => (a.timeline_frame ?? Infinity) - (b.timeline_frame ?? Infinity)
+    const images = [...(s.images ?? s.members ?? [])].sort((a, b) => (a.timeline_frame ?? Infinity) - (b.timeline_frame ?? Infinity)
       || (a.position ?? 0) - (b.position ?? 0));
     return el("li", { dataset: { shotId: s.id } },
       el("span", { className: "name", textContent: s.name }), " ", historyButton(s.id, s.name),
