@@ -10,10 +10,12 @@ quarter each: A→A, B→A, A→B, B→B). A read *misses* when it does not answ
 the written item. Meanwhile `--others` other users each read their own generation
 and shot in a loop (alternating nodes), and their latencies are recorded.
 
-The run is made twice in one invocation, on fresh servers each time and the same
-load: first with read-your-own-writes off (`DARKROOM_SESSION_CONSISTENCY=n`, the
-API before issue 16: reads then miss), then on (the default). Bars: zero misses
-with it on; the other users' read p50 with it on within 1.1x of off.
+Each phase warms up with a tenth of the pairs (10-100, not counted; the other users'
+reads meanwhile not counted either). The run is made twice in one invocation, on fresh
+servers each time and the same load: first with read-your-own-writes off
+(`DARKROOM_SESSION_CONSISTENCY=n`, the API before issue 16: reads then miss), then on
+(the default). Bars: zero misses with it on; the other users' read p50 with it on within
+1.1x of off.
 
     python bench/ryow.py [--pairs 1000] [--others 2] [--json out.json]
 
@@ -41,7 +43,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from history_http import pct, token, two_serving
+from history_http import Served, pct, token, two_serving
 
 from darkroom.database import Database, create_schema, drop_schema, resolve
 
@@ -123,41 +125,53 @@ def _other(clients: list[httpx.Client], own: dict[str, str], stop: threading.Eve
         i += 1
 
 
-def ryow_phase(db: Database, schema: str, data_dir: Path, redis_url: str, mode: str,
-               pairs: int, others: int) -> dict[str, Any]:
-    """One phase on two fresh nodes: `pairs` write-then-read pairs by one user while
-    `others` users read their own items. `mode`: "on" or "off" (read-your-own-writes)."""
+@contextmanager
+def two_nodes(db: Database, schema: str, data_dir: Path, redis_url: str,
+              mode: str) -> Iterator[list[Served]]:
+    """Two fresh `darkroom serve` nodes sharing the database and Redis; `mode`: "on" or
+    "off" (read-your-own-writes)."""
     flag = "y" if mode == ON else "n"
     with two_serving(db, schema, data_dir / mode, REDIS_URL=redis_url,
                      DARKROOM_SESSION_CONSISTENCY=flag) as servers:
-        bases = [s.base for s in servers]
-        writer = f"writer-{uuid.uuid4().hex[:8]}"
-        writer_clients = [_client(b, writer) for b in bases]
-        project = writer_clients[0].post("/api/projects", json={"name": "w"}).json()["id"]
-        other_users = [f"other-{uuid.uuid4().hex[:8]}" for _ in range(others)]
-        other_clients = [[_client(b, u) for b in bases] for u in other_users]
-        owned = [_seed(c) for c in other_clients]
-        stop = threading.Event()
-        latencies: list[list[float]] = [[] for _ in other_users]
-        failures: list[str] = []
-        readers = [threading.Thread(target=_other, args=(c, o, stop, lat, failures))
-                   for c, o, lat in zip(other_clients, owned, latencies, strict=True)]
-        for thread in readers:
-            thread.start()
-        time.sleep(0.5)  # the others' loops are running before the writer starts
-        result: dict[str, Any] = {}
+        yield servers
+
+
+def ryow_phase(servers: list[Served], mode: str, pairs: int, others: int) -> dict[str, Any]:
+    """`pairs` write-then-read pairs by one user over both nodes while `others` users read
+    their own items."""
+    bases = [s.base for s in servers]
+    writer = f"writer-{uuid.uuid4().hex[:8]}"
+    writer_clients = [_client(b, writer) for b in bases]
+    project = writer_clients[0].post("/api/projects", json={"name": "w"}).json()["id"]
+    other_users = [f"other-{uuid.uuid4().hex[:8]}" for _ in range(others)]
+    other_clients = [[_client(b, u) for b in bases] for u in other_users]
+    owned = [_seed(c) for c in other_clients]
+    stop = threading.Event()
+    latencies: list[list[float]] = [[] for _ in other_users]
+    failures: list[str] = []
+    readers = [threading.Thread(target=_other, args=(c, o, stop, lat, failures))
+               for c, o, lat in zip(other_clients, owned, latencies, strict=True)]
+    for thread in readers:
+        thread.start()
+    result: dict[str, Any] = {}
+    started = time.perf_counter()
+    try:
+        # Warm-up (both nodes' pools, caches and code paths), then the measured run.
+        _writer(writer_clients, project, min(100, max(10, pairs // 10)), {})
+        for latency in latencies:
+            latency.clear()
+        failures.clear()
         started = time.perf_counter()
-        try:
-            _writer(writer_clients, project, pairs, result)
-        finally:
-            elapsed = time.perf_counter() - started
-            stop.set()
-            for thread in readers:
-                thread.join(timeout=60)
-            for client in writer_clients + [c for cs in other_clients for c in cs]:
-                client.close()
-        errors = {f"node{n}": s.errors_logged()[:5] for n, s in enumerate(servers)
-                  if s.errors_logged()}
+        _writer(writer_clients, project, pairs, result)
+    finally:
+        elapsed = time.perf_counter() - started
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=60)
+        for client in writer_clients + [c for cs in other_clients for c in cs]:
+            client.close()
+    errors = {f"node{n}": s.errors_logged()[:5] for n, s in enumerate(servers)
+              if s.errors_logged()}
     other_s = [x for lat in latencies for x in lat]
     return {"mode": mode, "pairs": pairs, "misses": result["misses"],
             "seconds": round(elapsed, 2), "write_p50_ms": pct(result["write_s"], 0.5),
@@ -196,8 +210,10 @@ def main() -> None:
           flush=True)
     try:
         with redis_server(data_dir) as redis_url:
-            phases = [ryow_phase(db, schema, data_dir, redis_url, mode, args.pairs,
-                                 args.others) for mode in (OFF, ON)]
+            phases = []
+            for mode in (OFF, ON):
+                with two_nodes(db, schema, data_dir, redis_url, mode) as servers:
+                    phases.append(ryow_phase(servers, mode, args.pairs, args.others))
     finally:
         drop_schema(db, schema)
         shutil.rmtree(data_dir, ignore_errors=True)

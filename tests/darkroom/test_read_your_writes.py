@@ -38,10 +38,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def run(database: Database, schema: str, redis_url: str,
-        tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    result = ryow.ryow_phase(database, schema, tmp_path_factory.mktemp("ryow"), redis_url,
-                             ryow.ON, PAIRS, others=1)
+def servers(database: Database, schema: str, redis_url: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[history_http.Served]]:
+    with ryow.two_nodes(database, schema, tmp_path_factory.mktemp("ryow"), redis_url,
+                        ryow.ON) as both:
+        yield both
+
+
+@pytest.fixture(scope="module")
+def run(servers: list[history_http.Served]) -> dict[str, Any]:
+    result = ryow.ryow_phase(servers, ryow.ON, PAIRS, others=1)
     ryow.print_phase(result)  # shown with -s, or when a test fails
     return result
 
@@ -58,19 +64,33 @@ def test_other_users_kept_reading_their_own_items_meanwhile(run: dict[str, Any])
 
 
 def test_a_new_users_first_read_on_the_other_node_shows_the_welcome_credits(
-        database: Database, schema: str, redis_url: str,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
-    with history_http.two_serving(database, schema, tmp_path_factory.mktemp("welcome"),
-                                  REDIS_URL=redis_url) as servers:
-        balances = []
-        for n in range(10):
-            user = history_http.new_user("welcome")
-            first, second = servers[n % 2], servers[(n + 1) % 2]
-            auth = {"Authorization": f"Bearer {history_http.token(user)}"}
-            httpx.get(f"{first.base}/api/projects", headers=auth, timeout=30)
-            answer = httpx.get(f"{second.base}/api/credits", headers=auth, timeout=30)
-            balances.append(answer.json()["balance"])
+        servers: list[history_http.Served]) -> None:
+    balances = []
+    for n in range(10):
+        user = history_http.new_user("welcome")
+        first, second = servers[n % 2], servers[(n + 1) % 2]
+        auth = {"Authorization": f"Bearer {history_http.token(user)}"}
+        httpx.get(f"{first.base}/api/projects", headers=auth, timeout=30)
+        answer = httpx.get(f"{second.base}/api/credits", headers=auth, timeout=30)
+        balances.append(answer.json()["balance"])
     assert balances == [10.0] * 10
+
+
+def test_min_position_still_asks_for_more_than_the_callers_own_writes(
+        servers: list[history_http.Served]) -> None:
+    """Another user's write, read through `?min_position=` from its answer."""
+    writer, reader = (history_http.new_user(n) for n in ("minpos-w", "minpos-r"))
+    wrote = httpx.post(f"{servers[0].base}/api/projects", json={"name": "theirs"},
+                       headers={"Authorization": f"Bearer {history_http.token(writer)}"})
+    position = int(wrote.headers["X-Darkroom-Position"])
+    answer = httpx.get(f"{servers[1].base}/api/projects",
+                       params={"min_position": position}, timeout=30,
+                       headers={"Authorization": f"Bearer {history_http.token(reader)}"})
+    assert answer.status_code == 200
+    future = httpx.get(f"{servers[1].base}/api/projects",
+                       params={"min_position": position + 10**9}, timeout=30,
+                       headers={"Authorization": f"Bearer {history_http.token(reader)}"})
+    assert future.json()["code"] == "position_not_written"
 
 
 @asynccontextmanager
