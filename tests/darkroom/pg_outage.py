@@ -211,16 +211,18 @@ async def probe_websocket(ws_url: str, token: str, topic: str) -> dict[str, Any]
 
 
 def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
-            after_s: float = 6.0, split_roles: bool = False) -> dict[str, Any]:
+            after_s: float = 6.0, split_roles: bool = False,
+            log_path: Path | None = None) -> dict[str, Any]:
     """Run the load, stop PostgreSQL for each of `outages` seconds, and return the figures.
-    `split_roles`: `api`, `hub` and `projections` in three processes instead of one."""
+    `split_roles`: `api`, `hub` and `projections` in three processes instead of one; the
+    servers' output goes to `log_path` (default: `root/serve.log`)."""
     postgres = SeparatePostgres(root)
     jwt_secret = secrets.token_urlsafe(32)
     env = {**os.environ, "DATABASE_URL": postgres.url, "DARKROOM_DB_SCHEMA": "outage",
            "DARKROOM_INFERENCE": "off", "DARKROOM_JWT_SECRET": jwt_secret,
            "DARKROOM_SERVICE_KEY": "svc-" + secrets.token_urlsafe(16),
            "DATA_DIR": str(root / "data"), "DARKROOM_POOL_SIZE": "4"}
-    log = (root / "serve.log").open("wb")
+    log = (log_path or root / "serve.log").open("wb")
     roles = ["api", "hub", "projections"] if split_roles else ["api,hub,projections,dispatcher"]
     ports = {role: free_port() for role in roles}
     servers = {role: subprocess.Popen(

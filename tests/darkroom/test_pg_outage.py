@@ -21,11 +21,12 @@ from tests.darkroom.pg_outage import measure
 
 
 @pytest.mark.timeout(240)
-def test_a_ten_second_outage_answers_503_at_once_and_loses_nothing() -> None:
-    # Not under pytest's tmp_path: every pytest run (the other sessions' too) resets its
-    # parent to 0700, and PostgreSQL runs as pgserver's own user, who must reach its data.
+def test_a_ten_second_outage_answers_503_at_once_and_loses_nothing(tmp_path: Path) -> None:
+    # PostgreSQL's data not under pytest's tmp_path: every pytest run (the other sessions'
+    # too) resets its parent to 0700, and PostgreSQL runs as pgserver's own user. The
+    # servers' output stays in tmp_path, where the suite's log check reads it.
     with tempfile.TemporaryDirectory(prefix="darkroom-outage-") as root:
-        result = measure(Path(root), [10.0])
+        result = measure(Path(root), [10.0], log_path=tmp_path / "serve.log")
     (outage,) = result["outages"]
     assert result["writes_acknowledged"] > 20, result
     assert outage["answered_503"] > 10, result  # the outage was seen
