@@ -132,11 +132,12 @@ ENDPOINTS = [
              "seconds) and dead letters (service key)", "projections",
              response=ProjectionReport, auth="service"),
     Endpoint("POST", "/api/projections/{name}/retry", retry, "Replay a view's dead letters "
-             "(service key)", "projections", response=Retried, auth="service"),
+             "(service key)", "projections", response=Retried, auth="service", errors=(404,)),
     Endpoint("POST", "/api/projections/{name}/rebuild", start_rebuild, "Rebuild a view into "
              "a new version and switch to it; answers at once, poll GET for progress "
-             "(service key)", "projections", response=Rebuild, status=202, auth="service"),
+             "(service key)", "projections", response=Rebuild, status=202, auth="service",
+             errors=(404, 409)),
     Endpoint("GET", "/api/projections/{name}/rebuild", rebuild_status, "The last rebuild "
              "of a view started on this node: state and progress (service key)",
-             "projections", response=Rebuild, auth="service"),
+             "projections", response=Rebuild, auth="service", errors=(404,)),
 ]

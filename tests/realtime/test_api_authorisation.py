@@ -95,6 +95,11 @@ def calls(ids: dict[str, str]) -> dict[tuple[str, str], dict[str, Any]]:
             "url": "/api/task-types/image_upscale/activate"},
         ("POST", "/api/task-types/{name}/deactivate"): {
             "url": "/api/task-types/image_upscale/deactivate"},
+        ("GET", "/api/history/{id}"): {"url": f"/api/history/{g}"},
+        ("GET", "/api/projections/{name}/rebuild"): {"url": "/api/projections/gallery/rebuild"},
+        ("POST", "/api/projections/{name}/retry"): {"url": "/api/projections/gallery/retry"},
+        ("POST", "/api/projections/{name}/rebuild"): {
+            "url": "/api/projections/gallery/rebuild"},
     }
 
 
@@ -185,6 +190,10 @@ SERVICE_CALLS = {
                                   "category": "utility", "billing_type": "per_unit"},
     ("POST", "/api/task-types/{name}/activate"): None,
     ("POST", "/api/task-types/{name}/deactivate"): None,
+    ("GET", "/api/projections"): None,
+    ("GET", "/api/projections/{name}/rebuild"): None,
+    ("POST", "/api/projections/{name}/retry"): None,
+    ("POST", "/api/projections/{name}/rebuild"): None,
 }
 
 
