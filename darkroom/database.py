@@ -89,6 +89,8 @@ def embedded(pg_dir: Path) -> Database:
     pg_dir.mkdir(parents=True, exist_ok=True)
     if (pg_dir / "PG_VERSION").exists():
         prune_handles(pg_dir)
+        tune(pg_dir)
+    _tune_after_initdb()
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")
     _KEEP.append(server)
     with _pgserver_lock():
@@ -100,6 +102,37 @@ def embedded(pg_dir: Path) -> Database:
 
 
 _KEEP: list[object] = []  # the server stops when its handle is collected
+
+# Every serving process holds a few pools plus a reachability probe, and one test run
+# starts several servers and role processes at once: PostgreSQL's default of 100
+# connections was seen exhausted ("too many clients already").
+SETTINGS = {"max_connections": "300"}
+
+
+def tune(pg_dir: Path) -> None:
+    """Write SETTINGS into the data folder's postgresql.conf (read at the next start)."""
+    conf = pg_dir / "postgresql.conf"
+    if not conf.exists():
+        return
+    text = conf.read_text()
+    missing = [f"{key} = {value}" for key, value in SETTINGS.items()
+               if f"\n{key} = {value}  # darkroom" not in text]
+    if missing:
+        conf.write_text(text + "".join(f"\n{line}  # darkroom" for line in missing) + "\n")
+
+
+@cache
+def _tune_after_initdb() -> None:
+    """pgserver runs initdb and starts the server in one call: tune a new folder between."""
+    from pgserver.postgres_server import PostgresServer
+
+    initialise = PostgresServer.ensure_pgdata_inited
+
+    def ensure_pgdata_inited(self: Any) -> None:
+        initialise(self)
+        tune(Path(self.pgdata))
+
+    PostgresServer.ensure_pgdata_inited = ensure_pgdata_inited  # type: ignore[method-assign]
 
 HANDLES = ".handle_pids.json"  # pgserver's list of attached processes
 STARTED = ".darkroom_handles.json"  # ours: pid -> its start time, to spot reused pids

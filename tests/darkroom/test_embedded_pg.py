@@ -136,3 +136,16 @@ def test_db_commands_refuse_an_external_database(env: dict[str, str]) -> None:
     for command in ("status", "stop"):
         done = darkroom(external, "db", command, check=False)
         assert done.returncode == 2 and "DATABASE_URL" in done.stderr
+
+
+def test_a_new_embedded_server_takes_more_connections_than_postgres_default(
+        env: dict[str, str], pg_dir: Path) -> None:
+    script = ("import sys, psycopg; from pathlib import Path; "
+              "from darkroom.database import embedded; db = embedded(Path(sys.argv[1])); "
+              "c = psycopg.connect(host=db.host, port=db.port, user=db.user, dbname=db.dbname); "
+              "print(c.execute('show max_connections').fetchone()[0]); c.close()")
+    done = subprocess.run([sys.executable, "-c", script, str(pg_dir)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) >= 300
+    assert wait_gone(pg_dir) == []
