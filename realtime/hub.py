@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("darkroom.realtime.hub")
 MIB = 1024 * 1024
+# How long a snapshot waits for the subscriber's own last write (then it is taken anyway).
+SESSION_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -563,8 +565,12 @@ class Hub:
             self.close(sub)
 
     async def open(self, topic: str, outbox: Outbox, *, since: int | None = None,
-                   ref: Any = None) -> Subscription:
-        """Queue `subscribed` (+ snapshot or replayed changes) and go live."""
+                   ref: Any = None, at_least: int = 0) -> Subscription:
+        """Queue `subscribed` (+ snapshot or replayed changes) and go live. A snapshot is
+        taken once the views reached `at_least` (the caller's last acknowledged write), or
+        after `SESSION_WAIT_S` as of where they are (the write then follows as a change)."""
+        if since is None and at_least > self.head:
+            await self._reach(at_least)
         sub = Subscription(topic, outbox)
         self.topics.setdefault(topic, set()).add(sub)
         try:
@@ -577,6 +583,18 @@ class Hub:
             self.close(sub)
             raise
         return sub
+
+    async def session_position(self, principal: Principal) -> int:
+        """`principal`'s last acknowledged write (read-your-own-writes, realtime/sessions.py)."""
+        sessions = getattr(self.authenticator, "sessions", None)
+        return 0 if sessions is None else int(await sessions.position(principal))
+
+    async def _reach(self, position: int) -> None:
+        """Until the change log's watermark (`head`, advanced by the fan-out) reaches
+        `position`, at most `SESSION_WAIT_S`."""
+        deadline = time.monotonic() + SESSION_WAIT_S
+        while self.head < position and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
 
     def close(self, sub: Subscription) -> None:
         subs = self.topics.get(sub.topic)

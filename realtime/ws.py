@@ -411,7 +411,8 @@ class Session:
             return
         try:
             await self.hub.authorise(self.principal, frame.topic)
-            sub = await self.hub.open(frame.topic, self.outbox, since=frame.since, ref=frame.ref)
+            sub = await self.hub.open(frame.topic, self.outbox, since=frame.since, ref=frame.ref,
+                                      at_least=await self.hub.session_position(self.principal))
         except EdgeError as error:
             await self._error(error.code, error.message, frame.topic, frame.ref)
             return

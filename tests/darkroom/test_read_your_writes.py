@@ -2,12 +2,14 @@
 
 The short form of `bench/ryow.py` (1,000 pairs there): one user's write-then-read
 pairs spread over both nodes, with nothing passed but the token, and no read misses
-its write; a new user's first read shows the welcome credits; another user's reads
+its write; a new user's first read shows the welcome credits; a websocket snapshot on the
+other node holds the subscriber's own write; another user's reads
 do not take up the writer's position (`SessionPositions`, against the same Redis).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from darkroom.database import Database
 from realtime.auth import Principal
@@ -74,6 +77,30 @@ def test_a_new_users_first_read_on_the_other_node_shows_the_welcome_credits(
         answer = httpx.get(f"{second.base}/api/credits", headers=auth, timeout=30)
         balances.append(answer.json()["balance"])
     assert balances == [10.0] * 10
+
+
+def test_a_websocket_snapshot_on_the_other_node_holds_the_subscribers_own_write(
+        servers: list[history_http.Served]) -> None:
+    user = history_http.new_user("socket")
+    auth = {"Authorization": f"Bearer {history_http.token(user)}"}
+    project = httpx.post(f"{servers[0].base}/api/projects", json={"name": "live"},
+                         headers=auth, timeout=30).json()["id"]
+    url = servers[1].base.replace("http", "ws") + "/ws"
+    missing = []
+    with connect(url) as socket:
+        socket.send(json.dumps({"type": "auth", "token": history_http.token(user)}))
+        assert json.loads(socket.recv(timeout=30))["type"] == "ready"
+        for n in range(10):
+            made = httpx.post(f"{servers[n % 2].base}/api/generations", headers=auth,
+                              json={"project_id": project, "location": f"/media/s{n}.png"},
+                              timeout=30).json()["id"]
+            socket.send(json.dumps({"type": "subscribe", "topic": f"project:{project}"}))
+            while (frame := json.loads(socket.recv(timeout=30)))["type"] != "subscribed":
+                pass
+            if made not in [g["id"] for g in frame["snapshot"]["generations"]]:
+                missing.append(n)
+            socket.send(json.dumps({"type": "unsubscribe", "topic": f"project:{project}"}))
+    assert missing == []
 
 
 def test_min_position_still_asks_for_more_than_the_callers_own_writes(
