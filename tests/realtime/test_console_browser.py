@@ -271,3 +271,15 @@ def test_projection_operations_are_the_service_keys_alone(server: Server) -> Non
     assert "nothing" in missing["message"]
     assert ok(service.post("/api/projections/gallery/retry")) == {"requested": 0,
                                                                    "remaining": 0}
+
+
+def test_the_consoles_copy_of_the_client_is_the_typescript_build() -> None:
+    """realtime/console/static/darkroom-client.js is the committed build of
+    clients/typescript (tests/clients builds dist/ first in a full run)."""
+    built = ROOT / "clients" / "typescript" / "dist" / "index.js"
+    if not built.exists():
+        pytest.skip("clients/typescript/dist is not built (npm run build)")
+    copy = ROOT / "realtime" / "console" / "static" / "darkroom-client.js"
+    assert copy.read_text() == built.read_text(), (
+        "the client changed: cp clients/typescript/dist/index.js "
+        "realtime/console/static/darkroom-client.js")
