@@ -205,6 +205,22 @@ def test_time_travel_shows_a_generation_as_it_was_and_what_changed(
     page.close()
 
 
+def test_a_pasted_token_signs_in_and_the_project_is_picked_from_the_list(
+        browser: Any, server: Server) -> None:
+    alice = server.user()
+    a_project(alice, "Other")
+    project = a_project(alice, "Picked")
+    generation = a_generation(alice, project, "in the picked project")
+    page = browser.new_page(viewport=SIZES["phone"])
+    page.goto(f"{server.base_url}/console/")
+    page.get_by_label("Token").fill(token_of(alice))
+    page.get_by_role("button", name="Sign in").press("Enter")
+    page.get_by_label("Project", exact=True).select_option(label="Picked")
+    page.locator(f'[data-generation-id="{generation}"]').wait_for(timeout=5_000)
+    assert project in page.url  # the fragment names the open project: a link to it
+    page.close()
+
+
 def test_another_users_project_is_not_shown(browser: Any, server: Server) -> None:
     alice, bob = server.user(), server.user()
     project = a_project(alice, "Alice's secret")
