@@ -11,7 +11,9 @@ enforces, except a rule between two lists' lengths (error type `list_lengths`).
 
 from __future__ import annotations
 
+import ast
 import re
+import threading
 from typing import Any
 
 import schemathesis
@@ -21,6 +23,20 @@ from schemathesis.specs.openapi.checks import ensure_resource_availability
 FIELD_CODES = ("invalid_fields", "nul_character")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LIST_LENGTHS = "list_lengths"  # realtime.models.LIST_LENGTHS
+
+# CPython 3.11 (3.11.7 here) counts the AST constructor's recursion depth per process,
+# not per thread (gh-106905): two of schemathesis' workers describing a filter lambda at
+# once (hypothesis parses its source) raise "SystemError: AST constructor recursion depth
+# mismatch" and the run ends with a Runtime Error. One parse at a time avoids it.
+_parse, _parsing = ast.parse, threading.Lock()
+
+
+def _one_parse_at_a_time(*args: Any, **kwargs: Any) -> Any:
+    with _parsing:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _one_parse_at_a_time
 
 
 def _code(response: Any) -> str | None:
