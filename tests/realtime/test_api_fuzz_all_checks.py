@@ -32,8 +32,11 @@ def fuzzed(database: Database, schema: str,
 def fuzz(server: Server, phases: str, seconds: int, report_dir: Path) -> FuzzResult:
     """One `st run --checks all` over `phases`, which must find nothing."""
     headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-Darkroom-User": str(uuid.uuid4())}
+    # One worker: two threads can trip CPython 3.11's ast.parse ("AST constructor recursion
+    # depth mismatch", raised inside hypothesis while it names a filter): seen once in
+    # the long run, a tool error that would make this test flaky.
     result = run_schemathesis(server.base_url, headers, phases=phases, examples=2,
-                              max_time=seconds, report_dir=report_dir, seed=12)
+                              max_time=seconds, report_dir=report_dir, seed=12, workers=1)
     print(f"schemathesis {phases}: {result.requests} requests, {result.findings} findings, "
           f"links {result.links_covered}/{result.links_total}, {result.seconds:.0f} s")
     assert (result.exit_code, result.findings) == (0, 0), result.output[-8000:]
