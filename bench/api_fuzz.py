@@ -9,7 +9,7 @@ then the stateful phase on its own time budget. Prints requests, findings, state
 covered and duration per run (docs/BENCHMARKS.md).
 
     python bench/api_fuzz.py [--seconds 300] [--stateful-seconds 240] [--examples 20]
-                             [--json out.json]
+                             [--workers 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--stateful-seconds", type=int, default=240,
                         help="per credential, the stateful phase")
     parser.add_argument("--examples", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="schemathesis workers (two "
+                        "can trip CPython 3.11's ast.parse inside hypothesis: docs/API.md)")
     parser.add_argument("--json")
     args = parser.parse_args()
     database = resolve(None, ROOT / ".darkroom" / "test-pg")
@@ -65,6 +67,7 @@ def main() -> None:
                     started = time.monotonic()
                     result = run_schemathesis(server.base_url, headers, phases=phases,
                                               examples=args.examples, max_time=seconds,
+                                              workers=args.workers,
                                               report_dir=Path(tmp) / f"report{len(runs)}",
                                               identities=identities)
                     runs.append({"as": name, "phases": phases, "requests": result.requests,
