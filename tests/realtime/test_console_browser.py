@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from PIL import Image
 
@@ -272,6 +273,27 @@ def test_the_service_key_sees_each_views_lag_and_rebuilds_one_with_a_progress_ba
     for size in SIZES:
         page.set_viewport_size(SIZES[size])
         snap(page, artefacts, f"operator-{size}")
+    page.close()
+
+
+def test_a_dead_letter_is_listed_and_retried_from_the_operator_panel(
+        browser: Any, server: Server, database: Database, schema: str) -> None:
+    alice = server.user()
+    project = a_project(alice)
+    made = alice.post("/api/generations", json={"project_id": project,
+                                                "location": an_upload(alice, (9, 9, 9))})
+    at = int(ok(made, 201)["position"])
+    with psycopg.connect(database.conninfo, autocommit=True) as conn:  # as a raise leaves it
+        conn.execute(f'INSERT INTO "{schema}".projection_dead_letters (view, position, topic, '
+                     "error, traceback) VALUES ('gallery', %s, 'planted', "
+                     "'ValueError: planted', '')", (at,))
+    page = open_console(browser, server, SERVICE_KEY, project)
+    letters = page.locator("#dead-letters")
+    sync_api.expect(letters).to_contain_text(f"gallery at {at}")
+    sync_api.expect(letters).to_contain_text("ValueError: planted")
+    page.get_by_role("button", name="Retry gallery's dead letters").click()
+    sync_api.expect(letters).to_have_text("none", timeout=15_000)
+    assert ok(server.service().get("/api/projections"))["dead_letters"] == []
     page.close()
 
 
