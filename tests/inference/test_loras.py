@@ -111,6 +111,8 @@ def test_a_video_models_lora_moves_its_frames_and_leaves_no_trace(
 
     base = clip()
     assert change(clip(lora_0=lora), base) > 0.5  # measured: 1.45 levels (5 frames, 32x32)
-    # The tiny Wan pipeline is not bit-exact from run to run on CPU even without LoRAs
-    # (measured: mean 0.003-0.008 levels, max 2-4): back to the base within that noise.
-    assert change(clip(), base) < 0.05
+    # The tiny Wan pipeline is not bit-exact from run to run on CPU even without LoRAs:
+    # 16 LoRA-free runs differed pairwise by a mean of 0 to 0.129 levels (a few discrete
+    # outcomes; 0.124 failed a fresh-clone CI run at a bound of 0.05). Back to the base
+    # within twice that noise, still five times below the LoRA's 1.4.
+    assert change(clip(), base) < 0.3
