@@ -131,7 +131,11 @@ class Load:
 
 
 class Watcher:
-    """A websocket client on the projects' topics that resumes with `since` after a drop."""
+    """A websocket client on the projects' topics that resumes with `since` after a drop.
+
+    A shot reaches it once: in the snapshot of its first `subscribed` (the hub takes that
+    once the views reached the user's own last write, so the writers' first shots are in
+    it, not sent as changes) or as the change after that position."""
 
     def __init__(self, ws_url: str, token: str, projects: list[str]) -> None:
         self.ws_url, self.token, self.projects = ws_url, token, projects
@@ -169,6 +173,8 @@ class Watcher:
                     await ws.send(json.dumps({"type": "pong"}))
                 elif frame["type"] == "subscribed":
                     self.positions[frame["topic"]] = frame["position"]
+                    for shot in (frame.get("snapshot") or {}).get("shots", []):
+                        self._saw(shot["id"], frame["position"])
                 elif frame["type"] == "change":
                     if frame["position"] <= self.positions.get(frame["topic"], 0):
                         continue
@@ -180,11 +186,13 @@ class Watcher:
                    else [{"kind": frame["kind"], "data": frame["data"]}])
         for change in changes:
             if change["kind"] == "shot.upserted":
-                shot = change["data"]["id"]
-                if shot not in self.seen:
-                    self.first_seen[shot] = time.monotonic()
-                    self.seen[shot] = []
-                self.seen[shot].append(frame["position"])
+                self._saw(change["data"]["id"], frame["position"])
+
+    def _saw(self, shot: str, position: int) -> None:
+        if shot not in self.seen:
+            self.first_seen[shot] = time.monotonic()
+            self.seen[shot] = []
+        self.seen[shot].append(position)
 
 
 async def probe_websocket(ws_url: str, token: str, topic: str) -> dict[str, Any]:
