@@ -79,9 +79,14 @@ def pct(values: list[float], q: float) -> float:
 
 def summary(tally: Tally, seconds: float) -> dict[str, Any]:
     values = tally.all
-    return {"commands": len(values), "per_s": len(values) / seconds,
-            "p50_ms": pct(values, 0.50), "p99_ms": pct(values, 0.99), "errors": tally.errors,
-            "by_op_p50_ms": {op: pct(tally.latencies[op], 0.5) for op in OPS}}
+    return {
+        "commands": len(values),
+        "per_s": len(values) / seconds,
+        "p50_ms": pct(values, 0.50),
+        "p99_ms": pct(values, 0.99),
+        "errors": tally.errors,
+        "by_op_p50_ms": {op: pct(tally.latencies[op], 0.5) for op in OPS},
+    }
 
 
 # -- HTTP -------------------------------------------------------------------------------
@@ -91,14 +96,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(db: Database, schema: str, roles: str = "api,hub,projections"
-                 ) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    db: Database, schema: str, roles: str = "api,hub,projections"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}"
-    env = {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
-           "DARKROOM_JWT_SECRET": SECRET, "DARKROOM_TASK_RATE_LIMIT": str(10**9),
-           "DATA_DIR": str(ROOT / ".darkroom" / "bench-data"), "DARKROOM_ROLES": roles,
-           "DARKROOM_JWT_SUB_ANY": "y"}  # users are named `bench-<hex>`
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DARKROOM_DB_SCHEMA": schema,
+        "DARKROOM_JWT_SECRET": SECRET,
+        "DARKROOM_TASK_RATE_LIMIT": str(10**9),
+        "DATA_DIR": str(ROOT / ".darkroom" / "bench-data"),
+        "DARKROOM_ROLES": roles,
+        "DARKROOM_JWT_SUB_ANY": "y",
+    }  # users are named `bench-<hex>`
     process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port)], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -138,30 +150,47 @@ class Window:
 
 async def http_steps(client: httpx.AsyncClient, window: Window, tally: Tally) -> None:
     headers = {"Authorization": f"Bearer {issue_jwt(SECRET, f'bench-{uuid.uuid4().hex}')}"}
-    project = (await client.post("/api/projects", json={"name": "Bench"},
-                                 headers=headers)).json()["id"]
-    shot = (await client.post("/api/shots", json={"project_id": project, "name": "S"},
-                              headers=headers)).json()["id"]
+    project = (await client.post("/api/projects", json={"name": "Bench"}, headers=headers)).json()[
+        "id"
+    ]
+    shot = (
+        await client.post("/api/shots", json={"project_id": project, "name": "S"}, headers=headers)
+    ).json()["id"]
     stop_at = await window.open()
     mine: list[str] = []
     state: dict[str, str] = {}
 
     def requests() -> dict[str, Callable[[], Any]]:
         return {
-            "create_generation": lambda: client.post("/api/generations", headers=headers, json={
-                "project_id": project, "location": "/media/bench.png"}),
-            "add_to_shot": lambda: client.post("/api/shots/shot_generations", headers=headers,
-                                               json={"shot_id": shot,
-                                                     "generation_id": state["g"]}),
-            "reorder": lambda: client.put(f"/api/shots/{shot}/generations/order",
-                                          headers=headers,
-                                          json={"orderedGenerationIds": mine[-5:][::-1]}),
-            "star": lambda: client.patch(f"/api/generations/{state['g']}", headers=headers,
-                                         json={"starred": True}),
-            "create_task": lambda: client.post("/api/tasks", headers=headers, json={
-                "family": "image_upscale", "project_id": project,
-                "input": {"image_url": "/media/bench.png", "based_on": state["g"]}}),
+            "create_generation": lambda: client.post(
+                "/api/generations",
+                headers=headers,
+                json={"project_id": project, "location": "/media/bench.png"},
+            ),
+            "add_to_shot": lambda: client.post(
+                "/api/shots/shot_generations",
+                headers=headers,
+                json={"shot_id": shot, "generation_id": state["g"]},
+            ),
+            "reorder": lambda: client.put(
+                f"/api/shots/{shot}/generations/order",
+                headers=headers,
+                json={"orderedGenerationIds": mine[-5:][::-1]},
+            ),
+            "star": lambda: client.patch(
+                f"/api/generations/{state['g']}", headers=headers, json={"starred": True}
+            ),
+            "create_task": lambda: client.post(
+                "/api/tasks",
+                headers=headers,
+                json={
+                    "family": "image_upscale",
+                    "project_id": project,
+                    "input": {"image_url": "/media/bench.png", "based_on": state["g"]},
+                },
+            ),
         }
+
     calls = requests()
     while time.monotonic() < stop_at:
         for op in OPS:
@@ -182,8 +211,9 @@ async def http_run(base: str, clients: int, seconds: float) -> dict[str, Any]:
 
 
 # -- in-process ---------------------------------------------------------------------------
-def inprocess_client(studio: Any, window: list[float], ready: threading.Barrier,
-                     tally: Tally, lock: threading.Lock) -> None:
+def inprocess_client(
+    studio: Any, window: list[float], ready: threading.Barrier, tally: Tally, lock: threading.Lock
+) -> None:
     user = f"bench-{uuid.uuid4().hex}"
     meta = CommandMeta.for_user(user)
     studio.ensure_user(user)
@@ -200,8 +230,9 @@ def inprocess_client(studio: Any, window: list[float], ready: threading.Barrier,
         for op in OPS:
             started = time.perf_counter()
             if op == "create_generation":
-                g = studio.create_generation(project, user, "/media/bench.png",
-                                             meta=meta)["generation_id"]
+                g = studio.create_generation(project, user, "/media/bench.png", meta=meta)[
+                    "generation_id"
+                ]
                 mine.append(g)
             elif op == "add_to_shot":
                 studio.add_to_shot(shot, user, g, meta=meta)
@@ -210,8 +241,17 @@ def inprocess_client(studio: Any, window: list[float], ready: threading.Barrier,
             elif op == "star":
                 studio.star_generation(g, user, True, meta=meta)
             else:
-                studio.create_tasks(project, user, [{"task_type": "image_upscale", "params": {
-                    "image_url": "/media/bench.png", "based_on": g}}], meta=meta)
+                studio.create_tasks(
+                    project,
+                    user,
+                    [
+                        {
+                            "task_type": "image_upscale",
+                            "params": {"image_url": "/media/bench.png", "based_on": g},
+                        }
+                    ],
+                    meta=meta,
+                )
             local.add(op, time.perf_counter() - started)
     with lock:
         tally.merge(local)
@@ -220,9 +260,10 @@ def inprocess_client(studio: Any, window: list[float], ready: threading.Barrier,
 def inprocess_run(studio: Any, clients: int, seconds: float) -> dict[str, Any]:
     tally, lock, ready = Tally(), threading.Lock(), threading.Barrier(clients)
     window = [seconds]
-    threads = [threading.Thread(target=inprocess_client,
-                                args=(studio, window, ready, tally, lock))
-               for _ in range(clients)]
+    threads = [
+        threading.Thread(target=inprocess_client, args=(studio, window, ready, tally, lock))
+        for _ in range(clients)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -235,8 +276,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", default="1,16,64")
-    parser.add_argument("--split", action="store_true",
-                        help="API and projections runner in two processes")
+    parser.add_argument(
+        "--split", action="store_true", help="API and projections runner in two processes"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
@@ -247,8 +289,9 @@ def main() -> None:
     results: dict[str, dict[int, Any]] = {"http": {}, "inprocess": {}}
     try:
         servers = [start_server(db, http_schema, "projections")] if args.split else []
-        servers.append(start_server(db, http_schema, "api" if args.split else
-                                    "api,hub,projections"))
+        servers.append(
+            start_server(db, http_schema, "api" if args.split else "api,hub,projections")
+        )
         try:
             for n in levels:
                 results["http"][n] = asyncio.run(http_run(servers[-1][1], n, args.seconds))
@@ -265,20 +308,28 @@ def main() -> None:
     finally:
         for schema in (http_schema, local_schema):
             drop_schema(db, schema)
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.seconds:g} s per run"
-          f"{', API and projections in two processes' if args.split else ''}; "
-          f"mixed: {', '.join(OPS)}")
-    print(f"{'clients':>7} | {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
-          f"{'in-proc cmd/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'HTTP/in-proc':>12} | errors")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.seconds:g} s per run"
+        f"{', API and projections in two processes' if args.split else ''}; "
+        f"mixed: {', '.join(OPS)}"
+    )
+    print(
+        f"{'clients':>7} | {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
+        f"{'in-proc cmd/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'HTTP/in-proc':>12} | errors"
+    )
     for n in levels:
         h, i = results["http"][n], results["inprocess"][n]
-        print(f"{n:>7} | {h['per_s']:>10.0f} {h['p50_ms']:>7.1f} {h['p99_ms']:>7.1f} | "
-              f"{i['per_s']:>13.0f} {i['p50_ms']:>7.1f} {i['p99_ms']:>7.1f} | "
-              f"{h['per_s'] / i['per_s']:>12.2f} | {h['errors']}/{i['errors']}")
+        print(
+            f"{n:>7} | {h['per_s']:>10.0f} {h['p50_ms']:>7.1f} {h['p99_ms']:>7.1f} | "
+            f"{i['per_s']:>13.0f} {i['p50_ms']:>7.1f} {i['p99_ms']:>7.1f} | "
+            f"{h['per_s'] / i['per_s']:>12.2f} | {h['errors']}/{i['errors']}"
+        )
     for n in levels:
-        print(f"p50 by op at {n} clients (HTTP): " + ", ".join(
-            f"{op} {ms:.1f}" for op, ms in results["http"][n]["by_op_p50_ms"].items()))
+        print(
+            f"p50 by op at {n} clients (HTTP): "
+            + ", ".join(f"{op} {ms:.1f}" for op, ms in results["http"][n]["by_op_p50_ms"].items())
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -72,11 +72,16 @@ class TailingReader(threading.Thread):
 
 def state_for(aggregate_id: uuid.UUID, version: int) -> bytes:
     """A realistic event body (about 250 bytes of JSON)."""
-    return json.dumps({
-        "originator_id": str(aggregate_id), "originator_version": version,
-        "timestamp": "2025-01-01T00:00:00+00:00", "project_id": str(aggregate_id),
-        "name": "generation", "params": {"prompt": "a lighthouse at dusk", "steps": 2},
-    }).encode()
+    return json.dumps(
+        {
+            "originator_id": str(aggregate_id),
+            "originator_version": version,
+            "timestamp": "2025-01-01T00:00:00+00:00",
+            "project_id": str(aggregate_id),
+            "name": "generation",
+            "params": {"prompt": "a lighthouse at dusk", "steps": 2},
+        }
+    ).encode()
 
 
 def writer(recorder: ApplicationRecorder, n_events: int, seed: int) -> Callable[[], None]:
@@ -87,11 +92,17 @@ def writer(recorder: ApplicationRecorder, n_events: int, seed: int) -> Callable[
         while left > 0:
             size = min(left, rng.randint(1, 3))
             aggregate_id = uuid.uuid4()
-            recorder.insert_events([
-                StoredEvent(aggregate_id, v, "domain.generation:Generation.Event",
-                            state_for(aggregate_id, v))
-                for v in range(1, size + 1)
-            ])
+            recorder.insert_events(
+                [
+                    StoredEvent(
+                        aggregate_id,
+                        v,
+                        "domain.generation:Generation.Event",
+                        state_for(aggregate_id, v),
+                    )
+                    for v in range(1, size + 1)
+                ]
+            )
             left -= size
 
     return run
@@ -108,8 +119,9 @@ def run_once(db: Database, topic: str | None, writers: int, per_writer: int) -> 
         recorder = factory.application_recorder()
         reader = TailingReader(recorder)
         reader.start()
-        threads = [threading.Thread(target=writer(recorder, per_writer, seed))
-                   for seed in range(writers)]
+        threads = [
+            threading.Thread(target=writer(recorder, per_writer, seed)) for seed in range(writers)
+        ]
         started = time.perf_counter()
         for t in threads:
             t.start()
@@ -124,15 +136,23 @@ def run_once(db: Database, topic: str | None, writers: int, per_writer: int) -> 
         drop_schema(db, schema)
 
 
-def audit(db: Database, schema: str, reader: TailingReader, events: int,
-          seconds: float) -> RunResult:
+def audit(
+    db: Database, schema: str, reader: TailingReader, events: int, seconds: float
+) -> RunResult:
     table = psycopg.sql.Identifier(schema, "stored_events")
     with psycopg.connect(db.conninfo) as conn:
-        stored = [row[0] for row in conn.execute(psycopg.sql.SQL(
-            "SELECT notification_id FROM {} ORDER BY notification_id").format(table))]
+        stored = [
+            row[0]
+            for row in conn.execute(
+                psycopg.sql.SQL("SELECT notification_id FROM {} ORDER BY notification_id").format(
+                    table
+                )
+            )
+        ]
         # Rows written by one transaction share its xmin: this counts commits.
-        row = conn.execute(psycopg.sql.SQL(
-            "SELECT count(DISTINCT xmin::text) FROM {}").format(table)).fetchone()
+        row = conn.execute(
+            psycopg.sql.SQL("SELECT count(DISTINCT xmin::text) FROM {}").format(table)
+        ).fetchone()
     assert row is not None and len(stored) == events, (len(stored), events)
     seen = reader.seen
     out_of_order = sum(1 for a, b in itertools.pairwise(seen) if b <= a)
@@ -143,18 +163,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events-per-writer", type=int, default=1000)
     parser.add_argument("--writers", default="1,8,16")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per cell; the median rate is printed (shared cores are noisy)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per cell; the median rate is printed (shared cores are noisy)",
+    )
     args = parser.parse_args()
     counts = [int(w) for w in args.writers.split(",")]
 
     db = resolve(os.environ.get("DATABASE_URL"), Path(".darkroom/bench-pg"))
     # The load average says how much else was running: these are shared cores.
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
-          f"Python {platform.python_version()} · {args.events_per_writer} events per writer · "
-          f"load {os.getloadavg()[0]:.2f}")
-    print(f"{'writers':>7} {'default ev/s':>13} {'group ev/s':>11} {'ratio':>6} "
-          f"{'ev/commit':>9} {'skipped d/g':>11} {'unordered d/g':>13}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
+        f"Python {platform.python_version()} · {args.events_per_writer} events per writer · "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'writers':>7} {'default ev/s':>13} {'group ev/s':>11} {'ratio':>6} "
+        f"{'ev/commit':>9} {'skipped d/g':>11} {'unordered d/g':>13}"
+    )
     group_misses = 0
     for n in counts:
         runs: dict[str, list[RunResult]] = {name: [] for name in RECORDERS}
@@ -165,12 +193,16 @@ def main() -> None:
         per_commit = statistics.median(r.events / r.transactions for r in runs["group"])
         skipped = [sum(r.skipped for r in runs[name]) for name in RECORDERS]
         unordered = [sum(r.out_of_order for r in runs[name]) for name in RECORDERS]
-        print(f"{n:>7} {d:>13,.0f} {g:>11,.0f} {g / d:>5.1f}x {per_commit:>9.1f} "
-              f"{skipped[0]:>5}/{skipped[1]:<5} {unordered[0]:>6}/{unordered[1]:<6}", flush=True)
+        print(
+            f"{n:>7} {d:>13,.0f} {g:>11,.0f} {g / d:>5.1f}x {per_commit:>9.1f} "
+            f"{skipped[0]:>5}/{skipped[1]:<5} {unordered[0]:>6}/{unordered[1]:<6}",
+            flush=True,
+        )
         group_misses += skipped[1] + unordered[1]
     verdict = "OK" if group_misses == 0 else "FAILED"
-    print(f"tailing reader on group commit: {group_misses} events skipped or out of order"
-          f" - {verdict}")
+    print(
+        f"tailing reader on group commit: {group_misses} events skipped or out of order - {verdict}"
+    )
     if group_misses:
         sys.exit(1)
 

@@ -27,9 +27,14 @@ from domain.catalogue import resolve_default
 from domain.generation import Generation
 from domain.task import Task
 
-PARAMS = {"prompt": "a lighthouse on a cliff at dusk, volumetric light, " * 8,
-          "negative_prompt": "blurry, low quality", "seed": 1234, "steps": 30,
-          "resolution": "1024x576", "loras": [{"path": "x.safetensors", "strength": 0.8}]}
+PARAMS = {
+    "prompt": "a lighthouse on a cliff at dusk, volumetric light, " * 8,
+    "negative_prompt": "blurry, low quality",
+    "seed": 1234,
+    "steps": 30,
+    "resolution": "1024x576",
+    "loras": [{"path": "x.safetensors", "strength": 0.8}],
+}
 
 
 def rss_mb() -> float:
@@ -52,8 +57,11 @@ def store(studio: object, count: int) -> list[uuid.UUID]:
             g.add_variant(uuid.uuid4(), f"/media/{i}.png", at, params=PARAMS)
             batch.append(g)
         else:
-            batch.append(Task.create(project_id=project, owner_id="bench", task_type=kind,
-                                     params=PARAMS, at=at))
+            batch.append(
+                Task.create(
+                    project_id=project, owner_id="bench", task_type=kind, params=PARAMS, at=at
+                )
+            )
         ids.append(batch[-1].id)  # type: ignore[attr-defined]
         if len(batch) == 500:
             studio.save(*batch)  # type: ignore[attr-defined]
@@ -87,24 +95,30 @@ def main() -> None:
         ids = store(writer, args.aggregates)
         writer.close()
         print(f"# Cache memory, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
-        print(f"`python bench/cache_memory.py --cache {args.cache} "
-              f"--aggregates {args.aggregates}` ({len(ids):,} aggregates stored in "
-              f"{time.perf_counter() - started:.0f} s: half tasks, half generations with "
-              f"one variant, ≈ 0.6 KB of params each)\n")
+        print(
+            f"`python bench/cache_memory.py --cache {args.cache} "
+            f"--aggregates {args.aggregates}` ({len(ids):,} aggregates stored in "
+            f"{time.perf_counter() - started:.0f} s: half tasks, half generations with "
+            f"one variant, ≈ 0.6 KB of params each)\n"
+        )
         every = max(1, args.aggregates // 6)
         studio = build_studio(db, schema, pool_size=2, cache_size=args.cache)
         base = sweep(studio, ids, every)
         cache = studio.repository.cache
-        print(f"- cache of {args.cache:,}: {len(cache.cache) if cache else 0:,} aggregates "
-              "held at the end\n")
+        print(
+            f"- cache of {args.cache:,}: {len(cache.cache) if cache else 0:,} aggregates "
+            "held at the end\n"
+        )
         print("| loads | RSS MB |\n| ---: | ---: |")
         for n, mb in base:
             print(f"| {n:,} | {mb:.0f} |")
         full = [mb for n, mb in base if n >= args.cache]
         if len(full) >= 2:
-            print(f"\nafter the cache filled ({args.cache:,} loads): RSS {full[0]:.0f} → "
-                  f"{full[-1]:.0f} MB over {base[-1][0] - args.cache:,} more loads "
-                  f"({full[-1] - full[0]:+.0f} MB)")
+            print(
+                f"\nafter the cache filled ({args.cache:,} loads): RSS {full[0]:.0f} → "
+                f"{full[-1]:.0f} MB over {base[-1][0] - args.cache:,} more loads "
+                f"({full[-1] - full[0]:+.0f} MB)"
+            )
     finally:
         drop_schema(db, schema)
 

@@ -121,15 +121,21 @@ class WorkloadSubject(Subject):
         self.command(studio)  # the workload exists from the owner's first task
 
     def step(self, aggregate: Workload) -> None:
-        task = SimpleNamespace(id=uuid.uuid4(), owner_id=self.owner, status=QUEUED,
-                               project_id=UUID(self.project_id), is_orchestrator=False)
+        task = SimpleNamespace(
+            id=uuid.uuid4(),
+            owner_id=self.owner,
+            status=QUEUED,
+            project_id=UUID(self.project_id),
+            is_orchestrator=False,
+        )
         aggregate.track(cast(Task, task))
         task.status = CANCELLED
         aggregate.track(cast(Task, task))
 
     def command(self, studio: Studio) -> None:
-        made = studio.create_task(self.project_id, self.owner, "image_generation",
-                                  {"prompt": "a lighthouse"})
+        made = studio.create_task(
+            self.project_id, self.owner, "image_generation", {"prompt": "a lighthouse"}
+        )
         studio.cancel_task(made["task_id"], self.owner)
 
 
@@ -179,8 +185,9 @@ class ShotSubject(Subject):
         super().__init__(studio)
         self.project_id = str(studio.create_project(self.owner, "Film")["project_id"])
         generation = studio.create_generation(self.project_id, self.owner, "/media/bench.png")
-        made = studio.create_shot(self.project_id, self.owner, "Shot",
-                                  generation_id=generation["generation_id"])
+        made = studio.create_shot(
+            self.project_id, self.owner, "Shot", generation_id=generation["generation_id"]
+        )
         self.aggregate_id = UUID(made["shot_id"])
         self.member = UUID(made["shot_generation_id"])
         self.moves = 0
@@ -240,9 +247,17 @@ class ProjectSubject(Subject):
         studio.create_shot(self.project_id, self.owner, "Shot")
 
 
-KINDS: dict[str, type[Subject]] = {s.kind: s for s in (
-    WorkloadSubject, LedgerSubject, GenerationSubject, ShotSubject, WorkerSubject,
-    ProjectSubject)}
+KINDS: dict[str, type[Subject]] = {
+    s.kind: s
+    for s in (
+        WorkloadSubject,
+        LedgerSubject,
+        GenerationSubject,
+        ShotSubject,
+        WorkerSubject,
+        ProjectSubject,
+    )
+}
 
 
 # -- measuring --------------------------------------------------------------------------
@@ -295,8 +310,9 @@ class Phase:
         return pct(self.latencies, 0.99)
 
 
-def measure(studio: Studio, subject: Subject, warmup: int, samples: int,
-            control: Subject | None = None) -> Phase:
+def measure(
+    studio: Studio, subject: Subject, warmup: int, samples: int, control: Subject | None = None
+) -> Phase:
     """`warmup` commands (the first is the cold one), then `samples` timed ones; with a
     control, its commands alternate with the subject's, so both see the same load."""
     phase = Phase()
@@ -332,8 +348,14 @@ class Row:
     rss_old: float
 
 
-def run_kind(db: Database, schema: str, grower: Studio, cls: type[Subject],
-             args: argparse.Namespace, sizes: list[int]) -> tuple[list[Row], UUID]:
+def run_kind(
+    db: Database,
+    schema: str,
+    grower: Studio,
+    cls: type[Subject],
+    args: argparse.Namespace,
+    sizes: list[int],
+) -> tuple[list[Row], UUID]:
     subject = cls(grower)
     rows: list[Row] = []
     for size in sizes:
@@ -354,8 +376,9 @@ def run_kind(db: Database, schema: str, grower: Studio, cls: type[Subject],
             studio.close()
         rss_new = rss_mb()
 
-        old_samples = min(args.samples,
-                          max(args.old_samples_min, args.old_samples_budget // max(1, size)))
+        old_samples = min(
+            args.samples, max(args.old_samples_min, args.old_samples_budget // max(1, size))
+        )
         if args.old_path_max is not None and size > args.old_path_max:
             old = Phase(skipped=f"skipped: size > --old-path-max {args.old_path_max}")
             old_samples = 0
@@ -369,8 +392,20 @@ def run_kind(db: Database, schema: str, grower: Studio, cls: type[Subject],
         rss_old = rss_mb()
         measured_to = version_of(grower, subject.aggregate_id)
         subject.loaded(grower.repository.get(subject.aggregate_id))
-        rows.append(Row(size, grown_to, measured_to, grow_seconds, new, old, old_samples,
-                        rss_grown, rss_new, rss_old))
+        rows.append(
+            Row(
+                size,
+                grown_to,
+                measured_to,
+                grow_seconds,
+                new,
+                old,
+                old_samples,
+                rss_grown,
+                rss_new,
+                rss_old,
+            )
+        )
         print_row(rows[-1], rows[0])
     return rows, subject.aggregate_id
 
@@ -384,9 +419,11 @@ def ratio(a: float, b: float) -> str:
     return "—" if not (a == a and b == b and b) else f"{a / b:.2f}x"
 
 
-HEADER = ("| events | measured over | grow s | new p50 | new p99 | new cold | ctl p50 | ctl p99 "
-          "| old p50 | old p99 | old n | new p50 ÷ p50@first | new p50 ÷ ctl p50 "
-          "| old p50 ÷ new p50 | RSS MB grown / new / old | load |")
+HEADER = (
+    "| events | measured over | grow s | new p50 | new p99 | new cold | ctl p50 | ctl p99 "
+    "| old p50 | old p99 | old n | new p50 ÷ p50@first | new p50 ÷ ctl p50 "
+    "| old p50 ÷ new p50 | RSS MB grown / new / old | load |"
+)
 
 
 def print_row(row: Row, first: Row) -> None:
@@ -394,12 +431,15 @@ def print_row(row: Row, first: Row) -> None:
     ctl50, ctl99 = pct(new.control, 0.5), pct(new.control, 0.99)
     old50 = old.skipped or ms(old.p50)
     old99 = "—" if old.skipped else ms(old.p99)
-    print(f"| {row.size:,} | {row.grown_to:,}→{row.measured_to:,} | {row.grow_seconds:.1f} "
-          f"| {ms(new.p50)} | {ms(new.p99)} | {ms(new.cold * 1000)} | {ms(ctl50)} | {ms(ctl99)} "
-          f"| {old50} | {old99} | {row.old_samples} | {ratio(new.p50, first.new.p50)} "
-          f"| {ratio(new.p50, ctl50)} | {ratio(old.p50, new.p50)} "
-          f"| {row.rss_grown:.0f} / {row.rss_new:.0f} / {row.rss_old:.0f} "
-          f"| {os.getloadavg()[0]:.1f} |", flush=True)
+    print(
+        f"| {row.size:,} | {row.grown_to:,}→{row.measured_to:,} | {row.grow_seconds:.1f} "
+        f"| {ms(new.p50)} | {ms(new.p99)} | {ms(new.cold * 1000)} | {ms(ctl50)} | {ms(ctl99)} "
+        f"| {old50} | {old99} | {row.old_samples} | {ratio(new.p50, first.new.p50)} "
+        f"| {ratio(new.p50, ctl50)} | {ratio(old.p50, new.p50)} "
+        f"| {row.rss_grown:.0f} / {row.rss_new:.0f} / {row.rss_old:.0f} "
+        f"| {os.getloadavg()[0]:.1f} |",
+        flush=True,
+    )
 
 
 def verdict(kind: str, rows: list[Row]) -> tuple[bool, str]:
@@ -411,11 +451,13 @@ def verdict(kind: str, rows: list[Row]) -> tuple[bool, str]:
     ctl99 = pct(last.new.control, 0.99)
     c50_r, c99_r = last.new.p50 / ctl50, last.new.p99 / ctl99
     ctl_ok = c50_r <= BAR_P50 and c99_r <= BAR_P99
-    text = (f"{kind:<10} {'PASS' if ok else 'FAIL'}: p50 {ms(last.new.p50)} ms at "
-            f"{last.size:,} vs {ms(first.new.p50)} ms at {first.size:,} = {p50_r:.2f}x "
-            f"(bar {BAR_P50}x); p99 {ms(last.new.p99)} vs {ms(first.new.p99)} = {p99_r:.2f}x "
-            f"(bar {BAR_P99}x) | against the control timed alongside: "
-            f"{'PASS' if ctl_ok else 'FAIL'} (p50 {c50_r:.2f}x, p99 {c99_r:.2f}x)")
+    text = (
+        f"{kind:<10} {'PASS' if ok else 'FAIL'}: p50 {ms(last.new.p50)} ms at "
+        f"{last.size:,} vs {ms(first.new.p50)} ms at {first.size:,} = {p50_r:.2f}x "
+        f"(bar {BAR_P50}x); p99 {ms(last.new.p99)} vs {ms(first.new.p99)} = {p99_r:.2f}x "
+        f"(bar {BAR_P99}x) | against the control timed alongside: "
+        f"{'PASS' if ctl_ok else 'FAIL'} (p50 {c50_r:.2f}x, p99 {c99_r:.2f}x)"
+    )
     return ok, text
 
 
@@ -427,9 +469,12 @@ def postgres_version(db: Database) -> str:
 
 def snapshot_count(db: Database, schema: str, aggregate_ids: list[UUID]) -> int:
     with psycopg.connect(db.conninfo) as conn:
-        row = conn.execute(psycopg.sql.SQL(
-            "SELECT count(*) FROM {} WHERE originator_id = ANY(%s)").format(
-            psycopg.sql.Identifier(schema, "darkroom_snapshots")), [aggregate_ids]).fetchone()
+        row = conn.execute(
+            psycopg.sql.SQL("SELECT count(*) FROM {} WHERE originator_id = ANY(%s)").format(
+                psycopg.sql.Identifier(schema, "darkroom_snapshots")
+            ),
+            [aggregate_ids],
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -460,8 +505,10 @@ def hot_aggregate(db: Database, seconds: float) -> None:
         print("bench/hot_aggregate.py has no run(database, seconds): skipped.")
         return
     result: dict[str, Any] = run(db, seconds)
-    print(f"{result.get('threads', '?')} threads saving one aggregate; saves/s "
-          "(ours = GroupCommitRecorder, library = PostgresApplicationRecorder):\n")
+    print(
+        f"{result.get('threads', '?')} threads saving one aggregate; saves/s "
+        "(ours = GroupCommitRecorder, library = PostgresApplicationRecorder):\n"
+    )
     print("| case | ours saves/s | library saves/s | ratio | conflicts ours / library |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for case in ("no_cache", "cache"):
@@ -469,29 +516,44 @@ def hot_aggregate(db: Database, seconds: float) -> None:
         if not isinstance(r, dict):
             continue
         details = r.get("details", {})
-        conflicts = "/".join(str(details.get(n, {}).get("conflicts", "?"))
-                             for n in ("group", "default"))
-        print(f"| {case} | {r['group']:.1f} | {r['default']:.1f} | {r['ratio']:.2f}x "
-              f"| {conflicts} |")
+        conflicts = "/".join(
+            str(details.get(n, {}).get("conflicts", "?")) for n in ("group", "default")
+        )
+        print(
+            f"| {case} | {r['group']:.1f} | {r['default']:.1f} | {r['ratio']:.2f}x | {conflicts} |"
+        )
     print(f"\nraw: {result}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10,1000,10000,100000",
-                        help="history lengths, ascending (events of the one instance)")
+    parser.add_argument(
+        "--sizes",
+        default="10,1000,10000,100000",
+        help="history lengths, ascending (events of the one instance)",
+    )
     parser.add_argument("--samples", type=int, default=200, help="timed commands per size")
-    parser.add_argument("--warmup", type=int, default=3,
-                        help="untimed commands first on the new path (the first is 'cold')")
-    parser.add_argument("--old-samples-budget", type=int, default=100_000,
-                        help="today's path takes min(samples, max(min, budget ÷ size)) samples")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="untimed commands first on the new path (the first is 'cold')",
+    )
+    parser.add_argument(
+        "--old-samples-budget",
+        type=int,
+        default=100_000,
+        help="today's path takes min(samples, max(min, budget ÷ size)) samples",
+    )
     parser.add_argument("--old-samples-min", type=int, default=3)
-    parser.add_argument("--old-path-max", type=int, default=None,
-                        help="skip today's path above this size")
+    parser.add_argument(
+        "--old-path-max", type=int, default=None, help="skip today's path above this size"
+    )
     parser.add_argument("--kinds", default=",".join(KINDS), help=",".join(KINDS))
     parser.add_argument("--chunk", type=int, default=500, help="events per save while growing")
-    parser.add_argument("--hot-seconds", type=float, default=10.0,
-                        help="bench/hot_aggregate.py per run; 0 skips it")
+    parser.add_argument(
+        "--hot-seconds", type=float, default=10.0, help="bench/hot_aggregate.py per run; 0 skips it"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the schema")
     args = parser.parse_args()
     sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
@@ -503,21 +565,29 @@ def main() -> None:
     db = resolve(os.environ.get("DATABASE_URL"), ROOT / ".darkroom" / "bench-pg")
     print(f"# History bench, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
     print(f"`{' '.join(['python', *sys.argv])}`\n")
-    print(f"- machine: {os.cpu_count()} cores ({cpu_model()}), load "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, CPU loop "
-          f"{machine_speed():.3f} s (≈0.31 s is this box's usual speed)")
+    print(
+        f"- machine: {os.cpu_count()} cores ({cpu_model()}), load "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, CPU loop "
+        f"{machine_speed():.3f} s (≈0.31 s is this box's usual speed)"
+    )
     library = metadata.version("eventsourcing")
-    print(f"- Python {platform.python_version()}, eventsourcing {library}, "
-          f"PostgreSQL {postgres_version(db)}; git {git_head()}")
-    print(f"- new path: snapshots every {sorted(set(SNAPSHOT_INTERVALS.values()))} events, "
-          f"aggregate cache {NEW['cache_size']:,} (fast-forward); today's path: no snapshots, "
-          "no cache")
-    print(f"- per size: {args.samples} samples on the new path after {args.warmup} warm-up "
-          f"commands; today's path min({args.samples}, max({args.old_samples_min}, "
-          f"{args.old_samples_budget:,} ÷ size)) after 1; growth {args.chunk} events per "
-          "save, snapshots on; each path on a fresh Studio; latencies in ms; RSS is this process's "
-          "(the studio runs in it), cumulative over the run; load is the 1-minute load "
-          "average when the row ends (2 cores, shared)\n")
+    print(
+        f"- Python {platform.python_version()}, eventsourcing {library}, "
+        f"PostgreSQL {postgres_version(db)}; git {git_head()}"
+    )
+    print(
+        f"- new path: snapshots every {sorted(set(SNAPSHOT_INTERVALS.values()))} events, "
+        f"aggregate cache {NEW['cache_size']:,} (fast-forward); today's path: no snapshots, "
+        "no cache"
+    )
+    print(
+        f"- per size: {args.samples} samples on the new path after {args.warmup} warm-up "
+        f"commands; today's path min({args.samples}, max({args.old_samples_min}, "
+        f"{args.old_samples_budget:,} ÷ size)) after 1; growth {args.chunk} events per "
+        "save, snapshots on; each path on a fresh Studio; latencies in ms; RSS is this process's "
+        "(the studio runs in it), cumulative over the run; load is the 1-minute load "
+        "average when the row ends (2 cores, shared)\n"
+    )
 
     schema = f"bench_hist_{uuid.uuid4().hex[:6]}"
     create_schema(db, schema)
@@ -532,21 +602,28 @@ def main() -> None:
             print("| " + " | ".join(["---:"] * (HEADER.count("|") - 1)) + " |", flush=True)
             t0 = time.perf_counter()
             rows, ident = run_kind(db, schema, grower, cls, args, sizes)
-            print(f"\n{time.perf_counter() - t0:.0f} s for this kind; "
-                  f"{snapshot_count(db, schema, [ident])} snapshots stored for the instance")
+            print(
+                f"\n{time.perf_counter() - t0:.0f} s for this kind; "
+                f"{snapshot_count(db, schema, [ident])} snapshots stored for the instance"
+            )
             verdicts.append(verdict(kind, rows))
         grower.close()
-        print(f"\nsnapshots ignored by the repository (unusable): "
-              f"{SnapshottingRepository.ignored}")
-        print(f"CPU loop at the end: {machine_speed():.3f} s; load "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-              f"{time.perf_counter() - started:.0f} s in all")
+        print(f"\nsnapshots ignored by the repository (unusable): {SnapshottingRepository.ignored}")
+        print(
+            f"CPU loop at the end: {machine_speed():.3f} s; load "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+            f"{time.perf_counter() - started:.0f} s in all"
+        )
 
         first, last = sizes[0], sizes[-1]
-        note = "" if (first, last) == (10, 100_000) else \
-            f" (the bar is defined at 100,000 vs 10; here {last:,} vs {first:,})"
-        print(f"\n## Bar: new path p50 ≤ {BAR_P50}x and p99 ≤ {BAR_P99}x of the smallest "
-              f"size{note}\n")
+        note = (
+            ""
+            if (first, last) == (10, 100_000)
+            else f" (the bar is defined at 100,000 vs 10; here {last:,} vs {first:,})"
+        )
+        print(
+            f"\n## Bar: new path p50 ≤ {BAR_P50}x and p99 ≤ {BAR_P99}x of the smallest size{note}\n"
+        )
         for _ok, text in verdicts:
             print(f"- {text}")
         if args.hot_seconds > 0:
@@ -563,14 +640,27 @@ def main() -> None:
 def git_head() -> str:
     """The commit, and whether the working tree differs from it (others edit alongside)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True, check=True).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "?"
-    return head + (" + uncommitted changes to " + ", ".join(
-        line[3:] for line in dirty.splitlines()) if dirty else "")
+    return head + (
+        " + uncommitted changes to " + ", ".join(line[3:] for line in dirty.splitlines())
+        if dirty
+        else ""
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,10 @@ class Counter(Aggregate):
 
 
 def run_one(
-    db: Database, topic: str | None, extra_env: dict[str, str], seconds: float,
+    db: Database,
+    topic: str | None,
+    extra_env: dict[str, str],
+    seconds: float,
     threads: int = 100,
 ) -> dict[str, Any]:
     """One recorder, one fresh schema: `threads` threads on one aggregate for `seconds`."""
@@ -151,21 +154,27 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     db = resolve(os.environ.get("DATABASE_URL"), ROOT / ".darkroom" / "bench-pg")
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
-          f"Python {platform.python_version()} · {args.threads} threads · "
-          f"{args.seconds:g} s per run · load {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
+        f"Python {platform.python_version()} · {args.threads} threads · "
+        f"{args.seconds:g} s per run · load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     result = run(db, args.seconds, args.threads)
-    print(f"{'case':<9} {'group saves/s':>13} {'default saves/s':>15} {'ratio':>6} "
-          f"{'conflicts g/d':>15}")
+    print(
+        f"{'case':<9} {'group saves/s':>13} {'default saves/s':>15} {'ratio':>6} "
+        f"{'conflicts g/d':>15}"
+    )
     ok = True
     for case in CACHES:
         r = result[case]
         d = r["details"]
-        print(f"{case:<9} {r['group']:>13.1f} {r['default']:>15.1f} {r['ratio']:>5.2f}x "
-              f"{d['group']['conflicts']:>7}/{d['default']['conflicts']:<7}")
+        print(
+            f"{case:<9} {r['group']:>13.1f} {r['default']:>15.1f} {r['ratio']:>5.2f}x "
+            f"{d['group']['conflicts']:>7}/{d['default']['conflicts']:<7}"
+        )
         ok = ok and r["group"] >= r["default"]
-    print("group commit at least as fast as the library's recorder: "
-          + ("OK" if ok else "FAILED"))
+    print("group commit at least as fast as the library's recorder: " + ("OK" if ok else "FAILED"))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if not ok:

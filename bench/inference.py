@@ -70,9 +70,13 @@ def bare_calls(pool: ActorPool, count: int) -> dict[str, float]:
         runs.append(out["finished"] - out["started"])
     seconds = time.perf_counter() - began
     over = [t - r for t, r in zip(trips, runs, strict=True)]
-    return {"tasks_per_s": count / seconds, "trip_p50_ms": ms(trips, 0.5),
-            "run_p50_ms": ms(runs, 0.5), "overhead_p50_ms": ms(over, 0.5),
-            "overhead_p95_ms": ms(over, 0.95)}
+    return {
+        "tasks_per_s": count / seconds,
+        "trip_p50_ms": ms(trips, 0.5),
+        "run_p50_ms": ms(runs, 0.5),
+        "overhead_p50_ms": ms(over, 0.5),
+        "overhead_p95_ms": ms(over, 0.95),
+    }
 
 
 @dataclass
@@ -97,9 +101,11 @@ def queued(db: Database, schema: str, count: int) -> Queue:
     studio.ensure_user(owner)
     studio.grant_credits(owner, 1_000_000, "benchmark")
     project = studio.create_project(owner, "Bench")["project_id"]
-    made = studio.create_tasks(project, owner, [
-        {"task_type": "image_generation", "params": {**PARAMS, "seed": i}}
-        for i in range(count)])
+    made = studio.create_tasks(
+        project,
+        owner,
+        [{"task_type": "image_generation", "params": {**PARAMS, "seed": i}} for i in range(count)],
+    )
     runner = private_claim_queue(studio, db, schema)
     runner.catch_up()  # every task in the claim queue before the clock starts
     thread = threading.Thread(target=runner.run_forever, daemon=True)
@@ -123,8 +129,11 @@ def commands_alone(db: Database, schema: str, media: Path, count: int) -> dict[s
     began = time.perf_counter()
     while len(seen) < count:
         start = time.perf_counter()
-        found = [c.task_id for c in candidates.candidates(("api",), {"image_generation"}, 16)
-                 if c.task_id not in seen][:2]  # the dispatcher's first page
+        found = [
+            c.task_id
+            for c in candidates.candidates(("api",), {"image_generation"}, 16)
+            if c.task_id not in seen
+        ][:2]  # the dispatcher's first page
         claimed = worker.claim_next("bench-floor", "api", None, found) if found else None
         if claimed is None:
             time.sleep(0.005)  # the view has not caught up with our own claims yet
@@ -133,8 +142,13 @@ def commands_alone(db: Database, schema: str, media: Path, count: int) -> dict[s
         middle = time.perf_counter()
         location = store.put(png, ".png", "image/png")
         thumbnail = store.put(png, ".png", "image/png")
-        worker.complete_task(claimed["task_id"], location, thumbnail_url=thumbnail,
-                             result_data={"width": 64}, worker_id="bench-floor")
+        worker.complete_task(
+            claimed["task_id"],
+            location,
+            thumbnail_url=thumbnail,
+            result_data={"width": 64},
+            worker_id="bench-floor",
+        )
         claims.append(middle - start)
         completes.append(time.perf_counter() - middle)
     seconds = time.perf_counter() - began
@@ -142,19 +156,31 @@ def commands_alone(db: Database, schema: str, media: Path, count: int) -> dict[s
     candidates.close()
     worker.close()
     total = [a + b for a, b in zip(claims, completes, strict=True)]
-    return {"tasks_per_s": count / seconds, "overhead_p50_ms": ms(total, 0.5),
-            "overhead_p95_ms": ms(total, 0.95), "claim_p50_ms": ms(claims, 0.5),
-            "record_p50_ms": ms(completes, 0.5), "run_p50_ms": 0.0}
+    return {
+        "tasks_per_s": count / seconds,
+        "overhead_p50_ms": ms(total, 0.5),
+        "overhead_p95_ms": ms(total, 0.95),
+        "claim_p50_ms": ms(claims, 0.5),
+        "record_p50_ms": ms(completes, 0.5),
+        "run_p50_ms": 0.0,
+    }
 
 
-def dispatched(db: Database, schema: str, pool: ActorPool, media: Path,
-               count: int) -> dict[str, float]:
+def dispatched(
+    db: Database, schema: str, pool: ActorPool, media: Path, count: int
+) -> dict[str, float]:
     queue = queued(db, schema, count)
     worker_studio = dispatcher_studio(db, schema)
     candidates = ClaimQueueCandidates(db.conninfo, schema)
-    dispatcher = Dispatcher(worker_studio, candidates, pool, LocalMediaStore(media),
-                            studio_outputs(worker_studio), worker_id=f"bench-{len(pool.slots)}",
-                            config=DispatcherConfig(sweep_interval=None))
+    dispatcher = Dispatcher(
+        worker_studio,
+        candidates,
+        pool,
+        LocalMediaStore(media),
+        studio_outputs(worker_studio),
+        worker_id=f"bench-{len(pool.slots)}",
+        config=DispatcherConfig(sweep_interval=None),
+    )
     dispatcher.start()
     try:
         while len([t for t in dispatcher.timings if t.task_id in queue.ids]) < count:
@@ -192,9 +218,13 @@ def summarise(marks: list[Timing]) -> dict[str, float]:
 
 
 def pool_of(actors: int, tiny: Path) -> ActorPool:
-    pool = ActorPool(PoolConfig(specs=[ActorSpec(T2I, count=actors, cpus=1)],
-                                tiny_root=str(tiny),
-                                backend_options={"default_size": (64, 64)}))
+    pool = ActorPool(
+        PoolConfig(
+            specs=[ActorSpec(T2I, count=actors, cpus=1)],
+            tiny_root=str(tiny),
+            backend_options={"default_size": (64, 64)},
+        )
+    )
     pool.start()
     pool.wait_ready(timeout=300)
     return pool
@@ -204,16 +234,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--bare", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per cell; medians are printed (shared cores are noisy)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per cell; medians are printed (shared cores are noisy)",
+    )
     args = parser.parse_args()
     db = resolve(os.environ.get("DATABASE_URL"), Path(".darkroom/bench-pg"))
     scratch = Path(tempfile.mkdtemp(prefix="darkroom-bench-"))
     start_ray(num_cpus=2, object_store_memory=128 * 1024**2, log_to_driver=False)
     load = os.getloadavg()[0]
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
-          f"load {load:.1f} · Python {platform.python_version()} · tiny text-to-image "
-          f"64x64, 2 steps · {args.tasks} tasks per run · median of {args.repeat}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
+        f"load {load:.1f} · Python {platform.python_version()} · tiny text-to-image "
+        f"64x64, 2 steps · {args.tasks} tasks per run · median of {args.repeat}"
+    )
     runs: dict[str, list[dict[str, float]]] = {}
     try:
         for actors in (1, 2):
@@ -226,12 +262,14 @@ def main() -> None:
                 pool.shutdown()
     finally:
         stop_ray()
-    report({name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-            for name, rs in runs.items()})
+    report(
+        {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    )
 
 
-def cells(actors: int, pool: ActorPool, db: Database, scratch: Path,
-          args: argparse.Namespace) -> dict[str, Callable[[], dict[str, float]]]:
+def cells(
+    actors: int, pool: ActorPool, db: Database, scratch: Path, args: argparse.Namespace
+) -> dict[str, Callable[[], dict[str, float]]]:
     def on_fresh_schema(run: Callable[[str], dict[str, float]]) -> Callable[[], dict[str, float]]:
         def measure() -> dict[str, float]:
             schema = f"bench_inference_{uuid.uuid4().hex[:8]}"
@@ -240,16 +278,19 @@ def cells(actors: int, pool: ActorPool, db: Database, scratch: Path,
                 return run(schema)
             finally:
                 drop_schema(db, schema)
+
         return measure
 
     found: dict[str, Callable[[], dict[str, float]]] = {}
     if actors == 1:
         found["bare call"] = lambda: bare_calls(pool, args.bare)
         found["commands alone"] = on_fresh_schema(
-            lambda schema: commands_alone(db, schema, scratch / "media", args.tasks))
+            lambda schema: commands_alone(db, schema, scratch / "media", args.tasks)
+        )
     name = f"dispatcher, {actors} actor{'s' if actors > 1 else ''}"
     found[name] = on_fresh_schema(
-        lambda schema: dispatched(db, schema, pool, scratch / "media", args.tasks))
+        lambda schema: dispatched(db, schema, pool, scratch / "media", args.tasks)
+    )
     return found
 
 
@@ -257,16 +298,20 @@ def report(results: dict[str, dict[str, float]]) -> None:
     bare = results["bare call"]
     print(f"{'':22} {'tasks/s':>8} {'overhead p50':>13} {'p95':>7} {'model run p50':>14}")
     for name, r in results.items():
-        print(f"{name:22} {r['tasks_per_s']:>8.1f} {r['overhead_p50_ms']:>10.1f} ms "
-              f"{r['overhead_p95_ms']:>7.1f} {r['run_p50_ms']:>11.1f} ms")
+        print(
+            f"{name:22} {r['tasks_per_s']:>8.1f} {r['overhead_p50_ms']:>10.1f} ms "
+            f"{r['overhead_p95_ms']:>7.1f} {r['run_p50_ms']:>11.1f} ms"
+        )
     one = results["dispatcher, 1 actor"]
     floor = results["commands alone"]
-    print(f"dispatcher overhead p50 over the bare call: "
-          f"{one['overhead_p50_ms'] - bare['overhead_p50_ms']:.1f} ms (target ≤ 20 ms), of "
-          f"which the studio's claim + complete alone take {floor['overhead_p50_ms']:.1f} ms; "
-          f"split p50: claim {one['claim_p50_ms']:.1f} · inputs+send "
-          f"{one['inputs_send_p50_ms']:.1f} · to actor {one['to_actor_p50_ms']:.1f} · back "
-          f"{one['back_p50_ms']:.1f} · store+complete {one['record_p50_ms']:.1f} ms")
+    print(
+        f"dispatcher overhead p50 over the bare call: "
+        f"{one['overhead_p50_ms'] - bare['overhead_p50_ms']:.1f} ms (target ≤ 20 ms), of "
+        f"which the studio's claim + complete alone take {floor['overhead_p50_ms']:.1f} ms; "
+        f"split p50: claim {one['claim_p50_ms']:.1f} · inputs+send "
+        f"{one['inputs_send_p50_ms']:.1f} · to actor {one['to_actor_p50_ms']:.1f} · back "
+        f"{one['back_p50_ms']:.1f} · store+complete {one['record_p50_ms']:.1f} ms"
+    )
     two = results["dispatcher, 2 actors"]
     print(f"2 actors / 1 actor: {two['tasks_per_s'] / one['tasks_per_s']:.2f}x tasks/s")
     print(json.dumps({k: {m: round(v, 2) for m, v in r.items()} for k, r in results.items()}))

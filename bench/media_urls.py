@@ -26,13 +26,25 @@ from realtime.api.media import MediaUrls
 
 
 def page(items: int) -> dict[str, Any]:
-    return {"items": [{"id": str(uuid.uuid4()), "project_id": str(uuid.uuid4()),
-                       "location": f"/media/2026/{uuid.uuid4().hex}.png",
-                       "thumbnail_url": f"/media/uploads/{uuid.uuid4().hex}.webp",
-                       "type": "image", "starred": False,
-                       "params": {"prompt": "a fox " * 20, "seed": 1,
-                                  "image_url": f"/media/uploads/{uuid.uuid4().hex}.png"}}
-                      for _ in range(items)], "next_cursor": None}
+    return {
+        "items": [
+            {
+                "id": str(uuid.uuid4()),
+                "project_id": str(uuid.uuid4()),
+                "location": f"/media/2026/{uuid.uuid4().hex}.png",
+                "thumbnail_url": f"/media/uploads/{uuid.uuid4().hex}.webp",
+                "type": "image",
+                "starred": False,
+                "params": {
+                    "prompt": "a fox " * 20,
+                    "seed": 1,
+                    "image_url": f"/media/uploads/{uuid.uuid4().hex}.png",
+                },
+            }
+            for _ in range(items)
+        ],
+        "next_cursor": None,
+    }
 
 
 def per_item_ms(fn: Callable[[Any], Any], items: Sequence[Any]) -> float:
@@ -56,9 +68,11 @@ def main() -> None:
         first.append(per_item_ms(urls.sign_text, texts))
         cached.append(per_item_ms(urls.sign_text, texts))
         dumps.append(per_item_ms(lambda p: json.dumps(p, separators=(",", ":")), pages))
-    print(f"{args.items} items, {3 * args.items} locations, {len(texts[0])} bytes per page: "
-          f"sign_text {min(first):.2f} ms first, {min(cached):.2f} ms cached; "
-          f"json.dumps {min(dumps):.2f} ms")
+    print(
+        f"{args.items} items, {3 * args.items} locations, {len(texts[0])} bytes per page: "
+        f"sign_text {min(first):.2f} ms first, {min(cached):.2f} ms cached; "
+        f"json.dumps {min(dumps):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,16 @@ async def send(message: Any) -> None:
 async def per_request(app: Any, n: int) -> float:
     started = time.perf_counter()
     for _ in range(n):
-        await app({"type": "http", "method": "GET", "path": "/api/projects/1",
-                   "headers": [(b"host", b"x"), (b"authorization", b"Bearer x")]},
-                  receive, send)
+        await app(
+            {
+                "type": "http",
+                "method": "GET",
+                "path": "/api/projects/1",
+                "headers": [(b"host", b"x"), (b"authorization", b"Bearer x")],
+            },
+            receive,
+            send,
+        )
     return (time.perf_counter() - started) / n
 
 
@@ -58,9 +65,11 @@ async def main(rounds: int, n: int) -> None:
     for _ in range(rounds):
         bare.append(await per_request(router, n))
         wrapped.append(await per_request(observed, n))
-    print(f"min of {rounds} rounds of {n}: bare {min(bare) * 1e6:.2f} us, observed "
-          f"{min(wrapped) * 1e6:.2f} us, overhead {(min(wrapped) - min(bare)) * 1e6:.2f} us "
-          "per request")
+    print(
+        f"min of {rounds} rounds of {n}: bare {min(bare) * 1e6:.2f} us, observed "
+        f"{min(wrapped) * 1e6:.2f} us, overhead {(min(wrapped) - min(bare)) * 1e6:.2f} us "
+        "per request"
+    )
 
 
 if __name__ == "__main__":

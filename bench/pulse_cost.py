@@ -27,14 +27,21 @@ from darkroom.wiring import build_studio
 from domain.pulse import NO_REPORT, Report
 
 
-def run(pulse: PostgresPulse, label: str, apart: int, workers: int, beats: int,
-        report: Callable[[int], Report]) -> None:
+def run(
+    pulse: PostgresPulse,
+    label: str,
+    apart: int,
+    workers: int,
+    beats: int,
+    report: Callable[[int], Report],
+) -> None:
     start = datetime.now(UTC)
     began = time.perf_counter()
     for beat in range(beats):
         for w in range(workers):
-            pulse.touch(f"{label}-{apart}-{w}", start + timedelta(seconds=apart * beat),
-                        report(beat))
+            pulse.touch(
+                f"{label}-{apart}-{w}", start + timedelta(seconds=apart * beat), report(beat)
+            )
     per = (time.perf_counter() - began) / (workers * beats) * 1e6
     print(f"{label:>9} beats {apart} s apart: {per:6.0f} us/beat")
 
@@ -62,8 +69,14 @@ def main() -> None:
     with scratch_pulse() as pulse:
         for apart in (6, 1):
             run(pulse, "no report", apart, args.workers, args.beats, lambda b: NO_REPORT)
-            run(pulse, "report", apart, args.workers, args.beats,
-                lambda b: Report("busy", "wan-2.2", 20_000 + b, 24_000))
+            run(
+                pulse,
+                "report",
+                apart,
+                args.workers,
+                args.beats,
+                lambda b: Report("busy", "wan-2.2", 20_000 + b, 24_000),
+            )
 
 
 if __name__ == "__main__":

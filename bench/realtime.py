@@ -40,9 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "bench-realtime-jwt-secret-of-32-bytes!!"
 SERVICE_KEY = "bench-realtime-service-key"
-PAYLOAD = json.dumps({"id": str(uuid.UUID(int=7)), "starred": True, "name": "lighthouse",
-                      "location": "s3://bucket/lighthouse-at-dusk.png", "variant_count": 2,
-                      "media_type": "image"}, separators=(",", ":"))
+PAYLOAD = json.dumps(
+    {
+        "id": str(uuid.UUID(int=7)),
+        "starred": True,
+        "name": "lighthouse",
+        "location": "s3://bucket/lighthouse-at-dusk.png",
+        "variant_count": 2,
+        "media_type": "image",
+    },
+    separators=(",", ":"),
+)
 DOCS_HEADING = "## Realtime hub (bench/realtime.py)"
 
 SERVER = """
@@ -84,8 +92,9 @@ async def client_main(spec_path: str) -> None:
     started_cpu = [0.0]
 
     async def one(token: str, topic: str, ready: asyncio.Event) -> None:
-        async with connect(spec["url"], compression=None, max_queue=None,
-                           open_timeout=60, ping_interval=None) as ws:
+        async with connect(
+            spec["url"], compression=None, max_queue=None, open_timeout=60, ping_interval=None
+        ) as ws:
             await ws.send(json.dumps({"type": "auth", "token": token}))
             await ws.recv()
             await ws.send(json.dumps({"type": "subscribe", "topic": topic}))
@@ -146,7 +155,11 @@ class ClientProcess:
         self.spec_file.write_text(json.dumps(spec))
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--client-spec", str(self.spec_file)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
 
     def expect(self, word: str) -> str:
         assert self.process.stdout is not None
@@ -173,12 +186,18 @@ class ClientProcess:
 
 # -- shared set-up -------------------------------------------------------------------
 def env_for(db: Any, schema: str) -> dict[str, str]:
-    url = (f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}")
+    url = f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return {**env, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
-            "DARKROOM_JWT_SECRET": JWT_SECRET, "DARKROOM_SERVICE_KEY": SERVICE_KEY,
-            "DARKROOM_POOL_SIZE": "8", "DARKROOM_TASK_RATE_LIMIT": "100000",
-            "DARKROOM_JWT_SUB_ANY": "y"}  # users are named `bench-user-<i>`
+    return {
+        **env,
+        "DATABASE_URL": url,
+        "DARKROOM_DB_SCHEMA": schema,
+        "DARKROOM_JWT_SECRET": JWT_SECRET,
+        "DARKROOM_SERVICE_KEY": SERVICE_KEY,
+        "DARKROOM_POOL_SIZE": "8",
+        "DARKROOM_TASK_RATE_LIMIT": "100000",
+        "DARKROOM_JWT_SUB_ANY": "y",
+    }  # users are named `bench-user-<i>`
 
 
 def free_port() -> int:
@@ -226,12 +245,14 @@ def run_latency(db: Any, args: argparse.Namespace, batch_latency: float) -> dict
     procs: list[subprocess.Popen[bytes]] = []
     client: ClientProcess | None = None
     try:
-        runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(batch_latency)],
-                                  cwd=ROOT, env=env)
+        runner = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(batch_latency)], cwd=ROOT, env=env
+        )
         procs.append(runner)
         port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-c", SERVER, str(port), args.ws],
-                                      cwd=ROOT, env=env))
+        procs.append(
+            subprocess.Popen([sys.executable, "-c", SERVER, str(port), args.ws], cwd=ROOT, env=env)
+        )
         base = f"http://127.0.0.1:{port}"
         wait_http(base, procs[-1])
         projects = []
@@ -243,12 +264,19 @@ def run_latency(db: Any, args: argparse.Namespace, batch_latency: float) -> dict
         with pdb.connect(db.conninfo, schema) as conn:
             wait_for_position(conn, studio.head_position(), timeout=120)
         tokens = {user: issue_jwt(JWT_SECRET, user, ttl_s=6 * 3600) for user, _, _ in projects}
-        connections = [(tokens[projects[i % len(projects)][0]],
-                        f"project:{projects[i % len(projects)][1]}")
-                       for i in range(args.clients)]
+        connections = [
+            (tokens[projects[i % len(projects)][0]], f"project:{projects[i % len(projects)][1]}")
+            for i in range(args.clients)
+        ]
         out = Path(tempfile.mkstemp(suffix=".json")[1])
-        client = ClientProcess({"url": f"ws://127.0.0.1:{port}/ws", "mode": "latency",
-                                "connections": connections, "out": str(out)})
+        client = ClientProcess(
+            {
+                "url": f"ws://127.0.0.1:{port}/ws",
+                "mode": "latency",
+                "connections": connections,
+                "out": str(out),
+            }
+        )
         started = time.monotonic()
         client.expect("READY")
         connect_s = time.monotonic() - started
@@ -272,8 +300,13 @@ def run_latency(db: Any, args: argparse.Namespace, batch_latency: float) -> dict
         drop_schema(db, schema)
 
 
-def send_commands(base: str, projects: list[tuple[str, str, str]], tokens: dict[str, str],
-                  args: argparse.Namespace, httpx: Any) -> list[tuple[str, int, float, float]]:
+def send_commands(
+    base: str,
+    projects: list[tuple[str, str, str]],
+    tokens: dict[str, str],
+    args: argparse.Namespace,
+    httpx: Any,
+) -> list[tuple[str, int, float, float]]:
     rng = random.Random(5)
     sent: list[tuple[str, int, float, float]] = []
     starred: dict[str, bool] = {}
@@ -284,18 +317,30 @@ def send_commands(base: str, projects: list[tuple[str, str, str]], tokens: dict[
             starred[generation] = not starred.get(generation, False)
             time.sleep(max(0.0, next_at - time.monotonic()))
             t0 = time.monotonic()
-            reply = http.patch(f"/api/generations/{generation}",
-                               json={"starred": starred[generation]},
-                               headers={"Authorization": f"Bearer {tokens[user]}"})
+            reply = http.patch(
+                f"/api/generations/{generation}",
+                json={"starred": starred[generation]},
+                headers={"Authorization": f"Bearer {tokens[user]}"},
+            )
             reply.raise_for_status()
-            sent.append((f"project:{project}", int(reply.headers["X-Darkroom-Position"]), t0,
-                         time.monotonic() - t0))
+            sent.append(
+                (
+                    f"project:{project}",
+                    int(reply.headers["X-Darkroom-Position"]),
+                    t0,
+                    time.monotonic() - t0,
+                )
+            )
             next_at += 1.0 / args.rate
     return sent
 
 
-def latency_summary(sent: list[tuple[str, int, float, float]], received: list[list[Any]],
-                    per_project: int, connect_s: float) -> dict[str, Any]:
+def latency_summary(
+    sent: list[tuple[str, int, float, float]],
+    received: list[list[Any]],
+    per_project: int,
+    connect_s: float,
+) -> dict[str, Any]:
     arrivals: dict[tuple[str, int], list[float]] = {}
     for topic, position, at in received:
         arrivals.setdefault((topic, position), []).append(at)
@@ -305,12 +350,19 @@ def latency_summary(sent: list[tuple[str, int, float, float]], received: list[li
         times = arrivals.get((topic, position), [])
         missing += max(0, per_project - len(times))
         samples.extend((t - t0) * 1000 for t in times)
-    return {"commands": len(sent), "samples": len(samples), "missing": missing,
-            "p50_ms": percentile(samples, 0.50), "p90_ms": percentile(samples, 0.90),
-            "p99_ms": percentile(samples, 0.99), "max_ms": max(samples),
-            "mean_ms": statistics.fmean(samples), "connect_s": connect_s,
-            "http_p50_ms": percentile([s[3] * 1000 for s in sent], 0.5),
-            "http_p99_ms": percentile([s[3] * 1000 for s in sent], 0.99)}
+    return {
+        "commands": len(sent),
+        "samples": len(samples),
+        "missing": missing,
+        "p50_ms": percentile(samples, 0.50),
+        "p90_ms": percentile(samples, 0.90),
+        "p99_ms": percentile(samples, 0.99),
+        "max_ms": max(samples),
+        "mean_ms": statistics.fmean(samples),
+        "connect_s": connect_s,
+        "http_p50_ms": percentile([s[3] * 1000 for s in sent], 0.5),
+        "http_p99_ms": percentile([s[3] * 1000 for s in sent], 0.99),
+    }
 
 
 # -- (b) fan-out -----------------------------------------------------------------------
@@ -336,31 +388,51 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
     setup = build_studio(db, schema, pool_size=2)
     project = setup.create_project("fan", "Fan-out")["project_id"]
     setup.close()
-    config = EdgeConfig(conninfo=db.conninfo, schema=schema, jwt_secret=JWT_SECRET,
-                        service_key=SERVICE_KEY, jwt_sub_any=True,
-                        build_studio=lambda: build_studio(db, schema, pool_size=4))
-    app = create_app(config, extra_routes=hub_routes(),
-                     extra_lifespans=[hub_lifespan(HubSettings(stale_after_s=600))])
+    config = EdgeConfig(
+        conninfo=db.conninfo,
+        schema=schema,
+        jwt_secret=JWT_SECRET,
+        service_key=SERVICE_KEY,
+        jwt_sub_any=True,
+        build_studio=lambda: build_studio(db, schema, pool_size=4),
+    )
+    app = create_app(
+        config,
+        extra_routes=hub_routes(),
+        extra_lifespans=[hub_lifespan(HubSettings(stale_after_s=600))],
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws=args.ws,
-                                           ws_per_message_deflate=False, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            ws=args.ws,
+            ws_per_message_deflate=False,
+            log_level="warning",
+        )
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
     topic = f"project:{project}"
     token = issue_jwt(JWT_SECRET, "fan", ttl_s=6 * 3600)
-    client = ClientProcess({"url": f"ws://127.0.0.1:{port}/ws", "mode": "count",
-                            "messages": args.messages,
-                            "connections": [(token, topic)] * args.fanout_clients})
+    client = ClientProcess(
+        {
+            "url": f"ws://127.0.0.1:{port}/ws",
+            "mode": "count",
+            "messages": args.messages,
+            "connections": [(token, topic)] * args.fanout_clients,
+        }
+    )
     try:
         await client.expect_async("READY")
         hub = app.state.hub
         head = hub.head
-        changes = [Change(head + i + 1, topic, "bench.tick", PAYLOAD)
-                   for i in range(args.messages)]
+        changes = [Change(head + i + 1, topic, "bench.tick", PAYLOAD) for i in range(args.messages)]
         cpu, t0 = time.process_time(), time.monotonic()
         for i in range(0, len(changes), burst):
-            group = tuple(changes[i:i + burst])
+            group = tuple(changes[i : i + burst])
             await hub.backend.publish(Batch(group[0].position - 1, group[-1].position, group))
             await asyncio.sleep(0)
         _, t_done, client_cpu = (await client.expect_async("DONE", 120)).split()
@@ -371,8 +443,13 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
         await serving
         drop_schema(db, schema)
     deliveries = args.fanout_clients * args.messages
-    return {"deliveries": deliveries, "wall_s": float(t_done) - t0, "cpu_s": cpu,
-            "client_cpu_s": float(client_cpu), "frame_bytes": changes[0].size}
+    return {
+        "deliveries": deliveries,
+        "wall_s": float(t_done) - t0,
+        "cpu_s": cpu,
+        "client_cpu_s": float(client_cpu),
+        "frame_bytes": changes[0].size,
+    }
 
 
 async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
@@ -386,8 +463,17 @@ async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
         await ws.recv()
         await ws.send('{"type":"ready","user_id":"fan","position":0}')
         frame = json.loads(await ws.recv())
-        await ws.send(json.dumps({"type": "subscribed", "topic": frame["topic"],
-                                  "position": 0, "recovered": False, "snapshot": None}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribed",
+                    "topic": frame["topic"],
+                    "position": 0,
+                    "recovered": False,
+                    "snapshot": None,
+                }
+            )
+        )
         connected.add(ws)
         if len(connected) == args.fanout_clients:
             everyone.set()
@@ -395,27 +481,37 @@ async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
 
     from realtime.protocol import encode_change
 
-    frames = [encode_change("project:p", i + 1, "bench.tick", PAYLOAD)
-              for i in range(args.messages)]
+    frames = [
+        encode_change("project:p", i + 1, "bench.tick", PAYLOAD) for i in range(args.messages)
+    ]
     async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        client = ClientProcess({"url": f"ws://127.0.0.1:{port}", "mode": "count",
-                                "messages": args.messages,
-                                "connections": [("t", "project:p")] * args.fanout_clients})
+        client = ClientProcess(
+            {
+                "url": f"ws://127.0.0.1:{port}",
+                "mode": "count",
+                "messages": args.messages,
+                "connections": [("t", "project:p")] * args.fanout_clients,
+            }
+        )
         try:
             await client.expect_async("READY")
             await everyone.wait()
             cpu, t0 = time.process_time(), time.monotonic()
             for i in range(0, len(frames), burst):
-                for frame in frames[i:i + burst]:
+                for frame in frames[i : i + burst]:
                     websockets.broadcast(connected, frame)
                 await asyncio.sleep(0)
             _, t_done, client_cpu = (await client.expect_async("DONE", 120)).split()
             cpu = time.process_time() - cpu
         finally:
             client.close()
-    return {"deliveries": args.fanout_clients * args.messages, "wall_s": float(t_done) - t0,
-            "cpu_s": cpu, "client_cpu_s": float(client_cpu)}
+    return {
+        "deliveries": args.fanout_clients * args.messages,
+        "wall_s": float(t_done) - t0,
+        "cpu_s": cpu,
+        "client_cpu_s": float(client_cpu),
+    }
 
 
 def run_fanout(db: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -432,31 +528,48 @@ def run_fanout(db: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def fanout_row(burst: int, rounds: list[tuple[dict[str, float], dict[str, float]]]
-               ) -> dict[str, Any]:
+def fanout_row(
+    burst: int, rounds: list[tuple[dict[str, float], dict[str, float]]]
+) -> dict[str, Any]:
     deliveries = rounds[0][0]["deliveries"]
     rates: dict[str, dict[str, float]] = {}
     for i, name in enumerate(("hub", "bare")):
         runs = [pair[i] for pair in rounds]
-        rates[name] = {"wall_s": statistics.median(r["wall_s"] for r in runs),
-                       "cpu_s": statistics.median(r["cpu_s"] for r in runs)}
+        rates[name] = {
+            "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "cpu_s": statistics.median(r["cpu_s"] for r in runs),
+        }
         rates[name]["wall"] = deliveries / rates[name]["wall_s"]
         rates[name]["cpu"] = deliveries / rates[name]["cpu_s"]
     wall_ratios = [b["wall_s"] / h["wall_s"] for h, b in rounds]
     cpu_ratios = [b["cpu_s"] / h["cpu_s"] for h, b in rounds]
-    return {"burst": burst, "rounds": len(rounds), "frame_bytes": rounds[0][0]["frame_bytes"],
-            "deliveries": deliveries, **rates,
-            "ratio_wall": statistics.median(wall_ratios),
-            "ratio_cpu": statistics.median(cpu_ratios),
-            "range_wall": (min(wall_ratios), max(wall_ratios)),
-            "range_cpu": (min(cpu_ratios), max(cpu_ratios))}
+    return {
+        "burst": burst,
+        "rounds": len(rounds),
+        "frame_bytes": rounds[0][0]["frame_bytes"],
+        "deliveries": deliveries,
+        **rates,
+        "ratio_wall": statistics.median(wall_ratios),
+        "ratio_cpu": statistics.median(cpu_ratios),
+        "range_wall": (min(wall_ratios), max(wall_ratios)),
+        "range_cpu": (min(cpu_ratios), max(cpu_ratios)),
+    }
 
 
 # -- report ----------------------------------------------------------------------------
-def report(args: argparse.Namespace, lats: list[dict[str, Any]],
-           fans: list[dict[str, Any]], header: str) -> str:
-    lines = [DOCS_HEADING, "", f"`python bench/realtime.py {' '.join(sys.argv[1:])}`".replace(
-        " --write-docs", "").replace(" `", "`"), "", header, ""]
+def report(
+    args: argparse.Namespace, lats: list[dict[str, Any]], fans: list[dict[str, Any]], header: str
+) -> str:
+    lines = [
+        DOCS_HEADING,
+        "",
+        f"`python bench/realtime.py {' '.join(sys.argv[1:])}`".replace(" --write-docs", "").replace(
+            " `", "`"
+        ),
+        "",
+        header,
+        "",
+    ]
     if lats:
         lines += [
             f"**(a) HTTP command → websocket `change`**: {args.clients:,} clients over "
@@ -468,15 +581,21 @@ def report(args: argparse.Namespace, lats: list[dict[str, Any]],
             "",
             "| runner batch latency | samples | missing | HTTP p50 | p50 | p90 | p99 | max | "
             "p99 ≤ 100 ms |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+        ]
         for lat in lats:
             lines.append(
                 f"| {lat['batch_latency'] * 1000:g} ms | {lat['samples']:,} | {lat['missing']} | "
                 f"{lat['http_p50_ms']:.1f} ms | {lat['p50_ms']:.1f} ms | {lat['p90_ms']:.1f} ms | "
                 f"{lat['p99_ms']:.1f} ms | {lat['max_ms']:.1f} ms | "
-                f"{'✅' if lat['p99_ms'] <= 100 else '❌'} |")
-        lines += ["", f"All {args.clients:,} clients connected, authenticated and got their "
-                  f"snapshot in {lats[0]['connect_s']:.1f} s.", ""]
+                f"{'✅' if lat['p99_ms'] <= 100 else '❌'} |"
+            )
+        lines += [
+            "",
+            f"All {args.clients:,} clients connected, authenticated and got their "
+            f"snapshot in {lats[0]['connect_s']:.1f} s.",
+            "",
+        ]
     if fans:
         first = fans[0]
         lines += [
@@ -495,7 +614,8 @@ def report(args: argparse.Namespace, lats: list[dict[str, Any]],
             "",
             "| burst | hub wall | bare wall | hub deliveries/s | bare deliveries/s | ratio | "
             "hub per CPU-s | bare per CPU-s | ratio | ≥ 0.6x |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+        ]
         for fan in fans:
             h, b = fan["hub"], fan["bare"]
             ok = min(fan["ratio_wall"], fan["ratio_cpu"]) >= 0.6
@@ -504,7 +624,8 @@ def report(args: argparse.Namespace, lats: list[dict[str, Any]],
                 f"| {fan['burst']} | {h['wall_s']:.2f} s | {b['wall_s']:.2f} s | "
                 f"{h['wall']:,.0f} | {b['wall']:,.0f} | **{fan['ratio_wall']:.2f}x** "
                 f"[{wlo:.2f}-{whi:.2f}] | {h['cpu']:,.0f} | {b['cpu']:,.0f} | "
-                f"**{fan['ratio_cpu']:.2f}x** [{clo:.2f}-{chi:.2f}] | {'✅' if ok else '❌'} |")
+                f"**{fan['ratio_cpu']:.2f}x** [{clo:.2f}-{chi:.2f}] | {'✅' if ok else '❌'} |"
+            )
         lines.append("")
     lines += [
         "Reading these figures: the machine is shared (load average in the header), so "
@@ -513,7 +634,9 @@ def report(args: argparse.Namespace, lats: list[dict[str, Any]],
         "while another process hogged the cores. Latency = the HTTP command (≈ 10 ms) + the "
         "projections runner (it writes at once when caught up) + the hub's own part, "
         "change-log NOTIFY → relay → socket: one query per batch and one encode per change, "
-        "a few milliseconds.", ""]
+        "a few milliseconds.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -525,7 +648,7 @@ def write_docs(section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + len(DOCS_HEADING))
-        text = text[:start] + section + ("\n" + text[end + 1:] if end != -1 else "")
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end != -1 else "")
     path.write_text(text.rstrip("\n") + "\n")
 
 
@@ -535,10 +658,13 @@ def main() -> None:
     parser.add_argument("--projects", type=int, default=100)
     parser.add_argument("--commands", type=int, default=600)
     parser.add_argument("--rate", type=float, default=30.0, help="commands per second")
-    parser.add_argument("--batch-latency", default="0.05",
-                        help="the projections runner's batch latencies to try, comma-separated "
-                             "(s; 0.05 is its default: the bound under load, it writes at once "
-                             "when caught up)")
+    parser.add_argument(
+        "--batch-latency",
+        default="0.05",
+        help="the projections runner's batch latencies to try, comma-separated "
+        "(s; 0.05 is its default: the bound under load, it writes at once "
+        "when caught up)",
+    )
     parser.add_argument("--fanout-clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--burst", default="1,20", help="changes published per yield")
@@ -555,8 +681,10 @@ def main() -> None:
     from darkroom.database import resolve
 
     db = resolve(os.environ.get("DATABASE_URL"), ROOT / ".darkroom" / "bench-pg")
-    header = (f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
-              f"Python {platform.python_version()} · load {os.getloadavg()[0]:.2f}")
+    header = (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
+        f"Python {platform.python_version()} · load {os.getloadavg()[0]:.2f}"
+    )
     print(header, flush=True)
     lats: list[dict[str, Any]] = []
     fans: list[dict[str, Any]] = []

@@ -67,15 +67,17 @@ def redis_server(data_dir: Path) -> Iterator[str]:
 
 
 def _client(base: str, user: str) -> httpx.Client:
-    return httpx.Client(base_url=base, timeout=60,
-                        headers={"Authorization": f"Bearer {token(user)}"})
+    return httpx.Client(
+        base_url=base, timeout=60, headers={"Authorization": f"Bearer {token(user)}"}
+    )
 
 
 def _seed(clients: list[httpx.Client]) -> dict[str, str]:
     """A project, a generation and a shot of the user; visible on both nodes."""
     project = clients[0].post("/api/projects", json={"name": "ryow"}).json()["id"]
-    made = clients[0].post("/api/generations", json={
-        "project_id": project, "location": "/media/other.png"})
+    made = clients[0].post(
+        "/api/generations", json={"project_id": project, "location": "/media/other.png"}
+    )
     generation = made.json()["id"]
     shot = clients[0].post("/api/shots", json={"project_id": project, "name": "s"})
     position = shot.json()["position"]
@@ -84,16 +86,18 @@ def _seed(clients: list[httpx.Client]) -> dict[str, str]:
     return {"project": project, "generation": generation, "shot": shot.json()["id"]}
 
 
-def _writer(clients: list[httpx.Client], project: str, pairs: int,
-            out: dict[str, Any]) -> None:
+def _writer(clients: list[httpx.Client], project: str, pairs: int, out: dict[str, Any]) -> None:
     misses: list[dict[str, Any]] = []
     write_s: list[float] = []
     read_s: list[float] = []
     for i in range(pairs):
         writes_to, reads_from = clients[i % 2], clients[(i // 2) % 2]
         kind = "generations" if (i // 4) % 2 == 0 else "shots"
-        body = ({"project_id": project, "location": f"/media/w{i}.png"}
-                if kind == "generations" else {"project_id": project, "name": f"w{i}"})
+        body = (
+            {"project_id": project, "location": f"/media/w{i}.png"}
+            if kind == "generations"
+            else {"project_id": project, "name": f"w{i}"}
+        )
         started = time.perf_counter()
         wrote = writes_to.post(f"/api/{kind}", json=body)
         write_s.append(time.perf_counter() - started)
@@ -105,18 +109,29 @@ def _writer(clients: list[httpx.Client], project: str, pairs: int,
         seen = reads_from.get(f"/api/{kind}/{item}")
         read_s.append(time.perf_counter() - started)
         if seen.status_code != 200 or seen.json().get("id") != item:
-            misses.append({"pair": i, "kind": kind, "read": seen.status_code,
-                           "write_node": i % 2, "read_node": (i // 2) % 2})
+            misses.append(
+                {
+                    "pair": i,
+                    "kind": kind,
+                    "read": seen.status_code,
+                    "write_node": i % 2,
+                    "read_node": (i // 2) % 2,
+                }
+            )
     out.update(misses=misses, write_s=write_s, read_s=read_s)
 
 
-def _other(clients: list[httpx.Client], own: dict[str, str], stop: threading.Event,
-           out: list[float], failures: list[str]) -> None:
+def _other(
+    clients: list[httpx.Client],
+    own: dict[str, str],
+    stop: threading.Event,
+    out: list[float],
+    failures: list[str],
+) -> None:
     i = 0
     while not stop.is_set():
         client = clients[i % 2]
-        path = (f"/api/generations/{own['generation']}" if i % 4 < 2
-                else f"/api/shots/{own['shot']}")
+        path = f"/api/generations/{own['generation']}" if i % 4 < 2 else f"/api/shots/{own['shot']}"
         started = time.perf_counter()
         answer = client.get(path)
         out.append(time.perf_counter() - started)
@@ -126,13 +141,15 @@ def _other(clients: list[httpx.Client], own: dict[str, str], stop: threading.Eve
 
 
 @contextmanager
-def two_nodes(db: Database, schema: str, data_dir: Path, redis_url: str,
-              mode: str) -> Iterator[list[Served]]:
+def two_nodes(
+    db: Database, schema: str, data_dir: Path, redis_url: str, mode: str
+) -> Iterator[list[Served]]:
     """Two fresh `darkroom serve` nodes sharing the database and Redis; `mode`: "on" or
     "off" (read-your-own-writes)."""
     flag = "y" if mode == ON else "n"
-    with two_serving(db, schema, data_dir / mode, REDIS_URL=redis_url,
-                     DARKROOM_SESSION_CONSISTENCY=flag) as servers:
+    with two_serving(
+        db, schema, data_dir / mode, REDIS_URL=redis_url, DARKROOM_SESSION_CONSISTENCY=flag
+    ) as servers:
         yield servers
 
 
@@ -149,8 +166,10 @@ def ryow_phase(servers: list[Served], mode: str, pairs: int, others: int) -> dic
     stop = threading.Event()
     latencies: list[list[float]] = [[] for _ in other_users]
     failures: list[str] = []
-    readers = [threading.Thread(target=_other, args=(c, o, stop, lat, failures))
-               for c, o, lat in zip(other_clients, owned, latencies, strict=True)]
+    readers = [
+        threading.Thread(target=_other, args=(c, o, stop, lat, failures))
+        for c, o, lat in zip(other_clients, owned, latencies, strict=True)
+    ]
     for thread in readers:
         thread.start()
     result: dict[str, Any] = {}
@@ -170,25 +189,35 @@ def ryow_phase(servers: list[Served], mode: str, pairs: int, others: int) -> dic
             thread.join(timeout=60)
         for client in writer_clients + [c for cs in other_clients for c in cs]:
             client.close()
-    errors = {f"node{n}": s.errors_logged()[:5] for n, s in enumerate(servers)
-              if s.errors_logged()}
+    errors = {f"node{n}": s.errors_logged()[:5] for n, s in enumerate(servers) if s.errors_logged()}
     other_s = [x for lat in latencies for x in lat]
-    return {"mode": mode, "pairs": pairs, "misses": result["misses"],
-            "seconds": round(elapsed, 2), "write_p50_ms": pct(result["write_s"], 0.5),
-            "read_p50_ms": pct(result["read_s"], 0.5),
-            "read_p99_ms": pct(result["read_s"], 0.99),
-            "others_reads": len(other_s), "others_p50_ms": pct(other_s, 0.5),
-            "others_p90_ms": pct(other_s, 0.9), "others_p99_ms": pct(other_s, 0.99),
-            "others_failures": failures[:10], "server_log_errors": errors}
+    return {
+        "mode": mode,
+        "pairs": pairs,
+        "misses": result["misses"],
+        "seconds": round(elapsed, 2),
+        "write_p50_ms": pct(result["write_s"], 0.5),
+        "read_p50_ms": pct(result["read_s"], 0.5),
+        "read_p99_ms": pct(result["read_s"], 0.99),
+        "others_reads": len(other_s),
+        "others_p50_ms": pct(other_s, 0.5),
+        "others_p90_ms": pct(other_s, 0.9),
+        "others_p99_ms": pct(other_s, 0.99),
+        "others_failures": failures[:10],
+        "server_log_errors": errors,
+    }
 
 
 def print_phase(r: dict[str, Any]) -> None:
-    print(f"  read-your-own-writes {r['mode']:>3}: {r['pairs']} pairs in {r['seconds']} s, "
-          f"{len(r['misses'])} reads missed the write; writer write p50 "
-          f"{r['write_p50_ms']:.2f} ms, read p50 {r['read_p50_ms']:.2f} ms, p99 "
-          f"{r['read_p99_ms']:.2f} ms; other users' reads: {r['others_reads']}, p50 "
-          f"{r['others_p50_ms']:.2f} ms, p90 {r['others_p90_ms']:.2f} ms, p99 "
-          f"{r['others_p99_ms']:.2f} ms", flush=True)
+    print(
+        f"  read-your-own-writes {r['mode']:>3}: {r['pairs']} pairs in {r['seconds']} s, "
+        f"{len(r['misses'])} reads missed the write; writer write p50 "
+        f"{r['write_p50_ms']:.2f} ms, read p50 {r['read_p50_ms']:.2f} ms, p99 "
+        f"{r['read_p99_ms']:.2f} ms; other users' reads: {r['others_reads']}, p50 "
+        f"{r['others_p50_ms']:.2f} ms, p90 {r['others_p90_ms']:.2f} ms, p99 "
+        f"{r['others_p99_ms']:.2f} ms",
+        flush=True,
+    )
     for failure in r["others_failures"]:
         print(f"    other user's read failed: {failure}")
     for node, lines in r["server_log_errors"].items():
@@ -205,9 +234,11 @@ def main() -> None:
     schema = f"bench_ryow_{uuid.uuid4().hex[:6]}"
     create_schema(db, schema)
     data_dir = Path(tempfile.mkdtemp(prefix="darkroom-ryow-"))
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · load "
-          f"{os.getloadavg()[0]:.2f} · {args.pairs} pairs · {args.others} other users",
-          flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · load "
+        f"{os.getloadavg()[0]:.2f} · {args.pairs} pairs · {args.others} other users",
+        flush=True,
+    )
     try:
         with redis_server(data_dir) as redis_url:
             phases = []
@@ -222,11 +253,12 @@ def main() -> None:
     off, on = phases
     ratio = on["others_p50_ms"] / off["others_p50_ms"]
     ok = not on["misses"] and ratio <= 1.1 and not on["others_failures"]
-    print(f"  on: {len(on['misses'])} misses (bar 0); other users' p50 on/off {ratio:.2f}x "
-          f"(bar 1.1x) -> {'PASS' if ok else 'FAIL'}")
+    print(
+        f"  on: {len(on['misses'])} misses (bar 0); other users' p50 on/off {ratio:.2f}x "
+        f"(bar 1.1x) -> {'PASS' if ok else 'FAIL'}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"phases": phases, "ratio": ratio}, indent=2,
-                                        default=str))
+        args.json.write_text(json.dumps({"phases": phases, "ratio": ratio}, indent=2, default=str))
     sys.exit(0 if ok else 1)
 
 

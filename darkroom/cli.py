@@ -28,11 +28,15 @@ def _studio(settings: Settings) -> Any:
 
 
 @app.command()
-def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
-          host: str = typer.Option(None, help="Interface (default 127.0.0.1)"),
-          role: str = typer.Option(None, "--role",
-                                   help="api,hub,projections,dispatcher: any of them "
-                                        "(default: $DARKROOM_ROLES, else all)")) -> None:
+def serve(
+    port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
+    host: str = typer.Option(None, help="Interface (default 127.0.0.1)"),
+    role: str = typer.Option(
+        None,
+        "--role",
+        help="api,hub,projections,dispatcher: any of them (default: $DARKROOM_ROLES, else all)",
+    ),
+) -> None:
     """Run the studio: HTTP API, websocket hub, projections, local inference."""
     import uvicorn
 
@@ -55,21 +59,34 @@ def serve(port: int = typer.Option(None, help="Port (default: $PORT or 8085)"),
     # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found:
     # make that an ordinary exit, so atexit stops the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    limits = ServerLimits(header_timeout_s=settings.header_timeout_s,
-                          keep_alive_s=settings.keep_alive_s,
-                          max_connections=settings.max_connections,
-                          max_connections_per_ip=settings.max_connections_per_ip,
-                          ws_max_frame_bytes=settings.ws_max_frame_bytes)
-    uvicorn.run(build_serving_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info", http=guarded_h11(limits), ws="websockets-sansio",
-                ws_per_message_deflate=False, ws_max_size=limits.ws_max_frame_bytes,
-                **uvicorn_options(settings.log_format))
+    limits = ServerLimits(
+        header_timeout_s=settings.header_timeout_s,
+        keep_alive_s=settings.keep_alive_s,
+        max_connections=settings.max_connections,
+        max_connections_per_ip=settings.max_connections_per_ip,
+        ws_max_frame_bytes=settings.ws_max_frame_bytes,
+    )
+    uvicorn.run(
+        build_serving_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+        http=guarded_h11(limits),
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=limits.ws_max_frame_bytes,
+        **uvicorn_options(settings.log_format),
+    )
 
 
 @app.command()
-def worker(ray_address: str = typer.Option(None, "--ray-address",
-                                           help="Ray cluster to join (default: $RAY_ADDRESS; "
-                                                "none: start a local Ray)")) -> None:
+def worker(
+    ray_address: str = typer.Option(
+        None,
+        "--ray-address",
+        help="Ray cluster to join (default: $RAY_ADDRESS; none: start a local Ray)",
+    ),
+) -> None:
     """Run the inference dispatcher: claim tasks and run them on Ray actors."""
     from darkroom import logs, redact
     from darkroom.dispatch import run_worker
@@ -81,9 +98,13 @@ def worker(ray_address: str = typer.Option(None, "--ray-address",
 
 
 @app.command()
-def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json"),
-            snapshots: bool = typer.Option(False, "--snapshots",
-                                           help="with --json: also the snapshot rows")) -> None:
+def history(
+    aggregate_id: str,
+    as_json: bool = typer.Option(False, "--json"),
+    snapshots: bool = typer.Option(
+        False, "--snapshots", help="with --json: also the snapshot rows"
+    ),
+) -> None:
     """Every event of one aggregate: position, time, actor, correlation; then its
     snapshots, listed apart: they cache state and are not part of the history."""
     studio = _studio(Settings())
@@ -99,8 +120,12 @@ def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json"),
     for column in ("position", "version", "topic", "timestamp", "actor", "correlation_id"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row.get(c)) for c in ("position", "version", "topic", "timestamp",
-                                                  "actor", "correlation_id")))
+        table.add_row(
+            *(
+                str(row.get(c))
+                for c in ("position", "version", "topic", "timestamp", "actor", "correlation_id")
+            )
+        )
     console.print(table)
     if cached:
         kept = Table(title="snapshots (cached state, not events)")
@@ -112,9 +137,12 @@ def history(aggregate_id: str, as_json: bool = typer.Option(False, "--json"),
 
 
 @app.command()
-def show(aggregate_id: str, version: int = typer.Option(None, "--version"),
-         at: str = typer.Option(None, "--at", help="ISO timestamp, e.g. 2026-11-22T10:00:00Z"),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+def show(
+    aggregate_id: str,
+    version: int = typer.Option(None, "--version"),
+    at: str = typer.Option(None, "--at", help="ISO timestamp, e.g. 2026-11-22T10:00:00Z"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """An aggregate as it was at a version or a moment."""
     moment = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
     aggregate = _studio(Settings()).aggregate_at(aggregate_id, version=version, at=moment)
@@ -132,8 +160,11 @@ def show(aggregate_id: str, version: int = typer.Option(None, "--version"),
 
 
 @app.command()
-def events(since: int = typer.Option(0, "--since"), follow: bool = typer.Option(False),
-           limit: int = typer.Option(0, help="stop after this many (0 = all)")) -> None:
+def events(
+    since: int = typer.Option(0, "--since"),
+    follow: bool = typer.Option(False),
+    limit: int = typer.Option(0, help="stop after this many (0 = all)"),
+) -> None:
     """Tail the global log as JSON lines from position SINCE."""
     studio = _studio(Settings())
     seen, position = 0, since
@@ -141,10 +172,18 @@ def events(since: int = typer.Option(0, "--since"), follow: bool = typer.Option(
         page = studio.recorder.select_notifications(position, 500, inclusive_of_start=False)
         for n in page:
             event = studio.mapper.to_domain_event(n)
-            typer.echo(json.dumps({"position": n.id, "aggregate_id": str(n.originator_id),
-                                   "version": n.originator_version, "topic": n.topic,
-                                   "timestamp": event.timestamp.isoformat(),
-                                   **(getattr(event, "meta", None) or {})}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "position": n.id,
+                        "aggregate_id": str(n.originator_id),
+                        "version": n.originator_version,
+                        "topic": n.topic,
+                        "timestamp": event.timestamp.isoformat(),
+                        **(getattr(event, "meta", None) or {}),
+                    }
+                )
+            )
             seen += 1
             if limit and seen >= limit:
                 return
@@ -156,15 +195,19 @@ def events(since: int = typer.Option(0, "--since"), follow: bool = typer.Option(
             time.sleep(0.2)
 
 
-db_app = typer.Typer(no_args_is_help=True,
-                     help="The embedded PostgreSQL (DATA_DIR/pg): inspect it, stop it.")
+db_app = typer.Typer(
+    no_args_is_help=True, help="The embedded PostgreSQL (DATA_DIR/pg): inspect it, stop it."
+)
 app.add_typer(db_app, name="db")
 
 
 def _embedded_dir(settings: Settings) -> Any:
     if settings.database_url:
-        typer.echo("DATABASE_URL is set: the database is an external server, not embedded "
-                   "(nothing to inspect or stop here).", err=True)
+        typer.echo(
+            "DATABASE_URL is set: the database is an external server, not embedded "
+            "(nothing to inspect or stop here).",
+            err=True,
+        )
         raise typer.Exit(2)
     return settings.pg_dir
 
@@ -189,8 +232,9 @@ def db_status(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @db_app.command("stop")
-def db_stop(force: bool = typer.Option(False, "--force",
-                                       help="stop it even while live processes use it")) -> None:
+def db_stop(
+    force: bool = typer.Option(False, "--force", help="stop it even while live processes use it"),
+) -> None:
     """Stop the embedded PostgreSQL cleanly (pg_ctl stop, fast mode)."""
     from darkroom.database import embedded_status, prune_handles, stop_embedded
 
@@ -202,8 +246,9 @@ def db_stop(force: bool = typer.Option(False, "--force",
         typer.echo(f"not running ({status.pg_dir})")
         return
     if status.attached and not force:
-        typer.echo(f"still used by processes {status.attached}: stop them first, "
-                   "or pass --force", err=True)
+        typer.echo(
+            f"still used by processes {status.attached}: stop them first, or pass --force", err=True
+        )
         raise typer.Exit(1)
     stop_embedded(pg_dir)
     typer.echo(f"stopped PostgreSQL {status.pid} ({status.pg_dir})")

@@ -45,8 +45,11 @@ class Database:
     @property
     def conninfo(self) -> str:
         return psycopg.conninfo.make_conninfo(
-            host=self.host, port=self.port, user=self.user,
-            password=self.password, dbname=self.dbname,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=self.dbname,
         )
 
     def eventsourcing_env(self, schema: str = "public", pool_size: int = 8) -> dict[str, str]:
@@ -115,8 +118,11 @@ def tune(pg_dir: Path) -> None:
     if not conf.exists():
         return
     text = conf.read_text()
-    missing = [f"{key} = {value}" for key, value in SETTINGS.items()
-               if f"\n{key} = {value}  # darkroom" not in text]
+    missing = [
+        f"{key} = {value}"
+        for key, value in SETTINGS.items()
+        if f"\n{key} = {value}  # darkroom" not in text
+    ]
     if missing:
         conf.write_text(text + "".join(f"\n{line}  # darkroom" for line in missing) + "\n")
 
@@ -133,6 +139,7 @@ def _tune_after_initdb() -> None:
         tune(Path(self.pgdata))
 
     PostgresServer.ensure_pgdata_inited = ensure_pgdata_inited  # type: ignore[method-assign]
+
 
 HANDLES = ".handle_pids.json"  # pgserver's list of attached processes
 STARTED = ".darkroom_handles.json"  # ours: pid -> its start time, to spot reused pids
@@ -186,8 +193,7 @@ def _alive(pid: int, started: dict[str, Any]) -> bool:
         return False
     then = started.get(str(pid))
     # A pid we recorded whose process started at another time was reused.
-    return not (isinstance(then, int | float) and then >= 0 and now >= 0
-                and abs(now - then) > 1.0)
+    return not (isinstance(then, int | float) and then >= 0 and now >= 0 and abs(now - then) > 1.0)
 
 
 def prune_handles(pg_dir: Path) -> list[int]:
@@ -220,9 +226,15 @@ class EmbeddedStatus:
     stale: list[int] = field(default_factory=list)  # dead pids still in pgserver's list
 
     def as_dict(self) -> dict[str, Any]:
-        return {"data_dir": str(self.pg_dir), "initialised": self.initialised,
-                "pid": self.pid, "running": self.running, "socket_dir": self.socket_dir,
-                "attached": self.attached, "stale": self.stale}
+        return {
+            "data_dir": str(self.pg_dir),
+            "initialised": self.initialised,
+            "pid": self.pid,
+            "running": self.running,
+            "socket_dir": self.socket_dir,
+            "attached": self.attached,
+            "stale": self.stale,
+        }
 
 
 def _postmaster(pg_dir: Path) -> tuple[int | None, str | None, bool]:
@@ -236,8 +248,7 @@ def _postmaster(pg_dir: Path) -> tuple[int | None, str | None, bool]:
     socket_dir = lines[4].strip() if len(lines) > 4 and lines[4].strip() else None
     try:
         process = psutil.Process(pid)
-        running = (process.status() != psutil.STATUS_ZOMBIE
-                   and "postgres" in process.name())
+        running = process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name()
     except psutil.Error:
         running = False
     return pid, socket_dir, running
@@ -268,8 +279,9 @@ def stop_embedded(pg_dir: Path, timeout_s: float = 60.0) -> bool:
     with _pgserver_lock():
         _pid, _socket, running = _postmaster(pg_dir)
         if running:
-            pg_ctl(["-w", "-t", str(int(timeout_s)), "-m", "fast", "stop"], pgdata=pg_dir,
-                   user=user)
+            pg_ctl(
+                ["-w", "-t", str(int(timeout_s)), "-m", "fast", "stop"], pgdata=pg_dir, user=user
+            )
         for name in (HANDLES, STARTED):
             if (pg_dir / name).exists():
                 _write_json(pg_dir / name, [] if name == HANDLES else {})
@@ -282,11 +294,15 @@ def resolve(database_url: str | None, pg_dir: Path) -> Database:
 
 def create_schema(db: Database, schema: str) -> None:
     with psycopg.connect(db.conninfo, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-            psycopg.sql.Identifier(schema)))
+        conn.execute(
+            psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(schema))
+        )
 
 
 def drop_schema(db: Database, schema: str) -> None:
     with psycopg.connect(db.conninfo, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-            psycopg.sql.Identifier(schema)))
+        conn.execute(
+            psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                psycopg.sql.Identifier(schema)
+            )
+        )

@@ -76,8 +76,11 @@ def parse_actors(text: str | None) -> list[ActorSpec]:
     specs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         models, _, count = item.partition(":")
-        specs.append(ActorSpec(tuple(m for m in models.split("+") if m and m != "media"),
-                               count=int(count or 1)))
+        specs.append(
+            ActorSpec(
+                tuple(m for m in models.split("+") if m and m != "media"), count=int(count or 1)
+            )
+        )
     return specs
 
 
@@ -86,23 +89,29 @@ class ClaimQueueCandidates:
     types: the claim queue joined to the task board for the task type. One connection,
     used by the dispatcher's loop thread only; reconnects after a failure."""
 
-    QUERY = ("SELECT q.task_id::text AS task_id, q.run_type FROM task_claim_queue q "
-             "JOIN tasks t ON t.id = q.task_id "
-             "WHERE q.run_type = ANY(%s) AND t.task_type = ANY(%s) "
-             "ORDER BY q.created_at, q.task_id LIMIT %s")
+    QUERY = (
+        "SELECT q.task_id::text AS task_id, q.run_type FROM task_claim_queue q "
+        "JOIN tasks t ON t.id = q.task_id "
+        "WHERE q.run_type = ANY(%s) AND t.task_type = ANY(%s) "
+        "ORDER BY q.created_at, q.task_id LIMIT %s"
+    )
 
     def __init__(self, conninfo: str, schema: str) -> None:
         self.conninfo = conninfo
         self.schema = schema
         self._conn: psycopg.Connection[Any] | None = None
 
-    def candidates(self, run_types: Sequence[str], task_types: Collection[str],
-                   limit: int) -> list[Candidate]:
+    def candidates(
+        self, run_types: Sequence[str], task_types: Collection[str], limit: int
+    ) -> list[Candidate]:
         from inference.ports import Candidate
 
         try:
-            rows = self._connection().execute(
-                self.QUERY, (list(run_types), sorted(task_types), limit)).fetchall()
+            rows = (
+                self._connection()
+                .execute(self.QUERY, (list(run_types), sorted(task_types), limit))
+                .fetchall()
+            )
         except psycopg.Error:
             self.close()
             raise
@@ -110,8 +119,9 @@ class ClaimQueueCandidates:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True,
-                                         options=f"-c search_path={self.schema}")
+            self._conn = psycopg.connect(
+                self.conninfo, autocommit=True, options=f"-c search_path={self.schema}"
+            )
         return self._conn
 
     def close(self) -> None:
@@ -132,8 +142,15 @@ def private_claim_queue(studio: Studio, db: Database, schema: str) -> Any:
     from projections.runner import Runner
     from projections.tasks import TasksView
 
-    runner = Runner(studio, db.conninfo, schema, [TasksView()], managed=False,
-                    versions={"tasks": 1}, changelog_enabled=False)
+    runner = Runner(
+        studio,
+        db.conninfo,
+        schema,
+        [TasksView()],
+        managed=False,
+        versions={"tasks": 1},
+        changelog_enabled=False,
+    )
     runner.open()
     with views.connect(db.conninfo, schema) as conn:
         views.point_views(conn, TasksView.tables, 1)
@@ -152,9 +169,12 @@ def media_store(settings: Settings, inference: InferenceSettings) -> MediaStore:
     from inference.media import LocalMediaStore, S3MediaStore
 
     if inference.s3_bucket:
-        return S3MediaStore(inference.s3_bucket, inference.s3_endpoint,
-                            region_name=inference.s3_region,
-                            public_base_url=inference.media_public_url)
+        return S3MediaStore(
+            inference.s3_bucket,
+            inference.s3_endpoint,
+            region_name=inference.s3_region,
+            public_base_url=inference.media_public_url,
+        )
     return LocalMediaStore(settings.media_dir)
 
 
@@ -165,9 +185,12 @@ def tiny_root(settings: Settings) -> Path:
 def pool_config(settings: Settings, inference: InferenceSettings) -> Any:
     from inference.actors import PoolConfig
 
-    return PoolConfig(specs=parse_actors(inference.actors), models=dict(inference.models),
-                      tiny_root=None if inference.models else str(tiny_root(settings)),
-                      use_gpu=inference.use_gpu)
+    return PoolConfig(
+        specs=parse_actors(inference.actors),
+        models=dict(inference.models),
+        tiny_root=None if inference.models else str(tiny_root(settings)),
+        use_gpu=inference.use_gpu,
+    )
 
 
 def start_ray_for(address: str | None, inference: InferenceSettings) -> bool:
@@ -178,8 +201,11 @@ def start_ray_for(address: str | None, inference: InferenceSettings) -> bool:
 
     if ray.is_initialized():
         return False
-    start_ray(address, num_cpus=inference.num_cpus,
-              object_store_memory=inference.object_store_mb * 1024**2)
+    start_ray(
+        address,
+        num_cpus=inference.num_cpus,
+        object_store_memory=inference.object_store_mb * 1024**2,
+    )
     return True
 
 
@@ -205,22 +231,30 @@ class InferenceRuntime:
             stop_ray()
 
 
-def build_dispatcher(studio: Studio, db: Database, schema: str, media: MediaStore,
-                     pool: ActorPool, *, worker_id: str | None = None,
-                     config: DispatcherConfig | None = None
-                     ) -> tuple[Dispatcher, ClaimQueueCandidates]:
+def build_dispatcher(
+    studio: Studio,
+    db: Database,
+    schema: str,
+    media: MediaStore,
+    pool: ActorPool,
+    *,
+    worker_id: str | None = None,
+    config: DispatcherConfig | None = None,
+) -> tuple[Dispatcher, ClaimQueueCandidates]:
     """A dispatcher (not started) over a started pool."""
     from inference.dispatcher import Dispatcher
     from inference.ports import studio_outputs
 
     candidates = ClaimQueueCandidates(db.conninfo, schema)
-    dispatcher = Dispatcher(studio, candidates, pool, media, studio_outputs(studio),
-                            worker_id=worker_id, config=config)
+    dispatcher = Dispatcher(
+        studio, candidates, pool, media, studio_outputs(studio), worker_id=worker_id, config=config
+    )
     return dispatcher, candidates
 
 
-def start_inference(settings: Settings, inference: InferenceSettings | None = None,
-                    ray_address: str | None = None) -> InferenceRuntime:
+def start_inference(
+    settings: Settings, inference: InferenceSettings | None = None, ray_address: str | None = None
+) -> InferenceRuntime:
     """Ray (started here unless an address is given or Ray is already up), the actors and a
     running dispatcher. Actors join the pool as their models finish loading."""
 
@@ -235,14 +269,22 @@ def start_inference(settings: Settings, inference: InferenceSettings | None = No
     studio = dispatcher_studio(db, settings.db_schema)
     pool = ActorPool(pool_config(settings, inference))
     pool.start()
-    config = DispatcherConfig(run_types=tuple(r.strip() for r in inference.run_types.split(",")
-                                              if r.strip()))
-    dispatcher, candidates = build_dispatcher(studio, db, settings.db_schema,
-                                              media_store(settings, inference), pool,
-                                              worker_id=inference.worker_id, config=config)
+    config = DispatcherConfig(
+        run_types=tuple(r.strip() for r in inference.run_types.split(",") if r.strip())
+    )
+    dispatcher, candidates = build_dispatcher(
+        studio,
+        db,
+        settings.db_schema,
+        media_store(settings, inference),
+        pool,
+        worker_id=inference.worker_id,
+        config=config,
+    )
     dispatcher.start()
-    return InferenceRuntime(dispatcher, pool, studio, candidates,
-                            owns_ray=started_here and address is None)
+    return InferenceRuntime(
+        dispatcher, pool, studio, candidates, owns_ray=started_here and address is None
+    )
 
 
 @asynccontextmanager

@@ -67,10 +67,17 @@ _COMMAND = object()
 # they are isolated to that request; anything else (connection lost, lock
 # timeout) fails the whole batch, and the callers' retry policy takes over.
 _REQUEST_ERRORS = (
-    IntegrityError, DataError, ProgrammingError, NotSupportedError, TypeError, ValueError,
+    IntegrityError,
+    DataError,
+    ProgrammingError,
+    NotSupportedError,
+    TypeError,
+    ValueError,
 )
 _PSYCOPG_REQUEST_ERRORS = (
-    psycopg.IntegrityError, psycopg.DataError, psycopg.ProgrammingError,
+    psycopg.IntegrityError,
+    psycopg.DataError,
+    psycopg.ProgrammingError,
     psycopg.NotSupportedError,
 )
 _TRANSLATIONS: dict[type[psycopg.Error], type[PersistenceError]] = {
@@ -242,8 +249,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         # their old rows keep NULLs, which match any request.
         for column in ("route", "request_hash"):
             self.sql_create_statements.append(
-                SQL("ALTER TABLE {schema}.{commands} ADD COLUMN IF NOT EXISTS {column} text")
-                .format(schema=schema, commands=commands, column=Identifier(column))
+                SQL(
+                    "ALTER TABLE {schema}.{commands} ADD COLUMN IF NOT EXISTS {column} text"
+                ).format(schema=schema, commands=commands, column=Identifier(column))
             )
         # The append function before it took routes, hashes and the key TTL: dropped,
         # so that only one signature exists.
@@ -380,8 +388,12 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
                 "  o_ids := coalesce(o_ids, '{{}}'); "
                 "END $$"
             ).format(
-                schema=schema, events=events, commands=commands, append=append,
-                id_type=id_type, channel=Literal(self.channel_name),
+                schema=schema,
+                events=events,
+                commands=commands,
+                append=append,
+                id_type=id_type,
+                channel=Literal(self.channel_name),
             )
         )
         # Binary column arrays: psycopg dumps lists of uuid/int/str/bytes in C.
@@ -407,8 +419,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             "AND created_at >= now() - make_interval(secs => %s)"
         ).format(schema=schema, commands=commands)
         self.sql_prune_commands = SQL(
-            "DELETE FROM {schema}.{commands} "
-            "WHERE created_at < now() - make_interval(secs => %s)"
+            "DELETE FROM {schema}.{commands} WHERE created_at < now() - make_interval(secs => %s)"
         ).format(schema=schema, commands=commands)
 
     # --------------------------------------------------------------- writing
@@ -600,9 +611,24 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         shared_req, shared_key = _shared_keys(batch)
         curs.execute(
             self.sql_call_append,
-            (originator_ids, versions, topics, states, event_req, keys, results, key_req,
-             last_event, len(batch), shared_req, shared_key, self._lock_timeout, routes,
-             hashes, self.command_ttl_s),
+            (
+                originator_ids,
+                versions,
+                topics,
+                states,
+                event_req,
+                keys,
+                results,
+                key_req,
+                last_event,
+                len(batch),
+                shared_req,
+                shared_key,
+                self._lock_timeout,
+                routes,
+                hashes,
+                self.command_ttl_s,
+            ),
             prepare=True,
         )
         row = curs.fetchone()
@@ -663,9 +689,12 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
         if row is None:
             return None
-        return {"result": {**row["result"], "position": row["position"]},
-                "route": row["route"], "request_hash": row["request_hash"],
-                "created_at": row["created_at"]}
+        return {
+            "result": {**row["result"], "position": row["position"]},
+            "route": row["route"],
+            "request_hash": row["request_hash"],
+            "created_at": row["created_at"],
+        }
 
     @retry(_RETRYABLE, max_attempts=10, wait=0.2)
     def prune_commands(self, older_than_s: float | None = None) -> int:

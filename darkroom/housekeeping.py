@@ -21,8 +21,9 @@ KEEP_ONE_PER = 1_000
 class SnapshotPruner:
     def __init__(self, recorder: Any) -> None:
         self.datastore = recorder.datastore
-        table = SQL("{}.{}").format(Identifier(self.datastore.schema),
-                                    Identifier(recorder.events_table_name))
+        table = SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(recorder.events_table_name)
+        )
         self._delete = SQL(
             "DELETE FROM {t} AS s WHERE s.originator_id = ANY(%s::uuid[]) "
             "AND EXISTS (SELECT FROM {t} AS n WHERE n.originator_id = s.originator_id "

@@ -46,8 +46,13 @@ class ServerLimits:
 
 
 def _raw_response(status: int, reason: str, body: bytes, *extra: str) -> bytes:
-    head = [f"HTTP/1.1 {status} {reason}", "content-type: text/plain; charset=utf-8",
-            f"content-length: {len(body)}", "connection: close", *extra]
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "content-type: text/plain; charset=utf-8",
+        f"content-length: {len(body)}",
+        "connection: close",
+        *extra,
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
 
 
@@ -87,8 +92,9 @@ def guarded_h11(limits: ServerLimits) -> type[H11Protocol]:
             meanwhile keeps its kernel from resetting the connection before it reads
             the answer."""
             self.refused = True
-            self.transport.write(_raw_response(503, "Service Unavailable", why.encode(),
-                                               "retry-after: 1"))
+            self.transport.write(
+                _raw_response(503, "Service Unavailable", why.encode(), "retry-after: 1")
+            )
             if self.transport.can_write_eof():
                 self.transport.write_eof()
             self.loop.call_later(LINGER_S, self.transport.close)
@@ -98,8 +104,9 @@ def guarded_h11(limits: ServerLimits) -> type[H11Protocol]:
             self._cancel_header_timer()
             if limits.header_timeout_s > 0:
                 self.heard = False
-                self.header_timer = self.loop.call_later(limits.header_timeout_s,
-                                                         self._header_timeout)
+                self.header_timer = self.loop.call_later(
+                    limits.header_timeout_s, self._header_timeout
+                )
 
         def _cancel_header_timer(self) -> None:
             if self.header_timer is not None:
@@ -111,8 +118,9 @@ def guarded_h11(limits: ServerLimits) -> type[H11Protocol]:
             if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
                 return
             if self.heard:
-                self.transport.write(_raw_response(
-                    408, "Request Timeout", b"the request headers took too long\n"))
+                self.transport.write(
+                    _raw_response(408, "Request Timeout", b"the request headers took too long\n")
+                )
             self.transport.close()
 
         def data_received(self, data: bytes) -> None:

@@ -30,7 +30,10 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if isinstance(record.args, Mapping):
             line.update((k, v) for k, v in record.args.items() if k not in BASE_FIELDS)
         if record.exc_info and not record.exc_text:
@@ -45,13 +48,23 @@ def dict_config(fmt: str) -> dict[str, Any]:
     handler on stderr, uvicorn's loggers included (they propagate to it)."""
     if fmt != JSON:
         raise ValueError(f"only the json format has a config of its own, not {fmt!r}")
-    return {"version": 1, "disable_existing_loggers": False,
-            "formatters": {JSON: {"()": f"{__name__}.JsonFormatter"}},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": JSON,
-                                    "stream": "ext://sys.stderr"}},
-            "root": {"handlers": ["stderr"], "level": "INFO"},
-            "loggers": {name: {"handlers": [], "propagate": True}
-                        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")}}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {JSON: {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": JSON,
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
 
 
 def uvicorn_options(fmt: str) -> dict[str, Any]:

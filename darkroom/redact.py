@@ -34,14 +34,21 @@ from urllib.parse import unquote_plus
 REDACTED = "[redacted]"
 SECRET_NAME = re.compile(
     r"token|api[_-]?key|^key$|[_-]key$|secret|passw|^pwd$|^auth$|authori[sz]ation|jwt|ticket|"
-    r"signature|^sig$|session|credential", re.IGNORECASE)
+    r"signature|^sig$|session|credential",
+    re.IGNORECASE,
+)
 QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#\s\"'?]{1,100})=(?P<value>[^&;#\s\"']*)")
 QUOTED_PAIR = re.compile(  # "token": "…" in a JSON (or repr) dump, e.g. a logged frame
-    r"(?P<key>[\"'](?P<name>[\w.-]{1,100})[\"']\s*:\s*[\"'])(?P<value>[^\"']+)")
-URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/\s@]*:)(?P<value>[^@\s/]+)(?=@)",
-                          re.IGNORECASE)
-CONNINFO_PASSWORD = re.compile(r"(?P<head>(?<![\w-])(?:password|passwd|pwd)\s*=\s*)"
-                               r"(?P<value>'[^']*'|[^\s'&;]+)", re.IGNORECASE)
+    r"(?P<key>[\"'](?P<name>[\w.-]{1,100})[\"']\s*:\s*[\"'])(?P<value>[^\"']+)"
+)
+URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/\s@]*:)(?P<value>[^@\s/]+)(?=@)", re.IGNORECASE
+)
+CONNINFO_PASSWORD = re.compile(
+    r"(?P<head>(?<![\w-])(?:password|passwd|pwd)\s*=\s*)"
+    r"(?P<value>'[^']*'|[^\s'&;]+)",
+    re.IGNORECASE,
+)
 BEARER = re.compile(r"(?P<scheme>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
 JWT_SHAPE = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 PAT_SHAPE = re.compile(r"\bdrk_[A-Za-z0-9_-]{8,}")

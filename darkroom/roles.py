@@ -27,6 +27,5 @@ def parse_roles(text: str) -> frozenset[str]:
         raise UnknownRoleError(f"no role in {text!r}: name some of {', '.join(ALL_ROLES)}")
     for role in chosen:
         if role not in ALL_ROLES:
-            raise UnknownRoleError(f"unknown role {role!r}: the roles are "
-                                   f"{', '.join(ALL_ROLES)}")
+            raise UnknownRoleError(f"unknown role {role!r}: the roles are {', '.join(ALL_ROLES)}")
     return frozenset(chosen)

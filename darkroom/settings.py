@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     # What `darkroom serve` runs (darkroom/roles.py): api, hub, projections, dispatcher.
     roles: str = Field(default="api,hub,projections,dispatcher", alias="DARKROOM_ROLES")
     db_schema: str = Field(default="public", alias="DARKROOM_DB_SCHEMA")
-    jwt_secret: str = Field(default="dev-only-secret-change-me-in-production",
-                            alias="DARKROOM_JWT_SECRET")
+    jwt_secret: str = Field(
+        default="dev-only-secret-change-me-in-production", alias="DARKROOM_JWT_SECRET"
+    )
     service_key: str = Field(default="dev-service-key", alias="DARKROOM_SERVICE_KEY")
     welcome_credits: float = Field(default=10.0, alias="DARKROOM_WELCOME_CREDITS")
     pool_size: int = Field(default=8, alias="DARKROOM_POOL_SIZE")
@@ -59,8 +60,7 @@ class Settings(BaseSettings):
     # object and adds one `darkroom.access` line per request (darkroom/logs.py);
     # /health/ready is 503 while a view is more than ready_max_lag events behind (the edge
     # reads the same variable, realtime.config).
-    log_format: str = Field(default="text", pattern="^(text|json)$",
-                            alias="DARKROOM_LOG_FORMAT")
+    log_format: str = Field(default="text", pattern="^(text|json)$", alias="DARKROOM_LOG_FORMAT")
     ready_max_lag: int = Field(default=1000, alias="DARKROOM_READY_MAX_LAG")
 
     @property

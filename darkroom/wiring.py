@@ -28,23 +28,37 @@ if TYPE_CHECKING:
 DEFAULT_AGGREGATE_CACHE = 10_000
 
 
-def studio_env(db: Database, schema: str = "public", pool_size: int = 8, *,
-               snapshots: bool = True,
-               cache_size: int = DEFAULT_AGGREGATE_CACHE) -> dict[str, str]:
+def studio_env(
+    db: Database,
+    schema: str = "public",
+    pool_size: int = 8,
+    *,
+    snapshots: bool = True,
+    cache_size: int = DEFAULT_AGGREGATE_CACHE,
+) -> dict[str, str]:
     """`snapshots=False, cache_size=0` is the old path: every load replays the stream."""
-    return {**db.eventsourcing_env(schema, pool_size),
-            "APPLICATION_RECORDER_TOPIC": RECORDER_TOPIC,
-            "CREATE_TABLE": "y",
-            "PULSE_TOPIC": PULSE_TOPIC,
-            "IS_SNAPSHOTTING_ENABLED": "y" if snapshots else "n",
-            "AGGREGATE_CACHE_MAXSIZE": str(cache_size) if cache_size > 0 else ""}
+    return {
+        **db.eventsourcing_env(schema, pool_size),
+        "APPLICATION_RECORDER_TOPIC": RECORDER_TOPIC,
+        "CREATE_TABLE": "y",
+        "PULSE_TOPIC": PULSE_TOPIC,
+        "IS_SNAPSHOTTING_ENABLED": "y" if snapshots else "n",
+        "AGGREGATE_CACHE_MAXSIZE": str(cache_size) if cache_size > 0 else "",
+    }
 
 
-def build_studio(db: Database, schema: str = "public", pool_size: int = 8,
-                 welcome_credits: float = 10.0, *, snapshots: bool = True,
-                 cache_size: int = DEFAULT_AGGREGATE_CACHE) -> Studio:
-    studio = with_pruning(Studio(env=studio_env(db, schema, pool_size, snapshots=snapshots,
-                                                cache_size=cache_size)))
+def build_studio(
+    db: Database,
+    schema: str = "public",
+    pool_size: int = 8,
+    welcome_credits: float = 10.0,
+    *,
+    snapshots: bool = True,
+    cache_size: int = DEFAULT_AGGREGATE_CACHE,
+) -> Studio:
+    studio = with_pruning(
+        Studio(env=studio_env(db, schema, pool_size, snapshots=snapshots, cache_size=cache_size))
+    )
     studio.welcome_credits = Decimal(str(welcome_credits))
     return studio
 
@@ -87,15 +101,17 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
                     return
                 if outage_now(config.conninfo):  # the database went away, not the runner
                     runner.close()
-                    current[0] = Runner(app.state.studio, config.conninfo, config.schema,
-                                        all_views())
+                    current[0] = Runner(
+                        app.state.studio, config.conninfo, config.schema, all_views()
+                    )
                     current[0].start_writer()  # spawned while waiting, not after
                     wait_for_database(config.conninfo, stopping)
                     continue
                 # A fresh runner rebuilds its state from the committed views, so
                 # nothing of the failed batch survives (as `projections run` does).
                 logging.getLogger("darkroom.projections").exception(
-                    "runner stopped; a fresh one starts in %.0f s", delay)
+                    "runner stopped; a fresh one starts in %.0f s", delay
+                )
             runner.close()
             if stopping.wait(delay):
                 return
@@ -129,8 +145,12 @@ async def database_watch(app: Starlette) -> AsyncIterator[None]:
 
     watch = watch_for(app.state.config.conninfo)
     studio = app.state.studio
-    for holder in (studio.recorder, getattr(studio.snapshots, "recorder", None),
-                   getattr(app.state, "views", None), getattr(app.state, "hub", None)):
+    for holder in (
+        studio.recorder,
+        getattr(studio.snapshots, "recorder", None),
+        getattr(app.state, "views", None),
+        getattr(app.state, "hub", None),
+    ):
         pool = getattr(getattr(holder, "datastore", holder), "pool", None)
         if pool is not None:
             watch.guard(pool)
@@ -170,20 +190,31 @@ def edge_config(settings: Settings) -> EdgeConfig:
         lifespans.append(_hub_lifespan())
     lifespans.append(database_watch)  # last: every pool exists by then
     return EdgeConfig(
-        conninfo=db.conninfo, schema=settings.db_schema,
-        build_studio=lambda: build_studio(db, settings.db_schema, settings.pool_size,
-                                          settings.welcome_credits,
-                                          snapshots=settings.snapshots,
-                                          cache_size=settings.aggregate_cache),
-        jwt_secret=settings.jwt_secret, service_key=settings.service_key,
-        media_dir=settings.media_dir, redis_url=settings.redis_url,
-        read_timeout_s=settings.read_timeout_s, task_rate_limit=settings.task_rate_limit,
+        conninfo=db.conninfo,
+        schema=settings.db_schema,
+        build_studio=lambda: build_studio(
+            db,
+            settings.db_schema,
+            settings.pool_size,
+            settings.welcome_credits,
+            snapshots=settings.snapshots,
+            cache_size=settings.aggregate_cache,
+        ),
+        jwt_secret=settings.jwt_secret,
+        service_key=settings.service_key,
+        media_dir=settings.media_dir,
+        redis_url=settings.redis_url,
+        read_timeout_s=settings.read_timeout_s,
+        task_rate_limit=settings.task_rate_limit,
         worker_timeout_s=settings.worker_timeout_s,
         sweep_interval_s=settings.sweep_interval_s if API in roles else 0,
-        jwt_max_lifetime_s=settings.jwt_max_lifetime_s, jwt_sub_any=settings.jwt_sub_any,
-        upload_quota_bytes=settings.upload_quota_bytes, serve_api=API in roles,
+        jwt_max_lifetime_s=settings.jwt_max_lifetime_s,
+        jwt_sub_any=settings.jwt_sub_any,
+        upload_quota_bytes=settings.upload_quota_bytes,
+        serve_api=API in roles,
         **media_settings(settings),
-        extra={"routes": _hub_routes() if HUB in roles else [], "lifespans": lifespans})
+        extra={"routes": _hub_routes() if HUB in roles else [], "lifespans": lifespans},
+    )
 
 
 def media_settings(settings: Settings) -> dict[str, Any]:
@@ -196,13 +227,19 @@ def media_settings(settings: Settings) -> dict[str, Any]:
     if inference.s3_bucket:
         from inference.media import S3MediaStore
 
-        store_url = S3MediaStore(inference.s3_bucket, inference.s3_endpoint,
-                                 region_name=inference.s3_region,
-                                 public_base_url=inference.media_public_url,
-                                 url_expiry=settings.media_url_ttl_s).url_for
-    return {"upload_max_pixels": settings.upload_max_pixels,
-            "media_secret": settings.media_secret, "media_url_ttl_s": settings.media_url_ttl_s,
-            "media_store_url": store_url}
+        store_url = S3MediaStore(
+            inference.s3_bucket,
+            inference.s3_endpoint,
+            region_name=inference.s3_region,
+            public_base_url=inference.media_public_url,
+            url_expiry=settings.media_url_ttl_s,
+        ).url_for
+    return {
+        "upload_max_pixels": settings.upload_max_pixels,
+        "media_secret": settings.media_secret,
+        "media_url_ttl_s": settings.media_url_ttl_s,
+        "media_store_url": store_url,
+    }
 
 
 def _hub_routes() -> list[Any]:

@@ -89,7 +89,8 @@ class TaskType:
             object.__setattr__(self, attr, amount)
         if not isinstance(self.cost_factors, Mapping):
             raise ValidationError(
-                f"cost_factors of {self.name} must be a mapping (got {self.cost_factors!r})")
+                f"cost_factors of {self.name} must be a mapping (got {self.cost_factors!r})"
+            )
         if not self.display_name:
             object.__setattr__(self, "display_name", self.name.replace("_", " ").capitalize())
 
@@ -120,32 +121,68 @@ _DEFAULTS = (
     _api("qwen_image", GENERATION, "0.039", model_name="qwen_image"),
     _api("z_image_turbo", GENERATION, "0.0065", model_name="z_image_turbo"),
     # The seed has no published rate for magic edit; priced like its qwen sibling.
-    _api("magic_edit", GENERATION, "0.039", variant_type="magic_edit",
-         model_name="qwen_image_edit"),
+    _api(
+        "magic_edit", GENERATION, "0.039", variant_type="magic_edit", model_name="qwen_image_edit"
+    ),
     _api("image_inpaint", PROCESSING, "0.0020", variant_type="inpaint"),
     _api("annotated_image_edit", PROCESSING, "0.0020", variant_type="annotated_edit"),
     _api("image_upscale", PROCESSING, "0.0015", variant_type="upscaled"),
     _api("character_animate", GENERATION, "0.20", display_name="Animate character"),
     _gpu("travel_orchestrator", ORCHESTRATION, "0.0278", display_name="Travel between images"),
-    _gpu("travel_segment", PROCESSING, "0.0278", variant_type="travel_segment",
-         supports_progress=True),
+    _gpu(
+        "travel_segment",
+        PROCESSING,
+        "0.0278",
+        variant_type="travel_segment",
+        supports_progress=True,
+    ),
     # No rate was published for the stitch; the seed's per-second fallback applies.
-    _gpu("travel_stitch", PROCESSING, str(SEED_DEFAULT_RATE), variant_type="travel_stitch",
-         supports_progress=True),
-    _gpu("individual_travel_segment", GENERATION, "0.0278",
-         variant_type="individual_segment", supports_progress=True),
+    _gpu(
+        "travel_stitch",
+        PROCESSING,
+        str(SEED_DEFAULT_RATE),
+        variant_type="travel_stitch",
+        supports_progress=True,
+    ),
+    _gpu(
+        "individual_travel_segment",
+        GENERATION,
+        "0.0278",
+        variant_type="individual_segment",
+        supports_progress=True,
+    ),
     _gpu("join_clips_orchestrator", ORCHESTRATION, "0.0278", display_name="Join clips"),
-    _gpu("join_clips_segment", PROCESSING, "0.0278", variant_type="join_clips_segment",
-         supports_progress=True),
-    _gpu("join_final_stitch", GENERATION, "0.005", variant_type="join_final_stitch",
-         supports_progress=True),
+    _gpu(
+        "join_clips_segment",
+        PROCESSING,
+        "0.0278",
+        variant_type="join_clips_segment",
+        supports_progress=True,
+    ),
+    _gpu(
+        "join_final_stitch",
+        GENERATION,
+        "0.005",
+        variant_type="join_final_stitch",
+        supports_progress=True,
+    ),
     # Seed 000's Edit Travel tool: an input image edited by text prompts (Fal's
     # flux-pro/kontext, or Flux), each result a new generation. No rate was published:
     # priced like the other prompt edits (magic_edit).
-    _api("edit_travel_kontext", GENERATION, "0.039", display_name="Edit travel (Kontext)",
-         model_name="flux_kontext"),
-    _api("edit_travel_flux", GENERATION, "0.039", display_name="Edit travel (Flux)",
-         model_name="flux"),
+    _api(
+        "edit_travel_kontext",
+        GENERATION,
+        "0.039",
+        display_name="Edit travel (Kontext)",
+        model_name="flux_kontext",
+    ),
+    _api(
+        "edit_travel_flux",
+        GENERATION,
+        "0.039",
+        display_name="Edit travel (Flux)",
+        model_name="flux",
+    ),
 )
 
 DEFAULT_CATALOGUE: Mapping[str, TaskType] = MappingProxyType({t.name: t for t in _DEFAULTS})
@@ -153,17 +190,21 @@ DEFAULT_CATALOGUE: Mapping[str, TaskType] = MappingProxyType({t.name: t for t in
 # Other names the seed used for the same task types: seed 000's `video_travel_segment`
 # (one segment between two chosen images) is the individual travel segment, and
 # REFERENCE.md's `qwen_image_edit` the magic edit it names by its model.
-ALIASES: Mapping[str, str] = MappingProxyType({
-    "animate_character": "character_animate",
-    "video_travel_segment": "individual_travel_segment",
-    "qwen_image_edit": "magic_edit",
-})
+ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "animate_character": "character_animate",
+        "video_travel_segment": "individual_travel_segment",
+        "qwen_image_edit": "magic_edit",
+    }
+)
 
 # The task families of unified task creation and the types each one queues.
-FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "travel_between_images": ("travel_orchestrator", "travel_segment", "travel_stitch"),
-    "join_clips": ("join_clips_orchestrator", "join_clips_segment", "join_final_stitch"),
-})
+FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "travel_between_images": ("travel_orchestrator", "travel_segment", "travel_stitch"),
+        "join_clips": ("join_clips_orchestrator", "join_clips_segment", "join_final_stitch"),
+    }
+)
 
 
 def _active(name: str, found: TaskType | None) -> TaskType:
@@ -225,8 +266,7 @@ class TaskTypeCatalogue(Aggregate):
         if not isinstance(task_type, TaskType):
             raise ValidationError(f"register takes a TaskType (got {task_type!r})")
         if task_type.name in ALIASES:
-            raise ValidationError(
-                f"{task_type.name!r} is an alias of {ALIASES[task_type.name]!r}")
+            raise ValidationError(f"{task_type.name!r} is an alias of {ALIASES[task_type.name]!r}")
         if self.types.get(task_type.name) != task_type:
             self._registered(spec=task_type.as_dict())
 

@@ -37,12 +37,25 @@ class Candidate:
     def of(cls, task: Task, statuses: Mapping[UUID, str]) -> Candidate:
         """A snapshot of a task; a dependency missing from `statuses` counts as unknown."""
         deps = tuple(statuses.get(d, "Unknown") for d in task.dependant_on)
-        return cls(task.id, task.owner_id, task.run_type, task.model_name, task.created_at,
-                   deps, task.category, task.status)
+        return cls(
+            task.id,
+            task.owner_id,
+            task.run_type,
+            task.model_name,
+            task.created_at,
+            deps,
+            task.category,
+            task.status,
+        )
 
 
-def ineligibility(candidate: Candidate, *, run_type: str, balances: Mapping[str, Decimal],
-                  in_progress: Mapping[str, int]) -> str | None:
+def ineligibility(
+    candidate: Candidate,
+    *,
+    run_type: str,
+    balances: Mapping[str, Decimal],
+    in_progress: Mapping[str, int],
+) -> str | None:
     """Why a worker of `run_type` may not claim this task now; None when it may.
     `in_progress` counts each owner's running tasks, orchestrators not included."""
     if candidate.status != QUEUED:
@@ -61,34 +74,49 @@ def ineligibility(candidate: Candidate, *, run_type: str, balances: Mapping[str,
     return None
 
 
-def eligible(candidate: Candidate, *, run_type: str, balances: Mapping[str, Decimal],
-             in_progress: Mapping[str, int]) -> bool:
-    return ineligibility(candidate, run_type=run_type, balances=balances,
-                         in_progress=in_progress) is None
+def eligible(
+    candidate: Candidate,
+    *,
+    run_type: str,
+    balances: Mapping[str, Decimal],
+    in_progress: Mapping[str, int],
+) -> bool:
+    return (
+        ineligibility(candidate, run_type=run_type, balances=balances, in_progress=in_progress)
+        is None
+    )
 
 
-def _priority(candidate: Candidate, worker_model: str | None,
-              now: datetime) -> tuple[object, ...]:
+def _priority(candidate: Candidate, worker_model: str | None, now: datetime) -> tuple[object, ...]:
     if now - candidate.created_at > STARVATION_AGE:
         return (0, candidate.created_at, str(candidate.task_id))
     affinity = 0 if worker_model and candidate.model_name == worker_model else 1
     return (1, affinity, candidate.created_at, str(candidate.task_id))
 
 
-def order_for_worker(candidates: Iterable[Candidate], worker_model: str | None,
-                     now: datetime) -> list[Candidate]:
+def order_for_worker(
+    candidates: Iterable[Candidate], worker_model: str | None, now: datetime
+) -> list[Candidate]:
     """Tasks waiting over 5 minutes first, oldest first; then those of the worker's
     loaded model; then the rest, oldest first."""
     return sorted(candidates, key=lambda c: _priority(c, worker_model, now))
 
 
-def next_for_worker(candidates: Iterable[Candidate], *, run_type: str,
-                    worker_model: str | None, now: datetime,
-                    balances: Mapping[str, Decimal],
-                    in_progress: Mapping[str, int]) -> Candidate | None:
+def next_for_worker(
+    candidates: Iterable[Candidate],
+    *,
+    run_type: str,
+    worker_model: str | None,
+    now: datetime,
+    balances: Mapping[str, Decimal],
+    in_progress: Mapping[str, int],
+) -> Candidate | None:
     """The one task this worker should claim next, if any."""
-    ready = [c for c in candidates
-             if eligible(c, run_type=run_type, balances=balances, in_progress=in_progress)]
+    ready = [
+        c
+        for c in candidates
+        if eligible(c, run_type=run_type, balances=balances, in_progress=in_progress)
+    ]
     ordered = order_for_worker(ready, worker_model, now)
     return ordered[0] if ordered else None
 
@@ -112,7 +140,8 @@ class _Dependent(Protocol):
 def dependency_failed(task: _Dependent, statuses: Mapping[UUID, str]) -> bool:
     """A Queued task one of whose dependencies Failed or was Cancelled (it must fail too)."""
     return task.status == QUEUED and any(
-        statuses.get(d) in (FAILED, CANCELLED) for d in task.dependant_on)
+        statuses.get(d) in (FAILED, CANCELLED) for d in task.dependant_on
+    )
 
 
 class _Member(Protocol):
@@ -139,8 +168,9 @@ def cascade_targets(tasks: Iterable[_Member], failed_task_id: UUID) -> list[UUID
     return [t.id for t in family if t.id != failed_task_id and t.status not in TERMINAL]
 
 
-def orchestrator_outcome(children: Iterable[_Member],
-                         expected: int | None = None) -> tuple[str, str | None] | None:
+def orchestrator_outcome(
+    children: Iterable[_Member], expected: int | None = None
+) -> tuple[str, str | None] | None:
     """What an orchestrator becomes from its children (`expected`: how many it should
     have): Failed with "N of M segments failed" when any failed or was cancelled, or when
     all finished but fewer exist than expected; Complete when all completed; else None."""

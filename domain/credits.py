@@ -101,7 +101,8 @@ class CreditLedger(Aggregate):
         if not self.has_credit:
             raise InsufficientCreditsError(
                 f"user {self.user_id} has a balance of {self.balance} credits; more than 0 "
-                "is needed")
+                "is needed"
+            )
 
     def spent_on(self, task_id: UUID) -> Decimal:
         """What a recently charged task costs, net of refunds (0 if unknown)."""
@@ -114,32 +115,56 @@ class CreditLedger(Aggregate):
         return reference in self.references
 
     # -- decisions -----------------------------------------------------------
-    def grant(self, amount: Decimal | float | int | str, reason: str, at: datetime, *,
-              reference: str | None = None) -> bool:
+    def grant(
+        self,
+        amount: Decimal | float | int | str,
+        reason: str,
+        at: datetime,
+        *,
+        reference: str | None = None,
+    ) -> bool:
         """Free credits (welcome grant, support gesture). A repeated reference adds nothing."""
         return self._credit(GRANT, amount, reason, at, reference)
 
-    def top_up(self, amount: Decimal | float | int | str, at: datetime, *,
-               reason: str = "top-up", reference: str | None = None) -> bool:
+    def top_up(
+        self,
+        amount: Decimal | float | int | str,
+        at: datetime,
+        *,
+        reason: str = "top-up",
+        reference: str | None = None,
+    ) -> bool:
         """Bought credits; `reference` (the payment id) makes a replayed webhook harmless."""
         return self._credit(TOP_UP, amount, reason, at, reference)
 
-    def charge_task(self, task_id: UUID, amount: Decimal | float | int | str, at: datetime,
-                    *, reason: str = "task") -> bool:
+    def charge_task(
+        self,
+        task_id: UUID,
+        amount: Decimal | float | int | str,
+        at: datetime,
+        *,
+        reason: str = "task",
+    ) -> bool:
         """The spend of a completed task, once per task: True when recorded now."""
         cost = round_credits(self._non_negative(amount))
         if self.has_charged(task_id) or cost == 0:
             return False
-        self._entry_recorded(kind=SPEND, amount=-cost, reason=reason, task_id=task_id,
-                             reference=None, at=require_utc(at))
+        self._entry_recorded(
+            kind=SPEND,
+            amount=-cost,
+            reason=reason,
+            task_id=task_id,
+            reference=None,
+            at=require_utc(at),
+        )
         return True
 
-    def charge_for(self, task: Task, amount: Decimal | float | int | str,
-                   at: datetime) -> bool:
+    def charge_for(self, task: Task, amount: Decimal | float | int | str, at: datetime) -> bool:
         """Charges a task of this user only if it completed: failed and cancelled cost nothing."""
         if task.owner_id != self.user_id:
             raise ValidationError(
-                f"task {task.id} belongs to {task.owner_id!r}, not to {self.user_id!r}")
+                f"task {task.id} belongs to {task.owner_id!r}, not to {self.user_id!r}"
+            )
         if task.status != COMPLETE:
             return False
         return self.charge_task(task.id, amount, at, reason=f"task {task.task_type}")
@@ -149,19 +174,37 @@ class CreditLedger(Aggregate):
         owed = self.spent_on(task_id)
         if owed <= 0:
             return False
-        self._entry_recorded(kind=REFUND, amount=owed, reason=reason, task_id=task_id,
-                             reference=None, at=require_utc(at))
+        self._entry_recorded(
+            kind=REFUND,
+            amount=owed,
+            reason=reason,
+            task_id=task_id,
+            reference=None,
+            at=require_utc(at),
+        )
         return True
 
-    def _credit(self, kind: str, amount: Decimal | float | int | str, reason: str,
-                at: datetime, reference: str | None) -> bool:
+    def _credit(
+        self,
+        kind: str,
+        amount: Decimal | float | int | str,
+        reason: str,
+        at: datetime,
+        reference: str | None,
+    ) -> bool:
         value = round_credits(self._non_negative(amount))
         if value == 0:
             raise ValidationError(f"a {kind} must be more than 0 credits (got {amount!r})")
         if reference is not None and self.has_reference(reference):
             return False
-        self._entry_recorded(kind=kind, amount=value, reason=reason or kind, task_id=None,
-                             reference=reference, at=require_utc(at))
+        self._entry_recorded(
+            kind=kind,
+            amount=value,
+            reason=reason or kind,
+            task_id=None,
+            reference=reference,
+            at=require_utc(at),
+        )
         return True
 
     @staticmethod
@@ -173,8 +216,15 @@ class CreditLedger(Aggregate):
 
     # -- state ---------------------------------------------------------------
     @event(EntryRecorded)
-    def _entry_recorded(self, kind: str, amount: Decimal, reason: str, task_id: UUID | None,
-                        reference: str | None, at: datetime) -> None:
+    def _entry_recorded(
+        self,
+        kind: str,
+        amount: Decimal,
+        reason: str,
+        task_id: UUID | None,
+        reference: str | None,
+        at: datetime,
+    ) -> None:
         self.total += amount
         self.entry_count += 1
         if reference is not None:

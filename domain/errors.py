@@ -144,8 +144,9 @@ class InvalidTransitionError(ConflictError):
 
     code = "invalid_transition"
 
-    def __init__(self, task_id: object, current: str, requested: str,
-                 allowed: Iterable[str]) -> None:
+    def __init__(
+        self, task_id: object, current: str, requested: str, allowed: Iterable[str]
+    ) -> None:
         self.task_id = task_id
         self.current_status = current
         self.requested_status = requested

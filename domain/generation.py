@@ -129,10 +129,18 @@ class Generation(SoftDeletable, Aggregate):
         TOPIC = "darkroom.generation.restored"
 
     @event(Created)
-    def __init__(self, project_id: UUID, media_type: str, name: str | None,
-                 params: dict[str, Any], based_on: UUID | None,
-                 parent_generation_id: UUID | None, child_order: int | None,
-                 task_id: UUID | None, created_at: datetime) -> None:
+    def __init__(
+        self,
+        project_id: UUID,
+        media_type: str,
+        name: str | None,
+        params: dict[str, Any],
+        based_on: UUID | None,
+        parent_generation_id: UUID | None,
+        child_order: int | None,
+        task_id: UUID | None,
+        created_at: datetime,
+    ) -> None:
         self.project_id = project_id
         self.media_type = media_type
         self.name = name
@@ -149,32 +157,64 @@ class Generation(SoftDeletable, Aggregate):
         self.deleted = False
 
     @classmethod
-    def start(cls, project_id: UUID, media_type: str, at: datetime, *, name: str | None = None,
-              params: dict[str, Any] | None = None, based_on: UUID | None = None,
-              parent_generation_id: UUID | None = None, child_order: int | None = None,
-              task_id: UUID | None = None) -> Generation:
+    def start(
+        cls,
+        project_id: UUID,
+        media_type: str,
+        at: datetime,
+        *,
+        name: str | None = None,
+        params: dict[str, Any] | None = None,
+        based_on: UUID | None = None,
+        parent_generation_id: UUID | None = None,
+        child_order: int | None = None,
+        task_id: UUID | None = None,
+    ) -> Generation:
         if child_order is not None and child_order < 0:
             raise ValidationError(f"child_order must be ≥ 0 (got {child_order})")
-        return cls(project_id=project_id, media_type=check_media_type(media_type),
-                   name=(name or "").strip() or None, params=dict(params or {}),
-                   based_on=based_on, parent_generation_id=parent_generation_id,
-                   child_order=child_order, task_id=task_id, created_at=at)
+        return cls(
+            project_id=project_id,
+            media_type=check_media_type(media_type),
+            name=(name or "").strip() or None,
+            params=dict(params or {}),
+            based_on=based_on,
+            parent_generation_id=parent_generation_id,
+            child_order=child_order,
+            task_id=task_id,
+            created_at=at,
+        )
 
     # -- decisions -------------------------------------------------------
-    def add_variant(self, variant_id: UUID, location: str, at: datetime, *,
-                    variant_type: str = ORIGINAL, thumbnail_url: str | None = None,
-                    params: dict[str, Any] | None = None, name: str | None = None,
-                    make_primary: bool = False, viewed: bool = False,
-                    source_task_id: UUID | None = None) -> Variant:
+    def add_variant(
+        self,
+        variant_id: UUID,
+        location: str,
+        at: datetime,
+        *,
+        variant_type: str = ORIGINAL,
+        thumbnail_url: str | None = None,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+        make_primary: bool = False,
+        viewed: bool = False,
+        source_task_id: UUID | None = None,
+    ) -> Variant:
         """A new variant; the first one is primary whatever was asked."""
         self.ensure_live()
         if not variant_type:
             raise ValidationError("a variant needs a type")
         self._variant_added(
-            variant_id=variant_id, location=check_location(location),
-            thumbnail_url=thumbnail_url, params=dict(params or {}), variant_type=variant_type,
-            name=name, created_at=at, viewed=viewed, source_task_id=source_task_id,
-            make_primary=make_primary or self.primary_variant_id is None)
+            variant_id=variant_id,
+            location=check_location(location),
+            thumbnail_url=thumbnail_url,
+            params=dict(params or {}),
+            variant_type=variant_type,
+            name=name,
+            created_at=at,
+            viewed=viewed,
+            source_task_id=source_task_id,
+            make_primary=make_primary or self.primary_variant_id is None,
+        )
         return self.variants[variant_id]
 
     def make_primary(self, variant_id: UUID) -> None:
@@ -200,8 +240,14 @@ class Generation(SoftDeletable, Aggregate):
         if not self.variant(variant_id).viewed:
             self._variant_viewed(variant_id=variant_id)
 
-    def edit_variant(self, variant_id: UUID, *, viewed: bool | None = None,
-                     starred: bool | None = None, name: object = KEEP) -> Variant:
+    def edit_variant(
+        self,
+        variant_id: UUID,
+        *,
+        viewed: bool | None = None,
+        starred: bool | None = None,
+        name: object = KEEP,
+    ) -> Variant:
         """Mark a variant viewed or not ("NEW"), star it, rename it; what is not given
         keeps its value, and a change to nothing writes nothing."""
         self.ensure_live()
@@ -212,10 +258,10 @@ class Generation(SoftDeletable, Aggregate):
         new_name = variant.name if name is KEEP else check_name(name)
         new_viewed = variant.viewed if viewed is None else viewed
         new_starred = variant.starred if starred is None else starred
-        if (new_viewed, new_starred, new_name) != (variant.viewed, variant.starred,
-                                                   variant.name):
-            self._variant_edited(variant_id=variant_id, viewed=new_viewed,
-                                 starred=new_starred, name=new_name)
+        if (new_viewed, new_starred, new_name) != (variant.viewed, variant.starred, variant.name):
+            self._variant_edited(
+                variant_id=variant_id, viewed=new_viewed, starred=new_starred, name=new_name
+            )
         return self.variants[variant_id]
 
     def star(self, starred: bool) -> None:
@@ -271,13 +317,31 @@ class Generation(SoftDeletable, Aggregate):
 
     # -- state changes ---------------------------------------------------
     @event(VariantAdded)
-    def _variant_added(self, variant_id: UUID, location: str, thumbnail_url: str | None,
-                       params: dict[str, Any], variant_type: str, name: str | None,
-                       created_at: datetime, viewed: bool, source_task_id: UUID | None,
-                       make_primary: bool) -> None:
-        self.variants[variant_id] = Variant(variant_id, location, thumbnail_url, params,
-                                            variant_type, name, created_at, False, viewed,
-                                            source_task_id)
+    def _variant_added(
+        self,
+        variant_id: UUID,
+        location: str,
+        thumbnail_url: str | None,
+        params: dict[str, Any],
+        variant_type: str,
+        name: str | None,
+        created_at: datetime,
+        viewed: bool,
+        source_task_id: UUID | None,
+        make_primary: bool,
+    ) -> None:
+        self.variants[variant_id] = Variant(
+            variant_id,
+            location,
+            thumbnail_url,
+            params,
+            variant_type,
+            name,
+            created_at,
+            False,
+            viewed,
+            source_task_id,
+        )
         if make_primary:
             self.primary_variant_id = variant_id
 
@@ -295,10 +359,12 @@ class Generation(SoftDeletable, Aggregate):
         self.variants[variant_id] = replace(self.variants[variant_id], viewed=True)
 
     @event(VariantEdited)
-    def _variant_edited(self, variant_id: UUID, viewed: bool, starred: bool,
-                        name: str | None) -> None:
-        self.variants[variant_id] = replace(self.variants[variant_id], viewed=viewed,
-                                            starred=starred, name=name)
+    def _variant_edited(
+        self, variant_id: UUID, viewed: bool, starred: bool, name: str | None
+    ) -> None:
+        self.variants[variant_id] = replace(
+            self.variants[variant_id], viewed=viewed, starred=starred, name=name
+        )
 
     @event(Starred)
     def _starred(self, starred: bool) -> None:

@@ -17,8 +17,20 @@ from domain.errors import InvalidLoraError
 
 MAX_HEADER_BYTES = 16 * 1024**2
 MAX_TENSORS = 100_000
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
-               "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 # Down (A) and up (B) halves in the formats diffusers loads: PEFT, diffusers, kohya.
 DOWN = ("lora_A.", "lora.down.", "lora_down.")
 UP = ("lora_B.", "lora.up.", "lora_up.")
@@ -34,8 +46,10 @@ def inspect_lora(stream: BinaryIO, size: int) -> dict[str, Any]:
     stream.seek(0)
     (length,) = struct.unpack("<Q", stream.read(8))
     if not 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
-        raise InvalidLoraError(f"not a safetensors file: header length {length} does not fit "
-                               f"a {size}-byte file (at most {MAX_HEADER_BYTES})")
+        raise InvalidLoraError(
+            f"not a safetensors file: header length {length} does not fit "
+            f"a {size}-byte file (at most {MAX_HEADER_BYTES})"
+        )
     try:
         header = json.loads(stream.read(length))
     except (ValueError, UnicodeDecodeError):
@@ -61,12 +75,17 @@ def _tensors(header: dict[str, Any], data_bytes: int) -> dict[str, dict[str, Any
             raise InvalidLoraError(f"tensor {name!r}: unknown dtype {dtype!r}")
         if not (isinstance(shape, list) and all(_count(d) for d in shape)):
             raise InvalidLoraError(f"tensor {name!r}: bad shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(_count(o) for o in offsets) and offsets[0] <= offsets[1]):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(_count(o) for o in offsets)
+            and offsets[0] <= offsets[1]
+        ):
             raise InvalidLoraError(f"tensor {name!r}: bad data_offsets {offsets!r}")
         if offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[dtype]:
-            raise InvalidLoraError(f"tensor {name!r}: data_offsets {offsets} do not hold "
-                                   f"{dtype} {shape}")
+            raise InvalidLoraError(
+                f"tensor {name!r}: data_offsets {offsets} do not hold {dtype} {shape}"
+            )
         spans.append((offsets[0], offsets[1], name))
     end = 0
     for start, stop, name in sorted(spans):
@@ -74,8 +93,9 @@ def _tensors(header: dict[str, Any], data_bytes: int) -> dict[str, dict[str, Any
             raise InvalidLoraError(f"tensor {name!r} starts at {start}, expected {end}")
         end = stop
     if end != data_bytes:
-        raise InvalidLoraError(f"the tensors hold {end} bytes but the file carries "
-                               f"{data_bytes} after its header")
+        raise InvalidLoraError(
+            f"the tensors hold {end} bytes but the file carries {data_bytes} after its header"
+        )
     return header
 
 
@@ -86,26 +106,39 @@ def _count(value: Any) -> bool:
 def _lora_facts(tensors: dict[str, dict[str, Any]]) -> dict[str, Any]:
     downs = {n: t for n, t in tensors.items() if any(m in n for m in DOWN)}
     ups = [n for n in tensors if any(m in n for m in UP)]
-    stray = [n for n in tensors if n not in downs and n not in ups
-             and not any(m in n for m in EXTRAS)]
+    stray = [
+        n for n in tensors if n not in downs and n not in ups and not any(m in n for m in EXTRAS)
+    ]
     if not downs or not ups:
-        raise InvalidLoraError(f"not a LoRA state dict: no down/up (lora_A/lora_B) weight "
-                               f"pairs among {len(tensors)} tensors (e.g. {next(iter(tensors))!r})")
+        raise InvalidLoraError(
+            f"not a LoRA state dict: no down/up (lora_A/lora_B) weight "
+            f"pairs among {len(tensors)} tensors (e.g. {next(iter(tensors))!r})"
+        )
     if len(downs) != len(ups):
-        raise InvalidLoraError(f"not a LoRA state dict: {len(downs)} down weights but "
-                               f"{len(ups)} up weights")
+        raise InvalidLoraError(
+            f"not a LoRA state dict: {len(downs)} down weights but {len(ups)} up weights"
+        )
     if stray:
-        raise InvalidLoraError(f"not a LoRA state dict: tensor {stray[0]!r} is not a LoRA "
-                               "weight")
+        raise InvalidLoraError(f"not a LoRA state dict: tensor {stray[0]!r} is not a LoRA weight")
     ranks = {int(t["shape"][0]) for t in downs.values() if t["shape"]}
     targets = sorted({_target(n) for n in downs})
-    return {"format": "safetensors", "tensors": len(tensors), "rank": max(ranks, default=0),
-            "targets": targets, "dtypes": sorted({t["dtype"] for t in tensors.values()})}
+    return {
+        "format": "safetensors",
+        "tensors": len(tensors),
+        "rank": max(ranks, default=0),
+        "targets": targets,
+        "dtypes": sorted({t["dtype"] for t in tensors.values()}),
+    }
 
 
 COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
-KOHYA = {"lora_unet": "unet", "lora_te": "text_encoder", "lora_te1": "text_encoder",
-         "lora_te2": "text_encoder_2", "lora_transformer": "transformer"}
+KOHYA = {
+    "lora_unet": "unet",
+    "lora_te": "text_encoder",
+    "lora_te1": "text_encoder",
+    "lora_te2": "text_encoder_2",
+    "lora_transformer": "transformer",
+}
 
 
 def _target(name: str) -> str:

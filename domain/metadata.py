@@ -47,8 +47,15 @@ class CommandMeta:
 
     def caused(self, **kw: Any) -> CommandMeta:
         """A follow-up command in the same correlation, caused by this one."""
-        return replace(self, causation_id=self.command_id, command_id=str(uuid.uuid4()),
-                       idempotency_key=None, route=None, request_hash=None, **kw)
+        return replace(
+            self,
+            causation_id=self.command_id,
+            command_id=str(uuid.uuid4()),
+            idempotency_key=None,
+            route=None,
+            request_hash=None,
+            **kw,
+        )
 
     def as_dict(self) -> dict[str, str | None]:
         return {
@@ -60,7 +67,8 @@ class CommandMeta:
 
 
 _current: contextvars.ContextVar[CommandMeta | None] = contextvars.ContextVar(
-    "darkroom_command_meta", default=None)
+    "darkroom_command_meta", default=None
+)
 
 
 @contextmanager

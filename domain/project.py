@@ -24,7 +24,8 @@ def clean_name(name: str, what: str) -> str:
 def check_aspect_ratio(aspect_ratio: str) -> str:
     if aspect_ratio not in ASPECT_RATIOS:
         raise ValidationError(
-            f"aspect ratio {aspect_ratio!r} is not one of {', '.join(ASPECT_RATIOS)}")
+            f"aspect ratio {aspect_ratio!r} is not one of {', '.join(ASPECT_RATIOS)}"
+        )
     return aspect_ratio
 
 
@@ -76,8 +77,9 @@ class Project(SoftDeletable, Aggregate):
         TOPIC = "darkroom.project.restored"
 
     @event(Created)
-    def __init__(self, owner_id: str, name: str, aspect_ratio: str,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self, owner_id: str, name: str, aspect_ratio: str, settings: dict[str, Any]
+    ) -> None:
         self.owner_id = owner_id
         self.name = name
         self.aspect_ratio = aspect_ratio
@@ -87,17 +89,31 @@ class Project(SoftDeletable, Aggregate):
         self.shot_ids: list[UUID] = []
 
     @classmethod
-    def start(cls, owner_id: str, name: str, aspect_ratio: str = "16:9",
-              settings: dict[str, Any] | None = None) -> Project:
-        return cls(owner_id=owner_id, name=clean_name(name, "project"),
-                   aspect_ratio=check_aspect_ratio(aspect_ratio), settings=dict(settings or {}))
+    def start(
+        cls,
+        owner_id: str,
+        name: str,
+        aspect_ratio: str = "16:9",
+        settings: dict[str, Any] | None = None,
+    ) -> Project:
+        return cls(
+            owner_id=owner_id,
+            name=clean_name(name, "project"),
+            aspect_ratio=check_aspect_ratio(aspect_ratio),
+            settings=dict(settings or {}),
+        )
 
-    def update(self, name: str | None = None, aspect_ratio: str | None = None,
-               settings: dict[str, Any] | None = None) -> None:
+    def update(
+        self,
+        name: str | None = None,
+        aspect_ratio: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.ensure_live()
         self._updated(
             name=self.name if name is None else clean_name(name, "project"),
-            aspect_ratio=self.aspect_ratio if aspect_ratio is None
+            aspect_ratio=self.aspect_ratio
+            if aspect_ratio is None
             else check_aspect_ratio(aspect_ratio),
             settings=self.settings if settings is None else dict(settings),
         )
@@ -128,8 +144,10 @@ class Project(SoftDeletable, Aggregate):
             raise ShotOrderError(f"shot {unknown[0]} is not a live shot of project {self.id}")
         missing = sorted(str(s) for s in live - seen)
         if missing:
-            raise ShotOrderError(f"every live shot of the project is listed exactly once: "
-                                 f"missing {', '.join(missing)}")
+            raise ShotOrderError(
+                f"every live shot of the project is listed exactly once: "
+                f"missing {', '.join(missing)}"
+            )
         self._shots_ordered(shot_ids=list(ordered))
 
     @property
@@ -157,5 +175,3 @@ class Project(SoftDeletable, Aggregate):
 
     def is_owned_by(self, user_id: str) -> bool:
         return self.owner_id == user_id
-
-

@@ -35,8 +35,9 @@ class Report:
         """This report with the fields it leaves out taken from `before`."""
         if before is None:
             return self
-        kept = {f.name: getattr(before, f.name) for f in fields(self)
-                if getattr(self, f.name) is None}
+        kept = {
+            f.name: getattr(before, f.name) for f in fields(self) if getattr(self, f.name) is None
+        }
         return replace(self, **kept)
 
 
@@ -84,5 +85,8 @@ class MemoryPulse:
 
     def beats(self, since: datetime) -> list[Beat]:
         with self._lock:
-            return [Beat(w, at, self._reports.get(w, NO_REPORT))
-                    for w, at in self._seen.items() if at >= since]
+            return [
+                Beat(w, at, self._reports.get(w, NO_REPORT))
+                for w, at in self._seen.items()
+                if at >= since
+            ]

@@ -39,9 +39,18 @@ class Resource(Aggregate):
         deleted_at: datetime
 
     @event(Created)
-    def __init__(self, owner_id: str, kind: str, name: str, location: str | None,
-                 url: str | None, size: int | None, sha256: str | None,
-                 metadata: dict[str, Any], created_at: datetime) -> None:
+    def __init__(
+        self,
+        owner_id: str,
+        kind: str,
+        name: str,
+        location: str | None,
+        url: str | None,
+        size: int | None,
+        sha256: str | None,
+        metadata: dict[str, Any],
+        created_at: datetime,
+    ) -> None:
         self.owner_id = owner_id
         self.kind = kind
         self.name = name
@@ -54,24 +63,44 @@ class Resource(Aggregate):
         self.deleted = False
 
     @classmethod
-    def register(cls, owner_id: str, kind: str, name: str, *, location: str | None = None,
-                 url: str | None = None, size: int | None = None, sha256: str | None = None,
-                 metadata: dict[str, Any] | None = None, at: datetime) -> Resource:
+    def register(
+        cls,
+        owner_id: str,
+        kind: str,
+        name: str,
+        *,
+        location: str | None = None,
+        url: str | None = None,
+        size: int | None = None,
+        sha256: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        at: datetime,
+    ) -> Resource:
         if not owner_id:
             raise ValidationError(f"a resource needs an owner (got {owner_id!r})")
         if kind not in KINDS:
-            raise ValidationError(f"resource type must be one of {', '.join(KINDS)} "
-                                  f"(got {kind!r})")
+            raise ValidationError(f"resource type must be one of {', '.join(KINDS)} (got {kind!r})")
         name = (name or "").strip()
         if not 1 <= len(name) <= MAX_NAME:
             raise ValidationError(f"a resource name is 1-{MAX_NAME} characters (got {name!r})")
         if (location is None) == (url is None):
-            raise ValidationError("a resource is either a stored file or a URL, not "
-                                  f"{'both' if location else 'neither'}")
+            raise ValidationError(
+                "a resource is either a stored file or a URL, not "
+                f"{'both' if location else 'neither'}"
+            )
         if url is not None:
             check_url(url)
-        return cls(owner_id=owner_id, kind=kind, name=name, location=location, url=url,
-                   size=size, sha256=sha256, metadata=dict(metadata or {}), created_at=at)
+        return cls(
+            owner_id=owner_id,
+            kind=kind,
+            name=name,
+            location=location,
+            url=url,
+            size=size,
+            sha256=sha256,
+            metadata=dict(metadata or {}),
+            created_at=at,
+        )
 
     @property
     def source(self) -> str:
@@ -107,8 +136,13 @@ def _split(url: object) -> SplitResult | None:
 
 def check_url(url: str) -> str:
     parts = _split(url)
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
-            or len(url) > MAX_URL:
-        raise ValidationError(f"a resource URL is an http(s) URL of at most {MAX_URL} "
-                              f"characters (got {url!r})")
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or len(url) > MAX_URL
+    ):
+        raise ValidationError(
+            f"a resource URL is an http(s) URL of at most {MAX_URL} characters (got {url!r})"
+        )
     return url

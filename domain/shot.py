@@ -96,8 +96,14 @@ class Shot(SoftDeletable, Aggregate):
         TOPIC = "darkroom.shot.restored"
 
     @event(Created)
-    def __init__(self, project_id: UUID, name: str, position: int,
-                 aspect_ratio: str | None, settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        project_id: UUID,
+        name: str,
+        position: int,
+        aspect_ratio: str | None,
+        settings: dict[str, Any],
+    ) -> None:
         self.project_id = project_id
         self.name = name
         self.position = position
@@ -108,16 +114,31 @@ class Shot(SoftDeletable, Aggregate):
         self._added = 0
 
     @classmethod
-    def start(cls, project_id: UUID, name: str, position: int,
-              aspect_ratio: str | None = None, settings: dict[str, Any] | None = None) -> Shot:
+    def start(
+        cls,
+        project_id: UUID,
+        name: str,
+        position: int,
+        aspect_ratio: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Shot:
         if aspect_ratio is not None:
             check_aspect_ratio(aspect_ratio)
-        return cls(project_id=project_id, name=clean_name(name, "shot"), position=position,
-                   aspect_ratio=aspect_ratio, settings=dict(settings or {}))
+        return cls(
+            project_id=project_id,
+            name=clean_name(name, "shot"),
+            position=position,
+            aspect_ratio=aspect_ratio,
+            settings=dict(settings or {}),
+        )
 
     # -- decisions -------------------------------------------------------
-    def update(self, name: str | None = None, aspect_ratio: str | None = None,
-               settings: dict[str, Any] | None = None) -> None:
+    def update(
+        self,
+        name: str | None = None,
+        aspect_ratio: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.ensure_live()
         if aspect_ratio is not None:
             check_aspect_ratio(aspect_ratio)
@@ -127,16 +148,26 @@ class Shot(SoftDeletable, Aggregate):
             settings=self.settings if settings is None else dict(settings),
         )
 
-    def add(self, membership_id: UUID, generation_id: UUID, media_type: str,
-            with_position: bool = True, frame: int | None = None,
-            metadata: dict[str, Any] | None = None) -> Membership:
+    def add(
+        self,
+        membership_id: UUID,
+        generation_id: UUID,
+        media_type: str,
+        with_position: bool = True,
+        frame: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Membership:
         """Add a generation; positioned at `frame`, or after the last positioned member."""
         self.ensure_live()
         if frame is None and with_position:
             frame = self.next_frame()
-        self._member_added(membership_id=membership_id, generation_id=generation_id,
-                           timeline_frame=check_frame(frame) if with_position else None,
-                           media_type=media_type, metadata=dict(metadata or {}))
+        self._member_added(
+            membership_id=membership_id,
+            generation_id=generation_id,
+            timeline_frame=check_frame(frame) if with_position else None,
+            media_type=media_type,
+            metadata=dict(metadata or {}),
+        )
         return self.members[-1]
 
     def next_frame(self) -> int:
@@ -189,8 +220,10 @@ class Shot(SoftDeletable, Aggregate):
         frames: dict[str, int | None] = {}
         for rank, generation_id in enumerate(ordered_generation_ids):
             if not queues.get(generation_id):  # the order is wrong, not the shot missing
-                raise ShotOrderError(f"generation {generation_id} is not in shot {self.id} "
-                                     "as often as the order lists it")
+                raise ShotOrderError(
+                    f"generation {generation_id} is not in shot {self.id} "
+                    "as often as the order lists it"
+                )
             frames[str(queues[generation_id].pop(0).id)] = rank * FRAME_GAP
         self._frames_set(frames=frames)
 
@@ -208,20 +241,26 @@ class Shot(SoftDeletable, Aggregate):
         raise MembershipNotFoundError(membership_id)
 
     def members_of(self, generation_id: UUID) -> list[Membership]:
-        return sorted((m for m in self.members if m.generation_id == generation_id),
-                      key=_timeline_key)
+        return sorted(
+            (m for m in self.members if m.generation_id == generation_id), key=_timeline_key
+        )
 
     def ordered_members(self) -> list[Membership]:
         return sorted(self.members, key=_timeline_key)
 
     def positioned_images(self) -> list[Membership]:
-        return sorted((m for m in self.members if m.timeline_frame is not None
-                       and not m.is_video), key=_timeline_key)
+        return sorted(
+            (m for m in self.members if m.timeline_frame is not None and not m.is_video),
+            key=_timeline_key,
+        )
 
     def copyable_members(self) -> list[Membership]:
         """What a duplicate keeps: positioned (frame ≥ 0) members that are not videos."""
-        return [m for m in self.ordered_members()
-                if m.timeline_frame is not None and m.timeline_frame >= 0 and not m.is_video]
+        return [
+            m
+            for m in self.ordered_members()
+            if m.timeline_frame is not None and m.timeline_frame >= 0 and not m.is_video
+        ]
 
     @property
     def unpositioned_count(self) -> int:
@@ -235,12 +274,20 @@ class Shot(SoftDeletable, Aggregate):
         self.settings = settings
 
     @event(MemberAdded)
-    def _member_added(self, membership_id: UUID, generation_id: UUID,
-                      timeline_frame: int | None, media_type: str,
-                      metadata: dict[str, Any]) -> None:
+    def _member_added(
+        self,
+        membership_id: UUID,
+        generation_id: UUID,
+        timeline_frame: int | None,
+        media_type: str,
+        metadata: dict[str, Any],
+    ) -> None:
         self._added += 1
-        self.members.append(Membership(membership_id, generation_id, timeline_frame,
-                                       media_type, self._added, metadata))
+        self.members.append(
+            Membership(
+                membership_id, generation_id, timeline_frame, media_type, self._added, metadata
+            )
+        )
 
     @event(MemberRemoved)
     def _member_removed(self, membership_id: UUID) -> None:
@@ -248,8 +295,10 @@ class Shot(SoftDeletable, Aggregate):
 
     @event(FramesSet)
     def _frames_set(self, frames: dict[str, int | None]) -> None:
-        self.members = [replace(m, timeline_frame=frames[str(m.id)]) if str(m.id) in frames
-                        else m for m in self.members]
+        self.members = [
+            replace(m, timeline_frame=frames[str(m.id)]) if str(m.id) in frames else m
+            for m in self.members
+        ]
 
     @event(Placed)
     def _placed(self, position: int) -> None:

@@ -54,16 +54,21 @@ SNAPSHOT_TOPIC = "darkroom.snapshot"
 # classes a snapshot may name. A new one must be added here (a test checks that
 # every snapshotted kind round-trips).
 VALUE_CLASSES: tuple[type, ...] = (OpenTask, Membership, Variant, TaskType)
-_ALLOWED: frozenset[tuple[str, str]] = frozenset({
-    ("uuid", "UUID"), ("decimal", "Decimal"), ("datetime", "datetime"),
-    ("datetime", "date"), ("datetime", "timedelta"), ("datetime", "timezone"),
-    *((c.__module__, c.__qualname__) for c in VALUE_CLASSES),
-})
+_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("uuid", "UUID"),
+        ("decimal", "Decimal"),
+        ("datetime", "datetime"),
+        ("datetime", "date"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        *((c.__module__, c.__qualname__) for c in VALUE_CLASSES),
+    }
+)
 
 
 def _fingerprint() -> str:
-    layout = [(c.__module__, c.__qualname__, [f.name for f in fields(c)])
-              for c in VALUE_CLASSES]
+    layout = [(c.__module__, c.__qualname__, [f.name for f in fields(c)]) for c in VALUE_CLASSES]
     return hashlib.sha256(repr(layout).encode()).hexdigest()[:16]
 
 
@@ -110,7 +115,8 @@ class SnapshotMapper(Mapper):
     def to_domain_event(self, stored_event: Any) -> Any:
         if stored_event.topic != SNAPSHOT_TOPIC:
             raise UnusableSnapshotError(
-                f"a snapshot row names topic {stored_event.topic!r}, not {SNAPSHOT_TOPIC!r}")
+                f"a snapshot row names topic {stored_event.topic!r}, not {SNAPSHOT_TOPIC!r}"
+            )
         return super().to_domain_event(stored_event)
 
 
@@ -134,8 +140,9 @@ class SnapshotWriter:
     snapshot (logged): snapshots are a cache, and the next interval takes another.
     """
 
-    def __init__(self, store: Any, capacity: int = 1_000,
-                 prune: Callable[[list[UUID]], object] | None = None) -> None:
+    def __init__(
+        self, store: Any, capacity: int = 1_000, prune: Callable[[list[UUID]], object] | None = None
+    ) -> None:
         self.store = store
         # Called with the aggregates of each stored batch: deletes the snapshots loads
         # no longer need (darkroom.housekeeping.SnapshotPruner when wired).
@@ -178,8 +185,7 @@ class SnapshotWriter:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="snapshots",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
@@ -217,8 +223,11 @@ class SnapshotWriter:
                 return
         except Exception:
             if len(batch) == 1:
-                log.exception("snapshot of %s v%d not stored (loads replay more until the "
-                              "next)", batch[0].originator_id, batch[0].originator_version)
+                log.exception(
+                    "snapshot of %s v%d not stored (loads replay more until the next)",
+                    batch[0].originator_id,
+                    batch[0].originator_version,
+                )
                 return
         for one in batch:  # one bad row must not cost the others
             self._insert([one])
@@ -237,14 +246,14 @@ def usable_state(snapshot: Any, kinds: dict[str, type] | None = None) -> Any:
     library's convention); without them, or with another layout of the value
     classes, the snapshot is unusable.
     """
-    cls = (kinds or {}).get(snapshot.topic) if kinds is not None else resolve_topic(
-        snapshot.topic)
+    cls = (kinds or {}).get(snapshot.topic) if kinds is not None else resolve_topic(snapshot.topic)
     if cls is None:
         raise UnusableSnapshotError(f"{snapshot.topic!r} is not a snapshotted kind")
     layout = snapshot.state.pop("value_layout", None)
     if layout != VALUE_LAYOUT:
         raise UnusableSnapshotError(
-            f"value classes had another layout when it was taken ({layout} != {VALUE_LAYOUT})")
+            f"value classes had another layout when it was taken ({layout} != {VALUE_LAYOUT})"
+        )
     current = getattr(cls, "class_version", 1)
     taken = snapshot.state.get("class_version", 1)
     if taken > current:
@@ -253,14 +262,27 @@ def usable_state(snapshot: Any, kinds: dict[str, type] | None = None) -> Any:
         if not hasattr(cls, f"upcast_v{version}_v{version + 1}"):
             raise UnusableSnapshotError(
                 f"taken by class_version {taken}, code is {current}, "
-                f"and {cls.__name__} has no upcast_v{version}_v{version + 1}")
+                f"and {cls.__name__} has no upcast_v{version}_v{version + 1}"
+            )
     return snapshot.mutate(None)
 
 
-_ATOMIC: frozenset[type] = frozenset({
-    str, int, float, bool, type(None), bytes, UUID, Decimal, datetime, date, timedelta,
-    frozenset,
-})
+_ATOMIC: frozenset[type] = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        type(None),
+        bytes,
+        UUID,
+        Decimal,
+        datetime,
+        date,
+        timedelta,
+        frozenset,
+    }
+)
 
 
 def copy_state(value: Any, memo: dict[int, Any] | None = None) -> Any:
@@ -316,16 +338,27 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
 
     ignored: ClassVar[int] = 0
 
-    def __init__(self, *args: Any, intervals: dict[type, int] | None = None,
-                 writer: SnapshotWriter | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        intervals: dict[type, int] | None = None,
+        writer: SnapshotWriter | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.intervals = dict(intervals or {})
         self.kinds = {get_topic(cls): cls for cls in self.intervals}
         self.writer = writer
 
-    def get(self, aggregate_id: Any, *, version: int | None = None,
-            projector_func: Any = project_aggregate, fastforward_skipping: bool = False,
-            deepcopy_from_cache: bool = True) -> Any:
+    def get(
+        self,
+        aggregate_id: Any,
+        *,
+        version: int | None = None,
+        projector_func: Any = project_aggregate,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
+    ) -> Any:
         """As the library's `get`, except that the cached object is fast-forwarded AND
         copied under its lock (the library copies after releasing it, so a thread could
         copy a dict another thread is fast-forwarding), and a failed fast-forward
@@ -363,8 +396,9 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
             raise AggregateNotFoundError(aggregate_id)
         return aggregate
 
-    def _reconstruct_aggregate(self, aggregate_id: Any, version: int | None,
-                               projector_func: Any) -> Any:
+    def _reconstruct_aggregate(
+        self, aggregate_id: Any, version: int | None, projector_func: Any
+    ) -> Any:
         start = self._from_snapshot(aggregate_id, version)
         gt = start.version if start is not None else None
         replayed = [0]
@@ -374,12 +408,12 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
                 replayed[0] += 1
                 yield event
 
-        events = counted(self.event_store.get(originator_id=aggregate_id, gt=gt,
-                                              lte=version))
+        events = counted(self.event_store.get(originator_id=aggregate_id, gt=gt, lte=version))
         aggregate = projector_func(start, events)
         if aggregate is None:
             raise AggregateNotFoundError(
-                f"Aggregate {aggregate_id!r} version {version!r} not found.")
+                f"Aggregate {aggregate_id!r} version {version!r} not found."
+            )
         interval = self.intervals.get(type(aggregate))
         if version is None and interval and replayed[0] >= interval and self.writer:
             self.writer.put([StateSnapshot.take(aggregate)])
@@ -389,8 +423,9 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
         if self.snapshot_store is None:
             return None
         try:
-            found = list(self.snapshot_store.get(originator_id=aggregate_id, desc=True,
-                                                 limit=1, lte=version))
+            found = list(
+                self.snapshot_store.get(originator_id=aggregate_id, desc=True, limit=1, lte=version)
+            )
             return usable_state(found[0], self.kinds) if found else None
         except Exception as error:  # any bad snapshot means: replay instead
             type(self).ignored += 1

@@ -28,13 +28,26 @@ from domain.workload import Workload
 # snapshot would freeze (a deploy changing a default price must change the price),
 # and only administrators add to its stream.
 SNAPSHOT_INTERVALS: dict[type[Any], int] = {
-    Workload: 50, CreditLedger: 50, Worker: 50, WorkerRoster: 50, Shot: 50,
-    Generation: 50, Project: 50, User: 50,
+    Workload: 50,
+    CreditLedger: 50,
+    Worker: 50,
+    WorkerRoster: 50,
+    Shot: 50,
+    Generation: 50,
+    Project: 50,
+    User: 50,
 }
 
 
-class Studio(CatalogServices, AccountServices, HistoryServices, TaskServices,
-             OrchestrationServices, LivenessServices, ResourceServices):
+class Studio(
+    CatalogServices,
+    AccountServices,
+    HistoryServices,
+    TaskServices,
+    OrchestrationServices,
+    LivenessServices,
+    ResourceServices,
+):
     """Verb methods for every command; each returns ids and the global `position`."""
 
     name = "Darkroom"

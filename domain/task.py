@@ -113,10 +113,13 @@ class Links:
         return cls(
             orchestrator_task_id=uuid_at("orchestrator_task_id_ref", "orchestrator_task_id"),
             run_id=None if run_id is None else str(run_id),
-            segment_index=index_at("segment_index"), join_index=index_at("join_index"),
+            segment_index=index_at("segment_index"),
+            join_index=index_at("join_index"),
             child_order=index_at("child_order"),
-            parent_generation_id=uuid_at("parent_generation_id"), shot_id=uuid_at("shot_id"),
-            based_on=uuid_at("based_on"))
+            parent_generation_id=uuid_at("parent_generation_id"),
+            shot_id=uuid_at("shot_id"),
+            based_on=uuid_at("based_on"),
+        )
 
 
 class Task(Aggregate):
@@ -214,14 +217,29 @@ class Task(Aggregate):
         task_id: UUID
 
     @event(Created)
-    def __init__(self, project_id: UUID, owner_id: str, task_type: str, run_type: str,
-                 category: str, model_name: str | None, params: dict[str, Any],
-                 dependant_on: list[UUID], idempotency_key: str | None,
-                 created_at: datetime, orchestrator_task_id: UUID | None, run_id: str | None,
-                 segment_index: int | None, join_index: int | None, child_order: int | None,
-                 parent_generation_id: UUID | None, shot_id: UUID | None,
-                 based_on: UUID | None, request_hash: str | None,
-                 id: UUID | None = None) -> None:
+    def __init__(
+        self,
+        project_id: UUID,
+        owner_id: str,
+        task_type: str,
+        run_type: str,
+        category: str,
+        model_name: str | None,
+        params: dict[str, Any],
+        dependant_on: list[UUID],
+        idempotency_key: str | None,
+        created_at: datetime,
+        orchestrator_task_id: UUID | None,
+        run_id: str | None,
+        segment_index: int | None,
+        join_index: int | None,
+        child_order: int | None,
+        parent_generation_id: UUID | None,
+        shot_id: UUID | None,
+        based_on: UUID | None,
+        request_hash: str | None,
+        id: UUID | None = None,
+    ) -> None:
         self.project_id = project_id
         self.owner_id = owner_id
         self.task_type = task_type
@@ -257,10 +275,19 @@ class Task(Aggregate):
         self.dependants: list[UUID] = []
 
     @classmethod
-    def create(cls, *, project_id: UUID, owner_id: str, task_type: TaskType,
-               params: Mapping[str, Any], at: datetime, task_id: UUID | None = None,
-               dependant_on: Iterable[UUID] = (), idempotency_key: str | None = None,
-               request_hash: str | None = None) -> Task:
+    def create(
+        cls,
+        *,
+        project_id: UUID,
+        owner_id: str,
+        task_type: TaskType,
+        params: Mapping[str, Any],
+        at: datetime,
+        task_id: UUID | None = None,
+        dependant_on: Iterable[UUID] = (),
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Task:
         """A Queued task of an (already resolved, active) catalogue type."""
         if not isinstance(params, Mapping):
             raise InvalidParamsError(f"params must be an object (got {params!r})")
@@ -271,11 +298,20 @@ class Task(Aggregate):
             raise ValidationError(f"task {task_id} cannot depend on itself")
         links = Links.from_params(params)
         return cls(
-            project_id=project_id, owner_id=owner_id, task_type=task_type.name,
-            run_type=task_type.run_type, category=task_type.category,
-            model_name=model_name_of(params) or task_type.model_name, params=dict(params),
-            dependant_on=list(dict.fromkeys(deps)), idempotency_key=idempotency_key,
-            created_at=require_utc(at), id=task_id, request_hash=request_hash, **vars(links))
+            project_id=project_id,
+            owner_id=owner_id,
+            task_type=task_type.name,
+            run_type=task_type.run_type,
+            category=task_type.category,
+            model_name=model_name_of(params) or task_type.model_name,
+            params=dict(params),
+            dependant_on=list(dict.fromkeys(deps)),
+            idempotency_key=idempotency_key,
+            created_at=require_utc(at),
+            id=task_id,
+            request_hash=request_hash,
+            **vars(links),
+        )
 
     # -- queries -------------------------------------------------------------
     @property
@@ -292,9 +328,16 @@ class Task(Aggregate):
 
     @property
     def links(self) -> Links:
-        return Links(self.orchestrator_task_id, self.run_id, self.segment_index,
-                     self.join_index, self.child_order, self.parent_generation_id,
-                     self.shot_id, self.based_on)
+        return Links(
+            self.orchestrator_task_id,
+            self.run_id,
+            self.segment_index,
+            self.join_index,
+            self.child_order,
+            self.parent_generation_id,
+            self.shot_id,
+            self.based_on,
+        )
 
     def billable_seconds(self) -> int | None:
         """Whole seconds from (reset) start to completion, at least 1; None if not both."""
@@ -320,22 +363,32 @@ class Task(Aggregate):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValidationError(f"progress {name} must be a whole number (got {value!r})")
         if total < 1 or not 0 <= step <= total:
-            raise ValidationError(f"progress must satisfy 0 ≤ step ≤ total, total ≥ 1 "
-                                  f"(got step={step}, total={total})")
+            raise ValidationError(
+                f"progress must satisfy 0 ≤ step ≤ total, total ≥ 1 "
+                f"(got step={step}, total={total})"
+            )
         self._progress_reported(step=step, total=total)
 
-    def complete(self, output_location: str | None, at: datetime, *,
-                 thumbnail_url: str | None = None,
-                 result_data: Mapping[str, Any] | None = None) -> None:
+    def complete(
+        self,
+        output_location: str | None,
+        at: datetime,
+        *,
+        thumbnail_url: str | None = None,
+        result_data: Mapping[str, Any] | None = None,
+    ) -> None:
         self._check(COMPLETE)
-        for name, value in (("output_location", output_location),
-                            ("thumbnail_url", thumbnail_url)):
+        for name, value in (("output_location", output_location), ("thumbnail_url", thumbnail_url)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ValidationError(f"{name} must be a non-empty string (got {value!r})")
         if result_data is not None and not isinstance(result_data, Mapping):
             raise ValidationError(f"result_data must be an object (got {result_data!r})")
-        self._completed(output_location=output_location, thumbnail_url=thumbnail_url,
-                        result_data=dict(result_data or {}), at=require_utc(at))
+        self._completed(
+            output_location=output_location,
+            thumbnail_url=thumbnail_url,
+            result_data=dict(result_data or {}),
+            at=require_utc(at),
+        )
 
     def fail(self, error: str, at: datetime) -> None:
         self._check(FAILED)
@@ -353,30 +406,39 @@ class Task(Aggregate):
         cause = str(reason or "").strip() or "returned to the queue"
         attempts = self.attempts + 1
         if attempts >= MAX_ATTEMPTS:
-            self._failed(error=f"Failed: {cause} (attempt {attempts} of {MAX_ATTEMPTS})",
-                         attempts=attempts, at=at)
+            self._failed(
+                error=f"Failed: {cause} (attempt {attempts} of {MAX_ATTEMPTS})",
+                attempts=attempts,
+                at=at,
+            )
         else:
-            self._requeued(reason=f"Requeued: {cause} (attempt {attempts})",
-                           attempts=attempts, at=at)
+            self._requeued(
+                reason=f"Requeued: {cause} (attempt {attempts})", attempts=attempts, at=at
+            )
 
     def release(self, reason: str | None, at: datetime) -> None:
         """Back to the queue with attempts unchanged: the worker hands the task back
         because it is stopping, not because the run failed (a crash requeues)."""
         self._check(QUEUED)
         cause = str(reason or "").strip() or "handed back"
-        self._released(reason=f"Released: {cause} (not counted as an attempt)",
-                       at=require_utc(at))
+        self._released(reason=f"Released: {cause} (not counted as an attempt)", at=require_utc(at))
 
     def worker_lost(self, at: datetime) -> None:
         """The worker stopped heartbeating while running this task."""
         self.requeue("worker crashed", at)
 
-    def set_status(self, status: str, error: str | None = None, *, at: datetime,
-                   worker_id: str | None = None, output_location: str | None = None) -> None:
+    def set_status(
+        self,
+        status: str,
+        error: str | None = None,
+        *,
+        at: datetime,
+        worker_id: str | None = None,
+        output_location: str | None = None,
+    ) -> None:
         """The worker PATCH endpoint: any status the transition table allows."""
         if status not in STATUSES:
-            raise ValidationError(
-                f"status must be one of {', '.join(STATUSES)} (got {status!r})")
+            raise ValidationError(f"status must be one of {', '.join(STATUSES)} (got {status!r})")
         self._check(status)
         if status == IN_PROGRESS:
             self.claim(worker_id or "", at)
@@ -393,7 +455,8 @@ class Task(Aggregate):
         """The charge of a completed task, set once."""
         if self.status != COMPLETE:
             raise ValidationError(
-                f"task {self.id} is {self.status!r}; only a Complete task has a cost")
+                f"task {self.id} is {self.status!r}; only a Complete task has a cost"
+            )
         amount = as_decimal(cost, "cost")
         if amount < 0:
             raise ValidationError(f"a cost must be ≥ 0 (got {amount})")
@@ -418,13 +481,13 @@ class Task(Aggregate):
 
     def _check(self, requested: str) -> None:
         if requested not in TRANSITIONS[self.status]:
-            raise InvalidTransitionError(self.id, self.status, requested,
-                                         TRANSITIONS[self.status])
+            raise InvalidTransitionError(self.id, self.status, requested, TRANSITIONS[self.status])
 
     def _running(self, what: str) -> None:
         if self.status != IN_PROGRESS:
             raise TaskNotInProgressError(
-                f"cannot {what} task {self.id}: it is {self.status!r}, not {IN_PROGRESS!r}")
+                f"cannot {what} task {self.id}: it is {self.status!r}, not {IN_PROGRESS!r}"
+            )
 
     # -- state ---------------------------------------------------------------
     @event(Claimed)
@@ -444,8 +507,13 @@ class Task(Aggregate):
         self.progress = (step, total)
 
     @event(Completed)
-    def _completed(self, output_location: str | None, thumbnail_url: str | None,
-                   result_data: dict[str, Any], at: datetime) -> None:
+    def _completed(
+        self,
+        output_location: str | None,
+        thumbnail_url: str | None,
+        result_data: dict[str, Any],
+        at: datetime,
+    ) -> None:
         self.status = COMPLETE
         self.output_location = output_location
         self.thumbnail_url = thumbnail_url

@@ -120,8 +120,9 @@ class Worker(Aggregate):
         """The latest sign of life: the log's (registration, a task taken) or the pulse's."""
         return self.last_seen if pulse is None else max(self.last_seen, pulse)
 
-    def is_lost(self, now: datetime, timeout: timedelta = LOST_AFTER,
-                pulse: datetime | None = None) -> bool:
+    def is_lost(
+        self, now: datetime, timeout: timedelta = LOST_AFTER, pulse: datetime | None = None
+    ) -> bool:
         return now - self.seen_at(pulse) > timeout
 
     def stuck(self, now: datetime, after: timedelta = STUCK_AFTER) -> list[UUID]:

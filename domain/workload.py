@@ -77,23 +77,26 @@ class Workload(Aggregate):
     @property
     def running(self) -> int:
         """Tasks In Progress, orchestrators not counted (they wait, they don't run)."""
-        return sum(1 for t in self.open.values()
-                   if t.status == IN_PROGRESS and not t.is_orchestrator)
+        return sum(
+            1 for t in self.open.values() if t.status == IN_PROGRESS and not t.is_orchestrator
+        )
 
     @property
     def has_room(self) -> bool:
         return self.running < MAX_IN_PROGRESS_PER_OWNER
 
     def queued_in(self, project_id: UUID) -> list[UUID]:
-        return [i for i, t in self.open.items()
-                if t.project_id == project_id and t.status == QUEUED]
+        return [
+            i for i, t in self.open.items() if t.project_id == project_id and t.status == QUEUED
+        ]
 
     # -- decisions -----------------------------------------------------------
     def track(self, task: Task) -> None:
         """Follows a task's status: open while Queued or In Progress, closed after."""
         if task.owner_id != self.owner_id:
             raise ValidationError(
-                f"task {task.id} belongs to {task.owner_id!r}, not to {self.owner_id!r}")
+                f"task {task.id} belongs to {task.owner_id!r}, not to {self.owner_id!r}"
+            )
         if task.status not in (QUEUED, IN_PROGRESS):
             if task.id in self.open:
                 self._closed(task_id=task.id)
@@ -104,14 +107,18 @@ class Workload(Aggregate):
         if task.status == IN_PROGRESS and not task.is_orchestrator and not self.has_room:
             raise TaskNotClaimableError(
                 f"owner {self.owner_id} already runs {self.running} tasks "
-                f"(max {MAX_IN_PROGRESS_PER_OWNER})")
-        self._tracked(task_id=task.id, project_id=task.project_id, status=task.status,
-                      is_orchestrator=task.is_orchestrator)
+                f"(max {MAX_IN_PROGRESS_PER_OWNER})"
+            )
+        self._tracked(
+            task_id=task.id,
+            project_id=task.project_id,
+            status=task.status,
+            is_orchestrator=task.is_orchestrator,
+        )
 
     # -- state ---------------------------------------------------------------
     @event(Tracked)
-    def _tracked(self, task_id: UUID, project_id: UUID, status: str,
-                 is_orchestrator: bool) -> None:
+    def _tracked(self, task_id: UUID, project_id: UUID, status: str, is_orchestrator: bool) -> None:
         self.open[task_id] = OpenTask(project_id, status, is_orchestrator)
 
     @event(Closed)

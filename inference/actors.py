@@ -68,14 +68,19 @@ class ActorSpec:
     @property
     def task_types(self) -> frozenset[str]:
         """Task types this actor runs: its models' and those needing no model (stitching)."""
-        return frozenset(t for t, model in TASK_MODELS.items()
-                         if model is None or model in self.models)
+        return frozenset(
+            t for t, model in TASK_MODELS.items() if model is None or model in self.models
+        )
 
 
 def default_specs() -> list[ActorSpec]:
     """One actor per model; image-to-image shares the text-to-image weights and actor."""
-    return [ActorSpec(("text_to_image", "image_to_image")), ActorSpec(("inpaint",)),
-            ActorSpec(("upscale",)), ActorSpec(("image_to_video",))]
+    return [
+        ActorSpec(("text_to_image", "image_to_image")),
+        ActorSpec(("inpaint",)),
+        ActorSpec(("upscale",)),
+        ActorSpec(("image_to_video",)),
+    ]
 
 
 # --- inside the actor process ------------------------------------------------------------
@@ -107,11 +112,16 @@ class _Progress:
 class ModelActor:
     """A backend with its models loaded, in a Ray worker process (wrapped by `ray.remote`)."""
 
-    def __init__(self, models: Mapping[str, str] | None, load: Sequence[str],
-                 relay_name: str | None, tiny_root: str | None = None,
-                 backend: str = DEFAULT_BACKEND,
-                 backend_options: Mapping[str, Any] | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, str] | None,
+        load: Sequence[str],
+        relay_name: str | None,
+        tiny_root: str | None = None,
+        backend: str = DEFAULT_BACKEND,
+        backend_options: Mapping[str, Any] | None = None,
+        threads: int | None = None,
+    ) -> None:
         import ray
 
         _quiet_libraries()
@@ -139,20 +149,25 @@ class ModelActor:
         """Answers once the models are loaded (the constructor has returned)."""
         import ray
 
-        return {"pid": os.getpid(), "device": getattr(self.backend, "device", "cpu"),
-                "models": list(self.models), "node_id": ray.get_runtime_context().get_node_id()}
+        return {
+            "pid": os.getpid(),
+            "device": getattr(self.backend, "device", "cpu"),
+            "models": list(self.models),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
 
-    def run(self, task_id: str, task_type: str, params: dict[str, Any],
-            inputs: dict[str, bytes]) -> dict[str, Any]:
+    def run(
+        self, task_id: str, task_type: str, params: dict[str, Any], inputs: dict[str, bytes]
+    ) -> dict[str, Any]:
         """Runs one task; `ray.cancel` on this call stops it at the next denoising step."""
         import ray
 
         context = ray.get_runtime_context()
         started = time.time()
-        result = self.backend.run(task_type, params, inputs, _Progress(self.relay, task_id),
-                                  context.is_canceled)
-        return {"result": result, "started": started, "finished": time.time(),
-                "pid": os.getpid()}
+        result = self.backend.run(
+            task_type, params, inputs, _Progress(self.relay, task_id), context.is_canceled
+        )
+        return {"result": result, "started": started, "finished": time.time(), "pid": os.getpid()}
 
 
 class ProgressRelay:
@@ -261,17 +276,25 @@ class ActorPool:
     def _create(self, spec: ActorSpec) -> Any:
         import ray
 
-        options: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0,
-                                   "runtime_env": {"env_vars": dict(WORKER_ENV)}}
+        options: dict[str, Any] = {
+            "max_restarts": -1,
+            "max_task_retries": 0,
+            "runtime_env": {"env_vars": dict(WORKER_ENV)},
+        }
         if self.use_gpu and spec.models:
             options["num_gpus"] = spec.gpus
         if spec.cpus is not None:
             options["num_cpus"] = spec.cpus
         remote = ray.remote(**options)(ModelActor)
-        return remote.remote(dict(self.config.models), spec.models, self.relay_name,
-                             self.config.tiny_root, self.config.backend,
-                             dict(self.config.backend_options),
-                             max(1, round(spec.cpus)) if spec.cpus else None)
+        return remote.remote(
+            dict(self.config.models),
+            spec.models,
+            self.relay_name,
+            self.config.tiny_root,
+            self.config.backend,
+            dict(self.config.backend_options),
+            max(1, round(spec.cpus)) if spec.cpus else None,
+        )
 
     def _probe(self, slot: Slot) -> None:
         slot.probe = slot.actor.ready.remote()
@@ -296,8 +319,9 @@ class ActorPool:
             log.debug("actor %s not ready yet: %s", slot.name, type(error).__name__)
             return
         slot.state, slot.ready_at = IDLE, time.time()
-        log.info("actor %s ready (pid %s, %s)", slot.name, slot.info.get("pid"),
-                 slot.info.get("device"))
+        log.info(
+            "actor %s ready (pid %s, %s)", slot.name, slot.info.get("pid"), slot.info.get("device")
+        )
 
     def lost(self, slot: Slot) -> None:
         """The actor died under a task: it restarts; probe it until it answers."""

@@ -421,15 +421,19 @@ class DiffusersBackend:
                 try:
                     pipe.load_lora_weights(state, adapter_name=lora.adapter_name)
                 except (ValueError, KeyError, RuntimeError) as error:
-                    raise InvalidInputError(f"params.loras[{lora.index}] does not fit "
-                                            f"{type(pipe).__name__}: {error}") from None
+                    raise InvalidInputError(
+                        f"params.loras[{lora.index}] does not fit {type(pipe).__name__}: {error}"
+                    ) from None
             present = {name for names in pipe.get_list_adapters().values() for name in names}
             missing = [lora.index for lora in loras if lora.adapter_name not in present]
             if missing:
-                raise InvalidInputError(f"params.loras{missing} adapt no layer of "
-                                        f"{type(pipe).__name__}")
-            pipe.set_adapters([lora.adapter_name for lora in loras],
-                              adapter_weights=[lora.strength for lora in loras])
+                raise InvalidInputError(
+                    f"params.loras{missing} adapt no layer of {type(pipe).__name__}"
+                )
+            pipe.set_adapters(
+                [lora.adapter_name for lora in loras],
+                adapter_weights=[lora.strength for lora in loras],
+            )
             yield
         finally:
             if loaded:
@@ -594,8 +598,9 @@ class DiffusersBackend:
         generated = max(math.ceil(max(count - 1, 0) / temporal), 1) * temporal + 1
         gen_w, gen_h = round_to(size[0], stride), round_to(size[1], stride)
         steps = self._steps(params)
-        start = structure.starting_latents(pipe, params, inputs or {}, frames=generated,
-                                           size=(gen_w, gen_h), seed=seed)
+        start = structure.starting_latents(
+            pipe, params, inputs or {}, frames=generated, size=(gen_w, gen_h), seed=seed
+        )
         video = self._call(
             pipe,
             _StepHook(progress, should_cancel, steps),

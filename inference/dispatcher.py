@@ -125,9 +125,18 @@ class Running:
 class Dispatcher:
     """Runs claimed tasks on an `ActorPool`; see the module docstring."""
 
-    def __init__(self, tasks: TaskCommands, candidates: CandidateSource, pool: ActorPool,
-                 media: MediaStore, output_of: OutputLookup, *, worker_id: str | None = None,
-                 config: DispatcherConfig | None = None, read: Reader | None = None) -> None:
+    def __init__(
+        self,
+        tasks: TaskCommands,
+        candidates: CandidateSource,
+        pool: ActorPool,
+        media: MediaStore,
+        output_of: OutputLookup,
+        *,
+        worker_id: str | None = None,
+        config: DispatcherConfig | None = None,
+        read: Reader | None = None,
+    ) -> None:
         self.tasks: TaskCommands = SerialCommands(tasks)
         self.candidates = candidates
         self.pool = pool
@@ -136,8 +145,9 @@ class Dispatcher:
         self.worker_id = worker_id or default_worker_id()
         self.config = config or DispatcherConfig()
         self.read = read or media_reader(media)
-        self.recorder = Recorder(Settler(self.tasks, media, self.worker_id),
-                                 self.config.settle_threads, self._recorded)
+        self.recorder = Recorder(
+            Settler(self.tasks, media, self.worker_id), self.config.settle_threads, self._recorded
+        )
         self.running: dict[Any, Running] = {}
         self.timings: deque[Timing] = deque(maxlen=self.config.timings_kept)
         self.counts: Counter[str] = Counter()
@@ -228,9 +238,12 @@ class Dispatcher:
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        due = [self._next_beat, self._next_sweep if self.config.sweep_interval else None,
-               self.pool.next_probe_at(),
-               self._next_poll if self.pool.idle() and not self._stopping.is_set() else None]
+        due = [
+            self._next_beat,
+            self._next_sweep if self.config.sweep_interval else None,
+            self.pool.next_probe_at(),
+            self._next_poll if self.pool.idle() and not self._stopping.is_set() else None,
+        ]
         soonest = min((d for d in due if d is not None), default=now + self.config.max_wait)
         if self.recorder.ready():
             return 0.0
@@ -259,14 +272,17 @@ class Dispatcher:
             if self._claim_prefetched(slot, tried, claim_started):
                 return True
             for limit in self.config.candidate_pages:
-                found = self.candidates.candidates(self.config.run_types, slot.spec.task_types,
-                                                   limit + len(self._recent_in_queue()))
-                fresh = [c for c in found if c.task_id not in self._recent
-                         and c.task_id not in tried][:limit]
+                found = self.candidates.candidates(
+                    self.config.run_types,
+                    slot.spec.task_types,
+                    limit + len(self._recent_in_queue()),
+                )
+                fresh = [
+                    c for c in found if c.task_id not in self._recent and c.task_id not in tried
+                ][:limit]
                 for run_type, ids in _by_run_type(fresh).items():
                     tried.update(ids)
-                    claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name,
-                                                    ids)
+                    claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name, ids)
                     if claimed:
                         self._start(slot, claimed, claim_started)
                         return True
@@ -284,7 +300,8 @@ class Dispatcher:
         if page is None or time.monotonic() - page[0] > PREFETCH_FOR:
             return False
         fresh = [c for c in page[1] if c.task_id not in self._recent][
-            :self.config.candidate_pages[0]]
+            : self.config.candidate_pages[0]
+        ]
         for run_type, ids in _by_run_type(fresh).items():
             tried.update(ids)
             claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name, ids)
@@ -297,8 +314,9 @@ class Dispatcher:
         """Reads the next first page of candidates for this slot's model while it runs."""
         limit = self.config.candidate_pages[0]
         try:
-            found = self.candidates.candidates(self.config.run_types, slot.spec.task_types,
-                                               limit + len(self._recent_in_queue()))
+            found = self.candidates.candidates(
+                self.config.run_types, slot.spec.task_types, limit + len(self._recent_in_queue())
+            )
         except Exception:
             log.debug("prefetching candidates for %s failed", slot.name, exc_info=True)
             return
@@ -311,8 +329,9 @@ class Dispatcher:
 
     def _start(self, slot: Slot, claimed: dict[str, Any], claim_started: float) -> None:
         task_id, task_type = str(claimed["task_id"]), str(claimed["task_type"])
-        timing = Timing(task_id, task_type, slot.name, claim_started=claim_started,
-                        claimed=time.time())
+        timing = Timing(
+            task_id, task_type, slot.name, claim_started=claim_started, claimed=time.time()
+        )
         self._remember(task_id)
         # The first progress report waits one interval: a task that is done sooner needs none.
         self._progress_sent[task_id] = time.monotonic()
@@ -333,8 +352,7 @@ class Dispatcher:
         with self._held_lock:
             self.running[ref] = Running(task_id, task_type, slot, ref, timing, extra=extra)
         # Holding a task: look for its cancellation at the short interval from now on.
-        self._next_beat = min(self._next_beat,
-                              time.monotonic() + self.config.cancel_check_interval)
+        self._next_beat = min(self._next_beat, time.monotonic() + self.config.cancel_check_interval)
         if not self._stopping.is_set():
             self._prefetch(slot)
 
@@ -354,8 +372,9 @@ class Dispatcher:
             del self.running[run.ref]
         slot = run.slot
         run.timing.received = time.time()
-        finished = Finished(run.task_id, DONE, slot.name, stop_reason=run.stop_reason,
-                            extra=run.extra)
+        finished = Finished(
+            run.task_id, DONE, slot.name, stop_reason=run.stop_reason, extra=run.extra
+        )
         try:
             finished.output = ray.get(run.ref)
         except ray.exceptions.RayActorError as error:
@@ -392,8 +411,7 @@ class Dispatcher:
         if now < self._next_beat:
             return
         held = self.held()
-        interval = (self.config.cancel_check_interval if held
-                    else self.config.heartbeat_interval)
+        interval = self.config.cancel_check_interval if held else self.config.heartbeat_interval
         self._next_beat = now + interval
         try:
             answer = self.tasks.heartbeat(self.worker_id, held)

@@ -72,13 +72,17 @@ def download(url: str, timeout: float = 30.0) -> bytes:
         raise InputFetchError(f"could not fetch {url}: {error}") from None
 
 
-def input_locations(task_type: str, params: Mapping[str, Any],
-                    output_of: Callable[[str], str | None]) -> dict[str, str]:
+def input_locations(
+    task_type: str, params: Mapping[str, Any], output_of: Callable[[str], str | None]
+) -> dict[str, str]:
     """Input name → location for one task (nothing read yet)."""
     if task_type in STITCHES:
         return _stitch_locations(task_type, params, output_of)
-    found = {name: str(params[key]) for key, name in SINGLE_INPUTS.items()
-             if params.get(key) not in (None, "")}
+    found = {
+        name: str(params[key])
+        for key, name in SINGLE_INPUTS.items()
+        if params.get(key) not in (None, "")
+    }
     return {**found, **lora_locations(params)}
 
 
@@ -97,23 +101,28 @@ def lora_locations(params: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def read_inputs(task_type: str, params: Mapping[str, Any], read: Reader,
-                output_of: Callable[[str], str | None]) -> dict[str, bytes]:
+def read_inputs(
+    task_type: str, params: Mapping[str, Any], read: Reader, output_of: Callable[[str], str | None]
+) -> dict[str, bytes]:
     """Input name → bytes for one task."""
-    return {name: read(location)
-            for name, location in input_locations(task_type, params, output_of).items()}
+    return {
+        name: read(location)
+        for name, location in input_locations(task_type, params, output_of).items()
+    }
 
 
-def _stitch_locations(task_type: str, params: Mapping[str, Any],
-                      output_of: Callable[[str], str | None]) -> dict[str, str]:
+def _stitch_locations(
+    task_type: str, params: Mapping[str, Any], output_of: Callable[[str], str | None]
+) -> dict[str, str]:
     segments = [_output(output_of, t) for t in _list(params, "segment_task_ids")]
     if task_type == "travel_stitch":
         return {f"segment_{i}": location for i, location in enumerate(segments)}
     # Joining clips: clip 0, transition 0, clip 1, transition 1, …, last clip.
     clips = [str(c) for c in _list(params, "clip_urls")]
     if len(clips) != len(segments) + 1:
-        raise InvalidInputError(f"{len(clips)} clips need {len(clips) - 1} transitions, "
-                                f"got {len(segments)}")
+        raise InvalidInputError(
+            f"{len(clips)} clips need {len(clips) - 1} transitions, got {len(segments)}"
+        )
     parts = [clips[0]]
     for transition, clip in zip(segments, clips[1:], strict=True):
         parts += [transition, clip]

@@ -22,7 +22,8 @@ PREFIX = "/media"
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 # Task outputs: /media/<year>/<uuid hex>.<ext>; uploads through the API: /media/uploads/<hex>[.ext].
 _LOCATION = re.compile(
-    r"/media/(?:\d{4}/[0-9a-f]{32}\.[A-Za-z0-9]{1,8}|uploads/[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,10})?)")
+    r"/media/(?:\d{4}/[0-9a-f]{32}\.[A-Za-z0-9]{1,8}|uploads/[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,10})?)"
+)
 
 
 class MediaStore(Protocol):

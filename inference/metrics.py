@@ -26,16 +26,22 @@ if TYPE_CHECKING:
     from inference.outcomes import Timing
 
 INFERENCE_SECONDS = Histogram(
-    "darkroom_inference_seconds", "Time a task ran on its actor", ["task_type", "outcome"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+    "darkroom_inference_seconds",
+    "Time a task ran on its actor",
+    ["task_type", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
 _dispatchers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class _RunningTasks(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         running = sum(len(d.running) for d in list(_dispatchers))
-        yield GaugeMetricFamily("darkroom_dispatcher_running_tasks",
-                                "Tasks running on this process's actors", value=running)
+        yield GaugeMetricFamily(
+            "darkroom_dispatcher_running_tasks",
+            "Tasks running on this process's actors",
+            value=running,
+        )
 
 
 REGISTRY.register(_RunningTasks())
@@ -54,4 +60,5 @@ def observe(timing: Timing) -> None:
     else:
         return  # never reached an actor
     INFERENCE_SECONDS.labels(timing.task_type, timing.outcome or "unknown").observe(
-        max(seconds, 0.0))
+        max(seconds, 0.0)
+    )

@@ -131,11 +131,13 @@ class Settler:
             if f.stop_reason == "domain":
                 return ""
             if f.stop_reason == "shutdown":  # a graceful hand-back spends no attempt
-                self.tasks.release_task(f.task_id, "dispatcher shutting down",
-                                        worker_id=self.worker_id)
+                self.tasks.release_task(
+                    f.task_id, "dispatcher shutting down", worker_id=self.worker_id
+                )
                 return "release"
-            self.tasks.requeue_task(f.task_id, f"run stopped ({f.stop_reason or 'cancelled'})",
-                                    worker_id=self.worker_id)
+            self.tasks.requeue_task(
+                f.task_id, f"run stopped ({f.stop_reason or 'cancelled'})", worker_id=self.worker_id
+            )
             return "requeue"
         error = f.error or RuntimeError(f.kind)
         if f.kind == LOST:
@@ -153,10 +155,11 @@ class Settler:
         assert f.output is not None  # only done runs are stored
         result: Result = f.output["result"]
         media = result.media
-        return Stored(self.media.put(media.data, media.suffix, media.content_type),
-                      self.media.put(media.thumbnail, ".png", "image/png"),
-                      tuple(self.media.put(m.data, m.suffix, m.content_type)
-                            for m in result.outputs[1:]))
+        return Stored(
+            self.media.put(media.data, media.suffix, media.content_type),
+            self.media.put(media.thumbnail, ".png", "image/png"),
+            tuple(self.media.put(m.data, m.suffix, m.content_type) for m in result.outputs[1:]),
+        )
 
     def _complete(self, f: Finished) -> str:
         assert f.output is not None  # narrowed by the caller
@@ -167,8 +170,11 @@ class Settler:
         data: dict[str, Any] = {
             "content_type": media.content_type,
             "media_type": "video" if media.is_video else "image",
-            "width": media.width, "height": media.height, "frames": media.frames,
-            "seed": result.seed, "actor": f.slot,
+            "width": media.width,
+            "height": media.height,
+            "frames": media.frames,
+            "seed": result.seed,
+            "actor": f.slot,
             "run_seconds": round(f.output["finished"] - f.output["started"], 4),
             **f.extra,
         }
@@ -177,15 +183,21 @@ class Settler:
         if stored.more:
             data["outputs"] = [location, *stored.more]
         try:
-            self.tasks.complete_task(f.task_id, location, thumbnail_url=thumbnail,
-                                     result_data=data, worker_id=self.worker_id)
+            self.tasks.complete_task(
+                f.task_id,
+                location,
+                thumbnail_url=thumbnail,
+                result_data=data,
+                worker_id=self.worker_id,
+            )
         except DomainError as refused:  # final: nothing sends this completion again
             self.discard(f.task_id, stored, refused)
             if isinstance(refused, (ConflictError, NotFoundError)):
                 raise  # the task moved on: `settle` drops the outcome
             # the result cannot be routed: say so on the task
-            self.tasks.fail_task(f.task_id, f"completion refused: {refused}"[:MAX_ERROR],
-                                 worker_id=self.worker_id)
+            self.tasks.fail_task(
+                f.task_id, f"completion refused: {refused}"[:MAX_ERROR], worker_id=self.worker_id
+            )
             return "fail"
         return "complete"
 
@@ -202,8 +214,13 @@ class Settler:
                 deleted += 1
             except Exception:  # an orphaned file is no reason to stop recording outcomes
                 log.exception("task %s: deleting %s failed", task_id, location)
-        log.info("task %s: completion refused (%s); %d of its %d files deleted",
-                 task_id, refused, deleted, len(stored.locations))
+        log.info(
+            "task %s: completion refused (%s); %d of its %d files deleted",
+            task_id,
+            refused,
+            deleted,
+            len(stored.locations),
+        )
 
 
 # How long results whose files are being stored hold back the next claim: their command
@@ -220,8 +237,9 @@ class Recorder:
     them one after another costs less than letting them conflict and retry.
     """
 
-    def __init__(self, settler: Settler, threads: int,
-                 recorded: Callable[[Finished, Timing], None]) -> None:
+    def __init__(
+        self, settler: Settler, threads: int, recorded: Callable[[Finished, Timing], None]
+    ) -> None:
         self.settler = settler
         self.recorded = recorded
         self._lock = threading.Lock()

@@ -31,33 +31,46 @@ class CandidateSource(Protocol):
     the aggregates, so a stale candidate costs one wasted look-up, never a wrong claim.
     """
 
-    def candidates(self, run_types: Sequence[str], task_types: Collection[str],
-                   limit: int) -> list[Candidate]: ...
+    def candidates(
+        self, run_types: Sequence[str], task_types: Collection[str], limit: int
+    ) -> list[Candidate]: ...
 
 
 class TaskCommands(Protocol):
     """The studio verbs a worker uses (`domain.services.tasks.TaskServices`)."""
 
-    def claim_next(self, worker_id: str, run_type: str, current_model: str | None,
-                   candidate_ids: Iterable[object]) -> Result | None: ...
+    def claim_next(
+        self,
+        worker_id: str,
+        run_type: str,
+        current_model: str | None,
+        candidate_ids: Iterable[object],
+    ) -> Result | None: ...
 
     def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> Result: ...
 
-    def report_progress(self, task_id: object, step: int, total: int,
-                        worker_id: str | None = None) -> Result: ...
+    def report_progress(
+        self, task_id: object, step: int, total: int, worker_id: str | None = None
+    ) -> Result: ...
 
-    def complete_task(self, task_id: object, output_location: str | None,
-                      thumbnail_url: str | None = None,
-                      result_data: Mapping[str, Any] | None = None,
-                      worker_id: str | None = None) -> Result: ...
+    def complete_task(
+        self,
+        task_id: object,
+        output_location: str | None,
+        thumbnail_url: str | None = None,
+        result_data: Mapping[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> Result: ...
 
     def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> Result: ...
 
-    def requeue_task(self, task_id: object, reason: str | None = None,
-                     worker_id: str | None = None) -> Result: ...
+    def requeue_task(
+        self, task_id: object, reason: str | None = None, worker_id: str | None = None
+    ) -> Result: ...
 
-    def release_task(self, task_id: object, reason: str | None = None,
-                     worker_id: str | None = None) -> Result: ...
+    def release_task(
+        self, task_id: object, reason: str | None = None, worker_id: str | None = None
+    ) -> Result: ...
 
     def sweep_lost_workers(self) -> Result: ...
 
@@ -75,8 +88,13 @@ class SerialCommands:
         self._tasks = tasks
         self._lock = threading.Lock()
 
-    def claim_next(self, worker_id: str, run_type: str, current_model: str | None,
-                   candidate_ids: Iterable[object]) -> Result | None:
+    def claim_next(
+        self,
+        worker_id: str,
+        run_type: str,
+        current_model: str | None,
+        candidate_ids: Iterable[object],
+    ) -> Result | None:
         with self._lock:
             return self._tasks.claim_next(worker_id, run_type, current_model, candidate_ids)
 
@@ -84,30 +102,41 @@ class SerialCommands:
         with self._lock:
             return self._tasks.heartbeat(worker_id, task_ids)
 
-    def report_progress(self, task_id: object, step: int, total: int,
-                        worker_id: str | None = None) -> Result:
+    def report_progress(
+        self, task_id: object, step: int, total: int, worker_id: str | None = None
+    ) -> Result:
         return self._tasks.report_progress(task_id, step, total, worker_id=worker_id)
 
-    def complete_task(self, task_id: object, output_location: str | None,
-                      thumbnail_url: str | None = None,
-                      result_data: Mapping[str, Any] | None = None,
-                      worker_id: str | None = None) -> Result:
+    def complete_task(
+        self,
+        task_id: object,
+        output_location: str | None,
+        thumbnail_url: str | None = None,
+        result_data: Mapping[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> Result:
         with self._lock:
-            return self._tasks.complete_task(task_id, output_location,
-                                             thumbnail_url=thumbnail_url,
-                                             result_data=result_data, worker_id=worker_id)
+            return self._tasks.complete_task(
+                task_id,
+                output_location,
+                thumbnail_url=thumbnail_url,
+                result_data=result_data,
+                worker_id=worker_id,
+            )
 
     def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> Result:
         with self._lock:
             return self._tasks.fail_task(task_id, error, worker_id=worker_id)
 
-    def requeue_task(self, task_id: object, reason: str | None = None,
-                     worker_id: str | None = None) -> Result:
+    def requeue_task(
+        self, task_id: object, reason: str | None = None, worker_id: str | None = None
+    ) -> Result:
         with self._lock:
             return self._tasks.requeue_task(task_id, reason, worker_id=worker_id)
 
-    def release_task(self, task_id: object, reason: str | None = None,
-                     worker_id: str | None = None) -> Result:
+    def release_task(
+        self, task_id: object, reason: str | None = None, worker_id: str | None = None
+    ) -> Result:
         with self._lock:
             return self._tasks.release_task(task_id, reason, worker_id=worker_id)
 

@@ -74,8 +74,12 @@ def start_ray(
         "runtime_env": {"env_vars": env_vars},
     }
     if address is None:
-        options.update(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                       object_store_memory=object_store_memory)
+        options.update(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=False,
+            object_store_memory=object_store_memory,
+        )
     else:
         options["address"] = address
     with _host_signal_handlers():

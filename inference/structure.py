@@ -38,8 +38,15 @@ APPLIED_TYPES = ("flow", "canny")
 FLOW_SIDE = 64  # flow is estimated at this size (the guide is small in latent space)
 
 
-def starting_latents(pipe: Any, params: Mapping[str, Any], inputs: Inputs, *,
-                     frames: int, size: tuple[int, int], seed: int) -> dict[str, Any]:
+def starting_latents(
+    pipe: Any,
+    params: Mapping[str, Any],
+    inputs: Inputs,
+    *,
+    frames: int,
+    size: tuple[int, int],
+    seed: int,
+) -> dict[str, Any]:
     """`{"latents": ...}` for the pipeline call, or `{}` when nothing here applies."""
     guide = control_frames(params, inputs, frames, size)
     weight = _weight(params) if guide is not None else 0.0
@@ -53,7 +60,7 @@ def starting_latents(pipe: Any, params: Mapping[str, Any], inputs: Inputs, *,
     shared = torch.randn((*shape[:2], 1, *shape[3:]), generator=generator)
     own = torch.randn(shape, generator=generator)
     # Same variance whatever the mix: a*shared + b*own with a^2 + b^2 = 1.
-    noise = (1.0 - motion) ** 0.5 * shared + motion ** 0.5 * own
+    noise = (1.0 - motion) ** 0.5 * shared + motion**0.5 * own
     if guide is not None and weight > 0.0:
         noise = (1.0 - weight) * noise + weight * _encode(pipe, guide)
     return {"latents": noise}
@@ -63,8 +70,9 @@ def _weight(params: Mapping[str, Any]) -> float:
     return float_param(params, "structure_video_motion_strength", 1.0, 0.0, 2.0) / 2.0
 
 
-def control_frames(params: Mapping[str, Any], inputs: Inputs, frames: int,
-                   size: tuple[int, int]) -> np.ndarray | None:
+def control_frames(
+    params: Mapping[str, Any], inputs: Inputs, frames: int, size: tuple[int, int]
+) -> np.ndarray | None:
     """The control frames (frames, height, width, 3), or None when none applies."""
     video = inputs.get(STRUCTURE_INPUT)
     kind = str(params.get("structure_video_type") or "flow")
@@ -77,8 +85,9 @@ def control_frames(params: Mapping[str, Any], inputs: Inputs, frames: int,
     return fr.resize_frames(control, *size)
 
 
-def part_of_run(clip: np.ndarray, params: Mapping[str, Any], frames: int,
-                treatment: str) -> np.ndarray:
+def part_of_run(
+    clip: np.ndarray, params: Mapping[str, Any], frames: int, treatment: str
+) -> np.ndarray:
     """A run's segment is guided by its part of the video (`segment_index` of
     `num_segments`): with `adjust` the video's i-th equal share, with `clip` the frames
     from `i * frames` on (the last frame held past the end)."""
@@ -88,8 +97,11 @@ def part_of_run(clip: np.ndarray, params: Mapping[str, Any], frames: int,
     if treatment == "clip":
         start = min(index * frames, len(clip) - 1)
         return clip[start:]
-    return clip[len(clip) * index // count:max(len(clip) * (index + 1) // count,
-                                               len(clip) * index // count + 1)]
+    return clip[
+        len(clip) * index // count : max(
+            len(clip) * (index + 1) // count, len(clip) * index // count + 1
+        )
+    ]
 
 
 def fit(clip: np.ndarray, count: int, treatment: str) -> np.ndarray:
@@ -108,9 +120,14 @@ def edge_maps(clip: np.ndarray) -> np.ndarray:
     import numpy as np
     from PIL import Image, ImageFilter
 
-    return np.stack([np.asarray(Image.fromarray(frame).convert("L")
-                                .filter(ImageFilter.FIND_EDGES).convert("RGB"))
-                     for frame in clip])
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(frame).convert("L").filter(ImageFilter.FIND_EDGES).convert("RGB")
+            )
+            for frame in clip
+        ]
+    )
 
 
 def flow_maps(clip: np.ndarray) -> np.ndarray:
@@ -121,22 +138,26 @@ def flow_maps(clip: np.ndarray) -> np.ndarray:
 
     gray = [_small_gray(frame) for frame in clip]
     flows = [horn_schunck(a, b) for a, b in pairwise(gray)] or [
-        (np.zeros_like(gray[0]), np.zeros_like(gray[0]))]
+        (np.zeros_like(gray[0]), np.zeros_like(gray[0]))
+    ]
     flows.append(flows[-1])
     height, width = clip.shape[1:3]
     speeds = [np.hypot(u, v) for u, v in flows]
     top = max(float(s.max()) for s in speeds) or 1.0
     maps = []
     for (u, v), speed in zip(flows, speeds, strict=True):
-        hsv = np.stack([(np.arctan2(v, u) / (2 * np.pi) % 1.0) * 255,
-                        np.full_like(u, 255), speed / top * 255], axis=-1)
+        hsv = np.stack(
+            [(np.arctan2(v, u) / (2 * np.pi) % 1.0) * 255, np.full_like(u, 255), speed / top * 255],
+            axis=-1,
+        )
         image = Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
         maps.append(np.asarray(image.resize((width, height))))
     return np.stack(maps)
 
 
-def horn_schunck(a: np.ndarray, b: np.ndarray, alpha: float = 1.0,
-                 iterations: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def horn_schunck(
+    a: np.ndarray, b: np.ndarray, alpha: float = 1.0, iterations: int = 40
+) -> tuple[np.ndarray, np.ndarray]:
     """Dense flow (u, v) from gray image `a` to `b` (Horn and Schunck, 1981)."""
     import numpy as np
 
@@ -165,15 +186,21 @@ def _small_gray(frame: np.ndarray) -> np.ndarray:
     image = Image.fromarray(frame).convert("L")
     scale = FLOW_SIDE / max(image.size)
     if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)),
-                              max(1, round(image.height * scale))))
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        )
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
 def _latent_shape(pipe: Any, frames: int, size: tuple[int, int]) -> tuple[int, ...]:
     temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
-    return (1, pipe.vae.config.z_dim, (frames - 1) // temporal + 1,
-            size[1] // spatial, size[0] // spatial)
+    return (
+        1,
+        pipe.vae.config.z_dim,
+        (frames - 1) // temporal + 1,
+        size[1] // spatial,
+        size[0] // spatial,
+    )
 
 
 def _encode(pipe: Any, guide: np.ndarray) -> Any:

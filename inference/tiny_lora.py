@@ -14,8 +14,9 @@ from typing import Any
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
-def build_tiny_lora(model: Any = None, *, prefix: str = "unet", rank: int = 4,
-                    seed: int = 1, scale: float = 1.0) -> bytes:
+def build_tiny_lora(
+    model: Any = None, *, prefix: str = "unet", rank: int = 4, seed: int = 1, scale: float = 1.0
+) -> bytes:
     """The safetensors bytes of a rank-`rank` LoRA for `model` (default: a fresh tiny SD
     UNet), keyed under `prefix` (the pipeline component it adapts). `model` gets the
     adapter added: pass a copy, never a pipeline's own module. `scale` multiplies the up
@@ -30,13 +31,16 @@ def build_tiny_lora(model: Any = None, *, prefix: str = "unet", rank: int = 4,
 
     model = _sd_unet(4) if model is None else model
     torch.manual_seed(seed)
-    model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(TARGETS),
-                                 init_lora_weights=False))
+    model.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, target_modules=list(TARGETS), init_lora_weights=False)
+    )
     weights: dict[str, Any] = get_peft_model_state_dict(model)
     if prefix == "unet":
         weights = convert_state_dict_to_diffusers(weights)
-    state = {f"{prefix}.{name}": (tensor * scale if _is_up(name) else tensor).contiguous()
-             for name, tensor in weights.items()}
+    state = {
+        f"{prefix}.{name}": (tensor * scale if _is_up(name) else tensor).contiguous()
+        for name, tensor in weights.items()
+    }
     return bytes(save(state, metadata={"format": "pt"}))
 
 

@@ -56,8 +56,9 @@ class WorkerConfig:
 class HttpWorker:
     """Claims, runs and finishes tasks over HTTP with any `Backend`."""
 
-    def __init__(self, client: httpx.Client, backend: Backend,
-                 config: WorkerConfig | None = None) -> None:
+    def __init__(
+        self, client: httpx.Client, backend: Backend, config: WorkerConfig | None = None
+    ) -> None:
         self.client = client
         self.backend = backend
         self.config = config or WorkerConfig()
@@ -85,9 +86,14 @@ class HttpWorker:
 
     def claim(self) -> dict[str, Any] | None:
         for run_type in self.config.run_types:
-            response = self.client.post("/api/workers/claim", json={
-                "worker_id": self.config.worker_id, "run_type": run_type,
-                "current_model": self.config.current_model})
+            response = self.client.post(
+                "/api/workers/claim",
+                json={
+                    "worker_id": self.config.worker_id,
+                    "run_type": run_type,
+                    "current_model": self.config.current_model,
+                },
+            )
             if response.status_code == 204:
                 continue
             response.raise_for_status()
@@ -110,13 +116,19 @@ class HttpWorker:
         cancelled = threading.Event()
         beating = threading.Event()
         model = TASK_MODELS.get(str(claimed.get("task_type")))
-        beat = threading.Thread(target=self._heartbeat,
-                                args=(task_id, cancelled, beating, model), daemon=True)
+        beat = threading.Thread(
+            target=self._heartbeat, args=(task_id, cancelled, beating, model), daemon=True
+        )
         beat.start()
         try:
             inputs = self.read_inputs(claimed["task_type"], claimed.get("params") or {})
-            result = self.backend.run(claimed["task_type"], claimed.get("params") or {},
-                                      inputs, lambda step, total: None, cancelled.is_set)
+            result = self.backend.run(
+                claimed["task_type"],
+                claimed.get("params") or {},
+                inputs,
+                lambda step, total: None,
+                cancelled.is_set,
+            )
         except TaskCancelledError:
             return "cancelled"  # the studio said stop: it is Cancelled there already
         except Exception as error:
@@ -147,15 +159,26 @@ class HttpWorker:
         response.raise_for_status()
         return response.json().get("output_location")
 
-    def _heartbeat(self, task_id: str, cancelled: threading.Event,
-                   done: threading.Event, model: str | None = None) -> None:
+    def _heartbeat(
+        self,
+        task_id: str,
+        cancelled: threading.Event,
+        done: threading.Event,
+        model: str | None = None,
+    ) -> None:
         """Beats while a task runs, reporting `busy` and the model the task runs on (kept
         for `GET /api/workers`)."""
         while True:
             try:
-                answer = self.client.post("/api/workers/heartbeat", json={
-                    "worker_id": self.config.worker_id, "task_ids": [task_id],
-                    "status": "busy", "current_model": model})
+                answer = self.client.post(
+                    "/api/workers/heartbeat",
+                    json={
+                        "worker_id": self.config.worker_id,
+                        "task_ids": [task_id],
+                        "status": "busy",
+                        "current_model": model,
+                    },
+                )
                 if answer.is_success and task_id in answer.json().get("stop", []):
                     cancelled.set()
             except httpx.HTTPError as error:
@@ -172,13 +195,24 @@ class HttpWorker:
         media = result.media
         location = self.upload(media.data, f"output{media.suffix}", media.content_type)
         thumbnail = self.upload(media.thumbnail, "thumbnail.png", "image/png")
-        data = {"content_type": media.content_type,
-                "media_type": "video" if media.is_video else "image",
-                "width": media.width, "height": media.height, "frames": media.frames,
-                "seed": result.seed, "worker": self.config.worker_id}
-        response = self.client.post(f"/api/tasks/{task_id}/complete", json={
-            "worker_id": self.config.worker_id, "output_location": location,
-            "thumbnail_url": thumbnail, "result_data": data})
+        data = {
+            "content_type": media.content_type,
+            "media_type": "video" if media.is_video else "image",
+            "width": media.width,
+            "height": media.height,
+            "frames": media.frames,
+            "seed": result.seed,
+            "worker": self.config.worker_id,
+        }
+        response = self.client.post(
+            f"/api/tasks/{task_id}/complete",
+            json={
+                "worker_id": self.config.worker_id,
+                "output_location": location,
+                "thumbnail_url": thumbnail,
+                "result_data": data,
+            },
+        )
         if response.status_code == 409:
             return "dropped"  # cancelled or requeued meanwhile: the studio refuses, rightly
         response.raise_for_status()
@@ -191,27 +225,41 @@ class HttpWorker:
 
     def _release(self, task_id: str, reason: str) -> None:
         try:
-            response = self.client.post(f"/api/tasks/{task_id}/release", json={
-                "reason": reason, "worker_id": self.config.worker_id}, timeout=5)
+            response = self.client.post(
+                f"/api/tasks/{task_id}/release",
+                json={"reason": reason, "worker_id": self.config.worker_id},
+                timeout=5,
+            )
         except httpx.HTTPError as error:
             log.warning("could not hand task %s back: %s", task_id, error)
             return
         if response.is_success:
             self._remember_position(response)
         elif response.status_code != 409:  # 409: it finished or was taken meanwhile
-            log.warning("could not hand task %s back: %s %s", task_id,
-                        response.status_code, response.text[:200])
+            log.warning(
+                "could not hand task %s back: %s %s",
+                task_id,
+                response.status_code,
+                response.text[:200],
+            )
 
     def _give_back(self, task_id: str, error: BaseException) -> str:
         message = describe(error)
         if retryable(error):
-            response = self.client.patch(f"/api/tasks/{task_id}/status", json={
-                "status": "Queued", "error_message": message,
-                "worker_id": self.config.worker_id})
+            response = self.client.patch(
+                f"/api/tasks/{task_id}/status",
+                json={
+                    "status": "Queued",
+                    "error_message": message,
+                    "worker_id": self.config.worker_id,
+                },
+            )
             outcome = "requeue"
         else:
-            response = self.client.post(f"/api/tasks/{task_id}/fail", json={
-                "error_message": message, "worker_id": self.config.worker_id})
+            response = self.client.post(
+                f"/api/tasks/{task_id}/fail",
+                json={"error_message": message, "worker_id": self.config.worker_id},
+            )
             outcome = "fail"
         if response.status_code == 409:
             return "dropped"
@@ -223,18 +271,26 @@ class HttpWorker:
 def stop_on_sigterm() -> None:
     """`docker stop` and systemd send SIGTERM: treat it as Ctrl-C, so the task in hand
     is handed back (`HttpWorker.handle`) instead of waiting for the sweeper."""
+
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, interrupt)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Darkroom reference pull worker")
     parser.add_argument("--url", required=True, help="the studio, e.g. http://localhost:8085")
-    parser.add_argument("--token", default=os.environ.get("DARKROOM_WORKER_TOKEN", ""),
-                        help="service key or personal access token")
-    parser.add_argument("--models", default=None,
-                        help="folder of tiny models to build/use (default: ./.darkroom/tiny)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("DARKROOM_WORKER_TOKEN", ""),
+        help="service key or personal access token",
+    )
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="folder of tiny models to build/use (default: ./.darkroom/tiny)",
+    )
     parser.add_argument("--run-type", action="append", dest="run_types")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

@@ -21,8 +21,15 @@ def view_classes() -> dict[str, type[View]]:
     from projections.tasks import TasksView
     from projections.variants import VariantsView
 
-    classes: list[type[View]] = [ProjectsView, GalleryView, VariantsView, ShotsView, TasksView,
-                                 CreditsView, ResourcesView]
+    classes: list[type[View]] = [
+        ProjectsView,
+        GalleryView,
+        VariantsView,
+        ShotsView,
+        TasksView,
+        CreditsView,
+        ResourcesView,
+    ]
     return {c.name: c for c in classes}
 
 

@@ -43,9 +43,10 @@ class AggregateCache:
         recorder: Any = app.recorder
         self._version_at = sql.SQL(
             "SELECT max(originator_version) FROM {}.{} WHERE originator_id = %s "
-            "AND notification_id <= %s").format(
-            sql.Identifier(recorder.datastore.schema),
-            sql.Identifier(recorder.events_table_name))
+            "AND notification_id <= %s"
+        ).format(
+            sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name)
+        )
 
     def before(self, event: Any) -> Aggregate | None:
         """The event's aggregate just before the event (None for a creation)."""
@@ -69,8 +70,12 @@ class AggregateCache:
             applier = self._appliers[cls]
         except KeyError:
             applier = self._appliers[cls] = direct_applier(cls)
-        if (applier is not None and aggregate is not None and event.originator_id == aggregate.id
-                and event.originator_version == aggregate.version + 1):
+        if (
+            applier is not None
+            and aggregate is not None
+            and event.originator_id == aggregate.id
+            and event.originator_version == aggregate.version + 1
+        ):
             applier(event, aggregate)
             return aggregate
         folded = event.mutate(aggregate)

@@ -34,17 +34,21 @@ C = TypeVar("C", bound=Callable[..., Any])
 
 def handles(*event_classes: type) -> Callable[[Handler], Handler]:
     """Mark a view method as the handler of these event classes."""
+
     def mark(method: Handler) -> Handler:
         method._handles = event_classes  # type: ignore[attr-defined]
         return method
+
     return mark
 
 
 def captures(*event_classes: type) -> Callable[[C], C]:
     """Mark a view method that reads the aggregate *before* these events are applied."""
+
     def mark(method: C) -> C:
         method._captures = event_classes  # type: ignore[attr-defined]
         return method
+
     return mark
 
 
@@ -249,6 +253,7 @@ try:  # optional: ~5x faster than the stdlib json on view rows
     def dumps(value: Any) -> str:
         return orjson.dumps(value, default=_default).decode()
 except ImportError:  # pragma: no cover - exercised where orjson is absent
+
     def dumps(value: Any) -> str:
         # NaN is not JSON (orjson writes null); nothing downstream re-checks the text.
         return json.dumps(value, separators=(",", ":"), default=_default, allow_nan=False)

@@ -57,8 +57,7 @@ DDL = (
 # two seconds for that lock, and when it cannot have it (a busy relay, another
 # runner writing), it leaves the table as it is for a later start. The old
 # layout keeps working meanwhile: every reader casts the payload.
-MIGRATE = (
-    """DO $$
+MIGRATE = """DO $$
     DECLARE
         waited text := current_setting('lock_timeout');
     BEGIN
@@ -79,7 +78,7 @@ MIGRATE = (
             RAISE NOTICE 'changelog layout not updated: the table is busy; next start';
         END;
         PERFORM set_config('lock_timeout', waited, true);
-    END $$""")
+    END $$"""
 
 Entry = tuple[int, str, list[tuple[str, Row]]]
 
@@ -114,8 +113,11 @@ def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
         else:
             # {"changes": [{"kind": k, "data": row}, …]} from each row's cached text
             kind = BATCH
-            text = '{"changes":[' + ",".join(
-                f'{{"kind":"{k}","data":{text_of(row)}}}' for k, row in changes) + "]}"
+            text = (
+                '{"changes":['
+                + ",".join(f'{{"kind":"{k}","data":{text_of(row)}}}' for k, row in changes)
+                + "]}"
+            )
         if "\\u0000" in text:
             text = text.replace("\\\\u0000", "\\\\ufffd")  # doubled for COPY above
         if "\x00" in topic:
@@ -136,8 +138,14 @@ def write(cur: psycopg.Cursor[Any], entries: Sequence[Entry]) -> int:
     return len(lines)
 
 
-def changes_since(conn: psycopg.Connection[Any], topics: Sequence[str], after_position: int,
-                  limit: int = 1000, *, raw: bool = False) -> list[Row]:
+def changes_since(
+    conn: psycopg.Connection[Any],
+    topics: Sequence[str],
+    after_position: int,
+    limit: int = 1000,
+    *,
+    raw: bool = False,
+) -> list[Row]:
     """Change rows of `topics` with position > `after_position`, in position order.
 
     Returns `[{"position", "topic", "kind", "payload"}…]` (at most `limit`), the
@@ -148,7 +156,8 @@ def changes_since(conn: psycopg.Connection[Any], topics: Sequence[str], after_po
     rows = conn.execute(
         f"SELECT position, topic, kind, {payload} FROM changelog "
         "WHERE topic = ANY(%s) AND position > %s ORDER BY position, topic LIMIT %s",
-        (list(topics), after_position, limit)).fetchall()
+        (list(topics), after_position, limit),
+    ).fetchall()
     return [dict(r) for r in rows]
 
 
@@ -168,10 +177,14 @@ def prune(conn: psycopg.Connection[Any], older_than: timedelta = RETENTION) -> i
         row = conn.execute(
             "WITH gone AS (DELETE FROM changelog WHERE created_at < now() - %s "
             "RETURNING position) SELECT count(*) AS n, max(position) AS upto FROM gone",
-            (older_than,)).fetchone()
+            (older_than,),
+        ).fetchone()
         assert row is not None
         n, upto = (row["n"], row["upto"]) if isinstance(row, dict) else row
         if upto is not None:
-            conn.execute("UPDATE changelog_state SET pruned_through = "
-                         "GREATEST(pruned_through, %s) WHERE id = 1", (upto,))
+            conn.execute(
+                "UPDATE changelog_state SET pruned_through = "
+                "GREATEST(pruned_through, %s) WHERE id = 1",
+                (upto,),
+            )
     return int(n)

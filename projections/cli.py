@@ -37,8 +37,9 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
     app.add_typer(group, name="projections")
 
     @group.command()
-    def run(views: str = typer.Option("", help="comma-separated view names (default: all)"),
-            ) -> None:
+    def run(
+        views: str = typer.Option("", help="comma-separated view names (default: all)"),
+    ) -> None:
         """Keep the views current (a second process waits as a standby)."""
         from projections import all_views, view_classes
         from projections.errors import LockNotAcquiredError
@@ -54,16 +55,22 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
             stopping.set()
             for runner in current:
                 runner.stop()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stop)
-        console.print(f"projections runner for {', '.join(names)} "
-                      "(standby until the views are free)")
+        console.print(
+            f"projections runner for {', '.join(names)} (standby until the views are free)"
+        )
         delay = 1.0
         while not stopping.is_set():
             # A fresh runner after any failure: its state is rebuilt from the
             # committed views, so nothing of the failed batch survives.
-            runner = Runner(ctx.app, ctx.conninfo, ctx.schema,
-                            [view_classes()[n]() for n in names] if views else all_views())
+            runner = Runner(
+                ctx.app,
+                ctx.conninfo,
+                ctx.schema,
+                [view_classes()[n]() for n in names] if views else all_views(),
+            )
             current[:] = [runner]
             try:
                 with runner:
@@ -88,35 +95,57 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
         with db.connect(ctx.conninfo, ctx.schema) as conn:
             rows = ops.status(ctx.app, conn)
         table = Table(title="projections")
-        for column in ("view", "version", "position", "head", "lag_events", "lag_seconds",
-                       "dead_letters", "handover"):
+        for column in (
+            "view",
+            "version",
+            "position",
+            "head",
+            "lag_events",
+            "lag_seconds",
+            "dead_letters",
+            "handover",
+        ):
             if column == "view":
                 table.add_column(column, no_wrap=True, min_width=8)
             else:
                 table.add_column(column, justify="right")
         for row in rows:
-            table.add_row(row["view"], str(row["version"]), f"{row['position']:,}",
-                          f"{row['head']:,}", f"{row['lag_events']:,}",
-                          f"{row['lag_seconds']:.1f}", str(row["dead_letters"]),
-                          row["handover"] or "")
+            table.add_row(
+                row["view"],
+                str(row["version"]),
+                f"{row['position']:,}",
+                f"{row['head']:,}",
+                f"{row['lag_events']:,}",
+                f"{row['lag_seconds']:.1f}",
+                str(row["dead_letters"]),
+                row["handover"] or "",
+            )
         console.print(table)
 
     @group.command()
-    def rebuild(name: str, timeout: float = typer.Option(60.0, help="hand-over timeout (s)"),
-                ) -> None:
+    def rebuild(
+        name: str,
+        timeout: float = typer.Option(60.0, help="hand-over timeout (s)"),
+    ) -> None:
         """Rebuild NAME into a fresh version from position 0, then switch atomically."""
         from projections import ops
 
         ctx = build()
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                      TextColumn("{task.completed:,}/{task.total:,} events"),
-                      TimeRemainingColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} events"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task(f"rebuild {name}", total=1)
 
             def progress(position: int, head: int) -> None:
                 bar.update(task, completed=position, total=head)
-            version = ops.rebuild(ctx.app, ctx.conninfo, ctx.schema, name, progress=progress,
-                                  timeout=timeout)
+
+            version = ops.rebuild(
+                ctx.app, ctx.conninfo, ctx.schema, name, progress=progress, timeout=timeout
+            )
         console.print(f"{name} now serves version {version}")
 
     @group.command()
@@ -140,8 +169,13 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
         for column in ("view", "position", "topic", "attempts", "error"):
             table.add_column(column)
         for row in rows:
-            table.add_row(row["view"], str(row["position"]), row["topic"],
-                          str(row["attempts"]), row["error"][:120])
+            table.add_row(
+                row["view"],
+                str(row["position"]),
+                row["topic"],
+                str(row["attempts"]),
+                row["error"][:120],
+            )
         console.print(table)
 
     @group.command()

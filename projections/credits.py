@@ -13,8 +13,17 @@ if TYPE_CHECKING:
     import psycopg
 
 BALANCE_COLUMNS = ("user_id", "balance", "entries", "updated_at", "log_position")
-LEDGER_COLUMNS = ("user_id", "seq", "kind", "amount", "reason", "task_id", "reference", "at",
-                  "log_position")
+LEDGER_COLUMNS = (
+    "user_id",
+    "seq",
+    "kind",
+    "amount",
+    "reason",
+    "task_id",
+    "reference",
+    "at",
+    "log_position",
+)
 
 
 class CreditsView(View):
@@ -44,18 +53,24 @@ class CreditsView(View):
     def _balance(self, user_id: str) -> tuple[Decimal, int]:
         found = self.balances.get(user_id)
         if found is None:
-            rows = self.query('SELECT balance, entries FROM "{credit_balances}" '
-                              "WHERE user_id = %s", (user_id,))
+            rows = self.query(
+                'SELECT balance, entries FROM "{credit_balances}" WHERE user_id = %s', (user_id,)
+            )
             found = (rows[0]["balance"], rows[0]["entries"]) if rows else (Decimal(0), 0)
             self.balances[user_id] = found
         return found
 
-    def _emit(self, ledger: CreditLedger, balance: Decimal, count: int, entry: Row | None,
-              ctx: Context) -> None:
+    def _emit(
+        self, ledger: CreditLedger, balance: Decimal, count: int, entry: Row | None, ctx: Context
+    ) -> None:
         self.balances[ledger.user_id] = (balance, count)
-        row = {"user_id": ledger.user_id, "balance": str(round_credits(balance)),
-               "entries": count, "updated_at": ledger.modified_on.isoformat(),
-               "log_position": ctx.position}
+        row = {
+            "user_id": ledger.user_id,
+            "balance": str(round_credits(balance)),
+            "entries": count,
+            "updated_at": ledger.modified_on.isoformat(),
+            "log_position": ctx.position,
+        }
         self.pending[ledger.user_id] = row
         ctx.emit(f"credits:{ledger.user_id}", "credits.changed", {**row, "entry": entry})
 
@@ -65,13 +80,21 @@ class CreditsView(View):
         self._emit(ledger, Decimal(0), 0, None, ctx)
 
     @handles(CreditLedger.EntryRecorded)
-    def on_entry(self, event: CreditLedger.EntryRecorded, ledger: CreditLedger, _: Any,
-                 ctx: Context) -> None:
+    def on_entry(
+        self, event: CreditLedger.EntryRecorded, ledger: CreditLedger, _: Any, ctx: Context
+    ) -> None:
         balance, _count = self._balance(ledger.user_id)
-        entry = {"user_id": ledger.user_id, "seq": ledger.entry_count, "kind": event.kind,
-                 "amount": str(round_credits(event.amount)), "reason": event.reason,
-                 "task_id": sid(event.task_id), "reference": event.reference,
-                 "at": event.at.isoformat(), "log_position": ctx.position}
+        entry = {
+            "user_id": ledger.user_id,
+            "seq": ledger.entry_count,
+            "kind": event.kind,
+            "amount": str(round_credits(event.amount)),
+            "reason": event.reason,
+            "task_id": sid(event.task_id),
+            "reference": event.reference,
+            "at": event.at.isoformat(),
+            "log_position": ctx.position,
+        }
         self.entries.append(entry)
         self._emit(ledger, balance + event.amount, ledger.entry_count, entry, ctx)
 
@@ -84,10 +107,19 @@ class CreditsView(View):
         stream = ctx.aggregates.app.events.get(ledger.id, lte=ledger.version)
         recorded = (e for e in stream if isinstance(e, CreditLedger.EntryRecorded))
         for seq, e in enumerate(recorded, start=1):
-            self.entries.append({"user_id": ledger.user_id, "seq": seq, "kind": e.kind,
-                                 "amount": str(round_credits(e.amount)), "reason": e.reason,
-                                 "task_id": sid(e.task_id), "reference": e.reference,
-                                 "at": e.at.isoformat(), "log_position": ctx.position})
+            self.entries.append(
+                {
+                    "user_id": ledger.user_id,
+                    "seq": seq,
+                    "kind": e.kind,
+                    "amount": str(round_credits(e.amount)),
+                    "reason": e.reason,
+                    "task_id": sid(e.task_id),
+                    "reference": e.reference,
+                    "at": e.at.isoformat(),
+                    "log_position": ctx.position,
+                }
+            )
         self._emit(ledger, ledger.balance, ledger.entry_count, None, ctx)
 
     def take(self) -> list[Op]:
@@ -111,19 +143,27 @@ class CreditsView(View):
 
 def balance_of(conn: psycopg.Connection[Any], user_id: str) -> Row:
     """A user's balance (`"0.000"` for a user with no ledger yet)."""
-    row = conn.execute(f"SELECT {', '.join(BALANCE_COLUMNS)} FROM credit_balances "
-                       "WHERE user_id = %s", (user_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(BALANCE_COLUMNS)} FROM credit_balances WHERE user_id = %s", (user_id,)
+    ).fetchone()
     if row is None:
-        return {"user_id": user_id, "balance": "0.000", "entries": 0, "updated_at": None,
-                "log_position": 0}
+        return {
+            "user_id": user_id,
+            "balance": "0.000",
+            "entries": 0,
+            "updated_at": None,
+            "log_position": 0,
+        }
     return jsonable_row(row)
 
 
-def ledger_of(conn: psycopg.Connection[Any], user_id: str, *, limit: int = 100,
-              before_seq: int | None = None) -> list[Row]:
+def ledger_of(
+    conn: psycopg.Connection[Any], user_id: str, *, limit: int = 100, before_seq: int | None = None
+) -> list[Row]:
     """A user's ledger entries, newest first; `before_seq` pages back."""
     rows = conn.execute(
         f"SELECT {', '.join(LEDGER_COLUMNS)} FROM credit_ledger WHERE user_id = %s "
         "AND (%s::int IS NULL OR seq < %s) ORDER BY seq DESC LIMIT %s",
-        (user_id, before_seq, before_seq, max(1, min(int(limit), 1000)))).fetchall()
+        (user_id, before_seq, before_seq, max(1, min(int(limit), 1000))),
+    ).fetchall()
     return [jsonable_row(r) for r in rows]

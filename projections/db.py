@@ -53,17 +53,22 @@ META_DDL = (
 NOTIFY_CHANNEL = "darkroom_changes"
 
 
-def connect(conninfo: str, schema: str, *, autocommit: bool = True,
-            **kwargs: Any) -> psycopg.Connection[dict[str, Any]]:
+def connect(
+    conninfo: str, schema: str, *, autocommit: bool = True, **kwargs: Any
+) -> psycopg.Connection[dict[str, Any]]:
     """A connection whose `search_path` is the schema holding events and views."""
-    return psycopg.connect(conninfo, autocommit=autocommit, row_factory=dict_row,
-                           options=f"-c search_path={schema}", **kwargs)
+    return psycopg.connect(
+        conninfo,
+        autocommit=autocommit,
+        row_factory=dict_row,
+        options=f"-c search_path={schema}",
+        **kwargs,
+    )
 
 
 def pool_kwargs(schema: str) -> dict[str, Any]:
     """`kwargs=` for a psycopg_pool.ConnectionPool whose connections query the views."""
-    return {"options": f"-c search_path={schema}", "row_factory": dict_row,
-            "autocommit": True}
+    return {"options": f"-c search_path={schema}", "row_factory": dict_row, "autocommit": True}
 
 
 def versioned(base: str, version: int) -> str:
@@ -87,8 +92,7 @@ def lock_key(name: str, schema: str = "") -> int:
 
 def ensure_meta(conn: psycopg.Connection[Any]) -> None:
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                     (lock_key("ddl", _schema_of(conn)),))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("ddl", _schema_of(conn)),))
         for statement in META_DDL:
             conn.execute(statement)
 
@@ -107,7 +111,8 @@ def point_views(conn: psycopg.Connection[Any], bases: Sequence[str], version: in
     """(Re)create the unversioned SQL views over `version`'s tables."""
     for base in bases:
         create = sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}").format(
-            sql.Identifier(base), sql.Identifier(versioned(base, version)))
+            sql.Identifier(base), sql.Identifier(versioned(base, version))
+        )
         try:
             # Replacing in place keeps concurrent readers going; a changed
             # column list needs a drop (readers wait for the commit).
@@ -120,8 +125,11 @@ def point_views(conn: psycopg.Connection[Any], bases: Sequence[str], version: in
 
 def drop_tables(conn: psycopg.Connection[Any], bases: Sequence[str], version: int) -> None:
     for base in bases:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
-            sql.Identifier(versioned(base, version))))
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
+                sql.Identifier(versioned(base, version))
+            )
+        )
 
 
 def registry(conn: psycopg.Connection[Any], views: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -131,20 +139,23 @@ def registry(conn: psycopg.Connection[Any], views: Sequence[str]) -> dict[str, d
 
 
 def tracked_position(conn: psycopg.Connection[Any], view: str, version: int) -> int:
-    row = conn.execute("SELECT position FROM projection_tracking WHERE view = %s AND "
-                       "version = %s", (view, version)).fetchone()
+    row = conn.execute(
+        "SELECT position FROM projection_tracking WHERE view = %s AND version = %s", (view, version)
+    ).fetchone()
     if row is None:
         return 0
     return int(row["position"] if isinstance(row, dict) else row[0])
 
 
-def active_positions(conn: psycopg.Connection[Any],
-                     views: Sequence[str] | None = None) -> dict[str, int]:
+def active_positions(
+    conn: psycopg.Connection[Any], views: Sequence[str] | None = None
+) -> dict[str, int]:
     """Position of the serving version of each view (all views when `views` is None)."""
     cur = conn.cursor(row_factory=dict_row)
     cur.execute(
         "SELECT r.view, COALESCE(t.position, 0) AS position FROM projection_registry r "
         "LEFT JOIN projection_tracking t ON t.view = r.view AND t.version = r.active_version "
         "WHERE %s::text[] IS NULL OR r.view = ANY(%s)",
-        (None if views is None else list(views), None if views is None else list(views)))
+        (None if views is None else list(views), None if views is None else list(views)),
+    )
     return {row["view"]: int(row["position"]) for row in cur.fetchall()}

@@ -44,6 +44,7 @@ class DeadLetterMixin:
     _writer: psycopg.Connection[Any] | None
 
     if TYPE_CHECKING:
+
         def _align(self) -> None: ...
         def _settle(self) -> None: ...
         def _collect(self) -> Batch: ...
@@ -56,40 +57,72 @@ class DeadLetterMixin:
         topic = found[0].topic if found else ""
         conn = self._writer
         assert conn is not None
-        log.error("event %s (%s) cannot be written: dead-lettered for %s", position, topic,
-                  [v.name for v in self.views])
+        log.error(
+            "event %s (%s) cannot be written: dead-lettered for %s",
+            position,
+            topic,
+            [v.name for v in self.views],
+        )
         with conn.transaction():
             cur = conn.cursor()
             trace = "".join(traceback.format_exception(error))
-            write_dead(cur, [DeadLetter(
-                v.name, position, topic, found[0].originator_id if found else None,
-                found[0].originator_version if found else None,
-                f"{type(error).__name__}: {error}", trace) for v in self.views])
+            write_dead(
+                cur,
+                [
+                    DeadLetter(
+                        v.name,
+                        position,
+                        topic,
+                        found[0].originator_id if found else None,
+                        found[0].originator_version if found else None,
+                        f"{type(error).__name__}: {error}",
+                        trace,
+                    )
+                    for v in self.views
+                ],
+            )
             cur.execute(
                 "UPDATE projection_tracking t SET position = %s, updated_at = now() "
                 "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
                 "WHERE t.view = w.view AND t.version = w.version AND t.position < %s",
-                (position, [v.name for v in self.views],
-                 [self.sinks[v.name].version for v in self.views], position))
+                (
+                    position,
+                    [v.name for v in self.views],
+                    [self.sinks[v.name].version for v in self.views],
+                    position,
+                ),
+            )
 
     def _dead(self, view: View, n: Notification, error: Exception) -> None:
         log.warning("view %s failed on position %s (%s): %s", view.name, n.id, n.topic, error)
-        self.dead.append(DeadLetter(view.name, n.id, n.topic, n.originator_id,
-                                    n.originator_version, f"{type(error).__name__}: {error}",
-                                    traceback.format_exc()))
+        self.dead.append(
+            DeadLetter(
+                view.name,
+                n.id,
+                n.topic,
+                n.originator_id,
+                n.originator_version,
+                f"{type(error).__name__}: {error}",
+                traceback.format_exc(),
+            )
+        )
 
     def _retries_requested(self) -> bool:
         assert self._reader is not None
         row = self._reader.execute(
             "SELECT EXISTS (SELECT 1 FROM projection_dead_letters WHERE retry_requested "
-            "AND view = ANY(%s)) AS any", ([v.name for v in self.views],)).fetchone()
+            "AND view = ANY(%s)) AS any",
+            ([v.name for v in self.views],),
+        ).fetchone()
         return bool(row and row["any"])
 
     def _retry_dead_letters(self) -> None:
         assert self._reader is not None
         rows = self._reader.execute(
             "SELECT view, position FROM projection_dead_letters WHERE retry_requested "
-            "AND view = ANY(%s) ORDER BY position", ([v.name for v in self.views],)).fetchall()
+            "AND view = ANY(%s) ORDER BY position",
+            ([v.name for v in self.views],),
+        ).fetchall()
         for row in rows:
             self.retry_one(row["view"], int(row["position"]))
 
@@ -114,9 +147,17 @@ class DeadLetterMixin:
                 raise LookupError(f"no event at position {position}")
             view.refresh(self.app.mapper.to_domain_event(found[0]), ctx)
         except Exception as error:
-            self.dead.append(DeadLetter(view_name, position, found[0].topic if found else "",
-                                        None, None, f"{type(error).__name__}: {error}",
-                                        traceback.format_exc()))
+            self.dead.append(
+                DeadLetter(
+                    view_name,
+                    position,
+                    found[0].topic if found else "",
+                    None,
+                    None,
+                    f"{type(error).__name__}: {error}",
+                    traceback.format_exc(),
+                )
+            )
             return False
         self.retried.append((view_name, position))
         return True

@@ -11,8 +11,9 @@ class ProjectionTimeoutError(ProjectionError):
     """A view did not reach the asked position in time (read-your-writes wait)."""
 
     def __init__(self, view: str, wanted: int, reached: int, timeout: float) -> None:
-        super().__init__(f"view {view!r} reached position {reached}, not {wanted}, "
-                         f"within {timeout:g} s")
+        super().__init__(
+            f"view {view!r} reached position {reached}, not {wanted}, within {timeout:g} s"
+        )
         self.view = view
         self.wanted = wanted
         self.reached = reached

@@ -31,8 +31,9 @@ class Note:
 
     __slots__ = ("id", "originator_id", "originator_version", "state", "topic")
 
-    def __init__(self, id: int, originator_id: Any, originator_version: int, topic: str,
-                 state: bytes) -> None:
+    def __init__(
+        self, id: int, originator_id: Any, originator_version: int, topic: str, state: bytes
+    ) -> None:
         self.id = id
         self.originator_id = originator_id
         self.originator_version = originator_version
@@ -45,13 +46,15 @@ def select_page_sql(app: Application[Any], bounded: bool) -> sql.Composed:
     stop = sql.SQL(" AND notification_id <= %s") if bounded else sql.SQL("")
     return sql.SQL(
         "SELECT notification_id, originator_id, originator_version, topic, state "
-        "FROM {}.{} WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s").format(
-        sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name),
-        stop)
+        "FROM {}.{} WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
+    ).format(
+        sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name), stop
+    )
 
 
-def read_page(conn: psycopg.Connection[Any], statement: sql.Composed, after: int, limit: int,
-              stop: int | None) -> list[Note]:
+def read_page(
+    conn: psycopg.Connection[Any], statement: sql.Composed, after: int, limit: int, stop: int | None
+) -> list[Note]:
     params = (after, stop, limit) if stop is not None else (after, limit)
     cur = conn.cursor(binary=True)
     cur.execute(statement, params, prepare=True)
@@ -116,5 +119,8 @@ def fast_mapper(app: Application[Any]) -> Mapper[Any]:
     mapper: Any = app.mapper
     if not isinstance(mapper.transcoder, JSONTranscoder) or type(mapper) is not Mapper:
         return mapper
-    return Mapper(transcoder=FastTranscoder(mapper.transcoder), cipher=mapper.cipher,
-                  compressor=mapper.compressor)
+    return Mapper(
+        transcoder=FastTranscoder(mapper.transcoder),
+        cipher=mapper.cipher,
+        compressor=mapper.compressor,
+    )

@@ -66,6 +66,7 @@ class FlushMixin:
     _normal_batch_size: int
 
     if TYPE_CHECKING:  # provided by HandoverMixin and DeadLetterMixin
+
         def _handover_pending(self) -> bool: ...
         def _handovers(self, cur: Any, position: int) -> list[Callable[[], None]]: ...
         def _retries_requested(self) -> bool: ...
@@ -84,8 +85,11 @@ class FlushMixin:
         if self.managed and now - self._last_tick >= IDLE_TICK:
             self._last_tick = now
             tick = self._handover_pending() or self._retries_requested()
-            if (self.retention is not None and self.changelog_enabled
-                    and now - self._last_prune >= PRUNE_EVERY):
+            if (
+                self.retention is not None
+                and self.changelog_enabled
+                and now - self._last_prune >= PRUNE_EVERY
+            ):
                 self._last_prune = now
                 self._prune()
             if tick:
@@ -102,8 +106,7 @@ class FlushMixin:
         while len(self._inflight) >= IN_FLIGHT:
             self._settle_one()
         if self._process is None:
-            self._process = WriterProcess(self.conninfo, self.schema,
-                                          durable=self.durable_commits)
+            self._process = WriterProcess(self.conninfo, self.schema, durable=self.durable_commits)
         try:
             self._process.submit(batch)
         except WriterGoneError:
@@ -116,15 +119,17 @@ class FlushMixin:
         its database is down then writes the moment the database is back (the child
         connects with its first batch)."""
         if self.threaded and self._process is None:
-            self._process = WriterProcess(self.conninfo, self.schema,
-                                          durable=self.durable_commits)
+            self._process = WriterProcess(self.conninfo, self.schema, durable=self.durable_commits)
             self._process.start()
 
     def _collect(self) -> Batch:
         if self.retention is not None:
             self._expired_before = datetime.now(UTC) - self.retention
-        ops = [(v.name, sink.version, sink.names, v.take())
-               for v in self.views if not (sink := self.sinks[v.name]).frozen]
+        ops = [
+            (v.name, sink.version, sink.names, v.take())
+            for v in self.views
+            if not (sink := self.sinks[v.name]).frozen
+        ]
         batch = Batch(self.position, ops, self.changes, self.dead, self.retried)
         self.changes, self.dead, self.retried = [], [], []
         return batch

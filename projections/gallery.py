@@ -36,19 +36,45 @@ from projections.writes import Op, split
 if TYPE_CHECKING:
     import psycopg
 
-COLUMNS = ("id", "project_id", "media_type", "name", "location", "thumbnail_url", "params",
-           "primary_variant_id", "variant_type", "variant_count", "starred", "based_on",
-           "parent_generation_id", "is_child", "child_order", "tool_type", "shot_data",
-           "created_at", "updated_at", "deleted", "log_position")
+COLUMNS = (
+    "id",
+    "project_id",
+    "media_type",
+    "name",
+    "location",
+    "thumbnail_url",
+    "params",
+    "primary_variant_id",
+    "variant_type",
+    "variant_count",
+    "starred",
+    "based_on",
+    "parent_generation_id",
+    "is_child",
+    "child_order",
+    "tool_type",
+    "shot_data",
+    "created_at",
+    "updated_at",
+    "deleted",
+    "log_position",
+)
 JSON_COLUMNS = frozenset({"params", "shot_data"})
 VISIBLE = "NOT is_child AND NOT deleted"
 PAGE_MAX = 200
 
-GENERATION_EVENTS = (Generation.Created, Generation.VariantAdded, Generation.PrimaryChanged,
-                     Generation.VariantDeleted, Generation.Starred, Generation.Renamed,
-                     Generation.Deleted, Generation.Restored, Generation.VariantEdited)
-SHOT_EVENTS = (Shot.MemberAdded, Shot.MemberRemoved, Shot.FramesSet, Shot.Deleted,
-               Shot.Restored)
+GENERATION_EVENTS = (
+    Generation.Created,
+    Generation.VariantAdded,
+    Generation.PrimaryChanged,
+    Generation.VariantDeleted,
+    Generation.Starred,
+    Generation.Renamed,
+    Generation.Deleted,
+    Generation.Restored,
+    Generation.VariantEdited,
+)
+SHOT_EVENTS = (Shot.MemberAdded, Shot.MemberRemoved, Shot.FramesSet, Shot.Deleted, Shot.Restored)
 
 
 def frames_key(frame: int | None) -> tuple[bool, int]:
@@ -67,9 +93,16 @@ def shot_frames(shot: Shot) -> dict[UUID, list[int | None]]:
 
 def constants(g: Generation) -> tuple[Any, ...]:
     ident, project = str(g.id), str(g.project_id)
-    return (ident, project, g.created_at.isoformat(), sid(g.based_on),
-            sid(g.parent_generation_id), _tool_type(g), f"generation:{ident}",
-            f"project:{project}")
+    return (
+        ident,
+        project,
+        g.created_at.isoformat(),
+        sid(g.based_on),
+        sid(g.parent_generation_id),
+        _tool_type(g),
+        f"generation:{ident}",
+        f"project:{project}",
+    )
 
 
 def variant_constants(v: Any) -> tuple[str, str, str | None]:
@@ -156,8 +189,7 @@ class GalleryView(View):
     def _shots_of(self, generation_id: UUID) -> dict[str, list[int | None]]:
         found = self.shot_data.get(generation_id)
         if found is None:
-            rows = self.query('SELECT shot_data FROM "{gallery}" WHERE id = %s',
-                              (generation_id,))
+            rows = self.query('SELECT shot_data FROM "{gallery}" WHERE id = %s', (generation_id,))
             found = rows[0]["shot_data"] if rows else {}
             self.shot_data[generation_id] = found
         return found
@@ -171,8 +203,11 @@ class GalleryView(View):
             return
         if g.deleted:
             if removed:
-                ctx.emit(project, "generation.removed",
-                         {"id": row["id"], "project_id": row["project_id"]})
+                ctx.emit(
+                    project,
+                    "generation.removed",
+                    {"id": row["id"], "project_id": row["project_id"]},
+                )
         else:
             ctx.emit(project, "generation.upserted", row)
 
@@ -187,8 +222,7 @@ class GalleryView(View):
     # -- shot events -----------------------------------------------------
     @captures(Shot.MemberRemoved)
     def removed_generation(self, event: Shot.MemberRemoved, before: Shot) -> UUID | None:
-        return next((m.generation_id for m in before.members
-                     if m.id == event.membership_id), None)
+        return next((m.generation_id for m in before.members if m.id == event.membership_id), None)
 
     @handles(*SHOT_EVENTS)
     def on_shot(self, event: Any, shot: Shot, removed: UUID | None, ctx: Context) -> None:
@@ -204,11 +238,13 @@ class GalleryView(View):
             touched = set(frames)
         key = str(shot.id)
         for generation_id in touched:
-            self._set_frames(generation_id, key,
-                             None if shot.deleted else frames.get(generation_id), ctx)
+            self._set_frames(
+                generation_id, key, None if shot.deleted else frames.get(generation_id), ctx
+            )
 
-    def _set_frames(self, generation_id: UUID, shot_key: str,
-                    frames: list[int | None] | None, ctx: Context) -> None:
+    def _set_frames(
+        self, generation_id: UUID, shot_key: str, frames: list[int | None] | None, ctx: Context
+    ) -> None:
         current = self._shots_of(generation_id)
         if current.get(shot_key) == frames:
             return
@@ -224,8 +260,9 @@ class GalleryView(View):
         aggregate = ctx.aggregates.current(event.originator_id)
         if isinstance(aggregate, Shot):
             for generation_id, frames in shot_frames(aggregate).items():
-                self._set_frames(generation_id, str(aggregate.id),
-                                 None if aggregate.deleted else frames, ctx)
+                self._set_frames(
+                    generation_id, str(aggregate.id), None if aggregate.deleted else frames, ctx
+                )
         elif isinstance(aggregate, Generation):
             self._emit(aggregate, ctx)
 
@@ -243,6 +280,7 @@ class GalleryView(View):
 
 # -- queries -------------------------------------------------------------------
 
+
 def encode_cursor(row: Row) -> str:
     raw = json.dumps([row["created_at"], row["id"]]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -257,12 +295,20 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         raise InvalidCursorError(f"not a gallery cursor: {cursor!r}") from error
 
 
-def gallery_page(conn: psycopg.Connection[Any], project_id: UUID | str, *, limit: int = 50,
-                 cursor: str | None = None, starred: bool | None = None,
-                 media_type: str | None = None, tool_type: str | None = None,
-                 in_shot: UUID | str | None = None, in_no_shot: bool = False,
-                 unpositioned_in_shot: UUID | str | None = None,
-                 deleted: bool = False) -> dict[str, Any]:
+def gallery_page(
+    conn: psycopg.Connection[Any],
+    project_id: UUID | str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    starred: bool | None = None,
+    media_type: str | None = None,
+    tool_type: str | None = None,
+    in_shot: UUID | str | None = None,
+    in_no_shot: bool = False,
+    unpositioned_in_shot: UUID | str | None = None,
+    deleted: bool = False,
+) -> dict[str, Any]:
     """One page of a project's gallery, newest first (created_at desc, id desc).
 
     Children and deleted generations are hidden; with `deleted`, only the deleted
@@ -271,8 +317,7 @@ def gallery_page(conn: psycopg.Connection[Any], project_id: UUID | str, *, limit
     next page (keyset: stable while new generations arrive).
     """
     limit = max(1, min(int(limit), PAGE_MAX))
-    where = ["project_id = %(project)s", "NOT is_child",
-             "deleted" if deleted else "NOT deleted"]
+    where = ["project_id = %(project)s", "NOT is_child", "deleted" if deleted else "NOT deleted"]
     params: dict[str, Any] = {"project": str(project_id), "limit": limit + 1}
     if starred is not None:
         where.append("starred" if starred else "NOT starred")
@@ -299,20 +344,25 @@ def gallery_page(conn: psycopg.Connection[Any], project_id: UUID | str, *, limit
         where.append("(created_at, id) < (%(c_at)s::timestamptz, %(c_id)s::uuid)")
         params.update(c_at=created_at, c_id=ident)
     source = "hits" if hits else "gallery"
-    cte = (f"WITH hits AS MATERIALIZED (SELECT * FROM gallery WHERE {' AND '.join(hits)}) "
-           if hits else "")
+    cte = (
+        f"WITH hits AS MATERIALIZED (SELECT * FROM gallery WHERE {' AND '.join(hits)}) "
+        if hits
+        else ""
+    )
     rows = conn.execute(
         f"{cte}SELECT {', '.join(COLUMNS)} FROM {source} WHERE {' AND '.join(where)} "
-        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s", params).fetchall()
+        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+        params,
+    ).fetchall()
     items = [jsonable_row(r) for r in rows[:limit]]
-    return {"items": items,
-            "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}
+    return {"items": items, "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}
 
 
 def generation_row(conn: psycopg.Connection[Any], generation_id: UUID | str) -> Row | None:
     """One generation's gallery row (also children and deleted ones), or None."""
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE id = %s",
-                       (str(generation_id),)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE id = %s", (str(generation_id),)
+    ).fetchone()
     return None if row is None else jsonable_row(row)
 
 
@@ -320,7 +370,9 @@ def children_of(conn: psycopg.Connection[Any], generation_id: UUID | str) -> lis
     """A composite video's children in `child_order`."""
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE parent_generation_id = %s "
-        "AND NOT deleted ORDER BY child_order, created_at", (str(generation_id),)).fetchall()
+        "AND NOT deleted ORDER BY child_order, created_at",
+        (str(generation_id),),
+    ).fetchall()
     return [jsonable_row(r) for r in rows]
 
 
@@ -331,8 +383,13 @@ def _encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def children_page(conn: psycopg.Connection[Any], generation_id: UUID | str, *,
-                  limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+def children_page(
+    conn: psycopg.Connection[Any],
+    generation_id: UUID | str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
     """A composite's live children in `child_order`, in keyset pages (the
     `_parent` index): `{"items": [row…], "next_cursor": str | None}`."""
     limit = max(1, min(int(limit), PAGE_MAX))
@@ -347,16 +404,20 @@ def children_page(conn: psycopg.Connection[Any], generation_id: UUID | str, *,
         where.append("(coalesce(child_order, 0), id) > (%(c_order)s, %(c_id)s::uuid)")
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE {' AND '.join(where)} "
-        "ORDER BY coalesce(child_order, 0), id LIMIT %(limit)s", params).fetchall()
+        "ORDER BY coalesce(child_order, 0), id LIMIT %(limit)s",
+        params,
+    ).fetchall()
     items = [jsonable_row(r) for r in rows[:limit]]
     last = items[-1] if len(rows) > limit else None
-    return {"items": items,
-            "next_cursor": None if last is None else _encode(
-                [last["child_order"] or 0, last["id"]])}
+    return {
+        "items": items,
+        "next_cursor": None if last is None else _encode([last["child_order"] or 0, last["id"]]),
+    }
 
 
-def ancestors_of(conn: psycopg.Connection[Any], generation_id: UUID | str, *,
-                 depth: int = LINEAGE_DEPTH) -> dict[str, Any]:
+def ancestors_of(
+    conn: psycopg.Connection[Any], generation_id: UUID | str, *, depth: int = LINEAGE_DEPTH
+) -> dict[str, Any]:
     """What a generation was made from, up its `based_on` chain, nearest first, at
     most `depth` steps, within its project. The walk stops at a source that is
     gone, deleted or in another project; `truncated` says the chain goes on past
@@ -370,32 +431,42 @@ def ancestors_of(conn: psycopg.Connection[Any], generation_id: UUID | str, *,
               SELECT a.based_on, a.project_id, c.step + 1
                 FROM chain c JOIN gallery a ON a.id = c.next
                WHERE c.step < %(depth)s AND NOT a.deleted AND a.project_id = c.project_id)
-            SELECT {', '.join('a.' + c for c in COLUMNS)}, c.step
+            SELECT {", ".join("a." + c for c in COLUMNS)}, c.step
               FROM chain c JOIN gallery a ON a.id = c.next
              WHERE c.step < %(depth)s AND NOT a.deleted AND a.project_id = c.project_id
              ORDER BY c.step""",
-        {"id": str(generation_id), "depth": depth + 1}).fetchall()
+        {"id": str(generation_id), "depth": depth + 1},
+    ).fetchall()
     items = [jsonable_row({k: v for k, v in r.items() if k != "step"}) for r in rows]
     truncated = len(items) > depth
     return {"items": items[:depth], "truncated": truncated}
 
 
-def derivatives_page(conn: psycopg.Connection[Any], generation_id: UUID | str,
-                     project_id: UUID | str, *, limit: int = 50,
-                     cursor: str | None = None) -> dict[str, Any]:
+def derivatives_page(
+    conn: psycopg.Connection[Any],
+    generation_id: UUID | str,
+    project_id: UUID | str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
     """What was made from a generation (`based_on` = it, one level), live and in
     its project, newest first in keyset pages (the `_based_on` index)."""
     limit = max(1, min(int(limit), PAGE_MAX))
     where = ["based_on = %(source)s", "project_id = %(project)s", "NOT deleted"]
-    params: dict[str, Any] = {"source": str(generation_id), "project": str(project_id),
-                              "limit": limit + 1}
+    params: dict[str, Any] = {
+        "source": str(generation_id),
+        "project": str(project_id),
+        "limit": limit + 1,
+    }
     if cursor:
         created_at, ident = decode_cursor(cursor)
         where.append("(created_at, id) < (%(c_at)s::timestamptz, %(c_id)s::uuid)")
         params.update(c_at=created_at, c_id=ident)
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM gallery WHERE {' AND '.join(where)} "
-        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s", params).fetchall()
+        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+        params,
+    ).fetchall()
     items = [jsonable_row(r) for r in rows[:limit]]
-    return {"items": items,
-            "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}
+    return {"items": items, "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}

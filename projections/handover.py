@@ -38,8 +38,8 @@ class HandoverMixin:
             "SELECT count(*) AS n FROM projection_registry r JOIN unnest(%s::text[], %s::int[]) "
             "AS h(view, version) ON r.view = h.view "
             "WHERE r.handover_state IS NOT NULL OR r.active_version <> h.version",
-            ([v.name for v in self.views],
-             [self.sinks[v.name].version for v in self.views])).fetchone()
+            ([v.name for v in self.views], [self.sinks[v.name].version for v in self.views]),
+        ).fetchone()
         return bool(row and row["n"]) or any(s.frozen for s in self.sinks.values())
 
     # ------------------------------------------------------------ handover
@@ -52,8 +52,10 @@ class HandoverMixin:
 
     def _handovers(self, cur: psycopg.Cursor[Any], position: int) -> list[Callable[[], None]]:
         """Serve rebuild hand-overs of hosted views (see docs/PROJECTIONS.md)."""
-        cur.execute("SELECT * FROM projection_registry WHERE view = ANY(%s) FOR UPDATE",
-                    ([v.name for v in self.views],))
+        cur.execute(
+            "SELECT * FROM projection_registry WHERE view = ANY(%s) FOR UPDATE",
+            ([v.name for v in self.views],),
+        )
         actions: list[Callable[[], None]] = []
         for row in cur.fetchall():
             view, sink = self.by_name[row["view"]], self.sinks[row["view"]]
@@ -65,33 +67,50 @@ class HandoverMixin:
             if not sink.frozen and state in ("requested", "frozen"):
                 self._freeze(cur, view, sink, position, actions)
             elif sink.frozen and int(row["active_version"]) != sink.version:
-                actions.extend(self._retarget(cur, view, sink, int(row["active_version"]),
-                                              position))
+                actions.extend(
+                    self._retarget(cur, view, sink, int(row["active_version"]), position)
+                )
             elif sink.frozen and self._rebuilder_gone(view.name):
-                log.warning("rebuild of %s vanished; writing version %s again", view.name,
-                            sink.version)
-                cur.execute("UPDATE projection_registry SET handover_state = NULL, "
-                            "handover_version = NULL, frozen_at = NULL WHERE view = %s",
-                            (view.name,))
+                log.warning(
+                    "rebuild of %s vanished; writing version %s again", view.name, sink.version
+                )
+                cur.execute(
+                    "UPDATE projection_registry SET handover_state = NULL, "
+                    "handover_version = NULL, frozen_at = NULL WHERE view = %s",
+                    (view.name,),
+                )
                 view.forget_new()
                 sink.frozen = False
         return actions
 
-    def _freeze(self, cur: psycopg.Cursor[Any], view: View, sink: Sink, position: int,
-                actions: list[Callable[[], None]]) -> None:
+    def _freeze(
+        self,
+        cur: psycopg.Cursor[Any],
+        view: View,
+        sink: Sink,
+        position: int,
+        actions: list[Callable[[], None]],
+    ) -> None:
         # This batch still goes to the old version; from the next one on the
         # view's rows stay pending in memory until the new version is active.
-        cur.execute("UPDATE projection_registry SET handover_state = 'frozen', frozen_at = %s, "
-                    "updated_at = now() WHERE view = %s", (position, view.name))
+        cur.execute(
+            "UPDATE projection_registry SET handover_state = 'frozen', frozen_at = %s, "
+            "updated_at = now() WHERE view = %s",
+            (position, view.name),
+        )
 
         def freeze() -> None:
             sink.frozen = True
+
         actions.append(freeze)
 
-    def _retarget(self, cur: psycopg.Cursor[Any], view: View, sink: Sink, version: int,
-                  position: int) -> list[Callable[[], None]]:
-        cur.execute("SELECT position FROM projection_tracking WHERE view = %s AND version = %s",
-                    (view.name, version))
+    def _retarget(
+        self, cur: psycopg.Cursor[Any], view: View, sink: Sink, version: int, position: int
+    ) -> list[Callable[[], None]]:
+        cur.execute(
+            "SELECT position FROM projection_tracking WHERE view = %s AND version = %s",
+            (view.name, version),
+        )
         row = cur.fetchone()
         if row is None or int(row["position"]) > position:
             return []  # the new version is ahead of us: keep pending until we pass it
@@ -99,10 +118,16 @@ class HandoverMixin:
         names = db.names_for(view.tables, version)
         view.forget_new()  # the new version may hold rows created after the freeze
         view.flush(cur, names)
-        cur.execute("UPDATE projection_tracking SET position = %s, updated_at = now() "
-                    "WHERE view = %s AND version = %s", (position, view.name, version))
-        cur.execute("UPDATE projection_registry SET handover_state = NULL, handover_version = "
-                    "NULL, frozen_at = NULL, updated_at = now() WHERE view = %s", (view.name,))
+        cur.execute(
+            "UPDATE projection_tracking SET position = %s, updated_at = now() "
+            "WHERE view = %s AND version = %s",
+            (position, view.name, version),
+        )
+        cur.execute(
+            "UPDATE projection_registry SET handover_state = NULL, handover_version = "
+            "NULL, frozen_at = NULL, updated_at = now() WHERE view = %s",
+            (view.name,),
+        )
         sink.version, sink.names, sink.frozen = version, names, False
         assert self._reader is not None
         view.bind(self._reader, names)
@@ -111,8 +136,11 @@ class HandoverMixin:
             assert self._writer is not None
             with self._writer.transaction():
                 db.drop_tables(self._writer, view.tables, old)
-                self._writer.execute("DELETE FROM projection_tracking WHERE view = %s AND "
-                                     "version = %s", (view.name, old))
+                self._writer.execute(
+                    "DELETE FROM projection_tracking WHERE view = %s AND version = %s",
+                    (view.name, old),
+                )
+
         return [drop_old]
 
     def _rebuilder_gone(self, view_name: str) -> bool:

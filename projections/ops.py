@@ -34,11 +34,13 @@ def view_class(name: str) -> type[Any]:
     try:
         return view_classes()[name]
     except KeyError:
-        raise UnknownViewError(f"no view named {name!r}; known: "
-                               f"{', '.join(view_classes())}") from None
+        raise UnknownViewError(
+            f"no view named {name!r}; known: {', '.join(view_classes())}"
+        ) from None
 
 
 # -- status ---------------------------------------------------------------------
+
 
 def status(app: Application[Any], conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """Each view: serving version, position, head, lag (events, seconds), dead letters."""
@@ -47,17 +49,24 @@ def status(app: Application[Any], conn: psycopg.Connection[Any]) -> list[dict[st
         "SELECT r.view, r.active_version, r.handover_state, COALESCE(t.position, 0) AS position, "
         "t.updated_at, (SELECT count(*) FROM projection_dead_letters d WHERE d.view = r.view) "
         "AS dead_letters FROM projection_registry r LEFT JOIN projection_tracking t "
-        "ON t.view = r.view AND t.version = r.active_version ORDER BY r.view").fetchall()
+        "ON t.view = r.view AND t.version = r.active_version ORDER BY r.view"
+    ).fetchall()
     report = []
     for row in rows:
         position = int(row["position"])
-        report.append({
-            "view": row["view"], "version": row["active_version"], "position": position,
-            "head": head, "lag_events": max(0, head - position),
-            "lag_seconds": _lag_seconds(app, position, head),
-            "dead_letters": int(row["dead_letters"]), "handover": row["handover_state"],
-            "updated_at": row["updated_at"].isoformat() if row["updated_at"] else None,
-        })
+        report.append(
+            {
+                "view": row["view"],
+                "version": row["active_version"],
+                "position": position,
+                "head": head,
+                "lag_events": max(0, head - position),
+                "lag_seconds": _lag_seconds(app, position, head),
+                "dead_letters": int(row["dead_letters"]),
+                "handover": row["handover_state"],
+                "updated_at": row["updated_at"].isoformat() if row["updated_at"] else None,
+            }
+        )
     return report
 
 
@@ -83,9 +92,17 @@ def head_position(app: Application[Any]) -> int:
 
 # -- rebuild --------------------------------------------------------------------
 
-def rebuild(app: Application[Any], conninfo: str, schema: str, name: str, *,
-            progress: Progress | None = None, timeout: float = 60.0,
-            poll: float = 0.05) -> int:
+
+def rebuild(
+    app: Application[Any],
+    conninfo: str,
+    schema: str,
+    name: str,
+    *,
+    progress: Progress | None = None,
+    timeout: float = 60.0,
+    poll: float = 0.05,
+) -> int:
     """Rebuild view `name` into a new version from position 0 and switch to it.
 
     Queries keep being served by the old version until the switch (one
@@ -107,8 +124,16 @@ def rebuild(app: Application[Any], conninfo: str, schema: str, name: str, *,
             if progress is not None:
                 progress(position, max(position, head[0]))
 
-        runner = Runner(app, conninfo, schema, [cls()], managed=False,
-                        versions={name: version}, changelog_enabled=False, on_batch=report)
+        runner = Runner(
+            app,
+            conninfo,
+            schema,
+            [cls()],
+            managed=False,
+            versions={name: version},
+            changelog_enabled=False,
+            on_batch=report,
+        )
         runner.open()
         runner.catch_up()
         if _try_lock(locks, f"view:{name}", schema):
@@ -125,11 +150,21 @@ def rebuild(app: Application[Any], conninfo: str, schema: str, name: str, *,
         locks.close()
 
 
-def _handover(app: Application[Any], conn: psycopg.Connection[Any], runner: Runner,
-              name: str, version: int, head: list[int], timeout: float, poll: float) -> None:
-    conn.execute("UPDATE projection_registry SET handover_version = %s, handover_state = "
-                 "'requested', frozen_at = NULL, updated_at = now() WHERE view = %s",
-                 (version, name))
+def _handover(
+    app: Application[Any],
+    conn: psycopg.Connection[Any],
+    runner: Runner,
+    name: str,
+    version: int,
+    head: list[int],
+    timeout: float,
+    poll: float,
+) -> None:
+    conn.execute(
+        "UPDATE projection_registry SET handover_version = %s, handover_state = "
+        "'requested', frozen_at = NULL, updated_at = now() WHERE view = %s",
+        (version, name),
+    )
     deadline = time.monotonic() + timeout
     while True:
         head[0] = head_position(app)
@@ -139,10 +174,15 @@ def _handover(app: Application[Any], conn: psycopg.Connection[Any], runner: Runn
             _switch(conn, name, version, drop_previous=False, state="switched")
             break
         if time.monotonic() > deadline:
-            conn.execute("UPDATE projection_registry SET handover_state = NULL, "
-                         "handover_version = NULL, frozen_at = NULL WHERE view = %s", (name,))
-            raise RebuildError(f"the runner hosting {name!r} did not hand over within "
-                               f"{timeout:g} s; version {version} left unused")
+            conn.execute(
+                "UPDATE projection_registry SET handover_state = NULL, "
+                "handover_version = NULL, frozen_at = NULL WHERE view = %s",
+                (name,),
+            )
+            raise RebuildError(
+                f"the runner hosting {name!r} did not hand over within "
+                f"{timeout:g} s; version {version} left unused"
+            )
         time.sleep(poll)
     # The live runner now writes its pending rows into the new version and
     # drops the old one; wait for it so the caller sees the final state.
@@ -153,33 +193,46 @@ def _handover(app: Application[Any], conn: psycopg.Connection[Any], runner: Runn
         time.sleep(poll)
 
 
-def _switch(conn: psycopg.Connection[Any], name: str, version: int, *, drop_previous: bool,
-            state: str | None = None) -> None:
+def _switch(
+    conn: psycopg.Connection[Any],
+    name: str,
+    version: int,
+    *,
+    drop_previous: bool,
+    state: str | None = None,
+) -> None:
     bases = view_class(name).tables
     with conn.transaction():
-        found: Any = conn.execute("SELECT active_version FROM projection_registry "
-                                  "WHERE view = %s FOR UPDATE", (name,)).fetchone()
+        found: Any = conn.execute(
+            "SELECT active_version FROM projection_registry WHERE view = %s FOR UPDATE", (name,)
+        ).fetchone()
         old = int(found["active_version"])
-        conn.execute("UPDATE projection_registry SET active_version = %s, handover_state = %s, "
-                     "handover_version = NULL, updated_at = now() WHERE view = %s",
-                     (version, state, name))
+        conn.execute(
+            "UPDATE projection_registry SET active_version = %s, handover_state = %s, "
+            "handover_version = NULL, updated_at = now() WHERE view = %s",
+            (version, state, name),
+        )
         db.point_views(conn, bases, version)
         if drop_previous and old != version:
             db.drop_tables(conn, bases, old)
-            conn.execute("DELETE FROM projection_tracking WHERE view = %s AND version = %s",
-                         (name, old))
+            conn.execute(
+                "DELETE FROM projection_tracking WHERE view = %s AND version = %s", (name, old)
+            )
 
 
 def _next_version(conn: psycopg.Connection[Any], name: str) -> int:
     """The active version + 1; leftovers of an abandoned rebuild are dropped first."""
     active = int(db.registry(conn, [name])[name]["active_version"])
-    stale = conn.execute("SELECT version FROM projection_tracking WHERE view = %s AND "
-                         "version > %s", (name, active)).fetchall()
+    stale = conn.execute(
+        "SELECT version FROM projection_tracking WHERE view = %s AND version > %s", (name, active)
+    ).fetchall()
     with conn.transaction():
         for row in stale:
             db.drop_tables(conn, view_class(name).tables, int(row["version"]))
-            conn.execute("DELETE FROM projection_tracking WHERE view = %s AND version = %s",
-                         (name, row["version"]))
+            conn.execute(
+                "DELETE FROM projection_tracking WHERE view = %s AND version = %s",
+                (name, row["version"]),
+            )
     return active + 1
 
 
@@ -190,12 +243,15 @@ def _try_lock(conn: psycopg.Connection[Any], name: str, schema: str) -> bool:
 
 # -- dead letters ---------------------------------------------------------------
 
+
 def dead_letters(conn: psycopg.Connection[Any], name: str | None = None) -> list[dict[str, Any]]:
     """Events a view's handler raised on, oldest first."""
     rows = conn.execute(
         "SELECT view, position, topic, originator_id, originator_version, error, attempts, "
         "retry_requested, created_at, updated_at FROM projection_dead_letters "
-        "WHERE %s::text IS NULL OR view = %s ORDER BY view, position", (name, name)).fetchall()
+        "WHERE %s::text IS NULL OR view = %s ORDER BY view, position",
+        (name, name),
+    ).fetchall()
     return [dict(r) for r in rows]
 
 
@@ -210,7 +266,9 @@ def retry(app: Application[Any], conninfo: str, schema: str, name: str) -> dict[
         db.ensure_meta(conn)
         requested = conn.execute(
             "UPDATE projection_dead_letters SET retry_requested = true, updated_at = now() "
-            "WHERE view = %s", (name,)).rowcount
+            "WHERE view = %s",
+            (name,),
+        ).rowcount
         runner = Runner(app, conninfo, schema, [cls()], managed=True)
         try:
             runner.acquire(wait=False)
@@ -220,8 +278,9 @@ def retry(app: Application[Any], conninfo: str, schema: str, name: str) -> dict[
             with runner:
                 runner.open()
                 runner.retry_dead_letters()
-        row: Any = conn.execute("SELECT count(*) AS n FROM projection_dead_letters "
-                                "WHERE view = %s", (name,)).fetchone()
+        row: Any = conn.execute(
+            "SELECT count(*) AS n FROM projection_dead_letters WHERE view = %s", (name,)
+        ).fetchone()
         remaining = row["n"]
         return {"requested": requested, "remaining": int(remaining)}
     finally:
@@ -231,14 +290,17 @@ def retry(app: Application[Any], conninfo: str, schema: str, name: str) -> dict[
 def _wait_for_retries(conn: psycopg.Connection[Any], name: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row: Any = conn.execute("SELECT count(*) AS n FROM projection_dead_letters "
-                                "WHERE view = %s AND retry_requested", (name,)).fetchone()
+        row: Any = conn.execute(
+            "SELECT count(*) AS n FROM projection_dead_letters WHERE view = %s AND retry_requested",
+            (name,),
+        ).fetchone()
         if not row["n"]:
             return
         time.sleep(0.05)
 
 
-def prune_changelog(conn: psycopg.Connection[Any],
-                    older_than: timedelta = changelog.RETENTION) -> int:
+def prune_changelog(
+    conn: psycopg.Connection[Any], older_than: timedelta = changelog.RETENTION
+) -> int:
     """Apply the change-log retention (default 7 days); returns rows deleted."""
     return changelog.prune(conn, older_than)

@@ -21,8 +21,9 @@ END = object()
 class PageReader(threading.Thread):
     """Prefetches pages of notifications so reading overlaps processing."""
 
-    def __init__(self, app: Application[Any], after: int, page_size: int,
-                 stop_at: int | None, conninfo: str) -> None:
+    def __init__(
+        self, app: Application[Any], after: int, page_size: int, stop_at: int | None, conninfo: str
+    ) -> None:
         super().__init__(daemon=True, name="projections-reader")
         self.recorder: Any = app.recorder
         self.statement = fastio.select_page_sql(app, bounded=stop_at is not None)
@@ -50,8 +51,9 @@ class PageReader(threading.Thread):
                 if self.stop_at is not None and self.after >= self.stop_at:
                     self.pages.put(END)
                     return
-                page = fastio.read_page(conn, self.statement, self.after, self.page_size,
-                                        self.stop_at)
+                page = fastio.read_page(
+                    conn, self.statement, self.after, self.page_size, self.stop_at
+                )
                 if page:
                     self.after = page[-1].id
                     # A partial page reached the head: nothing else is waiting.

@@ -12,17 +12,33 @@ from projections.writes import Op, split
 if TYPE_CHECKING:
     import psycopg
 
-COLUMNS = ("id", "owner_id", "name", "aspect_ratio", "settings", "deleted", "created_at",
-           "updated_at", "log_position")
+COLUMNS = (
+    "id",
+    "owner_id",
+    "name",
+    "aspect_ratio",
+    "settings",
+    "deleted",
+    "created_at",
+    "updated_at",
+    "log_position",
+)
 JSON_COLUMNS = frozenset({"settings"})
 EVENTS = (Project.Created, Project.Updated, Project.Deleted, Project.Restored)
 
 
 def render(p: Project, position: int) -> Row:
-    return {"id": str(p.id), "owner_id": p.owner_id, "name": p.name,
-            "aspect_ratio": p.aspect_ratio, "settings": p.settings, "deleted": p.deleted,
-            "created_at": iso(p.created_on), "updated_at": iso(p.modified_on),
-            "log_position": position}
+    return {
+        "id": str(p.id),
+        "owner_id": p.owner_id,
+        "name": p.name,
+        "aspect_ratio": p.aspect_ratio,
+        "settings": p.settings,
+        "deleted": p.deleted,
+        "created_at": iso(p.created_on),
+        "updated_at": iso(p.modified_on),
+        "log_position": position,
+    }
 
 
 class ProjectsView(View):
@@ -67,18 +83,22 @@ class ProjectsView(View):
         return bool(self.pending)
 
 
-def projects_of(conn: psycopg.Connection[Any], owner_id: str, *,
-                deleted: bool = False) -> list[Row]:
+def projects_of(
+    conn: psycopg.Connection[Any], owner_id: str, *, deleted: bool = False
+) -> list[Row]:
     """A user's live projects, oldest first; with `deleted`, the deleted ones instead,
     most recently deleted first."""
     order = "updated_at DESC, id" if deleted else "created_at, id"
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM projects WHERE owner_id = %s AND "
-        f"{'' if deleted else 'NOT '}deleted ORDER BY {order}", (owner_id,)).fetchall()
+        f"{'' if deleted else 'NOT '}deleted ORDER BY {order}",
+        (owner_id,),
+    ).fetchall()
     return [jsonable_row(r) for r in rows]
 
 
 def project_row(conn: psycopg.Connection[Any], project_id: UUID | str) -> Row | None:
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM projects WHERE id = %s",
-                       (str(project_id),)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM projects WHERE id = %s", (str(project_id),)
+    ).fetchone()
     return None if row is None else jsonable_row(row)

@@ -47,8 +47,12 @@ RECONNECT_DELAY_S = 0.2
 
 # What a lost or refused database connection raises (the event store translates psycopg's).
 DATABASE_DOWN: tuple[type[Exception], ...] = (
-    DatabaseUnavailableError, psycopg.OperationalError, psycopg.InterfaceError,
-    persistence.OperationalError, persistence.InterfaceError)
+    DatabaseUnavailableError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    persistence.OperationalError,
+    persistence.InterfaceError,
+)
 
 
 def database_down(error: BaseException) -> bool:
@@ -59,9 +63,12 @@ def database_down(error: BaseException) -> bool:
 def database_reachable(conninfo: str, timeout_s: float = 1.0) -> bool:
     """Whether PostgreSQL at `conninfo` accepts a connection and answers `SELECT 1` now."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=max(1, round(timeout_s)),
-                             autocommit=True,
-                             options=f"-c statement_timeout={int(timeout_s * 1000)}") as conn:
+        with psycopg.connect(
+            conninfo,
+            connect_timeout=max(1, round(timeout_s)),
+            autocommit=True,
+            options=f"-c statement_timeout={int(timeout_s * 1000)}",
+        ) as conn:
             conn.execute("SELECT 1")
         return True
     except psycopg.Error:
@@ -144,8 +151,9 @@ class DatabaseWatch:
                 # Every pool of the process reconnects on a steady short delay.
                 AttemptWithBackoff.INITIAL_DELAY = RECONNECT_DELAY_S
                 AttemptWithBackoff.DELAY_BACKOFF = 1.0
-                self._thread = threading.Thread(target=self._probe, name="database-watch",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._probe, name="database-watch", daemon=True
+                )
                 self._thread.start()
         return self
 
@@ -160,8 +168,12 @@ class DatabaseWatch:
         while not self._stopping.is_set():
             try:
                 if conn is None:
-                    conn = psycopg.connect(self.conninfo, connect_timeout=2, autocommit=True,
-                                           options="-c statement_timeout=2000")
+                    conn = psycopg.connect(
+                        self.conninfo,
+                        connect_timeout=2,
+                        autocommit=True,
+                        options="-c statement_timeout=2000",
+                    )
                     if not self.up:
                         self._recover()
                 conn.execute("SELECT 1")
@@ -180,9 +192,10 @@ class DatabaseWatch:
             self._down_since = time.monotonic()
             self.outages += 1
             self._up.clear()
-            log.warning("database unreachable (%s); requests answer 503 until it is back",
-                        str(error).strip().splitlines()[0] if str(error).strip() else
-                        type(error).__name__)
+            log.warning(
+                "database unreachable (%s); requests answer 503 until it is back",
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+            )
 
     def _recover(self) -> None:
         for pool in list(self._pools):
@@ -192,8 +205,10 @@ class DatabaseWatch:
                 log.exception("checking the pool %s after the database's return", pool.name)
         since = self._down_since
         self._up.set()
-        log.warning("database reachable again after %.1f s",
-                    0.0 if since is None else time.monotonic() - since)
+        log.warning(
+            "database reachable again after %.1f s",
+            0.0 if since is None else time.monotonic() - since,
+        )
 
 
 _WATCHES: dict[str, DatabaseWatch] = {}

@@ -16,8 +16,13 @@ from projections.errors import ProjectionTimeoutError
 POLL = 0.005
 
 
-def wait_for_position(conn: psycopg.Connection[Any], position: int, timeout: float = 5.0, *,
-                      views: Sequence[str] | str | None = None) -> dict[str, int]:
+def wait_for_position(
+    conn: psycopg.Connection[Any],
+    position: int,
+    timeout: float = 5.0,
+    *,
+    views: Sequence[str] | str | None = None,
+) -> dict[str, int]:
     """Block until every view (or the named ones) has processed `position`.
 
     Listens on `darkroom_changes` and polls the tracking table between
@@ -46,8 +51,9 @@ def wait_for_position(conn: psycopg.Connection[Any], position: int, timeout: flo
 
 
 @contextmanager
-def snapshot(conn: psycopg.Connection[Any],
-             views: Sequence[str] | None = None) -> Iterator[dict[str, int]]:
+def snapshot(
+    conn: psycopg.Connection[Any], views: Sequence[str] | None = None
+) -> Iterator[dict[str, int]]:
     """A REPEATABLE READ transaction: yields the views' positions; queries run inside it
     see exactly the rows of those positions (rows and positions commit together).
 

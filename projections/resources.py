@@ -14,16 +14,38 @@ from projections.writes import Op, split
 if TYPE_CHECKING:
     import psycopg
 
-COLUMNS = ("id", "owner_id", "type", "name", "location", "url", "size", "sha256", "metadata",
-           "deleted", "created_at", "log_position")
+COLUMNS = (
+    "id",
+    "owner_id",
+    "type",
+    "name",
+    "location",
+    "url",
+    "size",
+    "sha256",
+    "metadata",
+    "deleted",
+    "created_at",
+    "log_position",
+)
 JSON_COLUMNS = frozenset({"metadata"})
 
 
 def render(r: Resource, position: int) -> Row:
-    return {"id": str(r.id), "owner_id": r.owner_id, "type": r.kind, "name": r.name,
-            "location": r.location, "url": r.url, "size": r.size, "sha256": r.sha256,
-            "metadata": r.metadata, "deleted": r.deleted, "created_at": iso(r.created_at),
-            "log_position": position}
+    return {
+        "id": str(r.id),
+        "owner_id": r.owner_id,
+        "type": r.kind,
+        "name": r.name,
+        "location": r.location,
+        "url": r.url,
+        "size": r.size,
+        "sha256": r.sha256,
+        "metadata": r.metadata,
+        "deleted": r.deleted,
+        "created_at": iso(r.created_at),
+        "log_position": position,
+    }
 
 
 class ResourcesView(View):
@@ -65,8 +87,9 @@ class ResourcesView(View):
         return bool(self.pending)
 
 
-def resources_page(conn: psycopg.Connection[Any], owner_id: str, *, limit: int = 50,
-                   cursor: str | None = None) -> dict[str, Any]:
+def resources_page(
+    conn: psycopg.Connection[Any], owner_id: str, *, limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
     """A user's live resources, newest first: `{"items": [row…], "next_cursor"}`; pass
     `next_cursor` back as `cursor` for the next page."""
     limit = max(1, min(int(limit), PAGE_MAX))
@@ -78,13 +101,15 @@ def resources_page(conn: psycopg.Connection[Any], owner_id: str, *, limit: int =
         params.update(c_at=created_at, c_id=ident)
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM resources WHERE {' AND '.join(where)} "
-        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s", params).fetchall()
+        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+        params,
+    ).fetchall()
     items = [jsonable_row(r) for r in rows[:limit]]
-    return {"items": items,
-            "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}
+    return {"items": items, "next_cursor": encode_cursor(items[-1]) if len(rows) > limit else None}
 
 
 def resource_row(conn: psycopg.Connection[Any], resource_id: UUID | str) -> Row | None:
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM resources WHERE id = %s",
-                       (str(resource_id),)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM resources WHERE id = %s", (str(resource_id),)
+    ).fetchone()
     return None if row is None else jsonable_row(row)

@@ -68,14 +68,25 @@ Route = tuple[bool, list[tuple[View, Callable[..., None], Callable[..., Any] | N
 class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
     """Hosts views; see the module docstring."""
 
-    def __init__(self, app: Application[Any], conninfo: str, schema: str,
-                 views: Sequence[View], *, managed: bool = True,
-                 versions: dict[str, int] | None = None, changelog_enabled: bool | None = None,
-                 batch_size: int = BATCH_SIZE, batch_latency: float = BATCH_LATENCY,
-                 page_size: int = PAGE_SIZE, cache_capacity: int = DEFAULT_CAPACITY,
-                 on_batch: Callable[[int], None] | None = None, threaded: bool = True,
-                 retention: timedelta | None = changelog.RETENTION,
-                 durable_commits: bool = False) -> None:
+    def __init__(
+        self,
+        app: Application[Any],
+        conninfo: str,
+        schema: str,
+        views: Sequence[View],
+        *,
+        managed: bool = True,
+        versions: dict[str, int] | None = None,
+        changelog_enabled: bool | None = None,
+        batch_size: int = BATCH_SIZE,
+        batch_latency: float = BATCH_LATENCY,
+        page_size: int = PAGE_SIZE,
+        cache_capacity: int = DEFAULT_CAPACITY,
+        on_batch: Callable[[int], None] | None = None,
+        threaded: bool = True,
+        retention: timedelta | None = changelog.RETENTION,
+        durable_commits: bool = False,
+    ) -> None:
         self.app = app
         self.conninfo = conninfo
         self.schema = schema
@@ -96,8 +107,9 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
         self.dead: list[DeadLetter] = []
         self.retried: list[tuple[str, int]] = []
         self.routes: dict[str, Route] = {}
-        self._fold_prefixes = {getattr(c, "TOPIC", "").rsplit(".", 1)[0] for v in self.views
-                               for c in v.event_classes()}
+        self._fold_prefixes = {
+            getattr(c, "TOPIC", "").rsplit(".", 1)[0] for v in self.views for c in v.event_classes()
+        }
         self.stopping = threading.Event()
         self.events_processed = 0
         self.batches = 0
@@ -113,7 +125,8 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
         self._last_prune = time.monotonic()
         self.retention = retention
         self._expired_before: datetime | None = (
-            None if retention is None else datetime.now(UTC) - retention)
+            None if retention is None else datetime.now(UTC) - retention
+        )
         self.durable_commits = durable_commits
         self.threaded = threaded
         self.committed = 0
@@ -131,9 +144,8 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
             # same rows. Not waiting for the WAL flush per batch is safe here.
             self._writer.execute("SET synchronous_commit = off")
         self._reader = db.connect(self.conninfo, self.schema, autocommit=True)
-        prepare(self._writer, self.views, managed=self.managed,
-                versions=self.explicit_versions)
-        versions = (self._registry_versions() if self.managed else self.explicit_versions)
+        prepare(self._writer, self.views, managed=self.managed, versions=self.explicit_versions)
+        versions = self._registry_versions() if self.managed else self.explicit_versions
         for view in self.views:
             names = db.names_for(view.tables, versions[view.name])
             self.sinks[view.name] = Sink(versions[view.name], names=names)
@@ -192,7 +204,8 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
                 self._lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             if not wait:
                 raise LockNotAcquiredError(
-                    f"another runner owns one of {[v.name for v in self.views]}")
+                    f"another runner owns one of {[v.name for v in self.views]}"
+                )
             if self.stopping.wait(poll):
                 raise LockNotAcquiredError("stopped while waiting as a standby")
 
@@ -228,8 +241,10 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
 
     def _positions(self) -> dict[str, int]:
         assert self._reader is not None
-        return {name: db.tracked_position(self._reader, name, sink.version)
-                for name, sink in self.sinks.items()}
+        return {
+            name: db.tracked_position(self._reader, name, sink.version)
+            for name, sink in self.sinks.items()
+        }
 
     def _align(self) -> None:
         """Bring every hosted view to one position (a lagging one catches up alone)."""
@@ -238,11 +253,17 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
             low = min(positions.values())
             target = min(p for p in positions.values() if p > low)
             lagging = [self.by_name[n] for n, p in positions.items() if p == low]
-            sub = Runner(self.app, self.conninfo, self.schema,
-                         [type(v)() for v in lagging], managed=False,
-                         versions={v.name: self.sinks[v.name].version for v in lagging},
-                         changelog_enabled=False, batch_size=self.batch_size,
-                         page_size=self.page_size)
+            sub = Runner(
+                self.app,
+                self.conninfo,
+                self.schema,
+                [type(v)() for v in lagging],
+                managed=False,
+                versions={v.name: self.sinks[v.name].version for v in lagging},
+                changelog_enabled=False,
+                batch_size=self.batch_size,
+                page_size=self.page_size,
+            )
             with sub:
                 sub.catch_up(stop_at=target)
             positions = self._positions()
@@ -251,8 +272,7 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
 
     def _follow(self, stop_at: int | None) -> None:
         while True:
-            reader = PageReader(self.app, self.position, self.page_size, stop_at,
-                                self.conninfo)
+            reader = PageReader(self.app, self.position, self.page_size, stop_at, self.conninfo)
             reader.start()
             try:
                 self._loop(reader)
@@ -284,12 +304,10 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
                 break
             except Exception:
                 continue
-        if (error is not None and failed is not None and self.batch_size == 1
-                and self._isolating):
+        if error is not None and failed is not None and self.batch_size == 1 and self._isolating:
             self._skip_poison(failed.position, error)
         elif error is not None:
-            log.warning("a batch up to position %s failed (%s): isolating it",
-                        self.position, error)
+            log.warning("a batch up to position %s failed (%s): isolating it", self.position, error)
             self._isolate_until = self.position
             self._isolating = True
             self._normal_batch_size = self.batch_size
@@ -297,8 +315,11 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
         self.cache.clear()
         self.changes, self.dead, self.retried = [], [], []
         assert self._reader is not None
-        versions = (self._registry_versions() if self.managed else
-                    {name: sink.version for name, sink in self.sinks.items()})
+        versions = (
+            self._registry_versions()
+            if self.managed
+            else {name: sink.version for name, sink in self.sinks.items()}
+        )
         for view in self.views:
             view.reset()
             names = db.names_for(view.tables, versions[view.name])
@@ -354,8 +375,13 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
                 for cls in view.event_classes():
                     if getattr(cls, "TOPIC", None) == topic:
                         capture = view._capture.get(cls)
-                        handlers.append((view, getattr(view, view._dispatch[cls]),
-                                         getattr(view, capture) if capture else None))
+                        handlers.append(
+                            (
+                                view,
+                                getattr(view, view._dispatch[cls]),
+                                getattr(view, capture) if capture else None,
+                            )
+                        )
             capturing = any(capture for _, _, capture in handlers)
             route = self.routes[topic] = (fold, handlers, capturing)
         return route
@@ -384,11 +410,17 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
         self.position = self.cache.position = position
         self.events_processed += 1
         if fold:
-            self._handle(event, position, handlers, capturing, Note(
-                position, event.originator_id, event.originator_version, topic, b""))
+            self._handle(
+                event,
+                position,
+                handlers,
+                capturing,
+                Note(position, event.originator_id, event.originator_version, topic, b""),
+            )
 
-    def _handle(self, event: Any, position: int, handlers: list[Any], capturing: bool,
-                notification: Any) -> None:
+    def _handle(
+        self, event: Any, position: int, handlers: list[Any], capturing: bool, notification: Any
+    ) -> None:
         ctx = self.ctx
         ctx.position = position
         tokens = None
@@ -396,8 +428,7 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
             ctx.timestamp = getattr(event, "timestamp", None)
             before = self.cache.before(event)
             if capturing:
-                tokens = [capture(event, before) if capture else None
-                          for _, _, capture in handlers]
+                tokens = [capture(event, before) if capture else None for _, _, capture in handlers]
             aggregate = self.cache.fold(event, before)
         except Exception as error:
             self.cache.forget(notification.originator_id)
@@ -412,8 +443,11 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
                 self._dead(view, notification, error)
         if changes and self.changelog_enabled:
             stamp = ctx.timestamp
-            if stamp is not None and self._expired_before is not None \
-                    and stamp < self._expired_before:
+            if (
+                stamp is not None
+                and self._expired_before is not None
+                and stamp < self._expired_before
+            ):
                 return  # past retention already: pruning would delete it at once
             for topic, found in changes.items():
                 self.changes.append((position, topic, found))

@@ -25,14 +25,40 @@ if TYPE_CHECKING:
 
     from projections.aggregates import AggregateCache
 
-COLUMNS = ("id", "project_id", "name", "position", "aspect_ratio", "settings", "members",
-           "generation_ids", "member_count", "unpositioned_count", "deleted", "created_at",
-           "updated_at", "log_position")
+COLUMNS = (
+    "id",
+    "project_id",
+    "name",
+    "position",
+    "aspect_ratio",
+    "settings",
+    "members",
+    "generation_ids",
+    "member_count",
+    "unpositioned_count",
+    "deleted",
+    "created_at",
+    "updated_at",
+    "log_position",
+)
 JSON_COLUMNS = frozenset({"settings", "members"})
-SHOT_EVENTS = (Shot.Created, Shot.Updated, Shot.MemberAdded, Shot.MemberRemoved,
-               Shot.FramesSet, Shot.Placed, Shot.Deleted, Shot.Restored)
-MEDIA_EVENTS = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.VariantDeleted,
-                Generation.Deleted, Generation.Restored)
+SHOT_EVENTS = (
+    Shot.Created,
+    Shot.Updated,
+    Shot.MemberAdded,
+    Shot.MemberRemoved,
+    Shot.FramesSet,
+    Shot.Placed,
+    Shot.Deleted,
+    Shot.Restored,
+)
+MEDIA_EVENTS = (
+    Generation.VariantAdded,
+    Generation.PrimaryChanged,
+    Generation.VariantDeleted,
+    Generation.Deleted,
+    Generation.Restored,
+)
 
 
 def _member_constants(m: Any) -> tuple[str, str]:
@@ -50,15 +76,17 @@ def render(shot: Shot, aggregates: AggregateCache, position: int) -> Row:
             unpositioned += 1
         primary = g.primary if isinstance(g, Generation) else None
         member_id, generation_id = memo(m, _member_constants)
-        members.append({
-            "shot_generation_id": member_id,
-            "generation_id": generation_id,
-            "timeline_frame": m.timeline_frame,
-            "position": None if m.timeline_frame is None else rank,
-            "location": primary.location if primary else None,
-            "thumbnail_url": primary.thumbnail_url if primary else None,
-            "type": m.media_type,
-        })
+        members.append(
+            {
+                "shot_generation_id": member_id,
+                "generation_id": generation_id,
+                "timeline_frame": m.timeline_frame,
+                "position": None if m.timeline_frame is None else rank,
+                "location": primary.location if primary else None,
+                "thumbnail_url": primary.thumbnail_url if primary else None,
+                "type": m.media_type,
+            }
+        )
         if m.timeline_frame is not None:
             rank += 1
     return {
@@ -106,8 +134,10 @@ class ShotsView(View):
     def _index(self, generation_id: UUID) -> set[UUID]:
         found = self.shots_of.get(generation_id)
         if found is None:
-            rows = self.query('SELECT id FROM "{shots}" WHERE generation_ids @> ARRAY[%s]::uuid[]',
-                              (generation_id,))
+            rows = self.query(
+                'SELECT id FROM "{shots}" WHERE generation_ids @> ARRAY[%s]::uuid[]',
+                (generation_id,),
+            )
             found = {r["id"] for r in rows}
             self.shots_of[generation_id] = found
         return found
@@ -126,8 +156,7 @@ class ShotsView(View):
 
     @captures(Shot.MemberRemoved)
     def removed_generation(self, event: Shot.MemberRemoved, before: Shot) -> UUID | None:
-        return next((m.generation_id for m in before.members
-                     if m.id == event.membership_id), None)
+        return next((m.generation_id for m in before.members if m.id == event.membership_id), None)
 
     @handles(*SHOT_EVENTS)
     def on_shot(self, event: Any, shot: Shot, removed: Any, ctx: Context) -> None:
@@ -135,8 +164,11 @@ class ShotsView(View):
             self.new.add(shot.id)
         elif isinstance(event, Shot.MemberAdded):
             self._index(event.generation_id).add(shot.id)
-        elif (isinstance(event, Shot.MemberRemoved) and removed is not None
-              and all(m.generation_id != removed for m in shot.members)):
+        elif (
+            isinstance(event, Shot.MemberRemoved)
+            and removed is not None
+            and all(m.generation_id != removed for m in shot.members)
+        ):
             self._index(removed).discard(shot.id)
         self._emit(shot, ctx, removed=isinstance(event, Shot.Deleted))
 
@@ -178,12 +210,15 @@ def shots_of_project(conn: psycopg.Connection[Any], project_id: UUID | str) -> l
     """A project's live shots in position order, each with ordered `members`."""
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM shots WHERE project_id = %s AND NOT deleted "
-        "ORDER BY position, created_at", (str(project_id),)).fetchall()
+        "ORDER BY position, created_at",
+        (str(project_id),),
+    ).fetchall()
     return [jsonable_row(r) for r in rows]
 
 
 def shot_row(conn: psycopg.Connection[Any], shot_id: UUID | str) -> Row | None:
     """One shot (deleted ones too: check `deleted`), or None."""
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM shots WHERE id = %s",
-                       (str(shot_id),)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM shots WHERE id = %s", (str(shot_id),)
+    ).fetchone()
     return None if row is None else jsonable_row(row)

@@ -18,18 +18,68 @@ from projections.writes import Delete, Op, Upsert, split
 if TYPE_CHECKING:
     import psycopg
 
-COLUMNS = ("id", "project_id", "owner_id", "task_type", "run_type", "category", "model_name",
-           "status", "params_summary", "dependant_on", "orchestrator_task_id", "attempts",
-           "worker_id", "error", "progress", "output_location", "thumbnail_url", "cost",
-           "created_at", "started_at", "processed_at", "updated_at", "log_position")
+COLUMNS = (
+    "id",
+    "project_id",
+    "owner_id",
+    "task_type",
+    "run_type",
+    "category",
+    "model_name",
+    "status",
+    "params_summary",
+    "dependant_on",
+    "orchestrator_task_id",
+    "attempts",
+    "worker_id",
+    "error",
+    "progress",
+    "output_location",
+    "thumbnail_url",
+    "cost",
+    "created_at",
+    "started_at",
+    "processed_at",
+    "updated_at",
+    "log_position",
+)
 JSON_COLUMNS = frozenset({"params_summary", "progress"})
-QUEUE_COLUMNS = ("task_id", "project_id", "owner_id", "run_type", "model_name", "category",
-                 "created_at")
-SUMMARY_KEYS = ("prompt", "resolution", "model_name", "model_type", "shot_id", "segment_index",
-                "join_index", "child_order", "frame_count", "based_on", "num_frames", "steps")
+QUEUE_COLUMNS = (
+    "task_id",
+    "project_id",
+    "owner_id",
+    "run_type",
+    "model_name",
+    "category",
+    "created_at",
+)
+SUMMARY_KEYS = (
+    "prompt",
+    "resolution",
+    "model_name",
+    "model_type",
+    "shot_id",
+    "segment_index",
+    "join_index",
+    "child_order",
+    "frame_count",
+    "based_on",
+    "num_frames",
+    "steps",
+)
 TEXT_MAX = 200
-EVENTS = (Task.Created, Task.Claimed, Task.StartReset, Task.ProgressReported, Task.Completed,
-          Task.Failed, Task.Cancelled, Task.Requeued, Task.Released, Task.CostRecorded)
+EVENTS = (
+    Task.Created,
+    Task.Claimed,
+    Task.StartReset,
+    Task.ProgressReported,
+    Task.Completed,
+    Task.Failed,
+    Task.Cancelled,
+    Task.Requeued,
+    Task.Released,
+    Task.CostRecorded,
+)
 
 
 def summary(params: dict[str, Any]) -> dict[str, Any]:
@@ -40,41 +90,64 @@ def summary(params: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if isinstance(value, str) and len(value) > TEXT_MAX:
-            value = value[:TEXT_MAX - 1] + "…"
+            value = value[: TEXT_MAX - 1] + "…"
         out[key] = value if isinstance(value, str | int | float | bool) else str(value)
     return out
 
 
 def constants(t: Task) -> tuple[Any, ...]:
     """What never changes on a task, as rendered (memoised per cached aggregate)."""
-    return (str(t.id), str(t.project_id), summary(t.params), [str(d) for d in t.dependant_on],
-            sid(t.orchestrator_task_id), t.created_at.isoformat(), f"tasks:{t.project_id}")
+    return (
+        str(t.id),
+        str(t.project_id),
+        summary(t.params),
+        [str(d) for d in t.dependant_on],
+        sid(t.orchestrator_task_id),
+        t.created_at.isoformat(),
+        f"tasks:{t.project_id}",
+    )
 
 
 def render(t: Task, position: int) -> Row:
     ident, project, params, deps, orchestrator, created, _ = memo(t, constants)
     return {
-        "id": ident, "project_id": project, "owner_id": t.owner_id,
-        "task_type": t.task_type, "run_type": t.run_type, "category": t.category,
-        "model_name": t.model_name, "status": t.status, "params_summary": params,
+        "id": ident,
+        "project_id": project,
+        "owner_id": t.owner_id,
+        "task_type": t.task_type,
+        "run_type": t.run_type,
+        "category": t.category,
+        "model_name": t.model_name,
+        "status": t.status,
+        "params_summary": params,
         "dependant_on": deps,
-        "orchestrator_task_id": orchestrator, "attempts": t.attempts,
-        "worker_id": t.worker_id, "error": t.error_message,
-        "progress": None if t.progress is None else {"step": t.progress[0],
-                                                     "total": t.progress[1]},
-        "output_location": t.output_location, "thumbnail_url": t.thumbnail_url,
+        "orchestrator_task_id": orchestrator,
+        "attempts": t.attempts,
+        "worker_id": t.worker_id,
+        "error": t.error_message,
+        "progress": None if t.progress is None else {"step": t.progress[0], "total": t.progress[1]},
+        "output_location": t.output_location,
+        "thumbnail_url": t.thumbnail_url,
         "cost": None if t.cost is None else str(t.cost),
-        "created_at": created, "started_at": iso(t.started_at),
-        "processed_at": iso(t.processed_at), "updated_at": iso(t.modified_on),
+        "created_at": created,
+        "started_at": iso(t.started_at),
+        "processed_at": iso(t.processed_at),
+        "updated_at": iso(t.modified_on),
         "log_position": position,
     }
 
 
 def queue_row(t: Task) -> Row:
     ident, project, _, _, _, created, _ = memo(t, constants)
-    return {"task_id": ident, "project_id": project, "owner_id": t.owner_id,
-            "run_type": t.run_type, "model_name": t.model_name, "category": t.category,
-            "created_at": created}
+    return {
+        "task_id": ident,
+        "project_id": project,
+        "owner_id": t.owner_id,
+        "run_type": t.run_type,
+        "model_name": t.model_name,
+        "category": t.category,
+        "created_at": created,
+    }
 
 
 class TasksView(View):
@@ -129,8 +202,9 @@ class TasksView(View):
     def _dependents(self, task_id: UUID) -> set[UUID]:
         found = self.dependents.get(task_id)
         if found is None:
-            rows = self.query('SELECT id FROM "{tasks}" WHERE dependant_on @> ARRAY[%s]::uuid[]',
-                              (task_id,))
+            rows = self.query(
+                'SELECT id FROM "{tasks}" WHERE dependant_on @> ARRAY[%s]::uuid[]', (task_id,)
+            )
             found = {r["id"] for r in rows}
             self.dependents[task_id] = found
         return found
@@ -191,8 +265,14 @@ class TasksView(View):
 
 # -- queries -------------------------------------------------------------------
 
-def task_board(conn: psycopg.Connection[Any], project_id: UUID | str, *,
-               status: str | None = None, limit: int = 100) -> dict[str, Any]:
+
+def task_board(
+    conn: psycopg.Connection[Any],
+    project_id: UUID | str,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+) -> dict[str, Any]:
     """A project's tasks, newest first (optionally one status), and counts by status."""
     params: list[Any] = [str(project_id)]
     where = "project_id = %s"
@@ -200,28 +280,35 @@ def task_board(conn: psycopg.Connection[Any], project_id: UUID | str, *,
         where += " AND status = %s"
         params.append(status)
     params.append(max(1, min(int(limit), 1000)))
-    rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM tasks WHERE {where} "
-                        "ORDER BY created_at DESC, id DESC LIMIT %s", params).fetchall()
+    rows = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM tasks WHERE {where} "
+        "ORDER BY created_at DESC, id DESC LIMIT %s",
+        params,
+    ).fetchall()
     return {"tasks": [jsonable_row(r) for r in rows], "counts": task_counts(conn, project_id)}
 
 
 def task_counts(conn: psycopg.Connection[Any], project_id: UUID | str) -> dict[str, int]:
     """Tasks per status (every status present, zero when none)."""
-    rows = conn.execute("SELECT status, count(*) AS n FROM tasks WHERE project_id = %s "
-                        "GROUP BY status", (str(project_id),)).fetchall()
+    rows = conn.execute(
+        "SELECT status, count(*) AS n FROM tasks WHERE project_id = %s GROUP BY status",
+        (str(project_id),),
+    ).fetchall()
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({r["status"]: int(r["n"]) for r in rows})
     return counts
 
 
 def task_row(conn: psycopg.Connection[Any], task_id: UUID | str) -> Row | None:
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM tasks WHERE id = %s",
-                       (str(task_id),)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM tasks WHERE id = %s", (str(task_id),)
+    ).fetchone()
     return None if row is None else jsonable_row(row)
 
 
-def claim_candidates(conn: psycopg.Connection[Any], run_type: str, *, limit: int = 50,
-                     model_name: str | None = None) -> list[Row]:
+def claim_candidates(
+    conn: psycopg.Connection[Any], run_type: str, *, limit: int = 50, model_name: str | None = None
+) -> list[Row]:
     """Claimable tasks of a run type, oldest first (the worker's model first when given).
 
     Balances and per-owner running limits are checked by the dispatcher
@@ -231,5 +318,6 @@ def claim_candidates(conn: psycopg.Connection[Any], run_type: str, *, limit: int
         "SELECT task_id, project_id, owner_id, run_type, model_name, category, created_at "
         "FROM task_claim_queue WHERE run_type = %s "
         "ORDER BY (model_name IS NOT DISTINCT FROM %s) DESC, created_at, task_id LIMIT %s",
-        (run_type, model_name, max(1, min(int(limit), 1000)))).fetchall()
+        (run_type, model_name, max(1, min(int(limit), 1000))),
+    ).fetchall()
     return [jsonable_row(r) for r in rows]

@@ -13,9 +13,22 @@ from projections.writes import Delete, Op, Statement, split
 if TYPE_CHECKING:
     import psycopg
 
-COLUMNS = ("id", "generation_id", "project_id", "location", "thumbnail_url", "params",
-           "variant_type", "name", "created_at", "starred", "viewed", "is_primary",
-           "source_task_id", "log_position")
+COLUMNS = (
+    "id",
+    "generation_id",
+    "project_id",
+    "location",
+    "thumbnail_url",
+    "params",
+    "variant_type",
+    "name",
+    "created_at",
+    "starred",
+    "viewed",
+    "is_primary",
+    "source_task_id",
+    "log_position",
+)
 JSON_COLUMNS = frozenset({"params"})
 CHANGING = (Generation.VariantAdded, Generation.PrimaryChanged, Generation.VariantDeleted)
 
@@ -76,8 +89,9 @@ class VariantsView(View):
             ctx.emit(memo(g, constants)[6], "variant.upserted", row)
 
     @handles(Generation.VariantAdded)
-    def on_added(self, event: Generation.VariantAdded, g: Generation, old: UUID | None,
-                 ctx: Context) -> None:
+    def on_added(
+        self, event: Generation.VariantAdded, g: Generation, old: UUID | None, ctx: Context
+    ) -> None:
         self.new.add(event.variant_id)
         self._upsert(g, event.variant_id, ctx)
         if old != g.primary_variant_id:
@@ -89,17 +103,26 @@ class VariantsView(View):
         self._upsert(g, g.primary_variant_id, ctx)
 
     @handles(Generation.VariantDeleted)
-    def on_deleted(self, event: Generation.VariantDeleted, g: Generation, old: UUID | None,
-                   ctx: Context) -> None:
+    def on_deleted(
+        self, event: Generation.VariantDeleted, g: Generation, old: UUID | None, ctx: Context
+    ) -> None:
         self.pending[event.variant_id] = None
-        ctx.emit(f"generation:{g.id}", "variant.removed",
-                 {"id": str(event.variant_id), "generation_id": str(g.id)})
+        ctx.emit(
+            f"generation:{g.id}",
+            "variant.removed",
+            {"id": str(event.variant_id), "generation_id": str(g.id)},
+        )
         if event.promoted_id != old:
             self._upsert(g, event.promoted_id, ctx)
 
     @handles(Generation.VariantViewed, Generation.VariantEdited)
-    def on_viewed(self, event: Generation.VariantViewed | Generation.VariantEdited,
-                  g: Generation, _: Any, ctx: Context) -> None:
+    def on_viewed(
+        self,
+        event: Generation.VariantViewed | Generation.VariantEdited,
+        g: Generation,
+        _: Any,
+        ctx: Context,
+    ) -> None:
         self._upsert(g, event.variant_id, ctx)
 
     def refresh(self, event: Any, ctx: Context) -> None:
@@ -126,8 +149,13 @@ class VariantsView(View):
         rows = [r for r in pending.values() if r is not None]
         for generation_id in replace_all:
             keep = [r["id"] for r in rows if r["generation_id"] == str(generation_id)]
-            ops.append(Statement('DELETE FROM "{variants}" WHERE generation_id = %s '
-                                 "AND NOT (id = ANY(%s::uuid[]))", (generation_id, keep)))
+            ops.append(
+                Statement(
+                    'DELETE FROM "{variants}" WHERE generation_id = %s '
+                    "AND NOT (id = ANY(%s::uuid[]))",
+                    (generation_id, keep),
+                )
+            )
         return ops
 
     def has_pending(self) -> bool:
@@ -138,5 +166,7 @@ def variants_of(conn: psycopg.Connection[Any], generation_id: UUID | str) -> lis
     """Every variant of a generation, oldest first; exactly one has `is_primary` when any exist."""
     rows = conn.execute(
         f"SELECT {', '.join(COLUMNS)} FROM variants WHERE generation_id = %s "
-        "ORDER BY created_at, id", (str(generation_id),)).fetchall()
+        "ORDER BY created_at, id",
+        (str(generation_id),),
+    ).fetchall()
     return [jsonable_row(r) for r in rows]

@@ -86,8 +86,9 @@ def write_batch(cur: psycopg.Cursor[Any], batch: Batch) -> None:
     if batch.changes:
         changelog.write(cur, batch.changes)
     if batch.retried:
-        cur.executemany("DELETE FROM projection_dead_letters WHERE view = %s AND "
-                        "position = %s", batch.retried)
+        cur.executemany(
+            "DELETE FROM projection_dead_letters WHERE view = %s AND position = %s", batch.retried
+        )
     if batch.dead:
         write_dead(cur, batch.dead)
     if batch.ops:
@@ -95,10 +96,14 @@ def write_batch(cur: psycopg.Cursor[Any], batch: Batch) -> None:
             "UPDATE projection_tracking t SET position = %s, updated_at = now() "
             "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
             "WHERE t.view = w.view AND t.version = w.version",
-            (batch.position, [o[0] for o in batch.ops], [o[1] for o in batch.ops]))
+            (batch.position, [o[0] for o in batch.ops], [o[1] for o in batch.ops]),
+        )
     if batch.changes:
-        cur.execute(sql.SQL("NOTIFY {}, {}").format(
-            sql.Identifier(db.NOTIFY_CHANNEL), sql.Literal(str(batch.position))))
+        cur.execute(
+            sql.SQL("NOTIFY {}, {}").format(
+                sql.Identifier(db.NOTIFY_CHANNEL), sql.Literal(str(batch.position))
+            )
+        )
 
 
 def write_dead(cur: psycopg.Cursor[Any], dead: list[DeadLetter]) -> None:
@@ -108,8 +113,11 @@ def write_dead(cur: psycopg.Cursor[Any], dead: list[DeadLetter]) -> None:
         "ON CONFLICT (view, position) DO UPDATE SET error = EXCLUDED.error, "
         "traceback = EXCLUDED.traceback, attempts = projection_dead_letters.attempts + 1, "
         "retry_requested = false, updated_at = now()",
-        [(d.view, d.position, d.topic, d.originator_id, d.originator_version, d.error,
-          d.trace) for d in dead])
+        [
+            (d.view, d.position, d.topic, d.originator_id, d.originator_version, d.error, d.trace)
+            for d in dead
+        ],
+    )
 
 
 def widen(fd: int) -> None:
@@ -156,8 +164,18 @@ class WriterProcess:
             env.setdefault(name, value)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "projections.writer", str(down_r), str(up_w),
-                 str(os.getpid())], pass_fds=(down_r, up_w), env=env, stdin=subprocess.DEVNULL)
+                [
+                    sys.executable,
+                    "-m",
+                    "projections.writer",
+                    str(down_r),
+                    str(up_w),
+                    str(os.getpid()),
+                ],
+                pass_fds=(down_r, up_w),
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
         except BaseException:
             os.close(down_w)
             os.close(up_r)
@@ -237,6 +255,7 @@ class WriterProcess:
 
 
 # ---------------------------------------------------------------- the child
+
 
 def serve(down: Connection, up: Connection, parent: int) -> None:
     """The child's loop: one transaction per batch received, answered in order."""

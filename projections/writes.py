@@ -67,8 +67,14 @@ def apply(cur: psycopg.Cursor[Any], names: dict[str, str], ops: Iterable[Op]) ->
             cur.execute(op.template.format(**names), op.params)  # type: ignore[arg-type]
 
 
-def split(base: str, columns: tuple[str, ...], key: tuple[str, ...], pending: dict[Any, Row],
-          new: set[Any], json_columns: frozenset[str] = frozenset()) -> list[Op]:
+def split(
+    base: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    pending: dict[Any, Row],
+    new: set[Any],
+    json_columns: frozenset[str] = frozenset(),
+) -> list[Op]:
     """Pending rows as ops: those created in this batch COPYed in, the rest upserted."""
     fresh = [row for k, row in pending.items() if k in new]
     known = [row for k, row in pending.items() if k not in new]
@@ -85,14 +91,20 @@ def _stage(cur: psycopg.Cursor[Any], table: str) -> str:
     conn: Any = cur.connection
     made: set[str] = conn.__dict__.setdefault("_darkroom_stages", set())
     if stage not in made:
-        cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table}") '
-                    "ON COMMIT DELETE ROWS")
+        cur.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table}") ON COMMIT DELETE ROWS'
+        )
         made.add(stage)
     return stage
 
 
-def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
-              rows: Iterable[Row], json_columns: frozenset[str] = frozenset()) -> int:
+def copy_rows(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    json_columns: frozenset[str] = frozenset(),
+) -> int:
     """COPY dict rows into `table` (JSON columns dumped here); returns the count."""
     cols = ", ".join(f'"{c}"' for c in columns)
     count = 0
@@ -100,10 +112,15 @@ def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
     with cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
         write = copy.write_row
         for row in rows:
-            values = [dumps(row[c]) if is_json and row[c] is not None else row[c]
-                      for c, is_json in plan]
-            write([no_nul(v) if type(v) is str and ("\x00" in v or "\\u0000" in v) else v
-                   for v in values])
+            values = [
+                dumps(row[c]) if is_json and row[c] is not None else row[c] for c, is_json in plan
+            ]
+            write(
+                [
+                    no_nul(v) if type(v) is str and ("\x00" in v or "\\u0000" in v) else v
+                    for v in values
+                ]
+            )
             count += 1
     return count
 
@@ -114,8 +131,14 @@ def no_nul(text: str) -> str:
     return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
 
 
-def upsert(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], key: Sequence[str],
-           rows: Sequence[Row], json_columns: frozenset[str] = frozenset()) -> None:
+def upsert(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+    rows: Sequence[Row],
+    json_columns: frozenset[str] = frozenset(),
+) -> None:
     """Insert or replace `rows` (at most one per key) in two statements."""
     if not rows:
         return
@@ -124,14 +147,18 @@ def upsert(cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], key: Se
     cols = ", ".join(f'"{c}"' for c in columns)
     keys = ", ".join(f'"{c}"' for c in key)
     sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key)
-    cur.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{stage}" '
-                f"ON CONFLICT ({keys}) DO UPDATE SET {sets}")
+    cur.execute(
+        f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{stage}" '
+        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+    )
     # A second upsert into the same table in this transaction starts empty.
     cur.execute(f'DELETE FROM "{stage}"')
 
 
-def delete_keys(cur: psycopg.Cursor[Any], table: str, key: str, values: Sequence[Any],
-                cast: str = "uuid") -> None:
+def delete_keys(
+    cur: psycopg.Cursor[Any], table: str, key: str, values: Sequence[Any], cast: str = "uuid"
+) -> None:
     if values:
-        cur.execute(f'DELETE FROM "{table}" WHERE "{key}" = ANY(%s::{cast}[])',
-                    ([str(v) for v in values],))
+        cur.execute(
+            f'DELETE FROM "{table}" WHERE "{key}" = ANY(%s::{cast}[])', ([str(v) for v in values],)
+        )

@@ -48,8 +48,11 @@ async def openapi(request: Request) -> Response:
     return Json(request.app.state.openapi)
 
 
-def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
-               extra_lifespans: Sequence[Lifespan] = ()) -> Starlette:
+def create_app(
+    config: EdgeConfig,
+    extra_routes: Sequence[BaseRoute] = (),
+    extra_lifespans: Sequence[Lifespan] = (),
+) -> Starlette:
     """The HTTP API. `extra_routes` (e.g. the websocket hub's `/ws`) are mounted before the
     API routes; `extra_lifespans` are entered after the edge's own resources exist.
 
@@ -62,14 +65,21 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         app.state.config = config
         app.state.media_urls = media_api.MediaUrls(
             media_api.media_secret(config.media_secret, config.jwt_secret),
-            config.media_url_ttl_s, store_url=config.media_store_url)
+            config.media_url_ttl_s,
+            store_url=config.media_store_url,
+        )
         app.state.studio = await run_in_threadpool(config.build_studio)
-        app.state.sessions = SessionPositions(config.schema, config.redis_url,
-                                              enabled=config.session_consistency)
-        app.state.auth = Authenticator(app.state.studio, config.jwt_secret, config.service_key,
-                                       max_lifetime_s=config.jwt_max_lifetime_s,
-                                       any_subject=config.jwt_sub_any,
-                                       sessions=app.state.sessions)
+        app.state.sessions = SessionPositions(
+            config.schema, config.redis_url, enabled=config.session_consistency
+        )
+        app.state.auth = Authenticator(
+            app.state.studio,
+            config.jwt_secret,
+            config.service_key,
+            max_lifetime_s=config.jwt_max_lifetime_s,
+            any_subject=config.jwt_sub_any,
+            sessions=app.state.sessions,
+        )
         app.state.rate_limiter = RateLimiter(config.task_rate_limit, config.task_rate_window_s)
         app.state.openapi = openapi_document(ENDPOINTS)
         app.state.views = Views(config, app.state.studio.head_position)
@@ -96,19 +106,25 @@ def create_app(config: EdgeConfig, extra_routes: Sequence[BaseRoute] = (),
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         routes += [route(endpoint) for endpoint in ENDPOINTS]
         media = media_api.mount(config.media_dir)
-        routes.append(Mount(media.path, app=read_only(media_api.guarded(media.app)),
-                            name=media.name))
+        routes.append(
+            Mount(media.path, app=read_only(media_api.guarded(media.app)), name=media.name)
+        )
         routes.append(console_mount())  # the console at /console (realtime/console/)
-    return Starlette(routes=resources(routes), lifespan=lifespan,
-                     exception_handlers=exception_handlers(),
-                     middleware=[Middleware(Observed, routes=routes)])
+    return Starlette(
+        routes=resources(routes),
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+        middleware=[Middleware(Observed, routes=routes)],
+    )
 
 
 def observability_routes() -> list[BaseRoute]:
     """`/health/live`, `/health/ready` and `/metrics`: on every role."""
-    return [Route("/health/live", live, methods=["GET"]),
-            Route("/health/ready", ready, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"])]
+    return [
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
 
 
 def _extra(config: EdgeConfig, key: str) -> list[Any]:

@@ -62,7 +62,9 @@ class Principal:
         if self.user_id is None:
             raise ForbiddenError(
                 f"this route acts for a user: send a user's token, or the service key with "
-                f"an {ACT_AS_HEADER!r} header", code="user_required")
+                f"an {ACT_AS_HEADER!r} header",
+                code="user_required",
+            )
         return self.user_id
 
     @property
@@ -77,21 +79,34 @@ class Principal:
 
     def meta(self, request: Request, *, worker_id: str | None = None) -> CommandMeta:
         # The request's id (realtime.observe) is the one its answer and log line carry.
-        correlation = getattr(request.state, "correlation_id", None) \
-            or request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        correlation = (
+            getattr(request.state, "correlation_id", None)
+            or request.headers.get("x-correlation-id")
+            or str(uuid.uuid4())
+        )
         key = request.headers.get("idempotency-key") or None
         actor = f"worker:{worker_id}" if worker_id else self.actor
         request.state.actor = actor
-        return CommandMeta(actor=actor, correlation_id=correlation[:200],
-                           idempotency_key=key[:200] if key else None)
+        return CommandMeta(
+            actor=actor,
+            correlation_id=correlation[:200],
+            idempotency_key=key[:200] if key else None,
+        )
 
 
 class Authenticator:
     """Turns an `Authorization: Bearer …` header into a `Principal`."""
 
-    def __init__(self, studio: Studio, jwt_secret: str, service_key: str, *,
-                 max_lifetime_s: float = DAY_S, any_subject: bool = False,
-                 sessions: SessionPositions | None = None) -> None:
+    def __init__(
+        self,
+        studio: Studio,
+        jwt_secret: str,
+        service_key: str,
+        *,
+        max_lifetime_s: float = DAY_S,
+        any_subject: bool = False,
+        sessions: SessionPositions | None = None,
+    ) -> None:
         self._studio = studio
         self._secret = jwt_secret
         self._service_key = service_key
@@ -113,8 +128,7 @@ class Authenticator:
         else:
             user_id = await run_in_threadpool(self._studio.user_for_token, token)
             if user_id is None:
-                raise UnauthenticatedError("unknown or revoked access token",
-                                           code="invalid_token")
+                raise UnauthenticatedError("unknown or revoked access token", code="invalid_token")
             principal = Principal("pat", user_id)
         await self.ensure_known(principal.require_user())
         return principal
@@ -126,17 +140,20 @@ class Authenticator:
         """The claims of a valid token: signed with our secret, `exp` present and not past,
         a lifetime within `max_lifetime_s`, `sub` a valid user id (put back canonical)."""
         try:
-            claims: dict[str, object] = jwt.decode(token, self._secret, algorithms=["HS256"],
-                                                   options={"require": ["exp", "sub"]})
+            claims: dict[str, object] = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+            )
         except jwt.ExpiredSignatureError:
             raise TokenExpiredError("the token has expired (its exp is past)") from None
         except jwt.MissingRequiredClaimError as error:
             if error.claim == "exp":
                 raise TokenWithoutExpiryError(
                     "the token has no exp claim: tokens must expire, at most "
-                    f"{self.max_lifetime_s:g} s after they are issued") from None
-            raise InvalidSubjectError(f"the token has no {error.claim} claim "
-                                      "(the user id)") from None
+                    f"{self.max_lifetime_s:g} s after they are issued"
+                ) from None
+            raise InvalidSubjectError(
+                f"the token has no {error.claim} claim (the user id)"
+            ) from None
         except jwt.PyJWTError as error:
             raise UnauthenticatedError(f"invalid token: {error}", code="invalid_token") from None
         self._check_lifetime(claims)
@@ -155,7 +172,9 @@ class Authenticator:
             raise TokenLifetimeTooLongError(
                 f"the token lives {lifetime:.0f} s ({how}); the most a token may live is "
                 f"{self.max_lifetime_s:g} s (DARKROOM_JWT_MAX_LIFETIME_S)",
-                lifetime_s=round(lifetime), max_lifetime_s=self.max_lifetime_s)
+                lifetime_s=round(lifetime),
+                max_lifetime_s=self.max_lifetime_s,
+            )
 
     def _acting_user(self, request: Request) -> str | None:
         acting = request.headers.get(ACT_AS_HEADER)
@@ -167,8 +186,9 @@ class Authenticator:
         """Registers a user (and grants the welcome credits) the first time they are seen."""
         if user_id in self._known:
             return
-        result = await run_in_threadpool(self._studio.ensure_user, user_id,
-                                         CommandMeta.for_user(user_id))
+        result = await run_in_threadpool(
+            self._studio.ensure_user, user_id, CommandMeta.for_user(user_id)
+        )
         if result.get("created") and self.sessions is not None:
             # The welcome grant is the user's first write: their first read sees it.
             await self.sessions.remember(user_id, result.get("position"))
@@ -178,12 +198,14 @@ class Authenticator:
 
 def bearer_token(header: str | None) -> str:
     if not header:
-        raise UnauthenticatedError("send 'Authorization: Bearer <token>'",
-                                   code="missing_credentials")
+        raise UnauthenticatedError(
+            "send 'Authorization: Bearer <token>'", code="missing_credentials"
+        )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthenticatedError("the Authorization header must be 'Bearer <token>'",
-                                   code="invalid_credentials")
+        raise UnauthenticatedError(
+            "the Authorization header must be 'Bearer <token>'", code="invalid_credentials"
+        )
     return token.strip()
 
 
@@ -191,11 +213,16 @@ def check_user_id(value: object, *, any_id: bool = True, what: str = "user id") 
     """A user id as the edge takes it: a UUID (answered canonical, lower-case, hyphenated),
     or with `any_id` any non-empty printable string of at most `MAX_USER_ID` characters."""
     shown = repr(value)[:80]
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_USER_ID \
-            or not value.isprintable():
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_USER_ID
+        or not value.isprintable()
+    ):
         raise InvalidSubjectError(
             f"{what} {shown}: a user id is a non-empty printable string of at most "
-            f"{MAX_USER_ID} characters")
+            f"{MAX_USER_ID} characters"
+        )
     if any_id:
         return value
     try:
@@ -203,7 +230,8 @@ def check_user_id(value: object, *, any_id: bool = True, what: str = "user id") 
     except ValueError:
         raise InvalidSubjectError(
             f"{what} {shown} is not a UUID: user ids are UUIDs "
-            "(DARKROOM_JWT_SUB_ANY=y allows any printable id)") from None
+            "(DARKROOM_JWT_SUB_ANY=y allows any printable id)"
+        ) from None
 
 
 def issue_jwt(secret: str, user_id: str, *, ttl_s: int | None = 3600) -> str:

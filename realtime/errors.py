@@ -33,8 +33,15 @@ class EdgeError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or type(self).code
@@ -179,25 +186,39 @@ def _title(status: int) -> str:
 class ErrorResponse(Response):
     media_type = "application/json"
 
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         body = {"error": _title(status), "code": code, "message": message, **extra}
         super().__init__(json.dumps(body, default=str), status_code=status, headers=headers)
 
 
 def domain_fields(error: domain.DomainError) -> dict[str, Any]:
     if isinstance(error, domain.InvalidTransitionError):
-        return {"current_status": error.current_status,
-                "requested_status": error.requested_status,
-                "allowed_transitions": list(error.allowed_transitions)}
+        return {
+            "current_status": error.current_status,
+            "requested_status": error.requested_status,
+            "allowed_transitions": list(error.allowed_transitions),
+        }
     return {}
 
 
 def field_errors(error: PydanticValidationError, where: str) -> list[dict[str, Any]]:
     """Pydantic's errors as `{path, message, type}` with the path rooted at body/query/path."""
-    return [{"path": ".".join(str(p) for p in (where, *e["loc"])),
-             "loc": [where, *e["loc"]], "message": e["msg"], "type": e["type"]}
-            for e in error.errors(include_url=False, include_input=False)]
+    return [
+        {
+            "path": ".".join(str(p) for p in (where, *e["loc"])),
+            "loc": [where, *e["loc"]],
+            "message": e["msg"],
+            "type": e["type"],
+        }
+        for e in error.errors(include_url=False, include_input=False)
+    ]
 
 
 def invalid_fields(error: PydanticValidationError, where: str) -> FieldsInvalidError:
@@ -208,8 +229,7 @@ def invalid_fields(error: PydanticValidationError, where: str) -> FieldsInvalidE
 
 async def handle_domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, domain.DomainError)
-    headers = {"Retry-After": "1"} if isinstance(exc, domain.IdempotencyKeyInFlightError) \
-        else None
+    headers = {"Retry-After": "1"} if isinstance(exc, domain.IdempotencyKeyInFlightError) else None
     return ErrorResponse(status_of(exc), exc.code, str(exc), headers, **domain_fields(exc))
 
 
@@ -221,8 +241,11 @@ async def handle_edge(request: Request, exc: Exception) -> Response:
 async def handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    message = exc.detail if exc.detail != _title(exc.status_code) else \
-        f"{request.method} {request.url.path}: {exc.detail.lower()}"
+    message = (
+        exc.detail
+        if exc.detail != _title(exc.status_code)
+        else f"{request.method} {request.url.path}: {exc.detail.lower()}"
+    )
     return ErrorResponse(exc.status_code, code, message, dict(exc.headers or {}))
 
 
@@ -244,23 +267,29 @@ async def handle_view(request: Request, exc: Exception) -> Response:
 
 
 async def handle_missing_view(request: Request, exc: Exception) -> Response:
-    return ErrorResponse(503, "view_unavailable", "the read models are not ready yet; retry",
-                         {"Retry-After": "1"})
+    return ErrorResponse(
+        503, "view_unavailable", "the read models are not ready yet; retry", {"Retry-After": "1"}
+    )
 
 
 async def handle_pool_timeout(request: Request, exc: Exception) -> Response:
-    return ErrorResponse(503, "busy", "no database connection came free in time; retry",
-                         {"Retry-After": "1"})
+    return ErrorResponse(
+        503, "busy", "no database connection came free in time; retry", {"Retry-After": "1"}
+    )
 
 
 async def handle_database_down(request: Request, exc: Exception) -> Response:
     """PostgreSQL stopped or unreachable (refused at once by the pools' watch, or a
     connection lost mid-request): 503, never a 500, never a traceback."""
-    log.debug("database unavailable on %s %s: %s", request.method, request.url.path,
-              type(exc).__name__)  # the outage itself is logged once, by the watch
-    return ErrorResponse(503, "database_unavailable",
-                         "the database is not reachable right now; retry shortly",
-                         {"Retry-After": "1"})
+    log.debug(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )  # the outage itself is logged once, by the watch
+    return ErrorResponse(
+        503,
+        "database_unavailable",
+        "the database is not reachable right now; retry shortly",
+        {"Retry-After": "1"},
+    )
 
 
 def exception_handlers() -> dict[Any, Any]:

@@ -43,18 +43,21 @@ NOTIFY_CHANNEL = "darkroom_changes"  # projections.db.NOTIFY_CHANNEL; the runner
 # of the active views bounds what may still be in flight.
 WATERMARK_SQL = (
     "SELECT min(COALESCE(t.position, 0)) AS watermark FROM projection_registry r "
-    "LEFT JOIN projection_tracking t ON t.view = r.view AND t.version = r.active_version")
+    "LEFT JOIN projection_tracking t ON t.view = r.view AND t.version = r.active_version"
+)
 # The relay's one round trip: the watermark and the first rows above `after` up to it.
 NEXT_SQL = (
     f"WITH w AS ({WATERMARK_SQL}) SELECT w.watermark, c.position, c.topic, c.kind, c.payload "
     "FROM w LEFT JOIN LATERAL (SELECT position, topic, kind, payload::text AS payload "
     "FROM changelog WHERE position > %(after)s AND position <= w.watermark "
-    "ORDER BY position, topic LIMIT %(limit)s) c ON true")
+    "ORDER BY position, topic LIMIT %(limit)s) c ON true"
+)
 RANGE_SQL = (
     "SELECT position, topic, kind, payload::text AS payload FROM changelog "
     "WHERE position <= %(upto)s AND (position, topic) > (%(after)s, %(after_topic)s) "
     "AND (%(topics)s::text[] IS NULL OR topic = ANY(%(topics)s)) "
-    "ORDER BY position, topic LIMIT %(limit)s")
+    "ORDER BY position, topic LIMIT %(limit)s"
+)
 
 
 class Change:
@@ -71,7 +74,7 @@ class Change:
 
     def wire(self) -> list[Any]:
         """The compact form sent through Redis: [position, topic, kind, payload json]."""
-        data = self.frame[self.frame.index(',"data":') + 8:-1]
+        data = self.frame[self.frame.index(',"data":') + 8 : -1]
         return [self.position, self.topic, self.kind, data]
 
     def __repr__(self) -> str:
@@ -101,8 +104,9 @@ def read_watermark(conn: psycopg.Connection[Any]) -> int:
     return _first_int(row)
 
 
-async def read_next(conn: psycopg.AsyncConnection[Any], after: int,
-                    limit: int) -> tuple[int, list[Change]]:
+async def read_next(
+    conn: psycopg.AsyncConnection[Any], after: int, limit: int
+) -> tuple[int, list[Change]]:
     """(watermark, up to `limit` changes above `after` and at most the watermark)."""
     try:
         cur = await conn.execute(NEXT_SQL, {"after": after, "limit": limit})  # type: ignore[arg-type]
@@ -120,8 +124,13 @@ def _first_int(row: Any) -> int:
     return 0 if value is None else int(value)
 
 
-def read_range(conn: psycopg.Connection[Any], after: int, upto: int,
-               topics: Sequence[str] | None = None, page: int = 5000) -> list[Change]:
+def read_range(
+    conn: psycopg.Connection[Any],
+    after: int,
+    upto: int,
+    topics: Sequence[str] | None = None,
+    page: int = 5000,
+) -> list[Change]:
     """Every change with `after < position <= upto` (of `topics`, or all), in order."""
     found: list[Change] = []
     key: tuple[int, str] = (after, "\uffff")  # after every topic at position `after`
@@ -133,10 +142,16 @@ def read_range(conn: psycopg.Connection[Any], after: int, upto: int,
         key = (found[-1].position, found[-1].topic)
 
 
-def _range_params(key: tuple[int, str], upto: int, topics: Sequence[str] | None,
-                  page: int) -> dict[str, Any]:
-    return {"after": key[0], "after_topic": key[1], "upto": upto,
-            "topics": None if topics is None else list(topics), "limit": page}
+def _range_params(
+    key: tuple[int, str], upto: int, topics: Sequence[str] | None, page: int
+) -> dict[str, Any]:
+    return {
+        "after": key[0],
+        "after_topic": key[1],
+        "upto": upto,
+        "topics": None if topics is None else list(topics),
+        "limit": page,
+    }
 
 
 def _changes(rows: Iterable[Any]) -> list[Change]:
@@ -232,8 +247,9 @@ class InProcessFanout(FanoutBackend):
 class RedisFanout(FanoutBackend):
     """Batches through Redis pub/sub; large ones travel as doorbells (`changes=None`)."""
 
-    def __init__(self, url: str, channel: str, *, max_payload: int = 64 * 1024,
-                 retry_s: float = 0.5) -> None:
+    def __init__(
+        self, url: str, channel: str, *, max_payload: int = 64 * 1024, retry_s: float = 0.5
+    ) -> None:
         super().__init__()
         self.url = url
         self.channel = channel
@@ -264,8 +280,10 @@ class RedisFanout(FanoutBackend):
 
     def encode(self, batch: Batch) -> str:
         if batch.changes is not None:
-            text = json.dumps({"a": batch.after, "u": batch.upto,
-                               "c": [c.wire() for c in batch.changes]}, separators=(",", ":"))
+            text = json.dumps(
+                {"a": batch.after, "u": batch.upto, "c": [c.wire() for c in batch.changes]},
+                separators=(",", ":"),
+            )
             if len(text) <= self.max_payload:
                 return text
         return json.dumps({"a": batch.after, "u": batch.upto, "c": None})
@@ -274,8 +292,11 @@ class RedisFanout(FanoutBackend):
     def decode(text: bytes | str) -> Batch:
         raw = json.loads(text)
         changes = raw["c"]
-        return Batch(int(raw["a"]), int(raw["u"]),
-                     None if changes is None else tuple(Change(*c) for c in changes))
+        return Batch(
+            int(raw["a"]),
+            int(raw["u"]),
+            None if changes is None else tuple(Change(*c) for c in changes),
+        )
 
     async def _listen(self) -> None:
         import redis.exceptions
@@ -283,8 +304,11 @@ class RedisFanout(FanoutBackend):
         while True:
             try:
                 await self._pump()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                    OSError) as error:
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                OSError,
+            ) as error:
                 log.warning("redis fan-out lost its connection (%s); reconnecting", error)
                 await asyncio.sleep(self.retry_s)
             except asyncio.CancelledError:
@@ -322,10 +346,19 @@ class ChangeLogRelay:
     the holder's session ends (a killed process loses its lock at once).
     """
 
-    def __init__(self, conninfo: str, schema: str, backend: FanoutBackend, *,
-                 start_head: Callable[[], int], exclusive: bool = False,
-                 poll_s: float = 0.5, heartbeat_s: float = 1.0, retry_s: float = 0.5,
-                 max_rows: int = 2000) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        schema: str,
+        backend: FanoutBackend,
+        *,
+        start_head: Callable[[], int],
+        exclusive: bool = False,
+        poll_s: float = 0.5,
+        heartbeat_s: float = 1.0,
+        retry_s: float = 0.5,
+        max_rows: int = 2000,
+    ) -> None:
         self.conninfo = conninfo
         self.max_rows = max_rows
         self.schema = schema
@@ -360,8 +393,10 @@ class ChangeLogRelay:
                 if not database_down(error):
                     log.exception("change-log relay failed; retrying")
                 elif not down:
-                    log.warning("change-log relay: the database is unreachable; relaying "
-                                "again as soon as it is back")
+                    log.warning(
+                        "change-log relay: the database is unreachable; relaying "
+                        "again as soon as it is back"
+                    )
                 down = database_down(error)
             self.leading = False
             if down:  # retried as soon as the process's database watch sees it back
@@ -374,8 +409,8 @@ class ChangeLogRelay:
 
     async def _session(self) -> None:
         async with await psycopg.AsyncConnection.connect(
-                self.conninfo, autocommit=True,
-                options=f"-c search_path={self.schema}") as conn:
+            self.conninfo, autocommit=True, options=f"-c search_path={self.schema}"
+        ) as conn:
             if self.exclusive:
                 await self._lead(conn)
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")  # type: ignore[arg-type]

@@ -115,8 +115,7 @@ class Outbox:
     has left, so the bound covers the frame a stalled socket is stuck on.
     """
 
-    __slots__ = ("_loop", "_room", "_waiter", "closed", "dead", "frames", "limit", "pushed",
-                 "size")
+    __slots__ = ("_loop", "_room", "_waiter", "closed", "dead", "frames", "limit", "pushed", "size")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -252,7 +251,8 @@ class Credential:
     def expired(self, now: float | None = None) -> bool:
         # PyJWT's rule: a token is expired once `exp <= now`.
         return self.expires_at is not None and self.expires_at <= (
-            time.time() if now is None else now)
+            time.time() if now is None else now
+        )
 
 
 class RevocationWatcher:
@@ -271,8 +271,7 @@ class RevocationWatcher:
     RECENT_S = 300.0  # revocations remembered for `watch`'s look-back
     CHUNK = 100_000  # events per query when catching up after an outage
 
-    def __init__(self, db: Callable[..., Any], table: sql.Composable | None,
-                 poll_s: float) -> None:
+    def __init__(self, db: Callable[..., Any], table: sql.Composable | None, poll_s: float) -> None:
         self._db = db
         self.table = table
         self.poll_s = poll_s
@@ -307,8 +306,9 @@ class RevocationWatcher:
                 # Fail open (the sessions stay up; so does the change stream they get):
                 # the next poll reads the same range again, nothing is skipped.
                 if not self.failing:
-                    log.exception("hub: reading token revocations failed; retrying every "
-                                  "%s s", self.poll_s)
+                    log.exception(
+                        "hub: reading token revocations failed; retrying every %s s", self.poll_s
+                    )
                 self.failing, caught_up = True, True
             else:
                 if self.failing:
@@ -320,8 +320,9 @@ class RevocationWatcher:
     async def poll(self) -> bool:
         """One read of the log; True when it reached the head."""
         assert self.table is not None
-        upto, head, revoked = await self._db(read_revocations, self.table,
-                                             self.position, self.CHUNK)
+        upto, head, revoked = await self._db(
+            read_revocations, self.table, self.position, self.CHUNK
+        )
         self.polls += 1
         now = time.monotonic()
         for position, token_id in revoked:
@@ -360,8 +361,11 @@ def _events_table(studio: Any) -> sql.Composable | None:
     schema = getattr(getattr(recorder, "datastore", None), "schema", None)
     if not isinstance(table, str):
         return None
-    return sql.Identifier(schema, table) if isinstance(schema, str) and schema \
+    return (
+        sql.Identifier(schema, table)
+        if isinstance(schema, str) and schema
         else sql.Identifier(table)
+    )
 
 
 # -- the hub -------------------------------------------------------------------------
@@ -375,9 +379,15 @@ class _TokenRequest:
 class Hub:
     """See the module docstring. Use as an async context manager (starts the consumer)."""
 
-    def __init__(self, settings: HubSettings, conninfo: str, schema: str,
-                 backend: FanoutBackend, studio: Studio,
-                 authenticator: Authenticator | None = None) -> None:
+    def __init__(
+        self,
+        settings: HubSettings,
+        conninfo: str,
+        schema: str,
+        backend: FanoutBackend,
+        studio: Studio,
+        authenticator: Authenticator | None = None,
+    ) -> None:
         self.settings = settings
         self.conninfo = conninfo
         self.schema = schema
@@ -393,14 +403,20 @@ class Hub:
         self.pool: ConnectionPool[Any] | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self.revocations = RevocationWatcher(self._db, _events_table(studio),
-                                             settings.revocation_poll_s)
+        self.revocations = RevocationWatcher(
+            self._db, _events_table(studio), settings.revocation_poll_s
+        )
 
     async def __aenter__(self) -> Hub:
         from projections.db import pool_kwargs
 
-        self.pool = ConnectionPool(self.conninfo, min_size=1, max_size=self.settings.pool_size,
-                                   kwargs=pool_kwargs(self.schema), open=False)
+        self.pool = ConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=self.settings.pool_size,
+            kwargs=pool_kwargs(self.schema),
+            open=False,
+        )
         await run_in_threadpool(self.pool.open)
         self.head = await self._db(read_watermark)
         self._consumer = asyncio.create_task(self._consume(), name="hub-consumer")
@@ -424,6 +440,7 @@ class Hub:
         def call() -> Any:
             with pool.connection() as conn:
                 return fn(conn, *args)
+
         return await run_in_threadpool(call)
 
     # -- the live stream -------------------------------------------------------------
@@ -436,8 +453,11 @@ class Hub:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("hub: the fan-out backend failed; reading the change log "
-                                  "every %s s from now on", self.settings.poll_s)
+                    log.exception(
+                        "hub: the fan-out backend failed; reading the change log "
+                        "every %s s from now on",
+                        self.settings.poll_s,
+                    )
                     await self._poll_forever()
                 await self._step(batch)
 
@@ -501,8 +521,9 @@ class Hub:
         receiver on this node, only when its payload names a media file."""
         if self.media_urls is None or '"/media/' not in change.frame:
             return change
-        return Change(change.position, change.topic, change.kind,
-                      self.media_urls.sign_text(change.wire()[3]))
+        return Change(
+            change.position, change.topic, change.kind, self.media_urls.sign_text(change.wire()[3])
+        )
 
     # -- who may see what ------------------------------------------------------------
     async def authenticate(self, token: str) -> Principal:
@@ -520,8 +541,9 @@ class Hub:
             assert isinstance(exp, int | float)
             return Credential(principal, token, expires_at=float(exp))
         if principal.via == "pat":
-            return Credential(principal, token,
-                              token_id=AccessToken.id_for_digest(hash_token(token)))
+            return Credential(
+                principal, token, token_id=AccessToken.id_for_digest(hash_token(token))
+            )
         return Credential(principal, token)
 
     async def recheck(self, credential: Credential) -> str | None:
@@ -546,8 +568,12 @@ class Hub:
             if key != user:
                 raise ForbiddenError(f"{topic} is not yours")
             return
-        load = {"project": self.studio.project, "tasks": self.studio.project,
-                "shot": self.studio.shot, "generation": self.studio.generation}[kind]
+        load = {
+            "project": self.studio.project,
+            "tasks": self.studio.project,
+            "shot": self.studio.shot,
+            "generation": self.studio.generation,
+        }[kind]
         try:
             await run_in_threadpool(load, key, user)
         except DomainError:
@@ -555,8 +581,9 @@ class Hub:
 
     # -- subscribing -----------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def subscribe(self, topic: str, outbox: Outbox, *, since: int | None = None,
-                        ref: Any = None) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, topic: str, outbox: Outbox, *, since: int | None = None, ref: Any = None
+    ) -> AsyncIterator[Subscription]:
         """Subscribed for the duration of the block (the caller authorised the topic)."""
         sub = await self.open(topic, outbox, since=since, ref=ref)
         try:
@@ -564,8 +591,15 @@ class Hub:
         finally:
             self.close(sub)
 
-    async def open(self, topic: str, outbox: Outbox, *, since: int | None = None,
-                   ref: Any = None, at_least: int = 0) -> Subscription:
+    async def open(
+        self,
+        topic: str,
+        outbox: Outbox,
+        *,
+        since: int | None = None,
+        ref: Any = None,
+        at_least: int = 0,
+    ) -> Subscription:
         """Queue `subscribed` (+ snapshot or replayed changes) and go live. A snapshot is
         taken once the views reached `at_least` (the caller's last acknowledged write), or
         after `SESSION_WAIT_S` as of where they are (the write then follows as a change)."""
@@ -606,8 +640,9 @@ class Hub:
     async def _start_from_snapshot(self, sub: Subscription, ref: Any) -> None:
         position, snapshot = await self._db(take_snapshot, sub.topic)
         sub.last = position
-        frame = Subscribed(topic=sub.topic, ref=ref, position=position, recovered=False,
-                           snapshot=snapshot).encode()
+        frame = Subscribed(
+            topic=sub.topic, ref=ref, position=position, recovered=False, snapshot=snapshot
+        ).encode()
         if self.media_urls is not None:
             frame = self.media_urls.sign_text(frame)
         await sub.outbox.put(frame)
@@ -617,17 +652,20 @@ class Hub:
         if since + 1 < oldest or since > watermark:
             raise UnrecoverablePositionError(
                 f"position {since} is outside the retained change log "
-                f"[{oldest - 1}, {watermark}]; subscribe again without since")
+                f"[{oldest - 1}, {watermark}]; subscribe again without since"
+            )
         sub.last = since
-        await sub.outbox.put(Subscribed(topic=sub.topic, ref=ref, position=since,
-                                        recovered=True).encode())
+        await sub.outbox.put(
+            Subscribed(topic=sub.topic, ref=ref, position=since, recovered=True).encode()
+        )
         await self._replay(sub)
 
     async def _replay(self, sub: Subscription) -> None:
         """Every row of the topic after `sub.last`, up to the watermark, in order."""
         while True:
-            changes, done = await self._db(read_topic, sub.topic, sub.last,
-                                           self.settings.replay_page)
+            changes, done = await self._db(
+                read_topic, sub.topic, sub.last, self.settings.replay_page
+            )
             for change in map(self._signed, changes):
                 await sub.outbox.put(change.frame, change.size)
                 sub.last = change.position
@@ -645,11 +683,16 @@ class Hub:
     # -- introspection ---------------------------------------------------------------
     def stats(self) -> dict[str, int]:
         watcher = self.revocations
-        return {"head": self.head, "topics": len(self.topics), "refills": self.refills,
-                "subscriptions": sum(len(s) for s in self.topics.values()),
-                "revocation_polls": watcher.polls, "revocations_seen": watcher.revocations,
-                "closed_by_revocation": watcher.closed,
-                "watched_tokens": len(watcher.watched)}
+        return {
+            "head": self.head,
+            "topics": len(self.topics),
+            "refills": self.refills,
+            "subscriptions": sum(len(s) for s in self.topics.values()),
+            "revocation_polls": watcher.polls,
+            "revocations_seen": watcher.revocations,
+            "closed_by_revocation": watcher.closed,
+            "watched_tokens": len(watcher.watched),
+        }
 
 
 # -- PostgreSQL reads (blocking; run off the event loop) ---------------------------
@@ -658,25 +701,30 @@ REVOKED_TOPIC = AccessToken.Revoked.TOPIC  # "darkroom.access_token.revoked"
 
 def read_head(conn: psycopg.Connection[Any], table: sql.Composable) -> int:
     """The event store's last notification id (0 when empty)."""
-    row = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) AS head FROM {}")
-                       .format(table)).fetchone()
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(notification_id), 0) AS head FROM {}").format(table)
+    ).fetchone()
     return int(row["head"]) if row else 0
 
 
-def read_revocations(conn: psycopg.Connection[Any], table: sql.Composable, after: int,
-                     chunk: int) -> tuple[int, int, list[tuple[int, UUID]]]:
+def read_revocations(
+    conn: psycopg.Connection[Any], table: sql.Composable, after: int, chunk: int
+) -> tuple[int, int, list[tuple[int, UUID]]]:
     """(upto, head, [(position, token id)]): the tokens revoked in (after, upto], with
     upto = min(head, after + chunk). Two index-backed statements, no lock."""
     head = read_head(conn, table)
     upto = min(head, after + chunk)
     if upto <= after:
         return after, head, []
-    rows = conn.execute(sql.SQL(
-        "SELECT notification_id, originator_id FROM {} WHERE notification_id > %s "
-        "AND notification_id <= %s AND topic = %s ORDER BY notification_id").format(table),
-        (after, upto, REVOKED_TOPIC), prepare=True).fetchall()
-    return upto, head, [(int(r["notification_id"]), UUID(str(r["originator_id"])))
-                        for r in rows]
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT notification_id, originator_id FROM {} WHERE notification_id > %s "
+            "AND notification_id <= %s AND topic = %s ORDER BY notification_id"
+        ).format(table),
+        (after, upto, REVOKED_TOPIC),
+        prepare=True,
+    ).fetchall()
+    return upto, head, [(int(r["notification_id"]), UUID(str(r["originator_id"]))) for r in rows]
 
 
 def _all_pages(conn: psycopg.Connection[Any], project_id: str) -> list[dict[str, Any]]:
@@ -696,17 +744,24 @@ def _snapshot_of(conn: psycopg.Connection[Any], kind: str, key: str) -> Any:
     from projections import credits, gallery, projects, shots, tasks, variants
 
     if kind == "project":
-        return {"project": projects.project_row(conn, key), "generations": _all_pages(conn, key),
-                "shots": shots.shots_of_project(conn, key)}
+        return {
+            "project": projects.project_row(conn, key),
+            "generations": _all_pages(conn, key),
+            "shots": shots.shots_of_project(conn, key),
+        }
     if kind == "shot":
         return {"shot": shots.shot_row(conn, key)}
     if kind == "generation":
-        return {"generation": gallery.generation_row(conn, key),
-                "variants": variants.variants_of(conn, key)}
+        return {
+            "generation": gallery.generation_row(conn, key),
+            "variants": variants.variants_of(conn, key),
+        }
     if kind == "tasks":
         return tasks.task_board(conn, key, limit=1000)
-    return {"balance": credits.balance_of(conn, key),
-            "ledger": credits.ledger_of(conn, key, limit=100)}
+    return {
+        "balance": credits.balance_of(conn, key),
+        "ledger": credits.ledger_of(conn, key, limit=100),
+    }
 
 
 def take_snapshot(conn: psycopg.Connection[Any], topic: str) -> tuple[int, Any]:
@@ -726,8 +781,9 @@ def retained_range(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     return oldest_retained_position(conn), read_watermark(conn)
 
 
-def read_topic(conn: psycopg.Connection[Any], topic: str, after: int,
-               limit: int) -> tuple[list[Change], bool]:
+def read_topic(
+    conn: psycopg.Connection[Any], topic: str, after: int, limit: int
+) -> tuple[list[Change], bool]:
     """One page of the topic's rows after `after`, none past the watermark; (rows, done)."""
     from projections.changelog import changes_since
     from projections.reading import snapshot

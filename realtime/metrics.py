@@ -59,16 +59,27 @@ UNMATCHED = "unmatched"  # the route label of every path no route matched
 
 WS_CONNECTIONS = Gauge("darkroom_ws_connections", "Open websocket connections")
 WS_CHANGES_SENT = Counter("darkroom_ws_changes_sent", "Change frames written to websockets")
-WS_CLOSED = Counter("darkroom_ws_closed", "Websocket connections ended, by close code "
-                    "(`client`: the client closed or went away)", ["code"])
+WS_CLOSED = Counter(
+    "darkroom_ws_closed",
+    "Websocket connections ended, by close code (`client`: the client closed or went away)",
+    ["code"],
+)
 
 # Every family a serving process exports (deploy/grafana/darkroom.json draws only these).
 METRIC_NAMES = (
-    "darkroom_http_requests_total", "darkroom_http_request_duration_seconds",
-    "darkroom_events_head_position", "darkroom_projection_position",
-    "darkroom_projection_lag_events", "darkroom_ws_connections", "darkroom_ws_subscriptions",
-    "darkroom_ws_changes_sent_total", "darkroom_ws_closed_total", "darkroom_tasks",
-    "darkroom_dispatcher_running_tasks", "darkroom_inference_seconds", "darkroom_database_up",
+    "darkroom_http_requests_total",
+    "darkroom_http_request_duration_seconds",
+    "darkroom_events_head_position",
+    "darkroom_projection_position",
+    "darkroom_projection_lag_events",
+    "darkroom_ws_connections",
+    "darkroom_ws_subscriptions",
+    "darkroom_ws_changes_sent_total",
+    "darkroom_ws_closed_total",
+    "darkroom_tasks",
+    "darkroom_dispatcher_running_tasks",
+    "darkroom_inference_seconds",
+    "darkroom_database_up",
 )
 
 
@@ -81,8 +92,7 @@ class HttpMetrics(Collector):
     instead of prometheus_client's locked counter and histogram children (measured in
     docs/BENCHMARKS.md, "Observability")."""
 
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-               10.0)
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str, int], int] = {}
@@ -101,18 +111,20 @@ class HttpMetrics(Collector):
         timed[1] += seconds
 
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily("darkroom_http_requests", "HTTP requests answered",
-                                       labels=["method", "route", "status"])
+        requests = CounterMetricFamily(
+            "darkroom_http_requests", "HTTP requests answered", labels=["method", "route", "status"]
+        )
         for (method, route, status), count in sorted(self.counts.items()):
             requests.add_metric([method, route, str(status)], count)
         seconds = HistogramMetricFamily(
             "darkroom_http_request_duration_seconds",
-            "Time from a request's arrival to the end of its answer", labels=["method", "route"])
+            "Time from a request's arrival to the end of its answer",
+            labels=["method", "route"],
+        )
         for (method, route), (counts, total) in sorted(self.times.items()):
             cumulative = list(accumulate(counts))
             bounds = [*map(str, self.BUCKETS), "+Inf"]
-            seconds.add_metric([method, route], list(zip(bounds, cumulative, strict=True)),
-                               total)
+            seconds.add_metric([method, route], list(zip(bounds, cumulative, strict=True)), total)
         return iter((requests, seconds))
 
 
@@ -132,27 +144,44 @@ class _Families:
 
 def state_families(state: DatabaseState | None, subscriptions: int | None) -> list[Metric]:
     """The gauges read at scrape time: the database's, and the hub's subscriptions."""
-    families: list[Metric] = [GaugeMetricFamily(
-        "darkroom_database_up", "1 when this scrape could read the database",
-        value=0 if state is None else 1)]
+    families: list[Metric] = [
+        GaugeMetricFamily(
+            "darkroom_database_up",
+            "1 when this scrape could read the database",
+            value=0 if state is None else 1,
+        )
+    ]
     if subscriptions is not None:
-        families.append(GaugeMetricFamily("darkroom_ws_subscriptions",
-                                          "Topic subscriptions of this hub's connections",
-                                          value=subscriptions))
+        families.append(
+            GaugeMetricFamily(
+                "darkroom_ws_subscriptions",
+                "Topic subscriptions of this hub's connections",
+                value=subscriptions,
+            )
+        )
     if state is None:
         return families
-    families.append(GaugeMetricFamily("darkroom_events_head_position",
-                                      "The event log's highest position", value=state.head))
-    position = GaugeMetricFamily("darkroom_projection_position",
-                                 "Position the serving version of each view reached",
-                                 labels=["view"])
-    lag = GaugeMetricFamily("darkroom_projection_lag_events",
-                            "Events each view is behind the log's head", labels=["view"])
+    families.append(
+        GaugeMetricFamily(
+            "darkroom_events_head_position", "The event log's highest position", value=state.head
+        )
+    )
+    position = GaugeMetricFamily(
+        "darkroom_projection_position",
+        "Position the serving version of each view reached",
+        labels=["view"],
+    )
+    lag = GaugeMetricFamily(
+        "darkroom_projection_lag_events",
+        "Events each view is behind the log's head",
+        labels=["view"],
+    )
     for view, reached in sorted(state.positions.items()):
         position.add_metric([view], reached)
         lag.add_metric([view], max(state.head - reached, 0))
-    tasks = GaugeMetricFamily("darkroom_tasks", "Tasks on the task board, by status",
-                              labels=["status"])
+    tasks = GaugeMetricFamily(
+        "darkroom_tasks", "Tasks on the task board, by status", labels=["status"]
+    )
     for status, count in sorted(state.tasks.items()):
         tasks.add_metric([status], count)
     return [*families, position, lag, tasks]
@@ -163,11 +192,13 @@ async def metrics(request: Request) -> Response:
     app = request.app
     try:
         state: DatabaseState | None = await run_in_threadpool(
-            read_state, state_source(app), tasks=True)
+            read_state, state_source(app), tasks=True
+        )
     except psycopg.Error:
         state = None
     hub = getattr(app.state, "hub", None)
     subscriptions = hub.stats()["subscriptions"] if hub is not None else None
     body = generate_latest(REGISTRY) + generate_latest(
-        _Families(state_families(state, subscriptions)))  # type: ignore[arg-type]
+        _Families(state_families(state, subscriptions))
+    )  # type: ignore[arg-type]
     return Response(body, media_type=CONTENT_TYPE_LATEST)

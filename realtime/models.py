@@ -41,12 +41,19 @@ class Stripped:
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
         return core_schema.no_info_after_validator_function(
-            self.strip, core_schema.str_schema(min_length=1 if self.required else 0,
-                                               max_length=self.max_length))
+            self.strip,
+            core_schema.str_schema(
+                min_length=1 if self.required else 0, max_length=self.max_length
+            ),
+        )
 
     def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
-        return {"type": "string", "minLength": 1 if self.required else 0,
-                "maxLength": self.max_length, "pattern": NOT_BLANK if self.required else NO_NUL}
+        return {
+            "type": "string",
+            "minLength": 1 if self.required else 0,
+            "maxLength": self.max_length,
+            "pattern": NOT_BLANK if self.required else NO_NUL,
+        }
 
     def strip(self, value: str) -> str:
         stripped = value.strip()
@@ -68,8 +75,16 @@ WorkerId = Annotated[str, Stripped(200)]
 
 MAX_BATCH = 100
 # Output size per project aspect ratio, as the seed studio resolved it.
-RESOLUTIONS = {"16:9": "902x508", "9:16": "508x902", "1:1": "670x670", "4:3": "768x576",
-               "3:4": "576x768", "21:9": "1024x438", "3:2": "822x548", "2:3": "548x822"}
+RESOLUTIONS = {
+    "16:9": "902x508",
+    "9:16": "508x902",
+    "1:1": "670x670",
+    "4:3": "768x576",
+    "3:4": "576x768",
+    "21:9": "1024x438",
+    "3:2": "822x548",
+    "2:3": "548x822",
+}
 # The ratios a project or shot may take (domain.project.ASPECT_RATIOS).
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "3:2", "2:3"]
 
@@ -85,9 +100,17 @@ BOOLEAN = WithJsonSchema({"type": "boolean"})
 def one_of_sent(*fields: str, kinds: dict[str, str] | None = None) -> dict[str, Any]:
     """`json_schema_extra` for "send at least one of these" (not null, when `kinds` names
     the field's JSON type)."""
-    return {"anyOf": [{"required": [name], **({"properties": {name: {"type": kinds[name]}}}
-                                              if kinds and name in kinds else {})}
-                      for name in fields]}
+    return {
+        "anyOf": [
+            {
+                "required": [name],
+                **(
+                    {"properties": {name: {"type": kinds[name]}}} if kinds and name in kinds else {}
+                ),
+            }
+            for name in fields
+        ]
+    }
 
 
 class Body(BaseModel):
@@ -99,14 +122,16 @@ class Body(BaseModel):
 class Query(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    min_position: int | None = Field(None, ge=0, le=2**62,
-                                     description="answer once the view has reached this")
+    min_position: int | None = Field(
+        None, ge=0, le=2**62, description="answer once the view has reached this"
+    )
 
 
 # -- projects -----------------------------------------------------------------
 class ProjectList(Query):
-    deleted: bool = Field(False, description="true: the caller's deleted projects (to "
-                                             "restore), newest deletion first")
+    deleted: bool = Field(
+        False, description="true: the caller's deleted projects (to restore), newest deletion first"
+    )
 
 
 class ProjectCreate(Body):
@@ -131,8 +156,9 @@ class ShotCreate(Body):
     name: Name
     aspect_ratio: AspectRatio | None = None
     settings: Json | None = None
-    generation_id: UUID | None = Field(None, validation_alias=alias("generation_id",
-                                                                     "generationId"))
+    generation_id: UUID | None = Field(
+        None, validation_alias=alias("generation_id", "generationId")
+    )
 
 
 class ShotUpdate(Body):
@@ -151,22 +177,28 @@ class ShotGenerationAdd(Body):
 
 class ShotOrder(Body):
     ordered_generation_ids: list[UUID] = Field(
-        validation_alias=alias("orderedGenerationIds", "ordered_generation_ids"),
-        max_length=10_000)
+        validation_alias=alias("orderedGenerationIds", "ordered_generation_ids"), max_length=10_000
+    )
 
 
 class ShotMemberMove(Body):
     """A timeline move: a frame ≥ 0, or `null` to take the image off the timeline."""
 
     timeline_frame: int | None = Field(
-        ..., ge=0, le=10_000_000, validation_alias=alias("timeline_frame", "timelineFrame"),
-        description="the new frame; null takes the member off the timeline")
+        ...,
+        ge=0,
+        le=10_000_000,
+        validation_alias=alias("timeline_frame", "timelineFrame"),
+        description="the new frame; null takes the member off the timeline",
+    )
 
 
 class ProjectShotOrder(Body):
-    shot_ids: list[UUID] = Field(validation_alias=alias("shot_ids", "shotIds"),
-                                 max_length=10_000,
-                                 description="every live shot of the project, exactly once")
+    shot_ids: list[UUID] = Field(
+        validation_alias=alias("shot_ids", "shotIds"),
+        max_length=10_000,
+        description="every live shot of the project, exactly once",
+    )
 
 
 # -- generations --------------------------------------------------------------
@@ -175,17 +207,28 @@ class GenerationList(Query):
     starred: bool | None = None
     type: Literal["image", "video"] | None = None
     shot_id: UUID | None = Field(None, validation_alias=alias("shotId", "shot_id"))
-    not_in_shot: bool | None = Field(None, validation_alias=alias("notInShot", "not_in_shot"),
-                                     description="true: only generations in no shot")
+    not_in_shot: bool | None = Field(
+        None,
+        validation_alias=alias("notInShot", "not_in_shot"),
+        description="true: only generations in no shot",
+    )
     unpositioned_in_shot: UUID | None = Field(
-        None, validation_alias=alias("unpositionedInShot", "unpositioned_in_shot"))
-    deleted: bool = Field(False, description="true: the project's deleted generations (to "
-                                             "restore), newest first; other filters apply")
+        None, validation_alias=alias("unpositionedInShot", "unpositioned_in_shot")
+    )
+    deleted: bool = Field(
+        False,
+        description="true: the project's deleted generations (to "
+        "restore), newest first; other filters apply",
+    )
     tool_type: str | None = Field(
-        None, validation_alias=alias("toolType", "tool_type"), min_length=1, max_length=100,
+        None,
+        validation_alias=alias("toolType", "tool_type"),
+        min_length=1,
+        max_length=100,
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="only generations made by this tool (params.tool_type, else the task "
-                    "type that made them)")
+        "type that made them)",
+    )
     cursor: Cursor | None = None
     limit: int = Field(50, ge=1, le=200)
 
@@ -234,7 +277,8 @@ class VariantPatch(Body):
     model_config = ConfigDict(json_schema_extra=one_of_sent("viewed", "starred", "name"))
 
     viewed: Annotated[bool | None, BOOLEAN] = Field(
-        None, description="false shows the \"NEW\" badge again")
+        None, description='false shows the "NEW" badge again'
+    )
     starred: Annotated[bool | None, BOOLEAN] = None
     name: str | None = Field(None, max_length=500)
 
@@ -297,8 +341,12 @@ class Lora(BaseModel):
     """A LoRA a task applies: one of the user's resources (`resource_id`, checked and
     resolved to its file at task creation), or a `path` (a media location or URL)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra=one_of_sent(
-        "resource_id", "path", kinds={"resource_id": "string", "path": "string"}))
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra=one_of_sent(
+            "resource_id", "path", kinds={"resource_id": "string", "path": "string"}
+        ),
+    )
     resource_id: UUID | None = None
     path: Url | None = None
     strength: float = Field(1.0, ge=-10, le=10)
@@ -314,9 +362,11 @@ class PromptSpec(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     id: str | None = Field(None, max_length=200)
     full_prompt: Annotated[str, Stripped(20_000)] = Field(
-        validation_alias=alias("fullPrompt", "full_prompt", "prompt"))
-    short_prompt: str | None = Field(None, max_length=500,
-                                     validation_alias=alias("shortPrompt", "short_prompt"))
+        validation_alias=alias("fullPrompt", "full_prompt", "prompt")
+    )
+    short_prompt: str | None = Field(
+        None, max_length=500, validation_alias=alias("shortPrompt", "short_prompt")
+    )
 
 
 def pick_seed(seed: int | None, offset: int) -> int:
@@ -329,9 +379,16 @@ def batch_bound() -> dict[str, Any]:
     """prompts * images_per_prompt <= MAX_BATCH, as JSON Schema can say it: with k images
     per prompt, at most MAX_BATCH // k prompts."""
     forms: list[dict[str, Any]] = [{"properties": {"images_per_prompt": {"maximum": 1}}}]
-    forms += [{"required": ["images_per_prompt"], "properties": {
-        "images_per_prompt": {"minimum": k, "maximum": k},
-        "prompts": {"maxItems": MAX_BATCH // k}}} for k in range(2, 17)]
+    forms += [
+        {
+            "required": ["images_per_prompt"],
+            "properties": {
+                "images_per_prompt": {"minimum": k, "maximum": k},
+                "prompts": {"maxItems": MAX_BATCH // k},
+            },
+        }
+        for k in range(2, 17)
+    ]
     return {"anyOf": forms}
 
 
@@ -342,10 +399,11 @@ class ImageGenerationInput(FamilyInput):
     batch: ClassVar[bool] = True
 
     prompts: list[PromptSpec | Annotated[str, Stripped(20_000)]] = Field(
-        min_length=1, max_length=MAX_BATCH)
-    images_per_prompt: int = Field(1, ge=1, le=16,
-                                   validation_alias=alias("images_per_prompt",
-                                                          "imagesPerPrompt"))
+        min_length=1, max_length=MAX_BATCH
+    )
+    images_per_prompt: int = Field(
+        1, ge=1, le=16, validation_alias=alias("images_per_prompt", "imagesPerPrompt")
+    )
     negative_prompt: Text | None = None
     seed: Seed | None = None
     loras: list[Lora] = Field(default_factory=list, max_length=20)
@@ -370,8 +428,11 @@ class ImageGenerationInput(FamilyInput):
             text = prompt if isinstance(prompt, str) else prompt.full_prompt
             for i in range(self.images_per_prompt):
                 seed = pick_seed(self.seed, p * self.images_per_prompt + i)
-                specs.append(TaskSpec(task_type="image_generation",
-                                      params={**base, "prompt": text, "seed": seed}))
+                specs.append(
+                    TaskSpec(
+                        task_type="image_generation", params={**base, "prompt": text, "seed": seed}
+                    )
+                )
         return specs
 
 
@@ -391,16 +452,24 @@ class MagicEditInput(FamilyInput):
     def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
         base = self.params(resolution=self.resolution or project.resolution)
         base.pop("num_images", None)
-        return [TaskSpec(task_type="magic_edit",
-                         params={**base, "seed": pick_seed(self.seed, i)})
-                for i in range(self.num_images)]
+        return [
+            TaskSpec(task_type="magic_edit", params={**base, "seed": pick_seed(self.seed, i)})
+            for i in range(self.num_images)
+        ]
 
 
 class _EditInput(FamilyInput):
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"required": ["based_on"], "properties": {"based_on": {"type": "string"}}},
-        {"required": ["create_as_generation"],
-         "properties": {"create_as_generation": {"const": True}}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["based_on"], "properties": {"based_on": {"type": "string"}}},
+                {
+                    "required": ["create_as_generation"],
+                    "properties": {"create_as_generation": {"const": True}},
+                },
+            ]
+        }
+    )
 
     task_type: ClassVar[str]
 
@@ -415,13 +484,15 @@ class _EditInput(FamilyInput):
     @model_validator(mode="after")
     def needs_a_home(self) -> _EditInput:
         if self.based_on is None and not self.create_as_generation:
-            raise ValueError("give `based_on` (the result becomes a variant of it) or set "
-                             "`create_as_generation`")
+            raise ValueError(
+                "give `based_on` (the result becomes a variant of it) or set `create_as_generation`"
+            )
         return self
 
     def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
-        return [TaskSpec(task_type=self.task_type, params=self.params(seed=pick_seed(
-            self.seed, 0)))]
+        return [
+            TaskSpec(task_type=self.task_type, params=self.params(seed=pick_seed(self.seed, 0)))
+        ]
 
 
 class ImageInpaintInput(_EditInput):
@@ -434,9 +505,11 @@ class AnnotatedImageEditInput(_EditInput):
     task_type: ClassVar[str] = "annotated_image_edit"
 
 
-STRUCTURE_DEFAULTS = {"structure_video_treatment": "adjust",
-                      "structure_video_motion_strength": 1.0,
-                      "structure_video_type": "flow"}
+STRUCTURE_DEFAULTS = {
+    "structure_video_treatment": "adjust",
+    "structure_video_motion_strength": 1.0,
+    "structure_video_type": "flow",
+}
 
 
 class VideoGuidance(FamilyInput):
@@ -486,8 +559,12 @@ class CharacterAnimateInput(FamilyInput):
     shot_id: UUID | None = None
 
     def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
-        return [TaskSpec(task_type="character_animate",
-                         params=self.params(resolution=self.resolution or project.resolution))]
+        return [
+            TaskSpec(
+                task_type="character_animate",
+                params=self.params(resolution=self.resolution or project.resolution),
+            )
+        ]
 
 
 LIST_LENGTHS = "list_lengths"  # the error type of a refused length relation (docs/API.md)
@@ -498,8 +575,11 @@ def expand(values: list[Any], count: int, what: str) -> list[Any]:
     if len(values) == 1:
         return values * count
     if len(values) != count:  # a rule between two lists' lengths: no JSON Schema says it
-        raise PydanticCustomError(LIST_LENGTHS, "{what} has {n} items; give 1 or {count}",
-                                  {"what": what, "n": len(values), "count": count})
+        raise PydanticCustomError(
+            LIST_LENGTHS,
+            "{what} has {n} items; give 1 or {count}",
+            {"what": what, "n": len(values), "count": count},
+        )
     return values
 
 
@@ -514,17 +594,23 @@ class RunInput(FamilyInput):
 
     def run_params(self, project: ProjectFacts) -> Json:
         """Params of the run; the inputs and shot travel beside them, not inside."""
-        params = self.params(resolution=getattr(self, "resolution", None) or project.resolution,
-                             seed=pick_seed(getattr(self, "seed", None), 0))
+        params = self.params(
+            resolution=getattr(self, "resolution", None) or project.resolution,
+            seed=pick_seed(getattr(self, "seed", None), 0),
+        )
         for key in (self.inputs_field, self.ids_field, "shot_id"):
             params.pop(key, None)
         return params
 
 
 class JoinClipsInput(RunInput):
-    model_config = ConfigDict(json_schema_extra=one_of_sent(
-        "clip_urls", "clip_generation_ids",
-        kinds={"clip_urls": "array", "clip_generation_ids": "array"}))
+    model_config = ConfigDict(
+        json_schema_extra=one_of_sent(
+            "clip_urls",
+            "clip_generation_ids",
+            kinds={"clip_urls": "array", "clip_generation_ids": "array"},
+        )
+    )
 
     family: ClassVar[str] = "join_clips"
     inputs_field: ClassVar[str] = "clip_urls"
@@ -548,9 +634,14 @@ class JoinClipsInput(RunInput):
 
 
 class TravelBetweenImagesInput(RunInput, VideoGuidance):
-    model_config = ConfigDict(json_schema_extra=one_of_sent(
-        "image_urls", "image_generation_ids", "shot_id",
-        kinds={"image_urls": "array", "image_generation_ids": "array", "shot_id": "string"}))
+    model_config = ConfigDict(
+        json_schema_extra=one_of_sent(
+            "image_urls",
+            "image_generation_ids",
+            "shot_id",
+            kinds={"image_urls": "array", "image_generation_ids": "array", "shot_id": "string"},
+        )
+    )
 
     family: ClassVar[str] = "travel_between_images"
     inputs_field: ClassVar[str] = "image_urls"
@@ -558,15 +649,17 @@ class TravelBetweenImagesInput(RunInput, VideoGuidance):
 
     image_urls: list[Url] | None = Field(None, min_length=2, max_length=100)
     image_generation_ids: list[UUID] | None = Field(None, min_length=2, max_length=100)
-    shot_id: UUID | None = Field(None, description="travel through this shot's positioned "
-                                                   "images (instead of urls or ids)")
-    base_prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1,
-                                     max_length=100)
+    shot_id: UUID | None = Field(
+        None, description="travel through this shot's positioned images (instead of urls or ids)"
+    )
+    base_prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1, max_length=100)
     negative_prompts: list[Text] | None = Field(None, max_length=100)
     segment_frames: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
-        default_factory=lambda: [81], min_length=1, max_length=100)
+        default_factory=lambda: [81], min_length=1, max_length=100
+    )
     frame_overlap: list[Annotated[int, Field(ge=0, le=1000)]] = Field(
-        default_factory=lambda: [10], min_length=1, max_length=100)
+        default_factory=lambda: [10], min_length=1, max_length=100
+    )
     resolution: Resolution | None = None
     model_name: str | None = Field(None, max_length=200)
     seed: Seed | None = None
@@ -575,16 +668,14 @@ class TravelBetweenImagesInput(RunInput, VideoGuidance):
     def one_per_segment(self) -> TravelBetweenImagesInput:
         images = self.image_generation_ids or self.image_urls
         if not images and self.shot_id is None:
-            raise ValueError("name the images: `image_urls`, `image_generation_ids` or "
-                             "`shot_id`")
+            raise ValueError("name the images: `image_urls`, `image_generation_ids` or `shot_id`")
         if images:  # with a shot the count is known only to the domain
             segments = len(images) - 1
             self.base_prompts = expand(self.base_prompts, segments, "base_prompts")
             self.segment_frames = expand(self.segment_frames, segments, "segment_frames")
             self.frame_overlap = expand(self.frame_overlap, segments, "frame_overlap")
             if self.negative_prompts:
-                self.negative_prompts = expand(self.negative_prompts, segments,
-                                               "negative_prompts")
+                self.negative_prompts = expand(self.negative_prompts, segments, "negative_prompts")
         return self
 
 
@@ -605,9 +696,14 @@ class IndividualTravelSegmentInput(VideoGuidance):
     segment_index: int | None = Field(None, ge=0, le=10_000)
 
     def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
-        return [TaskSpec(task_type="individual_travel_segment",
-                         params=self.params(resolution=self.resolution or project.resolution,
-                                            seed=pick_seed(self.seed, 0)))]
+        return [
+            TaskSpec(
+                task_type="individual_travel_segment",
+                params=self.params(
+                    resolution=self.resolution or project.resolution, seed=pick_seed(self.seed, 0)
+                ),
+            )
+        ]
 
 
 class EditTravelInput(ImageGenerationInput):
@@ -629,17 +725,39 @@ class EditTravelInput(ImageGenerationInput):
         return specs
 
 
-FAMILIES: dict[str, type[FamilyInput]] = {m.family: m for m in (
-    ImageGenerationInput, MagicEditInput, ImageInpaintInput, AnnotatedImageEditInput,
-    ImageUpscaleInput, CharacterAnimateInput, JoinClipsInput, TravelBetweenImagesInput,
-    IndividualTravelSegmentInput, EditTravelInput)}
-FamilyName = Literal["image_generation", "magic_edit", "image_inpaint", "annotated_image_edit",
-                     "image_upscale", "character_animate", "join_clips",
-                     "travel_between_images", "individual_travel_segment", "edit_travel"]
+FAMILIES: dict[str, type[FamilyInput]] = {
+    m.family: m
+    for m in (
+        ImageGenerationInput,
+        MagicEditInput,
+        ImageInpaintInput,
+        AnnotatedImageEditInput,
+        ImageUpscaleInput,
+        CharacterAnimateInput,
+        JoinClipsInput,
+        TravelBetweenImagesInput,
+        IndividualTravelSegmentInput,
+        EditTravelInput,
+    )
+}
+FamilyName = Literal[
+    "image_generation",
+    "magic_edit",
+    "image_inpaint",
+    "annotated_image_edit",
+    "image_upscale",
+    "character_animate",
+    "join_clips",
+    "travel_between_images",
+    "individual_travel_segment",
+    "edit_travel",
+]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 # Seed 000 created orchestrators by type; here they start a run (segments, stitch).
-RUN_TYPES: dict[str, type[RunInput]] = {"travel_orchestrator": TravelBetweenImagesInput,
-                                        "join_clips_orchestrator": JoinClipsInput}
+RUN_TYPES: dict[str, type[RunInput]] = {
+    "travel_orchestrator": TravelBetweenImagesInput,
+    "join_clips_orchestrator": JoinClipsInput,
+}
 COMPONENT = "#/components/schemas/{}"
 
 
@@ -648,15 +766,35 @@ def task_create_forms() -> list[dict[str, Any]]:
     input (pydantic cannot write a `$ref` to another model into a schema): a family with
     that family's input; a run's task type with that run's params; any other task type
     with free params."""
-    families = [{"required": ["family", "input"], "properties": {
-        "family": {"const": name}, "input": {"$ref": COMPONENT.format(model.__name__)},
-        "task_type": {"type": "null"}}} for name, model in FAMILIES.items()]
-    runs = [{"required": ["task_type", "params"], "properties": {
-        "task_type": {"const": name}, "params": {"$ref": COMPONENT.format(model.__name__)},
-        "family": {"type": "null"}}} for name, model in RUN_TYPES.items()]
-    other = {"required": ["task_type"], "properties": {
-        "task_type": {"type": "string", "not": {"enum": list(RUN_TYPES)}},
-        "family": {"type": "null"}}}
+    families = [
+        {
+            "required": ["family", "input"],
+            "properties": {
+                "family": {"const": name},
+                "input": {"$ref": COMPONENT.format(model.__name__)},
+                "task_type": {"type": "null"},
+            },
+        }
+        for name, model in FAMILIES.items()
+    ]
+    runs = [
+        {
+            "required": ["task_type", "params"],
+            "properties": {
+                "task_type": {"const": name},
+                "params": {"$ref": COMPONENT.format(model.__name__)},
+                "family": {"type": "null"},
+            },
+        }
+        for name, model in RUN_TYPES.items()
+    ]
+    other = {
+        "required": ["task_type"],
+        "properties": {
+            "task_type": {"type": "string", "not": {"enum": list(RUN_TYPES)}},
+            "family": {"type": "null"},
+        },
+    }
     return [*families, *runs, other]
 
 
@@ -681,7 +819,6 @@ class TypedTaskCreate(Body):
 
 class TaskCreate(Body):
     """Either form: `family` + `input`, or `task_type` + `params`."""
-
 
     family: FamilyName | None = None
     task_type: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
@@ -745,7 +882,6 @@ class Heartbeat(Body):
     task_ids: list[UUID] = Field(default_factory=list, max_length=100)
 
 
-
 class TaskComplete(Body):
     worker_id: WorkerId | None = Field(None, description="when given, must hold the task")
     output_location: Url
@@ -760,8 +896,9 @@ class TaskFail(Body):
 
 class TaskRelease(Body):
     worker_id: WorkerId | None = Field(None, description="when given, must hold the task")
-    reason: Annotated[str, Stripped(2_000, required=False)] | None = (
-        Field(None, description="why it is handed back (default: handed back)"))
+    reason: Annotated[str, Stripped(2_000, required=False)] | None = Field(
+        None, description="why it is handed back (default: handed back)"
+    )
 
 
 # -- credits and tokens ---------------------------------------------------------
@@ -782,7 +919,8 @@ class CreditTopUp(Body):
     user_id: Annotated[str, Stripped(200)]
     amount: float = Field(gt=0, le=1_000_000)
     reference: Annotated[str, Stripped(200)] = Field(
-        description="the payment's external id: a reference seen before adds nothing")
+        description="the payment's external id: a reference seen before adds nothing"
+    )
 
     @field_validator("amount")
     @classmethod
@@ -793,8 +931,9 @@ class CreditTopUp(Body):
 
 
 # -- the task-type catalogue ------------------------------------------------------
-TaskTypeName = Annotated[str, StringConstraints(min_length=1,
-                                                max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+TaskTypeName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+]
 
 
 class TaskTypeSpec(Body):
@@ -806,8 +945,10 @@ class TaskTypeSpec(Body):
     billing_type: Literal["per_second", "per_unit"]
     base_cost_per_second: float = Field(0, ge=0, le=1_000_000)
     unit_cost: float = Field(0, ge=0, le=1_000_000)
-    cost_factors: dict[str, Any] = Field(default_factory=dict, description=(
-        "`resolution` / `modelType` multipliers by param value, `frameCount` adder"))
+    cost_factors: dict[str, Any] = Field(
+        default_factory=dict,
+        description=("`resolution` / `modelType` multipliers by param value, `frameCount` adder"),
+    )
     variant_type: Annotated[str, StringConstraints(max_length=100)] | None = None
     is_active: bool = True
     supports_progress: bool = False
@@ -895,11 +1036,13 @@ class GenerationPage(Out):
 
 class Lineage(Out):
     generation_id: UUID
-    ancestors: list[Generation] = Field(description="what this was made from, nearest "
-                                                    "first, up the based_on chain")
+    ancestors: list[Generation] = Field(
+        description="what this was made from, nearest first, up the based_on chain"
+    )
     ancestors_truncated: bool = Field(description="the chain goes on past `depth`")
-    derivatives: list[Generation] = Field(description="what was made from it (one level), "
-                                                      "newest first")
+    derivatives: list[Generation] = Field(
+        description="what was made from it (one level), newest first"
+    )
     next_cursor: str | None = Field(description="the derivatives' next page")
 
 
@@ -990,8 +1133,10 @@ class Cancelled(Written):
 
 
 class Upload(Out):
-    location: str = Field(description="the file's signed URL (`?exp=&sig=`); send it back "
-                                      "as a location, the studio keeps the bare path")
+    location: str = Field(
+        description="the file's signed URL (`?exp=&sig=`); send it back "
+        "as a location, the studio keeps the bare path"
+    )
     thumbnail_url: str = Field(description="a WebP thumbnail's signed URL (<= 256 px)")
     content_type: str = Field(description="what the bytes are (decoded, not as declared)")
     type: Literal["image", "video"]
@@ -1050,8 +1195,12 @@ class TokenCreated(Written):
 
 
 class WorkerList(Query):
-    timeout_s: float | None = Field(None, gt=0, le=86_400, description="silence after "
-                                    "which a worker is `silent` (default: the sweeper's)")
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="silence after which a worker is `silent` (default: the sweeper's)",
+    )
 
 
 class HeldTask(Out):
@@ -1080,10 +1229,12 @@ class HeartbeatOut(Written):
 # ---- resources (LoRAs) ------------------------------------------------------------
 class ResourceUrlCreate(Body):
     name: Name
-    url: Annotated[str, StringConstraints(max_length=4096,
-                                          pattern=r"^https?://[^\s\x00]+$")] = Field(
-        description="where a worker fetches the LoRA when a task names it (nothing is "
-                    "fetched at registration)")
+    url: Annotated[str, StringConstraints(max_length=4096, pattern=r"^https?://[^\s\x00]+$")] = (
+        Field(
+            description="where a worker fetches the LoRA when a task names it (nothing is "
+            "fetched at registration)"
+        )
+    )
     type: Literal["lora"] = "lora"
 
 
@@ -1100,8 +1251,9 @@ class ResourceOut(Out):
     url: str | None = Field(description="the LoRA's URL (URL resources); null for uploads")
     size: int | None
     sha256: str | None
-    metadata: dict[str, Any] = Field(description="what the file's header says: format, "
-                                                 "tensors, rank, targets, dtypes")
+    metadata: dict[str, Any] = Field(
+        description="what the file's header says: format, tensors, rank, targets, dtypes"
+    )
     created_at: str
 
 

@@ -38,8 +38,10 @@ if TYPE_CHECKING:
 CORRELATION_HEADER = b"x-correlation-id"
 MAX_CORRELATION = 200
 ACCESS = logging.getLogger("darkroom.access")
-ACCESS_LINE = ("%(method)s %(route)s %(status)s %(duration_ms)sms actor=%(actor)s "
-               "correlation_id=%(correlation_id)s")
+ACCESS_LINE = (
+    "%(method)s %(route)s %(status)s %(duration_ms)sms actor=%(actor)s "
+    "correlation_id=%(correlation_id)s"
+)
 
 
 def correlation_of(scope: Scope) -> str:
@@ -56,8 +58,10 @@ def new_correlation() -> str:
     """A random (version 4) UUID from the `random` module's generator: an id that only has
     to be unique, made in under a microsecond (`uuid.uuid4()` reads os.urandom: several)."""
     hi, lo = getrandbits(64), getrandbits(64)
-    return (f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-4{hi & 0xFFF:03x}-"
-            f"{0x8000 | (lo >> 48) & 0x3FFF:04x}-{lo & 0xFFFFFFFFFFFF:012x}")
+    return (
+        f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-4{hi & 0xFFF:03x}-"
+        f"{0x8000 | (lo >> 48) & 0x3FFF:04x}-{lo & 0xFFFFFFFFFFFF:012x}"
+    )
 
 
 class Observed:
@@ -103,7 +107,15 @@ class Observed:
         HTTP.observe(scope["method"], route, status, seconds)
         if ACCESS.isEnabledFor(logging.INFO):
             state: dict[str, Any] = scope["state"]
-            ACCESS.info(ACCESS_LINE, {
-                "method": scope["method"], "route": route, "path": scope["path"],
-                "status": status, "duration_ms": round(seconds * 1000, 2),
-                "actor": state.get("actor"), "correlation_id": state["correlation_id"]})
+            ACCESS.info(
+                ACCESS_LINE,
+                {
+                    "method": scope["method"],
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "actor": state.get("actor"),
+                    "correlation_id": state["correlation_id"],
+                },
+            )

@@ -16,34 +16,38 @@ from realtime import models as m
 from realtime.api.base import POSITION_HEADER, Endpoint
 
 REF = "#/components/schemas/{model}"
-RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
-                               "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
 # Every refusal is the `Error` shape of realtime/errors.py; which one an operation can
 # give follows from its declaration (`error_statuses`).
-ERRORS = {400: "Malformed JSON, or no body where one is needed (`malformed_json`, "
-               "`missing_body`)",
-          401: "No, bad, expired or revoked credentials (`unauthenticated`, "
-               "`token_expired`, `invalid_token`, `invalid_subject`, ...)",
-          402: "The task owner's balance is spent (`insufficient_credits`)",
-          403: "Not allowed for this caller (`forbidden`, `service_only`, "
-               "`worker_credentials_required`, ...)",
-          404: "An id in the path, query or body that does not exist or is not the "
-               "caller's (`not_found`, `project_not_found`, ...)",
-          409: "A conflict: a refused transition (`invalid_transition`, with its facts), a "
-               "lost version race (`concurrency_conflict`), the same idempotency key still "
-               "in flight (`idempotency_key_in_flight`, `Retry-After`)",
-          413: "The body (or upload) is over the limit (`body_too_large`, "
-               "`upload_over_quota`)",
-          422: "Invalid fields with their paths (`invalid_fields`, `nul_character`), a value "
-               "the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this "
-               "server did not issue (`invalid_cursor`), a `min_position` past the log's "
-               "head (`position_not_written`), an idempotency key reused with another "
-               "route or body (`idempotency_key_reused`)",
-          429: "Rate limited or over the daily upload quota (`rate_limited`, "
-               "`upload_quota_exceeded`; `Retry-After`)",
-          503: "No database connection came free in time, or the read models are not "
-               "ready (`busy`, `view_unavailable`; `Retry-After`)",
-          504: "The views did not reach `min_position` in time (`view_timeout`)"}
+ERRORS = {
+    400: "Malformed JSON, or no body where one is needed (`malformed_json`, `missing_body`)",
+    401: "No, bad, expired or revoked credentials (`unauthenticated`, "
+    "`token_expired`, `invalid_token`, `invalid_subject`, ...)",
+    402: "The task owner's balance is spent (`insufficient_credits`)",
+    403: "Not allowed for this caller (`forbidden`, `service_only`, "
+    "`worker_credentials_required`, ...)",
+    404: "An id in the path, query or body that does not exist or is not the "
+    "caller's (`not_found`, `project_not_found`, ...)",
+    409: "A conflict: a refused transition (`invalid_transition`, with its facts), a "
+    "lost version race (`concurrency_conflict`), the same idempotency key still "
+    "in flight (`idempotency_key_in_flight`, `Retry-After`)",
+    413: "The body (or upload) is over the limit (`body_too_large`, `upload_over_quota`)",
+    422: "Invalid fields with their paths (`invalid_fields`, `nul_character`), a value "
+    "the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this "
+    "server did not issue (`invalid_cursor`), a `min_position` past the log's "
+    "head (`position_not_written`), an idempotency key reused with another "
+    "route or body (`idempotency_key_reused`)",
+    429: "Rate limited or over the daily upload quota (`rate_limited`, "
+    "`upload_quota_exceeded`; `Retry-After`)",
+    503: "No database connection came free in time, or the read models are not "
+    "ready (`busy`, `view_unavailable`; `Retry-After`)",
+    504: "The views did not reach `min_position` in time (`view_timeout`)",
+}
 WITH_RETRY_AFTER = (409, 429, 503)
 
 
@@ -98,8 +102,10 @@ class _Schemas:
 
     def finished(self) -> dict[str, Any]:
         """The components, request schemas as the edge enforces them (`no_nul`)."""
-        return {name: no_nul(schema) if name in self.requests else schema
-                for name, schema in self.components.items()}
+        return {
+            name: no_nul(schema) if name in self.requests else schema
+            for name, schema in self.components.items()
+        }
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -108,8 +114,14 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     params = []
     for name, prop in schema.get("properties", {}).items():
         prop = {k: v for k, v in prop.items() if k != "title"}
-        params.append({"name": name, "in": "query", "required": name in required,
-                       "schema": _inline(prop, schema.get("$defs", {}))})
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": _inline(prop, schema.get("$defs", {})),
+            }
+        )
     return params
 
 
@@ -120,12 +132,19 @@ def _inline(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return prop
 
 
-JSON_VALUE = {"description": "any JSON value without NUL in a string or key",
-              "anyOf": [{"type": ["null", "boolean", "number"]},
-                        {"type": "string", "pattern": m.NO_NUL},
-                        {"type": "array", "items": {"$ref": REF.format(model="JsonValue")}},
-                        {"type": "object", "propertyNames": {"pattern": m.NO_NUL},
-                         "additionalProperties": {"$ref": REF.format(model="JsonValue")}}]}
+JSON_VALUE = {
+    "description": "any JSON value without NUL in a string or key",
+    "anyOf": [
+        {"type": ["null", "boolean", "number"]},
+        {"type": "string", "pattern": m.NO_NUL},
+        {"type": "array", "items": {"$ref": REF.format(model="JsonValue")}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": m.NO_NUL},
+            "additionalProperties": {"$ref": REF.format(model="JsonValue")},
+        },
+    ],
+}
 
 
 def no_nul(schema: Any) -> Any:
@@ -149,44 +168,72 @@ def no_nul(schema: Any) -> Any:
 
 def _path_parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     # As `parse_path` reads them: ids are UUIDs, a task type's name is a plain string.
-    return [{"name": name, "in": "path", "required": True,
-             "schema": {"type": "string", "format": "uuid"} if name.endswith("id")
-             else {"type": "string", "minLength": 1, "maxLength": 100,
-                   "pattern": "^[^\\u0000/]+$"}}
-            for name in endpoint.path_params]
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"}
+            if name.endswith("id")
+            else {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000/]+$"},
+        }
+        for name in endpoint.path_params
+    ]
 
 
 def _operation(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": _operation_id(endpoint),
-        "summary": endpoint.summary, "tags": [endpoint.tag],
-        "parameters": no_nul(_path_parameters(endpoint)
-                             + (_query_parameters(endpoint.query) if endpoint.query else [])),
+        "summary": endpoint.summary,
+        "tags": [endpoint.tag],
+        "parameters": no_nul(
+            _path_parameters(endpoint)
+            + (_query_parameters(endpoint.query) if endpoint.query else [])
+        ),
     }
     if endpoint.body is not None:
-        op["requestBody"] = {"required": not endpoint.body_optional, "content": {
-            "application/json": {"schema": schemas.ref(endpoint.body)}}}
+        op["requestBody"] = {
+            "required": not endpoint.body_optional,
+            "content": {"application/json": {"schema": schemas.ref(endpoint.body)}},
+        }
     if endpoint.multipart:
-        op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary"}}}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
     success: dict[str, Any] = {"description": "OK"}
     if endpoint.response is not None:
-        success["content"] = {"application/json": {"schema": schemas.ref(
-            endpoint.response, "serialization")}}
+        success["content"] = {
+            "application/json": {"schema": schemas.ref(endpoint.response, "serialization")}
+        }
     if endpoint.method != "GET":
-        success["headers"] = {POSITION_HEADER: {
-            "description": "global position of the last event written",
-            "schema": {"type": "integer"}}}
+        success["headers"] = {
+            POSITION_HEADER: {
+                "description": "global position of the last event written",
+                "schema": {"type": "integer"},
+            }
+        }
     responses: dict[str, Any] = {str(endpoint.status): success}
     for status, kind in endpoint.other_statuses.items():
-        responses[str(status)] = {"description": "Nothing to do"} if kind is None else {
-            "description": "OK", "content": {"application/json": {
-                "schema": schemas.ref(kind, "serialization")}}}
+        responses[str(status)] = (
+            {"description": "Nothing to do"}
+            if kind is None
+            else {
+                "description": "OK",
+                "content": {"application/json": {"schema": schemas.ref(kind, "serialization")}},
+            }
+        )
     error = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
     for status in error_statuses(endpoint):
-        answer: dict[str, Any] = {"description": ERRORS.get(status, "Refused"),
-                                  "content": error}
+        answer: dict[str, Any] = {"description": ERRORS.get(status, "Refused"), "content": error}
         if status in WITH_RETRY_AFTER:
             answer["headers"] = RETRY_AFTER
         responses.setdefault(str(status), answer)
@@ -233,7 +280,8 @@ def _link(create: Endpoint, kind: str, target: Endpoint) -> dict[str, Any] | Non
         if name in names or (i and _singular(parts[i - 1]) == kind):
             parameters[f"path.{name}"] = made
         elif name in create.path_params and create.path.startswith(
-                target.path[:target.path.index(part)]):
+            target.path[: target.path.index(part)]
+        ):
             parameters[f"path.{name}"] = f"$request.path.{name}"
     if target.query is not None:
         for name in target.query.model_json_schema(mode="validation").get("properties", {}):
@@ -273,24 +321,50 @@ def _operation_id(endpoint: Endpoint) -> str:
     return f"{endpoint.handler.__name__}_{endpoint.method.lower()}"
 
 
-_STATUS = {"application/json": {"schema": {
-    "type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}}}
+_STATUS = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string"}},
+        }
+    }
+}
 # The probes and metrics every role serves (realtime/health.py, realtime/metrics.py): no
 # credentials, no input.
 META: dict[str, Any] = {
-    "/health/live": {"get": {
-        "operationId": "health_live", "summary": "The process answers", "tags": ["meta"],
-        "responses": {"200": {"description": "live", "content": _STATUS}}}},
-    "/health/ready": {"get": {
-        "operationId": "health_ready", "tags": ["meta"],
-        "summary": "The database answers and the views are near the log's head",
-        "responses": {"200": {"description": "ready", "content": _STATUS},
-                      "503": {"description": "not ready, with a `reason`",
-                              "content": _STATUS}}}},
-    "/metrics": {"get": {
-        "operationId": "metrics", "summary": "Prometheus metrics", "tags": ["meta"],
-        "responses": {"200": {"description": "the text exposition format", "content": {
-            "text/plain": {"schema": {"type": "string"}}}}}}},
+    "/health/live": {
+        "get": {
+            "operationId": "health_live",
+            "summary": "The process answers",
+            "tags": ["meta"],
+            "responses": {"200": {"description": "live", "content": _STATUS}},
+        }
+    },
+    "/health/ready": {
+        "get": {
+            "operationId": "health_ready",
+            "tags": ["meta"],
+            "summary": "The database answers and the views are near the log's head",
+            "responses": {
+                "200": {"description": "ready", "content": _STATUS},
+                "503": {"description": "not ready, with a `reason`", "content": _STATUS},
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "tags": ["meta"],
+            "responses": {
+                "200": {
+                    "description": "the text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
 }
 
 
@@ -298,10 +372,21 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
     schemas = _Schemas()
     schemas.ref(m.Error, "serialization")
     paths: dict[str, Any] = {
-        "/health": {"get": {"operationId": "health", "summary": "Liveness and head position",
-                            "tags": ["meta"], "responses": {"200": {
-                                "description": "OK", "content": {"application/json": {
-                                    "schema": schemas.ref(m.Health, "serialization")}}}}}},
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness and head position",
+                "tags": ["meta"],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {"schema": schemas.ref(m.Health, "serialization")}
+                        },
+                    }
+                },
+            }
+        },
         **META,
     }
     made = links(endpoints)
@@ -317,16 +402,28 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
     if "TaskCreate" in components:
         # the forms exclude each other (family const / null, task_type const / not-enum),
         # so anyOf says the same as oneOf and is far cheaper for a generator to satisfy
-        components["TaskCreate"] = {**components["TaskCreate"],
-                                    "anyOf": no_nul(m.task_create_forms())}
+        components["TaskCreate"] = {
+            **components["TaskCreate"],
+            "anyOf": no_nul(m.task_create_forms()),
+        }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Darkroom", "version": "0.1.0",
-                 "description": "The studio's HTTP API. Writes answer `X-Darkroom-Position`; "
-                                "every GET takes `?min_position=N` (read your writes)."},
+        "info": {
+            "title": "Darkroom",
+            "version": "0.1.0",
+            "description": "The studio's HTTP API. Writes answer `X-Darkroom-Position`; "
+            "every GET takes `?min_position=N` (read your writes).",
+        },
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "a JWT (HS256, `sub` = user id), a personal access "
-                                      "token, or the service key"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a JWT (HS256, `sub` = user id), a personal access "
+                    "token, or the service key",
+                }
+            },
+        },
     }

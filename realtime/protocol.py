@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_CLIENT_FRAME = 64 * 1024
 TOPIC_PATTERN = re.compile(
-    r"^(?P<kind>project|shot|generation|tasks|credits):(?P<key>[^\x00-\x20]{1,200})$")
+    r"^(?P<kind>project|shot|generation|tasks|credits):(?P<key>[^\x00-\x20]{1,200})$"
+)
 TOPIC_KINDS = ("project", "shot", "generation", "tasks", "credits")
 Position = Annotated[int, Field(ge=0, le=2**62)]
 Ref = str | int | None
@@ -52,13 +53,20 @@ CLOSE_CODES: dict[str, CloseCode] = {
     "token_revoked": CloseCode(4401, "the access token was revoked"),
     "auth_timeout": CloseCode(4408, "no auth frame in time"),
     # The token could not be checked: PostgreSQL is down (reconnect in a moment).
-    "database_unavailable": CloseCode(4013, "the database is unreachable; reconnect "
-                                            "in a moment and resume with since"),
+    "database_unavailable": CloseCode(
+        4013, "the database is unreachable; reconnect in a moment and resume with since"
+    ),
     "protocol_error": CloseCode(4500, "too many malformed frames; fix the client first"),
 }
 
-ERROR_CODES = ("bad_request", "forbidden", "unrecoverable_position", "unavailable",
-               "too_many_subscriptions", "user_mismatch")
+ERROR_CODES = (
+    "bad_request",
+    "forbidden",
+    "unrecoverable_position",
+    "unavailable",
+    "too_many_subscriptions",
+    "user_mismatch",
+)
 
 
 # -- client → server ---------------------------------------------------------------
@@ -92,10 +100,12 @@ class Pong(ClientFrame):
     type: Literal["pong"]
 
 
-AnyClientFrame = Annotated[Auth | Subscribe | Unsubscribe | Ping | Pong,
-                           Field(discriminator="type")]
-CLIENT_FRAMES: TypeAdapter[Auth | Subscribe | Unsubscribe | Ping | Pong] = \
-    TypeAdapter(AnyClientFrame)
+AnyClientFrame = Annotated[
+    Auth | Subscribe | Unsubscribe | Ping | Pong, Field(discriminator="type")
+]
+CLIENT_FRAMES: TypeAdapter[Auth | Subscribe | Unsubscribe | Ping | Pong] = TypeAdapter(
+    AnyClientFrame
+)
 
 
 class BadFrameError(ValueError):
@@ -122,8 +132,10 @@ def parse_client_frame(text: str | bytes) -> Auth | Subscribe | Unsubscribe | Pi
 
 
 def _summary(error: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'frame'}: {e['msg']}"
-             for e in error.errors(include_url=False, include_input=False)[:3]]
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'frame'}: {e['msg']}"
+        for e in error.errors(include_url=False, include_input=False)[:3]
+    ]
     return "; ".join(parts)
 
 
@@ -131,8 +143,10 @@ def _echo(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         return {}
     topic, ref = raw.get("topic"), raw.get("ref")
-    return {"topic": topic if isinstance(topic, str) and len(topic) <= 220 else None,
-            "ref": ref if isinstance(ref, str | int) and not isinstance(ref, bool) else None}
+    return {
+        "topic": topic if isinstance(topic, str) and len(topic) <= 220 else None,
+        "ref": ref if isinstance(ref, str | int) and not isinstance(ref, bool) else None,
+    }
 
 
 def split_topic(topic: str) -> tuple[str, str]:
@@ -214,8 +228,10 @@ class ServerPong(ServerFrame):
     type: Literal["pong"] = "pong"
 
 
-AnyServerFrame = Annotated[Ready | Authenticated | Subscribed | Unsubscribed | Change | Error |
-                           ServerPing | ServerPong, Field(discriminator="type")]
+AnyServerFrame = Annotated[
+    Ready | Authenticated | Subscribed | Unsubscribed | Change | Error | ServerPing | ServerPong,
+    Field(discriminator="type"),
+]
 SERVER_FRAMES: TypeAdapter[Any] = TypeAdapter(AnyServerFrame)
 
 PING = ServerPing().encode()
@@ -224,5 +240,7 @@ PONG = ServerPong().encode()
 
 def encode_change(topic: str, position: int, kind: str, data_json: str) -> str:
     """A `change` frame from the change log's raw JSON payload text (no re-parsing)."""
-    return (f'{{"type":"change","topic":{json.dumps(topic)},"position":{int(position)},'
-            f'"kind":{json.dumps(kind)},"data":{data_json}}}')
+    return (
+        f'{{"type":"change","topic":{json.dumps(topic)},"position":{int(position)},'
+        f'"kind":{json.dumps(kind)},"data":{data_json}}}'
+    )

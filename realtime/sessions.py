@@ -52,8 +52,15 @@ def principal_key(principal: Principal) -> str | None:
 class SessionPositions:
     """The last acknowledged position of each principal, in process and (optionally) Redis."""
 
-    def __init__(self, schema: str, redis_url: str | None = None, *, enabled: bool = True,
-                 capacity: int = 100_000, ttl_s: int = 24 * 3600) -> None:
+    def __init__(
+        self,
+        schema: str,
+        redis_url: str | None = None,
+        *,
+        enabled: bool = True,
+        capacity: int = 100_000,
+        ttl_s: int = 24 * 3600,
+    ) -> None:
         self.schema = schema
         self.redis_url = redis_url
         self.enabled = enabled
@@ -81,8 +88,11 @@ class SessionPositions:
 
     async def remember(self, principal: Principal | str | None, position: int | None) -> None:
         """`position` was acknowledged to `principal` (or to a user id, `str`)."""
-        key = f"user:{principal}" if isinstance(principal, str) else (
-            principal_key(principal) if principal is not None else None)
+        key = (
+            f"user:{principal}"
+            if isinstance(principal, str)
+            else (principal_key(principal) if principal is not None else None)
+        )
         if not self.enabled or key is None or not position:
             return
         if self._local.get(key, 0) < position:
@@ -94,8 +104,9 @@ class SessionPositions:
             try:
                 await self._raise(keys=[self._redis_key(key)], args=[position, self.ttl_s])
             except (OSError, ConnectionError, TimeoutError, self._redis_errors()) as error:
-                log.warning("session position %s for %s not stored in Redis: %s",
-                            position, key, error)
+                log.warning(
+                    "session position %s for %s not stored in Redis: %s", position, key, error
+                )
 
     async def position(self, principal: Principal) -> int:
         """The position `principal`'s reads wait for (0: nothing to wait for)."""

@@ -74,8 +74,9 @@ def hub_routes(path: str = "/ws") -> list[BaseRoute]:
     return [WebSocketRoute(path, HubEndpoint(), name="hub")]
 
 
-def hub_lifespan(settings: HubSettings | None = None,
-                 ) -> Callable[[Starlette], AbstractAsyncContextManager[Hub]]:
+def hub_lifespan(
+    settings: HubSettings | None = None,
+) -> Callable[[Starlette], AbstractAsyncContextManager[Hub]]:
     """An `extra_lifespans` entry for `create_app`: runs the hub with the app."""
 
     @contextlib.asynccontextmanager
@@ -83,28 +84,46 @@ def hub_lifespan(settings: HubSettings | None = None,
         config = app.state.config
         redis = {"redis_url": config.redis_url} if config.redis_url else {}
         chosen = settings or HubSettings.from_env(**redis)
-        async with run_hub(chosen, config.conninfo, config.schema, app.state.studio,
-                           getattr(app.state, "auth", None)) as hub:
+        async with run_hub(
+            chosen,
+            config.conninfo,
+            config.schema,
+            app.state.studio,
+            getattr(app.state, "auth", None),
+        ) as hub:
             hub.media_urls = getattr(app.state, "media_urls", None)
             app.state.hub = hub
             yield hub
+
     return lifespan
 
 
 @contextlib.asynccontextmanager
-async def run_hub(settings: HubSettings, conninfo: str, schema: str, studio: Any,
-                  authenticator: Any) -> AsyncIterator[Hub]:
+async def run_hub(
+    settings: HubSettings, conninfo: str, schema: str, studio: Any, authenticator: Any
+) -> AsyncIterator[Hub]:
     """Backend, hub and relay, started in that order and stopped in reverse."""
-    backend: FanoutBackend = (RedisFanout(settings.redis_url, f"darkroom:changes:{schema}")
-                              if settings.redis_url else InProcessFanout())
+    backend: FanoutBackend = (
+        RedisFanout(settings.redis_url, f"darkroom:changes:{schema}")
+        if settings.redis_url
+        else InProcessFanout()
+    )
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(backend)
         hub = Hub(settings, conninfo, schema, backend, studio, authenticator)
         await stack.enter_async_context(hub)
-        await stack.enter_async_context(ChangeLogRelay(
-            conninfo, schema, backend, start_head=lambda: hub.head,
-            exclusive=settings.redis_url is not None, poll_s=settings.poll_s,
-            heartbeat_s=settings.heartbeat_s, retry_s=settings.leader_retry_s))
+        await stack.enter_async_context(
+            ChangeLogRelay(
+                conninfo,
+                schema,
+                backend,
+                start_head=lambda: hub.head,
+                exclusive=settings.redis_url is not None,
+                poll_s=settings.poll_s,
+                heartbeat_s=settings.heartbeat_s,
+                retry_s=settings.leader_retry_s,
+            )
+        )
         yield hub
 
 
@@ -155,12 +174,17 @@ async def handshake(websocket: WebSocket, hub: Hub) -> tuple[Credential, int] | 
     except Exception as error:
         if not database_down(error):
             raise
-        await _send(websocket, Error(code="database_unavailable",
-                                     message=DATABASE_DOWN_MESSAGE).encode())
+        await _send(
+            websocket, Error(code="database_unavailable", message=DATABASE_DOWN_MESSAGE).encode()
+        )
         await close(websocket, "database_unavailable")
         return None
-    await _send(websocket, Ready(user_id=credential.principal.user_id, position=hub.head,
-                                 expires_at=_epoch(credential)).encode())
+    await _send(
+        websocket,
+        Ready(
+            user_id=credential.principal.user_id, position=hub.head, expires_at=_epoch(credential)
+        ).encode(),
+    )
     return credential, mark
 
 
@@ -192,13 +216,18 @@ async def _auth_frame(websocket: WebSocket, timeout: float) -> str | None:
         try:
             frame = parse_client_frame(raw)
         except BadFrameError as error:
-            await _send(websocket, Error(code="bad_request", message=str(error),
-                                         topic=error.topic, ref=error.ref).encode())
+            await _send(
+                websocket,
+                Error(
+                    code="bad_request", message=str(error), topic=error.topic, ref=error.ref
+                ).encode(),
+            )
             continue
         if isinstance(frame, Auth):
             return frame.token
-        await _send(websocket, Error(code="unauthenticated",
-                                     message="send an auth frame first").encode())
+        await _send(
+            websocket, Error(code="unauthenticated", message="send an auth frame first").encode()
+        )
         await close(websocket, "bad_token")
         return None
 
@@ -212,8 +241,15 @@ class Session:
     """One authenticated connection: its outbox, its subscriptions, its three tasks,
     its credential and the timer that ends the session at the credential's `exp`."""
 
-    def __init__(self, websocket: WebSocket, hub: Hub, credential: Credential,
-                 send: Send | None = None, *, revocations_since: int | None = None) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        hub: Hub,
+        credential: Credential,
+        send: Send | None = None,
+        *,
+        revocations_since: int | None = None,
+    ) -> None:
         self.websocket = websocket
         self.send = send or websocket.send
         self.hub = hub
@@ -223,8 +259,7 @@ class Session:
         self.last_heard = asyncio.get_running_loop().time()
         self.bad_frames = 0  # in a row
         self.credential = credential
-        self._since = hub.revocations.position if revocations_since is None \
-            else revocations_since
+        self._since = hub.revocations.position if revocations_since is None else revocations_since
         self._expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -254,7 +289,8 @@ class Session:
         # A timer on the loop's monotonic clock, checked against the wall clock `exp` is
         # on when it fires (re-armed if it fired early or the clock was set back).
         self._expiry = asyncio.get_running_loop().call_later(
-            max(exp - time.time(), 0.0), self._expire)
+            max(exp - time.time(), 0.0), self._expire
+        )
 
     def _expire(self) -> None:
         self._expiry = None
@@ -274,10 +310,12 @@ class Session:
         tasks: list[asyncio.Future[Any]] = [
             asyncio.create_task(self._read(), name="ws-reader"),
             asyncio.create_task(self._write(), name="ws-writer"),
-            asyncio.create_task(self._heartbeat(), name="ws-heartbeat")]
+            asyncio.create_task(self._heartbeat(), name="ws-heartbeat"),
+        ]
         try:
-            done, _ = await asyncio.wait([*tasks, self.outbox.dead],
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [*tasks, self.outbox.dead], return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for task in tasks:
                 task.cancel()
@@ -383,12 +421,14 @@ class Session:
         user = self.credential.principal.user_id
         if credential.principal.user_id != user:
             owner = "the bare service key" if user is None else f"user {user}"
-            await self._error("user_mismatch", f"this connection belongs to {owner}; a "
-                              "token of another user is refused: open another connection")
+            await self._error(
+                "user_mismatch",
+                f"this connection belongs to {owner}; a "
+                "token of another user is refused: open another connection",
+            )
             return
         self._hold(credential, mark)
-        await self.outbox.put(Authenticated(user_id=user,
-                                            expires_at=_epoch(credential)).encode())
+        await self.outbox.put(Authenticated(user_id=user, expires_at=_epoch(credential)).encode())
 
     async def _subscribe(self, frame: Subscribe) -> None:
         try:
@@ -397,22 +437,29 @@ class Session:
             if not database_down(error):
                 raise
             # PostgreSQL is down: this topic is refused, the socket and its topics stay.
-            await self._error("database_unavailable", DATABASE_DOWN_MESSAGE, frame.topic,
-                              frame.ref)
+            await self._error("database_unavailable", DATABASE_DOWN_MESSAGE, frame.topic, frame.ref)
             return
         if ended is not None:
             self.outbox.kill(ended)  # closed 4401: the credential no longer holds
             return
         self._drop(frame.topic)  # subscribing again starts over
         if len(self.subscriptions) >= self.settings.max_subscriptions:
-            await self._error("too_many_subscriptions",
-                              f"at most {self.settings.max_subscriptions} topics per connection",
-                              frame.topic, frame.ref)
+            await self._error(
+                "too_many_subscriptions",
+                f"at most {self.settings.max_subscriptions} topics per connection",
+                frame.topic,
+                frame.ref,
+            )
             return
         try:
             await self.hub.authorise(self.principal, frame.topic)
-            sub = await self.hub.open(frame.topic, self.outbox, since=frame.since, ref=frame.ref,
-                                      at_least=await self.hub.session_position(self.principal))
+            sub = await self.hub.open(
+                frame.topic,
+                self.outbox,
+                since=frame.since,
+                ref=frame.ref,
+                at_least=await self.hub.session_position(self.principal),
+            )
         except EdgeError as error:
             await self._error(error.code, error.message, frame.topic, frame.ref)
             return
@@ -420,12 +467,14 @@ class Session:
             return
         except Exception as error:
             if database_down(error):
-                await self._error("database_unavailable", DATABASE_DOWN_MESSAGE, frame.topic,
-                                  frame.ref)
+                await self._error(
+                    "database_unavailable", DATABASE_DOWN_MESSAGE, frame.topic, frame.ref
+                )
                 return
             log.exception("subscribing to %s failed", frame.topic)
-            await self._error("unavailable", "the hub could not read this topic; retry",
-                              frame.topic, frame.ref)
+            await self._error(
+                "unavailable", "the hub could not read this topic; retry", frame.topic, frame.ref
+            )
             return
         self.subscriptions[frame.topic] = sub
 
@@ -434,6 +483,7 @@ class Session:
         if sub is not None:
             self.hub.close(sub)
 
-    async def _error(self, code: str, message: str, topic: str | None = None,
-                     ref: Any = None) -> None:
+    async def _error(
+        self, code: str, message: str, topic: str | None = None, ref: Any = None
+    ) -> None:
         await self.outbox.put(Error(code=code, message=message, topic=topic, ref=ref).encode())

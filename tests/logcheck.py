@@ -112,15 +112,17 @@ class Capture:
         self.children = 0
         self.lock = threading.Lock()
         self.python_log = (self.directory / "python-logging.log").open(
-            "a", encoding="utf-8", errors="replace")
+            "a", encoding="utf-8", errors="replace"
+        )
 
     def child_file(self, args: Any, stream: str) -> IO[bytes]:
         with self.lock:
             self.children += 1
             number = self.children
         words = [args] if isinstance(args, str | bytes | os.PathLike) else list(args or ())
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", " ".join(
-            os.path.basename(str(w)) for w in words[:3]))[:60]
+        name = re.sub(
+            r"[^A-Za-z0-9_.-]+", "_", " ".join(os.path.basename(str(w)) for w in words[:3])
+        )[:60]
         return (self.directory / f"child-{number:04d}-{name}.{stream}").open("ab")
 
     def write_record(self, record: logging.LogRecord) -> None:
@@ -147,8 +149,11 @@ class Capture:
             for session in root.glob("session_2*"):
                 if session.is_symlink() or session.stat().st_ctime < self.started:
                     continue
-                found += [p for p in (session / "logs").rglob("*") if p.is_file()
-                          and p.stat().st_size < 50_000_000]
+                found += [
+                    p
+                    for p in (session / "logs").rglob("*")
+                    if p.is_file() and p.stat().st_size < 50_000_000
+                ]
         return sorted(found)
 
 
@@ -292,8 +297,11 @@ def scan(files: list[Path], registry: Registry = REGISTRY) -> list[Leak]:
         except OSError:
             continue
         for secret, kind in list(registry.find(text)):
-            lines = (Leak(path, number, line, kind)
-                     for number, line in enumerate(text.splitlines(), 1) if secret in line)
+            lines = (
+                Leak(path, number, line, kind)
+                for number, line in enumerate(text.splitlines(), 1)
+                if secret in line
+            )
             leaks.extend(itertools.islice(lines, 3))  # a few lines per secret and file
     return leaks
 
@@ -340,8 +348,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     files = CAPTURE.files()
     leaks = scan(files)
     size = sum(p.stat().st_size for p in files if p.exists())
-    OUTCOME.append(Outcome(leaks, len(files), size, time.monotonic() - started,
-                           int(exitstatus)))
+    OUTCOME.append(Outcome(leaks, len(files), size, time.monotonic() - started, int(exitstatus)))
     if leaks:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -350,8 +357,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not OUTCOME or CAPTURE is None:
         return
     outcome = OUTCOME[-1]
-    report = (f"log check: {len(REGISTRY)} recorded secrets, {outcome.files} log files "
-              f"({outcome.size / 1e6:.1f} MB) searched in {outcome.seconds:.2f} s")
+    report = (
+        f"log check: {len(REGISTRY)} recorded secrets, {outcome.files} log files "
+        f"({outcome.size / 1e6:.1f} MB) searched in {outcome.seconds:.2f} s"
+    )
     if not outcome.leaks:
         terminalreporter.write_line(f"{report}: no secret in any log line")
         if outcome.exitstatus == 0:
@@ -360,10 +369,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"server and log output kept in {CAPTURE.directory}")
         return
     terminalreporter.section("secrets in log lines", sep="=", red=True, bold=True)
-    terminalreporter.write_line(f"{report}: {len(outcome.leaks)} leaking lines; logs kept in "
-                                f"{CAPTURE.directory}")
+    terminalreporter.write_line(
+        f"{report}: {len(outcome.leaks)} leaking lines; logs kept in {CAPTURE.directory}"
+    )
     for leak in outcome.leaks[:50]:
         terminalreporter.write_line(
-            f"SECRET IN LOG ({leak.kind}) {leak.path.name}:{leak.line_number}: "
-            f"{shown(leak.line)}", red=True)
-
+            f"SECRET IN LOG ({leak.kind}) {leak.path.name}:{leak.line_number}: {shown(leak.line)}",
+            red=True,
+        )

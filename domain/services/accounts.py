@@ -37,6 +37,7 @@ class AccountServices(ServiceBase):
             if self.welcome_credits > 0:
                 ledger.grant(self.welcome_credits, "welcome", now(), reference="welcome")
             return [user, ledger], {"user_id": user_id, "created": True}
+
         return self._command(meta, decide)
 
     def user(self, user_id: str) -> User:
@@ -51,18 +52,21 @@ class AccountServices(ServiceBase):
         except AggregateNotFoundError:
             raise UserNotFoundError(user_id) from None
 
-    def grant_credits(self, user_id: str, amount: object, reason: str,
-                      meta: CommandMeta | None = None) -> Result:
+    def grant_credits(
+        self, user_id: str, amount: object, reason: str, meta: CommandMeta | None = None
+    ) -> Result:
         self.ensure_user(user_id)
 
         def decide() -> Any:
             ledger = self.ledger(user_id)
             ledger.grant(amount, reason, now())  # type: ignore[arg-type]
             return [ledger], {"user_id": user_id, "balance": str(ledger.balance)}
+
         return self._command(meta, decide)
 
-    def top_up_credits(self, user_id: str, amount: object, reference: str,
-                       meta: CommandMeta | None = None) -> Result:
+    def top_up_credits(
+        self, user_id: str, amount: object, reference: str, meta: CommandMeta | None = None
+    ) -> Result:
         """Bought credits (`CreditLedger.top_up`). `reference` is the payment's external id:
         a reference the ledger has already seen adds nothing, stores nothing and answers
         `added: False`, so a replayed payment webhook is harmless."""
@@ -74,8 +78,12 @@ class AccountServices(ServiceBase):
             ledger = self.ledger(user_id)
             added = ledger.top_up(amount, now(), reference=reference)  # type: ignore[arg-type]
             return ([ledger] if added else []), {
-                "user_id": user_id, "reference": reference, "added": added,
-                "balance": str(ledger.balance)}
+                "user_id": user_id,
+                "reference": reference,
+                "added": added,
+                "balance": str(ledger.balance),
+            }
+
         return self._command(meta, decide)
 
     def issue_token(self, user_id: str, label: str, meta: CommandMeta | None = None) -> Result:
@@ -88,12 +96,14 @@ class AccountServices(ServiceBase):
             access = AccessToken(digest=hash_token(token), user_id=user_id, label=label)
             user.issue_token(access.id, label, now())
             return [user, access], {"token_id": str(access.id), "label": label}
+
         result = self._command(meta, decide)
         # The plain token is never stored, not even in the idempotency record.
         return result if result.get("replayed") else {**result, "token": token}
 
-    def revoke_token(self, user_id: str, token_id: object,
-                     meta: CommandMeta | None = None) -> Result:
+    def revoke_token(
+        self, user_id: str, token_id: object, meta: CommandMeta | None = None
+    ) -> Result:
         ident = as_uuid(token_id, "token id")
 
         def decide() -> Any:
@@ -104,13 +114,13 @@ class AccountServices(ServiceBase):
             user.revoke_token(ident)
             access.revoke()
             return [user, access], {"token_id": str(ident)}
+
         return self._command(meta, decide)
 
     def user_for_token(self, token: str) -> str | None:
         """The user a personal access token belongs to, or None (unknown or revoked)."""
         try:
-            access: AccessToken = self.repository.get(
-                AccessToken.id_for_digest(hash_token(token)))
+            access: AccessToken = self.repository.get(AccessToken.id_for_digest(hash_token(token)))
         except AggregateNotFoundError:
             return None
         return None if access.revoked else access.user_id
@@ -120,8 +130,7 @@ class AccountServices(ServiceBase):
             user = self.user(user_id)
         except UserNotFoundError:
             return []
-        return [{"id": str(t["id"]), "label": t["label"],
-                 "created_at": t["created_at"].isoformat()}  # type: ignore[attr-defined]
-                for t in user.tokens.values()]
-
-
+        return [
+            {"id": str(t["id"]), "label": t["label"], "created_at": t["created_at"].isoformat()}  # type: ignore[attr-defined]
+            for t in user.tokens.values()
+        ]

@@ -79,9 +79,10 @@ class IdempotentRecorder(Protocol):
 def _bound_to(stored_route: str | None, stored_hash: str | None, meta: CommandMeta) -> bool:
     """Whether a request matches what a key was first used for. Unknown (None) on either
     side matches: rows stored before keys were bound, in-process callers."""
-    return all(first is None or now is None or first == now
-               for first, now in ((stored_route, meta.route),
-                                  (stored_hash, meta.request_hash)))
+    return all(
+        first is None or now is None or first == now
+        for first, now in ((stored_route, meta.route), (stored_hash, meta.request_hash))
+    )
 
 
 def _reused(key: str | None, first_route: str | None, meta: CommandMeta) -> Exception:
@@ -89,7 +90,8 @@ def _reused(key: str | None, first_route: str | None, meta: CommandMeta) -> Exce
     what = "another request body" if same_route else f"another route ({meta.route})"
     return IdempotencyKeyReusedError(
         f"idempotency key {key!r} was first used for {first_route or 'another request'} "
-        f"with other content; it cannot be reused with {what}: send a new key")
+        f"with other content; it cannot be reused with {what}: send a new key"
+    )
 
 
 class KeysInFlight:
@@ -116,7 +118,8 @@ class KeysInFlight:
                     raise _reused(meta.idempotency_key, held[1], meta)
                 raise IdempotencyKeyInFlightError(
                     f"a request with idempotency key {meta.idempotency_key!r} is still "
-                    "being processed; retry with the same key once it has answered")
+                    "being processed; retry with the same key once it has answered"
+                )
             held[3] += 1
         try:
             yield
@@ -177,8 +180,7 @@ class ServiceBase(Application):
     # -- construction ------------------------------------------------------
     def construct_snapshot_store(self) -> EventStore[UUID]:
         recorder = self.factory.aggregate_recorder(purpose="snapshots")
-        return EventStore(mapper=SnapshotMapper(transcoder=PickleTranscoder()),
-                          recorder=recorder)
+        return EventStore(mapper=SnapshotMapper(transcoder=PickleTranscoder()), recorder=recorder)
 
     def construct_repository(self) -> Repository[UUID]:
         # Fast-forward and copies are not options here: without fast-forward the cache
@@ -187,10 +189,14 @@ class ServiceBase(Application):
         self.snapshot_writer = SnapshotWriter(self.snapshots) if self.snapshots else None
         maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
         return SnapshottingRepository(
-            event_store=self.events, snapshot_store=self.snapshots,
-            cache_maxsize=int(maxsize) if maxsize else None, fastforward=True,
-            deepcopy_from_cache=True, intervals=self.snapshotting_intervals,
-            writer=self.snapshot_writer)
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize else None,
+            fastforward=True,
+            deepcopy_from_cache=True,
+            intervals=self.snapshotting_intervals,
+            writer=self.snapshot_writer,
+        )
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """A snapshot of each saved aggregate whose version crossed a multiple of its
@@ -213,8 +219,10 @@ class ServiceBase(Application):
             try:
                 self.snapshot_writer.put(snapshots)
             except Exception:
-                log.exception("snapshots of %s not taken (loads replay more until the next)",
-                              [str(s.originator_id) for s in snapshots])
+                log.exception(
+                    "snapshots of %s not taken (loads replay more until the next)",
+                    [str(s.originator_id) for s in snapshots],
+                )
 
     def flush_snapshots(self, timeout: float = 10.0) -> bool:
         """Wait until every snapshot taken so far is stored (True when done in time)."""
@@ -231,8 +239,9 @@ class ServiceBase(Application):
             object.__setattr__(domain_event, "meta", meta)
         return super()._record(processing_event)
 
-    def _load(self, aggregate_id: object, cls: type[A],
-              error: Callable[[UUID], NotFoundError]) -> A:
+    def _load(
+        self, aggregate_id: object, cls: type[A], error: Callable[[UUID], NotFoundError]
+    ) -> A:
         ident = as_uuid(aggregate_id)
         try:
             aggregate: Aggregate = self.repository.get(ident)
@@ -273,11 +282,11 @@ class ServiceBase(Application):
             try:
                 pruned = self.prune_commands()
             except Exception:
-                log.warning("pruning expired idempotency keys failed; next time",
-                            exc_info=True)
+                log.warning("pruning expired idempotency keys failed; next time", exc_info=True)
                 return
             if pruned:
                 log.info("pruned %d expired idempotency keys", pruned)
+
         threading.Thread(target=prune, name="darkroom-prune-keys", daemon=True).start()
 
     def _replay(self, key: str, meta: CommandMeta) -> Result | None:
@@ -301,17 +310,25 @@ class ServiceBase(Application):
                 return prior
             return self._attempts(meta, key, decide)
 
-    def _attempts(self, meta: CommandMeta, key: str | None,
-                  decide: Callable[[], Decision]) -> Result:
+    def _attempts(
+        self, meta: CommandMeta, key: str | None, decide: Callable[[], Decision]
+    ) -> Result:
         contested: list[UUID] = []
         for attempt in range(MAX_ATTEMPTS):
             # After a lost race, re-decide holding this process's locks on what we
             # wrote (domain/services/hot.py): our retries queue instead of colliding.
             with self.hot_aggregates.hold(contested):
                 aggregates, result = decide()
-                extra = {"command_key": key, "command_result": result,
-                         "command_route": meta.route, "command_hash": meta.request_hash} \
-                    if key else {}
+                extra = (
+                    {
+                        "command_key": key,
+                        "command_result": result,
+                        "command_route": meta.route,
+                        "command_hash": meta.request_hash,
+                    }
+                    if key
+                    else {}
+                )
                 try:
                     with command_context(meta):
                         recordings = self.save(*aggregates, **extra)
@@ -324,9 +341,10 @@ class ServiceBase(Application):
                 contested = [a.id for a in aggregates]
                 # Callers that lost a race spread out before re-deciding, so that
                 # other processes' retries do not all collide on the next version.
-                time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2 ** attempt))
+                time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
                 continue
             position = recordings[-1].notification.id if recordings else self.head_position()
             return {**result, "position": position}
         raise ConcurrencyConflictError(
-            f"gave up after {MAX_ATTEMPTS} attempts: the aggregates kept changing underneath")
+            f"gave up after {MAX_ATTEMPTS} attempts: the aggregates kept changing underneath"
+        )

@@ -73,10 +73,17 @@ class Routing:
         if self.task.is_orchestrator or params.get("skip_generation"):
             return {"result": "none"}
         if not self.task.output_location:
-            raise ValidationError(f"task {self.task.id} ({self.task.task_type}) makes media: "
-                                  "complete it with an output location")
-        for step in (self._regenerated, self._on_source, self._on_child, self._on_parent,
-                     self._as_child):
+            raise ValidationError(
+                f"task {self.task.id} ({self.task.task_type}) makes media: "
+                "complete it with an output location"
+            )
+        for step in (
+            self._regenerated,
+            self._on_source,
+            self._on_child,
+            self._on_parent,
+            self._as_child,
+        ):
             routed = step()
             if routed is not None:
                 return routed
@@ -95,8 +102,9 @@ class Routing:
         source = self._live(self.task.based_on)
         if source is None:
             return None
-        return self._variant(source, self._variant_type, bool(self.task.params.get("is_primary")),
-                             "variant")
+        return self._variant(
+            source, self._variant_type, bool(self.task.params.get("is_primary")), "variant"
+        )
 
     def _on_child(self) -> Result | None:
         child = self._live(self.task.params.get("child_generation_id"))
@@ -123,7 +131,8 @@ class Routing:
             routed = self._new_child(parent, order)
         if self.single_segment:
             routed["parent_variant_id"] = self._variant(
-                parent, self._variant_type, True, "parent_variant")["variant_id"]
+                parent, self._variant_type, True, "parent_variant"
+            )["variant_id"]
         return routed
 
     def _standalone(self) -> Result:
@@ -132,11 +141,13 @@ class Routing:
         routed = self._original(generation, "generation")
         shot = self._shot()
         if shot is not None:
-            asks = self.task.params.get("add_in_position") or self.task.params.get(
-                "with_position")
+            asks = self.task.params.get("add_in_position") or self.task.params.get("with_position")
             member = shot.add(uuid4(), generation.id, generation.media_type, bool(asks))
-            routed.update(shot_id=str(shot.id), shot_generation_id=str(member.id),
-                          timeline_frame=member.timeline_frame)
+            routed.update(
+                shot_id=str(shot.id),
+                shot_generation_id=str(member.id),
+                timeline_frame=member.timeline_frame,
+            )
         return routed
 
     # -- helpers ---------------------------------------------------------------
@@ -157,27 +168,47 @@ class Routing:
         return {**self._original(child, "child"), "parent_generation_id": str(parent.id)}
 
     def _new_generation(self, **links: Any) -> Generation:
-        generation = Generation.start(self.task.project_id, media_type_of(self.task),
-                                      self.batch.at, params=self._params(),
-                                      task_id=self.task.id, **links)
+        generation = Generation.start(
+            self.task.project_id,
+            media_type_of(self.task),
+            self.batch.at,
+            params=self._params(),
+            task_id=self.task.id,
+            **links,
+        )
         return self.batch.add(generation)
 
     def _original(self, generation: Generation, kind: str) -> Result:
         return self._variant(generation, ORIGINAL, True, kind)
 
-    def _variant(self, generation: Generation, variant_type: str, primary: bool,
-                 kind: str) -> Result:
+    def _variant(
+        self, generation: Generation, variant_type: str, primary: bool, kind: str
+    ) -> Result:
         generation.link_task(self.task.id)
         variant = generation.add_variant(
-            uuid4(), self.task.output_location or "", self.batch.at, variant_type=variant_type,
-            thumbnail_url=self.task.thumbnail_url, params=self._params(),
-            make_primary=primary, viewed=False, source_task_id=self.task.id)
-        return {"result": kind, "generation_id": str(generation.id),
-                "variant_id": str(variant.id), "variant_type": variant_type}
+            uuid4(),
+            self.task.output_location or "",
+            self.batch.at,
+            variant_type=variant_type,
+            thumbnail_url=self.task.thumbnail_url,
+            params=self._params(),
+            make_primary=primary,
+            viewed=False,
+            source_task_id=self.task.id,
+        )
+        return {
+            "result": kind,
+            "generation_id": str(generation.id),
+            "variant_id": str(variant.id),
+            "variant_type": variant_type,
+        }
 
     def _params(self) -> dict[str, Any]:
-        params = {**self.task.params, "source_task_id": str(self.task.id),
-                  "tool_type": self.task.params.get("tool_type") or self.task.task_type}
+        params = {
+            **self.task.params,
+            "source_task_id": str(self.task.id),
+            "tool_type": self.task.params.get("tool_type") or self.task.task_type,
+        }
         if self.task.result_data.get("content_type"):
             params["content_type"] = self.task.result_data["content_type"]
         return params
@@ -186,14 +217,16 @@ class Routing:
         """A generation of the task's project that still shows, or None."""
         key = _uuid(ident)
         found = self.batch.find(key) if key else None
-        if (not isinstance(found, Generation) or found.deleted
-                or found.project_id != self.task.project_id):
+        if (
+            not isinstance(found, Generation)
+            or found.deleted
+            or found.project_id != self.task.project_id
+        ):
             return None
         return found
 
     def _shot(self) -> Shot | None:
         found = self.batch.find(self.task.shot_id) if self.task.shot_id else None
-        if (not isinstance(found, Shot) or found.deleted
-                or found.project_id != self.task.project_id):
+        if not isinstance(found, Shot) or found.deleted or found.project_id != self.task.project_id:
             return None
         return found

@@ -18,8 +18,9 @@ PAGE = 1000
 
 
 class HistoryServices(ServiceBase):
-    def aggregate_at(self, aggregate_id: object, *, version: int | None = None,
-                     at: datetime | None = None) -> Aggregate:
+    def aggregate_at(
+        self, aggregate_id: object, *, version: int | None = None, at: datetime | None = None
+    ) -> Aggregate:
         """The aggregate as it was after `version`, or at moment `at` (UTC)."""
         ident = as_uuid(aggregate_id, "aggregate id")
         if version is not None and version < 1:
@@ -32,8 +33,7 @@ class HistoryServices(ServiceBase):
             raise NotFoundError("aggregate", ident) from None
 
     def _version_at(self, ident: UUID, at: datetime) -> int:
-        versions = [e.originator_version for e in self.events.get(ident)
-                    if e.timestamp <= at]  # type: ignore[attr-defined]
+        versions = [e.originator_version for e in self.events.get(ident) if e.timestamp <= at]  # type: ignore[attr-defined]
         if not versions:
             raise NotFoundError("aggregate", f"{ident} at {at.isoformat()}")
         return max(versions)
@@ -48,9 +48,15 @@ class HistoryServices(ServiceBase):
         for row in rows:
             event: Any = self.mapper.to_domain_event(_stored(ident, row))
             meta = getattr(event, "meta", {}) or {}
-            out.append({"position": row["notification_id"], "version": row["originator_version"],
-                        "topic": row["topic"], "timestamp": event.timestamp.isoformat(),
-                        **meta})
+            out.append(
+                {
+                    "position": row["notification_id"],
+                    "version": row["originator_version"],
+                    "topic": row["topic"],
+                    "timestamp": event.timestamp.isoformat(),
+                    **meta,
+                }
+            )
         return out
 
     def stored_snapshots(self, aggregate_id: object) -> list[dict[str, Any]]:
@@ -62,8 +68,11 @@ class HistoryServices(ServiceBase):
             return []
         out = []
         for stored in self.snapshots.recorder.select_events(ident):
-            row: dict[str, Any] = {"kind": "snapshot", "version": stored.originator_version,
-                                   "bytes": len(stored.state)}
+            row: dict[str, Any] = {
+                "kind": "snapshot",
+                "version": stored.originator_version,
+                "bytes": len(stored.state),
+            }
             try:
                 snapshot: Any = self.snapshots.mapper.to_domain_event(stored)
                 row["timestamp"] = snapshot.timestamp.isoformat()
@@ -80,8 +89,9 @@ class HistoryServices(ServiceBase):
         states: dict[UUID, Any] = {}
         start = 0
         while start < position:
-            page = self.recorder.select_notifications(start, PAGE, stop=position,
-                                                      inclusive_of_start=False)
+            page = self.recorder.select_notifications(
+                start, PAGE, stop=position, inclusive_of_start=False
+            )
             if not page:
                 break
             for notification in page:
@@ -93,13 +103,18 @@ class HistoryServices(ServiceBase):
     def project_as_of(self, project_id: object, position: int) -> dict[UUID, Aggregate]:
         """A project's whole state (itself, shots, generations, tasks) as of a past position."""
         ident = as_uuid(project_id, "project id")
-        found = self.fold_until(position, keep=lambda a: a.id == ident
-                                or getattr(a, "project_id", None) == ident)
+        found = self.fold_until(
+            position, keep=lambda a: a.id == ident or getattr(a, "project_id", None) == ident
+        )
         if ident not in found:
             raise NotFoundError("project", f"{ident} at position {position}")
         return found
 
 
 def _stored(ident: UUID, row: dict[str, Any]) -> StoredEvent:
-    return StoredEvent(originator_id=ident, originator_version=row["originator_version"],
-                       topic=row["topic"], state=bytes(row["state"]))
+    return StoredEvent(
+        originator_id=ident,
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )

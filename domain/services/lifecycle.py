@@ -78,7 +78,8 @@ def check_bound(known: Task, binding: str | None, key: str | None) -> None:
     if known.request_hash is not None and binding is not None and known.request_hash != binding:
         raise IdempotencyKeyReusedError(
             f"idempotency key {key!r} was first used to create task {known.id} with another "
-            "request; it cannot be reused with a different route or body: send a new key")
+            "request; it cannot be reused with a different route or body: send a new key"
+        )
 
 
 def _failure_pool(root: Task, children: list[Task]) -> list[Task]:
@@ -125,8 +126,11 @@ class Batch:
 
     def status_changes(self) -> dict[str, str]:
         """Every task whose status this decision changed, with its new status."""
-        return {str(i): a.status for i, a in self._loaded.items()
-                if isinstance(a, Task) and a.status != self._statuses.get(i)}
+        return {
+            str(i): a.status
+            for i, a in self._loaded.items()
+            if isinstance(a, Task) and a.status != self._statuses.get(i)
+        }
 
     def _remember(self, aggregate: Aggregate | None) -> None:
         if isinstance(aggregate, Task):
@@ -182,8 +186,9 @@ class TaskLifecycle(ServiceBase):
         if not isinstance(roster, WorkerRoster):
             roster = batch.add(WorkerRoster())
         roster.join(worker_id)
-        return found if isinstance(found, Worker) else batch.add(
-            Worker.register(worker_id, batch.at))
+        return (
+            found if isinstance(found, Worker) else batch.add(Worker.register(worker_id, batch.at))
+        )
 
     def _balance(self, batch: Batch, owner_id: str) -> Decimal:
         ledger = batch.find(CreditLedger.id_for(owner_id))
@@ -204,37 +209,62 @@ class TaskLifecycle(ServiceBase):
     def _type_of(self, batch: Batch, task: Task) -> TaskType:
         """The row a task was made from, even if deactivated since; the seed's fallback."""
         catalogue = batch.find(CATALOGUE_ID)
-        found = (catalogue.get(task.task_type) if isinstance(catalogue, TaskTypeCatalogue)
-                 else DEFAULT_CATALOGUE.get(task.task_type))
-        return found or TaskType(task.task_type, task.run_type, task.category, PER_SECOND,
-                                 base_cost_per_second=SEED_DEFAULT_RATE)
+        found = (
+            catalogue.get(task.task_type)
+            if isinstance(catalogue, TaskTypeCatalogue)
+            else DEFAULT_CATALOGUE.get(task.task_type)
+        )
+        return found or TaskType(
+            task.task_type,
+            task.run_type,
+            task.category,
+            PER_SECOND,
+            base_cost_per_second=SEED_DEFAULT_RATE,
+        )
 
     # -- creation --------------------------------------------------------------
-    def _new_task(self, batch: Batch, project: Project, task_type: TaskType,
-                  params: Mapping[str, Any], *, dependant_on: Iterable[object] = (),
-                  task_id: UUID | None = None, key: str | None = None,
-                  request_hash: str | None = None) -> Task:
+    def _new_task(
+        self,
+        batch: Batch,
+        project: Project,
+        task_type: TaskType,
+        params: Mapping[str, Any],
+        *,
+        dependant_on: Iterable[object] = (),
+        task_id: UUID | None = None,
+        key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Task:
         # Every task, a run's included: its LoRAs are the owner's, resolved to their files.
         params = with_loras(batch, project.owner_id, params)
-        task = Task.create(project_id=project.id, owner_id=project.owner_id,
-                           task_type=task_type, params=params, at=batch.at, task_id=task_id,
-                           dependant_on=dependant_on,  # type: ignore[arg-type]
-                           idempotency_key=key, request_hash=request_hash)
+        task = Task.create(
+            project_id=project.id,
+            owner_id=project.owner_id,
+            task_type=task_type,
+            params=params,
+            at=batch.at,
+            task_id=task_id,
+            dependant_on=dependant_on,  # type: ignore[arg-type]
+            idempotency_key=key,
+            request_hash=request_hash,
+        )
         for ident in task.dependant_on:
             dependency = batch.find(ident)
             if not isinstance(dependency, Task) or dependency.owner_id != project.owner_id:
                 raise TaskNotFoundError(ident)
             if dependency.status in (FAILED, CANCELLED):
                 raise DependencyFailedError(
-                    f"task {ident} is {dependency.status!r}: nothing can wait for it")
+                    f"task {ident} is {dependency.status!r}: nothing can wait for it"
+                )
             dependency.add_dependant(task.id)
         batch.add(task)
         self._workload(batch, project.owner_id).track(task)
         return task
 
     # -- status changes --------------------------------------------------------
-    def _change(self, batch: Batch, task: Task, change: Callable[..., None],
-                *args: Any, **kwargs: Any) -> None:
+    def _change(
+        self, batch: Batch, task: Task, change: Callable[..., None], *args: Any, **kwargs: Any
+    ) -> None:
         """Applies a status change (`change(*args, **kwargs)`, a method of `task`) and
         everything that must move with it."""
         before, holder = task.status, task.worker_id
@@ -273,8 +303,11 @@ class TaskLifecycle(ServiceBase):
             if relative is root:
                 pool = _failure_pool(root, children)
                 outcome = orchestrator_outcome(pool, len(pool))
-                message = (outcome[1] if outcome and outcome[1]
-                           else f"{task.task_type} {task.id} is {task.status}")
+                message = (
+                    outcome[1]
+                    if outcome and outcome[1]
+                    else f"{task.task_type} {task.id} is {task.status}"
+                )
                 self._change(batch, root, root.fail, message, batch.at)
             else:
                 self._change(batch, relative, relative.cancel, batch.at, reason)
@@ -317,18 +350,31 @@ class TaskLifecycle(ServiceBase):
         """A worker may act only on a running task it holds (a requeued task moved on)."""
         if worker_id is not None and task.status == IN_PROGRESS and task.worker_id != worker_id:
             raise TaskHeldElsewhereError(
-                f"task {task.id} is held by {task.worker_id!r}, not by {worker_id!r}")
+                f"task {task.id} is held by {task.worker_id!r}, not by {worker_id!r}"
+            )
 
-    def _on_task(self, meta: Any, task_id: object, user_id: str | None,
-                 worker_id: str | None, act: Callable[[Batch, Task], Result | None],
-                 at: datetime | None = None) -> Result:
+    def _on_task(
+        self,
+        meta: Any,
+        task_id: object,
+        user_id: str | None,
+        worker_id: str | None,
+        act: Callable[[Batch, Task], Result | None],
+        at: datetime | None = None,
+    ) -> Result:
         """A change of one task (and its cascade) as one command; `act` may add to the
         result."""
+
         def decide() -> Any:
             batch = self._batch(at)
             task = self._task(batch, task_id, user_id)
             self._check_holder(task, worker_id)
             extra = act(batch, task) or {}
-            return batch.changed, {**extra, "task_id": str(task.id), "status": task.status,
-                                   "changed": batch.status_changes()}
+            return batch.changed, {
+                **extra,
+                "task_id": str(task.id),
+                "status": task.status,
+                "changed": batch.status_changes(),
+            }
+
         return self._command(meta, decide)

@@ -73,29 +73,45 @@ def own_tasks(batch: Batch, task_ids: list[Any], credential: str | None) -> list
     if credential is None or not credential.startswith("user:"):
         return task_ids
     user = credential.removeprefix("user:")
-    return [t for t in task_ids if isinstance(task := batch.find(t), Task)
-            and task.owner_id == user]
+    return [
+        t for t in task_ids if isinstance(task := batch.find(t), Task) and task.owner_id == user
+    ]
 
 
-def worker_row(worker: Worker, beat: Beat | None, at: datetime,
-               timeout: timedelta) -> dict[str, Any]:
+def worker_row(
+    worker: Worker, beat: Beat | None, at: datetime, timeout: timedelta
+) -> dict[str, Any]:
     pulse = beat.last_seen if beat else None
     seen = worker.seen_at(pulse)
     report = beat.report if beat else NO_REPORT
-    liveness = "lost" if worker.lost else ("silent" if worker.is_lost(at, timeout, pulse)
-                                           else "alive")
-    return {"worker_id": worker.worker_id, "owner": worker.owner, "liveness": liveness,
-            "last_seen": seen.isoformat(), "silent_s": round((at - seen).total_seconds(), 3),
-            "held_tasks": [{"task_id": str(t), "since": since.isoformat()}
-                           for t, since in worker.running.items()],
-            "status": report.status, "current_model": report.current_model,
-            "vram_used_mb": report.vram_used_mb, "vram_total_mb": report.vram_total_mb}
+    liveness = (
+        "lost" if worker.lost else ("silent" if worker.is_lost(at, timeout, pulse) else "alive")
+    )
+    return {
+        "worker_id": worker.worker_id,
+        "owner": worker.owner,
+        "liveness": liveness,
+        "last_seen": seen.isoformat(),
+        "silent_s": round((at - seen).total_seconds(), 3),
+        "held_tasks": [
+            {"task_id": str(t), "since": since.isoformat()} for t, since in worker.running.items()
+        ],
+        "status": report.status,
+        "current_model": report.current_model,
+        "vram_used_mb": report.vram_used_mb,
+        "vram_total_mb": report.vram_total_mb,
+    }
 
 
 class LivenessServices(TaskLifecycle):
-    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = (),
-                  now: datetime | None = None, meta: CommandMeta | None = None,
-                  report: Report = NO_REPORT) -> Result:
+    def heartbeat(
+        self,
+        worker_id: str,
+        task_ids: Iterable[object] = (),
+        now: datetime | None = None,
+        meta: CommandMeta | None = None,
+        report: Report = NO_REPORT,
+    ) -> Result:
         """The worker is alive. `stop` lists the tasks it reported that it no longer
         holds (cancelled, requeued, finished elsewhere): it should drop them. A user's
         credential hears only about that user's tasks; another credential's worker is
@@ -111,12 +127,14 @@ class LivenessServices(TaskLifecycle):
             worker.heartbeat(at, self.pulse.last_seen(worker_id))
             stop = own_tasks(batch, worker.not_holding(reported), credential)
             return batch.changed, {"worker_id": worker_id, "stop": [str(t) for t in stop]}
+
         result = self._command(meta or CommandMeta.for_worker(worker_id), decide)
         self.pulse.touch(worker_id, at, report)
         return result
 
-    def workers(self, now: datetime | None = None,
-                timeout: timedelta = LOST_AFTER) -> list[dict[str, Any]]:
+    def workers(
+        self, now: datetime | None = None, timeout: timedelta = LOST_AFTER
+    ) -> list[dict[str, Any]]:
         """Every worker on the roster or seen in the last day, by id (at most
         `LISTED_MAX`): `liveness` (alive; silent: past `timeout`, not swept yet; lost),
         the tasks it holds and its last report from the pulse. A read: nothing written."""
@@ -137,9 +155,12 @@ class LivenessServices(TaskLifecycle):
         the caller's (`meta.credential`); a read, nothing written."""
         require_own_worker(self._batch(), worker_id, credential_of(meta))
 
-    def sweep_lost_workers(self, now: datetime | None = None,
-                           timeout: timedelta = LOST_AFTER,
-                           meta: CommandMeta | None = None) -> Result:
+    def sweep_lost_workers(
+        self,
+        now: datetime | None = None,
+        timeout: timedelta = LOST_AFTER,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """Workers silent for longer than `timeout` lose their tasks: requeued with one
         more attempt, or Failed at the third (with the cascade). A live worker's task
         running over 24 h fails. One save per worker."""
@@ -150,8 +171,9 @@ class LivenessServices(TaskLifecycle):
         for worker_id in list(roster.workers if isinstance(roster, WorkerRoster) else []):
             worker = self._batch(at).find(Worker.id_for(worker_id))
             pulse = self.pulse.last_seen(worker_id)
-            if isinstance(worker, Worker) and not (worker.is_lost(at, timeout, pulse)
-                                                   or worker.stuck(at)):
+            if isinstance(worker, Worker) and not (
+                worker.is_lost(at, timeout, pulse) or worker.stuck(at)
+            ):
                 continue
             swept = self._command(meta.caused(), partial(self._sweep_one, worker_id, at, timeout))
             if swept["lost"]:
@@ -169,8 +191,11 @@ class LivenessServices(TaskLifecycle):
         lost = worker.is_lost(at, timeout, pulse)
         for task_id in list(worker.running) if lost else worker.stuck(at):
             task = batch.find(task_id)
-            if isinstance(task, Task) and task.status == IN_PROGRESS \
-                    and task.worker_id == worker_id:
+            if (
+                isinstance(task, Task)
+                and task.status == IN_PROGRESS
+                and task.worker_id == worker_id
+            ):
                 if lost:
                     self._change(batch, task, task.worker_lost, at)
                 else:
@@ -182,8 +207,9 @@ class LivenessServices(TaskLifecycle):
                 roster.leave(worker_id)
         return batch.changed, {"lost": lost, "changed": batch.status_changes()}
 
-    def fail_blocked_tasks(self, candidate_ids: Iterable[object] = (),
-                           meta: CommandMeta | None = None) -> Result:
+    def fail_blocked_tasks(
+        self, candidate_ids: Iterable[object] = (), meta: CommandMeta | None = None
+    ) -> Result:
         """Queued tasks whose dependency Failed or was Cancelled become Failed. Failures
         already cascade to dependants in their own save; this repairs what a caller
         (the task board's Queued tasks with dependencies) still finds blocked."""
@@ -192,10 +218,17 @@ class LivenessServices(TaskLifecycle):
         def decide() -> Any:
             batch = self._batch()
             for task in [t for t in map(batch.find, ids) if isinstance(t, Task)]:
-                statuses = {d: t.status for d in task.dependant_on
-                            if isinstance(t := batch.find(d), Task)}
+                statuses = {
+                    d: t.status for d in task.dependant_on if isinstance(t := batch.find(d), Task)
+                }
                 if dependency_failed(task, statuses):
-                    self._change(batch, task, task.fail,
-                                 "Failed: a dependency failed or was cancelled", batch.at)
+                    self._change(
+                        batch,
+                        task,
+                        task.fail,
+                        "Failed: a dependency failed or was cancelled",
+                        batch.at,
+                    )
             return batch.changed, {"changed": batch.status_changes()}
+
         return self._command(meta or CommandMeta(actor="system:sweeper"), decide)

@@ -32,11 +32,22 @@ from domain.services.lifecycle import (
 from domain.task import Task, model_name_of
 
 # List params of a run that hold one value per segment, and the name each segment uses.
-PER_SEGMENT = {"base_prompts": "base_prompt", "negative_prompts": "negative_prompt",
-               "prompts": "prompt", "segment_frames": "segment_frames",
-               "frame_overlap": "frame_overlap", "segment_seeds": "seed"}
-RUN_ONLY = ("orchestrator_details", "shot_id", "image_urls", "clip_urls",
-            "image_generation_ids", "clip_generation_ids")
+PER_SEGMENT = {
+    "base_prompts": "base_prompt",
+    "negative_prompts": "negative_prompt",
+    "prompts": "prompt",
+    "segment_frames": "segment_frames",
+    "frame_overlap": "frame_overlap",
+    "segment_seeds": "seed",
+}
+RUN_ONLY = (
+    "orchestrator_details",
+    "shot_id",
+    "image_urls",
+    "clip_urls",
+    "image_generation_ids",
+    "clip_generation_ids",
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +73,17 @@ class RunKind:
         return orchestrator, segment, stitch
 
 
-TRAVEL = RunKind("travel_between_images", "segment_index", "start_image_url",
-                 "end_image_url", "image_urls", stitch_always=False)
-JOIN = RunKind("join_clips", "join_index", "start_video_url", "end_video_url", "clip_urls",
-               stitch_always=True)
+TRAVEL = RunKind(
+    "travel_between_images",
+    "segment_index",
+    "start_image_url",
+    "end_image_url",
+    "image_urls",
+    stitch_always=False,
+)
+JOIN = RunKind(
+    "join_clips", "join_index", "start_video_url", "end_video_url", "clip_urls", stitch_always=True
+)
 
 
 def segment_params(params: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -83,46 +101,77 @@ def segment_params(params: Mapping[str, Any], index: int) -> dict[str, Any]:
 
 
 class OrchestrationServices(TaskLifecycle):
-    def create_travel(self, project_id: object, user_id: str | None, *,
-                      shot_id: object | None = None,
-                      image_generation_ids: Sequence[object] | None = None,
-                      image_urls: Sequence[str] | None = None,
-                      params: Mapping[str, Any] | None = None,
-                      idempotency_key: str | None = None,
-                      meta: CommandMeta | None = None) -> Result:
+    def create_travel(
+        self,
+        project_id: object,
+        user_id: str | None,
+        *,
+        shot_id: object | None = None,
+        image_generation_ids: Sequence[object] | None = None,
+        image_urls: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """A video travelling through the shot's positioned images (or the images given)."""
+
         def sources(batch: Batch, project: Project) -> list[Source]:
             if shot_id is not None:
                 shot = self._shot_in(batch, shot_id, project.id)
                 # A deleted generation has left its shots (the memberships come
                 # back with a restore): the run travels through the live ones.
                 ids: Sequence[object] = [
-                    m.generation_id for m in shot.positioned_images()
-                    if not batch.load(m.generation_id, Generation,
-                                      GenerationNotFoundError).deleted]
+                    m.generation_id
+                    for m in shot.positioned_images()
+                    if not batch.load(m.generation_id, Generation, GenerationNotFoundError).deleted
+                ]
                 return self._sources(batch, project, ids, None, "image")
             return self._sources(batch, project, image_generation_ids, image_urls, "image")
-        extra = {"shot_id": str(shot_id)} if shot_id is not None else {}
-        return self._start_run(TRAVEL, project_id, user_id, sources, {**(params or {}), **extra},
-                               idempotency_key, meta, shot_id)
 
-    def create_join_clips(self, project_id: object, user_id: str | None, *,
-                          clip_generation_ids: Sequence[object] | None = None,
-                          clip_urls: Sequence[str] | None = None,
-                          params: Mapping[str, Any] | None = None,
-                          idempotency_key: str | None = None,
-                          meta: CommandMeta | None = None) -> Result:
+        extra = {"shot_id": str(shot_id)} if shot_id is not None else {}
+        return self._start_run(
+            TRAVEL,
+            project_id,
+            user_id,
+            sources,
+            {**(params or {}), **extra},
+            idempotency_key,
+            meta,
+            shot_id,
+        )
+
+    def create_join_clips(
+        self,
+        project_id: object,
+        user_id: str | None,
+        *,
+        clip_generation_ids: Sequence[object] | None = None,
+        clip_urls: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """One video joining the clips in order, a generated transition between each pair."""
+
         def sources(batch: Batch, project: Project) -> list[Source]:
             return self._sources(batch, project, clip_generation_ids, clip_urls, "clip")
-        return self._start_run(JOIN, project_id, user_id, sources, dict(params or {}),
-                               idempotency_key, meta, None)
+
+        return self._start_run(
+            JOIN, project_id, user_id, sources, dict(params or {}), idempotency_key, meta, None
+        )
 
     # -- the run ---------------------------------------------------------------
-    def _start_run(self, kind: RunKind, project_id: object, user_id: str | None,
-                   sources: Callable[[Batch, Project], list[Source]],
-                   params: dict[str, Any], key: str | None, meta: CommandMeta | None,
-                   shot_id: object | None) -> Result:
+    def _start_run(
+        self,
+        kind: RunKind,
+        project_id: object,
+        user_id: str | None,
+        sources: Callable[[Batch, Project], list[Source]],
+        params: dict[str, Any],
+        key: str | None,
+        meta: CommandMeta | None,
+        shot_id: object | None,
+    ) -> Result:
         meta = meta or (CommandMeta.for_user(user_id) if user_id else None)
         binding = request_binding(meta)
 
@@ -136,54 +185,98 @@ class OrchestrationServices(TaskLifecycle):
             inputs = sources(batch, project)
             if len(inputs) < 2:
                 raise InvalidParamsError(
-                    f"{kind.family} needs at least 2 inputs (got {len(inputs)})")
+                    f"{kind.family} needs at least 2 inputs (got {len(inputs)})"
+                )
             orchestrator = self._spawn_run(batch, project, kind, inputs, params, key, binding)
             if shot_id is not None:
                 shot = self._shot_in(batch, shot_id, project.id)
                 parent_id = orchestrator.parent_generation_id
                 shot.add(uuid4(), parent_id, "video", with_position=False)  # type: ignore[arg-type]
             return batch.changed, self._run_summary(batch, orchestrator)
+
         return self._command(meta, decide)
 
-    def _spawn_run(self, batch: Batch, project: Project, kind: RunKind, inputs: list[Source],
-                   params: dict[str, Any], key: str | None,
-                   binding: str | None = None) -> Task:
+    def _spawn_run(
+        self,
+        batch: Batch,
+        project: Project,
+        kind: RunKind,
+        inputs: list[Source],
+        params: dict[str, Any],
+        key: str | None,
+        binding: str | None = None,
+    ) -> Task:
         orchestrator_type, segment_type, stitch_type = (
-            self._resolve_type(batch, name) for name in kind.types)
+            self._resolve_type(batch, name) for name in kind.types
+        )
         orchestrator_id = task_id_for(project.owner_id, key) if key else uuid4()
         run_id = uuid4().hex
-        parent = batch.add(Generation.start(project.id, "video", batch.at, params=params,
-                                            task_id=orchestrator_id))
+        parent = batch.add(
+            Generation.start(project.id, "video", batch.at, params=params, task_id=orchestrator_id)
+        )
         links = {"parent_generation_id": str(parent.id), "orchestrator_run_id": run_id}
-        details = {**dict(params.get("orchestrator_details") or {}), **links,
-                   kind.inputs_key: [s.location for s in inputs],
-                   "num_new_segments_to_generate": len(inputs) - 1}
+        details = {
+            **dict(params.get("orchestrator_details") or {}),
+            **links,
+            kind.inputs_key: [s.location for s in inputs],
+            "num_new_segments_to_generate": len(inputs) - 1,
+        }
         orchestrator = self._new_task(
-            batch, project, orchestrator_type, {**params, **links, "orchestrator_details": details},
-            task_id=orchestrator_id, key=key, request_hash=binding if key else None)
+            batch,
+            project,
+            orchestrator_type,
+            {**params, **links, "orchestrator_details": details},
+            task_id=orchestrator_id,
+            key=key,
+            request_hash=binding if key else None,
+        )
         self._change(batch, orchestrator, orchestrator.claim, ORCHESTRATOR_WORKER, batch.at)
         links["orchestrator_task_id_ref"] = str(orchestrator.id)
         children: list[Task] = []
         for i, (start, end) in enumerate(pairwise(inputs)):
-            child_params = {**segment_params(params, i), **links, kind.index_key: i,
-                            "num_segments": len(inputs) - 1,
-                            kind.start_key: start.location, kind.end_key: end.location,
-                            "start_generation_id": _str(start.generation_id),
-                            "end_generation_id": _str(end.generation_id)}
-            children.append(self._new_task(batch, project, segment_type, child_params,
-                                           dependant_on=[c.id for c in children[-1:]]))
+            child_params = {
+                **segment_params(params, i),
+                **links,
+                kind.index_key: i,
+                "num_segments": len(inputs) - 1,
+                kind.start_key: start.location,
+                kind.end_key: end.location,
+                "start_generation_id": _str(start.generation_id),
+                "end_generation_id": _str(end.generation_id),
+            }
+            children.append(
+                self._new_task(
+                    batch,
+                    project,
+                    segment_type,
+                    child_params,
+                    dependant_on=[c.id for c in children[-1:]],
+                )
+            )
         if kind.stitch_always or len(children) > 1:
-            stitch_params = {**segment_params(params, len(children)), **links,
-                             "num_segments": len(children), kind.inputs_key: details[
-                                 kind.inputs_key],
-                             "segment_task_ids": [str(c.id) for c in children]}
-            children.append(self._new_task(batch, project, stitch_type, stitch_params,
-                                           dependant_on=[children[-1].id]))
+            stitch_params = {
+                **segment_params(params, len(children)),
+                **links,
+                "num_segments": len(children),
+                kind.inputs_key: details[kind.inputs_key],
+                "segment_task_ids": [str(c.id) for c in children],
+            }
+            children.append(
+                self._new_task(
+                    batch, project, stitch_type, stitch_params, dependant_on=[children[-1].id]
+                )
+            )
         orchestrator.spawn([c.id for c in children])
         return orchestrator
 
-    def _sources(self, batch: Batch, project: Project, ids: Sequence[object] | None,
-                 urls: Sequence[str] | None, what: str) -> list[Source]:
+    def _sources(
+        self,
+        batch: Batch,
+        project: Project,
+        ids: Sequence[object] | None,
+        urls: Sequence[str] | None,
+        what: str,
+    ) -> list[Source]:
         if ids:
             return [self._source(batch, project, ident, what) for ident in ids]
         if urls:
@@ -203,10 +296,14 @@ class OrchestrationServices(TaskLifecycle):
         _, segment_type, _ = next(v for v in FAMILIES.values() if v[0] == orchestrator.task_type)
         segments = [str(c.id) for c in children if c.task_type == segment_type]
         stitch = [str(c.id) for c in children if c.task_type != segment_type]
-        return {"orchestrator_task_id": str(orchestrator.id), "run_id": orchestrator.run_id,
-                "parent_generation_id": str(orchestrator.parent_generation_id),
-                "segment_task_ids": segments, "stitch_task_id": stitch[0] if stitch else None,
-                "task_ids": [str(orchestrator.id), *segments, *stitch]}
+        return {
+            "orchestrator_task_id": str(orchestrator.id),
+            "run_id": orchestrator.run_id,
+            "parent_generation_id": str(orchestrator.parent_generation_id),
+            "segment_task_ids": segments,
+            "stitch_task_id": stitch[0] if stitch else None,
+            "task_ids": [str(orchestrator.id), *segments, *stitch],
+        }
 
 
 def _str(value: UUID | None) -> str | None:

@@ -27,16 +27,35 @@ MAX_STRENGTH = 10.0
 class ResourceServices(ServiceBase):
     """Register, read and delete a user's resources."""
 
-    def add_resource(self, user_id: str, kind: str, name: str, *, location: str | None = None,
-                     url: str | None = None, size: int | None = None,
-                     sha256: str | None = None, metadata: Mapping[str, Any] | None = None,
-                     meta: CommandMeta | None = None) -> Result:
+    def add_resource(
+        self,
+        user_id: str,
+        kind: str,
+        name: str,
+        *,
+        location: str | None = None,
+        url: str | None = None,
+        size: int | None = None,
+        sha256: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """A new resource of `user_id`: a stored file (`location`) or a `url`."""
+
         def decide() -> Any:
-            resource = Resource.register(user_id, kind, name, location=location, url=url,
-                                         size=size, sha256=sha256,
-                                         metadata=dict(metadata or {}), at=now())
+            resource = Resource.register(
+                user_id,
+                kind,
+                name,
+                location=location,
+                url=url,
+                size=size,
+                sha256=sha256,
+                metadata=dict(metadata or {}),
+                at=now(),
+            )
             return [resource], {"id": str(resource.id)}
+
         return self._command(meta, decide)
 
     def resource(self, resource_id: object, user_id: str | None = None) -> Resource:
@@ -45,12 +64,14 @@ class ResourceServices(ServiceBase):
         resource.require_visible_to(user_id)
         return resource
 
-    def delete_resource(self, resource_id: object, user_id: str | None,
-                        meta: CommandMeta | None = None) -> Result:
+    def delete_resource(
+        self, resource_id: object, user_id: str | None, meta: CommandMeta | None = None
+    ) -> Result:
         def decide() -> Any:
             resource = self.resource(resource_id, user_id)
             resource.delete(now())
             return [resource], {"id": str(resource.id), "location": resource.location}
+
         return self._command(meta, decide)
 
 
@@ -61,8 +82,9 @@ def with_loras(batch: Batch, owner_id: str, params: Mapping[str, Any]) -> Mappin
     if loras is None:
         return params
     if not isinstance(loras, list) or len(loras) > MAX_LORAS:
-        raise InvalidParamsError(f"params.loras must be a list of at most {MAX_LORAS} "
-                                 f"LoRAs (got {loras!r})")
+        raise InvalidParamsError(
+            f"params.loras must be a list of at most {MAX_LORAS} LoRAs (got {loras!r})"
+        )
     return {**params, "loras": [_lora(batch, owner_id, i, lora) for i, lora in enumerate(loras)]}
 
 
@@ -71,17 +93,27 @@ def _lora(batch: Batch, owner_id: str, index: int, lora: Any) -> dict[str, Any]:
     if not isinstance(lora, Mapping):
         raise InvalidParamsError(f"{where} must be an object (got {lora!r})")
     strength = lora.get("strength", 1.0)
-    if isinstance(strength, bool) or not isinstance(strength, int | float) \
-            or not math.isfinite(strength) or abs(strength) > MAX_STRENGTH:
-        raise InvalidParamsError(f"{where}.strength must be a number in "
-                                 f"[-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}] (got {strength!r})")
+    if (
+        isinstance(strength, bool)
+        or not isinstance(strength, int | float)
+        or not math.isfinite(strength)
+        or abs(strength) > MAX_STRENGTH
+    ):
+        raise InvalidParamsError(
+            f"{where}.strength must be a number in "
+            f"[-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}] (got {strength!r})"
+        )
     resolved = {**lora, "strength": float(strength)}
     if lora.get("resource_id") is not None:
         ident = as_uuid(lora["resource_id"], f"{where}.resource_id")
         resource = batch.load(ident, Resource, ResourceNotFoundError)
         resource.require_visible_to(owner_id)
-        return {**resolved, "resource_id": str(ident), "path": resource.source,
-                "name": resource.name}
+        return {
+            **resolved,
+            "resource_id": str(ident),
+            "path": resource.source,
+            "name": resource.name,
+        }
     path = lora.get("path")
     if not isinstance(path, str) or not path.strip():
         raise InvalidParamsError(f"{where} needs a resource_id or a path (got {lora!r})")

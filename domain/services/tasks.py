@@ -89,8 +89,9 @@ class TaskServices(TaskLifecycle):
         primary = generation.variants.get(generation.primary_variant_id)
         if primary is not None and primary.source_task_id is not None:
             candidates.append(primary.source_task_id)
-        candidates += [v.source_task_id for v in generation.variants.values()
-                       if v.source_task_id is not None]
+        candidates += [
+            v.source_task_id for v in generation.variants.values() if v.source_task_id is not None
+        ]
         for task_id in candidates:
             try:
                 return self.task(task_id)
@@ -102,19 +103,30 @@ class TaskServices(TaskLifecycle):
         require_own_worker(self._batch(), worker_id, credential_of(meta))
 
     # -- creation --------------------------------------------------------------
-    def create_task(self, project_id: object, user_id: str | None, task_type: str,
-                    params: Mapping[str, Any], dependant_on: Iterable[object] = (),
-                    idempotency_key: str | None = None,
-                    meta: CommandMeta | None = None) -> Result:
+    def create_task(
+        self,
+        project_id: object,
+        user_id: str | None,
+        task_type: str,
+        params: Mapping[str, Any],
+        dependant_on: Iterable[object] = (),
+        idempotency_key: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """A Queued task; a repeated idempotency key returns the task it made first."""
         item = {"task_type": task_type, "params": params, "dependant_on": list(dependant_on)}
         result = self._create(project_id, user_id, [item], [idempotency_key], meta)
         task_id = result.pop("task_ids")[0]
         return {**result, "task_id": task_id, "task_type": task_type}
 
-    def create_tasks(self, project_id: object, user_id: str | None,
-                     tasks: Sequence[Mapping[str, Any]], idempotency_key: str | None = None,
-                     meta: CommandMeta | None = None) -> Result:
+    def create_tasks(
+        self,
+        project_id: object,
+        user_id: str | None,
+        tasks: Sequence[Mapping[str, Any]],
+        idempotency_key: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """Several tasks in one save. Items: `task_type`, `params`, `dependant_on` (task
         ids, or the index of an earlier item). Item i's key is `key:i`."""
         if not tasks:
@@ -122,9 +134,14 @@ class TaskServices(TaskLifecycle):
         keys = [f"{idempotency_key}:{i}" if idempotency_key else None for i in range(len(tasks))]
         return self._create(project_id, user_id, list(tasks), keys, meta)
 
-    def _create(self, project_id: object, user_id: str | None,
-                items: list[Mapping[str, Any]], keys: list[str | None],
-                meta: CommandMeta | None) -> Result:
+    def _create(
+        self,
+        project_id: object,
+        user_id: str | None,
+        items: list[Mapping[str, Any]],
+        keys: list[str | None],
+        meta: CommandMeta | None,
+    ) -> Result:
         binding = request_binding(meta)
 
         def decide() -> Any:
@@ -146,26 +163,46 @@ class TaskServices(TaskLifecycle):
             if replayed:
                 result["replayed"] = replayed == len(made)
             return batch.changed, result
+
         return self._command(_user_meta(user_id, meta), decide)
 
-    def _create_one(self, batch: Batch, project: Project, item: Mapping[str, Any],
-                    key: str | None, earlier: list[Task], binding: str | None = None) -> Task:
+    def _create_one(
+        self,
+        batch: Batch,
+        project: Project,
+        item: Mapping[str, Any],
+        key: str | None,
+        earlier: list[Task],
+        binding: str | None = None,
+    ) -> Task:
         if not isinstance(item, Mapping):
             raise InvalidParamsError(f"a task is an object (got {item!r})")
         name = item.get("task_type")
         task_type = self._resolve_type(batch, str(name))
         if task_type.is_orchestrator:
             raise InvalidParamsError(
-                f"{task_type.name} is started by create_travel or create_join_clips")
+                f"{task_type.name} is started by create_travel or create_join_clips"
+            )
         params = item.get("params")
         params = {} if params is None else params
         if not isinstance(params, Mapping):
             raise InvalidParamsError(f"params must be an object (got {params!r})")
-        deps = [earlier[d].id if isinstance(d, int) and not isinstance(d, bool)
-                and 0 <= d < len(earlier) else d for d in item.get("dependant_on") or ()]
-        task = self._new_task(batch, project, task_type, params, dependant_on=deps,
-                              task_id=task_id_for(project.owner_id, key) if key else None,
-                              key=key, request_hash=binding if key else None)
+        deps = [
+            earlier[d].id
+            if isinstance(d, int) and not isinstance(d, bool) and 0 <= d < len(earlier)
+            else d
+            for d in item.get("dependant_on") or ()
+        ]
+        task = self._new_task(
+            batch,
+            project,
+            task_type,
+            params,
+            dependant_on=deps,
+            task_id=task_id_for(project.owner_id, key) if key else None,
+            key=key,
+            request_hash=binding if key else None,
+        )
         self._check_references(batch, project, task)
         return task
 
@@ -174,7 +211,8 @@ class TaskServices(TaskLifecycle):
         if task.orchestrator_task_id is not None:
             raise InvalidParamsError(
                 f"params name orchestrator {task.orchestrator_task_id}: only an orchestrator "
-                "spawns its children")
+                "spawns its children"
+            )
         for ident in (task.based_on, task.parent_generation_id):
             if ident is not None:
                 self._generation_in(batch, ident, project.id)
@@ -185,13 +223,13 @@ class TaskServices(TaskLifecycle):
         if task.shot_id is not None:
             self._shot_in(batch, task.shot_id, project.id)
         if task.params.get("regenerate_generation_id") is not None:
-            target = self._generation_in(batch, task.params["regenerate_generation_id"],
-                                         project.id)
+            target = self._generation_in(batch, task.params["regenerate_generation_id"], project.id)
             target.link_task(task.id)
 
     # -- the catalogue ---------------------------------------------------------
-    def register_task_type(self, task_type: TaskType | Mapping[str, Any],
-                           meta: CommandMeta | None = None) -> Result:
+    def register_task_type(
+        self, task_type: TaskType | Mapping[str, Any], meta: CommandMeta | None = None
+    ) -> Result:
         spec = task_type if isinstance(task_type, TaskType) else TaskType.from_dict(task_type)
         return self._on_catalogue(meta, lambda c: c.register(spec), spec.name)
 
@@ -206,8 +244,7 @@ class TaskServices(TaskLifecycle):
         catalogue = self._batch().find(CATALOGUE_ID)
         if isinstance(catalogue, TaskTypeCatalogue):
             return catalogue.active()
-        return sorted((t for t in DEFAULT_CATALOGUE.values() if t.is_active),
-                      key=lambda t: t.name)
+        return sorted((t for t in DEFAULT_CATALOGUE.values() if t.is_active), key=lambda t: t.name)
 
     def _on_catalogue(self, meta: CommandMeta | None, change: Any, name: str) -> Result:
         def decide() -> Any:
@@ -217,19 +254,27 @@ class TaskServices(TaskLifecycle):
                 catalogue = batch.add(TaskTypeCatalogue())
             change(catalogue)
             return batch.changed, {"task_type": name}
+
         return self._command(meta, decide)
 
     # -- claiming --------------------------------------------------------------
-    def claim_next(self, worker_id: str, run_type: str, current_model: str | None,
-                   candidate_ids: Iterable[object], now: datetime | None = None,
-                   meta: CommandMeta | None = None) -> Result | None:
+    def claim_next(
+        self,
+        worker_id: str,
+        run_type: str,
+        current_model: str | None,
+        candidate_ids: Iterable[object],
+        now: datetime | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result | None:
         """Claims the best eligible candidate (a bounded page read from the claim queue),
         re-checked on the aggregates and ordered by `domain.claiming.order_for_worker`:
         over five minutes waiting first, then the worker's loaded model, then oldest.
         None when nothing here may be claimed now."""
         if run_type not in RUN_TYPES:
-            raise ValidationError(f"run_type must be one of {', '.join(RUN_TYPES)} "
-                                  f"(got {run_type!r})")
+            raise ValidationError(
+                f"run_type must be one of {', '.join(RUN_TYPES)} (got {run_type!r})"
+            )
         ids = [as_uuid(c, "task id") for c in candidate_ids]
         at = now or _now()
 
@@ -241,6 +286,7 @@ class TaskServices(TaskLifecycle):
                 return [], {"task_id": None}
             self._change(batch, task, task.claim, worker_id, at)
             return batch.changed, self._claimed(task)
+
         for _ in range(CLAIM_ROUNDS):
             try:
                 result = self._command(_worker_meta(worker_id, meta), decide)
@@ -249,8 +295,13 @@ class TaskServices(TaskLifecycle):
             return result if result.get("task_id") else None
         return None
 
-    def claim_task(self, task_id: object, worker_id: str, now: datetime | None = None,
-                   meta: CommandMeta | None = None) -> Result:
+    def claim_task(
+        self,
+        task_id: object,
+        worker_id: str,
+        now: datetime | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """Claims this task, or says why not (not Queued, no credits, not claimable)."""
         at = now or _now()
 
@@ -261,95 +312,150 @@ class TaskServices(TaskLifecycle):
             self._require_claimable(batch, task)
             self._change(batch, task, task.claim, worker_id, at)
             return batch.changed, self._claimed(task)
+
         return self._command(_worker_meta(worker_id, meta), decide)
 
-    def _pick(self, batch: Batch, ids: list[Any], run_type: str,
-              model: str | None) -> Task | None:
+    def _pick(self, batch: Batch, ids: list[Any], run_type: str, model: str | None) -> Task | None:
         queued = [t for t in map(batch.find, ids) if isinstance(t, Task) and t.status == QUEUED]
         owners = {t.owner_id for t in queued}
         found = next_for_worker(
-            [self._candidate(batch, t) for t in queued], run_type=run_type,
-            worker_model=model, now=batch.at,
+            [self._candidate(batch, t) for t in queued],
+            run_type=run_type,
+            worker_model=model,
+            now=batch.at,
             balances={o: self._balance(batch, o) for o in owners},
-            in_progress={o: self._running(batch, o) for o in owners})
+            in_progress={o: self._running(batch, o) for o in owners},
+        )
         return None if found is None else self._task(batch, found.task_id)
 
     def _candidate(self, batch: Batch, task: Task) -> Candidate:
-        statuses = {d: t.status for d in task.dependant_on
-                    if isinstance(t := batch.find(d), Task)}
+        statuses = {d: t.status for d in task.dependant_on if isinstance(t := batch.find(d), Task)}
         return Candidate.of(task, statuses)
 
     def _require_claimable(self, batch: Batch, task: Task) -> None:
         if task.status != QUEUED:
-            raise InvalidTransitionError(task.id, task.status, IN_PROGRESS,
-                                         task.allowed_transitions)
+            raise InvalidTransitionError(
+                task.id, task.status, IN_PROGRESS, task.allowed_transitions
+            )
         balance = self._balance(batch, task.owner_id)
         if balance <= 0:
             raise InsufficientCreditsError(
-                f"the owner of task {task.id} has a balance of {balance} credits")
-        reason = ineligibility(self._candidate(batch, task), run_type=task.run_type,
-                               balances={task.owner_id: balance},
-                               in_progress={task.owner_id: self._running(batch, task.owner_id)})
+                f"the owner of task {task.id} has a balance of {balance} credits"
+            )
+        reason = ineligibility(
+            self._candidate(batch, task),
+            run_type=task.run_type,
+            balances={task.owner_id: balance},
+            in_progress={task.owner_id: self._running(batch, task.owner_id)},
+        )
         if reason:
             raise TaskNotClaimableError(f"task {task.id} cannot be claimed: {reason}")
 
     @staticmethod
     def _claimed(task: Task) -> Result:
-        return {"task_id": str(task.id), "task_type": task.task_type, "params": task.params,
-                "project_id": str(task.project_id), "owner_id": task.owner_id,
-                "run_type": task.run_type, "model_name": task.model_name,
-                "attempts": task.attempts}
+        return {
+            "task_id": str(task.id),
+            "task_type": task.task_type,
+            "params": task.params,
+            "project_id": str(task.project_id),
+            "owner_id": task.owner_id,
+            "run_type": task.run_type,
+            "model_name": task.model_name,
+            "attempts": task.attempts,
+        }
 
     # -- status changes --------------------------------------------------------
-    def report_progress(self, task_id: object, step: int, total: int,
-                        worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+    def report_progress(
+        self,
+        task_id: object,
+        step: int,
+        total: int,
+        worker_id: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         def act(batch: Batch, task: Task) -> None:
             task.report_progress(step, total)
+
         self._own_worker(worker_id, meta)
         result = self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
         return {**result, "progress": [step, total]}
 
-    def reset_task_start(self, task_id: object, worker_id: str | None = None,
-                         now: datetime | None = None, meta: CommandMeta | None = None) -> Result:
+    def reset_task_start(
+        self,
+        task_id: object,
+        worker_id: str | None = None,
+        now: datetime | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """The worker loaded its model: billing time starts now."""
+
         def act(batch: Batch, task: Task) -> None:
             task.reset_start(batch.at)
+
         self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act, now)
 
-    def fail_task(self, task_id: object, error: str, worker_id: str | None = None,
-                  meta: CommandMeta | None = None) -> Result:
+    def fail_task(
+        self,
+        task_id: object,
+        error: str,
+        worker_id: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.fail, error, batch.at)
+
         self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
-    def requeue_task(self, task_id: object, reason: str | None = None,
-                     worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+    def requeue_task(
+        self,
+        task_id: object,
+        reason: str | None = None,
+        worker_id: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """Back to the queue with attempts + 1; the third attempt fails (and cascades)."""
+
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.requeue, reason, batch.at)
+
         self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
-    def release_task(self, task_id: object, reason: str | None = None,
-                     worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+    def release_task(
+        self,
+        task_id: object,
+        reason: str | None = None,
+        worker_id: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """Back to the queue with attempts unchanged: the holding worker is shutting down
         gracefully and hands back what it did not finish (a crash uses `requeue_task`)."""
+
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.release, reason, batch.at)
+
         self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
-    def cancel_task(self, task_id: object, user_id: str | None, reason: str | None = None,
-                    meta: CommandMeta | None = None) -> Result:
+    def cancel_task(
+        self,
+        task_id: object,
+        user_id: str | None,
+        reason: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.cancel, batch.at, reason)
+
         return self._on_task(_user_meta(user_id, meta), task_id, user_id, None, act)
 
-    def cancel_pending(self, project_id: object, user_id: str | None,
-                       meta: CommandMeta | None = None) -> Result:
+    def cancel_pending(
+        self, project_id: object, user_id: str | None, meta: CommandMeta | None = None
+    ) -> Result:
         """Cancels every Queued task of the project (their families follow)."""
+
         def decide() -> Any:
             batch = self._batch()
             project = self._owned_project(batch, project_id, user_id)
@@ -359,17 +465,26 @@ class TaskServices(TaskLifecycle):
                 if task.status == QUEUED:
                     self._change(batch, task, task.cancel, batch.at, "cancel pending")
             changed = batch.status_changes()
-            return batch.changed, {"project_id": str(project.id), "changed": changed,
-                                   "cancelled": sum(s == CANCELLED for s in changed.values())}
+            return batch.changed, {
+                "project_id": str(project.id),
+                "changed": changed,
+                "cancelled": sum(s == CANCELLED for s in changed.values()),
+            }
+
         return self._command(_user_meta(user_id, meta), decide)
 
-    def update_status(self, task_id: object, status: str, error_message: str | None = None,
-                      worker_id: str | None = None, output_location: str | None = None,
-                      meta: CommandMeta | None = None) -> Result:
+    def update_status(
+        self,
+        task_id: object,
+        status: str,
+        error_message: str | None = None,
+        worker_id: str | None = None,
+        output_location: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """The generic PATCH: any status the transition table allows from the current one."""
         if status not in STATUSES:
-            raise ValidationError(f"status must be one of {', '.join(STATUSES)} "
-                                  f"(got {status!r})")
+            raise ValidationError(f"status must be one of {', '.join(STATUSES)} (got {status!r})")
         self._own_worker(worker_id, meta)
         task = self._task(self._batch(), task_id)
         if status not in task.allowed_transitions:
@@ -383,29 +498,44 @@ class TaskServices(TaskLifecycle):
         if status == FAILED:
             return self.fail_task(task_id, error_message or "Failed", worker_id, meta)
         if status == CANCELLED:
-            return self.cancel_task(task_id, None, error_message, meta=_worker_meta(worker_id,
-                                                                                     meta))
+            return self.cancel_task(
+                task_id, None, error_message, meta=_worker_meta(worker_id, meta)
+            )
         return self.requeue_task(task_id, error_message, worker_id, meta)
 
     # -- completion ------------------------------------------------------------
-    def complete_task(self, task_id: object, output_location: str | None,
-                      thumbnail_url: str | None = None,
-                      result_data: Mapping[str, Any] | None = None,
-                      worker_id: str | None = None, meta: CommandMeta | None = None) -> Result:
+    def complete_task(
+        self,
+        task_id: object,
+        output_location: str | None,
+        thumbnail_url: str | None = None,
+        result_data: Mapping[str, Any] | None = None,
+        worker_id: str | None = None,
+        meta: CommandMeta | None = None,
+    ) -> Result:
         """Complete, its result routed into the gallery and its cost charged, in one save;
         refused (nothing stored) unless the task is In Progress."""
+
         def act(batch: Batch, task: Task) -> Result:
-            self._change(batch, task, task.complete, output_location, batch.at,
-                         thumbnail_url=thumbnail_url, result_data=result_data)
-            routed = Routing(batch, task, self._type_of(batch, task),
-                             self._single_segment(batch, task)).route()
+            self._change(
+                batch,
+                task,
+                task.complete,
+                output_location,
+                batch.at,
+                thumbnail_url=thumbnail_url,
+                result_data=result_data,
+            )
+            routed = Routing(
+                batch, task, self._type_of(batch, task), self._single_segment(batch, task)
+            ).route()
             routed["cost"] = str(self._bill(batch, task))
             self._settle_orchestrator(batch, task)
             return routed
+
         self._own_worker(worker_id, meta)
         return self._on_task(_worker_meta(worker_id, meta), task_id, None, worker_id, act)
 
     def _single_segment(self, batch: Batch, task: Task) -> bool:
         root = batch.find(task.orchestrator_task_id) if task.orchestrator_task_id else None
         return isinstance(root, Task) and root.child_task_ids == [task.id]
-

@@ -19,8 +19,16 @@ from realtime.api import (
 from realtime.api.base import Endpoint
 
 ENDPOINTS: list[Endpoint] = [
-    *projects.ENDPOINTS, *shots.ENDPOINTS, *generations.ENDPOINTS, *tasks.ENDPOINTS,
-    *workers.ENDPOINTS, *credits.ENDPOINTS, *tokens.ENDPOINTS, *uploads.ENDPOINTS,
-    *catalogue.ENDPOINTS, *resources.ENDPOINTS, *history.ENDPOINTS,
+    *projects.ENDPOINTS,
+    *shots.ENDPOINTS,
+    *generations.ENDPOINTS,
+    *tasks.ENDPOINTS,
+    *workers.ENDPOINTS,
+    *credits.ENDPOINTS,
+    *tokens.ENDPOINTS,
+    *uploads.ENDPOINTS,
+    *catalogue.ENDPOINTS,
+    *resources.ENDPOINTS,
+    *history.ENDPOINTS,
     *projections.ENDPOINTS,
 ]

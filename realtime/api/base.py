@@ -139,11 +139,16 @@ class Call:
         """The command's metadata; an idempotency key is bound to this route and request,
         and the credential goes along (workers are registered to it)."""
         meta = self.principal.meta(self.request, **kw)
-        credential = ("service" if self.principal.is_service
-                      else f"user:{self.principal.user_id}" if self.principal.user_id
-                      else None)
-        return replace(meta, route=self.route, request_hash=self.request_hash,
-                       credential=credential)
+        credential = (
+            "service"
+            if self.principal.is_service
+            else f"user:{self.principal.user_id}"
+            if self.principal.user_id
+            else None
+        )
+        return replace(
+            meta, route=self.route, request_hash=self.request_hash, credential=credential
+        )
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A blocking domain or database call, off the event loop."""
@@ -173,8 +178,7 @@ class Endpoint:
 
     @property
     def path_params(self) -> list[str]:
-        return [part[1:-1].split(":")[0] for part in self.path.split("/")
-                if part.startswith("{")]
+        return [part[1:-1].split(":")[0] for part in self.path.split("/") if part.startswith("{")]
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -214,8 +218,13 @@ def request_hash(path: dict[str, Any], query: dict[str, str], body: Any) -> str:
     """What an idempotency key is bound to besides its route: sha256 of the path
     parameters, query and parsed body as canonical JSON (sorted keys, no spaces), so
     whitespace and key order do not matter and any other value does."""
-    canonical = json.dumps({"path": path, "query": query, "body": body}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=False, default=str)
+    canonical = json.dumps(
+        {"path": path, "query": query, "body": body},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -248,10 +257,17 @@ def validate(model: type[M], data: Any, where: str) -> M:
     # NUL (which PostgreSQL text and jsonb cannot hold) in anything the body keeps; a field
     # the model ignores is dropped unread, whatever it holds.
     if found := nul_path(body.model_dump(mode="json"), where):
-        raise FieldsInvalidError(f"{found}: the NUL character (\\u0000) is not allowed",
-                                 errors=[{"path": found, "loc": found.split("."),
-                                          "message": "NUL (\\u0000) is not allowed",
-                                          "type": "nul_character"}])
+        raise FieldsInvalidError(
+            f"{found}: the NUL character (\\u0000) is not allowed",
+            errors=[
+                {
+                    "path": found,
+                    "loc": found.split("."),
+                    "message": "NUL (\\u0000) is not allowed",
+                    "type": "nul_character",
+                }
+            ],
+        )
     return body
 
 
@@ -268,9 +284,17 @@ def integral(data: Any) -> Any:
 
 def no_nul(data: dict[str, Any], where: str) -> dict[str, Any]:
     if found := nul_path(data, where):
-        raise FieldsInvalidError(f"{found}: the NUL character is not allowed", errors=[
-            {"path": found, "loc": found.split("."), "message": "NUL is not allowed",
-             "type": "nul_character"}])
+        raise FieldsInvalidError(
+            f"{found}: the NUL character is not allowed",
+            errors=[
+                {
+                    "path": found,
+                    "loc": found.split("."),
+                    "message": "NUL is not allowed",
+                    "type": "nul_character",
+                }
+            ],
+        )
     return data
 
 
@@ -290,25 +314,39 @@ def parse_path(request: Request, names: list[str]) -> dict[str, Any]:
 
 def route(endpoint: Endpoint) -> Route:
     """One endpoint as a Starlette `Route` (group them with `resources()`)."""
+
     async def asgi(request: Request) -> Response:
         principal = await authorise(request, endpoint)
         path = parse_path(request, endpoint.path_params)
-        query = validate(endpoint.query, no_nul(dict(request.query_params), "query"),
-                         "query") if endpoint.query else None
+        query = (
+            validate(endpoint.query, no_nul(dict(request.query_params), "query"), "query")
+            if endpoint.query
+            else None
+        )
         body = data = None
         if endpoint.body is not None:
             config = request.app.state.config
             # A media URL the API gave out comes back as its bare location.
-            data = strip_all(await read_json(request, config.max_body_bytes,
-                                             endpoint.body_optional))
+            data = strip_all(
+                await read_json(request, config.max_body_bytes, endpoint.body_optional)
+            )
             body = validate(endpoint.body, data, "body")
         # A key may come as the header or, for task creation, in the body.
         keyed = "idempotency-key" in request.headers or (
-            isinstance(data, dict) and bool(data.get("idempotency_key")))
+            isinstance(data, dict) and bool(data.get("idempotency_key"))
+        )
         fingerprint = request_hash(path, dict(request.query_params), data) if keyed else None
-        reply = await endpoint.handler(Call(request, principal, body, query, path,
-                                            f"{endpoint.method} {endpoint.path}",
-                                            fingerprint))
+        reply = await endpoint.handler(
+            Call(
+                request,
+                principal,
+                body,
+                query,
+                path,
+                f"{endpoint.method} {endpoint.path}",
+                fingerprint,
+            )
+        )
         response = reply.response() if isinstance(reply, Reply) else reply
         if isinstance(reply, Reply):  # media locations leave as signed URLs
             response = request.app.state.media_urls.signed_response(response)
@@ -317,8 +355,9 @@ def route(endpoint: Endpoint) -> Route:
             await request.app.state.sessions.remember(principal, int(wrote))
         return response
 
-    return Route(endpoint.path, asgi, methods=[endpoint.method], name=f"{endpoint.method} "
-                 f"{endpoint.path}")
+    return Route(
+        endpoint.path, asgi, methods=[endpoint.method], name=f"{endpoint.method} {endpoint.path}"
+    )
 
 
 async def authorise(request: Request, endpoint: Endpoint) -> Principal:
@@ -331,8 +370,10 @@ async def authorise(request: Request, endpoint: Endpoint) -> Principal:
     if endpoint.auth == "user":
         principal.require_user()
     if endpoint.auth == "worker" and principal.via not in ("service", "pat"):
-        raise ForbiddenError("worker routes take the service key or a personal access token",
-                             code="worker_credentials_required")
+        raise ForbiddenError(
+            "worker routes take the service key or a personal access token",
+            code="worker_credentials_required",
+        )
     return principal
 
 
@@ -392,8 +433,10 @@ class Resource(BaseRoute):
         found = self.path_regex.match(route_path)
         if not found or any(r.match(route_path) for r in self.shadowed_by):
             return Match.NONE, {}
-        params = {key: self.param_convertors[key].convert(value)
-                  for key, value in found.groupdict().items()}
+        params = {
+            key: self.param_convertors[key].convert(value)
+            for key, value in found.groupdict().items()
+        }
         path_params = {**scope.get("path_params", {}), **params}
         return Match.FULL, {"endpoint": self, "path_params": path_params}
 
@@ -412,7 +455,9 @@ class Resource(BaseRoute):
         else:
             raise MethodNotAllowedError(
                 f"{method} is not allowed on {scope['path']}; allowed: {self.allow}",
-                headers={"Allow": self.allow}, allowed=self.allow.split(", "))
+                headers={"Allow": self.allow},
+                allowed=self.allow.split(", "),
+            )
 
     def __repr__(self) -> str:
         return f"Resource({self.path!r}, {self.allow})"
@@ -443,8 +488,11 @@ def resources(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
             grouped[key][method] = item.app
     built = {key: Resource(names[key], apps) for key, apps in grouped.items()}
     for resource in built.values():
-        resource.shadowed_by = [other.path_regex for other in built.values()
-                                if other is not resource and shadows(other.path, resource.path)]
+        resource.shadowed_by = [
+            other.path_regex
+            for other in built.values()
+            if other is not resource and shadows(other.path, resource.path)
+        ]
     return [built[item] if isinstance(item, str) else item for item in out]
 
 
@@ -459,6 +507,9 @@ def read_only(app: ASGIApp) -> ASGIApp:
                 return
             raise MethodNotAllowedError(
                 f"{scope['method']} is not allowed on {scope['path']}; allowed: {allow}",
-                headers={"Allow": allow}, allowed=allow.split(", "))
+                headers={"Allow": allow},
+                allowed=allow.split(", "),
+            )
         await app(scope, receive, send)
+
     return guarded

@@ -28,29 +28,52 @@ async def register_task_type(call: Call) -> Reply:
 
 
 async def activate_task_type(call: Call) -> Reply:
-    result = await call.run(call.studio.activate_task_type, call.path["name"],
-                            meta=call.meta())
+    result = await call.run(call.studio.activate_task_type, call.path["name"], meta=call.meta())
     return written(result)
 
 
 async def deactivate_task_type(call: Call) -> Reply:
-    result = await call.run(call.studio.deactivate_task_type, call.path["name"],
-                            meta=call.meta())
+    result = await call.run(call.studio.deactivate_task_type, call.path["name"], meta=call.meta())
     return written(result)
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/api/task-types", list_task_types,
-             "The active task types: run type, category, billing, costs, variant type",
-             "catalogue", response=list[m.TaskTypeOut], auth="any"),
-    Endpoint("POST", "/api/task-types", register_task_type,
-             "Register a task type, or replace the row of that name (service key)",
-             "catalogue", body=m.TaskTypeSpec, response=m.Written, status=201,
-             auth="service"),
-    Endpoint("POST", "/api/task-types/{name}/activate", activate_task_type,
-             "Activate a task type (service key; 422 unknown_task_type)", "catalogue",
-             response=m.Written, auth="service"),
-    Endpoint("POST", "/api/task-types/{name}/deactivate", deactivate_task_type,
-             "Deactivate a task type: new tasks of it are refused (service key)",
-             "catalogue", response=m.Written, auth="service"),
+    Endpoint(
+        "GET",
+        "/api/task-types",
+        list_task_types,
+        "The active task types: run type, category, billing, costs, variant type",
+        "catalogue",
+        response=list[m.TaskTypeOut],
+        auth="any",
+    ),
+    Endpoint(
+        "POST",
+        "/api/task-types",
+        register_task_type,
+        "Register a task type, or replace the row of that name (service key)",
+        "catalogue",
+        body=m.TaskTypeSpec,
+        response=m.Written,
+        status=201,
+        auth="service",
+    ),
+    Endpoint(
+        "POST",
+        "/api/task-types/{name}/activate",
+        activate_task_type,
+        "Activate a task type (service key; 422 unknown_task_type)",
+        "catalogue",
+        response=m.Written,
+        auth="service",
+    ),
+    Endpoint(
+        "POST",
+        "/api/task-types/{name}/deactivate",
+        deactivate_task_type,
+        "Deactivate a task type: new tasks of it are refused (service key)",
+        "catalogue",
+        response=m.Written,
+        auth="service",
+    ),
 ]

@@ -16,9 +16,12 @@ HIDDEN = {"pending_events"}
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    version: int | None = Field(None, ge=1, le=2**31,
-                                description="the item as it was after this version "
-                                            "(default: the latest)")
+    version: int | None = Field(
+        None,
+        ge=1,
+        le=2**31,
+        description="the item as it was after this version (default: the latest)",
+    )
 
 
 class HistoryEvent(BaseModel):
@@ -54,12 +57,17 @@ def _history(studio: Any, item_id: str, user: str | None, version: int | None) -
     if version is not None and version > latest.version:
         raise NotFoundError("version", f"{version} of {item_id} (latest is {latest.version})")
     item = latest if version is None else studio.aggregate_at(item_id, version=version)
-    state = {key.lstrip("_"): value for key, value in vars(item).items()
-             if key.lstrip("_") not in HIDDEN}
-    return {"id": str(latest.id), "kind": type(latest).__name__, "version": item.version,
-            "latest_version": latest.version,
-            "state": _plain(state),
-            "events": studio.history(item_id)}
+    state = {
+        key.lstrip("_"): value for key, value in vars(item).items() if key.lstrip("_") not in HIDDEN
+    }
+    return {
+        "id": str(latest.id),
+        "kind": type(latest).__name__,
+        "version": item.version,
+        "latest_version": latest.version,
+        "state": _plain(state),
+        "events": studio.history(item_id),
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -77,13 +85,22 @@ def _plain(value: Any) -> Any:
 
 
 async def history(call: Call) -> Reply:
-    return Reply(await call.run(_history, call.studio, call.path["id"], call.user,
-                                call.query.version))
+    return Reply(
+        await call.run(_history, call.studio, call.path["id"], call.user, call.query.version)
+    )
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/api/history/{id}", history, "An item's (generation, shot, task, "
-             "project) event history, and its state as of `version` (time travel); "
-             "its owner or the service key", "history", query=HistoryQuery,
-             response=History, errors=(404,)),
+    Endpoint(
+        "GET",
+        "/api/history/{id}",
+        history,
+        "An item's (generation, shot, task, "
+        "project) event history, and its state as of `version` (time travel); "
+        "its owner or the service key",
+        "history",
+        query=HistoryQuery,
+        response=History,
+        errors=(404,),
+    ),
 ]

@@ -33,6 +33,7 @@ class RateLimiter:
                 wait = spent[0] + self.window_s - now if spent else self.window_s
                 raise RateLimitedError(
                     f"at most {self.limit} task creations per {self.window_s:g} s; "
-                    f"{len(spent)} used, {units} asked", headers={
-                        "Retry-After": str(max(1, math.ceil(wait)))})
+                    f"{len(spent)} used, {units} asked",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
             spent.extend([now] * units)

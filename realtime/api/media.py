@@ -40,8 +40,10 @@ from realtime.errors import MediaUrlExpiredError, MediaUrlInvalidError, MediaUrl
 
 # What the store makes: task outputs /media/<year>/<uuid hex>.<ext>, uploads
 # /media/uploads/<hex>[.ext] (inference.media's pattern; the edge may not import it).
-LOCATION = re.compile(r"/media/(?:\d{4}/[0-9a-f]{32}\.[A-Za-z0-9]{1,8}"
-                      r"|uploads/[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,10})?)")
+LOCATION = re.compile(
+    r"/media/(?:\d{4}/[0-9a-f]{32}\.[A-Za-z0-9]{1,8}"
+    r"|uploads/[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,10})?)"
+)
 QUOTED = re.compile(rf'"({LOCATION.pattern})"')
 SIGNED = re.compile(rf"(?P<location>{LOCATION.pattern})\?exp=\d{{1,12}}&sig=[A-Za-z0-9_-]{{1,100}}")
 STEP_S = 300
@@ -60,9 +62,15 @@ def media_secret(secret: str | None, jwt_secret: str) -> str:
 class MediaUrls:
     """Signs locations into URLs and checks the URLs `/media` is asked for."""
 
-    def __init__(self, secret: str, ttl_s: int = 3600, *, step_s: int = STEP_S,
-                 store_url: Callable[[str], str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: str,
+        ttl_s: int = 3600,
+        *,
+        step_s: int = STEP_S,
+        store_url: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not secret:
             raise ValueError("the media secret is empty")
         self.key = secret.encode()
@@ -99,14 +107,17 @@ class MediaUrls:
         exp, sig = query.get("exp", [""])[-1], query.get("sig", [""])[-1]
         if not exp and not sig:
             raise MediaUrlUnsignedError(
-                f"{path} has no signature: media URLs come from the API (?exp=...&sig=...)")
+                f"{path} has no signature: media URLs come from the API (?exp=...&sig=...)"
+            )
         if not exp.isdigit() or len(exp) > 12:
             raise MediaUrlInvalidError(f"exp={exp!r} of {path} is not a unix time")
         if not hmac.compare_digest(sig.encode(), self.signature(path, int(exp)).encode()):
             raise MediaUrlInvalidError(f"sig={sig[:100]!r} does not sign {path} until {exp}")
         if int(exp) < self.clock():
-            raise MediaUrlExpiredError(f"the URL of {path} expired at {exp} (unix time); ask "
-                                       "the API for a fresh one", expired_at=int(exp))
+            raise MediaUrlExpiredError(
+                f"the URL of {path} expired at {exp} (unix time); ask the API for a fresh one",
+                expired_at=int(exp),
+            )
 
     # ---- answers and frames -----------------------------------------------------------
     def sign_text(self, text: str) -> str:
@@ -132,6 +143,7 @@ class MediaUrls:
                     return f'"{self.sign(location)}"'
                 url = cache[whole] = f'"{self.sign(location, exp)}"'
             return url
+
         return QUOTED.sub(replace, text)
 
     def signed_response(self, response: Response) -> Response:
@@ -170,15 +182,16 @@ def _walk(data: Any, fn: Callable[[str], str], depth: int) -> Any:
 # ---- the /media mount -----------------------------------------------------------------
 def guarded(app: ASGIApp) -> ASGIApp:
     """`app` (the media folder) behind the signature check of `app.state.media_urls`."""
+
     async def check(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             urls: MediaUrls = scope["app"].state.media_urls
             urls.check(scope["path"], scope.get("query_string", b"").decode("latin-1"))
         await app(scope, receive, send)
+
     return check
 
 
 def mount(media_dir: Path) -> Mount:
     media_dir.mkdir(parents=True, exist_ok=True)
     return Mount("/media", app=StaticFiles(directory=media_dir, check_dir=False), name="media")
-

@@ -71,8 +71,13 @@ def _known(name: str) -> None:
 
 
 def _report(conn: Any, studio: Any) -> dict[str, Any]:
-    letters = [{k: v if isinstance(v, bool | int | float | str) or v is None else str(v)
-                for k, v in row.items()} for row in ops.dead_letters(conn)]
+    letters = [
+        {
+            k: v if isinstance(v, bool | int | float | str) or v is None else str(v)
+            for k, v in row.items()
+        }
+        for row in ops.dead_letters(conn)
+    ]
     return {"projections": ops.status(studio, conn), "dead_letters": letters}
 
 
@@ -83,8 +88,9 @@ async def report(call: Call) -> Reply:
 async def retry(call: Call) -> Reply:
     name = call.path["name"]
     _known(name)
-    return Reply(await call.run(ops.retry, call.studio, call.config.conninfo,
-                                call.config.schema, name))
+    return Reply(
+        await call.run(ops.retry, call.studio, call.config.conninfo, call.config.schema, name)
+    )
 
 
 def _jobs(call: Call) -> dict[str, Job]:
@@ -106,8 +112,9 @@ async def start_rebuild(call: Call) -> Reply:
 
     def run() -> None:
         try:
-            job.version = ops.rebuild(call.studio, call.config.conninfo, call.config.schema,
-                                      name, progress=progress)
+            job.version = ops.rebuild(
+                call.studio, call.config.conninfo, call.config.schema, name, progress=progress
+            )
             job.done = job.total = max(job.done, job.total)
             job.state = "done"
         except Exception as error:  # reported through GET, as the CLI prints it
@@ -128,16 +135,46 @@ async def rebuild_status(call: Call) -> Reply:
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/api/projections", report, "Each view's position, lag (events and "
-             "seconds) and dead letters (service key)", "projections",
-             response=ProjectionReport, auth="service"),
-    Endpoint("POST", "/api/projections/{name}/retry", retry, "Replay a view's dead letters "
-             "(service key)", "projections", response=Retried, auth="service", errors=(404,)),
-    Endpoint("POST", "/api/projections/{name}/rebuild", start_rebuild, "Rebuild a view into "
-             "a new version and switch to it; answers at once, poll GET for progress "
-             "(service key)", "projections", response=Rebuild, status=202, auth="service",
-             errors=(404, 409)),
-    Endpoint("GET", "/api/projections/{name}/rebuild", rebuild_status, "The last rebuild "
-             "of a view started on this node: state and progress (service key)",
-             "projections", response=Rebuild, auth="service", errors=(404,)),
+    Endpoint(
+        "GET",
+        "/api/projections",
+        report,
+        "Each view's position, lag (events and seconds) and dead letters (service key)",
+        "projections",
+        response=ProjectionReport,
+        auth="service",
+    ),
+    Endpoint(
+        "POST",
+        "/api/projections/{name}/retry",
+        retry,
+        "Replay a view's dead letters (service key)",
+        "projections",
+        response=Retried,
+        auth="service",
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        "/api/projections/{name}/rebuild",
+        start_rebuild,
+        "Rebuild a view into "
+        "a new version and switch to it; answers at once, poll GET for progress "
+        "(service key)",
+        "projections",
+        response=Rebuild,
+        status=202,
+        auth="service",
+        errors=(404, 409),
+    ),
+    Endpoint(
+        "GET",
+        "/api/projections/{name}/rebuild",
+        rebuild_status,
+        "The last rebuild of a view started on this node: state and progress (service key)",
+        "projections",
+        response=Rebuild,
+        auth="service",
+        errors=(404,),
+    ),
 ]

@@ -49,9 +49,13 @@ class Views:
     async def __aenter__(self) -> Views:
         from projections.db import pool_kwargs
 
-        self.pool = ConnectionPool(self.config.conninfo, min_size=1,
-                                   max_size=self.config.view_pool_size,
-                                   kwargs=pool_kwargs(self.config.schema), open=False)
+        self.pool = ConnectionPool(
+            self.config.conninfo,
+            min_size=1,
+            max_size=self.config.view_pool_size,
+            kwargs=pool_kwargs(self.config.schema),
+            open=False,
+        )
         await run_in_threadpool(self.pool.open)
         return self
 
@@ -82,19 +86,29 @@ class Views:
         delay = 0.002
         while (lowest := await self._lowest(call, views)) < position:
             now = time.monotonic()
-            if now - started > self.FUTURE_GRACE_S and (
-                    head := await call.run(self.head)) < position:
+            if (
+                now - started > self.FUTURE_GRACE_S
+                and (head := await call.run(self.head)) < position
+            ):
                 raise FieldsInvalidError(
                     f"min_position {position} was never written (the log's head is {head})",
-                    code="position_not_written", errors=[{
-                        "path": "query.min_position", "loc": ["query", "min_position"],
-                        "message": f"at most the head of the log ({head})",
-                        "type": "position_not_written"}])
+                    code="position_not_written",
+                    errors=[
+                        {
+                            "path": "query.min_position",
+                            "loc": ["query", "min_position"],
+                            "message": f"at most the head of the log ({head})",
+                            "type": "position_not_written",
+                        }
+                    ],
+                )
             if now > deadline:
                 raise ViewTimeoutError(
                     f"the views {', '.join(views)} reached position {lowest}, not {position}, "
-                    f"within {self.config.read_timeout_s:g} s", reached=lowest,
-                    wanted=position)
+                    f"within {self.config.read_timeout_s:g} s",
+                    reached=lowest,
+                    wanted=position,
+                )
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.01)
 
@@ -110,8 +124,9 @@ def _min_position(call: Call) -> int | None:
     return getattr(query, "min_position", None)
 
 
-async def read(call: Call, views: tuple[str, ...], fn: Any, *args: Any,
-               at_least: int | None = None) -> Any:
+async def read(
+    call: Call, views: tuple[str, ...], fn: Any, *args: Any, at_least: int | None = None
+) -> Any:
     """`fn` on the views, once they reached `?min_position=`, `at_least` and the caller's
     own last acknowledged write (read-your-own-writes, realtime/sessions.py)."""
     session = await call.state.sessions.position(call.principal)
@@ -169,13 +184,28 @@ async def generations(call: Call, query: Any) -> Row:
     from projections.gallery import gallery_page
 
     await _owned_project(call, query.project_id)
-    page = await read(call, ("gallery",), partial(
-        _page, gallery_page, query.project_id, limit=query.limit, cursor=query.cursor,
-        starred=query.starred, media_type=query.type, in_shot=query.shot_id,
-        in_no_shot=bool(query.not_in_shot), unpositioned_in_shot=query.unpositioned_in_shot,
-        deleted=query.deleted, tool_type=query.tool_type))
-    return {"items": [_generation_out(r) for r in page["items"]],
-            "next_cursor": page["next_cursor"]}
+    page = await read(
+        call,
+        ("gallery",),
+        partial(
+            _page,
+            gallery_page,
+            query.project_id,
+            limit=query.limit,
+            cursor=query.cursor,
+            starred=query.starred,
+            media_type=query.type,
+            in_shot=query.shot_id,
+            in_no_shot=bool(query.not_in_shot),
+            unpositioned_in_shot=query.unpositioned_in_shot,
+            deleted=query.deleted,
+            tool_type=query.tool_type,
+        ),
+    )
+    return {
+        "items": [_generation_out(r) for r in page["items"]],
+        "next_cursor": page["next_cursor"],
+    }
 
 
 def _page(fn: Any, project_id: UUID, conn: Any, **kw: Any) -> Any:
@@ -201,10 +231,17 @@ async def children(call: Call, generation_id: UUID) -> Row:
     from projections.gallery import children_page
 
     await _generation_row(call, generation_id)
-    page = await read(call, ("gallery",), partial(
-        _page, children_page, generation_id, limit=call.query.limit, cursor=call.query.cursor))
-    return {"items": [_generation_out(r) for r in page["items"]],
-            "next_cursor": page["next_cursor"]}
+    page = await read(
+        call,
+        ("gallery",),
+        partial(
+            _page, children_page, generation_id, limit=call.query.limit, cursor=call.query.cursor
+        ),
+    )
+    return {
+        "items": [_generation_out(r) for r in page["items"]],
+        "next_cursor": page["next_cursor"],
+    }
 
 
 def _lineage(conn: Any, row: Row, depth: int, limit: int, cursor: str | None) -> Row:
@@ -212,11 +249,13 @@ def _lineage(conn: Any, row: Row, depth: int, limit: int, cursor: str | None) ->
 
     up = ancestors_of(conn, row["id"], depth=depth)
     down = derivatives_page(conn, row["id"], row["project_id"], limit=limit, cursor=cursor)
-    return {"generation_id": row["id"],
-            "ancestors": [_generation_out(r) for r in up["items"]],
-            "ancestors_truncated": up["truncated"],
-            "derivatives": [_generation_out(r) for r in down["items"]],
-            "next_cursor": down["next_cursor"]}
+    return {
+        "generation_id": row["id"],
+        "ancestors": [_generation_out(r) for r in up["items"]],
+        "ancestors_truncated": up["truncated"],
+        "derivatives": [_generation_out(r) for r in down["items"]],
+        "next_cursor": down["next_cursor"],
+    }
 
 
 async def lineage(call: Call, generation_id: UUID) -> Row:
@@ -224,8 +263,14 @@ async def lineage(call: Call, generation_id: UUID) -> Row:
     gallery view, within the generation's project."""
     row = await _generation_row(call, generation_id)
     query = call.query
-    return await call.run(call.state.views.query,  # type: ignore[no-any-return]
-                          _lineage, row, query.depth, query.limit, query.cursor)
+    return await call.run(
+        call.state.views.query,  # type: ignore[no-any-return]
+        _lineage,
+        row,
+        query.depth,
+        query.limit,
+        query.cursor,
+    )
 
 
 async def variants(call: Call, generation_id: UUID) -> list[Row]:
@@ -236,20 +281,25 @@ async def variants(call: Call, generation_id: UUID) -> list[Row]:
 
 
 # -- projects, tasks, credits -----------------------------------------------------
-async def projects(call: Call, user_id: str, at_least: int | None = None, *,
-                   deleted: bool = False) -> list[Row]:
+async def projects(
+    call: Call, user_id: str, at_least: int | None = None, *, deleted: bool = False
+) -> list[Row]:
     from projections.projects import projects_of
 
-    return await read(call, ("projects",),  # type: ignore[no-any-return]
-                      partial(projects_of, deleted=deleted), user_id, at_least=at_least)
+    return await read(
+        call,
+        ("projects",),  # type: ignore[no-any-return]
+        partial(projects_of, deleted=deleted),
+        user_id,
+        at_least=at_least,
+    )
 
 
 async def project(call: Call, project_id: UUID) -> Row:
     from projections.projects import project_row
 
     row = await read(call, ("projects",), project_row, project_id)
-    if row is None or row["deleted"] or (call.user is not None
-                                         and row["owner_id"] != call.user):
+    if row is None or row["deleted"] or (call.user is not None and row["owner_id"] != call.user):
         raise ProjectNotFoundError(project_id)
     return row  # type: ignore[no-any-return]
 
@@ -258,8 +308,9 @@ async def tasks(call: Call, project_id: UUID, status: str | None) -> list[Row]:
     from projections.tasks import task_board
 
     await _owned_project(call, project_id)
-    board = await read(call, ("tasks",), partial(_page, task_board, project_id, status=status,
-                                                 limit=1000))
+    board = await read(
+        call, ("tasks",), partial(_page, task_board, project_id, status=status, limit=1000)
+    )
     return board["tasks"]  # type: ignore[no-any-return]
 
 
@@ -276,9 +327,14 @@ def _credits(conn: Any, user_id: str) -> Row:
     from projections.credits import balance_of, ledger_of
 
     balance = balance_of(conn, user_id)
-    return {"user_id": user_id, "balance": float(balance["balance"]),
-            "ledger": [{**e, "amount": float(e["amount"])} if "amount" in e else e
-                       for e in ledger_of(conn, user_id)]}
+    return {
+        "user_id": user_id,
+        "balance": float(balance["balance"]),
+        "ledger": [
+            {**e, "amount": float(e["amount"])} if "amount" in e else e
+            for e in ledger_of(conn, user_id)
+        ],
+    }
 
 
 async def credits(call: Call, user_id: str) -> Row:

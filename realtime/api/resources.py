@@ -34,8 +34,7 @@ from realtime.errors import EdgeError, MalformedJsonError
 
 # Stored LoRAs: /media/uploads/<32 hex>, no suffix (the media stores' location pattern).
 STORED = re.compile(rf"/media/{UPLOADS}/[0-9a-f]{{32}}")
-OUT_FIELDS = ("id", "type", "name", "location", "url", "size", "sha256", "metadata",
-              "created_at")
+OUT_FIELDS = ("id", "type", "name", "location", "url", "size", "sha256", "metadata", "created_at")
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +74,9 @@ def _size_of(upload: UploadFile) -> int:
 
 async def upload_resource(call: Call) -> Reply:
     if not call.request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise MalformedJsonError("send the LoRA as multipart/form-data in a `file` field",
-                                 code="multipart_required")
+        raise MalformedJsonError(
+            "send the LoRA as multipart/form-data in a `file` field", code="multipart_required"
+        )
     limit = call.config.max_upload_bytes
     request = Request(call.request.scope, counting(call.request.receive, limit))
     try:
@@ -84,13 +84,15 @@ async def upload_resource(call: Call) -> Reply:
     except EdgeError:
         raise
     except Exception as error:  # the multipart parser's own errors: bad input
-        raise MalformedJsonError(f"unreadable multipart body: {error}",
-                                 code="malformed_multipart") from None
+        raise MalformedJsonError(
+            f"unreadable multipart body: {error}", code="malformed_multipart"
+        ) from None
     try:
         file, name = form.get("file"), form.get("name")
         if not isinstance(file, UploadFile):
-            raise MalformedJsonError("the form needs a `file` field holding a file",
-                                     code="file_required")
+            raise MalformedJsonError(
+                "the form needs a `file` field holding a file", code="file_required"
+            )
         if not isinstance(name, str) or not name.strip():
             name = Path(file.filename or "").stem or "LoRA"
         size = _size_of(file)
@@ -100,9 +102,17 @@ async def upload_resource(call: Call) -> Reply:
         location = None
         try:
             location, sha256 = await call.run(keep, call.config.media_dir, file)
-            result = await call.run(call.studio.add_resource, call.principal.user_id, "lora",
-                                    name, location=location, size=size, sha256=sha256,
-                                    metadata=facts, meta=call.meta())
+            result = await call.run(
+                call.studio.add_resource,
+                call.principal.user_id,
+                "lora",
+                name,
+                location=location,
+                size=size,
+                sha256=sha256,
+                metadata=facts,
+                meta=call.meta(),
+            )
         except BaseException:
             await quota.give_back(size)
             await call.run(discard, call.config.media_dir, location)
@@ -114,28 +124,46 @@ async def upload_resource(call: Call) -> Reply:
 
 async def register_url(call: Call) -> Reply:
     body: m.ResourceUrlCreate = call.body
-    result = await call.run(call.studio.add_resource, call.principal.user_id, body.type,
-                            body.name, url=body.url, meta=call.meta())
+    result = await call.run(
+        call.studio.add_resource,
+        call.principal.user_id,
+        body.type,
+        body.name,
+        url=body.url,
+        meta=call.meta(),
+    )
     return await _created(call, result)
 
 
 async def _created(call: Call, result: dict[str, Any]) -> Reply:
     resource = await call.run(call.studio.resource, result["id"], call.principal.user_id)
-    return written({**result, "type": resource.kind, "name": resource.name,
-                    "location": resource.location, "url": resource.url,
-                    "size": resource.size, "sha256": resource.sha256,
-                    "metadata": resource.metadata,
-                    "created_at": resource.created_at.isoformat()}, 201)
+    return written(
+        {
+            **result,
+            "type": resource.kind,
+            "name": resource.name,
+            "location": resource.location,
+            "url": resource.url,
+            "size": resource.size,
+            "sha256": resource.sha256,
+            "metadata": resource.metadata,
+            "created_at": resource.created_at.isoformat(),
+        },
+        201,
+    )
 
 
 async def list_resources(call: Call) -> Reply:
     from projections.resources import resources_page
 
     query: m.ResourceList = call.query
-    page = await reads.read(call, ("resources",), partial(
-        resources_page, limit=query.limit, cursor=query.cursor), call.principal.user_id)
-    return Reply({"items": [_out(r) for r in page["items"]],
-                  "next_cursor": page["next_cursor"]})
+    page = await reads.read(
+        call,
+        ("resources",),
+        partial(resources_page, limit=query.limit, cursor=query.cursor),
+        call.principal.user_id,
+    )
+    return Reply({"items": [_out(r) for r in page["items"]], "next_cursor": page["next_cursor"]})
 
 
 async def get_resource(call: Call) -> Reply:
@@ -151,25 +179,64 @@ async def get_resource(call: Call) -> Reply:
 async def delete_resource(call: Call) -> Reply:
     """The resource leaves listings and can no longer be named by new tasks; a stored
     file is removed (a queued task naming it fails with media_not_found when it runs)."""
-    result = await call.run(call.studio.delete_resource, call.path["id"],
-                            call.principal.user_id, meta=call.meta())
+    result = await call.run(
+        call.studio.delete_resource, call.path["id"], call.principal.user_id, meta=call.meta()
+    )
     with contextlib.suppress(OSError):  # the event stands; a stray file is only space
         await call.run(discard, call.config.media_dir, result.pop("location", None))
     return written({**result, "deleted": True})
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/api/resources", upload_resource, "Upload a LoRA (multipart `file`: a "
-             "safetensors LoRA state dict, checked; optional `name` field)", "resources",
-             response=m.ResourceOut, status=201, multipart=True, auth="user"),
-    Endpoint("POST", "/api/resources/url", register_url, "Register a LoRA by URL (fetched by "
-             "the worker when a task names it, never here)", "resources",
-             body=m.ResourceUrlCreate, response=m.ResourceOut, status=201, auth="user"),
-    Endpoint("GET", "/api/resources", list_resources, "The caller's LoRAs, newest first, in "
-             "keyset pages", "resources", query=m.ResourceList, response=m.ResourcePage,
-             auth="user"),
-    Endpoint("GET", "/api/resources/{id}", get_resource, "One of the caller's LoRAs",
-             "resources", response=m.ResourceOut, auth="user"),
-    Endpoint("DELETE", "/api/resources/{id}", delete_resource, "Delete one of the caller's "
-             "LoRAs (its stored file too)", "resources", response=m.Written, auth="user"),
+    Endpoint(
+        "POST",
+        "/api/resources",
+        upload_resource,
+        "Upload a LoRA (multipart `file`: a "
+        "safetensors LoRA state dict, checked; optional `name` field)",
+        "resources",
+        response=m.ResourceOut,
+        status=201,
+        multipart=True,
+        auth="user",
+    ),
+    Endpoint(
+        "POST",
+        "/api/resources/url",
+        register_url,
+        "Register a LoRA by URL (fetched by the worker when a task names it, never here)",
+        "resources",
+        body=m.ResourceUrlCreate,
+        response=m.ResourceOut,
+        status=201,
+        auth="user",
+    ),
+    Endpoint(
+        "GET",
+        "/api/resources",
+        list_resources,
+        "The caller's LoRAs, newest first, in keyset pages",
+        "resources",
+        query=m.ResourceList,
+        response=m.ResourcePage,
+        auth="user",
+    ),
+    Endpoint(
+        "GET",
+        "/api/resources/{id}",
+        get_resource,
+        "One of the caller's LoRAs",
+        "resources",
+        response=m.ResourceOut,
+        auth="user",
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/resources/{id}",
+        delete_resource,
+        "Delete one of the caller's LoRAs (its stored file too)",
+        "resources",
+        response=m.Written,
+        auth="user",
+    ),
 ]

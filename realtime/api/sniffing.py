@@ -25,18 +25,33 @@ from realtime.errors import MediaTooLargeError, MediaTypeMismatchError, Unsuppor
 THUMBNAIL_PX = 256
 MAX_PACKETS = 2000
 # Pillow format -> (content type, suffix).
-IMAGE_FORMATS = {"PNG": ("image/png", ".png"), "JPEG": ("image/jpeg", ".jpg"),
-                 "WEBP": ("image/webp", ".webp"), "GIF": ("image/gif", ".gif"),
-                 "BMP": ("image/bmp", ".bmp"), "TIFF": ("image/tiff", ".tiff")}
+IMAGE_FORMATS = {
+    "PNG": ("image/png", ".png"),
+    "JPEG": ("image/jpeg", ".jpg"),
+    "WEBP": ("image/webp", ".webp"),
+    "GIF": ("image/gif", ".gif"),
+    "BMP": ("image/bmp", ".bmp"),
+    "TIFF": ("image/tiff", ".tiff"),
+}
 # A PyAV container name holds one of these -> (content type, suffix, declared aliases).
-VIDEO_FORMATS = (("mp4", "video/mp4", ".mp4", {"video/mp4", "video/quicktime"}),
-                 ("webm", "video/webm", ".webm", {"video/webm", "video/x-matroska"}),
-                 ("avi", "video/x-msvideo", ".avi", {"video/x-msvideo", "video/avi"}))
-ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png",
-           "image/x-ms-bmp": "image/bmp", "image/x-bmp": "image/bmp", "image/tif": "image/tiff"}
+VIDEO_FORMATS = (
+    ("mp4", "video/mp4", ".mp4", {"video/mp4", "video/quicktime"}),
+    ("webm", "video/webm", ".webm", {"video/webm", "video/x-matroska"}),
+    ("avi", "video/x-msvideo", ".avi", {"video/x-msvideo", "video/avi"}),
+)
+ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "image/x-ms-bmp": "image/bmp",
+    "image/x-bmp": "image/bmp",
+    "image/tif": "image/tiff",
+}
 UNDECLARED = {"", "application/octet-stream", "binary/octet-stream"}
-KNOWN = ("an image Pillow decodes (PNG, JPEG, WebP, GIF, BMP, TIFF) or a video PyAV "
-         "decodes (MP4/MOV, WebM/Matroska, AVI)")
+KNOWN = (
+    "an image Pillow decodes (PNG, JPEG, WebP, GIF, BMP, TIFF) or a video PyAV "
+    "decodes (MP4/MOV, WebM/Matroska, AVI)"
+)
 
 
 @dataclass(frozen=True)
@@ -60,27 +75,35 @@ def inspect(file: IO[bytes], declared: str | None, name: str, max_pixels: int) -
         media = _video(file, name, max_pixels)
     if media is None:
         said = f" (declared {declared_type})" if declared_type not in UNDECLARED else ""
-        raise UnsupportedMediaError(f"the upload {name!r}{said} is not {KNOWN}",
-                                    declared=declared_type or None)
+        raise UnsupportedMediaError(
+            f"the upload {name!r}{said} is not {KNOWN}", declared=declared_type or None
+        )
     if declared_type not in UNDECLARED and not _agrees(declared_type, media):
         raise MediaTypeMismatchError(
             f"the upload {name!r} is declared {declared_type} but its bytes are "
-            f"{media.content_type} ({media.kind})", declared=declared_type,
-            detected=media.content_type)
+            f"{media.content_type} ({media.kind})",
+            declared=declared_type,
+            detected=media.content_type,
+        )
     return media
 
 
 def _agrees(declared: str, media: Media) -> bool:
     if media.kind == "image":
         return declared == media.content_type
-    return any(declared in aliases for _, ctype, _, aliases in VIDEO_FORMATS
-               if ctype == media.content_type)
+    return any(
+        declared in aliases for _, ctype, _, aliases in VIDEO_FORMATS if ctype == media.content_type
+    )
 
 
 def _too_many(name: str, width: int, height: int, max_pixels: int) -> MediaTooLargeError:
-    return MediaTooLargeError(f"the upload {name!r} is {width}x{height} = {width * height} "
-                              f"pixels; at most {max_pixels} are accepted",
-                              width=width, height=height, max_pixels=max_pixels)
+    return MediaTooLargeError(
+        f"the upload {name!r} is {width}x{height} = {width * height} "
+        f"pixels; at most {max_pixels} are accepted",
+        width=width,
+        height=height,
+        max_pixels=max_pixels,
+    )
 
 
 def _image(file: IO[bytes], name: str, max_pixels: int) -> Media | None:
@@ -96,8 +119,9 @@ def _image(file: IO[bytes], name: str, max_pixels: int) -> Media | None:
     except UnidentifiedImageError:
         return None
     except Image.DecompressionBombError:
-        raise MediaTooLargeError(f"the upload {name!r} has more pixels than {max_pixels}",
-                                 max_pixels=max_pixels) from None
+        raise MediaTooLargeError(
+            f"the upload {name!r} has more pixels than {max_pixels}", max_pixels=max_pixels
+        ) from None
     except (MediaTooLargeError, MemoryError):
         raise
     except Exception as error:  # a header Pillow knows, broken data behind it
@@ -111,8 +135,9 @@ def _image(file: IO[bytes], name: str, max_pixels: int) -> Media | None:
     except (MediaTooLargeError, MemoryError):
         raise
     except Exception as error:
-        raise UnsupportedMediaError(f"the upload {name!r} is a {fmt} image that does not "
-                                    f"decode: {error}") from None
+        raise UnsupportedMediaError(
+            f"the upload {name!r} is a {fmt} image that does not decode: {error}"
+        ) from None
     return Media("image", content_type, suffix, width, height, thumbnail)
 
 
@@ -125,8 +150,14 @@ def _video(file: IO[bytes], name: str, max_pixels: int) -> Media | None:
     except Exception:  # PyAV names no container for these bytes
         return None
     with container:
-        found = next(((ctype, suffix) for family, ctype, suffix, _ in VIDEO_FORMATS
-                      if family in container.format.name.split(",")), None)
+        found = next(
+            (
+                (ctype, suffix)
+                for family, ctype, suffix, _ in VIDEO_FORMATS
+                if family in container.format.name.split(",")
+            ),
+            None,
+        )
         stream = container.streams.video[0] if container.streams.video else None
         if found is None or stream is None:
             return None
@@ -135,8 +166,9 @@ def _video(file: IO[bytes], name: str, max_pixels: int) -> Media | None:
             raise _too_many(name, width, height, max_pixels)
         frame = _first_frame(container, stream)
         if frame is None:
-            raise UnsupportedMediaError(f"the upload {name!r} is a {found[0]} with a video "
-                                        "stream but no frame decodes")
+            raise UnsupportedMediaError(
+                f"the upload {name!r} is a {found[0]} with a video stream but no frame decodes"
+            )
         if frame.width * frame.height > max_pixels:  # a header that said 0 x 0
             raise _too_many(name, frame.width, frame.height, max_pixels)
         image = frame.to_image()

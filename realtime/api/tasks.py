@@ -29,12 +29,18 @@ async def _limit(call: Call, project_id: UUID, units: int) -> None:
     call.state.rate_limiter.take(owner, units)
 
 
-async def _queue(call: Call, project_id: UUID, specs: list[m.TaskSpec], batch: bool,
-                 key: str | None) -> Reply:
+async def _queue(
+    call: Call, project_id: UUID, specs: list[m.TaskSpec], batch: bool, key: str | None
+) -> Reply:
     await _limit(call, project_id, len(specs))
-    result = await call.run(call.studio.create_tasks, project_id, call.user,
-                            [s.model_dump() for s in specs], idempotency_key=key,
-                            meta=_meta(call))
+    result = await call.run(
+        call.studio.create_tasks,
+        project_id,
+        call.user,
+        [s.model_dump() for s in specs],
+        idempotency_key=key,
+        meta=_meta(call),
+    )
     ids = result.pop("task_ids")
     shape: dict[str, Any] = {"task_ids": ids} if batch else {"task_id": ids[0]}
     return written({**result, **shape, "status": "Queued"}, 201)
@@ -47,17 +53,31 @@ async def _run(call: Call, project_id: UUID, run: m.RunInput, key: str | None) -
     params = run.run_params(facts)
     if isinstance(run, m.TravelBetweenImagesInput):
         result = await call.run(
-            call.studio.create_travel, project_id, call.user, shot_id=run.shot_id,
-            image_generation_ids=run.image_generation_ids, image_urls=run.image_urls,
-            params=params, idempotency_key=key, meta=_meta(call))
+            call.studio.create_travel,
+            project_id,
+            call.user,
+            shot_id=run.shot_id,
+            image_generation_ids=run.image_generation_ids,
+            image_urls=run.image_urls,
+            params=params,
+            idempotency_key=key,
+            meta=_meta(call),
+        )
     else:
         assert isinstance(run, m.JoinClipsInput)
         result = await call.run(
-            call.studio.create_join_clips, project_id, call.user,
-            clip_generation_ids=run.clip_generation_ids, clip_urls=run.clip_urls,
-            params=params, idempotency_key=key, meta=_meta(call))
-    return written({**result, "task_id": result["orchestrator_task_id"],
-                    "status": "In Progress"}, 201)
+            call.studio.create_join_clips,
+            project_id,
+            call.user,
+            clip_generation_ids=run.clip_generation_ids,
+            clip_urls=run.clip_urls,
+            params=params,
+            idempotency_key=key,
+            meta=_meta(call),
+        )
+    return written(
+        {**result, "task_id": result["orchestrator_task_id"], "status": "In Progress"}, 201
+    )
 
 
 def _meta(call: Call) -> Any:
@@ -75,28 +95,33 @@ async def create_task(call: Call) -> Reply:
         if isinstance(family_input, m.RunInput):
             return await _run(call, body.project_id, family_input, key)
         facts = await _project_facts(call, body.project_id)
-        return await _queue(call, body.project_id, family_input.to_tasks(facts),
-                            family.batch, key)
+        return await _queue(call, body.project_id, family_input.to_tasks(facts), family.batch, key)
     if body.task_type in RUN_TYPES:
         params = dict(body.params or {})
         params.update(params.pop("orchestrator_details", None) or {})
         run: m.RunInput = validate(RUN_TYPES[body.task_type], params, "body.params")
         return await _run(call, body.project_id, run, key)
-    spec = m.TaskSpec(task_type=body.task_type or "", params=body.params or {},
-                      dependant_on=body.dependant_on)
+    spec = m.TaskSpec(
+        task_type=body.task_type or "", params=body.params or {}, dependant_on=body.dependant_on
+    )
     return await _queue(call, body.project_id, [spec], False, key)
 
 
 async def travel(call: Call) -> Reply:
     body: m.TravelRequest = call.body
     run = m.TravelBetweenImagesInput.model_validate(
-        body.model_dump(exclude={"project_id", "idempotency_key"}, exclude_none=True))
+        body.model_dump(exclude={"project_id", "idempotency_key"}, exclude_none=True)
+    )
     return await _run(call, body.project_id, run, _key(call, body.idempotency_key))
 
 
 def invalid(where: str, message: str) -> FieldsInvalidError:
-    return FieldsInvalidError(f"invalid fields: {where}: {message}", errors=[
-        {"path": where, "loc": where.split("."), "message": message, "type": "value_error"}])
+    return FieldsInvalidError(
+        f"invalid fields: {where}: {message}",
+        errors=[
+            {"path": where, "loc": where.split("."), "message": message, "type": "value_error"}
+        ],
+    )
 
 
 async def list_tasks(call: Call) -> Reply:
@@ -115,19 +140,31 @@ def details(row: dict[str, Any], task: Task) -> dict[str, Any]:
     processed = task.processed_at
     started = task.started_at
     duration = (processed - started).total_seconds() if processed and started else None
-    timings = {"created_at": _iso(task.created_at), "started_at": _iso(started),
-               "processed_at": _iso(processed), "updated_at": _iso(task.modified_on),
-               "duration_s": duration}
+    timings = {
+        "created_at": _iso(task.created_at),
+        "started_at": _iso(started),
+        "processed_at": _iso(processed),
+        "updated_at": _iso(task.modified_on),
+        "duration_s": duration,
+    }
     cost = None if task.cost is None else str(task.cost)
     return {
         **row,
-        "status": task.status, "attempts": task.attempts, "worker_id": task.worker_id,
-        "error": task.error_message, "output_location": task.output_location,
-        "thumbnail_url": task.thumbnail_url, "cost": cost,
-        "started_at": timings["started_at"], "processed_at": timings["processed_at"],
+        "status": task.status,
+        "attempts": task.attempts,
+        "worker_id": task.worker_id,
+        "error": task.error_message,
+        "output_location": task.output_location,
+        "thumbnail_url": task.thumbnail_url,
+        "cost": cost,
+        "started_at": timings["started_at"],
+        "processed_at": timings["processed_at"],
         "params": task.params,
-        "outputs": {"output_location": task.output_location,
-                    "thumbnail_url": task.thumbnail_url, "result_data": task.result_data},
+        "outputs": {
+            "output_location": task.output_location,
+            "thumbnail_url": task.thumbnail_url,
+            "result_data": task.result_data,
+        },
         "error_message": task.error_message,
         "timings": timings,
         "child_task_ids": [str(t) for t in task.child_task_ids],
@@ -147,8 +184,9 @@ async def generation_task(call: Call) -> Reply:
 
 
 async def cancel(call: Call) -> Reply:
-    return written(await call.run(call.studio.cancel_task, call.path["id"], call.user,
-                                  meta=call.meta()))
+    return written(
+        await call.run(call.studio.cancel_task, call.path["id"], call.user, meta=call.meta())
+    )
 
 
 def own_task(call: Call, task_id: UUID) -> None:
@@ -169,39 +207,102 @@ def own_task(call: Call, task_id: UUID) -> None:
 async def set_status(call: Call) -> Reply:
     body: m.TaskStatusChange = call.body
     await call.run(own_task, call, call.path["id"])
-    result = await call.run(call.studio.update_status, call.path["id"], body.status,
-                            error_message=body.error_message, worker_id=body.worker_id,
-                            output_location=body.output_location,
-                            meta=call.meta(worker_id=body.worker_id))
+    result = await call.run(
+        call.studio.update_status,
+        call.path["id"],
+        body.status,
+        error_message=body.error_message,
+        worker_id=body.worker_id,
+        output_location=body.output_location,
+        meta=call.meta(worker_id=body.worker_id),
+    )
     return written(result)
 
 
 async def cancel_pending(call: Call) -> Reply:
     body: m.CancelPending = call.body
-    return written(await call.run(call.studio.cancel_pending, body.project_id, call.user,
-                                  meta=call.meta()))
+    return written(
+        await call.run(call.studio.cancel_pending, body.project_id, call.user, meta=call.meta())
+    )
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/api/tasks", create_task, "Queue tasks: a family with its input "
-             "(batch families answer `task_ids`), or a catalogue `task_type` with params",
-             "tasks", body=m.TaskCreate, response=m.TaskCreated, status=201),
-    Endpoint("GET", "/api/tasks", list_tasks, "Tasks of a project, newest first",
-             "tasks", query=m.TaskList, response=list[m.Task]),
-    Endpoint("POST", "/api/tasks/cancel-pending", cancel_pending, "Cancel every Queued task "
-             "of a project", "tasks", body=m.CancelPending, response=m.Cancelled),
-    Endpoint("GET", "/api/tasks/{id}", get_task, "One task with its details: full params, "
-             "outputs (`output_location`, `thumbnail_url`, `result_data`), error, attempts, "
-             "worker, timings and cost", "tasks", query=m.Query, response=m.TaskDetails),
-    Endpoint("GET", "/api/generations/{id}/task", generation_task, "The task that made a "
-             "generation, with its details (404 when no task made it, e.g. an upload)",
-             "tasks", query=m.Query, response=m.TaskDetails),
-    Endpoint("PATCH", "/api/tasks/{id}/cancel", cancel, "Cancel a task (and its relatives)",
-             "tasks", response=m.Written),
-    Endpoint("PATCH", "/api/tasks/{id}/status", set_status, "Set a task's status (workers; "
-             "refused transitions: 409 with the allowed ones)", "tasks",
-             body=m.TaskStatusChange, response=m.Written, auth="worker"),
-    Endpoint("POST", "/api/steerable-motion/travel-between-images", travel, "Start a "
-             "travel_orchestrator run (seed 000)", "tasks", body=m.TravelRequest,
-             response=m.TaskCreated, status=201),
+    Endpoint(
+        "POST",
+        "/api/tasks",
+        create_task,
+        "Queue tasks: a family with its input "
+        "(batch families answer `task_ids`), or a catalogue `task_type` with params",
+        "tasks",
+        body=m.TaskCreate,
+        response=m.TaskCreated,
+        status=201,
+    ),
+    Endpoint(
+        "GET",
+        "/api/tasks",
+        list_tasks,
+        "Tasks of a project, newest first",
+        "tasks",
+        query=m.TaskList,
+        response=list[m.Task],
+    ),
+    Endpoint(
+        "POST",
+        "/api/tasks/cancel-pending",
+        cancel_pending,
+        "Cancel every Queued task of a project",
+        "tasks",
+        body=m.CancelPending,
+        response=m.Cancelled,
+    ),
+    Endpoint(
+        "GET",
+        "/api/tasks/{id}",
+        get_task,
+        "One task with its details: full params, "
+        "outputs (`output_location`, `thumbnail_url`, `result_data`), error, attempts, "
+        "worker, timings and cost",
+        "tasks",
+        query=m.Query,
+        response=m.TaskDetails,
+    ),
+    Endpoint(
+        "GET",
+        "/api/generations/{id}/task",
+        generation_task,
+        "The task that made a "
+        "generation, with its details (404 when no task made it, e.g. an upload)",
+        "tasks",
+        query=m.Query,
+        response=m.TaskDetails,
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/tasks/{id}/cancel",
+        cancel,
+        "Cancel a task (and its relatives)",
+        "tasks",
+        response=m.Written,
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/tasks/{id}/status",
+        set_status,
+        "Set a task's status (workers; refused transitions: 409 with the allowed ones)",
+        "tasks",
+        body=m.TaskStatusChange,
+        response=m.Written,
+        auth="worker",
+    ),
+    Endpoint(
+        "POST",
+        "/api/steerable-motion/travel-between-images",
+        travel,
+        "Start a travel_orchestrator run (seed 000)",
+        "tasks",
+        body=m.TravelRequest,
+        response=m.TaskCreated,
+        status=201,
+    ),
 ]

@@ -13,21 +13,52 @@ async def list_tokens(call: Call) -> Reply:
 
 async def issue(call: Call) -> Reply:
     body: m.TokenCreate = call.body
-    result = await call.run(call.studio.issue_token, call.principal.require_user(), body.label,
-                            meta=call.meta())
+    result = await call.run(
+        call.studio.issue_token, call.principal.require_user(), body.label, meta=call.meta()
+    )
     return written(result, 201, id=result["token_id"])
 
 
 async def revoke(call: Call) -> Reply:
-    return written(await call.run(call.studio.revoke_token, call.principal.require_user(),
-                                  call.path["id"], meta=call.meta()))
+    return written(
+        await call.run(
+            call.studio.revoke_token,
+            call.principal.require_user(),
+            call.path["id"],
+            meta=call.meta(),
+        )
+    )
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/api/tokens", list_tokens, "The caller's tokens (labels, never values)",
-             "tokens", query=m.Query, response=list[m.Token], auth="user"),
-    Endpoint("POST", "/api/tokens", issue, "Issue a token; its value is in this answer only",
-             "tokens", body=m.TokenCreate, response=m.TokenCreated, status=201, auth="user"),
-    Endpoint("DELETE", "/api/tokens/{id}", revoke, "Revoke a token", "tokens",
-             response=m.Written, auth="user"),
+    Endpoint(
+        "GET",
+        "/api/tokens",
+        list_tokens,
+        "The caller's tokens (labels, never values)",
+        "tokens",
+        query=m.Query,
+        response=list[m.Token],
+        auth="user",
+    ),
+    Endpoint(
+        "POST",
+        "/api/tokens",
+        issue,
+        "Issue a token; its value is in this answer only",
+        "tokens",
+        body=m.TokenCreate,
+        response=m.TokenCreated,
+        status=201,
+        auth="user",
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/tokens/{id}",
+        revoke,
+        "Revoke a token",
+        "tokens",
+        response=m.Written,
+        auth="user",
+    ),
 ]

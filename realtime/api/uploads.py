@@ -46,8 +46,9 @@ UPLOADS = "uploads"
 FRAMING_SLACK = 64 * 1024
 
 
-def counting(receive: Receive, limit: int,
-             refuse: Callable[[int], EdgeError] | None = None) -> Receive:
+def counting(
+    receive: Receive, limit: int, refuse: Callable[[int], EdgeError] | None = None
+) -> Receive:
     """A `receive` that refuses the request once its body passes `limit` bytes."""
     seen = 0
 
@@ -56,9 +57,13 @@ def counting(receive: Receive, limit: int,
         message = await receive()
         seen += len(message.get("body", b""))
         if seen > limit:
-            raise (refuse(seen) if refuse else
-                   BodyTooLargeError(f"the upload passed the limit of {limit} bytes"))
+            raise (
+                refuse(seen)
+                if refuse
+                else BodyTooLargeError(f"the upload passed the limit of {limit} bytes")
+            )
         return message
+
     return wrapped
 
 
@@ -82,32 +87,42 @@ def _with_table(conn: psycopg.Connection[Any], fn: Callable[[], Any]) -> Any:
 
 def used_today(conn: psycopg.Connection[Any], user_id: str, day: date) -> int:
     def read() -> int:
-        row = conn.execute("SELECT bytes FROM edge_upload_usage WHERE user_id = %s AND "
-                           "day = %s", (user_id, day)).fetchone()
+        row = conn.execute(
+            "SELECT bytes FROM edge_upload_usage WHERE user_id = %s AND day = %s", (user_id, day)
+        ).fetchone()
         return int(row["bytes"]) if row else 0
+
     return int(_with_table(conn, read))
 
 
-def reserve(conn: psycopg.Connection[Any], user_id: str, day: date, size: int,
-            quota: int) -> int | None:
+def reserve(
+    conn: psycopg.Connection[Any], user_id: str, day: date, size: int, quota: int
+) -> int | None:
     """Adds `size` to the user's bytes of `day` if the total stays within `quota`: the new
     total, or None (nothing added). Older days of that user are forgotten."""
+
     def upsert() -> int | None:
-        conn.execute("DELETE FROM edge_upload_usage WHERE user_id = %s AND day < %s",
-                     (user_id, day))
+        conn.execute(
+            "DELETE FROM edge_upload_usage WHERE user_id = %s AND day < %s", (user_id, day)
+        )
         row = conn.execute(
             "INSERT INTO edge_upload_usage AS u (user_id, day, bytes) VALUES (%s, %s, %s) "
             "ON CONFLICT (user_id, day) DO UPDATE SET bytes = u.bytes + excluded.bytes "
             "WHERE u.bytes + excluded.bytes <= %s RETURNING bytes",
-            (user_id, day, size, quota)).fetchone()
+            (user_id, day, size, quota),
+        ).fetchone()
         return int(row["bytes"]) if row else None
+
     result: int | None = _with_table(conn, upsert)
     return result
 
 
 def give_back(conn: psycopg.Connection[Any], user_id: str, day: date, size: int) -> None:
-    conn.execute("UPDATE edge_upload_usage SET bytes = greatest(bytes - %s, 0) "
-                 "WHERE user_id = %s AND day = %s", (size, user_id, day))
+    conn.execute(
+        "UPDATE edge_upload_usage SET bytes = greatest(bytes - %s, 0) "
+        "WHERE user_id = %s AND day = %s",
+        (size, user_id, day),
+    )
 
 
 class Quota:
@@ -129,24 +144,34 @@ class Quota:
         return max(1, int((midnight - datetime.now(UTC)).total_seconds()) + 1)
 
     def exceeded(self, used: int, size: int, exact: bool = True) -> EdgeError:
-        what = (f"this upload of {size} bytes" if exact
-                else f"this upload (at least {size} bytes of body)")
+        what = (
+            f"this upload of {size} bytes"
+            if exact
+            else f"this upload (at least {size} bytes of body)"
+        )
         if exact and size > self.quota:
             return UploadOverQuotaError(
                 f"{what} is larger than the whole daily upload quota of {self.quota} bytes "
-                "(DARKROOM_UPLOAD_QUOTA_BYTES)", quota_bytes=self.quota, upload_bytes=size)
+                "(DARKROOM_UPLOAD_QUOTA_BYTES)",
+                quota_bytes=self.quota,
+                upload_bytes=size,
+            )
         retry = self.retry_after()
         return UploadQuotaExceededError(
             f"user {self.user_id} has uploaded {used} of their {self.quota} bytes on "
             f"{self.day.isoformat()} (UTC); {what} would pass the daily upload quota "
             f"(DARKROOM_UPLOAD_QUOTA_BYTES); it resets in {retry} s",
-            headers={"Retry-After": str(retry)}, quota_bytes=self.quota, used_bytes=used,
-            upload_bytes=size)
+            headers={"Retry-After": str(retry)},
+            quota_bytes=self.quota,
+            used_bytes=used,
+            upload_bytes=size,
+        )
 
     async def used(self) -> int:
         assert self.user_id is not None
-        return int(await self.call.run(self.call.state.views.query, used_today,
-                                       self.user_id, self.day))
+        return int(
+            await self.call.run(self.call.state.views.query, used_today, self.user_id, self.day)
+        )
 
     async def take(self, size: int) -> None:
         """Reserves `size` bytes, or refuses with 413 (larger than the quota) or 429."""
@@ -154,15 +179,17 @@ class Quota:
             return
         if size > self.quota:
             raise self.exceeded(await self.used(), size)
-        total = await self.call.run(self.call.state.views.query, reserve, self.user_id,
-                                    self.day, size, self.quota)
+        total = await self.call.run(
+            self.call.state.views.query, reserve, self.user_id, self.day, size, self.quota
+        )
         if total is None:
             raise self.exceeded(await self.used(), size)
 
     async def give_back(self, size: int) -> None:
         if self.user_id is not None:
-            await self.call.run(self.call.state.views.query, give_back, self.user_id,
-                                self.day, size)
+            await self.call.run(
+                self.call.state.views.query, give_back, self.user_id, self.day, size
+            )
 
 
 def store(media_dir: Path, upload: Any, media: Media) -> tuple[str, str]:
@@ -207,8 +234,9 @@ async def upload(call: Call) -> Reply:
     if length and length.isdigit() and int(length) > limit:
         raise BodyTooLargeError(f"the upload is {length} bytes; the limit is {limit}")
     if not call.request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise MalformedJsonError("send the file as multipart/form-data in a `file` field",
-                                 code="multipart_required")
+        raise MalformedJsonError(
+            "send the file as multipart/form-data in a `file` field", code="multipart_required"
+        )
     quota = Quota(call)
     refuse = None
     if quota.counted:
@@ -221,21 +249,25 @@ async def upload(call: Call) -> Reply:
         if used >= quota.quota or (length and length.isdigit() and int(length) > room):
             raise quota.exceeded(used, at_least, exact=False)
         if room < limit:
-            limit, refuse = room, (lambda seen: quota.exceeded(used, seen - FRAMING_SLACK,
-                                                               exact=False))
+            limit, refuse = (
+                room,
+                (lambda seen: quota.exceeded(used, seen - FRAMING_SLACK, exact=False)),
+            )
     request = Request(call.request.scope, counting(call.request.receive, limit, refuse))
     try:
         form = await request.form(max_files=1, max_fields=20)
     except EdgeError:  # too large, over the quota
         raise
     except Exception as error:  # the multipart parser's own errors: bad input, not ours
-        raise MalformedJsonError(f"unreadable multipart body: {error}",
-                                 code="malformed_multipart") from None
+        raise MalformedJsonError(
+            f"unreadable multipart body: {error}", code="malformed_multipart"
+        ) from None
     try:
         file = form.get("file")
         if not isinstance(file, UploadFile):
-            raise MalformedJsonError("the form needs a `file` field holding a file",
-                                     code="file_required")
+            raise MalformedJsonError(
+                "the form needs a `file` field holding a file", code="file_required"
+            )
         size = file.size if file.size is not None else _size_of(file)
         await quota.take(size)
         try:
@@ -248,9 +280,17 @@ async def upload(call: Call) -> Reply:
             raise
     finally:
         await form.close()
-    return Reply({"location": location, "thumbnail_url": thumbnail,
-                  "content_type": media.content_type, "type": media.kind,
-                  "width": media.width, "height": media.height}, 201)
+    return Reply(
+        {
+            "location": location,
+            "thumbnail_url": thumbnail,
+            "content_type": media.content_type,
+            "type": media.kind,
+            "width": media.width,
+            "height": media.height,
+        },
+        201,
+    )
 
 
 def _size_of(file: UploadFile) -> int:
@@ -259,7 +299,15 @@ def _size_of(file: UploadFile) -> int:
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/api/uploads", upload, "Upload an image or a video (multipart `file`, "
-             "decoded to check it); answers its signed URL and a thumbnail's", "media",
-             response=m.Upload, status=201, multipart=True),
+    Endpoint(
+        "POST",
+        "/api/uploads",
+        upload,
+        "Upload an image or a video (multipart `file`, "
+        "decoded to check it); answers its signed URL and a thumbnail's",
+        "media",
+        response=m.Upload,
+        status=201,
+        multipart=True,
+    ),
 ]

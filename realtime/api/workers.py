@@ -47,7 +47,8 @@ async def sweeper(app: Any) -> AsyncIterator[None]:
             try:
                 swept = await anyio.to_thread.run_sync(
                     partial(app.state.studio.sweep_lost_workers, timeout=timeout),
-                    limiter=app.state.command_limiter)
+                    limiter=app.state.command_limiter,
+                )
             except Exception:
                 log.exception("sweeping lost workers failed; retrying next round")
                 continue
@@ -65,8 +66,9 @@ async def sweeper(app: Any) -> AsyncIterator[None]:
 def _candidates(conn: Any, run_type: str, model: str | None, owner: str | None) -> list[str]:
     from projections.tasks import claim_candidates
 
-    rows = claim_candidates(conn, run_type, limit=CANDIDATES if owner is None else 1000,
-                            model_name=model)
+    rows = claim_candidates(
+        conn, run_type, limit=CANDIDATES if owner is None else 1000, model_name=model
+    )
     return [r["task_id"] for r in rows if owner is None or r["owner_id"] == owner]
 
 
@@ -76,12 +78,14 @@ async def claim(call: Call) -> Reply:
     # Before the queue is read: another credential's worker id is 404 even when
     # there is nothing to claim.
     await call.run(call.studio.require_worker, body.worker_id, meta)
-    ids = await reads.read(call, ("tasks",), _candidates, body.run_type, body.current_model,
-                           call.user)
+    ids = await reads.read(
+        call, ("tasks",), _candidates, body.run_type, body.current_model, call.user
+    )
     if not ids:
         return Reply(status=204)
-    result = await call.run(call.studio.claim_next, body.worker_id, body.run_type,
-                            body.current_model, ids, meta=meta)
+    result = await call.run(
+        call.studio.claim_next, body.worker_id, body.run_type, body.current_model, ids, meta=meta
+    )
     if result is None:
         if call.user is not None:
             await call.run(_require_credit, call)
@@ -97,10 +101,19 @@ def _require_credit(call: Call) -> None:
 
 async def heartbeat(call: Call) -> Reply:
     body: m.Heartbeat = call.body
-    report = Report(status=body.status, current_model=body.current_model,
-                    vram_used_mb=body.vram_used_mb, vram_total_mb=body.vram_total_mb)
-    result = await call.run(call.studio.heartbeat, body.worker_id, body.task_ids,
-                            meta=call.meta(worker_id=body.worker_id), report=report)
+    report = Report(
+        status=body.status,
+        current_model=body.current_model,
+        vram_used_mb=body.vram_used_mb,
+        vram_total_mb=body.vram_total_mb,
+    )
+    result = await call.run(
+        call.studio.heartbeat,
+        body.worker_id,
+        body.task_ids,
+        meta=call.meta(worker_id=body.worker_id),
+        report=report,
+    )
     return written(result)
 
 
@@ -114,46 +127,110 @@ async def list_workers(call: Call) -> Reply:
 async def complete(call: Call) -> Reply:
     body: m.TaskComplete = call.body
     await call.run(own_task, call, call.path["id"])
-    result = await call.run(call.studio.complete_task, call.path["id"], body.output_location,
-                            thumbnail_url=body.thumbnail_url, result_data=body.result_data,
-                            worker_id=body.worker_id, meta=call.meta(worker_id=body.worker_id))
+    result = await call.run(
+        call.studio.complete_task,
+        call.path["id"],
+        body.output_location,
+        thumbnail_url=body.thumbnail_url,
+        result_data=body.result_data,
+        worker_id=body.worker_id,
+        meta=call.meta(worker_id=body.worker_id),
+    )
     return written(result)
 
 
 async def fail(call: Call) -> Reply:
     body: m.TaskFail = call.body
     await call.run(own_task, call, call.path["id"])
-    return written(await call.run(call.studio.fail_task, call.path["id"], body.error_message,
-                                  worker_id=body.worker_id,
-                                  meta=call.meta(worker_id=body.worker_id)))
+    return written(
+        await call.run(
+            call.studio.fail_task,
+            call.path["id"],
+            body.error_message,
+            worker_id=body.worker_id,
+            meta=call.meta(worker_id=body.worker_id),
+        )
+    )
 
 
 async def release(call: Call) -> Reply:
     body: m.TaskRelease = call.body
     await call.run(own_task, call, call.path["id"])
-    return written(await call.run(call.studio.release_task, call.path["id"], body.reason,
-                                  worker_id=body.worker_id,
-                                  meta=call.meta(worker_id=body.worker_id)))
+    return written(
+        await call.run(
+            call.studio.release_task,
+            call.path["id"],
+            body.reason,
+            worker_id=body.worker_id,
+            meta=call.meta(worker_id=body.worker_id),
+        )
+    )
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/api/workers", list_workers, "Workers: liveness (alive, silent, lost), "
-             "held tasks, status, current model and VRAM from their heartbeats (service "
-             "key)", "workers", query=m.WorkerList, response=list[m.WorkerOut],
-             auth="service"),
-    Endpoint("POST", "/api/workers/claim", claim, "Claim the next eligible task (204: none)",
-             "workers", body=m.ClaimRequest, response=m.Claimed,
-             other_statuses={204: None}, auth="worker"),
-    Endpoint("POST", "/api/workers/heartbeat", heartbeat, "A worker is alive (and runs these "
-             "tasks)", "workers", body=m.Heartbeat, response=m.HeartbeatOut, auth="worker"),
-    Endpoint("POST", "/api/tasks/{id}/complete", complete, "Complete a running task with its "
-             "output (creates its result, bills once)", "workers", body=m.TaskComplete,
-             response=m.Written, auth="worker"),
-    Endpoint("POST", "/api/tasks/{id}/fail", fail, "Fail a running task (cascades to its "
-             "relatives; nothing is charged)", "workers", body=m.TaskFail,
-             response=m.Written, auth="worker"),
-    Endpoint("POST", "/api/tasks/{id}/release", release, "Hand a running task back to the "
-             "queue without spending an attempt (a worker stopping gracefully; a crash or "
-             "a retryable error requeues with `PATCH …/status`)", "workers",
-             body=m.TaskRelease, response=m.Written, auth="worker"),
+    Endpoint(
+        "GET",
+        "/api/workers",
+        list_workers,
+        "Workers: liveness (alive, silent, lost), "
+        "held tasks, status, current model and VRAM from their heartbeats (service "
+        "key)",
+        "workers",
+        query=m.WorkerList,
+        response=list[m.WorkerOut],
+        auth="service",
+    ),
+    Endpoint(
+        "POST",
+        "/api/workers/claim",
+        claim,
+        "Claim the next eligible task (204: none)",
+        "workers",
+        body=m.ClaimRequest,
+        response=m.Claimed,
+        other_statuses={204: None},
+        auth="worker",
+    ),
+    Endpoint(
+        "POST",
+        "/api/workers/heartbeat",
+        heartbeat,
+        "A worker is alive (and runs these tasks)",
+        "workers",
+        body=m.Heartbeat,
+        response=m.HeartbeatOut,
+        auth="worker",
+    ),
+    Endpoint(
+        "POST",
+        "/api/tasks/{id}/complete",
+        complete,
+        "Complete a running task with its output (creates its result, bills once)",
+        "workers",
+        body=m.TaskComplete,
+        response=m.Written,
+        auth="worker",
+    ),
+    Endpoint(
+        "POST",
+        "/api/tasks/{id}/fail",
+        fail,
+        "Fail a running task (cascades to its relatives; nothing is charged)",
+        "workers",
+        body=m.TaskFail,
+        response=m.Written,
+        auth="worker",
+    ),
+    Endpoint(
+        "POST",
+        "/api/tasks/{id}/release",
+        release,
+        "Hand a running task back to the "
+        "queue without spending an attempt (a worker stopping gracefully; a crash or "
+        "a retryable error requeues with `PATCH …/status`)",
+        "workers",
+        body=m.TaskRelease,
+        response=m.Written,
+        auth="worker",
+    ),
 ]

@@ -29,20 +29,23 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def served(database: Database, schema: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[history_http.Served]:
+def served(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[history_http.Served]:
     assert shutil.which("npm"), "Node.js and npm are needed for the TypeScript client's tests"
     assert (PACKAGE / "node_modules").is_dir(), "run `npm ci` in clients/typescript first"
-    server = history_http.start_serve(database, schema, tmp_path_factory.mktemp("ts"), "ts",
-                                      DARKROOM_JWT_SUB_ANY="n")
+    server = history_http.start_serve(
+        database, schema, tmp_path_factory.mktemp("ts"), "ts", DARKROOM_JWT_SUB_ANY="n"
+    )
     yield server
     server.stop()
 
 
 def npm(*args: str, base: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DARKROOM_URL": base, "DARKROOM_JWT_SECRET": history_http.SECRET}
-    done = subprocess.run(["npm", *args], cwd=PACKAGE, env=env, capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run(
+        ["npm", *args], cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=240
+    )
     print(done.stdout[-6000:], done.stderr[-3000:])  # shown when a test fails
     return done
 

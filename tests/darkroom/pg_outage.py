@@ -61,8 +61,16 @@ class SeparatePostgres:
         self._pg_ctl("-m", "immediate", "-w", "stop")
 
     def start(self) -> None:
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
-                     "-l", str(self.data / "log"), "start")
+        self._pg_ctl(
+            "-w",
+            "-o",
+            '-h ""',
+            "-o",
+            f"-k {self.socket_dir}",
+            "-l",
+            str(self.data / "log"),
+            "start",
+        )
 
     def close(self) -> None:
         self.server.cleanup()
@@ -88,8 +96,9 @@ class Load:
     acknowledged: dict[str, int] = field(default_factory=dict)  # shot id -> position
     stopping: threading.Event = field(default_factory=threading.Event)
 
-    def request(self, client: httpx.Client, kind: str, method: str, url: str,
-                **kwargs: Any) -> httpx.Response | None:
+    def request(
+        self, client: httpx.Client, kind: str, method: str, url: str, **kwargs: Any
+    ) -> httpx.Response | None:
         started = time.monotonic()
         try:
             response = client.request(method, url, **kwargs)
@@ -103,26 +112,35 @@ class Load:
                 code = str(response.json().get("code", ""))
             except ValueError:
                 code = "not-json"
-        self.samples.append(Sample(kind, started, ended, response.status_code, code,
-                                   "Traceback" in response.text))
+        self.samples.append(
+            Sample(kind, started, ended, response.status_code, code, "Traceback" in response.text)
+        )
         return response
 
     def writer(self, project: str) -> None:
-        with httpx.Client(base_url=self.base, timeout=60,
-                          headers={"Authorization": f"Bearer {self.token}"}) as client:
+        with httpx.Client(
+            base_url=self.base, timeout=60, headers={"Authorization": f"Bearer {self.token}"}
+        ) as client:
             while not self.stopping.is_set():
-                response = self.request(client, "write", "POST", "/api/shots", json={
-                    "project_id": project, "name": f"s{len(self.samples)}"},
-                    headers={"Idempotency-Key": str(uuid.uuid4())})
+                response = self.request(
+                    client,
+                    "write",
+                    "POST",
+                    "/api/shots",
+                    json={"project_id": project, "name": f"s{len(self.samples)}"},
+                    headers={"Idempotency-Key": str(uuid.uuid4())},
+                )
                 if response is not None and response.status_code == 201:
                     body = response.json()
-                    self.acknowledged[body["id"]] = int(response.headers.get(
-                        "X-Darkroom-Position", 0))
+                    self.acknowledged[body["id"]] = int(
+                        response.headers.get("X-Darkroom-Position", 0)
+                    )
                 time.sleep(0.05)
 
     def reader(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=60,
-                          headers={"Authorization": f"Bearer {self.token}"}) as client:
+        with httpx.Client(
+            base_url=self.base, timeout=60, headers={"Authorization": f"Bearer {self.token}"}
+        ) as client:
             while not self.stopping.is_set():
                 self.request(client, "read", "GET", f"/api/shots?projectId={self.projects[0]}")
                 for kind, base in (self.health or {"health": self.base}).items():
@@ -154,7 +172,8 @@ class Watcher:
                 await self._session()
             except (TimeoutError, OSError, websockets.WebSocketException) as error:
                 code = getattr(error, "code", None) or getattr(
-                    getattr(error, "rcvd", None), "code", None)
+                    getattr(error, "rcvd", None), "code", None
+                )
                 self.closes.append((time.monotonic(), code))
                 await asyncio.sleep(0.2)
 
@@ -162,8 +181,11 @@ class Watcher:
         async with websockets.connect(self.ws_url, open_timeout=5) as ws:
             await ws.send(json.dumps({"type": "auth", "token": self.token}))
             for topic in (f"project:{p}" for p in self.projects):
-                await ws.send(json.dumps({"type": "subscribe", "topic": topic,
-                                          "since": self.positions.get(topic)}))
+                await ws.send(
+                    json.dumps(
+                        {"type": "subscribe", "topic": topic, "since": self.positions.get(topic)}
+                    )
+                )
             while not self.stopping.is_set():
                 try:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
@@ -182,8 +204,11 @@ class Watcher:
                     self._note(frame)
 
     def _note(self, frame: dict[str, Any]) -> None:
-        changes = (frame["data"]["changes"] if frame["kind"] == "batch"
-                   else [{"kind": frame["kind"], "data": frame["data"]}])
+        changes = (
+            frame["data"]["changes"]
+            if frame["kind"] == "batch"
+            else [{"kind": frame["kind"], "data": frame["data"]}]
+        )
         for change in changes:
             if change["kind"] == "shot.upserted":
                 self._saw(change["data"]["id"], frame["position"])
@@ -218,24 +243,43 @@ async def probe_websocket(ws_url: str, token: str, topic: str) -> dict[str, Any]
     return seen
 
 
-def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
-            after_s: float = 6.0, split_roles: bool = False,
-            log_path: Path | None = None) -> dict[str, Any]:
+def measure(
+    root: Path,
+    outages: list[float],
+    *,
+    warmup_s: float = 3.0,
+    after_s: float = 6.0,
+    split_roles: bool = False,
+    log_path: Path | None = None,
+) -> dict[str, Any]:
     """Run the load, stop PostgreSQL for each of `outages` seconds, and return the figures.
     `split_roles`: `api`, `hub` and `projections` in three processes instead of one; the
     servers' output goes to `log_path` (default: `root/serve.log`)."""
     postgres = SeparatePostgres(root)
     jwt_secret = secrets.token_urlsafe(32)
-    env = {**os.environ, "DATABASE_URL": postgres.url, "DARKROOM_DB_SCHEMA": "outage",
-           "DARKROOM_INFERENCE": "off", "DARKROOM_JWT_SECRET": jwt_secret,
-           "DARKROOM_SERVICE_KEY": "svc-" + secrets.token_urlsafe(16),
-           "DATA_DIR": str(root / "data"), "DARKROOM_POOL_SIZE": "4"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.url,
+        "DARKROOM_DB_SCHEMA": "outage",
+        "DARKROOM_INFERENCE": "off",
+        "DARKROOM_JWT_SECRET": jwt_secret,
+        "DARKROOM_SERVICE_KEY": "svc-" + secrets.token_urlsafe(16),
+        "DATA_DIR": str(root / "data"),
+        "DARKROOM_POOL_SIZE": "4",
+    }
     log = (log_path or root / "serve.log").open("wb")
     roles = ["api", "hub", "projections"] if split_roles else ["api,hub,projections,dispatcher"]
     ports = {role: free_port() for role in roles}
-    servers = {role: subprocess.Popen(
-        [sys.executable, "-m", "darkroom", "serve", "--port", str(port), "--role", role],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) for role, port in ports.items()}
+    servers = {
+        role: subprocess.Popen(
+            [sys.executable, "-m", "darkroom", "serve", "--port", str(port), "--role", role],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for role, port in ports.items()
+    }
     port = ports[roles[0]]  # the API's
     ws_port = ports["hub"] if split_roles else port
     base = f"http://127.0.0.1:{port}"
@@ -245,19 +289,22 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
     try:
         for role, server in servers.items():
             wait_until_serving(ports[role], server)
-        with httpx.Client(base_url=base, timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}) as client:
-            projects = [client.post("/api/projects", json={"name": f"p{i}"}).json()["id"]
-                        for i in range(2)]
+        with httpx.Client(
+            base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            projects = [
+                client.post("/api/projects", json={"name": f"p{i}"}).json()["id"] for i in range(2)
+            ]
             pat = client.post("/api/tokens", json={"label": "outage"}).json()["token"]
         load = Load(base, token, projects)
         if split_roles:
             load.health = {f"health:{role}": f"http://127.0.0.1:{p}" for role, p in ports.items()}
         watcher = Watcher(f"ws://127.0.0.1:{ws_port}/ws", token, projects)
-        threads = [threading.Thread(target=load.writer, args=(p,), daemon=True)
-                   for p in projects]
-        threads += [threading.Thread(target=load.reader, daemon=True),
-                    threading.Thread(target=watcher.run, daemon=True)]
+        threads = [threading.Thread(target=load.writer, args=(p,), daemon=True) for p in projects]
+        threads += [
+            threading.Thread(target=load.reader, daemon=True),
+            threading.Thread(target=watcher.run, daemon=True),
+        ]
         for thread in threads:
             thread.start()
         time.sleep(warmup_s)
@@ -270,9 +317,12 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
             # New connections while it is down: with a JWT (checked without the
             # database) and with a personal access token (looked up in it).
             ws_url = f"ws://127.0.0.1:{ws_port}/ws"
-            probes.append({kind: asyncio.run(probe_websocket(ws_url, credential,
-                                                             f"project:{projects[0]}"))
-                           for kind, credential in (("jwt", token), ("pat", pat))})
+            probes.append(
+                {
+                    kind: asyncio.run(probe_websocket(ws_url, credential, f"project:{projects[0]}"))
+                    for kind, credential in (("jwt", token), ("pat", pat))
+                }
+            )
             time.sleep(max(0.0, down + seconds - time.monotonic()))
             postgres.start()
             windows.append((down, time.monotonic()))
@@ -286,17 +336,24 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
             time.sleep(0.1)
         watcher.stopping.set()
         threads[-1].join(timeout=10)
-        with httpx.Client(base_url=base, timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}) as client:
+        with httpx.Client(
+            base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
             head = max(load.acknowledged.values(), default=0)
             listed: set[str] = set()
             for project in projects:
-                rows = client.get(f"/api/shots?projectId={project}&limit=1000"
-                                  f"&min_position={head}").json()
+                rows = client.get(
+                    f"/api/shots?projectId={project}&limit=1000&min_position={head}"
+                ).json()
                 items = rows["items"] if isinstance(rows, dict) else rows
                 listed |= {row["id"] for row in items}
-        result = figures(load, watcher, windows, listed,
-                         all(server.poll() is None for server in servers.values()))
+        result = figures(
+            load,
+            watcher,
+            windows,
+            listed,
+            all(server.poll() is None for server in servers.values()),
+        )
         result["processes"] = roles
         for outage, probe in zip(result["outages"], probes, strict=True):
             outage["new_websockets_during"] = probe
@@ -316,8 +373,13 @@ def measure(root: Path, outages: list[float], *, warmup_s: float = 3.0,
         postgres.close()
 
 
-def figures(load: Load, watcher: Watcher, windows: list[tuple[float, float]],
-            listed: set[str], server_alive: bool) -> dict[str, Any]:
+def figures(
+    load: Load,
+    watcher: Watcher,
+    windows: list[tuple[float, float]],
+    listed: set[str],
+    server_alive: bool,
+) -> dict[str, Any]:
     samples = list(load.samples)
     per_outage = []
     for down, up in windows:
@@ -329,33 +391,39 @@ def figures(load: Load, watcher: Watcher, windows: list[tuple[float, float]],
             back[kind] = round(min(ok), 3) if ok else None
         # A write acknowledged after the return reached the views and the hub: the
         # projections runner and the hub serve again.
-        firsts = [watcher.first_seen[shot] - up for shot in watcher.first_seen
-                  if watcher.first_seen[shot] >= up]
+        firsts = [
+            watcher.first_seen[shot] - up
+            for shot in watcher.first_seen
+            if watcher.first_seen[shot] >= up
+        ]
         back["projections_and_hub"] = round(min(firsts), 3) if firsts else None
         unavailable = [s for s in during if s.status == 503]
-        per_outage.append({
-            "outage_s": round(up - down, 1),
-            "requests_during": len(during),
-            "answered_503": len(unavailable),
-            "codes_503": sorted({s.code for s in unavailable}),
-            "max_503_latency_s": round(max((s.ended - s.started for s in unavailable),
-                                           default=0.0), 3),
-            "max_latency_during_s": round(max((s.ended - s.started for s in during),
-                                              default=0.0), 3),
-            "serving_again_after_return_s": back,
-        })
+        per_outage.append(
+            {
+                "outage_s": round(up - down, 1),
+                "requests_during": len(during),
+                "answered_503": len(unavailable),
+                "codes_503": sorted({s.code for s in unavailable}),
+                "max_503_latency_s": round(
+                    max((s.ended - s.started for s in unavailable), default=0.0), 3
+                ),
+                "max_latency_during_s": round(
+                    max((s.ended - s.started for s in during), default=0.0), 3
+                ),
+                "serving_again_after_return_s": back,
+            }
+        )
     acknowledged = set(load.acknowledged)
-    doubled = sorted(shot for shot, seen in watcher.seen.items() if len(seen) > 1
-                     and len(set(seen)) != len(seen))
+    doubled = sorted(
+        shot for shot, seen in watcher.seen.items() if len(seen) > 1 and len(set(seen)) != len(seen)
+    )
     return {
         "requests": len(samples),
         "writes_acknowledged": len(acknowledged),
-        "http_5xx_other_than_503": sum(1 for s in samples if s.status >= 500
-                                       and s.status != 503),
+        "http_5xx_other_than_503": sum(1 for s in samples if s.status >= 500 and s.status != 503),
         "no_answer": sum(1 for s in samples if s.status == 0),
         "tracebacks_in_answers": sum(1 for s in samples if s.traceback),
-        "other_errors": sorted({f"{s.status} {s.code}" for s in samples
-                                if 400 <= s.status < 500}),
+        "other_errors": sorted({f"{s.status} {s.code}" for s in samples if 400 <= s.status < 500}),
         "acknowledged_lost_from_views": len(acknowledged - listed),
         "acknowledged_missed_by_websocket": len(acknowledged - set(watcher.seen)),
         "websocket_changes_doubled": len(doubled),
@@ -369,10 +437,15 @@ def main() -> None:
     import tempfile
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--outage", type=float, action="append",
-                        help="seconds PostgreSQL stays down (repeat for several)")
-    parser.add_argument("--split-roles", action="store_true",
-                        help="api, hub and projections in three processes")
+    parser.add_argument(
+        "--outage",
+        type=float,
+        action="append",
+        help="seconds PostgreSQL stays down (repeat for several)",
+    )
+    parser.add_argument(
+        "--split-roles", action="store_true", help="api, hub and projections in three processes"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="darkroom-outage-") as root:
         result = measure(Path(root), args.outage or [10.0], split_roles=args.split_roles)

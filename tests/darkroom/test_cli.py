@@ -35,16 +35,29 @@ def studio(database: Database, schema: str) -> Iterator[Studio]:
 
 @pytest.fixture(scope="module")
 def env(database: Database, schema: str) -> dict[str, str]:
-    url = (f"postgresql://{database.user}:{database.password}@/{database.dbname}"
-           f"?host={database.host}&port={database.port}")
-    return {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema, "COLUMNS": "250",
-            # Inference (a local Ray) is covered by tests/inference/test_e2e_serve.py.
-            "DARKROOM_INFERENCE": "off"}
+    url = (
+        f"postgresql://{database.user}:{database.password}@/{database.dbname}"
+        f"?host={database.host}&port={database.port}"
+    )
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DARKROOM_DB_SCHEMA": schema,
+        "COLUMNS": "250",
+        # Inference (a local Ray) is covered by tests/inference/test_e2e_serve.py.
+        "DARKROOM_INFERENCE": "off",
+    }
 
 
 def darkroom(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "darkroom", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "darkroom", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -56,7 +69,8 @@ def free_port() -> int:
 
 
 def test_history_lists_every_event_with_position_actor_and_correlation(
-        studio: Studio, env: dict[str, str]) -> None:
+    studio: Studio, env: dict[str, str]
+) -> None:
     project_id = studio.create_project("alice", "Film")["project_id"]
     studio.update_project(project_id, "alice", name="Film II")
     lines = [json.loads(x) for x in darkroom(env, "history", project_id, "--json").splitlines()]
@@ -65,14 +79,15 @@ def test_history_lists_every_event_with_position_actor_and_correlation(
     assert "darkroom.project.updated" in darkroom(env, "history", project_id)
 
 
-def test_history_lists_snapshots_apart_from_the_events(studio: Studio,
-                                                        env: dict[str, str]) -> None:
+def test_history_lists_snapshots_apart_from_the_events(studio: Studio, env: dict[str, str]) -> None:
     project_id = studio.create_project("alice", "Long")["project_id"]
     for i in range(60):
         studio.update_project(project_id, "alice", name=f"Long {i}")
     assert studio.flush_snapshots()
-    lines = [json.loads(x) for x in
-             darkroom(env, "history", project_id, "--json", "--snapshots").splitlines()]
+    lines = [
+        json.loads(x)
+        for x in darkroom(env, "history", project_id, "--json", "--snapshots").splitlines()
+    ]
     events = [x for x in lines if "topic" in x]
     snapshots = [x for x in lines if x.get("kind") == "snapshot"]
     assert len(events) == 61 and all(x["topic"].startswith("darkroom.project") for x in events)
@@ -80,24 +95,31 @@ def test_history_lists_snapshots_apart_from_the_events(studio: Studio,
     assert len(darkroom(env, "history", project_id, "--json").splitlines()) == 61
     table = darkroom(env, "history", project_id)
     assert "snapshots (cached state, not events)" in table
-    assert json.loads(darkroom(env, "show", project_id, "--version", "55", "--json"))[
-        "name"] == "Long 53"
+    assert (
+        json.loads(darkroom(env, "show", project_id, "--version", "55", "--json"))["name"]
+        == "Long 53"
+    )
 
 
 def test_show_prints_an_aggregate_as_it_was_at_a_version_or_a_moment(
-        studio: Studio, env: dict[str, str]) -> None:
+    studio: Studio, env: dict[str, str]
+) -> None:
     project_id = studio.create_project("alice", "Before")["project_id"]
     moment = datetime.now(UTC).isoformat()
     studio.update_project(project_id, "alice", name="After")
-    assert json.loads(darkroom(env, "show", project_id, "--version", "1", "--json"))[
-        "name"] == "Before"
-    assert json.loads(darkroom(env, "show", project_id, "--at", moment, "--json"))[
-        "name"] == "Before"
+    assert (
+        json.loads(darkroom(env, "show", project_id, "--version", "1", "--json"))["name"]
+        == "Before"
+    )
+    assert (
+        json.loads(darkroom(env, "show", project_id, "--at", moment, "--json"))["name"] == "Before"
+    )
     assert json.loads(darkroom(env, "show", project_id, "--json"))["name"] == "After"
 
 
 def test_events_tails_the_log_as_json_lines_from_a_position(
-        studio: Studio, env: dict[str, str]) -> None:
+    studio: Studio, env: dict[str, str]
+) -> None:
     since = studio.head_position()
     studio.create_project("bob", "Tail")
     lines = [json.loads(x) for x in darkroom(env, "events", "--since", str(since)).splitlines()]
@@ -105,18 +127,29 @@ def test_events_tails_the_log_as_json_lines_from_a_position(
 
 
 async def _ws_ready(port: int) -> dict[str, object]:
-    token = jwt.encode({"sub": "5d8e2c1a-0c7b-4a53-9c1e-ca401ca401ca",  # carol: ids are UUIDs
-                        "exp": int(time.time()) + 600}, Settings().jwt_secret, algorithm="HS256")
+    token = jwt.encode(
+        {
+            "sub": "5d8e2c1a-0c7b-4a53-9c1e-ca401ca401ca",  # carol: ids are UUIDs
+            "exp": int(time.time()) + 600,
+        },
+        Settings().jwt_secret,
+        algorithm="HS256",
+    )
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={token}") as ws:
         return dict(json.loads(await asyncio.wait_for(ws.recv(), 10)))
 
 
 def test_serve_answers_health_with_the_head_position_and_mounts_the_hub(
-        studio: Studio, env: dict[str, str]) -> None:
+    studio: Studio, env: dict[str, str]
+) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -133,13 +166,16 @@ def test_serve_answers_health_with_the_head_position_and_mounts_the_hub(
         proc.wait(timeout=20)
 
 
-
 def _serve_once(env: dict[str, str], token: str | None = None) -> int:
     """Start `darkroom serve`, optionally create a project, stop it; the head it reported."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -151,8 +187,12 @@ def _serve_once(env: dict[str, str], token: str | None = None) -> int:
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.3)
         if token:
-            made = httpx.post(f"{base}/api/projects", json={"name": "Kept"}, timeout=10,
-                              headers={"Authorization": f"Bearer {token}"})
+            made = httpx.post(
+                f"{base}/api/projects",
+                json={"name": "Kept"},
+                timeout=10,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert made.status_code == 201, made.text
         return int(httpx.get(f"{base}/health", timeout=5).json()["head_position"])
     finally:
@@ -161,11 +201,18 @@ def _serve_once(env: dict[str, str], token: str | None = None) -> int:
 
 
 def test_without_a_database_url_serve_runs_on_an_embedded_postgres_reused_across_runs(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(DATA_DIR=str(tmp_path), DARKROOM_INFERENCE="off")
-    token = jwt.encode({"sub": "7b1f0e2d-3a4c-4d5e-8f60-d0ad0ad0ad0a",  # dora: ids are UUIDs
-                        "exp": int(time.time()) + 600}, Settings().jwt_secret, algorithm="HS256")
+    token = jwt.encode(
+        {
+            "sub": "7b1f0e2d-3a4c-4d5e-8f60-d0ad0ad0ad0a",  # dora: ids are UUIDs
+            "exp": int(time.time()) + 600,
+        },
+        Settings().jwt_secret,
+        algorithm="HS256",
+    )
     written = _serve_once(env, token)
     assert written > 0 and (tmp_path / "pg" / "PG_VERSION").exists()
     assert _serve_once(env) == written

@@ -31,10 +31,17 @@ def env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def darkroom(env: dict[str, str], *args: str,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "darkroom", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def darkroom(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "darkroom", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert not check or done.returncode == 0, done.stderr
     return done
 
@@ -48,17 +55,24 @@ def postgres_of(pg_dir: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "cmdline", "status"]):
         info = process.info
-        if (info["name"] == "postgres" and info["status"] != psutil.STATUS_ZOMBIE
-                and str(pg_dir) in " ".join(info["cmdline"] or ())):
+        if (
+            info["name"] == "postgres"
+            and info["status"] != psutil.STATUS_ZOMBIE
+            and str(pg_dir) in " ".join(info["cmdline"] or ())
+        ):
             found.append(process)
     return found
 
 
 def start_serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_until_serving(port, proc)
     return proc
 
@@ -83,7 +97,8 @@ def pg_dir(env: dict[str, str]) -> Iterator[Path]:
 
 @pytest.mark.timeout(150)
 def test_after_three_sigkilled_servers_a_clean_stop_stops_postgres(
-        env: dict[str, str], pg_dir: Path) -> None:
+    env: dict[str, str], pg_dir: Path
+) -> None:
     for _ in range(3):
         proc = start_serve(env)
         proc.send_signal(signal.SIGKILL)
@@ -108,7 +123,8 @@ def test_after_three_sigkilled_servers_a_clean_stop_stops_postgres(
 
 @pytest.mark.timeout(120)
 def test_db_stop_stops_a_server_left_by_a_crash_and_refuses_while_one_is_attached(
-        env: dict[str, str], pg_dir: Path) -> None:
+    env: dict[str, str], pg_dir: Path
+) -> None:
     assert darkroom(env, "db", "stop").stdout.startswith("not running")
     proc = start_serve(env)
     try:
@@ -139,13 +155,22 @@ def test_db_commands_refuse_an_external_database(env: dict[str, str]) -> None:
 
 
 def test_a_new_embedded_server_takes_more_connections_than_postgres_default(
-        env: dict[str, str], pg_dir: Path) -> None:
-    script = ("import sys, psycopg; from pathlib import Path; "
-              "from darkroom.database import embedded; db = embedded(Path(sys.argv[1])); "
-              "c = psycopg.connect(host=db.host, port=db.port, user=db.user, dbname=db.dbname); "
-              "print(c.execute('show max_connections').fetchone()[0]); c.close()")
-    done = subprocess.run([sys.executable, "-c", script, str(pg_dir)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    env: dict[str, str], pg_dir: Path
+) -> None:
+    script = (
+        "import sys, psycopg; from pathlib import Path; "
+        "from darkroom.database import embedded; db = embedded(Path(sys.argv[1])); "
+        "c = psycopg.connect(host=db.host, port=db.port, user=db.user, dbname=db.dbname); "
+        "print(c.execute('show max_connections').fetchone()[0]); c.close()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(pg_dir)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) >= 300
     assert wait_gone(pg_dir) == []

@@ -63,10 +63,7 @@ def group_recorder(make_recorder: MakeRecorder) -> GroupCommitRecorder:
 
 
 def events_for(aggregate_id: uuid.UUID, *versions: int) -> list[StoredEvent]:
-    return [
-        StoredEvent(aggregate_id, v, "tests:Event", f'{{"v": {v}}}'.encode())
-        for v in versions
-    ]
+    return [StoredEvent(aggregate_id, v, "tests:Event", f'{{"v": {v}}}'.encode()) for v in versions]
 
 
 def all_ids(recorder: ApplicationRecorder) -> list[int]:
@@ -89,8 +86,11 @@ class TableLock:
 
     def __init__(self, database: Database, schema: str, table: str) -> None:
         self.conn = psycopg.connect(database.conninfo)
-        self.conn.execute(psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-            psycopg.sql.Identifier(schema, table)))
+        self.conn.execute(
+            psycopg.sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(schema, table)
+            )
+        )
 
     def release(self) -> None:
         self.conn.rollback()
@@ -124,7 +124,9 @@ class Calls:
 
 
 def queue_behind_lock(
-    database: Database, schema: str, recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    recorder: GroupCommitRecorder,
     calls: list[Call],
 ) -> dict[str, Any]:
     """Make `calls` (after the first) share one batch; returns each call's outcome."""
@@ -145,9 +147,12 @@ def queue_behind_lock(
 def transactions_of(database: Database, schema: str, table: str, ids: list[int]) -> int:
     """How many transactions wrote these rows (rows of one commit share an xmin)."""
     with psycopg.connect(database.conninfo) as conn:
-        row = conn.execute(psycopg.sql.SQL(
-            "SELECT count(DISTINCT xmin::text) FROM {} WHERE notification_id = ANY(%s)"
-        ).format(psycopg.sql.Identifier(schema, table)), (ids,)).fetchone()
+        row = conn.execute(
+            psycopg.sql.SQL(
+                "SELECT count(DISTINCT xmin::text) FROM {} WHERE notification_id = ANY(%s)"
+            ).format(psycopg.sql.Identifier(schema, table)),
+            (ids,),
+        ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -254,7 +259,8 @@ def test_writers_on_several_datastores_and_the_library_recorder_leave_no_gaps_fo
 
 @pytest.mark.parametrize("kind", ["default", "group"])
 def test_returned_notification_ids_match_what_select_notifications_returns(
-    make_recorder: MakeRecorder, kind: str,
+    make_recorder: MakeRecorder,
+    kind: str,
 ) -> None:
     recorder = make_recorder(kind)
     returned: dict[uuid.UUID, list[int]] = {}
@@ -263,7 +269,8 @@ def test_returned_notification_ids_match_what_select_notifications_returns(
         for _ in range(20):
             aggregate_id = uuid.uuid4()
             returned[aggregate_id] = list(
-                recorder.insert_events(events_for(aggregate_id, 1, 2, 3)) or [])
+                recorder.insert_events(events_for(aggregate_id, 1, 2, 3)) or []
+            )
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -271,8 +278,10 @@ def test_returned_notification_ids_match_what_select_notifications_returns(
     for thread in threads:
         thread.join()
 
-    by_id = {n.id: (n.originator_id, n.originator_version)
-             for n in recorder.select_notifications(None, 10_000)}
+    by_id = {
+        n.id: (n.originator_id, n.originator_version)
+        for n in recorder.select_notifications(None, 10_000)
+    }
     assert len(by_id) == 8 * 20 * 3
     for aggregate_id, ids in returned.items():
         assert [by_id[i] for i in ids] == [(aggregate_id, v) for v in (1, 2, 3)]
@@ -280,7 +289,8 @@ def test_returned_notification_ids_match_what_select_notifications_returns(
 
 @pytest.mark.parametrize("kind", ["default", "group"])
 def test_a_conflicting_writer_gets_integrity_error_and_stores_nothing(
-    make_recorder: MakeRecorder, kind: str,
+    make_recorder: MakeRecorder,
+    kind: str,
 ) -> None:
     recorder = make_recorder(kind)
     aggregate_id = uuid.uuid4()
@@ -293,7 +303,9 @@ def test_a_conflicting_writer_gets_integrity_error_and_stores_nothing(
 
 
 def test_a_conflicting_writer_in_a_batch_gets_integrity_error_while_its_batchmates_commit(
-    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    group_recorder: GroupCommitRecorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder = group_recorder
@@ -355,7 +367,9 @@ class AppendSpy:
 
 
 def test_a_batch_with_conflicts_is_written_in_one_call_and_only_the_conflicting_callers_fail(
-    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    group_recorder: GroupCommitRecorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder = group_recorder
@@ -391,8 +405,15 @@ def test_a_batch_with_conflicts_is_written_in_one_call_and_only_the_conflicting_
     # The whole batch, conflicts and all, cost one call of the append function.
     assert spy.appends == [1, len(calls) - 1]
     assert spy.isolated == 0
-    assert transactions_of(database, schema, recorder.events_table_name,
-                           [*outcomes["next"], *outcomes["fresh"], *outcomes["more0"]]) == 1
+    assert (
+        transactions_of(
+            database,
+            schema,
+            recorder.events_table_name,
+            [*outcomes["next"], *outcomes["fresh"], *outcomes["more0"]],
+        )
+        == 1
+    )
     history = recorder.select_history(hot)
     assert [h["originator_version"] for h in history] == list(range(1, 9))
     assert [h["notification_id"] for h in history[5:]] == [*outcomes["next"], *outcomes["more0"]]
@@ -406,7 +427,9 @@ def test_a_batch_with_conflicts_is_written_in_one_call_and_only_the_conflicting_
 
 
 def test_a_command_key_replayed_in_the_same_batch_fails_only_the_replay(
-    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    group_recorder: GroupCommitRecorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder = group_recorder
@@ -429,7 +452,9 @@ def test_a_command_key_replayed_in_the_same_batch_fails_only_the_replay(
 
 
 def test_a_batch_whose_only_conflict_is_with_a_stored_row_still_takes_one_call(
-    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    group_recorder: GroupCommitRecorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # No two batchmates share a key, so the function tries the plain insert
@@ -459,7 +484,8 @@ def test_a_batch_whose_only_conflict_is_with_a_stored_row_still_takes_one_call(
 
 
 def test_a_call_repeating_one_of_its_own_versions_fails_before_reaching_the_database(
-    group_recorder: GroupCommitRecorder, monkeypatch: pytest.MonkeyPatch,
+    group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spy = AppendSpy(group_recorder, monkeypatch)
     aggregate_id = uuid.uuid4()
@@ -472,7 +498,9 @@ def test_a_call_repeating_one_of_its_own_versions_fails_before_reaching_the_data
 
 
 def test_a_bad_value_in_a_batch_still_fails_only_its_caller_through_the_savepoint_fallback(
-    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    group_recorder: GroupCommitRecorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder = group_recorder
@@ -499,24 +527,31 @@ class HookedRecorder(GroupCommitRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.side_table = psycopg.sql.Identifier(self.datastore.schema, f"{events_table_name}_side")
-        self.sql_create_statements.append(psycopg.sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY)").format(self.side_table))
+        self.sql_create_statements.append(
+            psycopg.sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY)").format(
+                self.side_table
+            )
+        )
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         name = kwargs.get("side")
         if name is not None:
-            curs.execute(psycopg.sql.SQL("INSERT INTO {} VALUES (%s)").format(self.side_table),
-                         (name,))
+            curs.execute(
+                psycopg.sql.SQL("INSERT INTO {} VALUES (%s)").format(self.side_table), (name,)
+            )
 
     def side_rows(self) -> list[str]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(psycopg.sql.SQL("SELECT name FROM {} ORDER BY name").format(
-                self.side_table))
+            curs.execute(
+                psycopg.sql.SQL("SELECT name FROM {} ORDER BY name").format(self.side_table)
+            )
             return [row["name"] for row in curs.fetchall()]
 
 
 def test_hook_rows_are_written_only_for_the_calls_that_win_and_a_hook_conflict_fails_alone(
-    database: Database, schema: str, monkeypatch: pytest.MonkeyPatch,
+    database: Database,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = database.eventsourcing_env(schema, pool_size=4)
     env["APPLICATION_RECORDER_TOPIC"] = f"{__name__}:HookedRecorder"
@@ -561,7 +596,8 @@ def test_hook_rows_are_written_only_for_the_calls_that_win_and_a_hook_conflict_f
 
 
 def test_many_threads_saving_one_aggregate_never_need_the_savepoint_fallback(
-    group_recorder: GroupCommitRecorder, monkeypatch: pytest.MonkeyPatch,
+    group_recorder: GroupCommitRecorder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The hot-aggregate shape: every thread reads the head version and tries
     # to write the next one. Conflicts are sorted out inside each batch's call.
@@ -595,12 +631,15 @@ def test_many_threads_saving_one_aggregate_never_need_the_savepoint_fallback(
 
 
 def test_concurrent_calls_share_one_transaction_and_each_gets_its_own_ids_in_order(
-    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    group_recorder: GroupCommitRecorder,
 ) -> None:
     recorder = group_recorder
     aggregates = [uuid.uuid4() for _ in range(10)]
     calls: list[Call] = [
-        (f"w{i}", events_for(a, *range(1, i % 3 + 2)), {}) for i, a in enumerate(aggregates)]
+        (f"w{i}", events_for(a, *range(1, i % 3 + 2)), {}) for i, a in enumerate(aggregates)
+    ]
 
     outcomes = queue_behind_lock(database, schema, recorder, calls)
 
@@ -613,7 +652,9 @@ def test_concurrent_calls_share_one_transaction_and_each_gets_its_own_ids_in_ord
 
 
 def test_every_caller_in_a_batch_that_fails_to_commit_gets_the_exception(
-    database: Database, schema: str, group_recorder: GroupCommitRecorder,
+    database: Database,
+    schema: str,
+    group_recorder: GroupCommitRecorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder = group_recorder
@@ -648,13 +689,17 @@ def test_command_rows_are_written_atomically_with_the_events_and_command_result_
     aggregate_id = uuid.uuid4()
 
     ids = recorder.insert_events(
-        events_for(aggregate_id, 1, 2), command_key="create-1",
+        events_for(aggregate_id, 1, 2),
+        command_key="create-1",
         command_result={"project_id": str(aggregate_id), "tags": ["a"]},
     )
 
     assert ids is not None
     assert recorder.command_result("create-1") == {
-        "project_id": str(aggregate_id), "tags": ["a"], "position": ids[-1]}
+        "project_id": str(aggregate_id),
+        "tags": ["a"],
+        "position": ids[-1],
+    }
     assert recorder.command_result("unknown") is None
 
 
@@ -708,7 +753,8 @@ def test_a_command_result_that_is_not_json_fails_only_its_caller(
 ) -> None:
     with pytest.raises(TypeError):
         group_recorder.insert_events(
-            events_for(uuid.uuid4(), 1), command_key="bad", command_result={"at": object()})
+            events_for(uuid.uuid4(), 1), command_key="bad", command_result={"at": object()}
+        )
 
     assert group_recorder.command_result("bad") is None
     assert group_recorder.head_position() == 0
@@ -740,8 +786,12 @@ def test_select_history_returns_one_aggregates_events_ordered_by_version(
     history = recorder.select_history(aggregate_id)
 
     assert history == [
-        {"notification_id": n, "originator_version": v, "topic": "tests:Event",
-         "state": f'{{"v": {v}}}'.encode()}
+        {
+            "notification_id": n,
+            "originator_version": v,
+            "topic": "tests:Event",
+            "state": f'{{"v": {v}}}'.encode(),
+        }
         for n, v in zip([*first, *second], (1, 2, 3), strict=True)
     ]
 
@@ -767,7 +817,8 @@ class Counter(Aggregate):
 
 
 def test_an_application_plugs_the_recorder_in_by_topic_and_passes_command_keys_through_save(
-    database: Database, schema: str,
+    database: Database,
+    schema: str,
 ) -> None:
     env = database.eventsourcing_env(schema, pool_size=2)
     env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC

@@ -22,7 +22,8 @@ def studio(database: Database, schema: str) -> Iterator[Studio]:
 
 
 def test_an_aggregate_keeps_its_newest_snapshot_and_one_per_thousand_versions(
-        database: Database, schema: str, studio: Studio) -> None:
+    database: Database, schema: str, studio: Studio
+) -> None:
     project = studio.create_project("alice", "Long")["project_id"]
     ident = UUID(studio.create_generation(project, "alice", "/media/l.png")["generation_id"])
     generation: Any = studio.repository.get(ident)
@@ -39,6 +40,7 @@ def test_an_aggregate_keeps_its_newest_snapshot_and_one_per_thousand_versions(
     try:
         for version in (KEEP_ONE_PER - 7, KEEP_ONE_PER + 450, generation.version - 3):
             assert vars(studio.aggregate_at(ident, version=version)) == vars(
-                plain.aggregate_at(ident, version=version))
+                plain.aggregate_at(ident, version=version)
+            )
     finally:
         plain.close()

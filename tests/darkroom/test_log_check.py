@@ -40,33 +40,52 @@ def test_this_process_logs_a_recorded_key():
 
 
 def run_inner(tmp_path: Path, *, redacted: bool) -> subprocess.CompletedProcess[str]:
-    body = INNER.replace("REDACT", "from darkroom import redact; redact.install()"
-                         if redacted else "")
+    body = INNER.replace(
+        "REDACT", "from darkroom import redact; redact.install()" if redacted else ""
+    )
     (tmp_path / "test_inner.py").write_text(f"LEAK = {not redacted}\n{body}")
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.logcheck",
-                           "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"),
-                           str(tmp_path / "test_inner.py")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "tests.logcheck",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(tmp_path / "pytest.ini"),
+            str(tmp_path / "test_inner.py"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def test_a_run_whose_logs_hold_a_recorded_secret_fails_and_names_the_lines(
-        tmp_path: Path) -> None:
+def test_a_run_whose_logs_hold_a_recorded_secret_fails_and_names_the_lines(tmp_path: Path) -> None:
     run = run_inner(tmp_path, redacted=False)
     output = run.stdout + run.stderr
     assert run.returncode == 1, output
     assert "2 passed" in output, output  # the tests pass: the log check fails the run
     leaks = [line for line in output.splitlines() if line.startswith("SECRET IN LOG")]
-    assert any("(jwt)" in line and "GET /ws?token=[recorded secret]" in line
-               for line in leaks), output
-    assert any("(service key)" in line and "calling with key [recorded secret]" in line
-               for line in leaks), output
+    assert any("(jwt)" in line and "GET /ws?token=[recorded secret]" in line for line in leaks), (
+        output
+    )
+    assert any(
+        "(service key)" in line and "calling with key [recorded secret]" in line for line in leaks
+    ), output
     assert "eyJ" not in output and "svc-key-for-the-log-check" not in output
 
 
 def test_the_same_run_passes_when_the_server_redacts_and_nothing_logs_the_key(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     run = run_inner(tmp_path, redacted=True)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
@@ -80,7 +99,9 @@ def test_the_registry_finds_a_token_inside_a_longer_line_and_nothing_in_other_te
     registry.add("drk_" + "a" * 43, "pat")
     registry.add("service-key-value", "service key")
     registry.add("short", "ignored")  # too short to search for
-    text = (f"a=1 token={jwt_like}&x=2\n then drk_{'a' * 43}xyz\n"
-            "and service-key-value\nshort eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ5In0.c2ln")
+    text = (
+        f"a=1 token={jwt_like}&x=2\n then drk_{'a' * 43}xyz\n"
+        "and service-key-value\nshort eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ5In0.c2ln"
+    )
     assert sorted(kind for _, kind in registry.find(text)) == ["jwt", "pat", "service key"]
     assert list(registry.find("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0 short")) == []

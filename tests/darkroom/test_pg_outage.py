@@ -45,13 +45,15 @@ def test_a_ten_second_outage_answers_503_at_once_and_loses_nothing(tmp_path: Pat
     # Connections opened while it is down: a JWT's is ready and its subscribe is refused
     # (the socket stays open); a personal access token cannot be checked: closed 4013.
     opened = outage["new_websockets_during"]
-    assert opened["jwt"] == {"frames": ["ready", "database_unavailable"],
-                             "close_code": None}, result
+    assert opened["jwt"] == {"frames": ["ready", "database_unavailable"], "close_code": None}, (
+        result
+    )
     assert opened["pat"] == {"frames": ["database_unavailable"], "close_code": 4013}, result
 
 
-def test_database_reachable_says_whether_postgresql_answers(database: Database,
-                                                            tmp_path: Path) -> None:
+def test_database_reachable_says_whether_postgresql_answers(
+    database: Database, tmp_path: Path
+) -> None:
     assert database_reachable(database.conninfo)
     nowhere = psycopg.conninfo.make_conninfo(database.conninfo, host=str(tmp_path))
     started = time.monotonic()

@@ -41,10 +41,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def servers(database: Database, schema: str, redis_url: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[history_http.Served]]:
-    with ryow.two_nodes(database, schema, tmp_path_factory.mktemp("ryow"), redis_url,
-                        ryow.ON) as both:
+def servers(
+    database: Database, schema: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[history_http.Served]]:
+    with ryow.two_nodes(
+        database, schema, tmp_path_factory.mktemp("ryow"), redis_url, ryow.ON
+    ) as both:
         yield both
 
 
@@ -67,7 +69,8 @@ def test_other_users_kept_reading_their_own_items_meanwhile(run: dict[str, Any])
 
 
 def test_a_new_users_first_read_on_the_other_node_shows_the_welcome_credits(
-        servers: list[history_http.Served]) -> None:
+    servers: list[history_http.Served],
+) -> None:
     balances = []
     for n in range(10):
         user = history_http.new_user("welcome")
@@ -80,20 +83,25 @@ def test_a_new_users_first_read_on_the_other_node_shows_the_welcome_credits(
 
 
 def test_a_websocket_snapshot_on_the_other_node_holds_the_subscribers_own_write(
-        servers: list[history_http.Served]) -> None:
+    servers: list[history_http.Served],
+) -> None:
     user = history_http.new_user("socket")
     auth = {"Authorization": f"Bearer {history_http.token(user)}"}
-    project = httpx.post(f"{servers[0].base}/api/projects", json={"name": "live"},
-                         headers=auth, timeout=30).json()["id"]
+    project = httpx.post(
+        f"{servers[0].base}/api/projects", json={"name": "live"}, headers=auth, timeout=30
+    ).json()["id"]
     url = servers[1].base.replace("http", "ws") + "/ws"
     missing = []
     with connect(url) as socket:
         socket.send(json.dumps({"type": "auth", "token": history_http.token(user)}))
         assert json.loads(socket.recv(timeout=30))["type"] == "ready"
         for n in range(10):
-            made = httpx.post(f"{servers[n % 2].base}/api/generations", headers=auth,
-                              json={"project_id": project, "location": f"/media/s{n}.png"},
-                              timeout=30).json()["id"]
+            made = httpx.post(
+                f"{servers[n % 2].base}/api/generations",
+                headers=auth,
+                json={"project_id": project, "location": f"/media/s{n}.png"},
+                timeout=30,
+            ).json()["id"]
             socket.send(json.dumps({"type": "subscribe", "topic": f"project:{project}"}))
             while (frame := json.loads(socket.recv(timeout=30)))["type"] != "subscribed":
                 pass
@@ -104,19 +112,29 @@ def test_a_websocket_snapshot_on_the_other_node_holds_the_subscribers_own_write(
 
 
 def test_min_position_still_asks_for_more_than_the_callers_own_writes(
-        servers: list[history_http.Served]) -> None:
+    servers: list[history_http.Served],
+) -> None:
     """Another user's write, read through `?min_position=` from its answer."""
     writer, reader = (history_http.new_user(n) for n in ("minpos-w", "minpos-r"))
-    wrote = httpx.post(f"{servers[0].base}/api/projects", json={"name": "theirs"},
-                       headers={"Authorization": f"Bearer {history_http.token(writer)}"})
+    wrote = httpx.post(
+        f"{servers[0].base}/api/projects",
+        json={"name": "theirs"},
+        headers={"Authorization": f"Bearer {history_http.token(writer)}"},
+    )
     position = int(wrote.headers["X-Darkroom-Position"])
-    answer = httpx.get(f"{servers[1].base}/api/projects",
-                       params={"min_position": position}, timeout=30,
-                       headers={"Authorization": f"Bearer {history_http.token(reader)}"})
+    answer = httpx.get(
+        f"{servers[1].base}/api/projects",
+        params={"min_position": position},
+        timeout=30,
+        headers={"Authorization": f"Bearer {history_http.token(reader)}"},
+    )
     assert answer.status_code == 200
-    future = httpx.get(f"{servers[1].base}/api/projects",
-                       params={"min_position": position + 10**9}, timeout=30,
-                       headers={"Authorization": f"Bearer {history_http.token(reader)}"})
+    future = httpx.get(
+        f"{servers[1].base}/api/projects",
+        params={"min_position": position + 10**9},
+        timeout=30,
+        headers={"Authorization": f"Bearer {history_http.token(reader)}"},
+    )
     assert future.json()["code"] == "position_not_written"
 
 
@@ -124,13 +142,16 @@ def test_min_position_still_asks_for_more_than_the_callers_own_writes(
 async def two_nodes(redis_url: str) -> AsyncIterator[tuple[SessionPositions, SessionPositions]]:
     """Two processes' positions on one schema, sharing the Redis."""
     schema = f"s{uuid.uuid4().hex[:8]}"
-    async with SessionPositions(schema, redis_url) as one, \
-            SessionPositions(schema, redis_url) as other:
+    async with (
+        SessionPositions(schema, redis_url) as one,
+        SessionPositions(schema, redis_url) as other,
+    ):
         yield one, other
 
 
 async def test_a_users_position_is_known_on_every_node_and_only_for_that_user(
-        redis_url: str) -> None:
+    redis_url: str,
+) -> None:
     async with two_nodes(redis_url) as (node_a, node_b):
         await check_known_everywhere(node_a, node_b)
 

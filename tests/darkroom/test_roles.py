@@ -53,9 +53,10 @@ def view_locks_held(db: Database, schema: str) -> set[str]:
     """The views whose advisory lock (`Runner.acquire`) some session of the schema holds."""
     keys = {lock_key(f"view:{view.name}", schema): view.name for view in all_views()}
     with psycopg.connect(db.conninfo, autocommit=True) as conn:
-        rows = conn.execute("SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks "
-                            "WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
-                            ).fetchall()
+        rows = conn.execute(
+            "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks "
+            "WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+        ).fetchall()
     return {keys[key] for (key,) in rows if key in keys}
 
 
@@ -64,8 +65,12 @@ USER = "roles-alice"
 
 def early_write(base: str) -> int:
     """One project of another user, written first (by both setups, so their logs match)."""
-    answer = httpx.post(f"{base}/api/projects", json={"name": "Early"}, timeout=60, headers={
-        "Authorization": f"Bearer {history_http.token('roles-bob')}"})
+    answer = httpx.post(
+        f"{base}/api/projects",
+        json={"name": "Early"},
+        timeout=60,
+        headers={"Authorization": f"Bearer {history_http.token('roles-bob')}"},
+    )
     assert answer.status_code == 201, answer.text
     return int(answer.json()["position"])
 
@@ -78,27 +83,42 @@ def view_positions(db: Database, schema: str) -> dict[str, int]:
 def flow(base: str) -> tuple[str, list[Any]]:
     """A small session of one user: writes, then the reads that show them; returns the
     project and the reads' (path, status, body)."""
-    with httpx.Client(base_url=base, timeout=60, headers={
-            "Authorization": f"Bearer {history_http.token(USER)}"}) as client:
+    with httpx.Client(
+        base_url=base, timeout=60, headers={"Authorization": f"Bearer {history_http.token(USER)}"}
+    ) as client:
+
         def write(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
             answer = client.request(method, path, json=body)
             assert answer.status_code in (200, 201), (path, answer.text)
             return dict(answer.json())
 
         project = write("POST", "/api/projects", {"name": "Roles"})["id"]
-        first = write("POST", "/api/generations", {"project_id": project,
-                                                   "location": "/media/one.png"})["id"]
+        first = write(
+            "POST", "/api/generations", {"project_id": project, "location": "/media/one.png"}
+        )["id"]
         write("POST", "/api/generations", {"project_id": project, "location": "/media/two.png"})
         write("PATCH", f"/api/generations/{first}", {"starred": True})
         shot = write("POST", "/api/shots", {"project_id": project, "name": "Opening"})["id"]
         write("POST", "/api/shots/shot_generations", {"shot_id": shot, "generation_id": first})
-        last = write("POST", "/api/tasks", {"family": "image_upscale", "project_id": project,
-                                            "input": {"image_url": "/media/one.png"}})
+        last = write(
+            "POST",
+            "/api/tasks",
+            {
+                "family": "image_upscale",
+                "project_id": project,
+                "input": {"image_url": "/media/one.png"},
+            },
+        )
         at = f"min_position={last['position']}"
-        reads = [f"/api/projects/{project}?{at}", f"/api/generations?projectId={project}&{at}",
-                 f"/api/generations/{first}?{at}", f"/api/shots?projectId={project}&{at}",
-                 f"/api/shots/{shot}?{at}", f"/api/tasks?projectId={project}&{at}",
-                 f"/api/credits?{at}"]
+        reads = [
+            f"/api/projects/{project}?{at}",
+            f"/api/generations?projectId={project}&{at}",
+            f"/api/generations/{first}?{at}",
+            f"/api/shots?projectId={project}&{at}",
+            f"/api/shots/{shot}?{at}",
+            f"/api/tasks?projectId={project}&{at}",
+            f"/api/credits?{at}",
+        ]
         answers = [(path.split("?")[0], client.get(path)) for path in reads]
     return project, [(path, answer.status_code, answer.json()) for path, answer in answers]
 
@@ -114,11 +134,30 @@ def ray_head() -> Iterator[str]:
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     with open(Path(folder) / "head.log", "wb") as log:
         head = subprocess.Popen(
-            [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-             "--port", str(ports[0]), "--ray-client-server-port", str(ports[1]),
-             "--dashboard-agent-listen-port", str(ports[2]), "--include-dashboard", "false",
-             "--num-cpus", "2", "--temp-dir", folder], env=env, stdout=log,
-            stderr=subprocess.STDOUT)
+            [
+                ray,
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(ports[0]),
+                "--ray-client-server-port",
+                str(ports[1]),
+                "--dashboard-agent-listen-port",
+                str(ports[2]),
+                "--include-dashboard",
+                "false",
+                "--num-cpus",
+                "2",
+                "--temp-dir",
+                folder,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -126,7 +165,8 @@ def ray_head() -> Iterator[str]:
                 if probe.connect_ex(("127.0.0.1", ports[1])) == 0:
                     break
             assert head.poll() is None and time.monotonic() < deadline, (
-                (Path(folder) / "head.log").read_text()[-2000:])
+                Path(folder) / "head.log"
+            ).read_text()[-2000:]
             time.sleep(0.5)
         yield f"ray://127.0.0.1:{ports[1]}"
     finally:
@@ -143,23 +183,29 @@ def task_run(api: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {history_http.token(USER)}"}
     with httpx.Client(base_url=api, timeout=60, headers=headers) as client:
         project = client.post("/api/projects", json={"name": "Rendered"}).json()["id"]
-        created = client.post("/api/tasks", json={
-            "task_type": "image_generation", "project_id": project,
-            "params": {"prompt": "a fox", "resolution": "64x48"}}).json()
+        created = client.post(
+            "/api/tasks",
+            json={
+                "task_type": "image_generation",
+                "project_id": project,
+                "params": {"prompt": "a fox", "resolution": "64x48"},
+            },
+        ).json()
         deadline = time.monotonic() + 180  # Ray starts, the actor builds its tiny model
         while True:
-            row = client.get(f"/api/tasks/{created['task_id']}"
-                             f"?min_position={created['position']}").json()
+            row = client.get(
+                f"/api/tasks/{created['task_id']}?min_position={created['position']}"
+            ).json()
             if row["status"] not in ("Queued", "In Progress") or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
-        picture = (client.get(row["output_location"]).content
-                   if row.get("output_location") else b"")
+        picture = client.get(row["output_location"]).content if row.get("output_location") else b""
     return {"row": row, "picture": picture}
 
 
 def hub_streams(hub: str, api: str, project: str) -> dict[str, Any]:
     """Subscribes to the project on `hub`, then writes through `api`: the frames seen."""
+
     def frame(ws: Any, wanted: str) -> dict[str, Any]:
         while (got := json.loads(ws.recv(timeout=30)))["type"] != wanted:
             assert got["type"] in ("ping", "change", "pong"), got
@@ -170,14 +216,22 @@ def hub_streams(hub: str, api: str, project: str) -> dict[str, Any]:
         ready = frame(ws, "ready")
         ws.send(json.dumps({"type": "subscribe", "topic": f"project:{project}", "ref": "p"}))
         subscribed = frame(ws, "subscribed")
-        written = httpx.post(f"{api}/api/generations", timeout=60, json={
-            "project_id": project, "location": "/media/three.png"}, headers={
-            "Authorization": f"Bearer {history_http.token(USER)}"}).json()
+        written = httpx.post(
+            f"{api}/api/generations",
+            timeout=60,
+            json={"project_id": project, "location": "/media/three.png"},
+            headers={"Authorization": f"Bearer {history_http.token(USER)}"},
+        ).json()
         changes = [frame(ws, "change")]
         while changes[-1]["position"] < written["position"]:
             changes.append(frame(ws, "change"))
-    return {"ready": ready, "snapshot": subscribed["snapshot"], "written": written,
-            "changes": changes, "topic": f"project:{project}"}
+    return {
+        "ready": ready,
+        "snapshot": subscribed["snapshot"],
+        "written": written,
+        "changes": changes,
+        "topic": f"project:{project}",
+    }
 
 
 def without_ids_and_times(value: Any) -> str:
@@ -188,8 +242,9 @@ def without_ids_and_times(value: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def split(database: Database, schema: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def split(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """`--role api` started first and alone, then `--role projections` and `--role hub`."""
     data = tmp_path_factory.mktemp("split")
 
@@ -200,8 +255,10 @@ def split(database: Database, schema: str,
 
     with contextlib.ExitStack() as stack:
         api = serve(stack, "api", DARKROOM_ROLES="api")
-        result: dict[str, Any] = {"locks_with_api_alone": view_locks_held(database, schema),
-                                  "early_position": early_write(api.base)}
+        result: dict[str, Any] = {
+            "locks_with_api_alone": view_locks_held(database, schema),
+            "early_position": early_write(api.base),
+        }
         time.sleep(1.5)  # a runner in this process would fold it within ~0.1 s
         result["views_with_api_alone"] = view_positions(database, schema)
         projections = serve(stack, "projections", DARKROOM_ROLES="projections")
@@ -218,12 +275,20 @@ def split(database: Database, schema: str,
         result["api_on_hub"] = httpx.get(f"{hub.base}/openapi.json").status_code
         result["health_on_projections"] = httpx.get(f"{projections.base}/health").status_code
         with ray_head() as address, contextlib.ExitStack() as ray_stack:
-            dispatcher = serve(ray_stack, "dispatcher", DARKROOM_ROLES="dispatcher",
-                               DARKROOM_INFERENCE="ray", RAY_ADDRESS=address,
-                               DARKROOM_ACTORS="text_to_image+image_to_image:1")
+            dispatcher = serve(
+                ray_stack,
+                "dispatcher",
+                DARKROOM_ROLES="dispatcher",
+                DARKROOM_INFERENCE="ray",
+                RAY_ADDRESS=address,
+                DARKROOM_ACTORS="text_to_image+image_to_image:1",
+            )
             result["task"] = task_run(api.base)
-        result["errors_logged"] = [line for served in (api, projections, hub, dispatcher)
-                                   for line in served.errors_logged()]
+        result["errors_logged"] = [
+            line
+            for served in (api, projections, hub, dispatcher)
+            for line in served.errors_logged()
+        ]
         yield result
 
 
@@ -258,9 +323,13 @@ def test_an_unknown_role_is_refused_by_name() -> None:
 
 
 def test_serve_refuses_an_unknown_role_by_name_before_it_starts() -> None:
-    answer = subprocess.run([sys.executable, "-m", "darkroom", "serve", "--role",
-                             "api,projection"], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "DARKROOM_ROLES": "api"})
+    answer = subprocess.run(
+        [sys.executable, "-m", "darkroom", "serve", "--role", "api,projection"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DARKROOM_ROLES": "api"},
+    )
     assert answer.returncode == 2
     assert "unknown role 'projection'" in answer.stderr
 
@@ -280,20 +349,23 @@ def test_the_projections_process_holds_every_view_lock(split: dict[str, Any]) ->
 
 
 def test_an_api_and_a_projections_process_answer_as_one_process_does(
-        split: dict[str, Any], single: list[Any]) -> None:
+    split: dict[str, Any], single: list[Any]
+) -> None:
     assert [status for _, status, _ in split["answers"]] == [200] * len(single)
     assert without_ids_and_times(split["answers"]) == without_ids_and_times(single)
 
 
 def test_a_process_without_the_api_role_answers_404_for_the_api_and_200_for_health(
-        split: dict[str, Any]) -> None:
+    split: dict[str, Any],
+) -> None:
     assert split["api_on_projections"] == 404
     assert split["api_on_hub"] == 404
     assert split["health_on_projections"] == 200
 
 
 def test_a_hub_process_streams_what_the_api_process_wrote_and_the_projections_folded(
-        split: dict[str, Any]) -> None:
+    split: dict[str, Any],
+) -> None:
     hub = split["hub"]
     assert hub["snapshot"]["project"]["name"] == "Roles"
     assert len(hub["snapshot"]["generations"]) == 2
@@ -304,7 +376,8 @@ def test_a_hub_process_streams_what_the_api_process_wrote_and_the_projections_fo
 
 
 def test_a_dispatcher_process_on_an_existing_ray_cluster_runs_a_task_queued_through_the_api(
-        split: dict[str, Any]) -> None:
+    split: dict[str, Any],
+) -> None:
     from inference.frames import decode_image
 
     row = split["task"]["row"]

@@ -43,20 +43,33 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(database: Database, schema: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    url = (f"postgresql://{database.user}:{database.password}@/{database.dbname}"
-           f"?host={database.host}&port={database.port}")
-    env = {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
-           "DARKROOM_INFERENCE": "off", "DARKROOM_JWT_SECRET": JWT_SECRET,
-           "DATA_DIR": str(tmp_path_factory.mktemp("limits")),
-           "DARKROOM_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
-           "DARKROOM_KEEP_ALIVE_S": str(KEEP_ALIVE_S),
-           "DARKROOM_MAX_CONNECTIONS_PER_IP": str(PER_IP), "DARKROOM_MAX_CONNECTIONS": str(CAP)}
+def server(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    url = (
+        f"postgresql://{database.user}:{database.password}@/{database.dbname}"
+        f"?host={database.host}&port={database.port}"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DARKROOM_DB_SCHEMA": schema,
+        "DARKROOM_INFERENCE": "off",
+        "DARKROOM_JWT_SECRET": JWT_SECRET,
+        "DATA_DIR": str(tmp_path_factory.mktemp("limits")),
+        "DARKROOM_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+        "DARKROOM_KEEP_ALIVE_S": str(KEEP_ALIVE_S),
+        "DARKROOM_MAX_CONNECTIONS_PER_IP": str(PER_IP),
+        "DARKROOM_MAX_CONNECTIONS": str(CAP),
+    }
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darkroom", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_serving(port, proc)
         yield Server(port, proc)
@@ -70,19 +83,20 @@ def server(database: Database, schema: str,
 
 
 def token() -> str:
-    return jwt.encode({"sub": str(uuid.uuid4()), "exp": int(time.time()) + 600}, JWT_SECRET,
-                      algorithm="HS256")
+    return jwt.encode(
+        {"sub": str(uuid.uuid4()), "exp": int(time.time()) + 600}, JWT_SECRET, algorithm="HS256"
+    )
 
 
 def raw_connection(port: int, source: str = "127.0.0.1") -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30,
-                                    source_address=(source, 0))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
     sock.settimeout(0.2)
     return sock
 
 
-def wait_closed(sock: socket.socket, limit_s: float,
-                drip: bytes | None = None) -> tuple[float, bytes]:
+def wait_closed(
+    sock: socket.socket, limit_s: float, drip: bytes | None = None
+) -> tuple[float, bytes]:
     """Seconds until the server closed `sock` (sending `drip` every 0.25 s meanwhile),
     and what it sent before closing."""
     started, received = time.monotonic(), b""
@@ -119,7 +133,8 @@ def http_get(port: int, source: str = "127.0.0.1") -> int | None:
 
 
 def test_a_slow_loris_never_finishing_its_headers_is_closed_at_the_header_timeout(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     with raw_connection(server.port) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         took, answer = wait_closed(sock, HEADER_TIMEOUT_S + SLACK_S, drip=b"X-Drip: 1\r\n")
@@ -132,7 +147,8 @@ def test_a_slow_loris_never_finishing_its_headers_is_closed_at_the_header_timeou
 
 
 def test_headers_in_time_are_served_and_an_idle_kept_alive_connection_is_closed(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     with raw_connection(server.port) as sock:
         # Headers in pieces, complete well within the timeout: served.
         for piece in (b"GET /health HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
@@ -147,8 +163,9 @@ def test_headers_in_time_are_served_and_an_idle_kept_alive_connection_is_closed(
 
 
 async def _hold(ws_url: str, source: str) -> websockets.ClientConnection:
-    ws = await websockets.connect(f"{ws_url}?token={token()}", open_timeout=30,
-                                  local_addr=(source, 0))
+    ws = await websockets.connect(
+        f"{ws_url}?token={token()}", open_timeout=30, local_addr=(source, 0)
+    )
     ready = json.loads(await asyncio.wait_for(ws.recv(), 30))
     assert ready["type"] == "ready", ready
     return ws
@@ -191,15 +208,16 @@ async def _close_code(ws_url: str, frame: str) -> tuple[int | None, float]:
         return ws.close_code, time.monotonic() - started
 
 
-def test_an_oversized_auth_frame_closes_1009_and_does_not_grow_the_server(
-        server: Server) -> None:
+def test_an_oversized_auth_frame_closes_1009_and_does_not_grow_the_server(server: Server) -> None:
     frame = json.dumps({"type": "auth", "token": "x" * 20_000})
     assert asyncio.run(_close_code(server.ws, frame))[0] == 1009
+
     # A small auth frame is still read and answered.
     async def auth_frame() -> str:
         async with websockets.connect(server.ws, open_timeout=30) as ws:
             await ws.send(json.dumps({"type": "auth", "token": token()}))
             return str(json.loads(await asyncio.wait_for(ws.recv(), 30))["type"])
+
     assert asyncio.run(auth_frame()) == "ready"
     process = psutil.Process(server.proc.pid)
     before = process.memory_info().rss
@@ -217,8 +235,9 @@ def test_a_request_head_growing_past_16_kib_unfinished_is_refused_400(server: Se
         sock.settimeout(30)
         # 20 x 1 KiB header lines, never the blank line: one write (one loopback
         # segment), so the server reads all of it before answering and closing.
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n"
-                     + (b"X-Pad: " + b"a" * 1015 + b"\r\n") * 20)
+        sock.sendall(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n" + (b"X-Pad: " + b"a" * 1015 + b"\r\n") * 20
+        )
         answer = b""
         with contextlib.suppress(OSError):
             while chunk := sock.recv(65536):

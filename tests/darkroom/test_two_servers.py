@@ -30,25 +30,44 @@ SECONDS, CLIENTS = 8.0, 4
 def combined_patch_twice(servers: list[history_http.Served], studio: Any) -> dict[str, Any]:
     """One PATCH carrying both `starred` and `name`, sent twice under one key."""
     user = history_http.new_user("combined")
-    with httpx.Client(base_url=servers[0].base, timeout=60, headers={
-            "Authorization": f"Bearer {history_http.token(user)}"}) as client:
+    with httpx.Client(
+        base_url=servers[0].base,
+        timeout=60,
+        headers={"Authorization": f"Bearer {history_http.token(user)}"},
+    ) as client:
         project = client.post("/api/projects", json={"name": "Combined"}).json()["id"]
-        generation = client.post("/api/generations", json={
-            "project_id": project, "location": "/media/c.png"}).json()["id"]
-        answers = [client.patch(f"/api/generations/{generation}",
-                                json={"starred": True, "name": "both"},
-                                headers={"Idempotency-Key": "same-key"}) for _ in range(2)]
+        generation = client.post(
+            "/api/generations", json={"project_id": project, "location": "/media/c.png"}
+        ).json()["id"]
+        answers = [
+            client.patch(
+                f"/api/generations/{generation}",
+                json={"starred": True, "name": "both"},
+                headers={"Idempotency-Key": "same-key"},
+            )
+            for _ in range(2)
+        ]
     topics = [e["topic"] for e in studio.history(generation)]
-    return {"statuses": [a.status_code for a in answers], "bodies": [a.json() for a in answers],
-            "renamed": topics.count("darkroom.generation.renamed"),
-            "starred": topics.count("darkroom.generation.starred")}
+    return {
+        "statuses": [a.status_code for a in answers],
+        "bodies": [a.json() for a in answers],
+        "renamed": topics.count("darkroom.generation.renamed"),
+        "starred": topics.count("darkroom.generation.starred"),
+    }
 
 
 @pytest.fixture(scope="module")
-def run(database: Database, schema: str,
-        tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    result = history_http.two_servers(database, schema, tmp_path_factory.mktemp("two"),
-                                      SECONDS, CLIENTS, while_up=combined_patch_twice)
+def run(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    result = history_http.two_servers(
+        database,
+        schema,
+        tmp_path_factory.mktemp("two"),
+        SECONDS,
+        CLIENTS,
+        while_up=combined_patch_twice,
+    )
     history_http.print_two(result)  # shown with -s, or when a test fails
     return result
 
@@ -78,12 +97,10 @@ def test_the_views_hold_exactly_the_acknowledged_writes(run: dict[str, Any]) -> 
     views = run["views"]
     assert views["views_at"] >= views["max_acked_position"]
     assert views["board_counts"].get("Cancelled", 0) == run["acked"]["cancel"]
-    assert views["board_counts"].get("Queued", 0) == run["acked"]["create"] - run["acked"][
-        "cancel"]
+    assert views["board_counts"].get("Queued", 0) == run["acked"]["create"] - run["acked"]["cancel"]
 
 
-def test_a_star_and_rename_patch_repeated_under_one_key_writes_once(
-        run: dict[str, Any]) -> None:
+def test_a_star_and_rename_patch_repeated_under_one_key_writes_once(run: dict[str, Any]) -> None:
     """Both fields in one PATCH, sent twice under one key: one Starred, one Renamed (the
     rename used to run again on the repeat: it was saved under `meta.caused()`, which
     drops the key)."""

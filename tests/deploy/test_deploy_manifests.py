@@ -36,8 +36,12 @@ ROLES = ("api", "hub", "projections", "dispatcher")
 
 
 def manifests() -> list[tuple[str, dict[str, Any]]]:
-    return [(path.name, doc) for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
-            for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [
+        (path.name, doc)
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 def kubernetes_objects() -> list[tuple[str, dict[str, Any]]]:
@@ -67,32 +71,45 @@ def strict(schema: Any) -> Any:
 def ray_cluster_errors(cluster: dict[str, Any]) -> list[str]:
     schema = strict(yaml.safe_load((SCHEMAS / "ray.io_rayclusters.v1.openapi.yaml").read_text()))
     validator = jsonschema.Draft7Validator(schema)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(cluster)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(cluster)
+    ]
 
 
 def compose_errors(document: dict[str, Any]) -> list[str]:
     schema = json.loads((SCHEMAS / "compose_spec.json").read_text())
     validator = jsonschema.Draft201909Validator(schema)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(document)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
 
 
 def as_pod_template(name: str, template: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name},
-            "template": template}
+    return {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": name},
+        "template": template,
+    }
 
 
-@pytest.mark.parametrize(("document", "manifest"), kubernetes_objects(),
-                         ids=[f"{n}:{d['kind']}" for n, d in kubernetes_objects()])
+@pytest.mark.parametrize(
+    ("document", "manifest"),
+    kubernetes_objects(),
+    ids=[f"{n}:{d['kind']}" for n, d in kubernetes_objects()],
+)
 def test_every_kubernetes_manifest_passes_the_kubernetes_schemas(
-        document: str, manifest: dict[str, Any]) -> None:
+    document: str, manifest: dict[str, Any]
+) -> None:
     kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
 
 
 def test_the_kubernetes_validator_refuses_a_misspelt_field() -> None:
-    [deployment] = [d for n, d in kubernetes_objects() if n == "api.yaml"
-                    and d["kind"] == "Deployment"]
+    [deployment] = [
+        d for n, d in kubernetes_objects() if n == "api.yaml" and d["kind"] == "Deployment"
+    ]
     broken = copy.deepcopy(deployment)
     broken["spec"]["replica"] = broken["spec"].pop("replicas")
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -110,8 +127,7 @@ def test_the_ray_clusters_pod_templates_pass_the_kubernetes_schemas() -> None:
     for name, template in templates:
         kubernetes_validate.validate(as_pod_template(name, template), KUBERNETES, strict=True)
     if "headService" in spec["headGroupSpec"]:
-        kubernetes_validate.validate(spec["headGroupSpec"]["headService"], KUBERNETES,
-                                     strict=True)
+        kubernetes_validate.validate(spec["headGroupSpec"]["headService"], KUBERNETES, strict=True)
 
 
 def test_the_crd_schema_refuses_an_unknown_field_and_a_missing_one() -> None:
@@ -125,8 +141,11 @@ def test_the_crd_schema_refuses_an_unknown_field_and_a_missing_one() -> None:
 
 def test_the_ray_cluster_has_a_gpu_worker_group() -> None:
     groups = ray_cluster()["spec"]["workerGroupSpecs"]
-    gpus = [container["resources"]["limits"].get("nvidia.com/gpu")
-            for group in groups for container in group["template"]["spec"]["containers"]]
+    gpus = [
+        container["resources"]["limits"].get("nvidia.com/gpu")
+        for group in groups
+        for container in group["template"]["spec"]["containers"]
+    ]
     assert any(gpus), gpus
 
 
@@ -145,15 +164,19 @@ def test_each_role_has_a_deployment_a_service_a_budget_and_both_probes() -> None
 
 
 def test_the_api_and_the_hub_scale_horizontally() -> None:
-    scaled = {d["spec"]["scaleTargetRef"]["name"] for _, d in kubernetes_objects()
-              if d["kind"] == "HorizontalPodAutoscaler"}
+    scaled = {
+        d["spec"]["scaleTargetRef"]["name"]
+        for _, d in kubernetes_objects()
+        if d["kind"] == "HorizontalPodAutoscaler"
+    }
     assert scaled == {"darkroom-api", "darkroom-hub"}
 
 
 def test_the_secrets_hold_the_jwt_secret_the_service_key_and_the_database_url() -> None:
     [secret] = [d for _, d in kubernetes_objects() if d["kind"] == "Secret"]
     assert {"DARKROOM_JWT_SECRET", "DARKROOM_SERVICE_KEY", "DATABASE_URL"} <= set(
-        secret["stringData"])
+        secret["stringData"]
+    )
 
 
 def test_the_compose_file_passes_the_compose_specification_schema() -> None:
@@ -180,14 +203,16 @@ def test_the_compose_file_runs_every_part_with_health_checks() -> None:
 
 def test_the_proxy_sends_websockets_to_the_hub_and_the_rest_to_the_api() -> None:
     conf = (DEPLOY / "nginx.conf").read_text()
-    ws = conf[conf.index("location /ws"):conf.index("location / ")]
+    ws = conf[conf.index("location /ws") : conf.index("location / ")]
     assert "proxy_pass $hub" in ws and "Upgrade $http_upgrade" in ws
-    assert "proxy_pass $api" in conf[conf.index("location / "):]
+    assert "proxy_pass $api" in conf[conf.index("location / ") :]
 
 
 # -- environment --------------------------------------------------------------------------
-ENV_READ = re.compile(r"""(?:environ\.get|environ\[|getenv|env_(?:float|int|flag))\(?\s*"""
-                      r"""["']([A-Z][A-Z0-9_]+)["']""")
+ENV_READ = re.compile(
+    r"""(?:environ\.get|environ\[|getenv|env_(?:float|int|flag))\(?\s*"""
+    r"""["']([A-Z][A-Z0-9_]+)["']"""
+)
 
 
 def names_darkroom_reads() -> set[str]:
@@ -209,7 +234,8 @@ def names_deploy_sets() -> dict[str, set[str]]:
     for name, doc in manifests():
         if doc["kind"] in ("ConfigMap", "Secret"):
             found.setdefault(f"{name}:{doc['kind']}", set()).update(
-                doc.get("data") or {}, doc.get("stringData") or {})
+                doc.get("data") or {}, doc.get("stringData") or {}
+            )
         pods = [doc["spec"]["template"]] if doc["kind"] == "Deployment" else []
         if doc["kind"] == "RayCluster":
             pods = [doc["spec"]["headGroupSpec"]["template"]]
@@ -218,7 +244,8 @@ def names_deploy_sets() -> dict[str, set[str]]:
             for container in pod["spec"]["containers"]:
                 if container["image"].startswith("darkroom:"):
                     found.setdefault(f"{name}:{container['name']}", set()).update(
-                        e["name"] for e in container.get("env", []))
+                        e["name"] for e in container.get("env", [])
+                    )
     for service, spec in compose()["services"].items():
         if str(spec.get("image", "")).startswith("darkroom:"):
             found[f"compose:{service}"] = set(spec.get("environment") or {})
@@ -227,15 +254,23 @@ def names_deploy_sets() -> dict[str, set[str]]:
 
 def test_every_variable_the_deployments_set_is_one_darkroom_reads() -> None:
     read = names_darkroom_reads()
-    unread = {where: sorted(names - read) for where, names in names_deploy_sets().items()
-              if names - read}
+    unread = {
+        where: sorted(names - read) for where, names in names_deploy_sets().items() if names - read
+    }
     assert unread == {}
 
 
 def test_the_variable_check_sees_the_settings_and_what_the_deployments_set() -> None:
     read = names_darkroom_reads()
-    assert {"DATABASE_URL", "DARKROOM_ROLES", "DARKROOM_JWT_SECRET", "RAY_ADDRESS",
-            "DARKROOM_INFERENCE", "DARKROOM_WS_POLL_S", "DARKROOM_SESSION_CONSISTENCY"} <= read
+    assert {
+        "DATABASE_URL",
+        "DARKROOM_ROLES",
+        "DARKROOM_JWT_SECRET",
+        "RAY_ADDRESS",
+        "DARKROOM_INFERENCE",
+        "DARKROOM_WS_POLL_S",
+        "DARKROOM_SESSION_CONSISTENCY",
+    } <= read
     assert "DARKROOM_NO_SUCH_KNOB" not in read
     sets = names_deploy_sets()
     assert "RAY_ADDRESS" in sets["compose:dispatcher"]
@@ -244,7 +279,10 @@ def test_the_variable_check_sees_the_settings_and_what_the_deployments_set() -> 
 
 def test_every_variable_the_compose_file_interpolates_is_in_the_env_example() -> None:
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (DEPLOY / "compose.yaml").read_text()))
-    example = {line.split("=", 1)[0] for line in (DEPLOY / ".env.example").read_text().splitlines()
-               if line and not line.startswith("#")}
+    example = {
+        line.split("=", 1)[0]
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     assert used - example == set()
     assert "POSTGRES_PASSWORD" in used

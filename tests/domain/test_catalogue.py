@@ -17,16 +17,31 @@ from domain.catalogue import (
 )
 from domain.errors import UnknownTaskTypeError, ValidationError
 
-REQUIRED = ["image_generation", "magic_edit", "image_inpaint", "annotated_image_edit",
-            "image_upscale", "character_animate", "join_clips_orchestrator",
-            "join_clips_segment", "join_final_stitch", "travel_orchestrator", "travel_segment",
-            "travel_stitch", "individual_travel_segment"]
+REQUIRED = [
+    "image_generation",
+    "magic_edit",
+    "image_inpaint",
+    "annotated_image_edit",
+    "image_upscale",
+    "character_animate",
+    "join_clips_orchestrator",
+    "join_clips_segment",
+    "join_final_stitch",
+    "travel_orchestrator",
+    "travel_segment",
+    "travel_stitch",
+    "individual_travel_segment",
+]
 
 
 def a_type(**kw: Any) -> TaskType:
-    fields: dict[str, Any] = {"name": "video_enhance", "run_type": "api",
-                              "category": "processing", "billing_type": "per_unit",
-                              "unit_cost": "0.05"}
+    fields: dict[str, Any] = {
+        "name": "video_enhance",
+        "run_type": "api",
+        "category": "processing",
+        "billing_type": "per_unit",
+        "unit_cost": "0.05",
+    }
     return TaskType(**(fields | kw))
 
 
@@ -35,34 +50,47 @@ def test_the_default_catalogue_has_every_required_type(name: str) -> None:
     assert resolve_default(name).name == name
 
 
-@pytest.mark.parametrize(("name", "run_type", "category", "billing", "rate"), [
-    ("travel_orchestrator", "gpu", "orchestration", "per_second", "0.0278"),
-    ("travel_segment", "gpu", "processing", "per_second", "0.0278"),
-    ("individual_travel_segment", "gpu", "generation", "per_second", "0.0278"),
-    ("join_clips_orchestrator", "gpu", "orchestration", "per_second", "0.0278"),
-    ("join_clips_segment", "gpu", "processing", "per_second", "0.0278"),
-    ("join_final_stitch", "gpu", "generation", "per_second", "0.005"),
-    ("character_animate", "api", "generation", "per_unit", "0.20"),
-    ("qwen_image", "api", "generation", "per_unit", "0.039"),
-    ("z_image_turbo", "api", "generation", "per_unit", "0.0065"),
-    ("image_inpaint", "api", "processing", "per_unit", "0.0020"),
-    ("annotated_image_edit", "api", "processing", "per_unit", "0.0020"),
-    ("image_upscale", "api", "processing", "per_unit", "0.0015"),
-])
-def test_default_rates_follow_the_reference(name: str, run_type: str, category: str,
-                                            billing: str, rate: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "run_type", "category", "billing", "rate"),
+    [
+        ("travel_orchestrator", "gpu", "orchestration", "per_second", "0.0278"),
+        ("travel_segment", "gpu", "processing", "per_second", "0.0278"),
+        ("individual_travel_segment", "gpu", "generation", "per_second", "0.0278"),
+        ("join_clips_orchestrator", "gpu", "orchestration", "per_second", "0.0278"),
+        ("join_clips_segment", "gpu", "processing", "per_second", "0.0278"),
+        ("join_final_stitch", "gpu", "generation", "per_second", "0.005"),
+        ("character_animate", "api", "generation", "per_unit", "0.20"),
+        ("qwen_image", "api", "generation", "per_unit", "0.039"),
+        ("z_image_turbo", "api", "generation", "per_unit", "0.0065"),
+        ("image_inpaint", "api", "processing", "per_unit", "0.0020"),
+        ("annotated_image_edit", "api", "processing", "per_unit", "0.0020"),
+        ("image_upscale", "api", "processing", "per_unit", "0.0015"),
+    ],
+)
+def test_default_rates_follow_the_reference(
+    name: str, run_type: str, category: str, billing: str, rate: str
+) -> None:
     task_type = DEFAULT_CATALOGUE[name]
     assert (task_type.run_type, task_type.category, task_type.billing_type) == (
-        run_type, category, billing)
+        run_type,
+        category,
+        billing,
+    )
     charged = task_type.unit_cost if billing == "per_unit" else task_type.base_cost_per_second
     assert charged == Decimal(rate)
 
 
-@pytest.mark.parametrize(("name", "variant"), [
-    ("image_upscale", "upscaled"), ("magic_edit", "magic_edit"), ("image_inpaint", "inpaint"),
-    ("annotated_image_edit", "annotated_edit"), ("image_generation", None)])
-def test_each_type_names_the_variant_type_its_results_get(name: str,
-                                                          variant: str | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "variant"),
+    [
+        ("image_upscale", "upscaled"),
+        ("magic_edit", "magic_edit"),
+        ("image_inpaint", "inpaint"),
+        ("annotated_image_edit", "annotated_edit"),
+        ("image_generation", None),
+    ],
+)
+def test_each_type_names_the_variant_type_its_results_get(name: str, variant: str | None) -> None:
     assert DEFAULT_CATALOGUE[name].variant_type == variant
 
 
@@ -96,7 +124,9 @@ def test_registering_a_type_makes_it_resolvable() -> None:
     catalogue.register(a_type())
     assert catalogue.resolve("video_enhance").unit_cost == Decimal("0.05")
     assert [type(e) for e in catalogue.collect_events()] == [
-        TaskTypeCatalogue.Created, TaskTypeCatalogue.Registered]
+        TaskTypeCatalogue.Created,
+        TaskTypeCatalogue.Registered,
+    ]
 
 
 def test_registering_the_same_type_twice_records_one_event() -> None:
@@ -126,7 +156,10 @@ def test_a_deactivated_type_is_rejected_until_activated_again() -> None:
     catalogue.activate("image_upscale")
     assert catalogue.resolve("image_upscale").is_active
     assert [type(e) for e in catalogue.collect_events()] == [
-        TaskTypeCatalogue.Created, TaskTypeCatalogue.Deactivated, TaskTypeCatalogue.Activated]
+        TaskTypeCatalogue.Created,
+        TaskTypeCatalogue.Deactivated,
+        TaskTypeCatalogue.Activated,
+    ]
 
 
 def test_deactivating_twice_records_one_event() -> None:
@@ -149,16 +182,18 @@ def test_a_registered_inactive_type_is_rejected() -> None:
     assert "video_enhance" not in [t.name for t in catalogue.active()]
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("run_type", "cpu", "run_type of video_enhance must be one of gpu, api"),
-    ("category", "fun", "category"),
-    ("billing_type", "per_hour", "billing_type"),
-    ("unit_cost", "-1", "unit_cost of video_enhance must be ≥ 0"),
-    ("unit_cost", "cheap", "unit_cost of video_enhance must be a number"),
-    ("name", " ", "needs a name"),
-])
-def test_a_task_type_with_a_bad_value_is_refused(field: str, value: str,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("run_type", "cpu", "run_type of video_enhance must be one of gpu, api"),
+        ("category", "fun", "category"),
+        ("billing_type", "per_hour", "billing_type"),
+        ("unit_cost", "-1", "unit_cost of video_enhance must be ≥ 0"),
+        ("unit_cost", "cheap", "unit_cost of video_enhance must be a number"),
+        ("name", " ", "needs a name"),
+    ],
+)
+def test_a_task_type_with_a_bad_value_is_refused(field: str, value: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         a_type(**{field: value})
 
@@ -179,28 +214,44 @@ def test_the_catalogue_survives_a_round_trip_through_an_application() -> None:
 
 
 SEED_NAMES = {  # seed 000 and REFERENCE.md name → the catalogue row that runs it
-    "image_generation": "image_generation", "video_travel_segment": "individual_travel_segment",
-    "edit_travel_kontext": "edit_travel_kontext", "edit_travel_flux": "edit_travel_flux",
-    "travel_orchestrator": "travel_orchestrator", "travel_segment": "travel_segment",
-    "travel_stitch": "travel_stitch", "individual_travel_segment": "individual_travel_segment",
+    "image_generation": "image_generation",
+    "video_travel_segment": "individual_travel_segment",
+    "edit_travel_kontext": "edit_travel_kontext",
+    "edit_travel_flux": "edit_travel_flux",
+    "travel_orchestrator": "travel_orchestrator",
+    "travel_segment": "travel_segment",
+    "travel_stitch": "travel_stitch",
+    "individual_travel_segment": "individual_travel_segment",
     "join_clips_orchestrator": "join_clips_orchestrator",
-    "join_clips_segment": "join_clips_segment", "join_final_stitch": "join_final_stitch",
-    "animate_character": "character_animate", "character_animate": "character_animate",
-    "qwen_image": "qwen_image", "z_image_turbo": "z_image_turbo",
-    "image_inpaint": "image_inpaint", "annotated_image_edit": "annotated_image_edit",
-    "image_upscale": "image_upscale", "qwen_image_edit": "magic_edit",
-    "magic_edit": "magic_edit"}
+    "join_clips_segment": "join_clips_segment",
+    "join_final_stitch": "join_final_stitch",
+    "animate_character": "character_animate",
+    "character_animate": "character_animate",
+    "qwen_image": "qwen_image",
+    "z_image_turbo": "z_image_turbo",
+    "image_inpaint": "image_inpaint",
+    "annotated_image_edit": "annotated_image_edit",
+    "image_upscale": "image_upscale",
+    "qwen_image_edit": "magic_edit",
+    "magic_edit": "magic_edit",
+}
 
 
 @pytest.mark.parametrize(("seed_name", "row"), sorted(SEED_NAMES.items()))
-def test_every_task_type_the_seeds_name_resolves_to_a_catalogue_row(seed_name: str,
-                                                                    row: str) -> None:
+def test_every_task_type_the_seeds_name_resolves_to_a_catalogue_row(
+    seed_name: str, row: str
+) -> None:
     assert TaskTypeCatalogue().resolve(seed_name).name == row
 
 
 def test_the_edit_travel_types_are_billed_per_image_and_make_new_generations() -> None:
     for name, model in (("edit_travel_kontext", "flux_kontext"), ("edit_travel_flux", "flux")):
         row = DEFAULT_CATALOGUE[name]
-        assert (row.run_type, row.category, row.billing_type, row.unit_cost,
-                row.variant_type, row.model_name) == (
-            "api", "generation", "per_unit", Decimal("0.039"), None, model)
+        assert (
+            row.run_type,
+            row.category,
+            row.billing_type,
+            row.unit_cost,
+            row.variant_type,
+            row.model_name,
+        ) == ("api", "generation", "per_unit", Decimal("0.039"), None, model)

@@ -28,15 +28,27 @@ RICH = {"user-1": Decimal("5")}
 
 def candidate(minutes_ago: float = 1, model: str | None = None, **kw: Any) -> Candidate:
     fields: dict[str, Any] = {
-        "task_id": uuid4(), "owner_id": "user-1", "run_type": "gpu", "model_name": model,
-        "created_at": NOW - timedelta(minutes=minutes_ago)}
+        "task_id": uuid4(),
+        "owner_id": "user-1",
+        "run_type": "gpu",
+        "model_name": model,
+        "created_at": NOW - timedelta(minutes=minutes_ago),
+    }
     return Candidate(**(fields | kw))
 
 
-def check(c: Candidate, run_type: str = "gpu", balances: dict[str, Decimal] | None = None,
-          in_progress: dict[str, int] | None = None) -> str | None:
-    return ineligibility(c, run_type=run_type, balances=RICH if balances is None else balances,
-                         in_progress=in_progress or {})
+def check(
+    c: Candidate,
+    run_type: str = "gpu",
+    balances: dict[str, Decimal] | None = None,
+    in_progress: dict[str, int] | None = None,
+) -> str | None:
+    return ineligibility(
+        c,
+        run_type=run_type,
+        balances=RICH if balances is None else balances,
+        in_progress=in_progress or {},
+    )
 
 
 def test_a_queued_task_with_complete_dependencies_and_credit_is_eligible() -> None:
@@ -45,28 +57,40 @@ def test_a_queued_task_with_complete_dependencies_and_credit_is_eligible() -> No
     assert eligible(c, run_type="gpu", balances=RICH, in_progress={"user-1": 4})
 
 
-@pytest.mark.parametrize(("change", "context", "reason"), [
-    ({"status": IN_PROGRESS}, {}, "'In Progress', not 'Queued'"),
-    ({"run_type": "api"}, {}, "runs on 'api' workers"),
-    ({"dependency_statuses": (COMPLETE, QUEUED)}, {}, "1 of its dependencies"),
-    ({"dependency_statuses": ("Unknown",)}, {}, "dependencies are not Complete"),
-    ({}, {"balances": {"user-1": Decimal(0)}}, "balance is 0"),
-    ({}, {"balances": {}}, "balance is 0"),
-    ({}, {"in_progress": {"user-1": 5}}, "already runs 5 tasks"),
-])
-def test_a_task_is_not_eligible_when_a_rule_refuses_it(change: dict[str, Any],
-                                                       context: dict[str, Any],
-                                                       reason: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "context", "reason"),
+    [
+        ({"status": IN_PROGRESS}, {}, "'In Progress', not 'Queued'"),
+        ({"run_type": "api"}, {}, "runs on 'api' workers"),
+        ({"dependency_statuses": (COMPLETE, QUEUED)}, {}, "1 of its dependencies"),
+        ({"dependency_statuses": ("Unknown",)}, {}, "dependencies are not Complete"),
+        ({}, {"balances": {"user-1": Decimal(0)}}, "balance is 0"),
+        ({}, {"balances": {}}, "balance is 0"),
+        ({}, {"in_progress": {"user-1": 5}}, "already runs 5 tasks"),
+    ],
+)
+def test_a_task_is_not_eligible_when_a_rule_refuses_it(
+    change: dict[str, Any], context: dict[str, Any], reason: str
+) -> None:
     c = replace(candidate(), **change)
     found = check(c, **context)
     assert found is not None and reason in found
-    assert not eligible(c, run_type="gpu", balances=context.get("balances", RICH),
-                        in_progress=context.get("in_progress", {}))
+    assert not eligible(
+        c,
+        run_type="gpu",
+        balances=context.get("balances", RICH),
+        in_progress=context.get("in_progress", {}),
+    )
 
 
 def task(type_name: str = "travel_segment", owner: str = "user-1", **params: Any) -> Task:
-    return Task.create(project_id=uuid4(), owner_id=owner,
-                       task_type=DEFAULT_CATALOGUE[type_name], params=params, at=NOW)
+    return Task.create(
+        project_id=uuid4(),
+        owner_id=owner,
+        task_type=DEFAULT_CATALOGUE[type_name],
+        params=params,
+        at=NOW,
+    )
 
 
 def test_running_counts_leave_out_orchestrators_and_other_statuses() -> None:
@@ -78,12 +102,22 @@ def test_running_counts_leave_out_orchestrators_and_other_statuses() -> None:
 
 def test_a_candidate_snapshots_a_task_and_its_dependency_statuses() -> None:
     dep, missing = uuid4(), uuid4()
-    t = Task.create(project_id=uuid4(), owner_id="user-1",
-                    task_type=DEFAULT_CATALOGUE["travel_stitch"], params={"model": "wan"},
-                    at=NOW, dependant_on=[dep, missing])
+    t = Task.create(
+        project_id=uuid4(),
+        owner_id="user-1",
+        task_type=DEFAULT_CATALOGUE["travel_stitch"],
+        params={"model": "wan"},
+        at=NOW,
+        dependant_on=[dep, missing],
+    )
     c = Candidate.of(t, {dep: COMPLETE})
     assert (c.task_id, c.run_type, c.model_name, c.category, c.status) == (
-        t.id, "gpu", "wan", "processing", QUEUED)
+        t.id,
+        "gpu",
+        "wan",
+        "processing",
+        QUEUED,
+    )
     assert c.dependency_statuses == (COMPLETE, "Unknown")
 
 
@@ -114,11 +148,21 @@ def test_next_for_worker_skips_what_it_may_not_claim() -> None:
     blocked = candidate(8, "wan", dependency_statuses=(QUEUED,))
     api = candidate(7, run_type="api")
     fine = candidate(1, "flux")
-    chosen = next_for_worker([other_owner, blocked, api, fine], run_type="gpu",
-                             worker_model="wan", now=NOW, balances=RICH, in_progress={})
+    chosen = next_for_worker(
+        [other_owner, blocked, api, fine],
+        run_type="gpu",
+        worker_model="wan",
+        now=NOW,
+        balances=RICH,
+        in_progress={},
+    )
     assert chosen == fine
-    assert next_for_worker([blocked], run_type="gpu", worker_model=None, now=NOW,
-                           balances=RICH, in_progress={}) is None
+    assert (
+        next_for_worker(
+            [blocked], run_type="gpu", worker_model=None, now=NOW, balances=RICH, in_progress={}
+        )
+        is None
+    )
 
 
 @dataclass
@@ -129,11 +173,20 @@ class Snapshot:
     orchestrator_task_id: UUID | None = None
 
 
-@pytest.mark.parametrize(("own", "dependency", "expected"), [
-    (QUEUED, FAILED, True), (QUEUED, CANCELLED, True), (QUEUED, COMPLETE, False),
-    (QUEUED, IN_PROGRESS, False), (IN_PROGRESS, FAILED, False), (FAILED, FAILED, False)])
+@pytest.mark.parametrize(
+    ("own", "dependency", "expected"),
+    [
+        (QUEUED, FAILED, True),
+        (QUEUED, CANCELLED, True),
+        (QUEUED, COMPLETE, False),
+        (QUEUED, IN_PROGRESS, False),
+        (IN_PROGRESS, FAILED, False),
+        (FAILED, FAILED, False),
+    ],
+)
 def test_a_queued_task_whose_dependency_failed_or_was_cancelled_must_fail(
-        own: str, dependency: str, expected: bool) -> None:
+    own: str, dependency: str, expected: bool
+) -> None:
     dep, fine = uuid4(), uuid4()
     snapshot = Snapshot(own, [fine, dep])
     assert dependency_failed(snapshot, {fine: COMPLETE, dep: dependency}) is expected
@@ -141,10 +194,12 @@ def test_a_queued_task_whose_dependency_failed_or_was_cancelled_must_fail(
 
 def family() -> tuple[Snapshot, list[Snapshot]]:
     root = Snapshot(IN_PROGRESS)
-    children = [Snapshot(COMPLETE, orchestrator_task_id=root.id),
-                Snapshot(IN_PROGRESS, orchestrator_task_id=root.id),
-                Snapshot(QUEUED, orchestrator_task_id=root.id),
-                Snapshot(QUEUED, orchestrator_task_id=root.id)]
+    children = [
+        Snapshot(COMPLETE, orchestrator_task_id=root.id),
+        Snapshot(IN_PROGRESS, orchestrator_task_id=root.id),
+        Snapshot(QUEUED, orchestrator_task_id=root.id),
+        Snapshot(QUEUED, orchestrator_task_id=root.id),
+    ]
     return root, children
 
 
@@ -171,14 +226,18 @@ def statuses(*values: str) -> list[Snapshot]:
     return [Snapshot(v) for v in values]
 
 
-@pytest.mark.parametrize(("children", "expected", "outcome"), [
-    (statuses(COMPLETE, COMPLETE, COMPLETE), None, (COMPLETE, None)),
-    (statuses(COMPLETE, FAILED, QUEUED), None, (FAILED, "1 of 3 segments failed")),
-    (statuses(FAILED, CANCELLED), 3, (FAILED, "2 of 3 segments failed")),
-    (statuses(COMPLETE, COMPLETE), 3, (FAILED, "1 of 3 segments failed")),
-    (statuses(COMPLETE, IN_PROGRESS), None, None),
-    ([], 3, None),
-])
-def test_an_orchestrator_follows_its_children(children: list[Snapshot], expected: int | None,
-                                              outcome: tuple[str, str | None] | None) -> None:
+@pytest.mark.parametrize(
+    ("children", "expected", "outcome"),
+    [
+        (statuses(COMPLETE, COMPLETE, COMPLETE), None, (COMPLETE, None)),
+        (statuses(COMPLETE, FAILED, QUEUED), None, (FAILED, "1 of 3 segments failed")),
+        (statuses(FAILED, CANCELLED), 3, (FAILED, "2 of 3 segments failed")),
+        (statuses(COMPLETE, COMPLETE), 3, (FAILED, "1 of 3 segments failed")),
+        (statuses(COMPLETE, IN_PROGRESS), None, None),
+        ([], 3, None),
+    ],
+)
+def test_an_orchestrator_follows_its_children(
+    children: list[Snapshot], expected: int | None, outcome: tuple[str, str | None] | None
+) -> None:
     assert orchestrator_outcome(children, expected) == outcome

@@ -25,8 +25,11 @@ T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def kinds(ledger: CreditLedger) -> list[str]:
-    return [e.kind for e in ledger.collect_events()  # type: ignore[attr-defined]
-            if isinstance(e, CreditLedger.EntryRecorded)]
+    return [
+        e.kind
+        for e in ledger.collect_events()  # type: ignore[attr-defined]
+        if isinstance(e, CreditLedger.EntryRecorded)
+    ]
 
 
 def funded(amount: str = "5") -> CreditLedger:
@@ -36,8 +39,13 @@ def funded(amount: str = "5") -> CreditLedger:
 
 
 def a_task(owner: str = "user-1") -> Task:
-    return Task.create(project_id=uuid4(), owner_id=owner,
-                       task_type=resolve_default("image_upscale"), params={}, at=T0)
+    return Task.create(
+        project_id=uuid4(),
+        owner_id=owner,
+        task_type=resolve_default("image_upscale"),
+        params={},
+        at=T0,
+    )
 
 
 def test_the_ledger_id_is_derived_from_the_user_id() -> None:
@@ -73,7 +81,10 @@ def test_charging_a_task_twice_records_one_spend() -> None:
     assert ledger.charge_task(task_id, "0.2", T0) is False
     assert ledger.balance == Decimal("4.800")
     assert [type(e) for e in ledger.collect_events()] == [
-        CreditLedger.Created, CreditLedger.EntryRecorded, CreditLedger.EntryRecorded]
+        CreditLedger.Created,
+        CreditLedger.EntryRecorded,
+        CreditLedger.EntryRecorded,
+    ]
 
 
 def test_a_spend_is_recorded_as_a_negative_entry_for_its_task() -> None:
@@ -82,7 +93,11 @@ def test_a_spend_is_recorded_as_a_negative_entry_for_its_task() -> None:
     ledger.charge_task(task_id, Decimal("0.039"), T0)
     entry = ledger.collect_events()[-1]
     assert (entry.kind, entry.amount, entry.task_id, entry.at) == (  # type: ignore[attr-defined]
-        SPEND, Decimal("-0.039"), task_id, T0)
+        SPEND,
+        Decimal("-0.039"),
+        task_id,
+        T0,
+    )
     assert ledger.has_charged(task_id) and ledger.spent_on(task_id) == Decimal("0.039")
 
 
@@ -169,7 +184,10 @@ def test_a_ledger_survives_a_round_trip_through_an_application() -> None:
     app.save(ledger)
     loaded: Any = app.repository.get(CreditLedger.id_for("user-1"))
     assert (loaded.charges, loaded.references, loaded.entry_count) == (
-        ledger.charges, ledger.references, ledger.entry_count)
+        ledger.charges,
+        ledger.references,
+        ledger.entry_count,
+    )
     assert loaded.balance == Decimal("4.972")
 
 

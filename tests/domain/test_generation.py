@@ -33,11 +33,22 @@ def test_the_first_variant_becomes_primary_whatever_was_asked() -> None:
 
 def test_a_generation_shows_its_primary_variants_media() -> None:
     generation, _ = with_original()
-    generation.add_variant(uuid4(), "/media/b.png", at(1), variant_type="upscaled",
-                           thumbnail_url="/t/b.png", params={"scale": 4}, name="big",
-                           make_primary=True)
-    assert (generation.location, generation.thumbnail_url, generation.display_params,
-            generation.display_name) == ("/media/b.png", "/t/b.png", {"scale": 4}, "big")
+    generation.add_variant(
+        uuid4(),
+        "/media/b.png",
+        at(1),
+        variant_type="upscaled",
+        thumbnail_url="/t/b.png",
+        params={"scale": 4},
+        name="big",
+        make_primary=True,
+    )
+    assert (
+        generation.location,
+        generation.thumbnail_url,
+        generation.display_params,
+        generation.display_name,
+    ) == ("/media/b.png", "/t/b.png", {"scale": 4}, "big")
 
 
 def test_making_a_variant_primary_demotes_the_other() -> None:
@@ -60,8 +71,9 @@ def test_the_original_variant_cannot_be_deleted() -> None:
 def test_deleting_the_primary_variant_promotes_the_newest_remaining() -> None:
     generation, _ = with_original()
     newer = generation.add_variant(uuid4(), "/media/n.png", at(5), variant_type="edit")
-    primary = generation.add_variant(uuid4(), "/media/p.png", at(3), variant_type="upscaled",
-                                     make_primary=True)
+    primary = generation.add_variant(
+        uuid4(), "/media/p.png", at(3), variant_type="upscaled", make_primary=True
+    )
     generation.delete_variant(primary.id)
     assert generation.primary_variant_id == newer.id
 
@@ -107,8 +119,9 @@ def test_starring_twice_records_one_event() -> None:
 
 def test_a_child_knows_its_parent_and_order() -> None:
     parent = Generation.start(uuid4(), "video", T0)
-    child = Generation.start(parent.project_id, "video", T0, parent_generation_id=parent.id,
-                             child_order=1)
+    child = Generation.start(
+        parent.project_id, "video", T0, parent_generation_id=parent.id, child_order=1
+    )
     parent.add_child(child.id, 1)
     assert child.is_child and parent.children == {1: child.id}
 
@@ -124,8 +137,7 @@ def test_renaming_to_the_name_it_has_records_nothing() -> None:
 
 def test_editing_a_variant_sets_viewed_starred_and_name_and_keeps_what_was_not_given() -> None:
     generation, _ = with_original()
-    edit = generation.add_variant(uuid4(), "/media/b.png", at(1), variant_type="edit",
-                                  name="first")
+    edit = generation.add_variant(uuid4(), "/media/b.png", at(1), variant_type="edit", name="first")
     generation.collect_events()
     generation.edit_variant(edit.id, viewed=True)
     generation.edit_variant(edit.id, starred=True, name="  second ")

@@ -40,8 +40,10 @@ def test_holders_of_overlapping_sets_in_any_order_do_not_deadlock() -> None:
                 pass
         finished.append(n)
 
-    threads = [threading.Thread(target=hold, args=([a, b], 1)),
-               threading.Thread(target=hold, args=([b, a], 2))]
+    threads = [
+        threading.Thread(target=hold, args=([a, b], 1)),
+        threading.Thread(target=hold, args=([b, a], 2)),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -20,8 +20,9 @@ from domain.studio import Studio
 
 
 def keyed(route: str = "POST /api/projects", body: str = "h1", **kw: Any) -> CommandMeta:
-    return CommandMeta.for_user("alice", idempotency_key=f"k-{uuid.uuid4().hex[:8]}",
-                                route=route, request_hash=body, **kw)
+    return CommandMeta.for_user(
+        "alice", idempotency_key=f"k-{uuid.uuid4().hex[:8]}", route=route, request_hash=body, **kw
+    )
 
 
 def nothing(value: object) -> Callable[[], Any]:
@@ -35,15 +36,18 @@ def commands_table(studio: Studio) -> str:
 
 def rows(studio: Studio, database: Database, key: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(database.conninfo) as conn:
-        return conn.execute(f"SELECT result->>'value', route, request_hash FROM "
-                            f"{commands_table(studio)} WHERE key = %s", (key,)).fetchall()
+        return conn.execute(
+            f"SELECT result->>'value', route, request_hash FROM "
+            f"{commands_table(studio)} WHERE key = %s",
+            (key,),
+        ).fetchall()
 
 
-def test_a_key_replays_its_first_result_for_the_same_route_and_request(
-        studio: Studio) -> None:
+def test_a_key_replays_its_first_result_for_the_same_route_and_request(studio: Studio) -> None:
     owner = f"user-{uuid.uuid4().hex[:6]}"
-    meta = CommandMeta.for_user(owner, idempotency_key="film", route="POST /api/projects",
-                                request_hash="abc")
+    meta = CommandMeta.for_user(
+        owner, idempotency_key="film", route="POST /api/projects", request_hash="abc"
+    )
     first = studio.create_project(owner, "Film", meta=meta)
     head = studio.head_position()
     again = studio.create_project(owner, "Film", meta=replace(meta, command_id="another"))
@@ -52,15 +56,18 @@ def test_a_key_replays_its_first_result_for_the_same_route_and_request(
 
 
 def test_a_key_reused_on_another_route_or_body_is_refused_and_writes_nothing(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner = f"user-{uuid.uuid4().hex[:6]}"
-    meta = CommandMeta.for_user(owner, idempotency_key="k", route="POST /api/projects",
-                                request_hash="abc")
+    meta = CommandMeta.for_user(
+        owner, idempotency_key="k", route="POST /api/projects", request_hash="abc"
+    )
     project = studio.create_project(owner, "Film", meta=meta)["project_id"]
     head = studio.head_position()
     with pytest.raises(IdempotencyKeyReusedError, match="another route"):
-        studio.update_project(project, owner, name="Other",
-                              meta=replace(meta, route="PATCH /api/projects/{id}"))
+        studio.update_project(
+            project, owner, name="Other", meta=replace(meta, route="PATCH /api/projects/{id}")
+        )
     with pytest.raises(IdempotencyKeyReusedError, match="another request body"):
         studio.create_project(owner, "Another", meta=replace(meta, request_hash="xyz"))
     assert studio.head_position() == head
@@ -80,11 +87,14 @@ def test_an_unknown_route_or_hash_matches_any_request(studio: Studio, database: 
     bound = keyed()
     first = studio._command(bound, nothing(3))
     assert studio._command(replace(bound, route=None, request_hash=None), nothing(4)) == {
-        **first, "replayed": True}
+        **first,
+        "replayed": True,
+    }
 
 
 def test_a_key_in_flight_in_this_process_is_refused_until_its_first_command_answers(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     meta = keyed()
     started, release, answers = threading.Event(), threading.Event(), []
 
@@ -92,6 +102,7 @@ def test_a_key_in_flight_in_this_process_is_refused_until_its_first_command_answ
         started.set()
         assert release.wait(10)
         return [], {"value": "first"}
+
     runner = threading.Thread(target=lambda: answers.append(studio._command(meta, slow)))
     runner.start()
     assert started.wait(10)
@@ -113,9 +124,11 @@ def test_the_thread_holding_a_key_may_nest_commands_under_it(studio: Studio) -> 
     meta = keyed()
 
     def outer() -> Any:
-        inner = studio._command(replace(meta, idempotency_key=meta.idempotency_key),
-                                nothing("inner"))
+        inner = studio._command(
+            replace(meta, idempotency_key=meta.idempotency_key), nothing("inner")
+        )
         return [], {"value": "outer", "inner": inner["value"]}
+
     # The nested command stores the key first; the outer one then finds it stored.
     answer = studio._command(meta, outer)
     assert answer["value"] == "inner" and answer["replayed"]
@@ -131,7 +144,8 @@ def second_process(database: Database, schema: str) -> Iterator[Studio]:
 
 @pytest.mark.parametrize("same_request", [True, False])
 def test_across_processes_the_second_insert_loses_and_answers_as_a_replay_or_422(
-        studio: Studio, second_process: Studio, same_request: bool) -> None:
+    studio: Studio, second_process: Studio, same_request: bool
+) -> None:
     meta = keyed()
     started, release, outcome = threading.Event(), threading.Event(), []
 
@@ -145,6 +159,7 @@ def test_across_processes_the_second_insert_loses_and_answers_as_a_replay_or_422
             outcome.append(studio._command(meta, slow))
         except IdempotencyKeyReusedError as error:
             outcome.append(error)
+
     runner = threading.Thread(target=run)
     runner.start()
     assert started.wait(10)
@@ -163,21 +178,27 @@ def test_keys_expire_after_24_hours_and_are_pruned(studio: Studio, database: Dat
     key = f"user:alice:{meta.idempotency_key}"
     studio._command(meta, nothing("old"))
     with psycopg.connect(database.conninfo) as conn:
-        conn.execute(f"UPDATE {commands_table(studio)} SET created_at = now() - "
-                     "interval '24 hours 1 minute' WHERE key = %s", (key,))
+        conn.execute(
+            f"UPDATE {commands_table(studio)} SET created_at = now() - "
+            "interval '24 hours 1 minute' WHERE key = %s",
+            (key,),
+        )
     store: Any = studio.recorder
     assert store.command_record(key) is None
     # An expired key is free: another route and body run anew and replace the row.
-    fresh = studio._command(replace(meta, route="POST /api/shots", request_hash="h2"),
-                            nothing("new"))
+    fresh = studio._command(
+        replace(meta, route="POST /api/shots", request_hash="h2"), nothing("new")
+    )
     assert "replayed" not in fresh
     assert rows(studio, database, key) == [("new", "POST /api/shots", "h2")]
     expired = keyed()
     studio._command(expired, nothing("to prune"))
     with psycopg.connect(database.conninfo) as conn:
-        conn.execute(f"UPDATE {commands_table(studio)} SET created_at = now() - "
-                     "interval '25 hours' WHERE key = %s",
-                     (f"user:alice:{expired.idempotency_key}",))
+        conn.execute(
+            f"UPDATE {commands_table(studio)} SET created_at = now() - "
+            "interval '25 hours' WHERE key = %s",
+            (f"user:alice:{expired.idempotency_key}",),
+        )
     assert studio.prune_commands() >= 1
     assert rows(studio, database, f"user:alice:{expired.idempotency_key}") == []
     assert rows(studio, database, key) == [("new", "POST /api/shots", "h2")]
@@ -188,31 +209,44 @@ def test_a_commands_table_from_before_binding_gains_its_columns(database: Databa
     create_schema(database, name)
     try:
         with psycopg.connect(database.conninfo, autocommit=True) as conn:
-            conn.execute(f'CREATE TABLE "{name}".darkroom_events_commands (key text PRIMARY KEY, '
-                         "result jsonb NOT NULL, position bigint, "
-                         "created_at timestamptz DEFAULT now())")
-            conn.execute(f'INSERT INTO "{name}".darkroom_events_commands (key, result, position) '
-                         """VALUES ('user:alice:old', '{"value": "before"}', 0)""")
+            conn.execute(
+                f'CREATE TABLE "{name}".darkroom_events_commands (key text PRIMARY KEY, '
+                "result jsonb NOT NULL, position bigint, "
+                "created_at timestamptz DEFAULT now())"
+            )
+            conn.execute(
+                f'INSERT INTO "{name}".darkroom_events_commands (key, result, position) '
+                """VALUES ('user:alice:old', '{"value": "before"}', 0)"""
+            )
             # The append function as it was (no routes, hashes, TTL): replaced, not kept.
-            conn.execute(f'CREATE FUNCTION "{name}".darkroom_events_append(uuid[], bigint[], '
-                         "text[], bytea[], int[], text[], jsonb[], int[], int[], int, int[], "
-                         "int[], text, OUT o_ids bigint[], OUT o_rejected int[]) "
-                         "LANGUAGE sql AS $$ SELECT NULL::bigint[], NULL::int[] $$")
+            conn.execute(
+                f'CREATE FUNCTION "{name}".darkroom_events_append(uuid[], bigint[], '
+                "text[], bytea[], int[], text[], jsonb[], int[], int[], int, int[], "
+                "int[], text, OUT o_ids bigint[], OUT o_rejected int[]) "
+                "LANGUAGE sql AS $$ SELECT NULL::bigint[], NULL::int[] $$"
+            )
         studio = build_studio(database, name, pool_size=2)
         try:
-            meta = CommandMeta.for_user("alice", idempotency_key="old", route="POST /x",
-                                        request_hash="h")
+            meta = CommandMeta.for_user(
+                "alice", idempotency_key="old", route="POST /x", request_hash="h"
+            )
             assert studio._command(meta, nothing("after")) == {
-                "value": "before", "position": 0, "replayed": True}
+                "value": "before",
+                "position": 0,
+                "replayed": True,
+            }
             fresh = keyed()
             studio._command(fresh, nothing("bound"))
             assert rows(studio, database, f"user:alice:{fresh.idempotency_key}") == [
-                ("bound", "POST /api/projects", "h1")]
+                ("bound", "POST /api/projects", "h1")
+            ]
             with psycopg.connect(database.conninfo) as conn:
                 functions = conn.execute(
                     "SELECT count(*) FROM pg_proc p JOIN pg_namespace n "
                     "ON n.oid = p.pronamespace WHERE n.nspname = %s "
-                    "AND p.proname = 'darkroom_events_append'", (name,)).fetchone()
+                    "AND p.proname = 'darkroom_events_append'",
+                    (name,),
+                ).fetchone()
             assert functions == (1,)
         finally:
             studio.close()

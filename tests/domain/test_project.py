@@ -57,8 +57,11 @@ def test_shots_are_ordered_every_live_shot_exactly_once() -> None:
     for shot_id in (a, b, c):
         project.take_shot_position(shot_id)
     assert project.known_shot_ids == [a, b, c]
-    for wrong, why in (([a, b], "missing"), ([a, b, c, a], "more than once"),
-                       ([a, b, c, uuid4()], "not a live shot")):
+    for wrong, why in (
+        ([a, b], "missing"),
+        ([a, b, c, a], "more than once"),
+        ([a, b, c, uuid4()], "not a live shot"),
+    ):
         with pytest.raises(ShotOrderError, match=why):
             project.order_shots(wrong, {a, b, c})
     project.order_shots([c, a], {a, c})  # b deleted: left out

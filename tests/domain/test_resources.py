@@ -21,8 +21,10 @@ from domain.resource import check_url
 from domain.studio import Studio
 from tests.domain.test_task_services import funded, queue, task
 
-PAIR = {"unet.mid.attn.to_q.lora.down.weight": ("F32", [4, 8]),
-        "unet.mid.attn.to_q.lora.up.weight": ("F32", [8, 4])}
+PAIR = {
+    "unet.mid.attn.to_q.lora.down.weight": ("F32", [4, 8]),
+    "unet.mid.attn.to_q.lora.up.weight": ("F32", [8, 4]),
+}
 
 
 def safetensors(tensors: dict[str, tuple[str, list[int]]], *, lie: int = 0) -> bytes:
@@ -43,22 +45,32 @@ def facts(data: bytes) -> dict[str, Any]:
 
 
 def test_a_lora_state_dict_is_read_from_its_header() -> None:
-    assert facts(safetensors(PAIR)) == {"format": "safetensors", "tensors": 2, "rank": 4,
-                                        "targets": ["unet"], "dtypes": ["F32"]}
-    kohya = {"lora_te_text_model_q.lora_down.weight": ("F16", [2, 8]),
-             "lora_te_text_model_q.lora_up.weight": ("F16", [8, 2]),
-             "lora_te_text_model_q.alpha": ("F16", [])}
+    assert facts(safetensors(PAIR)) == {
+        "format": "safetensors",
+        "tensors": 2,
+        "rank": 4,
+        "targets": ["unet"],
+        "dtypes": ["F32"],
+    }
+    kohya = {
+        "lora_te_text_model_q.lora_down.weight": ("F16", [2, 8]),
+        "lora_te_text_model_q.lora_up.weight": ("F16", [8, 2]),
+        "lora_te_text_model_q.alpha": ("F16", []),
+    }
     assert facts(safetensors(kohya))["targets"] == ["text_encoder"]
 
 
-@pytest.mark.parametrize(("data", "says"), [
-    (b"GIF89a\x01\x00", "header length"),
-    (struct.pack("<Q", 4) + b"nope", "not JSON"),
-    (safetensors({"model.weight": ("F32", [2, 2])}), "no down/up"),
-    (safetensors({**PAIR, "vae.conv.weight": ("F32", [2, 2])}), "is not a LoRA weight"),
-    (safetensors(PAIR, lie=3), "after its header"),
-    (safetensors({"a.lora_A.weight": ("F32", [2, 2])}), "no down/up"),
-])
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"GIF89a\x01\x00", "header length"),
+        (struct.pack("<Q", 4) + b"nope", "not JSON"),
+        (safetensors({"model.weight": ("F32", [2, 2])}), "no down/up"),
+        (safetensors({**PAIR, "vae.conv.weight": ("F32", [2, 2])}), "is not a LoRA weight"),
+        (safetensors(PAIR, lie=3), "after its header"),
+        (safetensors({"a.lora_A.weight": ("F32", [2, 2])}), "no down/up"),
+    ],
+)
 def test_anything_else_is_refused_naming_what_is_wrong(data: bytes, says: str) -> None:
     with pytest.raises(InvalidLoraError, match=says):
         facts(data)
@@ -66,8 +78,13 @@ def test_anything_else_is_refused_naming_what_is_wrong(data: bytes, says: str) -
 
 def test_a_users_resources_are_theirs_alone_and_leave_when_deleted(studio: Studio) -> None:
     owner, _ = funded(studio)
-    made = studio.add_resource(owner, "lora", "Film grain", location="/media/uploads/"
-                               + uuid.uuid4().hex + ".safetensors", size=10)
+    made = studio.add_resource(
+        owner,
+        "lora",
+        "Film grain",
+        location="/media/uploads/" + uuid.uuid4().hex + ".safetensors",
+        size=10,
+    )
     resource = studio.resource(made["id"], owner)
     assert (resource.name, resource.kind, resource.url) == ("Film grain", "lora", None)
     with pytest.raises(ResourceNotFoundError):
@@ -84,16 +101,33 @@ def test_a_users_resources_are_theirs_alone_and_leave_when_deleted(studio: Studi
 def test_a_task_names_its_owners_lora_by_id_and_gets_its_location(studio: Studio) -> None:
     owner, project = funded(studio)
     url = studio.add_resource(owner, "lora", "Remote", url="https://example.com/l.safetensors")
-    task_id = queue(studio, project, owner, params={"prompt": "a fox", "loras": [
-        {"resource_id": url["id"], "strength": 0.5}, {"path": "/media/x.safetensors"}]})
+    task_id = queue(
+        studio,
+        project,
+        owner,
+        params={
+            "prompt": "a fox",
+            "loras": [
+                {"resource_id": url["id"], "strength": 0.5},
+                {"path": "/media/x.safetensors"},
+            ],
+        },
+    )
     loras = task(studio, task_id).params["loras"]
-    assert loras == [{"resource_id": url["id"], "path": "https://example.com/l.safetensors",
-                      "name": "Remote", "strength": 0.5},
-                     {"path": "/media/x.safetensors", "strength": 1.0}]
+    assert loras == [
+        {
+            "resource_id": url["id"],
+            "path": "https://example.com/l.safetensors",
+            "name": "Remote",
+            "strength": 0.5,
+        },
+        {"path": "/media/x.safetensors", "strength": 1.0},
+    ]
 
 
 def test_another_users_or_a_deleted_lora_is_not_found_and_nothing_is_written(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project = funded(studio)
     stranger, _ = funded(studio)
     theirs = studio.add_resource(stranger, "lora", "Theirs", url="https://example.com/t")
@@ -106,9 +140,17 @@ def test_another_users_or_a_deleted_lora_is_not_found_and_nothing_is_written(
         assert studio.head_position() == before
 
 
-@pytest.mark.parametrize("loras", [
-    "x", [{"strength": 1}], [{"path": "/media/x", "strength": 11}],
-    [{"path": "/media/x", "strength": "strong"}], [{"path": ""}], [{"path": "/m"}] * 21])
+@pytest.mark.parametrize(
+    "loras",
+    [
+        "x",
+        [{"strength": 1}],
+        [{"path": "/media/x", "strength": 11}],
+        [{"path": "/media/x", "strength": "strong"}],
+        [{"path": ""}],
+        [{"path": "/m"}] * 21,
+    ],
+)
 def test_malformed_loras_are_refused(studio: Studio, loras: Any) -> None:
     owner, project = funded(studio)
     with pytest.raises(InvalidParamsError, match=r"params\.loras"):
@@ -132,13 +174,24 @@ def test_a_run_of_the_owner_resolves_its_lora_in_every_segment(studio: Studio) -
     shot_id = studio.create_shot(project_id, owner, "Travel")["shot_id"]
     for _ in range(3):
         studio.add_to_shot(shot_id, owner, image(studio, project_id, owner))
-    made = studio.create_travel(project_id, owner, shot_id=shot_id, params={
-        "base_prompts": ["dawn", "dusk"], "loras": [{"resource_id": lora["id"],
-                                                     "strength": 0.6}]})
+    made = studio.create_travel(
+        project_id,
+        owner,
+        shot_id=shot_id,
+        params={
+            "base_prompts": ["dawn", "dusk"],
+            "loras": [{"resource_id": lora["id"], "strength": 0.6}],
+        },
+    )
     for segment in made["segment_task_ids"]:
-        assert task(studio, segment).params["loras"] == [{
-            "resource_id": lora["id"], "path": "https://example.com/motion", "name": "Motion",
-            "strength": 0.6}]
+        assert task(studio, segment).params["loras"] == [
+            {
+                "resource_id": lora["id"],
+                "path": "https://example.com/motion",
+                "name": "Motion",
+                "strength": 0.6,
+            }
+        ]
 
 
 @pytest.mark.parametrize("url", ["http://[", "http://§]x", "https://host:port/x", "http://"])

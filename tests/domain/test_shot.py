@@ -54,7 +54,10 @@ def test_reordering_assigns_frames_fifty_apart_in_the_given_order() -> None:
         shot.add(uuid4(), g, "image")
     shot.reorder([c, a, b])
     assert [(m.generation_id, m.timeline_frame) for m in shot.ordered_members()] == [
-        (c, 0), (a, 50), (b, 100)]
+        (c, 0),
+        (a, 50),
+        (b, 100),
+    ]
 
 
 def test_reordering_with_an_unknown_generation_is_refused_and_changes_nothing() -> None:
@@ -115,8 +118,9 @@ def test_fixing_spacing_leaves_videos_and_unpositioned_members_alone() -> None:
     shot.add(uuid4(), uuid4(), "video", frame=400)
     shot.add(uuid4(), uuid4(), "image", with_position=False)
     shot.fix_spacing()
-    by_type = sorted((m.media_type, -1 if m.timeline_frame is None else m.timeline_frame)
-                     for m in shot.members)
+    by_type = sorted(
+        (m.media_type, -1 if m.timeline_frame is None else m.timeline_frame) for m in shot.members
+    )
     assert by_type == [("image", -1), ("image", 0), ("video", 400)]
 
 
@@ -140,8 +144,9 @@ def test_a_duplicate_copies_only_positioned_images() -> None:
     kept = shot.add(uuid4(), uuid4(), "image", frame=30, metadata={"note": "x"})
     shot.add(uuid4(), uuid4(), "video", frame=60)
     shot.add(uuid4(), uuid4(), "image", with_position=False)
-    assert [(m.generation_id, m.timeline_frame, m.metadata)
-            for m in shot.copyable_members()] == [(kept.generation_id, 30, {"note": "x"})]
+    assert [(m.generation_id, m.timeline_frame, m.metadata) for m in shot.copyable_members()] == [
+        (kept.generation_id, 30, {"note": "x"})
+    ]
 
 
 def test_a_deleted_shot_refuses_changes_until_restored() -> None:
@@ -165,5 +170,9 @@ def test_every_shot_event_has_a_fixed_topic() -> None:
     shot.unposition(member.id)
     shot.delete()
     topics = [type(e).TOPIC for e in shot.collect_events()]  # type: ignore[attr-defined]
-    assert topics == ["darkroom.shot.created", "darkroom.shot.member_added",
-                      "darkroom.shot.frames_set", "darkroom.shot.deleted"]
+    assert topics == [
+        "darkroom.shot.created",
+        "darkroom.shot.member_added",
+        "darkroom.shot.frames_set",
+        "darkroom.shot.deleted",
+    ]

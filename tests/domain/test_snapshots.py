@@ -63,7 +63,8 @@ def snapshot_versions(studio: Studio, ident: UUID) -> list[int]:
 
 
 def test_a_save_that_crosses_the_interval_stores_a_snapshot_of_the_saved_state(
-        studio: Studio, plain: Studio) -> None:
+    studio: Studio, plain: Studio
+) -> None:
     ident = grown(studio, 2 * INTERVAL + 5)
     # The one at INTERVAL was taken too, and pruned (darkroom/housekeeping.py) once a
     # newer one of the same thousand versions was stored.
@@ -91,8 +92,9 @@ def test_a_load_replays_only_the_events_after_the_latest_snapshot(studio: Studio
 
 
 @pytest.mark.parametrize("version", [1, INTERVAL - 1, INTERVAL, INTERVAL + 1, 2 * INTERVAL + 3])
-def test_time_travel_with_snapshots_equals_a_full_replay(studio: Studio, plain: Studio,
-                                                         version: int) -> None:
+def test_time_travel_with_snapshots_equals_a_full_replay(
+    studio: Studio, plain: Studio, version: int
+) -> None:
     ident = grown(studio, 2 * INTERVAL + 5)
     with_snapshots = studio.aggregate_at(ident, version=version)
     replayed = plain.aggregate_at(ident, version=version)
@@ -100,8 +102,8 @@ def test_time_travel_with_snapshots_equals_a_full_replay(studio: Studio, plain: 
 
 
 def test_a_snapshot_of_an_older_class_version_is_ignored_without_an_upcaster(
-        database: Database, schema: str, studio: Studio, plain: Studio,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    database: Database, schema: str, studio: Studio, plain: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ident = grown(studio, INTERVAL + 1)
     before = SnapshottingRepository.ignored
     monkeypatch.setattr(Generation, "class_version", 2, raising=False)
@@ -114,14 +116,15 @@ def test_a_snapshot_of_an_older_class_version_is_ignored_without_an_upcaster(
         # (the unusable one is pruned as older in the same thousand versions).
         assert fresh.flush_snapshots()
         assert [(r["version"], r["usable"]) for r in fresh.stored_snapshots(ident)] == [
-            (loaded.version, True)]
+            (loaded.version, True)
+        ]
     finally:
         fresh.close()
 
 
 def test_a_snapshot_of_an_older_class_version_is_upcast_when_the_class_says_how(
-        database: Database, schema: str, studio: Studio,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    database: Database, schema: str, studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ident = grown(studio, INTERVAL + 1)
     before = SnapshottingRepository.ignored
 
@@ -148,28 +151,51 @@ def crafted(module: str, name: str) -> bytes:
     """A pickle that calls `module.name("os:getcwd")`, as the review's exploit did (pickle
     itself refuses to write one for a name that does not resolve to the same object)."""
     arg = b"os:getcwd"
-    return (b"\x80\x04c" + module.encode() + b"\n" + name.encode() + b"\n("
-            + b"\x8c" + bytes([len(arg)]) + arg + b"tR.")
+    return (
+        b"\x80\x04c"
+        + module.encode()
+        + b"\n"
+        + name.encode()
+        + b"\n("
+        + b"\x8c"
+        + bytes([len(arg)])
+        + arg
+        + b"tR."
+    )
 
 
-def forged_row(ident: UUID, version: int, payload: Any, *, topic: str = SNAPSHOT_TOPIC,
-               aggregate_topic: str = "darkroom.generation") -> StoredEvent:
-    state = payload if isinstance(payload, bytes) else pickle.dumps(
-        {"topic": aggregate_topic, "timestamp": None, "state": payload}, protocol=5)
-    return StoredEvent(originator_id=ident, originator_version=version, topic=topic,
-                       state=state)
+def forged_row(
+    ident: UUID,
+    version: int,
+    payload: Any,
+    *,
+    topic: str = SNAPSHOT_TOPIC,
+    aggregate_topic: str = "darkroom.generation",
+) -> StoredEvent:
+    state = (
+        payload
+        if isinstance(payload, bytes)
+        else pickle.dumps(
+            {"topic": aggregate_topic, "timestamp": None, "state": payload}, protocol=5
+        )
+    )
+    return StoredEvent(originator_id=ident, originator_version=version, topic=topic, state=state)
 
 
-@pytest.mark.parametrize("row", [
-    lambda ident: forged_row(ident, 2, {"x": Evil()}),
-    lambda ident: forged_row(ident, 2, crafted("domain.snapshots", "resolve_topic")),
-    lambda ident: forged_row(ident, 2, crafted("domain.snapshots", "pickle.loads")),
-    lambda ident: forged_row(ident, 2, {}, topic="os:system"),
-    lambda ident: forged_row(ident, 2, {}, aggregate_topic="subprocess:Popen"),
-], ids=["stdlib callable", "domain callable", "dotted name", "row topic",
-        "aggregate topic"])
+@pytest.mark.parametrize(
+    "row",
+    [
+        lambda ident: forged_row(ident, 2, {"x": Evil()}),
+        lambda ident: forged_row(ident, 2, crafted("domain.snapshots", "resolve_topic")),
+        lambda ident: forged_row(ident, 2, crafted("domain.snapshots", "pickle.loads")),
+        lambda ident: forged_row(ident, 2, {}, topic="os:system"),
+        lambda ident: forged_row(ident, 2, {}, aggregate_topic="subprocess:Popen"),
+    ],
+    ids=["stdlib callable", "domain callable", "dotted name", "row topic", "aggregate topic"],
+)
 def test_a_snapshot_row_that_names_anything_but_state_is_refused_and_replayed(
-        studio: Studio, plain: Studio, row: Any) -> None:
+    studio: Studio, plain: Studio, row: Any
+) -> None:
     ident = grown(studio, 3)
     assert studio.snapshots is not None
     studio.snapshots.recorder.insert_events([row(ident)])
@@ -180,7 +206,8 @@ def test_a_snapshot_row_that_names_anything_but_state_is_refused_and_replayed(
 
 
 def test_a_snapshot_of_another_layout_of_the_value_classes_is_ignored(
-        studio: Studio, plain: Studio) -> None:
+    studio: Studio, plain: Studio
+) -> None:
     ident = grown(studio, INTERVAL + 1)
     assert studio.snapshots is not None
     taken = StateSnapshot.take(plain.repository.get(ident, version=INTERVAL + 1))
@@ -205,7 +232,8 @@ def test_copying_state_that_shares_containers_copies_each_once() -> None:
 
 
 def test_a_stream_that_grew_without_snapshots_gets_one_at_its_first_long_load(
-        database: Database, schema: str, plain: Studio) -> None:
+    database: Database, schema: str, plain: Studio
+) -> None:
     project = plain.create_project("alice", "Old")["project_id"]
     ident = UUID(plain.create_generation(project, "alice", "file:///o.png")["generation_id"])
     for i in range(INTERVAL + 10):
@@ -220,8 +248,7 @@ def test_a_stream_that_grew_without_snapshots_gets_one_at_its_first_long_load(
         fresh.close()
 
 
-def test_a_closed_writer_drops_snapshots_instead_of_starting_a_thread(
-        studio: Studio) -> None:
+def test_a_closed_writer_drops_snapshots_instead_of_starting_a_thread(studio: Studio) -> None:
     assert studio.snapshots is not None
     writer = SnapshotWriter(studio.snapshots)
     writer.close()
@@ -238,8 +265,9 @@ def test_the_cache_hands_out_copies_so_an_unsaved_change_is_forgotten(studio: St
     assert (again.starred, again.version) == (was, first.version - 1)
 
 
-def test_a_cached_aggregate_sees_what_another_process_wrote(database: Database, schema: str,
-                                                           studio: Studio) -> None:
+def test_a_cached_aggregate_sees_what_another_process_wrote(
+    database: Database, schema: str, studio: Studio
+) -> None:
     ident = grown(studio, 1)  # starred
     other = build_studio(database, schema, pool_size=1)
     try:
@@ -256,8 +284,9 @@ def test_a_cached_aggregate_sees_what_another_process_wrote(database: Database, 
         other.close()
 
 
-def test_a_stale_decision_costs_a_retry_never_a_wrong_write(database: Database, schema: str,
-                                                           studio: Studio) -> None:
+def test_a_stale_decision_costs_a_retry_never_a_wrong_write(
+    database: Database, schema: str, studio: Studio
+) -> None:
     """Two processes rename one generation from the same cached version: both commands
     succeed, each on the other's result, and the log holds both renames in order."""
     ident = grown(studio, 0)
@@ -269,8 +298,11 @@ def test_a_stale_decision_costs_a_retry_never_a_wrong_write(database: Database, 
         other.rename_generation(ident, "alice", "two")
         final: Any = studio.repository.get(ident)
         assert (final.name, final.version) == ("two", base + 2)
-        names = [e.name for e in studio.events.get(ident)  # type: ignore[attr-defined]
-                 if isinstance(e, Generation.Renamed)]
+        names = [
+            e.name
+            for e in studio.events.get(ident)  # type: ignore[attr-defined]
+            if isinstance(e, Generation.Renamed)
+        ]
         assert names == ["one", "two"]
     finally:
         other.close()
@@ -309,7 +341,6 @@ def build_plain_copy(studio: Studio, ident: UUID) -> Any:
     return studio.repository.get(ident, version=studio.repository.get(ident).version)
 
 
-
 def one_of_each_snapshotted_kind() -> list[Any]:
     at = datetime.now(UTC)
     user = User.register(f"u-{uuid4()}", at)
@@ -321,9 +352,16 @@ def one_of_each_snapshotted_kind() -> list[Any]:
     ledger = CreditLedger.open(f"u-{uuid4()}")
     ledger.grant(5, "welcome", at, reference="welcome")
     ledger.charge_task(uuid4(), "0.5", at)
-    return [Project.start("alice", "P"), user, WorkerRoster(),
-            Worker.register(f"w-{uuid4()}", at), Workload.start("alice"), shot, generation,
-            ledger]
+    return [
+        Project.start("alice", "P"),
+        user,
+        WorkerRoster(),
+        Worker.register(f"w-{uuid4()}", at),
+        Workload.start("alice"),
+        shot,
+        generation,
+        ledger,
+    ]
 
 
 def test_every_snapshotted_kind_round_trips_through_the_snapshot_store(studio: Studio) -> None:
@@ -360,13 +398,16 @@ def test_a_command_does_not_wait_for_its_snapshot_to_be_stored(studio: Studio) -
     assert INTERVAL in snapshot_versions(studio, ident)
 
 
-def test_a_process_holds_at_most_its_cache_size_of_aggregates(database: Database,
-                                                              schema: str) -> None:
+def test_a_process_holds_at_most_its_cache_size_of_aggregates(
+    database: Database, schema: str
+) -> None:
     small = build_studio(database, schema, pool_size=1, cache_size=20)
     try:
         project = small.create_project("alice", "Many")["project_id"]
-        made = [small.create_generation(project, "alice", f"/media/{i}.png")["generation_id"]
-                for i in range(50)]
+        made = [
+            small.create_generation(project, "alice", f"/media/{i}.png")["generation_id"]
+            for i in range(50)
+        ]
         for ident in made:
             small.generation(ident)
         cache: Any = small.repository.cache

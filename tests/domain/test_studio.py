@@ -37,8 +37,11 @@ def project_of(studio: Studio, owner: str) -> str:
 
 
 def image(studio: Studio, project_id: str, owner: str, **kw: object) -> str:
-    return str(studio.create_generation(project_id, owner, f"/media/{uuid.uuid4()}.png",
-                                        **kw)["generation_id"])  # type: ignore[arg-type]
+    return str(
+        studio.create_generation(project_id, owner, f"/media/{uuid.uuid4()}.png", **kw)[
+            "generation_id"
+        ]
+    )  # type: ignore[arg-type]
 
 
 def test_every_command_returns_the_global_position_it_wrote(studio: Studio) -> None:
@@ -53,8 +56,9 @@ def test_a_command_sent_twice_with_one_idempotency_key_stores_nothing_new(studio
     meta = CommandMeta.for_user(owner, idempotency_key="create-film")
     first = studio.create_project(owner, "Film", meta=meta)
     head = studio.head_position()
-    again = studio.create_project(owner, "Film", meta=CommandMeta.for_user(
-        owner, idempotency_key="create-film"))
+    again = studio.create_project(
+        owner, "Film", meta=CommandMeta.for_user(owner, idempotency_key="create-film")
+    )
     assert again["project_id"] == first["project_id"] and again["replayed"]
     assert studio.head_position() == head
 
@@ -69,19 +73,20 @@ def test_concurrent_commands_with_one_key_create_one_result(studio: Studio) -> N
             results.append(studio.create_project(owner, "Raced", meta=meta)["project_id"])
         except IdempotencyKeyInFlightError:
             refused.append(True)
+
     threads = [threading.Thread(target=send) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(results) + len(refused) == 6 and len(set(results)) == 1
-    again = studio.create_project(owner, "Raced", meta=CommandMeta.for_user(
-        owner, idempotency_key="race"))
+    again = studio.create_project(
+        owner, "Raced", meta=CommandMeta.for_user(owner, idempotency_key="race")
+    )
     assert again["replayed"] and again["project_id"] == results[0]
 
 
-def test_every_stored_event_carries_actor_correlation_causation_and_command(
-        studio: Studio) -> None:
+def test_every_stored_event_carries_actor_correlation_causation_and_command(studio: Studio) -> None:
     owner = user()
     meta = CommandMeta.for_user(owner, correlation_id="corr-1", causation_id="cause-1")
     project_id = studio.create_project(owner, "Film", meta=meta)["project_id"]
@@ -101,7 +106,8 @@ def test_creating_a_shot_with_an_image_saves_both_atomically(studio: Studio) -> 
     result = studio.create_shot(project_id, owner, "Hero", generation_id=generation_id)
     shot = studio.shot(result["shot_id"])
     assert [(m.generation_id, m.timeline_frame) for m in shot.members] == [
-        (uuid.UUID(generation_id), 0)]
+        (uuid.UUID(generation_id), 0)
+    ]
     assert studio.project(project_id).shots_placed == 1
 
 
@@ -130,8 +136,7 @@ def test_shots_are_placed_after_the_last_and_a_duplicate_goes_last(studio: Studi
     assert [(str(m.generation_id), m.timeline_frame) for m in copy.members] == [(gen, 0)]
 
 
-def test_deleting_a_shot_is_soft_and_restore_brings_back_its_memberships(
-        studio: Studio) -> None:
+def test_deleting_a_shot_is_soft_and_restore_brings_back_its_memberships(studio: Studio) -> None:
     owner = user()
     project_id = project_of(studio, owner)
     gen = image(studio, project_id, owner)
@@ -148,8 +153,9 @@ def test_deleting_a_parent_generation_deletes_its_children(studio: Studio) -> No
     owner = user()
     project_id = uuid.UUID(project_of(studio, owner))
     parent = Generation.start(project_id, "video", datetime.now(UTC))
-    child = Generation.start(project_id, "video", datetime.now(UTC),
-                             parent_generation_id=parent.id, child_order=0)
+    child = Generation.start(
+        project_id, "video", datetime.now(UTC), parent_generation_id=parent.id, child_order=0
+    )
     parent.add_child(child.id, 0)
     studio.save(parent, child)
     studio.delete_generation(parent.id, owner)
@@ -163,9 +169,12 @@ def test_restoring_a_parent_generation_restores_its_children(studio: Studio) -> 
     owner = user()
     project_id = uuid.UUID(project_of(studio, owner))
     parent = Generation.start(project_id, "video", datetime.now(UTC))
-    children = [Generation.start(project_id, "video", datetime.now(UTC),
-                                 parent_generation_id=parent.id, child_order=i)
-                for i in range(2)]
+    children = [
+        Generation.start(
+            project_id, "video", datetime.now(UTC), parent_generation_id=parent.id, child_order=i
+        )
+        for i in range(2)
+    ]
     for i, child in enumerate(children):
         parent.add_child(child.id, i)
     studio.save(parent, *children)
@@ -187,27 +196,48 @@ def test_restoring_a_parent_generation_restores_its_children(studio: Studio) -> 
     assert not studio.generation(children[1].id).deleted
 
 
-@pytest.mark.parametrize("attempt", [
-    lambda s, o, p: s.create_project(o, "   "),
-    lambda s, o, p: s.create_shot(p, o, ""),
-    lambda s, o, p: s.create_shot(uuid.uuid4(), o, "A"),
-    lambda s, o, p: s.create_shot(p, "someone-else", "A"),
-    lambda s, o, p: s.create_generation(p, o, "", "image"),
-    lambda s, o, p: s.create_generation(p, o, "/m/x.gif", "gif"),
-    lambda s, o, p: s.star_generation(uuid.uuid4(), o, True),
-    lambda s, o, p: s.reorder_shot(uuid.uuid4(), o, []),
-    lambda s, o, p: s.create_project(o, "Film", aspect_ratio="7:5"),
-    lambda s, o, p: s.reorder_shot("not-a-uuid", o, []),
-], ids=["empty project name", "empty shot name", "unknown project", "wrong owner",
-        "empty location", "unknown media type", "unknown generation", "unknown shot",
-        "bad aspect ratio", "malformed id"])
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        lambda s, o, p: s.create_project(o, "   "),
+        lambda s, o, p: s.create_shot(p, o, ""),
+        lambda s, o, p: s.create_shot(uuid.uuid4(), o, "A"),
+        lambda s, o, p: s.create_shot(p, "someone-else", "A"),
+        lambda s, o, p: s.create_generation(p, o, "", "image"),
+        lambda s, o, p: s.create_generation(p, o, "/m/x.gif", "gif"),
+        lambda s, o, p: s.star_generation(uuid.uuid4(), o, True),
+        lambda s, o, p: s.reorder_shot(uuid.uuid4(), o, []),
+        lambda s, o, p: s.create_project(o, "Film", aspect_ratio="7:5"),
+        lambda s, o, p: s.reorder_shot("not-a-uuid", o, []),
+    ],
+    ids=[
+        "empty project name",
+        "empty shot name",
+        "unknown project",
+        "wrong owner",
+        "empty location",
+        "unknown media type",
+        "unknown generation",
+        "unknown shot",
+        "bad aspect ratio",
+        "malformed id",
+    ],
+)
 def test_bad_input_raises_a_named_domain_error_and_stores_nothing(
-        studio: Studio, attempt: object) -> None:
+    studio: Studio, attempt: object
+) -> None:
     owner = user()
     project_id = project_of(studio, owner)
     head = studio.head_position()
-    with pytest.raises((ValidationError, ProjectNotFoundError, GenerationNotFoundError,
-                        ShotNotFoundError, EmptyNameError)):
+    with pytest.raises(
+        (
+            ValidationError,
+            ProjectNotFoundError,
+            GenerationNotFoundError,
+            ShotNotFoundError,
+            EmptyNameError,
+        )
+    ):
         attempt(studio, owner, project_id)  # type: ignore[operator]
     assert studio.head_position() == head
 
@@ -236,7 +266,8 @@ def test_another_users_generation_is_not_found_for_them(studio: Studio) -> None:
 
 
 def test_a_conflict_that_never_resolves_surfaces_as_a_conflict_error(
-        studio: Studio, monkeypatch: pytest.MonkeyPatch) -> None:
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
     owner = user()
     project_id = project_of(studio, owner)
     monkeypatch.setattr(base, "MAX_ATTEMPTS", 3)
@@ -246,6 +277,7 @@ def test_a_conflict_that_never_resolves_surfaces_as_a_conflict_error(
     def stale_get(ident: object, **kw: object) -> object:
         calls.append(ident)
         return real_get(ident, version=1)  # always the first version: every save conflicts
+
     monkeypatch.setattr(studio.repository, "get", stale_get)
     studio_project = real_get(uuid.UUID(project_id))
     assert studio_project.version == 1
@@ -260,8 +292,7 @@ def test_concurrent_edits_of_one_shot_are_retried_and_all_land(studio: Studio) -
     project_id = project_of(studio, owner)
     shot_id = studio.create_shot(project_id, owner, "A")["shot_id"]
     gens = [image(studio, project_id, owner) for _ in range(8)]
-    threads = [threading.Thread(target=studio.add_to_shot, args=(shot_id, owner, g))
-               for g in gens]
+    threads = [threading.Thread(target=studio.add_to_shot, args=(shot_id, owner, g)) for g in gens]
     for t in threads:
         t.start()
     for t in threads:
@@ -314,14 +345,17 @@ def test_a_top_up_adds_bought_credits_once_per_payment_reference(studio: Studio)
 
 
 def test_personal_access_tokens_are_stored_only_as_digests(
-        studio: Studio, database: Database, schema: str) -> None:
+    studio: Studio, database: Database, schema: str
+) -> None:
     owner = user()
     issued = studio.issue_token(owner, "laptop")
     assert studio.user_for_token(issued["token"]) == owner
     with psycopg.connect(database.conninfo) as conn:
         found = conn.execute(
             f'SELECT count(*) FROM "{schema}".darkroom_events '
-            "WHERE position(%s::bytea in state) > 0", (issued["token"].encode(),)).fetchone()
+            "WHERE position(%s::bytea in state) > 0",
+            (issued["token"].encode(),),
+        ).fetchone()
     assert found == (0,)
     studio.revoke_token(owner, issued["token_id"])
     assert studio.user_for_token(issued["token"]) is None

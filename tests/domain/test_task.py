@@ -30,11 +30,17 @@ from domain.task import (
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def new_task(task_type: str = "image_generation", params: dict[str, Any] | None = None,
-             **kw: Any) -> Task:
-    return Task.create(project_id=uuid4(), owner_id="user-1",
-                       task_type=resolve_default(task_type), params=params or {"prompt": "a"},
-                       at=T0, **kw)
+def new_task(
+    task_type: str = "image_generation", params: dict[str, Any] | None = None, **kw: Any
+) -> Task:
+    return Task.create(
+        project_id=uuid4(),
+        owner_id="user-1",
+        task_type=resolve_default(task_type),
+        params=params or {"prompt": "a"},
+        at=T0,
+        **kw,
+    )
 
 
 def running_task(**kw: Any) -> Task:
@@ -56,7 +62,10 @@ def test_a_new_task_is_queued_with_no_attempts() -> None:
 def test_a_task_takes_its_run_type_and_category_from_its_type() -> None:
     task = new_task("travel_orchestrator")
     assert (task.task_type, task.run_type, task.category) == (
-        "travel_orchestrator", "gpu", "orchestration")
+        "travel_orchestrator",
+        "gpu",
+        "orchestration",
+    )
     assert task.is_orchestrator
 
 
@@ -66,14 +75,18 @@ def test_a_task_can_be_given_its_id_and_idempotency_key() -> None:
     assert (task.id, task.idempotency_key) == (task_id, "key-1")
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"model_name": "a", "orchestrator_details": {"model_name": "b"}, "model": "c"}, "a"),
-    ({"orchestrator_details": {"model_name": "b"}, "model": "c"}, "b"),
-    ({"model": "c"}, "c"),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"model_name": "a", "orchestrator_details": {"model_name": "b"}, "model": "c"}, "a"),
+        ({"orchestrator_details": {"model_name": "b"}, "model": "c"}, "b"),
+        ({"model": "c"}, "c"),
+        ({}, None),
+    ],
+)
 def test_the_model_name_comes_from_model_name_then_orchestrator_details_then_model(
-        params: dict[str, Any], expected: str | None) -> None:
+    params: dict[str, Any], expected: str | None
+) -> None:
     assert new_task(params=params or {"prompt": "a"}).model_name == expected
 
 
@@ -83,14 +96,24 @@ def test_a_type_with_a_fixed_model_names_it_when_params_do_not() -> None:
 
 def test_orchestrator_links_are_read_from_params() -> None:
     orchestrator, parent, shot, source = uuid4(), uuid4(), uuid4(), uuid4()
-    task = new_task("travel_segment", {
-        "orchestrator_task_id_ref": str(orchestrator), "segment_index": 2,
-        "orchestrator_details": {"orchestrator_run_id": "run-7", "shot_id": str(shot),
-                                 "parent_generation_id": str(parent)},
-        "based_on": source,
-    })
+    task = new_task(
+        "travel_segment",
+        {
+            "orchestrator_task_id_ref": str(orchestrator),
+            "segment_index": 2,
+            "orchestrator_details": {
+                "orchestrator_run_id": "run-7",
+                "shot_id": str(shot),
+                "parent_generation_id": str(parent),
+            },
+            "based_on": source,
+        },
+    )
     assert (task.orchestrator_task_id, task.run_id, task.segment_index) == (
-        orchestrator, "run-7", 2)
+        orchestrator,
+        "run-7",
+        2,
+    )
     assert (task.parent_generation_id, task.shot_id, task.based_on) == (parent, shot, source)
     assert (task.join_index, task.child_order) == (None, None)
 
@@ -107,9 +130,13 @@ def test_a_negative_segment_index_is_refused() -> None:
 
 def test_params_must_be_an_object() -> None:
     with pytest.raises(InvalidParamsError, match="params must be an object"):
-        Task.create(project_id=uuid4(), owner_id="user-1",
-                    task_type=resolve_default("image_generation"),
-                    params=["prompt"], at=T0)  # type: ignore[arg-type]
+        Task.create(
+            project_id=uuid4(),
+            owner_id="user-1",
+            task_type=resolve_default("image_generation"),
+            params=["prompt"],
+            at=T0,
+        )  # type: ignore[arg-type]
 
 
 def test_a_task_cannot_depend_on_itself() -> None:
@@ -133,7 +160,10 @@ def test_claiming_a_queued_task_puts_it_in_progress_with_its_worker() -> None:
     task = new_task()
     task.claim("worker-1", T0 + timedelta(seconds=5))
     assert (task.status, task.worker_id, task.started_at) == (
-        IN_PROGRESS, "worker-1", T0 + timedelta(seconds=5))
+        IN_PROGRESS,
+        "worker-1",
+        T0 + timedelta(seconds=5),
+    )
     assert event_types(task) == [Task.Created, Task.Claimed]
 
 
@@ -160,15 +190,24 @@ def test_a_refused_transition_names_the_current_status_and_the_allowed_ones() ->
     assert refused.value.requested_status == COMPLETE
     assert refused.value.allowed_transitions == sorted([IN_PROGRESS, FAILED, CANCELLED])
     assert "'Queued'" in str(refused.value) and "Cancelled, Failed, In Progress" in str(
-        refused.value)
+        refused.value
+    )
 
 
 def test_completing_a_running_task_records_its_output_and_processed_time() -> None:
     task = running_task()
-    task.complete("media/out.png", T0 + timedelta(seconds=9), thumbnail_url="media/t.png",
-                  result_data={"seed": 4})
+    task.complete(
+        "media/out.png",
+        T0 + timedelta(seconds=9),
+        thumbnail_url="media/t.png",
+        result_data={"seed": 4},
+    )
     assert (task.status, task.output_location, task.thumbnail_url, task.result_data) == (
-        COMPLETE, "media/out.png", "media/t.png", {"seed": 4})
+        COMPLETE,
+        "media/out.png",
+        "media/t.png",
+        {"seed": 4},
+    )
     assert task.processed_at == T0 + timedelta(seconds=9)
     assert task.is_terminal
     assert event_types(task) == [Task.Created, Task.Claimed, Task.Completed]
@@ -183,13 +222,20 @@ def test_an_empty_output_location_is_refused() -> None:
 @pytest.mark.parametrize("action", ["claim", "complete", "fail", "cancel", "requeue"])
 def test_a_finished_task_allows_no_transition(end: str, action: str) -> None:
     task = running_task()
-    finish = {"complete": lambda: task.complete("m.png", T0), "fail": lambda: task.fail("x", T0),
-              "cancel": lambda: task.cancel(T0)}
+    finish = {
+        "complete": lambda: task.complete("m.png", T0),
+        "fail": lambda: task.fail("x", T0),
+        "cancel": lambda: task.cancel(T0),
+    }
     finish[end]()
     status = task.status
-    attempt = {"claim": lambda: task.claim("w", T0), "complete": lambda: task.complete("m", T0),
-               "fail": lambda: task.fail("x", T0), "cancel": lambda: task.cancel(T0),
-               "requeue": lambda: task.requeue("again", T0)}
+    attempt = {
+        "claim": lambda: task.claim("w", T0),
+        "complete": lambda: task.complete("m", T0),
+        "fail": lambda: task.fail("x", T0),
+        "cancel": lambda: task.cancel(T0),
+        "requeue": lambda: task.requeue("again", T0),
+    }
     with pytest.raises(InvalidTransitionError) as refused:
         attempt[action]()
     assert refused.value.allowed_transitions == []
@@ -221,10 +267,14 @@ def test_a_lost_worker_requeues_the_task_with_one_more_attempt() -> None:
     task.report_progress(1, 4)
     task.worker_lost(T0 + timedelta(minutes=1))
     assert (task.status, task.attempts, task.worker_id, task.started_at, task.progress) == (
-        QUEUED, 1, None, None, None)
+        QUEUED,
+        1,
+        None,
+        None,
+        None,
+    )
     assert task.error_message == "Requeued: worker crashed (attempt 1)"
-    assert event_types(task) == [Task.Created, Task.Claimed, Task.ProgressReported,
-                                 Task.Requeued]
+    assert event_types(task) == [Task.Created, Task.Claimed, Task.ProgressReported, Task.Requeued]
 
 
 def test_the_third_lost_worker_fails_the_task() -> None:
@@ -235,7 +285,9 @@ def test_the_third_lost_worker_fails_the_task() -> None:
     assert (task.status, task.attempts) == (FAILED, 3)
     assert task.error_message == "Failed: worker crashed (attempt 3 of 3)"
     assert event_types(task) == [Task.Created] + [Task.Claimed, Task.Requeued] * 2 + [
-        Task.Claimed, Task.Failed]
+        Task.Claimed,
+        Task.Failed,
+    ]
 
 
 def test_requeueing_a_queued_task_is_refused() -> None:
@@ -250,7 +302,12 @@ def test_releasing_a_task_returns_it_to_the_queue_without_spending_an_attempt() 
     task.report_progress(2, 4)
     task.release("dispatcher shutting down", T0 + timedelta(seconds=4))
     assert (task.status, task.attempts, task.worker_id, task.started_at, task.progress) == (
-        QUEUED, 1, None, None, None)
+        QUEUED,
+        1,
+        None,
+        None,
+        None,
+    )
     assert task.error_message == "Released: dispatcher shutting down (not counted as an attempt)"
     assert event_types(task)[-1] is Task.Released
 
@@ -269,14 +326,19 @@ def test_a_task_released_at_every_restart_never_fails() -> None:
 @pytest.mark.parametrize("end", ["queued", "complete", "fail", "cancel"])
 def test_only_a_running_task_can_be_released(end: str) -> None:
     task = new_task() if end == "queued" else running_task()
-    finish = {"queued": lambda: None, "complete": lambda: task.complete("m.png", T0),
-              "fail": lambda: task.fail("x", T0), "cancel": lambda: task.cancel(T0)}
+    finish = {
+        "queued": lambda: None,
+        "complete": lambda: task.complete("m.png", T0),
+        "fail": lambda: task.fail("x", T0),
+        "cancel": lambda: task.cancel(T0),
+    }
     finish[end]()
     status = task.status
     with pytest.raises(InvalidTransitionError) as refused:
         task.release("shutdown", T0)
-    assert refused.value.current_status == status and QUEUED not in \
-        refused.value.allowed_transitions
+    assert (
+        refused.value.current_status == status and QUEUED not in refused.value.allowed_transitions
+    )
     assert task.status == status
 
 
@@ -304,24 +366,27 @@ def test_resetting_the_start_moves_the_billed_start() -> None:
     assert task.billable_seconds() == 10
 
 
-@pytest.mark.parametrize(("start", "status", "expected"), [
-    (QUEUED, IN_PROGRESS, IN_PROGRESS),
-    (QUEUED, FAILED, FAILED),
-    (QUEUED, CANCELLED, CANCELLED),
-    (IN_PROGRESS, COMPLETE, COMPLETE),
-    (IN_PROGRESS, FAILED, FAILED),
-    (IN_PROGRESS, CANCELLED, CANCELLED),
-    (IN_PROGRESS, QUEUED, QUEUED),
-])
-def test_set_status_follows_the_transition_table(start: str, status: str,
-                                                 expected: str) -> None:
+@pytest.mark.parametrize(
+    ("start", "status", "expected"),
+    [
+        (QUEUED, IN_PROGRESS, IN_PROGRESS),
+        (QUEUED, FAILED, FAILED),
+        (QUEUED, CANCELLED, CANCELLED),
+        (IN_PROGRESS, COMPLETE, COMPLETE),
+        (IN_PROGRESS, FAILED, FAILED),
+        (IN_PROGRESS, CANCELLED, CANCELLED),
+        (IN_PROGRESS, QUEUED, QUEUED),
+    ],
+)
+def test_set_status_follows_the_transition_table(start: str, status: str, expected: str) -> None:
     task = running_task() if start == IN_PROGRESS else new_task()
     task.set_status(status, "boom", at=T0, worker_id="worker-9", output_location="m.png")
     assert task.status == expected
 
 
-@pytest.mark.parametrize(("start", "status"), [
-    (QUEUED, QUEUED), (QUEUED, COMPLETE), (IN_PROGRESS, IN_PROGRESS)])
+@pytest.mark.parametrize(
+    ("start", "status"), [(QUEUED, QUEUED), (QUEUED, COMPLETE), (IN_PROGRESS, IN_PROGRESS)]
+)
 def test_set_status_refuses_what_the_table_refuses(start: str, status: str) -> None:
     task = running_task() if start == IN_PROGRESS else new_task()
     with pytest.raises(InvalidTransitionError):
@@ -361,16 +426,23 @@ def test_a_task_that_did_not_complete_has_no_cost() -> None:
     assert task.cost is None
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [(0, 1), (0.2, 1), (1, 1), (1.001, 2),
-                                                   (59.5, 60)])
+@pytest.mark.parametrize(
+    ("seconds", "expected"), [(0, 1), (0.2, 1), (1, 1), (1.001, 2), (59.5, 60)]
+)
 def test_billable_seconds_round_up_and_are_at_least_one(seconds: float, expected: int) -> None:
     assert billable_seconds(T0, T0 + timedelta(seconds=seconds)) == expected
 
 
 def a_task_with_a_full_history() -> Task:
-    task = new_task("travel_segment", {"orchestrator_task_id_ref": str(uuid4()),
-                                       "segment_index": 0, "nested": {"list": [1, None]}},
-                    dependant_on=[uuid4()])
+    task = new_task(
+        "travel_segment",
+        {
+            "orchestrator_task_id_ref": str(uuid4()),
+            "segment_index": 0,
+            "nested": {"list": [1, None]},
+        },
+        dependant_on=[uuid4()],
+    )
     task.claim("worker-1", T0)
     task.report_progress(1, 3)
     task.worker_lost(T0 + timedelta(seconds=2))
@@ -402,9 +474,18 @@ def test_a_task_stored_and_loaded_by_an_application_equals_the_original() -> Non
 
 
 def test_every_task_event_has_a_fixed_topic() -> None:
-    events = [Task.Created, Task.Claimed, Task.StartReset, Task.ProgressReported,
-              Task.Completed, Task.Failed, Task.Cancelled, Task.Requeued, Task.Released,
-              Task.CostRecorded]
+    events = [
+        Task.Created,
+        Task.Claimed,
+        Task.StartReset,
+        Task.ProgressReported,
+        Task.Completed,
+        Task.Failed,
+        Task.Cancelled,
+        Task.Requeued,
+        Task.Released,
+        Task.CostRecorded,
+    ]
     topics = [get_topic(e) for e in events]
     assert [resolve_topic(t) for t in topics] == events
     assert Task.TOPIC == "darkroom.task"

@@ -24,8 +24,9 @@ def generation(studio: Studio, ident: object) -> Generation:
 
 
 def image(studio: Studio, project_id: str, owner: str) -> str:
-    return str(studio.create_generation(project_id, owner, f"/m/{uuid.uuid4()}.png")[
-        "generation_id"])
+    return str(
+        studio.create_generation(project_id, owner, f"/m/{uuid.uuid4()}.png")["generation_id"]
+    )
 
 
 def run(studio: Studio, task_id: str, output: str = "/m/out.png", **kw: Any) -> dict[str, Any]:
@@ -41,25 +42,32 @@ def balance(studio: Studio, owner: str) -> Decimal:
 
 # -- routing ---------------------------------------------------------------------------
 def test_completing_an_image_generation_creates_a_generation_with_an_original_primary_variant_in_its_shot(  # noqa: E501
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project_id = funded(studio)
     shot_id = studio.create_shot(project_id, owner, "Hero")["shot_id"]
-    task_id = queue(studio, project_id, owner,
-                    params={"prompt": "a fox", "shot_id": shot_id, "add_in_position": True})
+    task_id = queue(
+        studio,
+        project_id,
+        owner,
+        params={"prompt": "a fox", "shot_id": shot_id, "add_in_position": True},
+    )
     done = run(studio, task_id, thumbnail_url="/m/thumb.png")
     made = generation(studio, done["generation_id"])
     primary = made.primary
     assert primary is not None and primary.variant_type == "original"
     assert (made.media_type, made.location, made.thumbnail_url) == (
-        "image", "/m/out.png", "/m/thumb.png")
+        "image",
+        "/m/out.png",
+        "/m/thumb.png",
+    )
     assert made.params["source_task_id"] == task_id and made.task_ids == [uuid.UUID(task_id)]
     assert primary.source_task_id == uuid.UUID(task_id) and not primary.viewed
     shot = studio.shot(shot_id)
     assert [(m.generation_id, m.timeline_frame) for m in shot.members] == [(made.id, 0)]
 
 
-def test_a_result_for_a_shot_that_asks_no_position_is_added_unpositioned(
-        studio: Studio) -> None:
+def test_a_result_for_a_shot_that_asks_no_position_is_added_unpositioned(studio: Studio) -> None:
     owner, project_id = funded(studio)
     shot_id = studio.create_shot(project_id, owner, "Hero")["shot_id"]
     done = run(studio, queue(studio, project_id, owner, params={"shot_id": shot_id}))
@@ -70,36 +78,62 @@ def test_a_result_for_a_shot_that_asks_no_position_is_added_unpositioned(
 def test_completing_an_upscale_adds_an_upscaled_variant_to_the_source(studio: Studio) -> None:
     owner, project_id = funded(studio)
     source = image(studio, project_id, owner)
-    done = run(studio, queue(studio, project_id, owner, "image_upscale",
-                             params={"based_on": source}), "/m/big.png")
+    done = run(
+        studio,
+        queue(studio, project_id, owner, "image_upscale", params={"based_on": source}),
+        "/m/big.png",
+    )
     found = generation(studio, source)
     assert done["generation_id"] == source and done["variant_type"] == "upscaled"
     assert {v.variant_type for v in found.variants.values()} == {"original", "upscaled"}
     assert found.primary and found.primary.variant_type == "original"
-    primary = run(studio, queue(studio, project_id, owner, "image_upscale",
-                                params={"based_on": source, "is_primary": True}), "/m/p.png")
+    primary = run(
+        studio,
+        queue(
+            studio,
+            project_id,
+            owner,
+            "image_upscale",
+            params={"based_on": source, "is_primary": True},
+        ),
+        "/m/p.png",
+    )
     assert generation(studio, source).primary_variant_id == uuid.UUID(primary["variant_id"])
 
 
-def test_create_as_generation_makes_a_new_generation_based_on_the_source(
-        studio: Studio) -> None:
+def test_create_as_generation_makes_a_new_generation_based_on_the_source(studio: Studio) -> None:
     owner, project_id = funded(studio)
     source = image(studio, project_id, owner)
-    done = run(studio, queue(studio, project_id, owner, "image_inpaint",
-                             params={"based_on": source, "create_as_generation": True}))
+    done = run(
+        studio,
+        queue(
+            studio,
+            project_id,
+            owner,
+            "image_inpaint",
+            params={"based_on": source, "create_as_generation": True},
+        ),
+    )
     assert done["generation_id"] != source
     assert generation(studio, done["generation_id"]).based_on == uuid.UUID(source)
 
 
 def test_a_second_result_for_the_same_child_slot_becomes_a_variant_of_that_child(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project_id = funded(studio)
     parent = studio.create_generation(project_id, owner, "/m/parent.mp4", "video")
     params = {"parent_generation_id": parent["generation_id"], "segment_index": 1}
-    first = run(studio, queue(studio, project_id, owner, "individual_travel_segment",
-                              params=params), "/m/seg-a.mp4")
-    second = run(studio, queue(studio, project_id, owner, "individual_travel_segment",
-                               params=params), "/m/seg-b.mp4")
+    first = run(
+        studio,
+        queue(studio, project_id, owner, "individual_travel_segment", params=params),
+        "/m/seg-a.mp4",
+    )
+    second = run(
+        studio,
+        queue(studio, project_id, owner, "individual_travel_segment", params=params),
+        "/m/seg-b.mp4",
+    )
     child = generation(studio, first["generation_id"])
     assert (first["result"], second["result"]) == ("child", "child_variant")
     assert second["generation_id"] == first["generation_id"]
@@ -111,8 +145,17 @@ def test_a_second_result_for_the_same_child_slot_becomes_a_variant_of_that_child
 def test_a_named_child_gets_a_primary_variant(studio: Studio) -> None:
     owner, project_id = funded(studio)
     child = image(studio, project_id, owner)
-    done = run(studio, queue(studio, project_id, owner, "individual_travel_segment",
-                             params={"child_generation_id": child}), "/m/again.mp4")
+    done = run(
+        studio,
+        queue(
+            studio,
+            project_id,
+            owner,
+            "individual_travel_segment",
+            params={"child_generation_id": child},
+        ),
+        "/m/again.mp4",
+    )
     assert done["generation_id"] == child
     assert generation(studio, child).location == "/m/again.mp4"
 
@@ -120,8 +163,11 @@ def test_a_named_child_gets_a_primary_variant(studio: Studio) -> None:
 def test_a_regeneration_adds_a_regenerated_primary_variant(studio: Studio) -> None:
     owner, project_id = funded(studio)
     target = image(studio, project_id, owner)
-    done = run(studio, queue(studio, project_id, owner,
-                             params={"regenerate_generation_id": target}), "/m/redo.png")
+    done = run(
+        studio,
+        queue(studio, project_id, owner, params={"regenerate_generation_id": target}),
+        "/m/redo.png",
+    )
     assert (done["generation_id"], done["variant_type"]) == (target, "regenerated")
     assert generation(studio, target).location == "/m/redo.png"
 
@@ -138,8 +184,9 @@ def test_an_animation_result_is_a_video(studio: Studio) -> None:
     owner, project_id = funded(studio)
     done = run(studio, queue(studio, project_id, owner, "character_animate"), "/m/dance")
     assert generation(studio, done["generation_id"]).media_type == "video"
-    made = run(studio, queue(studio, project_id, owner), "/m/x",
-               result_data={"content_type": "video/mp4"})
+    made = run(
+        studio, queue(studio, project_id, owner), "/m/x", result_data={"content_type": "video/mp4"}
+    )
     assert generation(studio, made["generation_id"]).media_type == "video"
 
 
@@ -196,13 +243,15 @@ def travel_of(studio: Studio, images: int = 3, **params: Any) -> tuple[str, str,
     shot_id = studio.create_shot(project_id, owner, "Travel")["shot_id"]
     for _ in range(images):
         studio.add_to_shot(shot_id, owner, image(studio, project_id, owner))
-    made = studio.create_travel(project_id, owner, shot_id=shot_id,
-                                params={"base_prompts": ["dawn", "dusk"], **params})
+    made = studio.create_travel(
+        project_id, owner, shot_id=shot_id, params={"base_prompts": ["dawn", "dusk"], **params}
+    )
     return owner, shot_id, made
 
 
 def test_a_travel_over_three_images_spawns_two_chained_segments_and_a_stitch(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     _, shot_id, made = travel_of(studio, 3, model_name="wan")
     orchestrator = task(studio, made["orchestrator_task_id"])
     segments = [task(studio, t) for t in made["segment_task_ids"]]
@@ -217,20 +266,25 @@ def test_a_travel_over_three_images_spawns_two_chained_segments_and_a_stitch(
         assert segment.params["segment_index"] == i
         assert segment.params["base_prompt"] == ["dawn", "dusk"][i]
         assert (segment.params["start_image_url"], segment.params["end_image_url"]) == (
-            frames[i], frames[i + 1])
+            frames[i],
+            frames[i + 1],
+        )
         assert segment.orchestrator_task_id == orchestrator.id
         assert segment.run_id == orchestrator.run_id and segment.model_name == "wan"
         assert segment.parent_generation_id == uuid.UUID(made["parent_generation_id"])
     parent = generation(studio, made["parent_generation_id"])
     assert parent.media_type == "video" and parent.variants == {}
     assert parent.id in [m.generation_id for m in shot.members]
-    commands = {studio.history(i)[0]["command_id"] for i in
-                [*made["task_ids"], made["parent_generation_id"]]}
+    commands = {
+        studio.history(i)[0]["command_id"]
+        for i in [*made["task_ids"], made["parent_generation_id"]]
+    }
     assert len(commands) == 1  # one save
 
 
 def test_a_finished_travel_completes_its_orchestrator_billed_once_on_its_childrens_seconds(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, _, made = travel_of(studio, 3)
     before = balance(studio, owner)
     for segment in made["segment_task_ids"]:
@@ -255,12 +309,13 @@ def test_a_travel_over_a_shot_leaves_out_its_deleted_generations(studio: Studio)
     for ident in images:
         studio.add_to_shot(shot_id, owner, ident)
     studio.delete_generation(images[1], owner)
-    made = studio.create_travel(project_id, owner, shot_id=shot_id,
-                                params={"base_prompts": ["go"]})
+    made = studio.create_travel(project_id, owner, shot_id=shot_id, params={"base_prompts": ["go"]})
     segment = task(studio, made["segment_task_ids"][0])
     assert len(made["segment_task_ids"]) == 1
     assert (segment.params["start_generation_id"], segment.params["end_generation_id"]) == (
-        images[0], images[2])
+        images[0],
+        images[2],
+    )
     studio.delete_generation(images[2], owner)
     with pytest.raises(InvalidParamsError):
         studio.create_travel(project_id, owner, shot_id=shot_id, params={"base_prompts": ["go"]})
@@ -269,7 +324,8 @@ def test_a_travel_over_a_shot_leaves_out_its_deleted_generations(studio: Studio)
 
 
 def test_a_travel_over_two_images_is_one_segment_whose_result_is_the_parents(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     _, _, made = travel_of(studio, 2)
     assert made["stitch_task_id"] is None and len(made["segment_task_ids"]) == 1
     done = run(studio, made["segment_task_ids"][0], "/m/only.mp4")
@@ -279,7 +335,8 @@ def test_a_travel_over_two_images_is_one_segment_whose_result_is_the_parents(
 
 
 def test_a_failing_segment_fails_its_orchestrator_and_cancels_the_rest_with_n_of_m(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     _, _, made = travel_of(studio, 4)  # three segments and a stitch
     first, second, third = made["segment_task_ids"]
     run(studio, first, "/m/1.mp4")
@@ -287,10 +344,13 @@ def test_a_failing_segment_fails_its_orchestrator_and_cancels_the_rest_with_n_of
     studio.claim_task(second, worker)
     failed = studio.fail_task(second, "out of memory", worker_id=worker)
     orchestrator = task(studio, made["orchestrator_task_id"])
-    assert (orchestrator.status, orchestrator.error_message) == (
-        FAILED, "1 of 3 segments failed")
-    assert failed["changed"] == {second: FAILED, made["orchestrator_task_id"]: FAILED,
-                                 third: CANCELLED, made["stitch_task_id"]: CANCELLED}
+    assert (orchestrator.status, orchestrator.error_message) == (FAILED, "1 of 3 segments failed")
+    assert failed["changed"] == {
+        second: FAILED,
+        made["orchestrator_task_id"]: FAILED,
+        third: CANCELLED,
+        made["stitch_task_id"]: CANCELLED,
+    }
     assert task(studio, first).status == COMPLETE
 
 
@@ -301,13 +361,13 @@ def test_a_failing_stitch_fails_its_orchestrator(studio: Studio) -> None:
     studio.claim_task(made["stitch_task_id"], name("w"))
     studio.fail_task(made["stitch_task_id"], "ffmpeg died")
     orchestrator = task(studio, made["orchestrator_task_id"])
-    assert (orchestrator.status, orchestrator.error_message) == (
-        FAILED, "1 of 3 segments failed")
+    assert (orchestrator.status, orchestrator.error_message) == (FAILED, "1 of 3 segments failed")
     assert orchestrator.cost is None
 
 
 def test_cancelling_an_orchestrator_cancels_its_children_and_stops_their_workers(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, _, made = travel_of(studio, 3)
     worker = name("w")
     first = made["segment_task_ids"][0]
@@ -318,10 +378,13 @@ def test_cancelling_an_orchestrator_cancels_its_children_and_stops_their_workers
 
 
 def test_join_clips_spawns_chained_transitions_and_a_final_stitch_that_completes_it(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project_id = funded(studio)
-    clips = [str(studio.create_generation(project_id, owner, f"/m/c{i}.mp4", "video")[
-        "generation_id"]) for i in range(3)]
+    clips = [
+        str(studio.create_generation(project_id, owner, f"/m/c{i}.mp4", "video")["generation_id"])
+        for i in range(3)
+    ]
     made = studio.create_join_clips(project_id, owner, clip_generation_ids=clips)
     segments = [task(studio, t) for t in made["segment_task_ids"]]
     final = task(studio, made["stitch_task_id"])

@@ -43,8 +43,9 @@ def funded(studio: Studio) -> tuple[str, str]:
     return owner, str(studio.create_project(owner, "Film")["project_id"])
 
 
-def queue(studio: Studio, project_id: str, owner: str, task_type: str = "image_generation",
-          **kw: Any) -> str:
+def queue(
+    studio: Studio, project_id: str, owner: str, task_type: str = "image_generation", **kw: Any
+) -> str:
     params = kw.pop("params", {"prompt": "a lighthouse"})
     return str(studio.create_task(project_id, owner, task_type, params, **kw)["task_id"])
 
@@ -63,6 +64,7 @@ def together(*calls: Callable[[], Any]) -> list[Any]:
     def run(i: int) -> None:
         barrier.wait()
         results[i] = calls[i]()
+
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
@@ -81,7 +83,8 @@ def test_a_new_task_is_queued_with_its_type_run_type_and_owner(studio: Studio) -
 
 
 def test_a_repeated_idempotency_key_returns_the_first_task_and_stores_nothing(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project_id = funded(studio)
     first = studio.create_task(project_id, owner, "image_generation", {}, idempotency_key="k")
     head = studio.head_position()
@@ -92,19 +95,25 @@ def test_a_repeated_idempotency_key_returns_the_first_task_and_stores_nothing(
 
 
 def test_a_batch_is_one_save_with_a_key_per_item_and_may_chain_on_earlier_items(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project_id = funded(studio)
-    items = [{"task_type": "image_generation", "params": {"prompt": "one"}},
-             {"task_type": "image_upscale", "params": {}, "dependant_on": [0]}]
+    items = [
+        {"task_type": "image_generation", "params": {"prompt": "one"}},
+        {"task_type": "image_upscale", "params": {}, "dependant_on": [0]},
+    ]
     made = studio.create_tasks(project_id, owner, items, idempotency_key="batch")
     first, second = (task(studio, t) for t in made["task_ids"])
     assert second.dependant_on == [first.id] and first.dependants == [second.id]
     assert [first.idempotency_key, second.idempotency_key] == ["batch:0", "batch:1"]
     assert {h["command_id"] for t in made["task_ids"] for h in studio.history(t)[:1]} == {
-        studio.history(made["task_ids"][0])[0]["command_id"]}
+        studio.history(made["task_ids"][0])[0]["command_id"]
+    }
     head = studio.head_position()
-    assert studio.create_tasks(project_id, owner, items, idempotency_key="batch")[
-        "task_ids"] == made["task_ids"]
+    assert (
+        studio.create_tasks(project_id, owner, items, idempotency_key="batch")["task_ids"]
+        == made["task_ids"]
+    )
     assert studio.head_position() == head
 
 
@@ -118,31 +127,59 @@ def test_creating_a_task_on_a_failed_dependency_is_refused(studio: Studio) -> No
     assert studio.head_position() == head
 
 
-@pytest.mark.parametrize("attempt", [
-    lambda s, o, p: s.create_task(p, o, "teleport", {}),
-    lambda s, o, p: s.create_task(p, "mallory", "image_generation", {}),
-    lambda s, o, p: s.create_task(uuid.uuid4(), o, "image_generation", {}),
-    lambda s, o, p: s.create_task(p, o, "image_generation", {}, dependant_on=[uuid.uuid4()]),
-    lambda s, o, p: s.create_task(p, o, "image_generation", {}, dependant_on=["nope"]),
-    lambda s, o, p: s.create_task(p, o, "image_upscale", {"based_on": str(uuid.uuid4())}),
-    lambda s, o, p: s.create_task(p, o, "image_generation", {"shot_id": str(uuid.uuid4())}),
-    lambda s, o, p: s.create_task(p, o, "travel_orchestrator", {}),
-    lambda s, o, p: s.create_task(p, o, "travel_segment",
-                                  {"orchestrator_task_id_ref": str(uuid.uuid4())}),
-    lambda s, o, p: s.create_task(p, o, "image_generation", []),
-    lambda s, o, p: s.create_tasks(p, o, [{"task_type": "image_generation", "params": {}},
-                                          {"task_type": "teleport", "params": {}}]),
-    lambda s, o, p: s.create_travel(p, o, image_urls=["/m/only.png"]),
-], ids=["unknown type", "other user's project", "unknown project", "unknown dependency",
-        "malformed dependency", "unknown source generation", "unknown shot",
-        "orchestrator type", "orchestrator link", "params not an object",
-        "one bad item of a batch", "travel over one image"])
-def test_bad_input_raises_a_named_error_and_stores_nothing(studio: Studio,
-                                                           attempt: Any) -> None:
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        lambda s, o, p: s.create_task(p, o, "teleport", {}),
+        lambda s, o, p: s.create_task(p, "mallory", "image_generation", {}),
+        lambda s, o, p: s.create_task(uuid.uuid4(), o, "image_generation", {}),
+        lambda s, o, p: s.create_task(p, o, "image_generation", {}, dependant_on=[uuid.uuid4()]),
+        lambda s, o, p: s.create_task(p, o, "image_generation", {}, dependant_on=["nope"]),
+        lambda s, o, p: s.create_task(p, o, "image_upscale", {"based_on": str(uuid.uuid4())}),
+        lambda s, o, p: s.create_task(p, o, "image_generation", {"shot_id": str(uuid.uuid4())}),
+        lambda s, o, p: s.create_task(p, o, "travel_orchestrator", {}),
+        lambda s, o, p: s.create_task(
+            p, o, "travel_segment", {"orchestrator_task_id_ref": str(uuid.uuid4())}
+        ),
+        lambda s, o, p: s.create_task(p, o, "image_generation", []),
+        lambda s, o, p: s.create_tasks(
+            p,
+            o,
+            [
+                {"task_type": "image_generation", "params": {}},
+                {"task_type": "teleport", "params": {}},
+            ],
+        ),
+        lambda s, o, p: s.create_travel(p, o, image_urls=["/m/only.png"]),
+    ],
+    ids=[
+        "unknown type",
+        "other user's project",
+        "unknown project",
+        "unknown dependency",
+        "malformed dependency",
+        "unknown source generation",
+        "unknown shot",
+        "orchestrator type",
+        "orchestrator link",
+        "params not an object",
+        "one bad item of a batch",
+        "travel over one image",
+    ],
+)
+def test_bad_input_raises_a_named_error_and_stores_nothing(studio: Studio, attempt: Any) -> None:
     owner, project_id = funded(studio)
     head = studio.head_position()
-    with pytest.raises((UnknownTaskTypeError, ProjectNotFoundError, TaskNotFoundError,
-                        InvalidParamsError, GenerationNotFoundError, ShotNotFoundError)):
+    with pytest.raises(
+        (
+            UnknownTaskTypeError,
+            ProjectNotFoundError,
+            TaskNotFoundError,
+            InvalidParamsError,
+            GenerationNotFoundError,
+            ShotNotFoundError,
+        )
+    ):
         attempt(studio, owner, project_id)
     assert studio.head_position() == head
 
@@ -172,8 +209,10 @@ def test_only_one_of_two_concurrent_workers_claims_a_task(studio: Studio) -> Non
     for _ in range(4):
         task_id = queue(studio, project_id, owner)
         first, second = name("w"), name("w")
-        results = together(partial(studio.claim_next, first, "api", None, [task_id]),
-                           partial(studio.claim_next, second, "api", None, [task_id]))
+        results = together(
+            partial(studio.claim_next, first, "api", None, [task_id]),
+            partial(studio.claim_next, second, "api", None, [task_id]),
+        )
         winners = [r for r in results if r is not None]
         assert len(winners) == 1 and winners[0]["task_id"] == task_id
         assert task(studio, task_id).worker_id in (first, second)
@@ -183,8 +222,7 @@ def test_only_one_of_two_concurrent_workers_claims_a_task(studio: Studio) -> Non
 def test_an_owner_never_has_more_than_five_tasks_in_progress(studio: Studio) -> None:
     owner, project_id = funded(studio)
     ids = [queue(studio, project_id, owner) for _ in range(8)]
-    results = together(*[partial(studio.claim_next, name("w"), "api", None, ids)
-                         for _ in range(8)])
+    results = together(*[partial(studio.claim_next, name("w"), "api", None, ids) for _ in range(8)])
     running = [t for t in ids if task(studio, t).status == IN_PROGRESS]
     assert len(running) == len([r for r in results if r]) <= MAX_IN_PROGRESS_PER_OWNER
     while studio.claim_next(name("w"), "api", None, ids):
@@ -227,20 +265,21 @@ def test_a_worker_gets_nothing_of_another_run_type(studio: Studio) -> None:
 
 
 def test_claiming_prefers_the_loaded_model_unless_a_task_waited_over_five_minutes(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project_id = funded(studio)
     older = queue(studio, project_id, owner, params={"model_name": "flux"})
     newer = queue(studio, project_id, owner, params={"model_name": "qwen"})
     later = datetime.now(UTC) + timedelta(minutes=10)
     assert studio.claim_next(name("w"), "api", "qwen", [older, newer])["task_id"] == newer
     studio.requeue_task(newer)
-    assert studio.claim_next(name("w"), "api", "qwen", [older, newer],
-                             now=later)["task_id"] == older
+    assert (
+        studio.claim_next(name("w"), "api", "qwen", [older, newer], now=later)["task_id"] == older
+    )
 
 
 # -- liveness -----------------------------------------------------------------------
-def test_a_lost_worker_requeues_its_tasks_and_the_third_loss_fails_them(
-        studio: Studio) -> None:
+def test_a_lost_worker_requeues_its_tasks_and_the_third_loss_fails_them(studio: Studio) -> None:
     owner, project_id = funded(studio)
     task_id = queue(studio, project_id, owner)
     seen = []
@@ -296,7 +335,8 @@ def test_a_worker_that_lost_its_task_cannot_finish_it(studio: Studio) -> None:
 
 
 def test_a_worker_shutting_down_releases_its_task_without_spending_an_attempt(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     owner, project_id = funded(studio)
     leaving, other = name("w"), name("w")
     task_id = queue(studio, project_id, owner)
@@ -350,13 +390,18 @@ def test_a_queued_task_whose_dependency_failed_becomes_failed(studio: Studio) ->
     assert result["changed"] == {first: FAILED, second: FAILED, third: FAILED}
 
 
-def test_the_blocked_task_sweep_fails_what_is_still_waiting_on_a_failure(
-        studio: Studio) -> None:
+def test_the_blocked_task_sweep_fails_what_is_still_waiting_on_a_failure(studio: Studio) -> None:
     owner, project_id = funded(studio)
     dependency = queue(studio, project_id, owner)
     kind = studio.task_types()[0]
-    blocked = Task.create(project_id=uuid.UUID(project_id), owner_id=owner, task_type=kind,
-                          params={}, at=datetime.now(UTC), dependant_on=[uuid.UUID(dependency)])
+    blocked = Task.create(
+        project_id=uuid.UUID(project_id),
+        owner_id=owner,
+        task_type=kind,
+        params={},
+        at=datetime.now(UTC),
+        dependant_on=[uuid.UUID(dependency)],
+    )
     studio.save(blocked)  # made behind the services' back: no cascade link
     studio.fail_task(dependency, "boom")
     assert task(studio, str(blocked.id)).status == QUEUED
@@ -373,7 +418,11 @@ def test_cancel_pending_cancels_the_queued_tasks_of_that_project_only(studio: St
     studio.claim_task(running, name("w"))
     assert studio.cancel_pending(project_id, owner)["cancelled"] == 2
     assert [task(studio, t).status for t in [*queued, running, elsewhere]] == [
-        CANCELLED, CANCELLED, IN_PROGRESS, QUEUED]
+        CANCELLED,
+        CANCELLED,
+        IN_PROGRESS,
+        QUEUED,
+    ]
     with pytest.raises(ProjectNotFoundError):
         studio.cancel_pending(project_id, "mallory")
 
@@ -391,8 +440,9 @@ def test_worker_commands_carry_the_worker_as_actor(studio: Studio) -> None:
     worker = name("w")
     task_id = queue(studio, project_id, owner)
     studio.claim_task(task_id, worker)
-    studio.fail_task(task_id, "boom", worker_id=worker,
-                     meta=CommandMeta.for_worker(worker, correlation_id="c-1"))
+    studio.fail_task(
+        task_id, "boom", worker_id=worker, meta=CommandMeta.for_worker(worker, correlation_id="c-1")
+    )
     actors = [(h["actor"], h["correlation_id"]) for h in studio.history(task_id)]
     assert actors[0][0] == f"user:{owner}"
     assert actors[-1] == (f"worker:{worker}", "c-1")

@@ -33,8 +33,11 @@ def funded(studio: Studio) -> tuple[str, str]:
 
 
 def queue(studio: Studio, project_id: str, owner: str) -> str:
-    return str(studio.create_task(project_id, owner, "image_generation",
-                                  {"prompt": "a lighthouse"})["task_id"])
+    return str(
+        studio.create_task(project_id, owner, "image_generation", {"prompt": "a lighthouse"})[
+            "task_id"
+        ]
+    )
 
 
 def worker(studio: Studio, worker_id: str) -> Worker:
@@ -56,8 +59,7 @@ def test_a_worker_is_registered_to_the_credential_that_first_used_it(studio: Stu
     assert worker(studio, by_claim).owner == "service"
 
 
-def test_another_credential_is_told_the_worker_does_not_exist_on_every_verb(
-        studio: Studio) -> None:
+def test_another_credential_is_told_the_worker_does_not_exist_on_every_verb(studio: Studio) -> None:
     alice, project = funded(studio)
     wid = name("w")
     task_id = queue(studio, project, alice)
@@ -109,6 +111,7 @@ def test_two_credentials_racing_for_a_new_worker_id_leave_it_to_one(studio: Stud
             outcomes.append(credential)
         except WorkerNotFoundError:
             outcomes.append(None)
+
     threads = [threading.Thread(target=beat, args=(f"user:u{i}",)) for i in range(4)]
     for t in threads:
         t.start()
@@ -131,21 +134,27 @@ def test_the_stop_list_names_only_the_callers_own_tasks(studio: Studio) -> None:
     assert stop["stop"] == [mine]
     # The service key and in-process callers are trusted with any task id.
     service_worker = name("w")
-    assert studio.heartbeat(service_worker, [mine, theirs],
-                            meta=as_("service", service_worker))["stop"] == [mine, theirs]
+    assert studio.heartbeat(service_worker, [mine, theirs], meta=as_("service", service_worker))[
+        "stop"
+    ] == [mine, theirs]
     assert studio.heartbeat(wid, [theirs, unknown])["stop"] == [theirs, unknown]
 
 
 def test_a_worker_registered_before_owners_were_recorded_is_claimed_by_its_first_user(
-        studio: Studio) -> None:
+    studio: Studio,
+) -> None:
     """A version-1 `Created` event (no owner) is upcast to `owner=None`: unclaimed."""
     wid = name("w")
     new = Worker.register(wid, datetime.now(UTC), owner="ignored")
     stored = studio.mapper.to_stored_event(new.collect_events()[0])
     state = json.loads(stored.state)
     assert state.pop("class_version") == 2 and state.pop("owner") == "ignored"
-    old = StoredEvent(originator_id=stored.originator_id, originator_version=1,
-                      topic=stored.topic, state=json.dumps(state).encode())
+    old = StoredEvent(
+        originator_id=stored.originator_id,
+        originator_version=1,
+        topic=stored.topic,
+        state=json.dumps(state).encode(),
+    )
     studio.recorder.insert_events([old])
     assert worker(studio, wid).owner is None
     alice = f"user:{name('user')}"

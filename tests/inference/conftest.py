@@ -14,7 +14,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A media store, once a local folder and once an S3 bucket (moto: in-process, no server)."""
@@ -53,8 +52,12 @@ def ray_cluster() -> Iterator[dict[str, Any]]:
     """A local Ray for the whole session: 2 CPUs, no dashboard, a small object store."""
     from inference.ray_runtime import start_ray, stop_ray
 
-    resources = start_ray(num_cpus=2, object_store_memory=128 * 1024**2, log_to_driver=False,
-                          namespace="darkroom-tests")
+    resources = start_ray(
+        num_cpus=2,
+        object_store_memory=128 * 1024**2,
+        log_to_driver=False,
+        namespace="darkroom-tests",
+    )
     yield resources
     stop_ray()
 
@@ -67,9 +70,13 @@ def actor_pool(ray_cluster: dict[str, Any], tiny_models: dict[str, Path]):
     from inference.actors import ActorPool, ActorSpec, PoolConfig
 
     root = next(iter(tiny_models.values())).parent
-    pool = ActorPool(PoolConfig(specs=[ActorSpec(models) for models in POOL_MODELS],
-                                tiny_root=str(root),
-                                backend_options={"default_size": (64, 64)}))
+    pool = ActorPool(
+        PoolConfig(
+            specs=[ActorSpec(models) for models in POOL_MODELS],
+            tiny_root=str(root),
+            backend_options={"default_size": (64, 64)},
+        )
+    )
     pool.start()
     pool.wait_ready(timeout=240)
     yield pool

@@ -33,8 +33,9 @@ VIDEO_ACTOR = "image_to_video#0"
 
 # Short intervals where tests wait on them. The idle heartbeat keeps its production 10 s:
 # a task claimed after an idle beat must still be watched for cancellation at once.
-FAST = DispatcherConfig(poll_interval=0.05, cancel_check_interval=0.1,
-                        progress_interval=0.2, sweep_interval=None)
+FAST = DispatcherConfig(
+    poll_interval=0.05, cancel_check_interval=0.1, progress_interval=0.2, sweep_interval=None
+)
 
 
 @dataclass
@@ -51,9 +52,13 @@ class Rig:
     def restart_dispatcher(self) -> Dispatcher:
         """A fresh dispatcher (a new worker id) over the same actors, as after a deploy;
         the current one must have been stopped."""
-        self.dispatcher = start_dispatcher(self.worker_studio, self.candidates,
-                                           self.dispatcher.pool, self.media,
-                                           self.dispatcher.config)
+        self.dispatcher = start_dispatcher(
+            self.worker_studio,
+            self.candidates,
+            self.dispatcher.pool,
+            self.media,
+            self.dispatcher.config,
+        )
         return self.dispatcher
 
     def close(self) -> None:
@@ -66,8 +71,13 @@ class Rig:
         self.studio.close()
 
 
-def start_rig(database: Database, schema: str, pool: ActorPool, media_root: Path,
-              config: DispatcherConfig = FAST) -> Rig:
+def start_rig(
+    database: Database,
+    schema: str,
+    pool: ActorPool,
+    media_root: Path,
+    config: DispatcherConfig = FAST,
+) -> Rig:
     studio = build_studio(database, schema, pool_size=4)
     runner = private_claim_queue(studio, database, schema)
     thread = threading.Thread(target=runner.run_forever, name="projections", daemon=True)
@@ -79,10 +89,22 @@ def start_rig(database: Database, schema: str, pool: ActorPool, media_root: Path
     return Rig(studio, worker_studio, media, dispatcher, candidates, runner, thread)
 
 
-def start_dispatcher(worker_studio: Studio, candidates: ClaimQueueCandidates, pool: ActorPool,
-                     media: LocalMediaStore, config: DispatcherConfig) -> Dispatcher:
-    dispatcher = Dispatcher(worker_studio, candidates, pool, media, studio_outputs(worker_studio),
-                            worker_id=f"ray-test-{uuid.uuid4().hex[:6]}", config=config)
+def start_dispatcher(
+    worker_studio: Studio,
+    candidates: ClaimQueueCandidates,
+    pool: ActorPool,
+    media: LocalMediaStore,
+    config: DispatcherConfig,
+) -> Dispatcher:
+    dispatcher = Dispatcher(
+        worker_studio,
+        candidates,
+        pool,
+        media,
+        studio_outputs(worker_studio),
+        worker_id=f"ray-test-{uuid.uuid4().hex[:6]}",
+        config=config,
+    )
     dispatcher.start()
     return dispatcher
 
@@ -112,12 +134,18 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str = "condition") 
         time.sleep(0.02)
 
 
-def wait_until_settled(studio: Studio, task_ids: Iterable[object], timeout: float = 60,
-                       statuses: tuple[str, ...] = ("Complete", "Failed", "Cancelled")
-                       ) -> list[Task]:
+def wait_until_settled(
+    studio: Studio,
+    task_ids: Iterable[object],
+    timeout: float = 60,
+    statuses: tuple[str, ...] = ("Complete", "Failed", "Cancelled"),
+) -> list[Task]:
     ids = list(task_ids)
-    wait_for(lambda: all(task(studio, t).status in statuses for t in ids), timeout,
-             f"tasks {ids} in {statuses}")
+    wait_for(
+        lambda: all(task(studio, t).status in statuses for t in ids),
+        timeout,
+        f"tasks {ids} in {statuses}",
+    )
     return [task(studio, t) for t in ids]
 
 
@@ -127,8 +155,15 @@ def png(width: int, height: int, color: tuple[int, int, int] = (200, 40, 40)) ->
     return encode_png(Image.new("RGB", (width, height), color))
 
 
-def uploaded_image(studio: Studio, media: LocalMediaStore, owner: str, project_id: str,
-                   width: int, height: int, color: tuple[int, int, int] = (200, 40, 40)) -> str:
+def uploaded_image(
+    studio: Studio,
+    media: LocalMediaStore,
+    owner: str,
+    project_id: str,
+    width: int,
+    height: int,
+    color: tuple[int, int, int] = (200, 40, 40),
+) -> str:
     """A picture in the media store and the gallery (as an upload would be); its id."""
     location = media.put(png(width, height, color), ".png", "image/png")
     made = studio.create_generation(project_id, owner, location, "image")

@@ -63,8 +63,9 @@ def test_an_image_batch_returns_one_png_per_image(backend) -> None:
     assert all(m.content_type == PNG and (m.width, m.height) == (32, 32) for m in result.outputs)
 
 
-@pytest.mark.parametrize("task_type", ["magic_edit", "annotated_image_edit",
-                                       "edit_travel_kontext", "edit_travel_flux"])
+@pytest.mark.parametrize(
+    "task_type", ["magic_edit", "annotated_image_edit", "edit_travel_kontext", "edit_travel_flux"]
+)
 def test_an_edit_returns_a_picture_the_size_of_its_input(backend, task_type: str) -> None:
     result = backend.run(task_type, {"prompt": "make it blue"}, {"image": png(56, 40)})
     assert decode_image(result.data).size == (56, 40)

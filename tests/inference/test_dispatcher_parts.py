@@ -20,8 +20,7 @@ def test_an_actor_runs_the_task_types_of_its_models_and_stitching() -> None:
     assert "image_upscale" in ActorSpec(("upscale",)).task_types
 
 
-def test_by_default_every_model_has_its_own_actor_and_image_to_image_shares_text_to_image(
-        ) -> None:
+def test_by_default_every_model_has_its_own_actor_and_image_to_image_shares_text_to_image() -> None:
     names = [spec.name for spec in default_specs()]
     assert names == ["text_to_image+image_to_image", "inpaint", "upscale", "image_to_video"]
     every = set().union(*(spec.task_types for spec in default_specs()))
@@ -31,35 +30,54 @@ def test_by_default_every_model_has_its_own_actor_and_image_to_image_shares_text
 def test_actor_specs_are_read_from_their_environment_form() -> None:
     specs = parse_actors("text_to_image+image_to_image:1, image_to_video:2,media")
     assert [(s.models, s.count) for s in specs] == [
-        (("text_to_image", "image_to_image"), 1), (("image_to_video",), 2), ((), 1)]
-    assert specs[2].name == "media" and specs[2].task_types == {"travel_stitch",
-                                                                 "join_final_stitch"}
+        (("text_to_image", "image_to_image"), 1),
+        (("image_to_video",), 2),
+        ((), 1),
+    ]
+    assert specs[2].name == "media" and specs[2].task_types == {
+        "travel_stitch",
+        "join_final_stitch",
+    }
 
 
 def test_single_file_params_become_the_backends_input_names() -> None:
     params = {"image_url": "/media/a.png", "mask_url": "/media/m.png", "prompt": "x"}
     assert input_locations("image_inpaint", params, lambda _: None) == {
-        "image": "/media/a.png", "mask": "/media/m.png"}
+        "image": "/media/a.png",
+        "mask": "/media/m.png",
+    }
     segment = {"start_image_url": "/media/1.png", "end_image_url": "https://cdn/2.png"}
     assert input_locations("travel_segment", segment, lambda _: None) == {
-        "start_image": "/media/1.png", "end_image": "https://cdn/2.png"}
+        "start_image": "/media/1.png",
+        "end_image": "https://cdn/2.png",
+    }
 
 
 def test_a_travel_stitch_reads_its_segments_outputs_in_their_order() -> None:
     outputs = {"s0": "/media/0.mp4", "s1": "/media/1.mp4", "s2": "/media/2.mp4"}
-    found = input_locations("travel_stitch", {"segment_task_ids": ["s0", "s1", "s2"]},
-                            outputs.get)
-    assert list(found.items()) == [("segment_0", "/media/0.mp4"), ("segment_1", "/media/1.mp4"),
-                                   ("segment_2", "/media/2.mp4")]
+    found = input_locations("travel_stitch", {"segment_task_ids": ["s0", "s1", "s2"]}, outputs.get)
+    assert list(found.items()) == [
+        ("segment_0", "/media/0.mp4"),
+        ("segment_1", "/media/1.mp4"),
+        ("segment_2", "/media/2.mp4"),
+    ]
 
 
 def test_a_join_stitch_puts_each_transition_between_the_clips_it_joins() -> None:
-    params = {"clip_urls": ["/media/a.mp4", "/media/b.mp4", "/media/c.mp4"],
-              "segment_task_ids": ["t0", "t1"]}
-    found = input_locations("join_final_stitch", params,
-                            {"t0": "/media/ab.mp4", "t1": "/media/bc.mp4"}.get)
-    assert list(found.values()) == ["/media/a.mp4", "/media/ab.mp4", "/media/b.mp4",
-                                    "/media/bc.mp4", "/media/c.mp4"]
+    params = {
+        "clip_urls": ["/media/a.mp4", "/media/b.mp4", "/media/c.mp4"],
+        "segment_task_ids": ["t0", "t1"],
+    }
+    found = input_locations(
+        "join_final_stitch", params, {"t0": "/media/ab.mp4", "t1": "/media/bc.mp4"}.get
+    )
+    assert list(found.values()) == [
+        "/media/a.mp4",
+        "/media/ab.mp4",
+        "/media/b.mp4",
+        "/media/bc.mp4",
+        "/media/c.mp4",
+    ]
 
 
 def test_a_stitch_whose_segment_has_no_output_is_bad_input() -> None:

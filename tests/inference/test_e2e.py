@@ -25,16 +25,24 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def test_an_image_generation_batch_lands_in_the_gallery_as_pngs_of_the_requested_size(
-        rig: Rig) -> None:
+    rig: Rig,
+) -> None:
     owner, project_id = funded_project(rig.studio)
-    made = rig.studio.create_tasks(project_id, owner, [
-        {"task_type": "image_generation",
-         "params": {"prompt": prompt, "resolution": "64x48", "seed": i}}
-        for i, prompt in enumerate(["a fox", "a lighthouse", "a red door"])])
+    made = rig.studio.create_tasks(
+        project_id,
+        owner,
+        [
+            {
+                "task_type": "image_generation",
+                "params": {"prompt": prompt, "resolution": "64x48", "seed": i},
+            }
+            for i, prompt in enumerate(["a fox", "a lighthouse", "a red door"])
+        ],
+    )
     done = wait_until_settled(rig.studio, made["task_ids"], timeout=90)
     assert [t.status for t in done] == [COMPLETE] * 3
     for finished in done:
-        generation, = generations_made_by(rig.studio, project_id, finished.id)
+        (generation,) = generations_made_by(rig.studio, project_id, finished.id)
         shown = rig.studio.generation(generation.id)
         assert shown.media_type == "image" and not shown.is_child
         assert shown.primary.variant_type == "original"
@@ -47,10 +55,18 @@ def test_an_upscale_becomes_an_upscaled_variant_four_times_the_size(rig: Rig) ->
     owner, project_id = funded_project(rig.studio)
     source_id = uploaded_image(rig.studio, rig.media, owner, project_id, 24, 16)
     source = rig.studio.generation(source_id)
-    made = rig.studio.create_task(project_id, owner, "image_upscale",
-                                  {"image_url": source.location, "based_on": source_id,
-                                   "scale_factor": 4, "is_primary": True})
-    done, = wait_until_settled(rig.studio, [made["task_id"]], timeout=60)
+    made = rig.studio.create_task(
+        project_id,
+        owner,
+        "image_upscale",
+        {
+            "image_url": source.location,
+            "based_on": source_id,
+            "scale_factor": 4,
+            "is_primary": True,
+        },
+    )
+    (done,) = wait_until_settled(rig.studio, [made["task_id"]], timeout=60)
     assert done.status == COMPLETE
     upscaled = rig.studio.generation(source_id)
     variant = upscaled.primary
@@ -60,15 +76,21 @@ def test_an_upscale_becomes_an_upscaled_variant_four_times_the_size(rig: Rig) ->
 
 
 def travel(rig: Rig, owner: str, project_id: str, segment_frames: list[int]) -> dict:
-    images = [uploaded_image(rig.studio, rig.media, owner, project_id, 32, 32, color)
-              for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
-    return rig.studio.create_travel(project_id, owner, image_generation_ids=images,
-                                    params={"resolution": "32x32", "steps": 2, "seed": 5,
-                                            "segment_frames": segment_frames})
+    images = [
+        uploaded_image(rig.studio, rig.media, owner, project_id, 32, 32, color)
+        for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255))
+    ]
+    return rig.studio.create_travel(
+        project_id,
+        owner,
+        image_generation_ids=images,
+        params={"resolution": "32x32", "steps": 2, "seed": 5, "segment_frames": segment_frames},
+    )
 
 
 def test_travelling_between_three_images_makes_a_parent_video_of_two_stitched_segments(
-        rig: Rig) -> None:
+    rig: Rig,
+) -> None:
     owner, project_id = funded_project(rig.studio)
     run = travel(rig, owner, project_id, [9, 13])
     assert len(run["segment_task_ids"]) == 2 and run["stitch_task_id"]
@@ -87,8 +109,9 @@ def test_travelling_between_three_images_makes_a_parent_video_of_two_stitched_se
     assert rig.media.get(parent.thumbnail_url).startswith(b"\x89PNG")
 
 
-def uploaded_clip(rig: Rig, owner: str, project_id: str, frames: int,
-                  color: tuple[int, int, int]) -> str:
+def uploaded_clip(
+    rig: Rig, owner: str, project_id: str, frames: int, color: tuple[int, int, int]
+) -> str:
     import numpy as np
 
     from inference.frames import encode_mp4
@@ -96,17 +119,23 @@ def uploaded_clip(rig: Rig, owner: str, project_id: str, frames: int,
     pixels = np.zeros((frames, 32, 32, 3), dtype=np.uint8)
     pixels[...] = color
     location = rig.media.put(encode_mp4(pixels, 16.0), ".mp4", "video/mp4")
-    return str(rig.studio.create_generation(project_id, owner, location, "video")
-               ["generation_id"])
+    return str(rig.studio.create_generation(project_id, owner, location, "video")["generation_id"])
 
 
 def test_joining_two_clips_makes_one_video_of_both_clips_and_the_transition_between(
-        rig: Rig) -> None:
+    rig: Rig,
+) -> None:
     owner, project_id = funded_project(rig.studio)
-    clips = [uploaded_clip(rig, owner, project_id, 5, (255, 0, 0)),
-             uploaded_clip(rig, owner, project_id, 7, (0, 0, 255))]
-    run = rig.studio.create_join_clips(project_id, owner, clip_generation_ids=clips, params={
-        "frames_per_transition": 9, "resolution": "32x32", "steps": 2, "seed": 1})
+    clips = [
+        uploaded_clip(rig, owner, project_id, 5, (255, 0, 0)),
+        uploaded_clip(rig, owner, project_id, 7, (0, 0, 255)),
+    ]
+    run = rig.studio.create_join_clips(
+        project_id,
+        owner,
+        clip_generation_ids=clips,
+        params={"frames_per_transition": 9, "resolution": "32x32", "steps": 2, "seed": 1},
+    )
     finished = wait_until_settled(rig.studio, run["task_ids"], timeout=120)
     assert [t.status for t in finished] == [COMPLETE] * 3
     transition = task(rig.studio, run["segment_task_ids"][0])
@@ -116,8 +145,7 @@ def test_joining_two_clips_makes_one_video_of_both_clips_and_the_transition_betw
     assert video_frames(rig.media, parent.location) == 5 + 9 + 7
 
 
-def test_a_failing_segment_fails_its_orchestrator_and_stops_the_rest_of_the_run(
-        rig: Rig) -> None:
+def test_a_failing_segment_fails_its_orchestrator_and_stops_the_rest_of_the_run(rig: Rig) -> None:
     owner, project_id = funded_project(rig.studio)
     run = travel(rig, owner, project_id, [9, 5000])  # the second asks for too many frames
     finished = wait_until_settled(rig.studio, run["task_ids"], timeout=120)
@@ -130,15 +158,20 @@ def test_a_failing_segment_fails_its_orchestrator_and_stops_the_rest_of_the_run(
     assert parent.location is None  # no stitched video
 
 
-def test_credits_are_charged_once_for_completed_tasks_and_never_for_failed_ones(
-        rig: Rig) -> None:
+def test_credits_are_charged_once_for_completed_tasks_and_never_for_failed_ones(rig: Rig) -> None:
     owner, project_id = funded_project(rig.studio)
     before = rig.studio.ledger(owner).balance
-    good = rig.studio.create_tasks(project_id, owner, [
-        {"task_type": "image_generation", "params": {"prompt": "ok", "resolution": "32x32"}}
-        for _ in range(2)])["task_ids"]
-    bad = rig.studio.create_task(project_id, owner, "image_upscale",
-                                 {"image_url": "/media/2026/" + "f" * 32 + ".png"})["task_id"]
+    good = rig.studio.create_tasks(
+        project_id,
+        owner,
+        [
+            {"task_type": "image_generation", "params": {"prompt": "ok", "resolution": "32x32"}}
+            for _ in range(2)
+        ],
+    )["task_ids"]
+    bad = rig.studio.create_task(
+        project_id, owner, "image_upscale", {"image_url": "/media/2026/" + "f" * 32 + ".png"}
+    )["task_id"]
     run = travel(rig, owner, project_id, [9, 9])
     ids = [*good, bad, *run["task_ids"]]
     finished = {str(t.id): t for t in wait_until_settled(rig.studio, ids, timeout=150)}
@@ -146,8 +179,11 @@ def test_credits_are_charged_once_for_completed_tasks_and_never_for_failed_ones(
     complete = {i for i, t in finished.items() if t.status == COMPLETE}
     assert complete == {*good, *run["task_ids"]}
     ledger = rig.studio.ledger(owner)
-    spends = [str(e.task_id) for e in rig.studio.events.get(ledger.id)  # type: ignore[attr-defined]
-              if isinstance(e, CreditLedger.EntryRecorded) and e.kind == SPEND]
+    spends = [
+        str(e.task_id)
+        for e in rig.studio.events.get(ledger.id)  # type: ignore[attr-defined]
+        if isinstance(e, CreditLedger.EntryRecorded) and e.kind == SPEND
+    ]
     assert len(spends) == len(set(spends))  # once per task
     assert set(spends) <= complete
     assert set(good) <= set(spends)

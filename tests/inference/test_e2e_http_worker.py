@@ -30,8 +30,9 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def server(database: Database, schema: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     running = start_server(database, schema, tmp_path_factory.mktemp("http-worker"))
     yield running
     stop_server(running)
@@ -40,9 +41,11 @@ def server(database: Database, schema: str,
 def own_worker(server: Server, user: httpx.Client, backend) -> HttpWorker:
     token = ok(user.post("/api/tokens", json={"label": "my gpu"}), 201)["token"]
     # A worker id belongs to the credential that first uses it: one per test's user.
-    config = WorkerConfig(worker_id=f"http-test-worker-{uuid.uuid4().hex[:8]}",
-                          run_types=("api", "gpu"),
-                          heartbeat_interval=0.5)
+    config = WorkerConfig(
+        worker_id=f"http-test-worker-{uuid.uuid4().hex[:8]}",
+        run_types=("api", "gpu"),
+        heartbeat_interval=0.5,
+    )
     return HttpWorker(server.client(token), backend, config)
 
 
@@ -56,12 +59,21 @@ def run_until_handled(worker: HttpWorker, within: float = 20.0) -> tuple[str, st
 
 
 def test_the_reference_worker_claims_runs_uploads_and_completes_over_http(
-        server: Server, backend) -> None:
+    server: Server, backend
+) -> None:
     user = server.user()
     project = ok(user.post("/api/projects", json={"name": "Film"}), 201)["id"]
-    task = ok(user.post("/api/tasks", json={
-        "task_type": "image_generation", "project_id": project,
-        "params": {"prompt": "a fox", "resolution": "64x48", "seed": 3}}), 201)["task_id"]
+    task = ok(
+        user.post(
+            "/api/tasks",
+            json={
+                "task_type": "image_generation",
+                "project_id": project,
+                "params": {"prompt": "a fox", "resolution": "64x48", "seed": 3},
+            },
+        ),
+        201,
+    )["task_id"]
     worker = own_worker(server, user, backend)
     assert run_until_handled(worker) == (task, "complete")
     seen = f"min_position={worker.last_position}"
@@ -74,28 +86,56 @@ def test_the_reference_worker_claims_runs_uploads_and_completes_over_http(
     assert picture.status_code == 200
     assert decode_image(picture.content).size == (64, 48)
     # Its heartbeats said what it was doing (GET /api/workers, service key).
-    [listed] = [w for w in ok(server.service().get("/api/workers"))
-                if w["worker_id"] == worker.config.worker_id]
+    [listed] = [
+        w
+        for w in ok(server.service().get("/api/workers"))
+        if w["worker_id"] == worker.config.worker_id
+    ]
     assert (listed["status"], listed["current_model"]) == ("busy", "text_to_image")
 
 
 def test_an_upscale_through_the_reference_worker_reads_its_input_from_the_server(
-        server: Server, backend) -> None:
+    server: Server, backend
+) -> None:
     user = server.user()
     project = ok(user.post("/api/projects", json={"name": "Film"}), 201)["id"]
     from PIL import Image
 
     from inference.frames import encode_png
 
-    upload = ok(user.post("/api/uploads", files={"file": (
-        "small.png", encode_png(Image.new("RGB", (16, 12), (9, 99, 199))), "image/png")}), 201)
-    made = user.post("/api/generations", json={"project_id": project,
-                                               "location": upload["location"]})
+    upload = ok(
+        user.post(
+            "/api/uploads",
+            files={
+                "file": (
+                    "small.png",
+                    encode_png(Image.new("RGB", (16, 12), (9, 99, 199))),
+                    "image/png",
+                )
+            },
+        ),
+        201,
+    )
+    made = user.post(
+        "/api/generations", json={"project_id": project, "location": upload["location"]}
+    )
     generation = ok(made, 201)["generation_id"]
-    task = ok(user.post("/api/tasks", json={
-        "task_type": "image_upscale", "project_id": project,
-        "params": {"image_url": upload["location"], "based_on": generation,
-                   "scale_factor": 4, "is_primary": True}}), 201)["task_id"]
+    task = ok(
+        user.post(
+            "/api/tasks",
+            json={
+                "task_type": "image_upscale",
+                "project_id": project,
+                "params": {
+                    "image_url": upload["location"],
+                    "based_on": generation,
+                    "scale_factor": 4,
+                    "is_primary": True,
+                },
+            },
+        ),
+        201,
+    )["task_id"]
     worker = own_worker(server, user, backend)
     assert run_until_handled(worker) == (task, "complete")
     shown = ok(user.get(f"/api/generations/{generation}?min_position={worker.last_position}"))
@@ -111,12 +151,21 @@ class Interrupted:
 
 
 def test_a_worker_stopped_with_ctrl_c_hands_its_task_back_without_spending_an_attempt(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     user = server.user()
     project = ok(user.post("/api/projects", json={"name": "Film"}), 201)["id"]
-    task = ok(user.post("/api/tasks", json={
-        "task_type": "image_generation", "project_id": project,
-        "params": {"prompt": "a fox", "resolution": "64x48"}}), 201)["task_id"]
+    task = ok(
+        user.post(
+            "/api/tasks",
+            json={
+                "task_type": "image_generation",
+                "project_id": project,
+                "params": {"prompt": "a fox", "resolution": "64x48"},
+            },
+        ),
+        201,
+    )["task_id"]
     worker = own_worker(server, user, Interrupted())
     with pytest.raises(KeyboardInterrupt):
         run_until_handled(worker)

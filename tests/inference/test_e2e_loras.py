@@ -20,13 +20,12 @@ PARAMS = {"prompt": "a lighthouse", "resolution": "32x32", "seed": 5}
 
 def picture(rig: Rig, owner: str, project_id: str, **params: object) -> np.ndarray:
     made = rig.studio.create_task(project_id, owner, "image_generation", {**PARAMS, **params})
-    done, = wait_until_settled(rig.studio, [made["task_id"]], timeout=90)
+    (done,) = wait_until_settled(rig.studio, [made["task_id"]], timeout=90)
     assert done.status == COMPLETE, done.error_message
     return np.asarray(decode_image(rig.media.get(done.output_location)), dtype=np.float64)
 
 
-def test_a_tasks_lora_changes_its_picture_and_the_next_task_is_the_base_again(
-        rig: Rig) -> None:
+def test_a_tasks_lora_changes_its_picture_and_the_next_task_is_the_base_again(rig: Rig) -> None:
     from inference.tiny_lora import build_tiny_lora
 
     owner, project_id = funded_project(rig.studio)
@@ -38,8 +37,7 @@ def test_a_tasks_lora_changes_its_picture_and_the_next_task_is_the_base_again(
     lora = rig.studio.add_resource(owner, "lora", "Grain", location=location, size=len(data))
 
     base = picture(rig, owner, project_id)
-    styled = picture(rig, owner, project_id,
-                     loras=[{"resource_id": lora["id"], "strength": 1.0}])
+    styled = picture(rig, owner, project_id, loras=[{"resource_id": lora["id"], "strength": 1.0}])
     after = picture(rig, owner, project_id)
     assert float(np.abs(styled - base).mean()) > 5.0
     assert np.array_equal(after, base)

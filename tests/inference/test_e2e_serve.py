@@ -33,12 +33,21 @@ LAUNCH = (
 
 
 @pytest.fixture(scope="module")
-def served(database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory,
-           monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Server]:
+def served(
+    database: Database,
+    schema: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch_module: pytest.MonkeyPatch,
+) -> Iterator[Server]:
     monkeypatch_module.setattr(api_harness, "LAUNCH", LAUNCH)
-    running = start_server(database, schema, tmp_path_factory.mktemp("serve"),
-                           DARKROOM_ACTORS="text_to_image+image_to_image:1",
-                           DARKROOM_RAY_NUM_CPUS="2", DARKROOM_RAY_OBJECT_STORE_MB="128")
+    running = start_server(
+        database,
+        schema,
+        tmp_path_factory.mktemp("serve"),
+        DARKROOM_ACTORS="text_to_image+image_to_image:1",
+        DARKROOM_RAY_NUM_CPUS="2",
+        DARKROOM_RAY_OBJECT_STORE_MB="128",
+    )
     yield running
     stop_server(running)
 
@@ -50,12 +59,18 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 
 def test_serve_runs_a_task_to_a_gallery_picture_with_its_own_ray_and_stops_cleanly(
-        served: Server) -> None:
+    served: Server,
+) -> None:
     user = served.user()
     project = ok(user.post("/api/projects", json={"name": "Film"}), 201)["id"]
-    created = user.post("/api/tasks", json={
-        "task_type": "image_generation", "project_id": project,
-        "params": {"prompt": "a fox", "resolution": "64x48"}})
+    created = user.post(
+        "/api/tasks",
+        json={
+            "task_type": "image_generation",
+            "project_id": project,
+            "params": {"prompt": "a fox", "resolution": "64x48"},
+        },
+    )
     task = ok(created, 201)["task_id"]
     seen = f"min_position={position(created)}"  # the board is a view: read our own write
     deadline = time.monotonic() + 150  # the actor loads its model first
@@ -63,8 +78,9 @@ def test_serve_runs_a_task_to_a_gallery_picture_with_its_own_ray_and_stops_clean
         assert row["status"] in ("Queued", "In Progress"), row
         assert time.monotonic() < deadline, row
         time.sleep(0.2)
-    gallery = ok(user.get(f"/api/generations?projectId={project}"
-                          f"&min_position={row['log_position']}"))["items"]
+    gallery = ok(
+        user.get(f"/api/generations?projectId={project}&min_position={row['log_position']}")
+    )["items"]
     assert [g["location"] for g in gallery] == [row["output_location"]]
     assert decode_image(user.get(row["output_location"]).content).size == (64, 48)
     stop_server(served)

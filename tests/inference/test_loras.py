@@ -32,8 +32,13 @@ def pixels(result: Any) -> np.ndarray:
     return np.asarray(decode_image(result.data), dtype=np.float64)
 
 
-def generate(backend: Any, lora: bytes | None = None, strength: float = 1.0,
-             task_type: str = "image_generation", **inputs: bytes) -> np.ndarray:
+def generate(
+    backend: Any,
+    lora: bytes | None = None,
+    strength: float = 1.0,
+    task_type: str = "image_generation",
+    **inputs: bytes,
+) -> np.ndarray:
     params: dict[str, Any] = dict(PROMPT)
     if lora is not None:
         params["loras"] = [{"path": "/media/uploads/lora.safetensors", "strength": strength}]
@@ -47,7 +52,8 @@ def change(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_a_lora_changes_the_picture_by_its_strength_and_none_at_zero(
-        backend: Any, lora: bytes, base: np.ndarray) -> None:
+    backend: Any, lora: bytes, base: np.ndarray
+) -> None:
     full = generate(backend, lora, 1.0)
     half = generate(backend, lora, 0.5)
     assert change(full, base) > 5.0  # measured: 9.3 levels on average at 64x64
@@ -56,44 +62,50 @@ def test_a_lora_changes_the_picture_by_its_strength_and_none_at_zero(
 
 
 def test_the_next_task_without_the_lora_is_exactly_the_base_picture(
-        backend: Any, lora: bytes, base: np.ndarray) -> None:
+    backend: Any, lora: bytes, base: np.ndarray
+) -> None:
     generate(backend, lora, 1.0)
     assert np.array_equal(generate(backend), base)
     # image-to-image shares the text-to-image UNet: a LoRA applied there leaves no trace.
     edit_base = generate(backend, task_type="magic_edit", image=png(32, 32))
-    assert change(generate(backend, lora, 1.0, "magic_edit", image=png(32, 32)),
-                  edit_base) > 1.0
+    assert change(generate(backend, lora, 1.0, "magic_edit", image=png(32, 32)), edit_base) > 1.0
     assert np.array_equal(generate(backend), base)
 
 
-def test_two_loras_apply_together_with_their_own_strengths(backend: Any, lora: bytes,
-                                                           base: np.ndarray) -> None:
+def test_two_loras_apply_together_with_their_own_strengths(
+    backend: Any, lora: bytes, base: np.ndarray
+) -> None:
     from inference.tiny_lora import build_tiny_lora
 
     other = build_tiny_lora(seed=2, scale=2.0)
-    params = {**PROMPT, "loras": [{"path": "/a", "strength": 1.0}, {"path": "/b",
-                                                                     "strength": 0.0}]}
+    params = {**PROMPT, "loras": [{"path": "/a", "strength": 1.0}, {"path": "/b", "strength": 0.0}]}
     both = pixels(backend.run("image_generation", params, {"lora_0": lora, "lora_1": other}))
     assert np.array_equal(both, generate(backend, lora, 1.0))
     assert not np.array_equal(both, base)
 
 
 def test_bytes_that_are_not_a_lora_or_a_lora_for_another_model_are_refused(
-        backend: Any, base: np.ndarray) -> None:
+    backend: Any, base: np.ndarray
+) -> None:
     import torch
     from safetensors.torch import save
 
     with pytest.raises(InvalidInputError, match=r"params.loras\[0\] is not a LoRA"):
         generate(backend, png(8, 8))
-    alien = save({"transformer.blocks.0.attn.to_q.lora_A.weight": torch.ones(2, 7),
-                  "transformer.blocks.0.attn.to_q.lora_B.weight": torch.ones(7, 2)})
+    alien = save(
+        {
+            "transformer.blocks.0.attn.to_q.lora_A.weight": torch.ones(2, 7),
+            "transformer.blocks.0.attn.to_q.lora_B.weight": torch.ones(7, 2),
+        }
+    )
     with pytest.raises(InvalidInputError, match=r"params.loras"):
         generate(backend, bytes(alien))
     assert np.array_equal(generate(backend), base)
 
 
 def test_a_video_models_lora_moves_its_frames_and_leaves_no_trace(
-        backend: Any, tiny_models: dict[str, Any]) -> None:
+    backend: Any, tiny_models: dict[str, Any]
+) -> None:
     from diffusers import WanTransformer3DModel
 
     from inference.frames import decode_video

@@ -34,8 +34,11 @@ def studio(database: Database, schema: str) -> Iterator[Studio]:
 def claimed_task(studio: Studio, worker_id: str) -> str:
     """A text-to-image task of a funded owner, claimed by `worker_id`."""
     owner, project_id = funded_project(studio)
-    task_id = str(studio.create_task(project_id, owner, "image_generation",
-                                     {"prompt": "a lighthouse"})["task_id"])
+    task_id = str(
+        studio.create_task(project_id, owner, "image_generation", {"prompt": "a lighthouse"})[
+            "task_id"
+        ]
+    )
     claimed = studio.claim_next(worker_id, "api", None, [task_id])
     assert claimed is not None and str(claimed["task_id"]) == task_id
     return task_id
@@ -44,9 +47,12 @@ def claimed_task(studio: Studio, worker_id: str) -> str:
 def finished_run(task_id: str, outputs: int = 1) -> Finished:
     media = Media(b"\x89PNG picture", "image/png", 64, 64, 1, b"\x89PNG thumbnail")
     now = time.time()
-    return Finished(task_id, DONE, "actor#0",
-                    output={"result": Result((media,) * outputs, seed=7),
-                            "started": now - 1, "finished": now})
+    return Finished(
+        task_id,
+        DONE,
+        "actor#0",
+        output={"result": Result((media,) * outputs, seed=7), "started": now - 1, "finished": now},
+    )
 
 
 def record(settler: Settler, finished: Finished) -> str:
@@ -89,7 +95,8 @@ class UndeletableStore(LocalMediaStore):
 
 
 def test_files_of_a_completion_the_studio_refuses_are_deleted(
-    studio: Studio, store: MediaStore,
+    studio: Studio,
+    store: MediaStore,
 ) -> None:
     task_id = claimed_task(studio, "worker-a")
     studio.cancel_task(task_id, None, "changed my mind")
@@ -99,21 +106,25 @@ def test_files_of_a_completion_the_studio_refuses_are_deleted(
 
 
 def test_files_of_a_completion_from_a_worker_that_no_longer_holds_the_task_are_deleted(
-    studio: Studio, tmp_path: Path,
+    studio: Studio,
+    tmp_path: Path,
 ) -> None:
     task_id = claimed_task(studio, "worker-a")
     studio.requeue_task(task_id, "swept", worker_id="worker-a")
     claimed = studio.claim_next("worker-b", "api", None, [task_id])
     assert claimed is not None
     media = LocalMediaStore(tmp_path)
-    assert Settler(media=media, tasks=studio, worker_id="worker-a").settle(
-        finished_run(task_id)) == "dropped"
+    assert (
+        Settler(media=media, tasks=studio, worker_id="worker-a").settle(finished_run(task_id))
+        == "dropped"
+    )
     assert files_in(media) == []
     assert task(studio, task_id).status == IN_PROGRESS
 
 
 def test_a_result_the_studio_cannot_route_fails_the_task_and_its_files_are_deleted(
-    studio: Studio, tmp_path: Path,
+    studio: Studio,
+    tmp_path: Path,
 ) -> None:
     task_id = claimed_task(studio, "worker-a")
     media = LocalMediaStore(tmp_path)
@@ -124,7 +135,8 @@ def test_a_result_the_studio_cannot_route_fails_the_task_and_its_files_are_delet
 
 
 def test_files_stay_when_the_completion_fails_for_another_reason_than_a_refusal(
-    studio: Studio, tmp_path: Path,
+    studio: Studio,
+    tmp_path: Path,
 ) -> None:
     # The database may have committed before the connection dropped: the task could
     # name these files, so they must not be deleted.
@@ -137,7 +149,9 @@ def test_files_stay_when_the_completion_fails_for_another_reason_than_a_refusal(
 
 
 def test_a_file_that_cannot_be_deleted_is_logged_and_recording_goes_on(
-    studio: Studio, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    studio: Studio,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     task_id = claimed_task(studio, "worker-a")
     studio.cancel_task(task_id, None)

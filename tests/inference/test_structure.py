@@ -24,7 +24,7 @@ def moving_square(frames: int = 12, side: int = 32, step: float = 1.0) -> np.nda
     video = np.zeros((frames, side, side, 3), dtype=np.uint8)
     for i in range(frames):
         left = 2 + round(i * step)
-        video[i, 8:20, left:left + 12] = (255, 255, 255)
+        video[i, 8:20, left : left + 12] = (255, 255, 255)
     return video
 
 
@@ -44,13 +44,13 @@ def plain(backend: Any) -> np.ndarray:
     return clip(backend)
 
 
-def test_a_flow_or_canny_structure_video_changes_the_clip(backend: Any,
-                                                          plain: np.ndarray) -> None:
+def test_a_flow_or_canny_structure_video_changes_the_clip(backend: Any, plain: np.ndarray) -> None:
     # The same call twice differs by 0.04-0.28 levels on average on a busy CPU; a guide
     # moves the clip by 1.5-1.7.
     for kind in ("flow", "canny"):
-        guided = clip(backend, GUIDE, structure_video_path="/media/g.mp4",
-                      structure_video_type=kind)
+        guided = clip(
+            backend, GUIDE, structure_video_path="/media/g.mp4", structure_video_type=kind
+        )
         assert np.abs(guided - plain).mean() > 0.6, kind
 
 
@@ -65,20 +65,26 @@ def pipe(backend: Any) -> Any:
     return backend.pipeline(IMAGE_TO_VIDEO)
 
 
-@pytest.mark.parametrize(("params", "guided"), [
-    ({"structure_video_motion_strength": 0}, True), ({"structure_video_type": "depth"}, True),
-    ({"amount_of_motion": 1.0}, False), ({}, False)])
+@pytest.mark.parametrize(
+    ("params", "guided"),
+    [
+        ({"structure_video_motion_strength": 0}, True),
+        ({"structure_video_type": "depth"}, True),
+        ({"amount_of_motion": 1.0}, False),
+        ({}, False),
+    ],
+)
 def test_what_is_off_or_not_applicable_leaves_the_pipeline_its_own_noise(
-        pipe: Any, params: dict[str, Any], guided: bool) -> None:
+    pipe: Any, params: dict[str, Any], guided: bool
+) -> None:
     inputs = {structure.STRUCTURE_INPUT: GUIDE} if guided else {}
-    assert structure.starting_latents(pipe, params, inputs, frames=9, size=(32, 32),
-                                      seed=5) == {}
+    assert structure.starting_latents(pipe, params, inputs, frames=9, size=(32, 32), seed=5) == {}
 
 
-def test_a_guide_with_the_seeds_defaults_starts_the_pipeline_from_its_latents(
-        pipe: Any) -> None:
-    start = structure.starting_latents(pipe, {}, {structure.STRUCTURE_INPUT: GUIDE},
-                                       frames=9, size=(32, 32), seed=5)
+def test_a_guide_with_the_seeds_defaults_starts_the_pipeline_from_its_latents(pipe: Any) -> None:
+    start = structure.starting_latents(
+        pipe, {}, {structure.STRUCTURE_INPUT: GUIDE}, frames=9, size=(32, 32), seed=5
+    )
     side = 32 // pipe.vae_scale_factor_spatial
     assert tuple(start["latents"].shape) == (1, pipe.vae.config.z_dim, 3, side, side)
 
@@ -128,7 +134,6 @@ def test_a_runs_segment_is_guided_by_its_part_of_the_video() -> None:
         picked = structure.part_of_run(video, params, 4, treatment)
         return structure.fit(picked, 4, treatment)[:, 0, 0, 0].tolist()  # type: ignore[no-any-return]
 
-    assert [part(i, "adjust") for i in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7],
-                                                     [8, 9, 10, 11]]
+    assert [part(i, "adjust") for i in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert part(2, "clip") == [8, 9, 10, 11]
     assert structure.part_of_run(video, {}, 4, "adjust").shape[0] == 12

@@ -18,8 +18,11 @@ from projections.runner import Runner
 
 
 def studio_env(database: Database, schema: str) -> dict[str, str]:
-    return {**database.eventsourcing_env(schema, pool_size=4),
-            "APPLICATION_RECORDER_TOPIC": RECORDER_TOPIC, "CREATE_TABLE": "y"}
+    return {
+        **database.eventsourcing_env(schema, pool_size=4),
+        "APPLICATION_RECORDER_TOPIC": RECORDER_TOPIC,
+        "CREATE_TABLE": "y",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +46,24 @@ def project_id(app: Studio) -> str:
 
 def catch_up(app: Studio, database: Database, schema: str, **kwargs: Any) -> Runner:
     """Run every view up to the head once (managed, with the change log)."""
-    runner = Runner(app, database.conninfo, schema, kwargs.pop("views", None) or all_views(),
-                    **kwargs)
+    runner = Runner(
+        app, database.conninfo, schema, kwargs.pop("views", None) or all_views(), **kwargs
+    )
     with runner:
         runner.catch_up()
     return runner
 
 
-VIEW_TABLES = {"projects": "id", "gallery": "id", "variants": "id", "shots": "id",
-               "tasks": "id", "task_claim_queue": "task_id", "credit_balances": "user_id",
-               "credit_ledger": "user_id, seq"}
+VIEW_TABLES = {
+    "projects": "id",
+    "gallery": "id",
+    "variants": "id",
+    "shots": "id",
+    "tasks": "id",
+    "task_claim_queue": "task_id",
+    "credit_balances": "user_id",
+    "credit_ledger": "user_id, seq",
+}
 
 
 def snapshot_tables(database: Database, schema: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -60,12 +71,12 @@ def snapshot_tables(database: Database, schema: str) -> dict[str, list[tuple[Any
     out: dict[str, list[tuple[Any, ...]]] = {}
     with psycopg.connect(database.conninfo, options=f"-c search_path={schema}") as conn:
         for table, key in VIEW_TABLES.items():
-            out[table] = conn.execute(
-                f"SELECT t::text FROM {table} t ORDER BY {key}").fetchall()
+            out[table] = conn.execute(f"SELECT t::text FROM {table} t ORDER BY {key}").fetchall()
         out["changelog"] = conn.execute(
             # jsonb text: the same JSON value whatever the key order it was written in
             "SELECT position, topic, kind, payload::jsonb::text FROM changelog "
-            "ORDER BY position, topic").fetchall()
+            "ORDER BY position, topic"
+        ).fetchall()
     return out
 
 

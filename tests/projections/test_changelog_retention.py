@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_pruning_drops_old_changes_and_tells_resuming_clients_where_the_log_starts(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     app.create_generation(project_id, None, "a.png")
     catch_up(app, database, schema)
     head = app.head_position()
@@ -44,17 +45,20 @@ def test_changes_already_past_retention_are_not_written(app, database, schema, c
     assert project_row(conn, project) is not None
 
 
-def test_an_old_change_log_is_rekeyed_position_first_with_text_payloads_keeping_its_rows(
-        database):
+def test_an_old_change_log_is_rekeyed_position_first_with_text_payloads_keeping_its_rows(database):
     scratch = f"rekey_{uuid.uuid4().hex[:8]}"
     create_schema(database, scratch)
     try:
         with db.connect(database.conninfo, scratch) as conn:
-            conn.execute("CREATE TABLE changelog (position bigint NOT NULL, topic text NOT NULL, "
-                         "kind text NOT NULL, payload json NOT NULL, created_at timestamptz "
-                         "NOT NULL DEFAULT now(), PRIMARY KEY (topic, position))")
-            conn.execute("INSERT INTO changelog (position, topic, kind, payload) VALUES "
-                         "(1, 'project:a', 'project.upserted', '{\"name\": \"kept\"}')")
+            conn.execute(
+                "CREATE TABLE changelog (position bigint NOT NULL, topic text NOT NULL, "
+                "kind text NOT NULL, payload json NOT NULL, created_at timestamptz "
+                "NOT NULL DEFAULT now(), PRIMARY KEY (topic, position))"
+            )
+            conn.execute(
+                "INSERT INTO changelog (position, topic, kind, payload) VALUES "
+                "(1, 'project:a', 'project.upserted', '{\"name\": \"kept\"}')"
+            )
             for statement in changelog.DDL[2:]:  # changelog_state: a complete old deployment
                 conn.execute(statement)
             prepare(conn, [], managed=True, versions={})
@@ -62,7 +66,8 @@ def test_an_old_change_log_is_rekeyed_position_first_with_text_payloads_keeping_
                 "SELECT array_agg(a.attname::text ORDER BY k.n) AS cols FROM pg_index i "
                 "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-                "WHERE i.indrelid = 'changelog'::regclass AND i.indisprimary").fetchone()
+                "WHERE i.indrelid = 'changelog'::regclass AND i.indisprimary"
+            ).fetchone()
             assert key is not None and key["cols"] == ["position", "topic"]
             assert payload_type(conn) == "text"
             rows = changes_since(conn, ["project:a"], 0)
@@ -76,11 +81,15 @@ def test_a_busy_old_change_log_is_left_as_it_is_and_migrated_on_a_later_start(da
     scratch = f"busy_{uuid.uuid4().hex[:8]}"
     create_schema(database, scratch)
     try:
-        with db.connect(database.conninfo, scratch) as conn, \
-                db.connect(database.conninfo, scratch) as reader:
-            conn.execute("CREATE TABLE changelog (position bigint NOT NULL, topic text NOT NULL, "
-                         "kind text NOT NULL, payload json NOT NULL, created_at timestamptz "
-                         "NOT NULL DEFAULT now(), PRIMARY KEY (topic, position))")
+        with (
+            db.connect(database.conninfo, scratch) as conn,
+            db.connect(database.conninfo, scratch) as reader,
+        ):
+            conn.execute(
+                "CREATE TABLE changelog (position bigint NOT NULL, topic text NOT NULL, "
+                "kind text NOT NULL, payload json NOT NULL, created_at timestamptz "
+                "NOT NULL DEFAULT now(), PRIMARY KEY (topic, position))"
+            )
             for statement in changelog.DDL[2:]:
                 conn.execute(statement)
             with reader.transaction():  # a relay mid-read holds the table
@@ -96,7 +105,8 @@ def test_a_busy_old_change_log_is_left_as_it_is_and_migrated_on_a_later_start(da
 
 
 def payload_type(conn) -> str:
-    row = conn.execute("SELECT format_type(atttypid, NULL) AS t FROM pg_attribute "
-                       "WHERE attrelid = 'changelog'::regclass AND attname = 'payload'"
-                       ).fetchone()
+    row = conn.execute(
+        "SELECT format_type(atttypid, NULL) AS t FROM pg_attribute "
+        "WHERE attrelid = 'changelog'::regclass AND attname = 'payload'"
+    ).fetchone()
     return row["t"]

@@ -19,14 +19,27 @@ def batch(first: int, count: int) -> list[changelog.Entry]:
     # Random text: a repeated character would be compressed in line and take
     # no room, which is not what real rows do.
     rng = random.Random(first)
-    return [(first + i, f"project:p{i % 7}", [("generation.upserted", {"pad": "".join(
-        rng.choices(string.ascii_letters, k=SIZES[i % len(SIZES)]))})])
-        for i in range(count)]
+    return [
+        (
+            first + i,
+            f"project:p{i % 7}",
+            [
+                (
+                    "generation.upserted",
+                    {"pad": "".join(rng.choices(string.ascii_letters, k=SIZES[i % len(SIZES)]))},
+                )
+            ],
+        )
+        for i in range(count)
+    ]
 
 
 def blocks(conn, low: int, high: int) -> set[int]:
-    rows = conn.execute("SELECT (ctid::text::point)[0]::int AS block FROM changelog "
-                        "WHERE position BETWEEN %s AND %s", (low, high)).fetchall()
+    rows = conn.execute(
+        "SELECT (ctid::text::point)[0]::int AS block FROM changelog "
+        "WHERE position BETWEEN %s AND %s",
+        (low, high),
+    ).fetchall()
     return {r["block"] for r in rows}
 
 

@@ -24,11 +24,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_runner(database, schema) -> subprocess.Popen[bytes]:
-    spec = {"env": studio_env(database, schema), "conninfo": database.conninfo,
-            "schema": schema, "batch_size": 40, "batch_latency": 0.02}
-    return subprocess.Popen([sys.executable, "-m", "tests.projections.runner_process",
-                             json.dumps(spec)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    spec = {
+        "env": studio_env(database, schema),
+        "conninfo": database.conninfo,
+        "schema": schema,
+        "batch_size": 40,
+        "batch_latency": 0.02,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.projections.runner_process", json.dumps(spec)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_views_equal_a_fresh_fold_after_random_sigkills(app, database, schema, conn):

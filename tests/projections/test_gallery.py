@@ -22,24 +22,31 @@ def ids(page: dict[str, Any]) -> list[str]:
 
 
 def test_a_generation_shows_its_primary_variant_and_has_exactly_one_primary(
-        app, database, schema, conn, project_id):
-    g = app.create_generation(project_id, None, "a.png", thumbnail_url="a.thumb.png",
-                              params={"prompt": "cat"})["generation_id"]
-    up = app.add_variant(g, None, "a.up.png", variant_type="upscaled", make_primary=True,
-                         params={"scale": 4})["variant_id"]
+    app, database, schema, conn, project_id
+):
+    g = app.create_generation(
+        project_id, None, "a.png", thumbnail_url="a.thumb.png", params={"prompt": "cat"}
+    )["generation_id"]
+    up = app.add_variant(
+        g, None, "a.up.png", variant_type="upscaled", make_primary=True, params={"scale": 4}
+    )["variant_id"]
     app.add_variant(g, None, "a.edit.png", variant_type="edit")
     catch_up(app, database, schema)
 
     row = generation_row(conn, g)
-    assert (row["location"], row["primary_variant_id"], row["params"]) == \
-        ("a.up.png", up, {"scale": 4})
+    assert (row["location"], row["primary_variant_id"], row["params"]) == (
+        "a.up.png",
+        up,
+        {"scale": 4},
+    )
     assert row["variant_count"] == 3
     variants = variants_of(conn, g)
     assert [v["is_primary"] for v in variants] == [False, True, False]
 
 
 def test_deleting_the_primary_promotes_the_most_recent_remaining_variant(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     g = app.create_generation(project_id, None, "b.png")["generation_id"]
     first = app.add_variant(g, None, "b1.png", variant_type="edit")["variant_id"]
     newest = app.add_variant(g, None, "b2.png", variant_type="edit")["variant_id"]
@@ -54,7 +61,8 @@ def test_deleting_the_primary_promotes_the_most_recent_remaining_variant(
 
 
 def test_an_edited_variant_is_rewritten_in_the_variants_view_and_its_name_in_the_gallery(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     made = app.create_generation(project_id, None, "e.png", name="upload")
     g, original = made["generation_id"], made["variant_id"]
     other = app.add_variant(g, None, "e2.png", variant_type="edit")["variant_id"]
@@ -63,20 +71,28 @@ def test_an_edited_variant_is_rewritten_in_the_variants_view_and_its_name_in_the
     catch_up(app, database, schema)
 
     rows = {v["id"]: v for v in variants_of(conn, g)}
-    assert (rows[original]["viewed"], rows[original]["starred"], rows[original]["name"]) == \
-        (False, True, "Hero")
+    assert (rows[original]["viewed"], rows[original]["starred"], rows[original]["name"]) == (
+        False,
+        True,
+        "Hero",
+    )
     assert (rows[other]["starred"], rows[other]["name"]) == (True, None)
     assert generation_row(conn, g)["name"] == "Hero"
 
 
 def test_children_and_deleted_generations_are_hidden_from_the_gallery(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     parent = app.create_generation(project_id, None, "v.mp4", media_type="video")
     kept = app.create_generation(project_id, None, "k.png")["generation_id"]
     gone = app.create_generation(project_id, None, "d.png")["generation_id"]
-    child = Generation.start(app.project(project_id).id, "video", now(),
-                             parent_generation_id=app.generation(parent["generation_id"]).id,
-                             child_order=0)
+    child = Generation.start(
+        app.project(project_id).id,
+        "video",
+        now(),
+        parent_generation_id=app.generation(parent["generation_id"]).id,
+        child_order=0,
+    )
     child.add_variant(uuid4(), "seg0.mp4", now(), make_primary=True)
     app.save(child)
     app.delete_generation(gone, None)
@@ -90,7 +106,8 @@ def test_children_and_deleted_generations_are_hidden_from_the_gallery(
 
 
 def test_shot_data_lists_frames_sorted_with_nulls_last_and_drops_deleted_shots(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     g = app.create_generation(project_id, None, "s.png")["generation_id"]
     shot = app.create_shot(project_id, None, "S")["shot_id"]
     other = app.create_shot(project_id, None, "T")["shot_id"]
@@ -107,11 +124,13 @@ def test_shot_data_lists_frames_sorted_with_nulls_last_and_drops_deleted_shots(
 
 
 def test_filters_select_starred_type_tool_and_shot_membership(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     star = app.create_generation(project_id, None, "1.png")["generation_id"]
     video = app.create_generation(project_id, None, "2.mp4", media_type="video")["generation_id"]
-    tool = app.create_generation(project_id, None, "3.png",
-                                 params={"tool_type": "travel"})["generation_id"]
+    tool = app.create_generation(project_id, None, "3.png", params={"tool_type": "travel"})[
+        "generation_id"
+    ]
     loose = app.create_generation(project_id, None, "4.png")["generation_id"]
     shot = app.create_shot(project_id, None, "S")["shot_id"]
     app.star_generation(star, None, True)
@@ -128,9 +147,9 @@ def test_filters_select_starred_type_tool_and_shot_membership(
 
 
 def test_keyset_pages_stay_stable_while_new_generations_arrive(
-        app, database, schema, conn, project_id):
-    made = [app.create_generation(project_id, None, f"{i}.png")["generation_id"]
-            for i in range(7)]
+    app, database, schema, conn, project_id
+):
+    made = [app.create_generation(project_id, None, f"{i}.png")["generation_id"] for i in range(7)]
     catch_up(app, database, schema)
     first = gallery_page(conn, project_id, limit=3)
     assert ids(first) == made[::-1][:3]
@@ -149,7 +168,8 @@ def test_a_forged_cursor_is_refused(conn, project_id):
 
 
 def test_the_bin_lists_deleted_generations_and_a_restore_takes_them_out(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     from projections.projects import project_row, projects_of
 
     a = app.create_generation(project_id, None, "a.png")["generation_id"]

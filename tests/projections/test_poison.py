@@ -18,12 +18,15 @@ class CheckedProjects(ProjectsView):
 
     def ddl(self, names: dict[str, str]) -> list[str]:
         t = names["projects"]
-        return [*super().ddl(names),
-                f'ALTER TABLE "{t}" ADD CONSTRAINT no_poison CHECK (name <> ' "'poison')"]
+        return [
+            *super().ddl(names),
+            f"ALTER TABLE \"{t}\" ADD CONSTRAINT no_poison CHECK (name <> 'poison')",
+        ]
 
 
 def test_an_event_whose_rows_cannot_be_written_is_dead_lettered_and_the_rest_goes_on(
-        app, database, schema, conn):
+    app, database, schema, conn
+):
     before = app.create_project("p-owner", "fine before")["project_id"]
     poison = app.create_project("p-owner", "poison")
     after = app.create_project("p-owner", "fine after")["project_id"]

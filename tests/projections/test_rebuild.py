@@ -35,7 +35,8 @@ def serve_queries(database, schema, project_id, stop, served, errors) -> threadi
 
 
 def test_rebuilding_while_commands_arrive_switches_without_downtime_to_an_identical_view(
-        app, database, schema, conn):
+    app, database, schema, conn
+):
     workload = Workload(app, seed=9)
     steps(workload, 300)
     live = Runner(app, database.conninfo, schema, all_views(), batch_latency=0.02)
@@ -47,8 +48,13 @@ def test_rebuilding_while_commands_arrive_switches_without_downtime_to_an_identi
         writer = run_in_thread(workload, stop, errors)
         reader = serve_queries(database, schema, workload.project, stop, served, query_errors)
         seen: list[int] = []
-        version = ops.rebuild(app, database.conninfo, schema, "gallery",
-                              progress=lambda position, head: seen.append(position))
+        version = ops.rebuild(
+            app,
+            database.conninfo,
+            schema,
+            "gallery",
+            progress=lambda position, head: seen.append(position),
+        )
         time.sleep(0.3)  # commands keep arriving after the switch too
         stop.set()
         writer.join(30)
@@ -66,8 +72,12 @@ def test_rebuilding_while_commands_arrive_switches_without_downtime_to_an_identi
     assert version == 2
     row = db.registry(conn, ["gallery"])["gallery"]
     assert (row["active_version"], row["handover_state"]) == (2, None)
-    tables = {r["tablename"] for r in conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()}
+    tables = {
+        r["tablename"]
+        for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+    }
     assert "gallery_v2" in tables and "gallery_v1" not in tables
     assert snapshot_tables(database, schema) == scratch_fold(app, database, head)
 

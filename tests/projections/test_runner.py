@@ -65,14 +65,17 @@ class FailingGallery(GalleryView):
 
 
 def test_a_failing_handler_sends_its_event_to_dead_letters_and_the_runner_goes_on(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     boom = app.create_generation(project_id, None, "x.png", name="boom")["generation_id"]
     after = app.create_generation(project_id, None, "y.png")["generation_id"]
     catch_up(app, database, schema, views=[FailingGallery(), VariantsView()])
 
     letters = ops.dead_letters(conn, "gallery")
-    assert {row["topic"] for row in letters} == {"darkroom.generation.created",
-                                                 "darkroom.generation.variant_added"}
+    assert {row["topic"] for row in letters} == {
+        "darkroom.generation.created",
+        "darkroom.generation.variant_added",
+    }
     assert "cannot render boom" in letters[0]["error"]
     assert generation_row(conn, boom) is None and generation_row(conn, after) is not None
 
@@ -82,7 +85,8 @@ def test_a_failing_handler_sends_its_event_to_dead_letters_and_the_runner_goes_o
 
 
 def test_a_query_can_wait_until_the_views_reached_a_commands_position(
-        app, database, schema, conn, project_id, live):
+    app, database, schema, conn, project_id, live
+):
     made = app.create_generation(project_id, None, "w.png")
     wait_for_position(conn, made["position"], timeout=10)
     assert generation_row(conn, made["generation_id"]) is not None
@@ -91,7 +95,8 @@ def test_a_query_can_wait_until_the_views_reached_a_commands_position(
 
 
 def test_the_change_log_has_one_row_per_topic_and_event_in_increasing_order(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     g = app.create_generation(project_id, None, "c.png")["generation_id"]
     v = app.add_variant(g, None, "c.up.png", variant_type="upscaled", make_primary=True)
     app.star_generation(g, None, True)
@@ -101,8 +106,9 @@ def test_the_change_log_has_one_row_per_topic_and_event_in_increasing_order(
     for topic in {r["topic"] for r in rows}:
         positions = [r["position"] for r in rows if r["topic"] == topic]
         assert positions == sorted(set(positions))
-    promoted = [r for r in rows if r["topic"] == f"generation:{g}"
-                and r["position"] == v["position"]]
+    promoted = [
+        r for r in rows if r["topic"] == f"generation:{g}" and r["position"] == v["position"]
+    ]
     assert len(promoted) == 1 and promoted[0]["kind"] == "batch"
     kinds = [c["kind"] for c in promoted[0]["payload"]["changes"]]
     assert kinds.count("variant.upserted") == 2 and "generation.upserted" in kinds
@@ -112,7 +118,8 @@ def test_the_change_log_has_one_row_per_topic_and_event_in_increasing_order(
 
 
 def test_a_snapshot_reads_views_and_their_position_atomically(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     app.create_generation(project_id, None, "s.png")
     catch_up(app, database, schema)
     with snapshot(conn, ["gallery"]) as positions:
@@ -136,10 +143,10 @@ def test_a_second_runner_waits_as_a_standby_until_the_first_one_stops(app, datab
 
 
 def test_a_nul_character_in_event_data_does_not_stop_the_runner(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     g = Generation.start(app.project(project_id).id, "image", now(), name="a\x00b")
-    g.add_variant(uuid4(), "n.png", now(), make_primary=True,
-                  params={"prompt": "nul \x00 here"})
+    g.add_variant(uuid4(), "n.png", now(), make_primary=True, params={"prompt": "nul \x00 here"})
     app.save(g)
     catch_up(app, database, schema)
     row = generation_row(conn, g.id)
@@ -148,9 +155,7 @@ def test_a_nul_character_in_event_data_does_not_stop_the_runner(
     assert "a\ufffdb" in json.dumps(payloads[-1]["payload"], ensure_ascii=False)
 
 
-
-def test_a_standby_takes_over_when_the_active_runner_stops(
-        app, database, schema, conn, project_id):
+def test_a_standby_takes_over_when_the_active_runner_stops(app, database, schema, conn, project_id):
     first = Runner(app, database.conninfo, schema, all_views())
     second = Runner(app, database.conninfo, schema, all_views())
     threads = [threading.Thread(target=r.run_forever, daemon=True) for r in (first, second)]

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_shots_come_in_position_order_with_members_in_timeline_order(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     a = app.create_generation(project_id, None, "a.png", thumbnail_url="a.t.png")
     b = app.create_generation(project_id, None, "b.png")
     first = app.create_shot(project_id, None, "first")["shot_id"]
@@ -26,12 +27,16 @@ def test_shots_come_in_position_order_with_members_in_timeline_order(
     assert [s["id"] for s in shots] == [first, second]
     members = shots[0]["members"]
     assert [(m["generation_id"], m["timeline_frame"], m["position"]) for m in members] == [
-        (b["generation_id"], 0, 0), (a["generation_id"], 50, 1), (a["generation_id"], None, None)]
+        (b["generation_id"], 0, 0),
+        (a["generation_id"], 50, 1),
+        (a["generation_id"], None, None),
+    ]
     assert members[1]["location"] == "a.png" and members[1]["thumbnail_url"] == "a.t.png"
 
 
 def test_a_member_shows_the_primary_variant_of_its_generation(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     g = app.create_generation(project_id, None, "g.png")["generation_id"]
     shot = app.create_shot(project_id, None, "S", generation_id=g)["shot_id"]
     catch_up(app, database, schema)
@@ -51,7 +56,8 @@ def test_the_unpositioned_count_leaves_videos_out(app, database, schema, conn, p
 
 
 def test_deleted_shots_are_hidden_and_come_back_when_restored(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     shot = app.create_shot(project_id, None, "S")["shot_id"]
     app.delete_shot(shot, None)
     catch_up(app, database, schema)
@@ -62,7 +68,8 @@ def test_deleted_shots_are_hidden_and_come_back_when_restored(
 
 
 def test_a_deleted_generation_leaves_its_shots_and_comes_back_when_restored(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     a = app.create_generation(project_id, None, "a.png")["generation_id"]
     b = app.create_generation(project_id, None, "b.png")["generation_id"]
     shot = app.create_shot(project_id, None, "S", generation_id=a)["shot_id"]
@@ -78,5 +85,8 @@ def test_a_deleted_generation_leaves_its_shots_and_comes_back_when_restored(
     catch_up(app, database, schema)
     row = shot_row(conn, shot)
     assert [(m["generation_id"], m["position"]) for m in row["members"]] == [
-        (a, 0), (b, 1), (b, None)]
+        (a, 0),
+        (b, 1),
+        (b, None),
+    ]
     assert (row["member_count"], row["unpositioned_count"]) == (3, 1)

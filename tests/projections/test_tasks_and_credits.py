@@ -19,12 +19,19 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def make_task(project_id, owner, at, deps=(), kind="image_generation", **params):
-    return Task.create(project_id=project_id, owner_id=owner, task_type=resolve_default(kind),
-                       params={"prompt": "p", **params}, at=at, dependant_on=deps)
+    return Task.create(
+        project_id=project_id,
+        owner_id=owner,
+        task_type=resolve_default(kind),
+        params={"prompt": "p", **params},
+        at=at,
+        dependant_on=deps,
+    )
 
 
 def test_the_board_shows_each_task_with_its_status_attempts_and_progress(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     pid = app.project(project_id).id
     t = make_task(pid, "u", T0)
     app.save(t)
@@ -33,8 +40,11 @@ def test_the_board_shows_each_task_with_its_status_attempts_and_progress(
     app.save(t)
     catch_up(app, database, schema)
     row = task_row(conn, t.id)
-    assert (row["status"], row["worker_id"], row["progress"]) == \
-        ("In Progress", "w1", {"step": 1, "total": 4})
+    assert (row["status"], row["worker_id"], row["progress"]) == (
+        "In Progress",
+        "w1",
+        {"step": 1, "total": 4},
+    )
     t.requeue("worker crashed", T0 + timedelta(seconds=5))
     app.save(t)
     catch_up(app, database, schema)
@@ -47,11 +57,11 @@ def test_the_board_shows_each_task_with_its_status_attempts_and_progress(
 
 
 def test_the_claim_queue_holds_queued_tasks_whose_dependencies_are_all_complete(
-        app, database, schema, conn, project_id):
+    app, database, schema, conn, project_id
+):
     pid = app.project(project_id).id
     first = make_task(pid, "u", T0, kind="travel_segment")
-    second = make_task(pid, "u", T0 + timedelta(seconds=1), deps=[first.id],
-                       kind="travel_segment")
+    second = make_task(pid, "u", T0 + timedelta(seconds=1), deps=[first.id], kind="travel_segment")
     app.save(first, second)
     catch_up(app, database, schema)
     queued = [r["task_id"] for r in claim_candidates(conn, "gpu", limit=1000)]
@@ -103,5 +113,8 @@ def test_credits_show_the_balance_and_the_ledger(app, database, schema, conn):
     assert balance_of(conn, "payer")["balance"] == "15.461"
     entries = ledger_of(conn, "payer")
     assert [(e["seq"], e["kind"], e["amount"]) for e in entries] == [
-        (3, "spend", "-0.039"), (2, "top_up", "5.500"), (1, "grant", "10.000")]
+        (3, "spend", "-0.039"),
+        (2, "top_up", "5.500"),
+        (1, "grant", "10.000"),
+    ]
     assert balance_of(conn, "nobody")["balance"] == "0.000"

@@ -42,14 +42,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_an_error_in_the_writer_is_raised_in_the_runner_as_the_same_psycopg_error(
-        database, schema):
+def test_an_error_in_the_writer_is_raised_in_the_runner_as_the_same_psycopg_error(database, schema):
     with db.connect(database.conninfo, schema) as conn:
         db.ensure_meta(conn)  # the tracking table every batch updates
         conn.execute("CREATE TABLE probe (id int PRIMARY KEY)")
     good = Batch(2, [("v", 1, {"t": "probe"}, [Insert("t", ("id",), [{"id": 1}])])], [], [], [])
-    bad = Batch(1, [("v", 1, {"t": "no_such_table"}, [Insert("t", ("id",), [{"id": 1}])])],
-                [], [], [])
+    bad = Batch(
+        1, [("v", 1, {"t": "no_such_table"}, [Insert("t", ("id",), [{"id": 1}])])], [], [], []
+    )
     writer = WriterProcess(database.conninfo, schema)
     try:
         writer.submit(bad)
@@ -72,8 +72,7 @@ def probe_rows(database, schema) -> list[tuple[int]]:
         return conn.execute(f'SELECT id FROM "{schema}".probe').fetchall()
 
 
-def test_a_killed_writer_stops_the_runner_and_a_new_runner_resumes_exactly(
-        app, database, schema):
+def test_a_killed_writer_stops_the_runner_and_a_new_runner_resumes_exactly(app, database, schema):
     workload = Workload(app, seed=21)
     steps(workload, 400)
     head = app.head_position()
@@ -106,11 +105,19 @@ def test_a_killed_writer_stops_the_runner_and_a_new_runner_resumes_exactly(
 def test_the_writer_process_dies_with_its_runner(app, database, schema):
     workload = Workload(app, seed=22)
     steps(workload, 100)
-    spec = {"env": studio_env(database, schema), "conninfo": database.conninfo,
-            "schema": schema, "batch_size": 10, "batch_latency": 0.01}
-    process = subprocess.Popen([sys.executable, "-m", "tests.projections.runner_process",
-                                json.dumps(spec)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    spec = {
+        "env": studio_env(database, schema),
+        "conninfo": database.conninfo,
+        "schema": schema,
+        "batch_size": 10,
+        "batch_latency": 0.01,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.projections.runner_process", json.dumps(spec)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         deadline = time.monotonic() + 30
         children: list[int] = []
@@ -128,7 +135,8 @@ def test_the_writer_process_dies_with_its_runner(app, database, schema):
 
 
 def test_the_writer_keeps_its_freed_memory_unless_the_operator_set_malloc_otherwise(
-        database, schema, monkeypatch):
+    database, schema, monkeypatch
+):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     writer = WriterProcess(database.conninfo, schema)

@@ -43,8 +43,9 @@ class Workload:
             elif r < 0.7:
                 self._membership()
             elif r < 0.75:
-                self.app.star_generation(self.rng.choice(self.generations), None,
-                                         self.rng.random() < 0.5)
+                self.app.star_generation(
+                    self.rng.choice(self.generations), None, self.rng.random() < 0.5
+                )
             elif r < 0.78:
                 self.app.delete_generation(self.rng.choice(self.generations), None)
             else:
@@ -55,8 +56,12 @@ class Workload:
     def _generation(self) -> None:
         kind = "video" if self.rng.random() < 0.2 else "image"
         made = self.app.create_generation(
-            self.project, None, f"{len(self.generations)}.png", media_type=kind,
-            params={"tool_type": self.rng.choice(["edit", "travel"])})
+            self.project,
+            None,
+            f"{len(self.generations)}.png",
+            media_type=kind,
+            params={"tool_type": self.rng.choice(["edit", "travel"])},
+        )
         self.generations.append(made["generation_id"])
         self.variants[made["generation_id"]] = []
 
@@ -64,9 +69,13 @@ class Workload:
         g = self.rng.choice(self.generations)
         choice = self.rng.random()
         if choice < 0.5 or not self.variants[g]:
-            made = self.app.add_variant(g, None, f"{g}.{self.rng.random():.4f}.png",
-                                        variant_type="upscaled",
-                                        make_primary=self.rng.random() < 0.5)
+            made = self.app.add_variant(
+                g,
+                None,
+                f"{g}.{self.rng.random():.4f}.png",
+                variant_type="upscaled",
+                make_primary=self.rng.random() < 0.5,
+            )
             self.variants[g].append(made["variant_id"])
         elif choice < 0.75:
             self.app.make_variant_primary(g, None, self.rng.choice(self.variants[g]))
@@ -85,8 +94,9 @@ class Workload:
             return self._shot()
         shot = self.rng.choice(self.shots)
         if self.rng.random() < 0.7:
-            self.app.add_to_shot(shot, None, self.rng.choice(self.generations),
-                                 with_position=self.rng.random() < 0.7)
+            self.app.add_to_shot(
+                shot, None, self.rng.choice(self.generations), with_position=self.rng.random() < 0.7
+            )
         else:
             members = [m.generation_id for m in self.app.shot(shot).members]
             self.rng.shuffle(members)
@@ -97,11 +107,17 @@ class Workload:
         self.clock += timedelta(seconds=1)
         open_tasks = [t for t in self.tasks if not t.is_terminal]
         if not open_tasks or self.rng.random() < 0.4:
-            deps = [self.rng.choice(self.tasks).id] if self.tasks and self.rng.random() < 0.3 \
-                else []
-            t = Task.create(project_id=self.app.project(self.project).id, owner_id=self.owner,
-                            task_type=resolve_default("travel_segment"),
-                            params={"prompt": "p"}, at=self.clock, dependant_on=deps)
+            deps = (
+                [self.rng.choice(self.tasks).id] if self.tasks and self.rng.random() < 0.3 else []
+            )
+            t = Task.create(
+                project_id=self.app.project(self.project).id,
+                owner_id=self.owner,
+                task_type=resolve_default("travel_segment"),
+                params={"prompt": "p"},
+                at=self.clock,
+                dependant_on=deps,
+            )
             self.tasks.append(t)
             self.app.save(t)
             return
@@ -118,8 +134,9 @@ class Workload:
             self.app.save(t)
 
 
-def run_in_thread(workload: Workload, stop: threading.Event,
-                  errors: list[BaseException]) -> threading.Thread:
+def run_in_thread(
+    workload: Workload, stop: threading.Event, errors: list[BaseException]
+) -> threading.Thread:
     def loop() -> None:
         try:
             while not stop.is_set():

@@ -71,19 +71,30 @@ class Server:
 
 
 def server_env(database: Database, schema: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    url = (f"postgresql://{database.user}:{database.password}@/{database.dbname}"
-           f"?host={database.host}&port={database.port}")
-    return {**os.environ, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
-            "DATA_DIR": str(data_dir), "DARKROOM_JWT_SECRET": JWT_SECRET,
-            "DARKROOM_SERVICE_KEY": SERVICE_KEY, "DARKROOM_POOL_SIZE": "4",
-            "DARKROOM_READ_TIMEOUT_S": "3", **extra}
+    url = (
+        f"postgresql://{database.user}:{database.password}@/{database.dbname}"
+        f"?host={database.host}&port={database.port}"
+    )
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DARKROOM_DB_SCHEMA": schema,
+        "DATA_DIR": str(data_dir),
+        "DARKROOM_JWT_SECRET": JWT_SECRET,
+        "DARKROOM_SERVICE_KEY": SERVICE_KEY,
+        "DARKROOM_POOL_SIZE": "4",
+        "DARKROOM_READ_TIMEOUT_S": "3",
+        **extra,
+    }
 
 
-def start_server(database: Database, schema: str, data_dir: Path,
-                 **extra: str) -> Server:
+def start_server(database: Database, schema: str, data_dir: Path, **extra: str) -> Server:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port)], cwd=ROOT,
-                               env=server_env(database, schema, data_dir, **extra))
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, str(port)],
+        cwd=ROOT,
+        env=server_env(database, schema, data_dir, **extra),
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -110,8 +121,9 @@ def stop_server(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(database: Database, schema: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     running = start_server(database, schema, tmp_path_factory.mktemp("darkroom"))
     yield running
     stop_server(running)

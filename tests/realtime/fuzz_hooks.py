@@ -53,8 +53,11 @@ def valid_fields_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
     meta = case.meta
     if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
         return None
-    if response.status_code == 422 and (code := _code(response)) in FIELD_CODES \
-            and not _only_length_relations(response):
+    if (
+        response.status_code == 422
+        and (code := _code(response)) in FIELD_CODES
+        and not _only_length_relations(response)
+    ):
         raise AssertionError(f"schema-valid data refused as {code}: {response.text[:500]}")
     return None
 
@@ -83,14 +86,16 @@ def created_resources_stay_available(ctx: Any, response: Any, case: Any) -> bool
     parent = internals.find_parent(case_id=case.id)
     made = internals.find_response(case_id=parent.id) if parent is not None else None
     if made is not None and not set(UUID_RE.findall(made.text or "")) & set(
-            UUID_RE.findall(response.text or "")):
+        UUID_RE.findall(response.text or "")
+    ):
         return None  # the 404 names something else than what the parent made
     return ensure_resource_availability(ctx, response, case)  # type: ignore[no-any-return]
 
 
 def _deleted_a_project(recorder: Any, prior: Any) -> bool:
-    if prior.operation.method.upper() != "DELETE" or \
-            not prior.operation.path.startswith("/api/projects/"):
+    if prior.operation.method.upper() != "DELETE" or not prior.operation.path.startswith(
+        "/api/projects/"
+    ):
         return False
     answer = recorder.find_response(case_id=prior.id)
     return answer is not None and 200 <= answer.status_code < 300

@@ -41,47 +41,96 @@ def with_identities(report_dir: Path, tokens: dict[str, str]) -> Path:
     peer: `object_level_authorization` then reads what one user made as every other."""
     report_dir.mkdir(parents=True, exist_ok=True)
     users = report_dir / "users.json"
-    users.write_text(json.dumps({"auth": [
-        {"name": name, "fixedHeaders": [{"name": "Authorization", "value": f"Bearer {token}"}]}
-        for name, token in tokens.items()]}))
+    users.write_text(
+        json.dumps(
+            {
+                "auth": [
+                    {
+                        "name": name,
+                        "fixedHeaders": [{"name": "Authorization", "value": f"Bearer {token}"}],
+                    }
+                    for name, token in tokens.items()
+                ]
+            }
+        )
+    )
     config = report_dir / "schemathesis.toml"
-    config.write_text(CONFIG.read_text() + f"\n[auth.wfc]\npath = {json.dumps(str(users))}\n"
-                      f"peers = {json.dumps(list(tokens))}\n")
+    config.write_text(
+        CONFIG.read_text() + f"\n[auth.wfc]\npath = {json.dumps(str(users))}\n"
+        f"peers = {json.dumps(list(tokens))}\n"
+    )
     return config
 
 
-def run_schemathesis(base_url: str, headers: dict[str, str], *, phases: str, examples: int,
-                     max_time: float | None = None, workers: int = 2, report_dir: Path,
-                     seed: int | None = None,
-                     identities: dict[str, str] | None = None) -> FuzzResult:
+def run_schemathesis(
+    base_url: str,
+    headers: dict[str, str],
+    *,
+    phases: str,
+    examples: int,
+    max_time: float | None = None,
+    workers: int = 2,
+    report_dir: Path,
+    seed: int | None = None,
+    identities: dict[str, str] | None = None,
+) -> FuzzResult:
     """`st run --checks all` over `phases`; the requests are counted from its NDJSON
     report. Run the stateful phase on its own budget: after the others it would get
     what time is left, which is often none. `identities` (name -> bearer token) replace
     `headers`' credentials with peers for `object_level_authorization`."""
     config = with_identities(report_dir, identities) if identities else CONFIG
-    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
-               f"{base_url}/openapi.json", "--checks", "all", "--phases", phases,
-               # replaced by fuzz_hooks.created_resources_stay_available (docs/API.md)
-               "--exclude-checks", "ensure_resource_availability",
-               # a readiness probe answers 503 when the database is slow: its job, which
-               # not_a_server_error counts as a failure whatever the document declares
-               "--exclude-path", "/health/ready",
-               "-n", str(examples), "--workers", str(workers), "--continue-on-failure",
-               "--report", "ndjson", "--report-dir", str(report_dir),
-               "--suppress-health-check", "all"]
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(config),
+        "run",
+        f"{base_url}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        phases,
+        # replaced by fuzz_hooks.created_resources_stay_available (docs/API.md)
+        "--exclude-checks",
+        "ensure_resource_availability",
+        # a readiness probe answers 503 when the database is slow: its job, which
+        # not_a_server_error counts as a failure whatever the document declares
+        "--exclude-path",
+        "/health/ready",
+        "-n",
+        str(examples),
+        "--workers",
+        str(workers),
+        "--continue-on-failure",
+        "--report",
+        "ndjson",
+        "--report-dir",
+        str(report_dir),
+        "--suppress-health-check",
+        "all",
+    ]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     if max_time:
         command += ["--max-time", str(int(max_time))]
     if seed is not None:
         command += ["--seed", str(seed)]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=False)
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": HOOKS,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     output = done.stdout + done.stderr
-    return FuzzResult(done.returncode, _requests(report_dir), _findings(output),
-                      *_links(output), _seconds(output), output)
+    return FuzzResult(
+        done.returncode,
+        _requests(report_dir),
+        _findings(output),
+        *_links(output),
+        _seconds(output),
+        output,
+    )
 
 
 def _requests(report_dir: Path) -> int:

@@ -59,9 +59,13 @@ app = create_app(edge_config(Settings()), extra_routes=hub_routes(),
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="info",
             ws=sys.argv[2], ws_per_message_deflate=False)
 """
-FAST = {"DARKROOM_WS_AUTH_TIMEOUT_S": "1", "DARKROOM_WS_PING_INTERVAL_S": "0.5",
-        "DARKROOM_WS_IDLE_TIMEOUT_S": "2", "DARKROOM_WS_QUEUE_BYTES": str(256 * 1024),
-        "DARKROOM_WS_STALE_AFTER_S": "1"}
+FAST = {
+    "DARKROOM_WS_AUTH_TIMEOUT_S": "1",
+    "DARKROOM_WS_PING_INTERVAL_S": "0.5",
+    "DARKROOM_WS_IDLE_TIMEOUT_S": "2",
+    "DARKROOM_WS_QUEUE_BYTES": str(256 * 1024),
+    "DARKROOM_WS_STALE_AFTER_S": "1",
+}
 
 
 def free_port() -> int:
@@ -106,16 +110,26 @@ class HubServer:
 
 
 def hub_env(database: Database, schema: str, **extra: str) -> dict[str, str]:
-    url = (f"postgresql://{database.user}:{database.password}@/{database.dbname}"
-           f"?host={database.host}&port={database.port}")
+    url = (
+        f"postgresql://{database.user}:{database.password}@/{database.dbname}"
+        f"?host={database.host}&port={database.port}"
+    )
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    return {**env, "DATABASE_URL": url, "DARKROOM_DB_SCHEMA": schema,
-            "DARKROOM_JWT_SECRET": JWT_SECRET, "DARKROOM_SERVICE_KEY": SERVICE_KEY,
-            "DARKROOM_POOL_SIZE": "4", **FAST, **extra}
+    return {
+        **env,
+        "DATABASE_URL": url,
+        "DARKROOM_DB_SCHEMA": schema,
+        "DARKROOM_JWT_SECRET": JWT_SECRET,
+        "DARKROOM_SERVICE_KEY": SERVICE_KEY,
+        "DARKROOM_POOL_SIZE": "4",
+        **FAST,
+        **extra,
+    }
 
 
-def start_hub(database: Database, schema: str, *, ws: str = "websockets-sansio",
-              **extra: str) -> HubServer:
+def start_hub(
+    database: Database, schema: str, *, ws: str = "websockets-sansio", **extra: str
+) -> HubServer:
     port = free_port()
     env = hub_env(database, schema, **extra)
     process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port), ws], cwd=ROOT, env=env)
@@ -182,16 +196,18 @@ class Client:
             self.frames.append(frame)
             return frame
 
-    async def subscribe(self, topic: str, since: int | None = None,
-                        ref: Any = None) -> dict[str, Any]:
+    async def subscribe(
+        self, topic: str, since: int | None = None, ref: Any = None
+    ) -> dict[str, Any]:
         await self.send({"type": "subscribe", "topic": topic, "since": since, "ref": ref})
         while True:
             frame = await self.recv()
             if frame["type"] in ("subscribed", "error") and frame.get("topic") == topic:
                 return frame
 
-    async def changes_until(self, topic: str, position: int,
-                            timeout: float = 20) -> list[dict[str, Any]]:
+    async def changes_until(
+        self, topic: str, position: int, timeout: float = 20
+    ) -> list[dict[str, Any]]:
         """Change frames of `topic` until one reaches `position`."""
         found: list[dict[str, Any]] = []
         deadline = asyncio.get_running_loop().time() + timeout

@@ -37,18 +37,21 @@ def test_health_answers_without_credentials_with_the_head_position(server: Serve
 def test_a_request_without_credentials_is_refused_with_401(server: Server) -> None:
     body = error_of(server.client().get("/api/projects"), 401)
     assert body["code"] == "missing_credentials"
-    assert error_of(server.client(**{"Authorization": "Basic abc"}).get("/api/projects"),
-                    401)["code"] == "invalid_credentials"
+    assert (
+        error_of(server.client(**{"Authorization": "Basic abc"}).get("/api/projects"), 401)["code"]
+        == "invalid_credentials"
+    )
 
 
 def test_a_jwt_signed_with_another_secret_or_expired_is_refused(server: Server) -> None:
-    forged = jwt.encode({"sub": "mallory"}, "another-secret-of-at-least-32-bytes!",
-                        algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": "mallory"}, "another-secret-of-at-least-32-bytes!", algorithm="HS256"
+    )
     assert error_of(server.client(forged).get("/api/projects"), 401)["code"] == "invalid_token"
-    expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 10}, JWT_SECRET,
-                         algorithm="HS256")
-    assert error_of(server.client(expired).get("/api/projects"), 401)["code"] == \
-        "token_expired"
+    expired = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256"
+    )
+    assert error_of(server.client(expired).get("/api/projects"), 401)["code"] == "token_expired"
     no_subject = jwt.encode({"name": "x"}, JWT_SECRET, algorithm="HS256")
     error_of(server.client(no_subject).get("/api/projects"), 401)
 
@@ -56,12 +59,16 @@ def test_a_jwt_signed_with_another_secret_or_expired_is_refused(server: Server) 
 def test_a_personal_access_token_works_until_it_is_revoked(server: Server) -> None:
     alice = server.user()
     issued = ok(alice.post("/api/tokens", json={"label": "laptop"}), 201)
-    assert issued["token"].startswith("drk_") and position(alice.post(
-        "/api/tokens", json={"label": "other"})) > 0
+    assert (
+        issued["token"].startswith("drk_")
+        and position(alice.post("/api/tokens", json={"label": "other"})) > 0
+    )
     pat = server.client(issued["token"])
     created = ok(pat.post("/api/projects", json={"name": "Via PAT"}), 201)
-    assert ok(alice.get(f"/api/projects/{created['id']}?min_position={created['position']}"))[
-        "name"] == "Via PAT"
+    assert (
+        ok(alice.get(f"/api/projects/{created['id']}?min_position={created['position']}"))["name"]
+        == "Via PAT"
+    )
     listed = ok(alice.get("/api/tokens"))
     assert {t["label"] for t in listed} == {"laptop", "other"}
     assert all("token" not in t for t in listed)
@@ -71,8 +78,7 @@ def test_a_personal_access_token_works_until_it_is_revoked(server: Server) -> No
 
 
 def test_an_unknown_access_token_is_refused(server: Server) -> None:
-    assert error_of(server.client("drk_nope").get("/api/credits"), 401)["code"] == \
-        "invalid_token"
+    assert error_of(server.client("drk_nope").get("/api/credits"), 401)["code"] == "invalid_token"
 
 
 def test_the_service_key_acts_for_a_user_only_when_it_names_one(server: Server) -> None:
@@ -84,16 +90,15 @@ def test_the_service_key_acts_for_a_user_only_when_it_names_one(server: Server) 
 
 def test_service_only_routes_refuse_users_with_403(server: Server) -> None:
     user = server.user()
-    body = error_of(user.post("/api/credits/grant", json={
-        "user_id": "x", "amount": 1, "reason": "gift"}), 403)
+    body = error_of(
+        user.post("/api/credits/grant", json={"user_id": "x", "amount": 1, "reason": "gift"}), 403
+    )
     assert body["code"] == "service_only"
 
 
-def test_malformed_json_answers_400_and_invalid_fields_422_with_their_paths(
-        server: Server) -> None:
+def test_malformed_json_answers_400_and_invalid_fields_422_with_their_paths(server: Server) -> None:
     alice = server.user()
-    assert error_of(alice.post("/api/projects", content=b"{nope"), 400)["code"] == \
-        "malformed_json"
+    assert error_of(alice.post("/api/projects", content=b"{nope"), 400)["code"] == "malformed_json"
     assert error_of(alice.post("/api/projects", content=b""), 400)["code"] == "missing_body"
     body = error_of(alice.post("/api/projects", json={"name": "", "settings": 3}), 422)
     assert {e["path"] for e in body["errors"]} == {"body.name", "body.settings"}
@@ -104,12 +109,15 @@ def test_malformed_json_answers_400_and_invalid_fields_422_with_their_paths(
 def test_a_nul_character_anywhere_in_the_input_is_a_422_naming_where(server: Server) -> None:
     """PostgreSQL text and jsonb cannot hold NUL: it must never reach the read models."""
     alice = server.user()
-    body = error_of(alice.post("/api/projects", json={"name": "ok", "settings": {
-        "a": ["x\u0000y"]}}), 422)
+    body = error_of(
+        alice.post("/api/projects", json={"name": "ok", "settings": {"a": ["x\u0000y"]}}), 422
+    )
     assert body["errors"][0]["path"] == "body.settings.a.0"
     assert error_of(alice.get("/api/shots?projectId=%00"), 422)["code"] == "invalid_fields"
-    assert error_of(server.service(act_as="bad\tid").get("/api/credits"), 401)[
-        "code"] == "invalid_subject"
+    assert (
+        error_of(server.service(act_as="bad\tid").get("/api/credits"), 401)["code"]
+        == "invalid_subject"
+    )
     assert ok(alice.post("/api/projects", json={"name": "back\\u0000slash"}), 201)
 
 
@@ -120,10 +128,10 @@ def test_a_domain_refusal_is_a_422_with_the_domain_code(server: Server) -> None:
     assert body["code"] == "invalid" and project in body["message"]
 
 
-def test_an_aspect_ratio_outside_the_documented_enum_is_refused_as_a_field(
-        server: Server) -> None:
-    body = error_of(server.user().post("/api/projects", json={
-        "name": "Wide", "aspect_ratio": "5:1"}), 422)
+def test_an_aspect_ratio_outside_the_documented_enum_is_refused_as_a_field(server: Server) -> None:
+    body = error_of(
+        server.user().post("/api/projects", json={"name": "Wide", "aspect_ratio": "5:1"}), 422
+    )
     assert body["code"] == "invalid_fields"
     assert body["errors"][0]["path"] == "body.aspect_ratio"
 
@@ -141,12 +149,12 @@ def test_unknown_routes_and_methods_answer_json_404_and_405(server: Server) -> N
 
 def test_a_body_over_ten_mib_is_refused_with_413(server: Server) -> None:
     big = b'{"name": "' + b"x" * (10 * 1024 * 1024) + b'"}'
-    assert error_of(server.user().post("/api/projects", content=big), 413)["code"] == \
-        "body_too_large"
+    assert (
+        error_of(server.user().post("/api/projects", content=big), 413)["code"] == "body_too_large"
+    )
 
 
-def test_a_read_waiting_for_a_position_never_written_is_refused_at_once(
-        server: Server) -> None:
+def test_a_read_waiting_for_a_position_never_written_is_refused_at_once(server: Server) -> None:
     alice = server.user()
     pid = ok(alice.post("/api/projects", json={"name": "Wait"}), 201)["id"]
     started = time.monotonic()
@@ -155,14 +163,14 @@ def test_a_read_waiting_for_a_position_never_written_is_refused_at_once(
 
 
 def test_a_read_whose_views_lag_past_the_timeout_answers_504_then_catches_up(
-        database: Database, schema: str, tmp_path: Path) -> None:
+    database: Database, schema: str, tmp_path: Path
+) -> None:
     """Hold every view's runner lock: the server's runner waits as a standby."""
     keys = [lock_key(f"view:{name}", f"{schema}_lag") for name in view_classes()]
     with psycopg.connect(database.conninfo, autocommit=True) as holder:
         for key in keys:
             holder.execute("SELECT pg_advisory_lock(%s)", (key,))
-        lagging = start_server(database, f"{schema}_lag", tmp_path,
-                               DARKROOM_READ_TIMEOUT_S="1")
+        lagging = start_server(database, f"{schema}_lag", tmp_path, DARKROOM_READ_TIMEOUT_S="1")
         try:
             alice = lagging.user()
             made = alice.post("/api/projects", json={"name": "Later"})

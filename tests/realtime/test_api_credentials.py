@@ -47,21 +47,26 @@ def test_a_jwt_without_exp_is_refused_naming_the_claim(server: Server) -> None:
     body = refused(server, signed(sub=str(uuid.uuid4()), iat=int(time.time())))
     assert body["code"] == "token_without_expiry"
     assert "exp" in str(body["message"]) and "86400" in str(body["message"])
-    assert refused(server, issue_jwt(JWT_SECRET, str(uuid.uuid4()), ttl_s=None))[
-        "code"] == "token_without_expiry"
+    assert (
+        refused(server, issue_jwt(JWT_SECRET, str(uuid.uuid4()), ttl_s=None))["code"]
+        == "token_without_expiry"
+    )
 
 
-def test_a_jwt_living_longer_than_the_maximum_is_refused_with_its_lifetime(
-        server: Server) -> None:
+def test_a_jwt_living_longer_than_the_maximum_is_refused_with_its_lifetime(server: Server) -> None:
     now = int(time.time())
     body = refused(server, signed(sub=str(uuid.uuid4()), iat=now, exp=now + 30 * DAY))
     assert body["code"] == "token_lifetime_too_long"
     assert "2592000 s (exp - iat)" in str(body["message"]) and body["max_lifetime_s"] == DAY
     # Without iat the lifetime left counts; with one, the whole lifetime (exp - iat).
-    assert refused(server, signed(sub=str(uuid.uuid4()), exp=now + 2 * DAY))[
-        "code"] == "token_lifetime_too_long"
-    assert refused(server, signed(sub=str(uuid.uuid4()), iat=now - 10 * DAY, exp=now + 60))[
-        "code"] == "token_lifetime_too_long"
+    assert (
+        refused(server, signed(sub=str(uuid.uuid4()), exp=now + 2 * DAY))["code"]
+        == "token_lifetime_too_long"
+    )
+    assert (
+        refused(server, signed(sub=str(uuid.uuid4()), iat=now - 10 * DAY, exp=now + 60))["code"]
+        == "token_lifetime_too_long"
+    )
     within = signed(sub=str(uuid.uuid4()), iat=now, exp=now + DAY - 60)
     assert "balance" in ok(server.client(within).get("/api/credits"))
 
@@ -72,8 +77,10 @@ def test_a_sub_that_is_not_a_uuid_is_refused_naming_the_value(server: Server) ->
     assert body["code"] == "invalid_subject" and "'admin'" in str(body["message"])
     assert "not a UUID" in str(body["message"])
     assert refused(server, signed(iat=now, exp=now + 60))["code"] == "invalid_subject"
-    assert error_of(server.service(act_as="admin").get("/api/credits"), 401)[
-        "code"] == "invalid_subject"
+    assert (
+        error_of(server.service(act_as="admin").get("/api/credits"), 401)["code"]
+        == "invalid_subject"
+    )
 
 
 def test_a_uuid_sub_is_one_user_whatever_its_spelling(server: Server) -> None:
@@ -88,12 +95,18 @@ def test_a_uuid_sub_is_one_user_whatever_its_spelling(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def configured(database: Database, schema: str,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def configured(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """Any printable sub allowed, tokens of at most a minute, a small upload quota."""
-    running = start_server(database, f"{schema}_cfg", tmp_path_factory.mktemp("cfg"),
-                           DARKROOM_JWT_SUB_ANY="y", DARKROOM_JWT_MAX_LIFETIME_S="60",
-                           DARKROOM_UPLOAD_QUOTA_BYTES=str(QUOTA))
+    running = start_server(
+        database,
+        f"{schema}_cfg",
+        tmp_path_factory.mktemp("cfg"),
+        DARKROOM_JWT_SUB_ANY="y",
+        DARKROOM_JWT_MAX_LIFETIME_S="60",
+        DARKROOM_UPLOAD_QUOTA_BYTES=str(QUOTA),
+    )
     yield running
     stop_server(running)
     drop_schema(database, f"{schema}_cfg")
@@ -102,12 +115,15 @@ def configured(database: Database, schema: str,
 def test_the_options_allow_any_sub_and_bound_the_lifetime(configured: Server) -> None:
     now = int(time.time())
     named = f"alice-{uuid.uuid4().hex[:6]}"
-    assert "balance" in ok(configured.client(signed(sub=named, iat=now, exp=now + 50)).get(
-        "/api/credits"))
+    assert "balance" in ok(
+        configured.client(signed(sub=named, iat=now, exp=now + 50)).get("/api/credits")
+    )
     body = refused(configured, signed(sub=named, iat=now, exp=now + 3600))
     assert body["code"] == "token_lifetime_too_long" and "60 s" in str(body["message"])
-    assert refused(configured, signed(sub="bad\tid", iat=now, exp=now + 50))[
-        "code"] == "invalid_subject"
+    assert (
+        refused(configured, signed(sub="bad\tid", iat=now, exp=now + 50))["code"]
+        == "invalid_subject"
+    )
 
 
 def quota_user(server: Server) -> httpx.Client:
@@ -118,8 +134,9 @@ def quota_user(server: Server) -> httpx.Client:
 def upload(client: httpx.Client, size: int) -> httpx.Response:
     """`size` bytes that are an image (uploads are decoded): a PNG padded with a private
     chunk, which decoders skip (fewer bytes than a PNG needs: bytes that are none)."""
-    return client.post("/api/uploads", files={"file": ("f.bin", png_of_size(size),
-                                                       "application/octet-stream")})
+    return client.post(
+        "/api/uploads", files={"file": ("f.bin", png_of_size(size), "application/octet-stream")}
+    )
 
 
 def png_of_size(size: int) -> bytes:
@@ -129,8 +146,11 @@ def png_of_size(size: int) -> bytes:
     if size < len(data) + 12:
         return b"x" * size
     padding = b"prVt" + b"\0" * (size - len(data) - 12)
-    chunk = struct.pack(">I", len(padding) - 4) + padding + struct.pack(
-        ">I", zlib.crc32(padding) & 0xFFFFFFFF)
+    chunk = (
+        struct.pack(">I", len(padding) - 4)
+        + padding
+        + struct.pack(">I", zlib.crc32(padding) & 0xFFFFFFFF)
+    )
     return data[:33] + chunk + data[33:]  # after the 8-byte signature and 25-byte IHDR
 
 
@@ -151,7 +171,8 @@ def test_uploads_count_against_a_daily_quota_per_user(configured: Server) -> Non
 
 
 def test_one_upload_larger_than_the_whole_quota_is_413_before_it_is_read(
-        configured: Server) -> None:
+    configured: Server,
+) -> None:
     body = error_of(upload(quota_user(configured), 400 * 1024), 413)
     assert body["code"] == "upload_over_quota" and body["quota_bytes"] == QUOTA
 
@@ -162,14 +183,19 @@ def test_a_streamed_upload_is_cut_off_once_it_passes_what_is_left(configured: Se
     boundary = "b0undary"
 
     def body() -> Iterator[bytes]:  # no Content-Length: the stream is counted
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-               f"filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
         for _ in range(64):
             yield b"y" * 4096
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    answer = user.post("/api/uploads", content=body(), headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    answer = user.post(
+        "/api/uploads",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert error_of(answer, 429)["code"] == "upload_quota_exceeded"
 
 
@@ -183,14 +209,19 @@ def test_concurrent_uploads_never_pass_the_quota_together(configured: Server) ->
 
 
 def test_the_quota_is_kept_in_the_database_across_a_restart(
-        database: Database, schema: str, tmp_path: Path, configured: Server) -> None:
+    database: Database, schema: str, tmp_path: Path, configured: Server
+) -> None:
     now = int(time.time())
     token = signed(sub=str(uuid.uuid4()), iat=now, exp=now + 55)
     ok(upload(configured.client(token), 190 * 1024), 201)
-    again = start_server(database, f"{schema}_cfg", tmp_path, DARKROOM_JWT_SUB_ANY="y",
-                         DARKROOM_UPLOAD_QUOTA_BYTES=str(QUOTA))
+    again = start_server(
+        database,
+        f"{schema}_cfg",
+        tmp_path,
+        DARKROOM_JWT_SUB_ANY="y",
+        DARKROOM_UPLOAD_QUOTA_BYTES=str(QUOTA),
+    )
     try:
-        assert error_of(upload(again.client(token), 20 * 1024), 429)[
-            "used_bytes"] == 190 * 1024
+        assert error_of(upload(again.client(token), 20 * 1024), 429)["used_bytes"] == 190 * 1024
     finally:
         stop_server(again)

@@ -17,8 +17,15 @@ def project(client: httpx.Client, name: str = "Film") -> str:
 
 
 def image(client: httpx.Client, project_id: str, **kw: Any) -> str:
-    return str(ok(client.post("/api/generations", json={
-        "project_id": project_id, "location": "/media/a.png", **kw}), 201)["id"])
+    return str(
+        ok(
+            client.post(
+                "/api/generations",
+                json={"project_id": project_id, "location": "/media/a.png", **kw},
+            ),
+            201,
+        )["id"]
+    )
 
 
 def at(client: httpx.Client, path: str, written: httpx.Response) -> httpx.Response:
@@ -27,8 +34,7 @@ def at(client: httpx.Client, path: str, written: httpx.Response) -> httpx.Respon
 
 
 def shot_with(client: httpx.Client, project_id: str, count: int) -> tuple[str, list[str]]:
-    shot = ok(client.post("/api/shots", json={"project_id": project_id, "name": "S"}),
-              201)["id"]
+    shot = ok(client.post("/api/shots", json={"project_id": project_id, "name": "S"}), 201)["id"]
     return shot, [image(client, project_id, shot_id=shot) for _ in range(count)]
 
 
@@ -44,10 +50,16 @@ def test_a_deleted_generation_leaves_its_shots_and_a_travel_over_them(server: Se
     assert read["member_count"] == 2
     listed = ok(at(alice, f"/api/shots?projectId={pid}", deleted))
     assert [m["generation_id"] for m in listed[0]["images"]] == [a, c]
-    run = ok(alice.post("/api/steerable-motion/travel-between-images", json={
-        "project_id": pid, "shot_id": shot, "base_prompts": ["go"]}), 201)
-    segment = ok(alice.get(f"/api/tasks/{run['segment_task_ids'][0]}"
-                           f"?min_position={run['position']}"))
+    run = ok(
+        alice.post(
+            "/api/steerable-motion/travel-between-images",
+            json={"project_id": pid, "shot_id": shot, "base_prompts": ["go"]},
+        ),
+        201,
+    )
+    segment = ok(
+        alice.get(f"/api/tasks/{run['segment_task_ids'][0]}?min_position={run['position']}")
+    )
     assert len(run["segment_task_ids"]) == 1 and segment["task_type"]
 
 
@@ -57,14 +69,19 @@ def test_a_deleted_projects_shots_generations_and_variants_answer_404(server: Se
     shot, (g,) = shot_with(alice, pid, 1)
     deleted = alice.delete(f"/api/projects/{pid}")
     ok(deleted)
-    for path in (f"/api/shots/{shot}", f"/api/generations/{g}",
-                 f"/api/generations/{g}/variants", f"/api/shots?projectId={pid}",
-                 f"/api/generations?projectId={pid}"):
+    for path in (
+        f"/api/shots/{shot}",
+        f"/api/generations/{g}",
+        f"/api/generations/{g}/variants",
+        f"/api/shots?projectId={pid}",
+        f"/api/generations?projectId={pid}",
+    ):
         error_of(at(alice, path, deleted), 404)
 
 
 def test_a_deleted_project_is_listed_in_the_bin_and_restored_with_everything_in_it(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     alice = server.user()
     pid = project(alice, "Bin")
     shot, (g,) = shot_with(alice, pid, 1)
@@ -78,14 +95,16 @@ def test_a_deleted_project_is_listed_in_the_bin_and_restored_with_everything_in_
     assert ok(restored)["project_id"] == pid
     assert ok(at(alice, f"/api/projects/{pid}", restored))["name"] == "Bin"
     assert ok(at(alice, "/api/projects?deleted=true", restored)) == []
-    assert [m["generation_id"] for m in ok(at(alice, f"/api/shots/{shot}", restored))[
-        "images"]] == [g]
+    assert [
+        m["generation_id"] for m in ok(at(alice, f"/api/shots/{shot}", restored))["images"]
+    ] == [g]
     assert ok(at(alice, f"/api/generations/{g}", restored))["id"] == g
     error_of(alice.post(f"/api/projects/{pid}/restore"), 422)  # not deleted
 
 
 def test_a_deleted_generation_is_listed_in_the_bin_and_restored_into_its_shots(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     alice = server.user()
     pid = project(alice)
     shot, (a, b) = shot_with(alice, pid, 2)
@@ -101,8 +120,7 @@ def test_a_deleted_generation_is_listed_in_the_bin_and_restored_into_its_shots(
     read = ok(at(alice, f"/api/shots/{shot}", restored))
     assert [(m["generation_id"], m["position"]) for m in read["images"]] == [(a, 0), (b, 1)]
     assert ok(at(alice, f"/api/generations/{a}", restored))["deleted"] is False
-    assert ok(at(alice, f"/api/generations?projectId={pid}&deleted=true", restored))[
-        "items"] == []
+    assert ok(at(alice, f"/api/generations?projectId={pid}&deleted=true", restored))["items"] == []
     error_of(alice.post(f"/api/generations/{a}/restore"), 422)  # not deleted
     bob = server.user()
     error_of(bob.get(f"/api/generations?projectId={pid}&deleted=true"), 404)
@@ -110,7 +128,8 @@ def test_a_deleted_generation_is_listed_in_the_bin_and_restored_into_its_shots(
 
 
 def test_a_generation_in_a_deleted_project_is_restored_only_with_the_project(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     alice = server.user()
     pid = project(alice)
     g = image(alice, pid)
@@ -121,5 +140,6 @@ def test_a_generation_in_a_deleted_project_is_restored_only_with_the_project(
     ok(alice.post(f"/api/projects/{pid}/restore"))
     restored = alice.post(f"/api/generations/{g}/restore")
     ok(restored)
-    assert [x["id"] for x in ok(at(alice, f"/api/generations?projectId={pid}", restored))[
-        "items"]] == [g]
+    assert [
+        x["id"] for x in ok(at(alice, f"/api/generations?projectId={pid}", restored))["items"]
+    ] == [g]

@@ -28,18 +28,30 @@ from tests.realtime.api_harness import Server, ok, server
 
 __all__ = ["server"]
 
-CONFORMANCE = [checks.status_code_conformance, checks.content_type_conformance,
-               checks.response_schema_conformance]
+CONFORMANCE = [
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
 EXAMPLES = int(os.environ.get("DARKROOM_FUZZ_EXAMPLES", "4"))
 
 
 def known_ids(client: Any) -> dict[str, str]:
     project = ok(client.post("/api/projects", json={"name": "Fuzz"}), 201)["id"]
     shot = ok(client.post("/api/shots", json={"project_id": project, "name": "S"}), 201)["id"]
-    made = ok(client.post("/api/generations", json={
-        "project_id": project, "location": "/media/f.png", "shot_id": shot}), 201)
-    return {"project": project, "shot": shot, "generation": made["id"],
-            "variant": made["variant_id"]}
+    made = ok(
+        client.post(
+            "/api/generations",
+            json={"project_id": project, "location": "/media/f.png", "shot_id": shot},
+        ),
+        201,
+    )
+    return {
+        "project": project,
+        "shot": shot,
+        "generation": made["id"],
+        "variant": made["variant_id"],
+    }
 
 
 def protocol_error(response: Any) -> bool:
@@ -47,8 +59,11 @@ def protocol_error(response: Any) -> bool:
     makes the framing invalid): plain text, sent before any route runs."""
     kind = response.headers.get("content-type") or ""
     kind = kind[0] if isinstance(kind, list) and kind else kind  # schemathesis: a list
-    return (response.status_code == 400 and str(kind).startswith("text/plain")
-            and "Invalid HTTP request" in response.text)
+    return (
+        response.status_code == 400
+        and str(kind).startswith("text/plain")
+        and "Invalid HTTP request" in response.text
+    )
 
 
 def fuzz(base_url: str, token: str, ids: dict[str, str], examples: int) -> Counter[int]:
@@ -63,8 +78,13 @@ def fuzz(base_url: str, token: str, ids: dict[str, str], examples: int) -> Count
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(generation_mode=mode)
 
-            @settings(max_examples=examples, deadline=None, database=None,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=strategy, use_real=st.booleans(), real_id=real["id"])
             def send(case: Any, use_real: bool, real_id: str) -> None:
                 if use_real and case.path_parameters and "id" in case.path_parameters:
@@ -72,15 +92,20 @@ def fuzz(base_url: str, token: str, ids: dict[str, str], examples: int) -> Count
                 response = case.call(base_url=base_url, headers=headers, timeout=30)
                 statuses[response.status_code] += 1
                 if response.status_code >= 500:
-                    failures.append(f"{case.method} {case.formatted_path} -> "
-                                    f"{response.status_code}: {response.text[:300]}")
+                    failures.append(
+                        f"{case.method} {case.formatted_path} -> "
+                        f"{response.status_code}: {response.text[:300]}"
+                    )
                 if protocol_error(response):
                     return  # refused by the HTTP layer before the app: not the API's contract
                 try:  # the answer is one the document declares, in the declared shape
                     case.validate_response(response, checks=CONFORMANCE)
                 except (AssertionError, FailureGroup) as error:
-                    failures.append(f"{case.method} {case.formatted_path} -> "
-                                    f"{response.status_code}: {str(error)[:300]}")
+                    failures.append(
+                        f"{case.method} {case.formatted_path} -> "
+                        f"{response.status_code}: {str(error)[:300]}"
+                    )
+
             try:
                 send()
             except Unsatisfiable:  # e.g. no way to break a route that takes no input

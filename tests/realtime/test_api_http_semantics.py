@@ -27,8 +27,12 @@ TRIED = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "P
 
 def route_table(tmp_path: Path) -> list[Resource]:
     """The app's own routes (no lifespan runs: nothing is connected)."""
-    config = EdgeConfig(conninfo="", schema="unused", build_studio=lambda: None,  # type: ignore[arg-type,return-value]
-                        media_dir=tmp_path / "media")
+    config = EdgeConfig(
+        conninfo="",
+        schema="unused",
+        build_studio=lambda: None,  # type: ignore[arg-type,return-value]
+        media_dir=tmp_path / "media",
+    )
     return [r for r in create_app(config).routes if isinstance(r, Resource)]
 
 
@@ -49,8 +53,7 @@ def declared() -> dict[str, set[str]]:
 
 def concrete(path: str) -> str:
     """The template with every parameter filled (a fresh UUID: never a literal segment)."""
-    return "/".join(str(uuid.uuid4()) if part.startswith("{") else part
-                    for part in path.split("/"))
+    return "/".join(str(uuid.uuid4()) if part.startswith("{") else part for part in path.split("/"))
 
 
 def test_every_declared_endpoint_is_one_resource_of_the_table(table: list[Resource]) -> None:
@@ -63,7 +66,8 @@ def test_every_declared_endpoint_is_one_resource_of_the_table(table: list[Resour
 
 
 def test_each_path_answers_options_with_its_full_allow(
-        server: Server, table: list[Resource]) -> None:
+    server: Server, table: list[Resource]
+) -> None:
     anonymous = server.client()
     for resource in table:
         answer = anonymous.options(concrete(resource.path))
@@ -73,7 +77,8 @@ def test_each_path_answers_options_with_its_full_allow(
 
 
 def test_a_method_no_route_of_the_path_takes_is_405_with_the_full_allow(
-        server: Server, table: list[Resource]) -> None:
+    server: Server, table: list[Resource]
+) -> None:
     user = server.user()
     expected = declared()
     seen = 0
@@ -96,7 +101,8 @@ def test_a_method_no_route_of_the_path_takes_is_405_with_the_full_allow(
 
 
 def test_a_method_the_path_takes_reaches_its_endpoint(
-        server: Server, table: list[Resource]) -> None:
+    server: Server, table: list[Resource]
+) -> None:
     """Without credentials every authenticated endpoint answers 401: the request reached
     the endpoint the path declares (a shadowing `{id}` route would answer 422 or 405)."""
     anonymous = server.client()
@@ -111,7 +117,8 @@ def test_a_method_the_path_takes_reaches_its_endpoint(
 
 
 def test_literal_segments_are_never_shadowed_by_a_parameter(
-        server: Server, table: list[Resource]) -> None:
+    server: Server, table: list[Resource]
+) -> None:
     user = server.user()
     literals = [r for r in table if any(shadows(r.path, o.path) for o in table)]
     assert "/api/tasks/cancel-pending" in {r.path for r in literals}

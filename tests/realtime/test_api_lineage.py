@@ -15,17 +15,20 @@ from tests.realtime.test_api_workers import claim, user_with_credits, wid, worke
 
 
 @pytest.fixture(scope="module")
-def server(database: Database, schema: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(database, schema, tmp_path_factory.mktemp("lineage"),
-                           DARKROOM_WELCOME_CREDITS="0")
+def server(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    running = start_server(
+        database, schema, tmp_path_factory.mktemp("lineage"), DARKROOM_WELCOME_CREDITS="0"
+    )
     yield running
     stop_server(running)
 
 
 def upload(client: httpx.Client, project: str, **kw: Any) -> httpx.Response:
-    return client.post("/api/generations", json={"project_id": project,
-                                                  "location": "/media/a.png", **kw})
+    return client.post(
+        "/api/generations", json={"project_id": project, "location": "/media/a.png", **kw}
+    )
 
 
 def ids(rows: list[dict[str, Any]]) -> list[str]:
@@ -40,13 +43,26 @@ def test_a_composites_children_list_in_child_order_in_pages(server: Server) -> N
     made: dict[int, str] = {}
     done: httpx.Response | None = None
     for order in (2, 0, 1):
-        task = ok(alice.post("/api/tasks", json={
-            "task_type": "image_generation", "project_id": project,
-            "params": {"prompt": "a fox", "parent_generation_id": parent,
-                       "child_order": order}}), 201)["task_id"]
+        task = ok(
+            alice.post(
+                "/api/tasks",
+                json={
+                    "task_type": "image_generation",
+                    "project_id": project,
+                    "params": {
+                        "prompt": "a fox",
+                        "parent_generation_id": parent,
+                        "child_order": order,
+                    },
+                },
+            ),
+            201,
+        )["task_id"]
         assert ok(claim(worker))["task_id"] == task
-        done = worker.post(f"/api/tasks/{task}/complete", json={
-            "worker_id": wid(worker), "output_location": f"/media/c{order}.png"})
+        done = worker.post(
+            f"/api/tasks/{task}/complete",
+            json={"worker_id": wid(worker), "output_location": f"/media/c{order}.png"},
+        )
         made[order] = ok(done)["generation_id"]
     assert done is not None
     at = position(done)
@@ -56,8 +72,9 @@ def test_a_composites_children_list_in_child_order_in_pages(server: Server) -> N
     assert listed["next_cursor"] is None
     first = ok(alice.get(f"/api/generations/{parent}/children?limit=2"))
     assert ids(first["items"]) == [made[0], made[1]]
-    rest = ok(alice.get(f"/api/generations/{parent}/children?limit=2"
-                        f"&cursor={first['next_cursor']}"))
+    rest = ok(
+        alice.get(f"/api/generations/{parent}/children?limit=2&cursor={first['next_cursor']}")
+    )
     assert ids(rest["items"]) == [made[2]] and rest["next_cursor"] is None
     # Children stay out of the gallery; an image without children lists none.
     assert ok(alice.get(f"/api/generations/{made[0]}/children"))["items"] == []
@@ -85,8 +102,7 @@ def test_lineage_walks_based_on_up_and_lists_derivatives_in_pages(server: Server
     assert ids(of_middle["derivatives"]) == [*reversed(others), leaf]  # newest first
     paged = ok(alice.get(f"/api/generations/{middle}/lineage?limit=2"))
     assert ids(paged["derivatives"]) == list(reversed(others))
-    more = ok(alice.get(f"/api/generations/{middle}/lineage?limit=2"
-                        f"&cursor={paged['next_cursor']}"))
+    more = ok(alice.get(f"/api/generations/{middle}/lineage?limit=2&cursor={paged['next_cursor']}"))
     assert ids(more["derivatives"]) == [leaf] and more["next_cursor"] is None
     of_root = ok(alice.get(f"/api/generations/{root}/lineage"))
     assert of_root["ancestors"] == [] and ids(of_root["derivatives"]) == [sibling, middle]
@@ -111,11 +127,14 @@ def test_the_gallery_filters_by_tool_type(server: Server) -> None:
     ok(upload(alice, project, params={"tool_type": "travel"}), 201)
     last = upload(alice, project)
     ok(last, 201)
-    listed = ok(alice.get(f"/api/generations?projectId={project}&toolType=image-edit"
-                          f"&min_position={position(last)}"))
+    listed = ok(
+        alice.get(
+            f"/api/generations?projectId={project}&toolType=image-edit"
+            f"&min_position={position(last)}"
+        )
+    )
     assert ids(listed["items"]) == [edit]
-    assert ok(alice.get(f"/api/generations?projectId={project}&tool_type=none"))[
-        "items"] == []
+    assert ok(alice.get(f"/api/generations?projectId={project}&tool_type=none"))["items"] == []
     assert len(ok(alice.get(f"/api/generations?projectId={project}"))["items"]) == 3
     for bad in ("", "a%20b", "x" * 101):
         error_of(alice.get(f"/api/generations?projectId={project}&toolType={bad}"), 422)

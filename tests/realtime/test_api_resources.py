@@ -19,10 +19,15 @@ def head(client: httpx.Client) -> int:
     return int(ok(client.get("/health"))["head_position"])
 
 
-def upload(client: httpx.Client, data: bytes, name: str | None = "Film grain",
-           filename: str = "grain.safetensors") -> httpx.Response:
-    return client.post("/api/resources", files={"file": (filename, data)},
-                       data={"name": name} if name else {})
+def upload(
+    client: httpx.Client,
+    data: bytes,
+    name: str | None = "Film grain",
+    filename: str = "grain.safetensors",
+) -> httpx.Response:
+    return client.post(
+        "/api/resources", files={"file": (filename, data)}, data={"name": name} if name else {}
+    )
 
 
 def bare(location: str) -> str:
@@ -39,28 +44,43 @@ def alice(server: Server) -> httpx.Client:
     return server.user()
 
 
-def test_an_uploaded_lora_is_checked_kept_listed_and_read_back(server: Server,
-                                                               alice: httpx.Client) -> None:
+def test_an_uploaded_lora_is_checked_kept_listed_and_read_back(
+    server: Server, alice: httpx.Client
+) -> None:
     made = upload(alice, safetensors(PAIR))
     body = ok(made, 201)
     assert (body["name"], body["type"], body["url"]) == ("Film grain", "lora", None)
-    assert body["metadata"] == {"format": "safetensors", "tensors": 2, "rank": 4,
-                                "targets": ["unet"], "dtypes": ["F32"]}
+    assert body["metadata"] == {
+        "format": "safetensors",
+        "tensors": 2,
+        "rank": 4,
+        "targets": ["unet"],
+        "dtypes": ["F32"],
+    }
     assert len(body["sha256"]) == 64 and body["size"] == len(safetensors(PAIR))
     assert stored(server, body["location"])
     at = f"min_position={position(made)}"
     read = ok(alice.get(f"/api/resources/{body['id']}?{at}"))
-    assert (read["id"], read["name"], read["metadata"]) == (body["id"], "Film grain",
-                                                            body["metadata"])
+    assert (read["id"], read["name"], read["metadata"]) == (
+        body["id"],
+        "Film grain",
+        body["metadata"],
+    )
     listed = ok(alice.get(f"/api/resources?{at}"))
     assert body["id"] in [r["id"] for r in listed["items"]]
 
 
-@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n" + bytes(64),
-                                  safetensors({"model.weight": ("F32", [2, 2])}),
-                                  safetensors(PAIR, lie=5)])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n" + bytes(64),
+        safetensors({"model.weight": ("F32", [2, 2])}),
+        safetensors(PAIR, lie=5),
+    ],
+)
 def test_bytes_that_are_not_a_lora_are_refused_with_422_and_nothing_is_kept(
-        server: Server, alice: httpx.Client, data: bytes) -> None:
+    server: Server, alice: httpx.Client, data: bytes
+) -> None:
     before = head(alice)
     files = set((server.data_dir / "media").rglob("*"))
     assert error_of(upload(alice, data), 422)["code"] == "invalid_lora"
@@ -69,20 +89,34 @@ def test_bytes_that_are_not_a_lora_are_refused_with_422_and_nothing_is_kept(
 
 
 def test_a_lora_by_url_is_registered_without_fetching(alice: httpx.Client) -> None:
-    made = ok(alice.post("/api/resources/url", json={
-        "name": "Remote", "url": "http://127.0.0.1:9/never-fetched.safetensors"}), 201)
+    made = ok(
+        alice.post(
+            "/api/resources/url",
+            json={"name": "Remote", "url": "http://127.0.0.1:9/never-fetched.safetensors"},
+        ),
+        201,
+    )
     assert (made["url"], made["location"], made["size"]) == (
-        "http://127.0.0.1:9/never-fetched.safetensors", None, None)
-    assert error_of(alice.post("/api/resources/url", json={
-        "name": "Bad", "url": "ftp://example.com/x"}), 422)["code"] == "invalid_fields"
+        "http://127.0.0.1:9/never-fetched.safetensors",
+        None,
+        None,
+    )
+    assert (
+        error_of(
+            alice.post("/api/resources/url", json={"name": "Bad", "url": "ftp://example.com/x"}),
+            422,
+        )["code"]
+        == "invalid_fields"
+    )
 
 
 def test_the_listing_comes_in_keyset_pages_newest_first(server: Server) -> None:
     bob = server.user()
     ids = []
     for n in range(3):
-        made = bob.post("/api/resources/url", json={"name": f"L{n}",
-                                                    "url": f"https://example.com/{n}"})
+        made = bob.post(
+            "/api/resources/url", json={"name": f"L{n}", "url": f"https://example.com/{n}"}
+        )
         ids.append(ok(made, 201)["id"])
     at = f"min_position={position(made)}"
     first = ok(bob.get(f"/api/resources?limit=2&{at}"))
@@ -92,7 +126,8 @@ def test_the_listing_comes_in_keyset_pages_newest_first(server: Server) -> None:
 
 
 def test_another_users_lora_answers_404_everywhere_and_changes_nothing(
-        server: Server, alice: httpx.Client) -> None:
+    server: Server, alice: httpx.Client
+) -> None:
     made = upload(alice, safetensors(PAIR), name="Mine")
     mine = ok(made, 201)
     bob = server.user()
@@ -102,33 +137,57 @@ def test_another_users_lora_answers_404_everywhere_and_changes_nothing(
     assert error_of(bob.get(f"/api/resources/{mine['id']}?{at}"), 404)["code"] == "not_found"
     assert error_of(bob.delete(f"/api/resources/{mine['id']}"), 404)["code"] == "not_found"
     assert mine["id"] not in [r["id"] for r in ok(bob.get(f"/api/resources?{at}"))["items"]]
-    task = bob.post("/api/tasks", json={"task_type": "image_generation", "project_id": project,
-                                        "params": {"prompt": "x", "loras": [
-                                            {"resource_id": mine["id"], "strength": 1}]}})
+    task = bob.post(
+        "/api/tasks",
+        json={
+            "task_type": "image_generation",
+            "project_id": project,
+            "params": {"prompt": "x", "loras": [{"resource_id": mine["id"], "strength": 1}]},
+        },
+    )
     assert error_of(task, 404)["code"] == "not_found"
     assert head(bob) == before
 
 
-def test_a_task_names_a_lora_by_id_and_carries_its_file_and_strength(
-        alice: httpx.Client) -> None:
+def test_a_task_names_a_lora_by_id_and_carries_its_file_and_strength(alice: httpx.Client) -> None:
     lora = ok(upload(alice, safetensors(PAIR), name="Grain"), 201)
     project = ok(alice.post("/api/projects", json={"name": "Film"}), 201)["id"]
-    made = alice.post("/api/tasks", json={"family": "image_generation", "project_id": project,
-                                          "input": {"prompts": ["a fox"], "loras": [
-                                              {"resource_id": lora["id"], "strength": 0.7}]}})
+    made = alice.post(
+        "/api/tasks",
+        json={
+            "family": "image_generation",
+            "project_id": project,
+            "input": {
+                "prompts": ["a fox"],
+                "loras": [{"resource_id": lora["id"], "strength": 0.7}],
+            },
+        },
+    )
     task = ok(made, 201)["task_ids"][0]
     details = ok(alice.get(f"/api/tasks/{task}?min_position={position(made)}"))
     [applied] = details["params"]["loras"]
     assert (applied["resource_id"], applied["strength"], applied["name"]) == (
-        lora["id"], 0.7, "Grain")
+        lora["id"],
+        0.7,
+        "Grain",
+    )
     assert bare(applied["path"]) == bare(lora["location"])
-    assert error_of(alice.post("/api/tasks", json={
-        "family": "image_generation", "project_id": project,
-        "input": {"prompts": ["a fox"], "loras": [{"strength": 1}]}}), 422)
+    assert error_of(
+        alice.post(
+            "/api/tasks",
+            json={
+                "family": "image_generation",
+                "project_id": project,
+                "input": {"prompts": ["a fox"], "loras": [{"strength": 1}]},
+            },
+        ),
+        422,
+    )
 
 
 def test_a_deleted_lora_leaves_the_listing_its_file_and_new_tasks(
-        server: Server, alice: httpx.Client) -> None:
+    server: Server, alice: httpx.Client
+) -> None:
     lora = ok(upload(alice, safetensors(PAIR), name="Gone"), 201)
     project = ok(alice.post("/api/projects", json={"name": "P"}), 201)["id"]
     gone = alice.delete(f"/api/resources/{lora['id']}")
@@ -138,15 +197,22 @@ def test_a_deleted_lora_leaves_the_listing_its_file_and_new_tasks(
     assert lora["id"] not in [r["id"] for r in ok(alice.get(f"/api/resources?{at}"))["items"]]
     assert not stored(server, lora["location"])
     error_of(alice.delete(f"/api/resources/{lora['id']}"), 404)
-    task: dict[str, Any] = {"task_type": "image_generation", "project_id": project,
-                            "params": {"loras": [{"resource_id": lora["id"]}]}}
+    task: dict[str, Any] = {
+        "task_type": "image_generation",
+        "project_id": project,
+        "params": {"loras": [{"resource_id": lora["id"]}]},
+    }
     assert error_of(alice.post("/api/tasks", json=task), 404)["code"] == "not_found"
 
 
 def big_lora(width: int) -> bytes:
     """A LoRA of about 32 * `width` bytes."""
-    return safetensors({"unet.q.lora.down.weight": ("F32", [4, width]),
-                        "unet.q.lora.up.weight": ("F32", [width, 4])})
+    return safetensors(
+        {
+            "unet.q.lora.down.weight": ("F32", [4, width]),
+            "unet.q.lora.up.weight": ("F32", [width, 4]),
+        }
+    )
 
 
 def test_a_lora_upload_counts_in_the_daily_upload_quota(configured: Server) -> None:

@@ -23,10 +23,12 @@ from tests.realtime.api_harness import Server, error_of, ok, position, start_ser
 
 
 @pytest.fixture(scope="module")
-def server(database: Database, schema: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(database, schema, tmp_path_factory.mktemp("workers"),
-                           DARKROOM_WELCOME_CREDITS="0")
+def server(
+    database: Database, schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    running = start_server(
+        database, schema, tmp_path_factory.mktemp("workers"), DARKROOM_WELCOME_CREDITS="0"
+    )
     yield running
     stop_server(running)
 
@@ -34,8 +36,12 @@ def server(database: Database, schema: str,
 def user_with_credits(server: Server, amount: float = 5) -> tuple[httpx.Client, str]:
     client = server.user()
     user_id = client.headers["X-Test-User"]
-    ok(server.service().post("/api/credits/grant", json={
-        "user_id": user_id, "amount": amount, "reason": "test"}), 201)
+    ok(
+        server.service().post(
+            "/api/credits/grant", json={"user_id": user_id, "amount": amount, "reason": "test"}
+        ),
+        201,
+    )
     return client, user_id
 
 
@@ -52,12 +58,21 @@ def wid(worker: httpx.Client) -> str:
     return worker.headers.setdefault("X-Test-Worker", f"w-{uuid.uuid4().hex[:8]}")
 
 
-def project_with_task(client: httpx.Client, task_type: str = "image_generation",
-                      params: dict[str, Any] | None = None) -> tuple[str, str]:
+def project_with_task(
+    client: httpx.Client, task_type: str = "image_generation", params: dict[str, Any] | None = None
+) -> tuple[str, str]:
     project = ok(client.post("/api/projects", json={"name": "Work"}), 201)["id"]
-    task = ok(client.post("/api/tasks", json={
-        "task_type": task_type, "project_id": project,
-        "params": params or {"prompt": "a fox"}}), 201)["task_id"]
+    task = ok(
+        client.post(
+            "/api/tasks",
+            json={
+                "task_type": task_type,
+                "project_id": project,
+                "params": params or {"prompt": "a fox"},
+            },
+        ),
+        201,
+    )["task_id"]
     return project, task
 
 
@@ -65,8 +80,9 @@ def claim(worker: httpx.Client, run_type: str = "api", within: float = 5.0) -> A
     """Poll like a worker: the claim queue is a view, a moment behind the write."""
     deadline = time.monotonic() + within
     while True:
-        answer = worker.post("/api/workers/claim", json={"worker_id": wid(worker),
-                                                         "run_type": run_type})
+        answer = worker.post(
+            "/api/workers/claim", json={"worker_id": wid(worker), "run_type": run_type}
+        )
         if answer.status_code == 200 or time.monotonic() > deadline:
             return answer
         assert answer.status_code == 204, answer.text
@@ -83,16 +99,24 @@ def a_claimed_task(server: Server) -> tuple[httpx.Client, str, httpx.Client, str
 
 
 def test_the_service_key_claims_a_queued_task_and_answers_204_when_none_is_left(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     alice, _ = user_with_credits(server)
     project, task = project_with_task(alice)
     service = server.service()
     body = ok(claim(service))
     assert (body["task_id"], body["project_id"], body["task_type"]) == (
-        task, project, "image_generation")
+        task,
+        project,
+        "image_generation",
+    )
     assert body["params"]["prompt"] == "a fox"
-    assert service.post("/api/workers/claim", json={"worker_id": wid(service),
-                                                    "run_type": "api"}).status_code == 204
+    assert (
+        service.post(
+            "/api/workers/claim", json={"worker_id": wid(service), "run_type": "api"}
+        ).status_code
+        == 204
+    )
     done = service.post(f"/api/tasks/{task}/fail", json={"error_message": "gpu on fire"})
     ok(done)
     failed = ok(alice.get(f"/api/tasks/{task}?min_position={position(done)}"))
@@ -104,12 +128,18 @@ def test_completing_a_task_creates_its_generation_and_charges_once(server: Serve
     worker = worker_of(server, alice)
     project, task = project_with_task(alice)
     assert ok(claim(worker))["task_id"] == task
-    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker),
-                                                          "task_ids": [task]}))
+    beat = ok(
+        worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker), "task_ids": [task]})
+    )
     assert beat["stop"] == []
-    done = worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": wid(worker), "output_location": "/media/out.png",
-        "thumbnail_url": "/media/t.png"})
+    done = worker.post(
+        f"/api/tasks/{task}/complete",
+        json={
+            "worker_id": wid(worker),
+            "output_location": "/media/out.png",
+            "thumbnail_url": "/media/t.png",
+        },
+    )
     ok(done)
     seen = f"min_position={position(done)}"
     gallery = ok(alice.get(f"/api/generations?projectId={project}&{seen}"))["items"]
@@ -117,51 +147,68 @@ def test_completing_a_task_creates_its_generation_and_charges_once(server: Serve
     credits = ok(alice.get(f"/api/credits?{seen}"))
     assert credits["balance"] == pytest.approx(5 - 0.039)
     assert [e["kind"] for e in credits["ledger"]] == ["spend", "grant"]
-    again = error_of(worker.post(f"/api/tasks/{task}/complete", json={
-        "output_location": "/media/out.png"}), 409)
+    again = error_of(
+        worker.post(f"/api/tasks/{task}/complete", json={"output_location": "/media/out.png"}), 409
+    )
     assert again["current_status"] == "Complete"
     assert ok(alice.get(f"/api/credits?{seen}"))["balance"] == credits["balance"]
 
 
-@pytest.mark.parametrize(("task_type", "run_type", "params", "runs_as"), [
-    ("video_travel_segment", "gpu", {"start_image_url": "/media/a.png",
-                                     "end_image_url": "/media/b.png"},
-     "individual_travel_segment"),
-    ("edit_travel_kontext", "api", {"image_url": "/media/a.png", "prompt": "at night"},
-     "edit_travel_kontext"),
-    ("edit_travel_flux", "api", {"image_url": "/media/a.png", "prompt": "in snow"},
-     "edit_travel_flux"),
-])
+@pytest.mark.parametrize(
+    ("task_type", "run_type", "params", "runs_as"),
+    [
+        (
+            "video_travel_segment",
+            "gpu",
+            {"start_image_url": "/media/a.png", "end_image_url": "/media/b.png"},
+            "individual_travel_segment",
+        ),
+        (
+            "edit_travel_kontext",
+            "api",
+            {"image_url": "/media/a.png", "prompt": "at night"},
+            "edit_travel_kontext",
+        ),
+        (
+            "edit_travel_flux",
+            "api",
+            {"image_url": "/media/a.png", "prompt": "in snow"},
+            "edit_travel_flux",
+        ),
+    ],
+)
 def test_seed_000s_task_types_are_queued_claimed_and_completed_into_a_generation(
-        server: Server, task_type: str, run_type: str, params: dict[str, Any],
-        runs_as: str) -> None:
+    server: Server, task_type: str, run_type: str, params: dict[str, Any], runs_as: str
+) -> None:
     alice, _ = user_with_credits(server)
     worker = worker_of(server, alice)
     project, task = project_with_task(alice, task_type, params)
     claimed = ok(claim(worker, run_type))
     assert (claimed["task_id"], claimed["task_type"]) == (task, runs_as)
-    done = worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": wid(worker), "output_location": f"/media/{task_type}.out"})
+    done = worker.post(
+        f"/api/tasks/{task}/complete",
+        json={"worker_id": wid(worker), "output_location": f"/media/{task_type}.out"},
+    )
     made = ok(done)["generation_id"]
     shown = ok(alice.get(f"/api/generations/{made}?min_position={position(done)}"))
     assert (shown["project_id"], shown["location"]) == (project, f"/media/{task_type}.out")
 
 
-def test_a_failed_task_costs_nothing_and_a_refused_status_change_says_why(
-        server: Server) -> None:
+def test_a_failed_task_costs_nothing_and_a_refused_status_change_says_why(server: Server) -> None:
     alice, _ = user_with_credits(server, 2)
     worker = worker_of(server, alice)
     _, task = project_with_task(alice)
-    refused = error_of(worker.patch(f"/api/tasks/{task}/status", json={"status": "Complete"}),
-                       409)
+    refused = error_of(worker.patch(f"/api/tasks/{task}/status", json={"status": "Complete"}), 409)
     assert (refused["current_status"], refused["requested_status"]) == ("Queued", "Complete")
     assert refused["allowed_transitions"] == ["Cancelled", "Failed", "In Progress"]
-    moved = worker.patch(f"/api/tasks/{task}/status", json={"status": "In Progress",
-                                                            "worker_id": "w9"})
+    moved = worker.patch(
+        f"/api/tasks/{task}/status", json={"status": "In Progress", "worker_id": "w9"}
+    )
     ok(moved)
-    failed = worker.patch(f"/api/tasks/{task}/status", json={"status": "Failed",
-                                                             "error_message": "oom",
-                                                             "worker_id": "w9"})
+    failed = worker.patch(
+        f"/api/tasks/{task}/status",
+        json={"status": "Failed", "error_message": "oom", "worker_id": "w9"},
+    )
     ok(failed)
     credits = ok(alice.get(f"/api/credits?min_position={position(failed)}"))
     assert credits["balance"] == 2 and [e["kind"] for e in credits["ledger"]] == ["grant"]
@@ -172,11 +219,16 @@ def test_a_user_without_credits_is_told_402_when_their_worker_claims(server: Ser
     worker = worker_of(server, broke)
     _, task = project_with_task(broke)
     time.sleep(0.3)  # the claim queue has the task by now
-    body = error_of(worker.post("/api/workers/claim", json={"worker_id": "w2",
-                                                            "run_type": "api"}), 402)
+    body = error_of(
+        worker.post("/api/workers/claim", json={"worker_id": "w2", "run_type": "api"}), 402
+    )
     assert body["code"] == "insufficient_credits"
-    body = error_of(worker.patch(f"/api/tasks/{task}/status", json={
-        "status": "In Progress", "worker_id": "w2"}), 402)
+    body = error_of(
+        worker.patch(
+            f"/api/tasks/{task}/status", json={"status": "In Progress", "worker_id": "w2"}
+        ),
+        402,
+    )
     assert body["code"] == "insufficient_credits"
 
 
@@ -186,8 +238,12 @@ def test_a_users_worker_never_claims_or_finishes_another_users_task(server: Serv
     _, task = project_with_task(alice)
     bobs_worker = worker_of(server, bob)
     time.sleep(0.3)
-    assert bobs_worker.post("/api/workers/claim", json={"worker_id": "wb", "run_type": "api"}
-                            ).status_code == 204
+    assert (
+        bobs_worker.post(
+            "/api/workers/claim", json={"worker_id": "wb", "run_type": "api"}
+        ).status_code
+        == 204
+    )
     error_of(bobs_worker.post(f"/api/tasks/{task}/fail", json={"error_message": "x"}), 404)
     ok(alice.patch(f"/api/tasks/{task}/cancel"))
 
@@ -204,45 +260,66 @@ def test_a_worker_id_belongs_to_the_credential_that_first_used_it(server: Server
     _, bobs_task = project_with_task(bob)
     for intruder in (bobs_worker, server.service()):
         for method, path, body in [
-                ("POST", "/api/workers/heartbeat", {"worker_id": taken, "task_ids": [task]}),
-                ("POST", "/api/workers/claim", {"worker_id": taken, "run_type": "api"}),
-                ("POST", "/api/workers/claim", {"worker_id": taken, "run_type": "gpu"}),
-                ("POST", f"/api/tasks/{bobs_task}/complete", {
-                    "worker_id": taken, "output_location": "/media/x.png"}),
-                ("POST", f"/api/tasks/{bobs_task}/fail", {"worker_id": taken,
-                                                          "error_message": "x"}),
-                ("POST", f"/api/tasks/{bobs_task}/release", {"worker_id": taken}),
-                ("PATCH", f"/api/tasks/{bobs_task}/status", {"worker_id": taken,
-                                                             "status": "In Progress"})]:
+            ("POST", "/api/workers/heartbeat", {"worker_id": taken, "task_ids": [task]}),
+            ("POST", "/api/workers/claim", {"worker_id": taken, "run_type": "api"}),
+            ("POST", "/api/workers/claim", {"worker_id": taken, "run_type": "gpu"}),
+            (
+                "POST",
+                f"/api/tasks/{bobs_task}/complete",
+                {"worker_id": taken, "output_location": "/media/x.png"},
+            ),
+            ("POST", f"/api/tasks/{bobs_task}/fail", {"worker_id": taken, "error_message": "x"}),
+            ("POST", f"/api/tasks/{bobs_task}/release", {"worker_id": taken}),
+            (
+                "PATCH",
+                f"/api/tasks/{bobs_task}/status",
+                {"worker_id": taken, "status": "In Progress"},
+            ),
+        ]:
             refused = error_of(intruder.request(method, path, json=body), 404)
             assert refused["code"] == "not_found" and taken in refused["message"], (
-                method, path, refused)
+                method,
+                path,
+                refused,
+            )
     # The owner goes on; any of the owner's tokens is the owner.
     second_token = worker_of(server, alice)
-    beat = ok(second_token.post("/api/workers/heartbeat", json={
-        "worker_id": taken, "task_ids": [task, bobs_task]}))
+    beat = ok(
+        second_token.post(
+            "/api/workers/heartbeat", json={"worker_id": taken, "task_ids": [task, bobs_task]}
+        )
+    )
     assert beat["stop"] == []  # bob's task is not alice's to hear about
-    ok(alices_worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": taken, "output_location": "/media/mine.png"}))
+    ok(
+        alices_worker.post(
+            f"/api/tasks/{task}/complete",
+            json={"worker_id": taken, "output_location": "/media/mine.png"},
+        )
+    )
 
 
-def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(
-        server: Server) -> None:
+def test_a_heartbeat_tells_the_worker_to_drop_a_task_cancelled_under_it(server: Server) -> None:
     alice, _, worker, task = a_claimed_task(server)
     ok(alice.patch(f"/api/tasks/{task}/cancel"))
-    beat = ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker),
-                                                          "task_ids": [task]}))
+    beat = ok(
+        worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker), "task_ids": [task]})
+    )
     assert beat["stop"] == [task]
-    error_of(worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": wid(worker), "output_location": "/media/late.png"}), 409)
+    error_of(
+        worker.post(
+            f"/api/tasks/{task}/complete",
+            json={"worker_id": wid(worker), "output_location": "/media/late.png"},
+        ),
+        409,
+    )
 
 
-def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(
-        server: Server) -> None:
+def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(server: Server) -> None:
     alice, _, worker, task = a_claimed_task(server)
     error_of(worker.post(f"/api/tasks/{task}/release", json={"worker_id": "not-me"}), 409)
-    released = worker.post(f"/api/tasks/{task}/release",
-                           json={"worker_id": wid(worker), "reason": "shutting down"})
+    released = worker.post(
+        f"/api/tasks/{task}/release", json={"worker_id": wid(worker), "reason": "shutting down"}
+    )
     ok(released)
     back = ok(alice.get(f"/api/tasks/{task}?min_position={position(released)}"))
     assert (back["status"], back["attempts"], back["worker_id"]) == ("Queued", 0, None)
@@ -252,27 +329,49 @@ def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(
     error_of(worker_of(server, bob).post(f"/api/tasks/{task}/release", json={}), 404)
     again = ok(claim(worker))
     assert again["task_id"] == task
-    ok(worker.post(f"/api/tasks/{task}/complete", json={
-        "worker_id": wid(worker), "output_location": "/media/after-release.png"}))
+    ok(
+        worker.post(
+            f"/api/tasks/{task}/complete",
+            json={"worker_id": wid(worker), "output_location": "/media/after-release.png"},
+        )
+    )
 
 
 def test_completing_an_upscale_adds_a_variant_to_its_source(server: Server) -> None:
     alice, _ = user_with_credits(server)
     worker = worker_of(server, alice)
     project = ok(alice.post("/api/projects", json={"name": "Up"}), 201)["id"]
-    source = ok(alice.post("/api/generations", json={"project_id": project,
-                                                     "location": "/media/small.png"}), 201)
-    task = ok(alice.post("/api/tasks", json={"family": "image_upscale", "project_id": project,
-                                             "input": {"image_url": "/media/small.png",
-                                                       "based_on": source["id"],
-                                                       "is_primary": True}}), 201)["task_id"]
+    source = ok(
+        alice.post(
+            "/api/generations", json={"project_id": project, "location": "/media/small.png"}
+        ),
+        201,
+    )
+    task = ok(
+        alice.post(
+            "/api/tasks",
+            json={
+                "family": "image_upscale",
+                "project_id": project,
+                "input": {
+                    "image_url": "/media/small.png",
+                    "based_on": source["id"],
+                    "is_primary": True,
+                },
+            },
+        ),
+        201,
+    )["task_id"]
     assert ok(claim(worker))["task_id"] == task
     done = worker.post(f"/api/tasks/{task}/complete", json={"output_location": "/media/big.png"})
     ok(done)
-    variants = ok(alice.get(f"/api/generations/{source['id']}/variants"
-                            f"?min_position={position(done)}"))
+    variants = ok(
+        alice.get(f"/api/generations/{source['id']}/variants?min_position={position(done)}")
+    )
     assert [(v["variant_type"], v["location"]) for v in variants] == [
-        ("original", "/media/small.png"), ("upscaled", "/media/big.png")]
+        ("original", "/media/small.png"),
+        ("upscaled", "/media/big.png"),
+    ]
 
 
 def listed(server: Server, worker_id: str, query: str = "") -> dict[str, Any]:
@@ -281,41 +380,61 @@ def listed(server: Server, worker_id: str, query: str = "") -> dict[str, Any]:
 
 
 def test_the_workers_listing_shows_liveness_held_tasks_and_what_heartbeats_report(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     _, user_id, worker, task = a_claimed_task(server)
-    ok(worker.post("/api/workers/heartbeat", json={
-        "worker_id": wid(worker), "task_ids": [task], "status": "busy",
-        "current_model": "tiny-sd", "vram_used_mb": 3100, "vram_total_mb": 24_000}))
+    ok(
+        worker.post(
+            "/api/workers/heartbeat",
+            json={
+                "worker_id": wid(worker),
+                "task_ids": [task],
+                "status": "busy",
+                "current_model": "tiny-sd",
+                "vram_used_mb": 3100,
+                "vram_total_mb": 24_000,
+            },
+        )
+    )
     row = listed(server, wid(worker))
     assert (row["liveness"], row["owner"], [h["task_id"] for h in row["held_tasks"]]) == (
-        "alive", f"user:{user_id}", [task])
-    assert (row["status"], row["current_model"], row["vram_used_mb"],
-            row["vram_total_mb"]) == ("busy", "tiny-sd", 3100, 24_000)
+        "alive",
+        f"user:{user_id}",
+        [task],
+    )
+    assert (row["status"], row["current_model"], row["vram_used_mb"], row["vram_total_mb"]) == (
+        "busy",
+        "tiny-sd",
+        3100,
+        24_000,
+    )
     # A beat that leaves fields out keeps them; a new status is written at once (VRAM
     # alone waits for the pulse's next write, at most 5 s later).
-    ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker),
-                                                   "status": "idle"}))
+    ok(worker.post("/api/workers/heartbeat", json={"worker_id": wid(worker), "status": "idle"}))
     row = listed(server, wid(worker))
-    assert (row["status"], row["current_model"], row["vram_used_mb"]) == (
-        "idle", "tiny-sd", 3100)
+    assert (row["status"], row["current_model"], row["vram_used_mb"]) == ("idle", "tiny-sd", 3100)
     time.sleep(0.3)
     assert listed(server, wid(worker), "?timeout_s=0.2")["liveness"] == "silent"
     error_of(server.service().get("/api/workers?timeout_s=0"), 422)
 
 
-def test_heartbeat_reports_are_validated_and_stay_out_of_the_event_log(
-        server: Server) -> None:
+def test_heartbeat_reports_are_validated_and_stay_out_of_the_event_log(server: Server) -> None:
     worker = server.service()
     name = f"w-{uuid.uuid4().hex[:8]}"
     ok(worker.post("/api/workers/heartbeat", json={"worker_id": name}))
     head = ok(worker.get("/health"))["head_position"]
     for status in ("loading", "busy", "idle"):
-        ok(worker.post("/api/workers/heartbeat", json={
-            "worker_id": name, "status": status, "current_model": status}))
+        ok(
+            worker.post(
+                "/api/workers/heartbeat",
+                json={"worker_id": name, "status": status, "current_model": status},
+            )
+        )
     assert ok(worker.get("/health"))["head_position"] == head
     assert listed(server, name)["current_model"] == "idle"
-    error_of(worker.post("/api/workers/heartbeat", json={
-        "worker_id": name, "vram_used_mb": -1}), 422)
+    error_of(
+        worker.post("/api/workers/heartbeat", json={"worker_id": name, "vram_used_mb": -1}), 422
+    )
 
 
 def test_a_jwt_cannot_use_the_worker_routes(server: Server) -> None:
@@ -327,39 +446,53 @@ def test_a_jwt_cannot_use_the_worker_routes(server: Server) -> None:
 def test_credits_start_at_the_welcome_grant_and_grow_by_grants(server: Server) -> None:
     alice = server.user()
     assert ok(alice.get("/api/credits")) | {"ledger": []} == {
-        "user_id": alice.headers["X-Test-User"], "balance": 0, "ledger": []}
-    granted = server.service().post("/api/credits/grant", json={
-        "user_id": alice.headers["X-Test-User"], "amount": 2.5, "reason": "support"})
+        "user_id": alice.headers["X-Test-User"],
+        "balance": 0,
+        "ledger": [],
+    }
+    granted = server.service().post(
+        "/api/credits/grant",
+        json={"user_id": alice.headers["X-Test-User"], "amount": 2.5, "reason": "support"},
+    )
     ok(granted, 201)
     credits = ok(alice.get(f"/api/credits?min_position={position(granted)}"))
     assert credits["balance"] == 2.5 and credits["ledger"][0]["reason"] == "support"
-    error_of(server.service().post("/api/credits/grant", json={
-        "user_id": "x", "amount": -1, "reason": "theft"}), 422)
+    error_of(
+        server.service().post(
+            "/api/credits/grant", json={"user_id": "x", "amount": -1, "reason": "theft"}
+        ),
+        422,
+    )
 
 
 def test_an_upload_is_stored_and_served_under_media(server: Server) -> None:
     worker = server.service()
     picture = io.BytesIO()
     Image.new("RGB", (8, 6), (1, 2, 3)).save(picture, "PNG")
-    body = ok(worker.post("/api/uploads", files={"file": ("out.png", picture.getvalue(),
-                                                          "image/png")}), 201)
+    body = ok(
+        worker.post("/api/uploads", files={"file": ("out.png", picture.getvalue(), "image/png")}),
+        201,
+    )
     location = body["location"].split("?")[0]  # answered as a signed URL (test_api_media)
     assert location.startswith("/media/uploads/") and location.endswith(".png")
     assert worker.get(body["location"]).content == picture.getvalue()
     assert error_of(worker.post("/api/uploads", data={"nofile": "x"}), 400)["code"] in (
-        "file_required", "multipart_required")
+        "file_required",
+        "multipart_required",
+    )
     assert server.client().get("/media/uploads/nothing.png").status_code == 403  # unsigned
 
 
-def test_an_upload_over_200_mib_is_refused_with_413_before_it_is_read(
-        server: Server) -> None:
+def test_an_upload_over_200_mib_is_refused_with_413_before_it_is_read(server: Server) -> None:
     host, port = server.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(
             b"POST /api/uploads HTTP/1.1\r\nHost: x\r\n"
             b"Authorization: Bearer test-service-key\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n"
-            + f"Content-Length: {200 * 1024 * 1024 + 1}\r\n\r\n".encode() + b"--b\r\n")
+            + f"Content-Length: {200 * 1024 * 1024 + 1}\r\n\r\n".encode()
+            + b"--b\r\n"
+        )
         answer = ""
         while "}" not in answer:
             chunk = conn.recv(65536).decode()
@@ -370,9 +503,15 @@ def test_an_upload_over_200_mib_is_refused_with_413_before_it_is_read(
 
 
 def test_a_worker_that_stops_heartbeating_loses_its_task_until_the_third_attempt_fails(
-        database: Database, schema: str, tmp_path: Path) -> None:
-    sweeping = start_server(database, f"{schema}_sweep", tmp_path,
-                            DARKROOM_WORKER_TIMEOUT_S="0.5", DARKROOM_SWEEP_INTERVAL_S="0.2")
+    database: Database, schema: str, tmp_path: Path
+) -> None:
+    sweeping = start_server(
+        database,
+        f"{schema}_sweep",
+        tmp_path,
+        DARKROOM_WORKER_TIMEOUT_S="0.5",
+        DARKROOM_SWEEP_INTERVAL_S="0.2",
+    )
     try:
         alice, _ = user_with_credits(sweeping)
         worker = worker_of(sweeping, alice)

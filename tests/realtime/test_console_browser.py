@@ -30,15 +30,15 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 375, "hei
 
 __all__ = ["server"]  # the module's real server (tests/realtime/api_harness.py)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=["--no-sandbox"])
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield launched
         launched.close()
 
@@ -67,25 +67,55 @@ def a_project(client: httpx.Client, name: str = "Console") -> str:
 
 
 def an_upload(client: httpx.Client, colour: tuple[int, int, int]) -> str:
-    return str(ok(client.post("/api/uploads", files={"file": ("a.png", png(colour),
-                                                               "image/png")}), 201)["location"])
+    return str(
+        ok(client.post("/api/uploads", files={"file": ("a.png", png(colour), "image/png")}), 201)[
+            "location"
+        ]
+    )
 
 
-def a_generation(client: httpx.Client, project: str, name: str,
-                 colour: tuple[int, int, int] = (200, 40, 90), **more: str) -> str:
-    return str(ok(client.post("/api/generations", json={
-        "project_id": project, "location": an_upload(client, colour), "name": name,
-        **more}), 201)["id"])
+def a_generation(
+    client: httpx.Client,
+    project: str,
+    name: str,
+    colour: tuple[int, int, int] = (200, 40, 90),
+    **more: str,
+) -> str:
+    return str(
+        ok(
+            client.post(
+                "/api/generations",
+                json={
+                    "project_id": project,
+                    "location": an_upload(client, colour),
+                    "name": name,
+                    **more,
+                },
+            ),
+            201,
+        )["id"]
+    )
 
 
 def a_task(client: httpx.Client, project: str) -> str:
-    return str(ok(client.post("/api/tasks", json={
-        "task_type": "image_upscale", "project_id": project,
-        "params": {"image_url": "/m/source.png"}}), 201)["task_id"])
+    return str(
+        ok(
+            client.post(
+                "/api/tasks",
+                json={
+                    "task_type": "image_upscale",
+                    "project_id": project,
+                    "params": {"image_url": "/m/source.png"},
+                },
+            ),
+            201,
+        )["task_id"]
+    )
 
 
-def open_console(browser: Any, server: Server, token: str, project: str,
-                 size: str = "desktop") -> Any:
+def open_console(
+    browser: Any, server: Server, token: str, project: str, size: str = "desktop"
+) -> Any:
     page = browser.new_page(viewport=SIZES[size])
     page.on("pageerror", lambda error: print(f"\nconsole page error: {error}"))
     page.on("console", lambda message: print(f"\nbrowser: {message.text}"))
@@ -106,14 +136,13 @@ def row(page: Any, task_id: str) -> Any:
 
 
 def test_a_generation_created_through_the_api_appears_in_the_open_console_within_a_second(
-        browser: Any, server: Server, artefacts: Path) -> None:
+    browser: Any, server: Server, artefacts: Path
+) -> None:
     alice = server.user()
     project = a_project(alice)
-    shot = ok(alice.post("/api/shots", json={"project_id": project, "name": "Opening"}),
-              201)["id"]
+    shot = ok(alice.post("/api/shots", json={"project_id": project, "name": "Opening"}), 201)["id"]
     first = a_generation(alice, project, "first light", (30, 90, 200), shot_id=shot)
-    pages = {size: open_console(browser, server, token_of(alice), project, size)
-             for size in SIZES}
+    pages = {size: open_console(browser, server, token_of(alice), project, size) for size in SIZES}
     made = time.monotonic()
     generation = a_generation(alice, project, "second light")
     for page in pages.values():
@@ -130,8 +159,8 @@ def test_a_generation_created_through_the_api_appears_in_the_open_console_within
 
 
 def test_a_task_moves_across_the_board_to_complete_with_its_progress_shown(
-        browser: Any, server: Server, database: Database, schema: str,
-        artefacts: Path) -> None:
+    browser: Any, server: Server, database: Database, schema: str, artefacts: Path
+) -> None:
     alice, worker = server.user(), server.service()
     project = a_project(alice)
     page = open_console(browser, server, token_of(alice), project)
@@ -140,8 +169,9 @@ def test_a_task_moves_across_the_board_to_complete_with_its_progress_shown(
     worker_id = f"console-{uuid.uuid4().hex[:8]}"
     run_type = ok(alice.get(f"/api/tasks/{task}"))["run_type"]
     for _ in range(20):  # the oldest Queued task is claimed first: claim until it is ours
-        claimed = worker.post("/api/workers/claim",
-                              json={"worker_id": worker_id, "run_type": run_type})
+        claimed = worker.post(
+            "/api/workers/claim", json={"worker_id": worker_id, "run_type": run_type}
+        )
         assert claimed.status_code in (200, 204), claimed.text
         if claimed.status_code == 200 and claimed.json()["task_id"] == task:
             break
@@ -153,9 +183,12 @@ def test_a_task_moves_across_the_board_to_complete_with_its_progress_shown(
         studio.close()
     sync_api.expect(row(page, task).locator(".pct")).to_have_text("25%")
     snap(page, artefacts, "board-in-progress-desktop")
-    ok(worker.post(f"/api/tasks/{task}/complete",
-                   json={"worker_id": worker_id,
-                         "output_location": an_upload(alice, (240, 200, 40))}))
+    ok(
+        worker.post(
+            f"/api/tasks/{task}/complete",
+            json={"worker_id": worker_id, "output_location": an_upload(alice, (240, 200, 40))},
+        )
+    )
     complete = page.locator(f'[data-column="Complete"] [data-task-id="{task}"]')
     sync_api.expect(complete).to_have_attribute("data-status", "Complete")
     sync_api.expect(complete.locator(".pct")).to_have_text("100%")
@@ -165,7 +198,8 @@ def test_a_task_moves_across_the_board_to_complete_with_its_progress_shown(
 
 
 def test_a_queued_task_is_cancelled_from_the_board_by_keyboard(
-        browser: Any, server: Server, artefacts: Path) -> None:
+    browser: Any, server: Server, artefacts: Path
+) -> None:
     alice = server.user()
     project = a_project(alice)
     task = a_task(alice, project)
@@ -180,7 +214,8 @@ def test_a_queued_task_is_cancelled_from_the_board_by_keyboard(
 
 
 def test_time_travel_shows_a_generation_as_it_was_and_what_changed(
-        browser: Any, server: Server, artefacts: Path) -> None:
+    browser: Any, server: Server, artefacts: Path
+) -> None:
     alice = server.user()
     project = a_project(alice)
     generation = a_generation(alice, project, "before")
@@ -208,7 +243,8 @@ def test_time_travel_shows_a_generation_as_it_was_and_what_changed(
 
 
 def test_a_pasted_token_signs_in_and_the_project_is_picked_from_the_list(
-        browser: Any, server: Server) -> None:
+    browser: Any, server: Server
+) -> None:
     alice = server.user()
     a_project(alice, "Other")
     project = a_project(alice, "Picked")
@@ -229,8 +265,9 @@ def test_another_users_project_is_not_shown(browser: Any, server: Server) -> Non
     generation = a_generation(alice, project, "secret")
     page = bob_page = browser.new_page(viewport=SIZES["desktop"])
     page.goto(f"{server.base_url}/console/#token={token_of(bob)}&project={project}")
-    sync_api.expect(page.locator("#error")).to_contain_text("forbidden", ignore_case=True,
-                                                            timeout=15_000)
+    sync_api.expect(page.locator("#error")).to_contain_text(
+        "forbidden", ignore_case=True, timeout=15_000
+    )
     assert page.locator("[data-generation-id]").count() == 0
     assert "Alice's secret" not in page.locator("#project").inner_text()
     error_of(bob.get(f"/api/history/{generation}"), 404)
@@ -248,14 +285,16 @@ def test_history_over_http_is_the_owners_and_the_service_keys(server: Server) ->
     first = ok(service.get(f"/api/history/{generation}", params={"version": 1}))
     assert first["state"]["starred"] is False and latest["state"]["starred"] is True
     error_of(bob.get(f"/api/history/{generation}"), 404)
-    too_far = error_of(alice.get(f"/api/history/{generation}",
-                                 params={"version": latest["version"] + 1}), 404)
+    too_far = error_of(
+        alice.get(f"/api/history/{generation}", params={"version": latest["version"] + 1}), 404
+    )
     assert str(latest["version"] + 1) in too_far["message"]
     error_of(alice.get(f"/api/history/{generation}", params={"version": 0}), 422)
 
 
 def test_the_service_key_sees_each_views_lag_and_rebuilds_one_with_a_progress_bar(
-        browser: Any, server: Server, artefacts: Path) -> None:
+    browser: Any, server: Server, artefacts: Path
+) -> None:
     alice = server.user()
     project = a_project(alice)
     generation = a_generation(alice, project, "seen by the operator")
@@ -278,16 +317,21 @@ def test_the_service_key_sees_each_views_lag_and_rebuilds_one_with_a_progress_ba
 
 
 def test_a_dead_letter_is_listed_and_retried_from_the_operator_panel(
-        browser: Any, server: Server, database: Database, schema: str) -> None:
+    browser: Any, server: Server, database: Database, schema: str
+) -> None:
     alice = server.user()
     project = a_project(alice)
-    made = alice.post("/api/generations", json={"project_id": project,
-                                                "location": an_upload(alice, (9, 9, 9))})
+    made = alice.post(
+        "/api/generations", json={"project_id": project, "location": an_upload(alice, (9, 9, 9))}
+    )
     at = int(ok(made, 201)["position"])
     with psycopg.connect(database.conninfo, autocommit=True) as conn:  # as a raise leaves it
-        conn.execute(f'INSERT INTO "{schema}".projection_dead_letters (view, position, topic, '
-                     "error, traceback) VALUES ('gallery', %s, 'planted', "
-                     "'ValueError: planted', '')", (at,))
+        conn.execute(
+            f'INSERT INTO "{schema}".projection_dead_letters (view, position, topic, '
+            "error, traceback) VALUES ('gallery', %s, 'planted', "
+            "'ValueError: planted', '')",
+            (at,),
+        )
     page = open_console(browser, server, SERVICE_KEY, project)
     letters = page.locator("#dead-letters")
     sync_api.expect(letters).to_contain_text(f"gallery at {at}")
@@ -308,8 +352,7 @@ def test_projection_operations_are_the_service_keys_alone(server: Server) -> Non
     assert all(row["lag_events"] >= 0 for row in views.values())
     missing = error_of(service.post("/api/projections/nothing/retry"), 404)
     assert "nothing" in missing["message"]
-    assert ok(service.post("/api/projections/gallery/retry")) == {"requested": 0,
-                                                                   "remaining": 0}
+    assert ok(service.post("/api/projections/gallery/retry")) == {"requested": 0, "remaining": 0}
 
 
 def test_the_consoles_copy_of_the_client_is_the_typescript_build() -> None:
@@ -317,11 +360,13 @@ def test_the_consoles_copy_of_the_client_is_the_typescript_build() -> None:
     clients/typescript, built here from its sources."""
     package = ROOT / "clients" / "typescript"
     assert (package / "node_modules").is_dir(), "run `npm ci` in clients/typescript first"
-    done = subprocess.run(["npm", "run", "build"], cwd=package, capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run(
+        ["npm", "run", "build"], cwd=package, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     built = package / "dist" / "index.js"
     copy = ROOT / "realtime" / "console" / "static" / "darkroom-client.js"
     assert copy.read_text() == built.read_text(), (
         "the client changed: cp clients/typescript/dist/index.js "
-        "realtime/console/static/darkroom-client.js")
+        "realtime/console/static/darkroom-client.js"
+    )

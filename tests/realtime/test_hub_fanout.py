@@ -44,7 +44,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[FanoutBackend
 
 
 async def test_a_published_batch_reaches_every_subscribed_stream_intact(
-        backend: FanoutBackend) -> None:
+    backend: FanoutBackend,
+) -> None:
     async with backend.subscribe() as one, backend.subscribe() as two:
         await backend.publish(Batch(10, 12, (change(11), change(12, "shot:s"))))
         for stream in (one, two):
@@ -52,11 +53,14 @@ async def test_a_published_batch_reaches_every_subscribed_stream_intact(
             assert got is not None and (got.after, got.upto) == (10, 12)
             assert got.changes is not None
             assert [(c.position, c.topic, c.frame) for c in got.changes] == [
-                (11, "project:p", change(11).frame), (12, "shot:s", change(12, "shot:s").frame)]
+                (11, "project:p", change(11).frame),
+                (12, "shot:s", change(12, "shot:s").frame),
+            ]
 
 
 async def test_a_batch_too_large_for_the_backend_still_covers_its_range(
-        backend: FanoutBackend) -> None:
+    backend: FanoutBackend,
+) -> None:
     big = tuple(change(p, data=json.dumps({"blob": "y" * 500})) for p in range(1, 11))
     async with backend.subscribe() as stream:
         await backend.publish(Batch(0, 10, big))
@@ -67,7 +71,8 @@ async def test_a_batch_too_large_for_the_backend_still_covers_its_range(
 
 
 async def test_a_stream_with_nothing_to_read_answers_none_after_its_timeout(
-        backend: FanoutBackend) -> None:
+    backend: FanoutBackend,
+) -> None:
     async with backend.subscribe() as stream:
         assert await stream.get(timeout=0.05) is None
 
@@ -135,7 +140,8 @@ def studio(database: Database, schema: str) -> Iterator[Studio]:
 
 
 async def test_a_hub_that_missed_batches_refills_the_gap_from_postgresql(
-        database: Database, schema: str, studio: Studio) -> None:
+    database: Database, schema: str, studio: Studio
+) -> None:
     runner = Runner(studio, database.conninfo, schema, all_views())
     await asyncio.to_thread(runner.catch_up)
     backend = InProcessFanout()
@@ -160,7 +166,8 @@ async def test_a_hub_that_missed_batches_refills_the_gap_from_postgresql(
 
 
 async def test_a_hub_whose_backend_dies_keeps_serving_from_the_change_log(
-        database: Database, schema: str, studio: Studio) -> None:
+    database: Database, schema: str, studio: Studio
+) -> None:
     runner = Runner(studio, database.conninfo, schema, all_views())
     backend = InProcessFanout()
     settings = HubSettings(stale_after_s=60, poll_s=0.05)

@@ -38,8 +38,9 @@ def studio(database: Database, schema: str) -> Iterator[Studio]:
 @pytest.fixture(scope="module")
 def server(database: Database, schema: str) -> Iterator[HubServer]:
     # Clients here read in bursts (after a writer finishes): no idle drops.
-    running = start_hub(database, schema, DARKROOM_WS_IDLE_TIMEOUT_S="120",
-                        DARKROOM_WS_QUEUE_BYTES=str(1024 * 1024))
+    running = start_hub(
+        database, schema, DARKROOM_WS_IDLE_TIMEOUT_S="120", DARKROOM_WS_QUEUE_BYTES=str(1024 * 1024)
+    )
     yield running
     running.stop()
 
@@ -74,8 +75,9 @@ class Workload:
             result = s.create_shot(p, u, f"shot {i}")
             self.shots.append(result["shot_id"])
         elif pick < 0.9:
-            result = s.add_to_shot(self.random.choice(self.shots), u,
-                                   self.random.choice(self.generations))
+            result = s.add_to_shot(
+                self.random.choice(self.shots), u, self.random.choice(self.generations)
+            )
         elif len(self.generations) > 3:
             result = s.delete_generation(self.generations.pop(0), u)
         else:
@@ -88,6 +90,7 @@ class Workload:
                 self.step(i)
                 if pause:
                     threading.Event().wait(pause)
+
         thread = threading.Thread(target=go, daemon=True)
         thread.start()
         return thread
@@ -102,7 +105,8 @@ async def follow(client: Client, topic: str, mirror: ProjectMirror, stop: int) -
 
 
 async def test_clients_subscribing_while_commands_land_end_with_the_fresh_view(
-        server: HubServer, studio: Studio, database: Database, schema: str) -> None:
+    server: HubServer, studio: Studio, database: Database, schema: str
+) -> None:
     user = new_user()
     project = studio.create_project(user, "Busy")["project_id"]
     topic = f"project:{project}"
@@ -128,15 +132,18 @@ async def test_clients_subscribing_while_commands_land_end_with_the_fresh_view(
 
 
 async def test_a_client_killed_mid_stream_resumes_with_since_and_misses_nothing(
-        server: HubServer, studio: Studio, database: Database, schema: str) -> None:
+    server: HubServer, studio: Studio, database: Database, schema: str
+) -> None:
     user = new_user()
     project = studio.create_project(user, "Resume")["project_id"]
     generation = studio.create_generation(project, user, "s3://one.png")["generation_id"]
     topic = f"generation:{generation}"
     client = await Client.open(server, user)
     await client.subscribe(topic)
-    writer = threading.Thread(target=lambda: [studio.star_generation(generation, user, i % 2 == 0)
-                                              for i in range(100)], daemon=True)
+    writer = threading.Thread(
+        target=lambda: [studio.star_generation(generation, user, i % 2 == 0) for i in range(100)],
+        daemon=True,
+    )
     writer.start()
     seen: list[int] = []
     while len(seen) < 30:
@@ -147,8 +154,9 @@ async def test_a_client_killed_mid_stream_resumes_with_since_and_misses_nothing(
     await asyncio.to_thread(writer.join)
     last = 0
     for i in range(500):
-        last = (await asyncio.to_thread(studio.star_generation, generation, user,
-                                        i % 2 == 1))["position"]
+        last = (await asyncio.to_thread(studio.star_generation, generation, user, i % 2 == 1))[
+            "position"
+        ]
     since = seen[-1]
     with db.connect(database.conninfo, schema) as conn:
         wait_for_position(conn, last, timeout=30)
@@ -157,7 +165,10 @@ async def test_a_client_killed_mid_stream_resumes_with_since_and_misses_nothing(
     again = await Client.open(server, user)
     resumed = await again.subscribe(topic, since=since)
     assert (resumed["recovered"], resumed["position"], resumed.get("snapshot")) == (
-        True, since, None)
+        True,
+        since,
+        None,
+    )
     replayed = [c["position"] for c in await again.changes_until(topic, logged[-1])]
     assert replayed == logged
     live = studio.rename_generation(generation, user, "after")["position"]
@@ -168,14 +179,19 @@ async def test_a_client_killed_mid_stream_resumes_with_since_and_misses_nothing(
 
 
 async def test_every_topic_kind_streams_its_view(
-        server: HubServer, studio: Studio, database: Database, schema: str) -> None:
+    server: HubServer, studio: Studio, database: Database, schema: str
+) -> None:
     user = new_user()
     project = studio.create_project(user, "Kinds")["project_id"]
     generation = studio.create_generation(project, user, "s3://k.png")["generation_id"]
     shot = studio.create_shot(project, user, "S")["shot_id"]
     client = await Client.open(server, user)
-    topics = {"shot": f"shot:{shot}", "generation": f"generation:{generation}",
-              "credits": f"credits:{user}", "tasks": f"tasks:{project}"}
+    topics = {
+        "shot": f"shot:{shot}",
+        "generation": f"generation:{generation}",
+        "credits": f"credits:{user}",
+        "tasks": f"tasks:{project}",
+    }
     for topic in topics.values():
         assert (await client.subscribe(topic))["type"] == "subscribed"
     added = studio.add_to_shot(shot, user, generation)["position"]
@@ -183,8 +199,9 @@ async def test_every_topic_kind_streams_its_view(
     granted = studio.grant_credits(user, 5, "test")["position"]
     kinds = {}
     for name, stop in (("shot", added), ("generation", variant), ("credits", granted)):
-        kinds[name] = {k for c in await client.changes_until(topics[name], stop)
-                       for k in [c["kind"]]}
+        kinds[name] = {
+            k for c in await client.changes_until(topics[name], stop) for k in [c["kind"]]
+        }
     assert "shot.upserted" in kinds["shot"]
     assert kinds["generation"] & {"variant.upserted", "batch"}
     assert kinds["credits"] == {"credits.changed"}

@@ -121,8 +121,7 @@ async def answers_pings(client: Client) -> None:
 
 
 # -- JWTs: closed at exp, extended by a fresh auth frame --------------------------------
-async def test_a_subscribed_socket_is_closed_4401_when_its_jwt_expires(
-        server: HubServer) -> None:
+async def test_a_subscribed_socket_is_closed_4401_when_its_jwt_expires(server: HubServer) -> None:
     user = new_user()
     token, exp = jwt(user, ttl_s=6)
     client, ready = await open_with(server, token)
@@ -137,7 +136,8 @@ async def test_a_subscribed_socket_is_closed_4401_when_its_jwt_expires(
 
 
 async def test_a_fresh_auth_frame_before_exp_keeps_the_socket_open_until_the_new_exp(
-        server: HubServer, studio: Studio) -> None:
+    server: HubServer, studio: Studio
+) -> None:
     user = new_user()
     first, first_exp = jwt(user, ttl_s=5)
     client, _ = await open_with(server, first)
@@ -146,8 +146,11 @@ async def test_a_fresh_auth_frame_before_exp_keeps_the_socket_open_until_the_new
     second, second_exp = jwt(user, ttl_s=12)
     assert second_exp > first_exp
     await client.send({"type": "auth", "token": second})
-    assert await answer(client) == {"type": "authenticated", "user_id": user,
-                                    "expires_at": second_exp}
+    assert await answer(client) == {
+        "type": "authenticated",
+        "user_id": user,
+        "expires_at": second_exp,
+    }
     # Past the first token's exp (with room for a slow box), the socket is open and works:
     await stay(client, max(0.0, first_exp - time.time()) + BAR_S + TOLERANCE_S)
     assert time.time() < second_exp - 1, "the box is too slow to tell the two exps apart"
@@ -163,7 +166,8 @@ async def test_a_fresh_auth_frame_before_exp_keeps_the_socket_open_until_the_new
 
 
 async def test_an_auth_frame_with_another_users_or_a_bad_token_is_refused_and_changes_nothing(
-        server: HubServer) -> None:
+    server: HubServer,
+) -> None:
     user, stranger = new_user(), new_user()
     client, _ = await open_with(server, token_for(user))
     refusals = [
@@ -187,8 +191,9 @@ async def test_an_auth_frame_with_another_users_or_a_bad_token_is_refused_and_ch
 
 # -- personal access tokens: closed when revoked, on every node --------------------------
 async def issue_pat(server: HubServer, user: str) -> tuple[str, str]:
-    async with httpx.AsyncClient(base_url=server.http, timeout=30, headers={
-            "Authorization": f"Bearer {token_for(user)}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=server.http, timeout=30, headers={"Authorization": f"Bearer {token_for(user)}"}
+    ) as http:
         issued = await http.post("/api/tokens", json={"label": "ws"})
     assert issued.status_code == 201, issued.text
     return issued.json()["token"], issued.json()["token_id"]
@@ -196,8 +201,9 @@ async def issue_pat(server: HubServer, user: str) -> tuple[str, str]:
 
 async def revoke_over_http(server: HubServer, user: str, token_id: str) -> tuple[float, float]:
     """DELETE /api/tokens/{id}; (wall time sent, wall time answered)."""
-    async with httpx.AsyncClient(base_url=server.http, timeout=30, headers={
-            "Authorization": f"Bearer {token_for(user)}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=server.http, timeout=30, headers={"Authorization": f"Bearer {token_for(user)}"}
+    ) as http:
         await http.get("/health")  # the connection is open before we start the clock
         sent = time.time()
         revoked = await http.delete(f"/api/tokens/{token_id}")
@@ -215,26 +221,31 @@ async def revoked_while_subscribed(via: HubServer, watch: HubServer) -> None:
     waiting = asyncio.create_task(closed(client, timeout=60))
     sent, answered = await revoke_over_http(via, user, token_id)
     code, reason, at = await waiting
-    print(f"PAT revoked on {'the same' if via is watch else 'another'} node -> close: "
-          f"{(at - answered) * 1000:.0f} ms after the HTTP answer "
-          f"({(at - sent) * 1000:.0f} ms after the request was sent)")
+    print(
+        f"PAT revoked on {'the same' if via is watch else 'another'} node -> close: "
+        f"{(at - answered) * 1000:.0f} ms after the HTTP answer "
+        f"({(at - sent) * 1000:.0f} ms after the request was sent)"
+    )
     assert code == 4401 and "revoked" in reason
     assert at - answered < BAR_S + TOLERANCE_S
 
 
 async def test_a_subscribed_socket_is_closed_4401_when_its_access_token_is_revoked(
-        server: HubServer) -> None:
+    server: HubServer,
+) -> None:
     await revoked_while_subscribed(via=server, watch=server)
 
 
 async def test_a_revocation_on_one_node_closes_the_sockets_on_another(
-        server: HubServer, other: HubServer) -> None:
+    server: HubServer, other: HubServer
+) -> None:
     await revoked_while_subscribed(via=server, watch=other)
     await revoked_while_subscribed(via=other, watch=server)
 
 
 async def test_a_subscribe_right_after_a_revocation_is_refused_with_4401(
-        server: HubServer, studio: Studio) -> None:
+    server: HubServer, studio: Studio
+) -> None:
     user = new_user()
     pat, token_id = await issue_pat(server, user)
     client, _ = await open_with(server, pat)
@@ -247,13 +258,13 @@ async def test_a_subscribe_right_after_a_revocation_is_refused_with_4401(
 
 
 async def test_a_jwt_session_extended_with_an_access_token_ends_when_that_token_is_revoked(
-        server: HubServer) -> None:
+    server: HubServer,
+) -> None:
     user = new_user()
     client, _ = await open_with(server, token_for(user))
     pat, token_id = await issue_pat(server, user)
     await client.send({"type": "auth", "token": pat})
-    assert await answer(client) == {"type": "authenticated", "user_id": user,
-                                    "expires_at": None}
+    assert await answer(client) == {"type": "authenticated", "user_id": user, "expires_at": None}
     waiting = asyncio.create_task(closed(client, timeout=60))
     _, answered = await revoke_over_http(server, user, token_id)
     code, reason, at = await waiting
@@ -262,7 +273,8 @@ async def test_a_jwt_session_extended_with_an_access_token_ends_when_that_token_
 
 
 async def test_a_revoked_token_no_longer_extends_a_session_and_others_stay_open(
-        server: HubServer, studio: Studio) -> None:
+    server: HubServer, studio: Studio
+) -> None:
     user = new_user()
     keep, _ = await issue_pat(server, user)
     gone, gone_id = await issue_pat(server, user)
@@ -279,7 +291,8 @@ async def test_a_revoked_token_no_longer_extends_a_session_and_others_stay_open(
 
 # -- the pieces, in process ---------------------------------------------------------------
 async def test_the_hub_rechecks_a_credential_against_the_clock_and_the_log(
-        server: HubServer, studio: Studio, database: Database, schema: str) -> None:
+    server: HubServer, studio: Studio, database: Database, schema: str
+) -> None:
     auth = Authenticator(studio, JWT_SECRET, SERVICE_KEY)
     settings = HubSettings(revocation_poll_s=3600)  # the watcher polls once, at start
     backend = InProcessFanout()

@@ -75,8 +75,7 @@ async def test_a_frame_other_than_auth_first_is_closed_with_4401(server: HubServ
         assert await closed_with(ws) == 4401
 
 
-async def test_a_token_on_the_url_authenticates_without_an_auth_frame(
-        server: HubServer) -> None:
+async def test_a_token_on_the_url_authenticates_without_an_auth_frame(server: HubServer) -> None:
     user = new_user()
     async with connect(f"{server.ws_url}?token={token_for(user)}") as ws:
         ready = json.loads(await ws.recv())
@@ -85,7 +84,8 @@ async def test_a_token_on_the_url_authenticates_without_an_auth_frame(
 
 
 async def test_a_personal_access_token_authenticates_until_it_is_revoked(
-        server: HubServer, studio: Studio) -> None:
+    server: HubServer, studio: Studio
+) -> None:
     user = new_user()
     issued = studio.issue_token(user, "hub test")
     async with connect(server.ws_url) as ws:
@@ -99,12 +99,17 @@ async def test_a_personal_access_token_authenticates_until_it_is_revoked(
 
 
 async def test_malformed_frames_get_bad_request_and_the_socket_stays_open(
-        server: HubServer) -> None:
+    server: HubServer,
+) -> None:
     client = await Client.open(server, new_user())
-    for frame in ("{not json", json.dumps([1, 2]), json.dumps({"type": "launch"}),
-                  json.dumps({"type": "subscribe", "topic": "nope:1", "ref": 7}),
-                  json.dumps({"type": "subscribe", "topic": "project:x", "since": -3}),
-                  "x" * 70_000):
+    for frame in (
+        "{not json",
+        json.dumps([1, 2]),
+        json.dumps({"type": "launch"}),
+        json.dumps({"type": "subscribe", "topic": "nope:1", "ref": 7}),
+        json.dumps({"type": "subscribe", "topic": "project:x", "since": -3}),
+        "x" * 70_000,
+    ):
         await client.send(frame)
         error = await client.recv()
         assert (error["type"], error["code"]) == ("error", "bad_request"), error
@@ -125,18 +130,29 @@ async def test_a_client_that_only_sends_garbage_is_closed_with_4500(server: HubS
 
 
 async def test_another_users_topics_are_forbidden_and_the_socket_stays_open(
-        server: HubServer, studio: Studio) -> None:
+    server: HubServer, studio: Studio
+) -> None:
     owner, stranger = new_user(), new_user()
     project = studio.create_project(owner, "Private")["project_id"]
     generation = studio.create_generation(project, owner, "s3://a.png")["generation_id"]
     shot = studio.create_shot(project, owner, "Shot")["shot_id"]
     client = await Client.open(server, stranger)
-    for topic in (f"project:{project}", f"tasks:{project}", f"generation:{generation}",
-                  f"shot:{shot}", f"credits:{owner}",
-                  "project:00000000-0000-0000-0000-000000000000"):
+    for topic in (
+        f"project:{project}",
+        f"tasks:{project}",
+        f"generation:{generation}",
+        f"shot:{shot}",
+        f"credits:{owner}",
+        "project:00000000-0000-0000-0000-000000000000",
+    ):
         answer = await client.subscribe(topic, ref="r1")
-        assert answer == {"type": "error", "code": "forbidden", "topic": topic, "ref": "r1",
-                          "message": answer["message"]}
+        assert answer == {
+            "type": "error",
+            "code": "forbidden",
+            "topic": topic,
+            "ref": "r1",
+            "message": answer["message"],
+        }
     assert (await client.subscribe(f"credits:{stranger}"))["type"] == "subscribed"
     await client.close()
     owner_client = await Client.open(server, owner)
@@ -145,7 +161,8 @@ async def test_another_users_topics_are_forbidden_and_the_socket_stays_open(
 
 
 async def test_the_service_key_may_subscribe_to_any_topic(
-        server: HubServer, studio: Studio) -> None:
+    server: HubServer, studio: Studio
+) -> None:
     project = studio.create_project(new_user(), "Watched")["project_id"]
     async with connect(server.ws_url) as ws:
         client = Client(ws)
@@ -164,7 +181,8 @@ async def test_the_server_pings_and_drops_a_silent_client_with_4002(server: HubS
 
 
 async def test_a_client_answering_pings_stays_connected_past_the_idle_timeout(
-        server: HubServer) -> None:
+    server: HubServer,
+) -> None:
     client = await Client.open(server, new_user())
     await asyncio.sleep(0.1)
     deadline = asyncio.get_running_loop().time() + 3.5  # idle timeout is 2 s here
@@ -187,7 +205,8 @@ async def keep_pinging(client: Client, every_s: float = 0.4) -> None:
 
 
 async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
-        server: HubServer, studio: Studio, database: Database, schema: str) -> None:
+    server: HubServer, studio: Studio, database: Database, schema: str
+) -> None:
     user = new_user()
     project = studio.create_project(user, "Firehose")["project_id"]
     topic = f"project:{project}"
@@ -206,8 +225,16 @@ async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
     seen: list[int] = []
     try:
         for i in range(80):  # ≈ 3 MB of changes against a 256 KiB queue
-            made.append(await asyncio.to_thread(studio.create_generation, project, user,
-                                                f"s3://{i}.png", params=big, name=f"g{i}"))
+            made.append(
+                await asyncio.to_thread(
+                    studio.create_generation,
+                    project,
+                    user,
+                    f"s3://{i}.png",
+                    params=big,
+                    name=f"g{i}",
+                )
+            )
 
         def folded() -> None:
             with db.connect(database.conninfo, schema) as conn:
@@ -238,12 +265,14 @@ async def test_a_slow_consumer_is_closed_with_4001_and_resumes_with_since(
     assert [c["position"] for c in rest] == sorted({c["position"] for c in rest})
     assert rest[0]["position"] > since
     assert {f"g{i}" for i in range(80)} - names <= {
-        f"g{i}" for i, m in enumerate(made) if m["position"] <= since}
+        f"g{i}" for i, m in enumerate(made) if m["position"] <= since
+    }
     await again.close()
 
 
 async def test_since_outside_the_retained_log_is_unrecoverable_and_resubscribing_works(
-        server: HubServer, studio: Studio, database: Database, schema: str) -> None:
+    server: HubServer, studio: Studio, database: Database, schema: str
+) -> None:
     user = new_user()
     project = studio.create_project(user, "Old")["project_id"]
     written = studio.create_generation(project, user, "s3://old.png")["position"]
@@ -255,8 +284,13 @@ async def test_since_outside_the_retained_log_is_unrecoverable_and_resubscribing
         wait_for_position(conn, written, timeout=30)
         changelog.prune(conn, older_than=timedelta(0))
     answer = await client.subscribe(topic, since=1, ref="again")
-    assert answer == {"type": "error", "code": "unrecoverable_position", "topic": topic,
-                      "ref": "again", "message": answer["message"]}
+    assert answer == {
+        "type": "error",
+        "code": "unrecoverable_position",
+        "topic": topic,
+        "ref": "again",
+        "message": answer["message"],
+    }
     future = await client.subscribe(topic, since=10**12)
     assert future["code"] == "unrecoverable_position"
     fresh = await client.subscribe(topic)
