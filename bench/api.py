@@ -10,7 +10,13 @@ threads, in a fresh schema, with no server running. `--split`: the API in a proc
 its own (`DARKROOM_ROLES=api`) and the projections runner in another
 (`DARKROOM_ROLES=projections`), so the runner no longer shares the API's GIL.
 
-    python bench/api.py [--seconds 6] [--clients 1,16,64] [--split] [--json out.json]
+The ceiling (issue 17): a bare Starlette + uvicorn + psycopg-pool app, one INSERT per
+request, on the same PostgreSQL at the same client counts, in its own process under the
+same uvicorn options; printed beside Darkroom as HTTP/bare. `--http`/`--loop` pick
+uvicorn's HTTP parser and event loop for both servers.
+
+    python bench/api.py [--seconds 6] [--clients 1,16,64] [--split] [--http h11|httptools]
+        [--loop asyncio|uvloop] [--no-bare] [--no-inprocess] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,31 +50,71 @@ from realtime.auth import issue_jwt
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-of-at-least-thirty-two-bytes"
 OPS = ("create_generation", "add_to_shot", "reorder", "star", "create_task")
-LAUNCH = (
+# Both servers run under the options `darkroom serve` uses (guarded h11 unless `--http
+# httptools`, websockets-sansio, no deflate); argv: port, http, loop.
+UVICORN = (
     "import sys, uvicorn\n"
+    "from darkroom.limits import ServerLimits, guarded_h11\n"
+    "def serve(app):\n"
+    "    limits = ServerLimits()\n"
+    "    http = guarded_h11(limits) if sys.argv[2] == 'h11' else sys.argv[2]\n"
+    "    uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning',\n"
+    "                access_log=False, http=http, loop=sys.argv[3], ws='websockets-sansio',\n"
+    "                ws_per_message_deflate=False, ws_max_size=limits.ws_max_frame_bytes)\n"
+)
+LAUNCH = UVICORN + (
     "from darkroom.settings import Settings\n"
     "from darkroom.wiring import build_app\n"
-    "uvicorn.run(build_app(Settings()), host='127.0.0.1', port=int(sys.argv[1]),"
-    " log_level='warning', access_log=False)\n"
+    "serve(build_app(Settings()))\n"
+)
+# The ceiling: Starlette + uvicorn + a psycopg pool, one INSERT per request, nothing else.
+BARE = UVICORN + (
+    "import os, orjson\n"
+    "from contextlib import asynccontextmanager\n"
+    "from psycopg_pool import AsyncConnectionPool\n"
+    "from starlette.applications import Starlette\n"
+    "from starlette.responses import JSONResponse, Response\n"
+    "from starlette.routing import Route\n"
+    "pool = AsyncConnectionPool(os.environ['DATABASE_URL'], min_size=16, max_size=16, open=False,\n"
+    "    kwargs={'options': '-c search_path=' + os.environ['DARKROOM_DB_SCHEMA']})\n"
+    "async def health(request):\n"
+    "    return Response('ok')\n"
+    "async def insert(request):\n"
+    "    body = await request.body()\n"
+    "    async with pool.connection() as conn:\n"
+    "        row = await (await conn.execute(\n"
+    "            'INSERT INTO bare_rows (body) VALUES (%s) RETURNING id', (body.decode(),))\n"
+    "        ).fetchone()\n"
+    "    return JSONResponse({'id': row[0]}, status_code=201)\n"
+    "@asynccontextmanager\n"
+    "async def lifespan(app):\n"
+    "    await pool.open()\n"
+    "    async with pool.connection() as conn:\n"
+    "        await conn.execute('CREATE TABLE IF NOT EXISTS bare_rows '\n"
+    "                           '(id bigserial PRIMARY KEY, body jsonb NOT NULL)')\n"
+    "    yield\n"
+    "    await pool.close()\n"
+    "serve(Starlette(routes=[Route('/health', health), Route('/insert', insert,\n"
+    "    methods=['POST'])], lifespan=lifespan))\n"
 )
 
 
 @dataclass
 class Tally:
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {o: [] for o in OPS})
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: int = 0
 
     def add(self, op: str, seconds: float) -> None:
         self.latencies[op].append(seconds)
 
     def merge(self, other: Tally) -> None:
-        for op in OPS:
-            self.latencies[op] += other.latencies[op]
+        for op, values in other.latencies.items():
+            self.latencies[op] += values
         self.errors += other.errors
 
     @property
     def all(self) -> list[float]:
-        return [x for op in OPS for x in self.latencies[op]]
+        return [x for values in self.latencies.values() for x in values]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -85,7 +132,7 @@ def summary(tally: Tally, seconds: float) -> dict[str, Any]:
         "p50_ms": pct(values, 0.50),
         "p99_ms": pct(values, 0.99),
         "errors": tally.errors,
-        "by_op_p50_ms": {op: pct(tally.latencies[op], 0.5) for op in OPS},
+        "by_op_p50_ms": {op: pct(v, 0.5) for op, v in tally.latencies.items()},
     }
 
 
@@ -97,7 +144,13 @@ def free_port() -> int:
 
 
 def start_server(
-    db: Database, schema: str, roles: str = "api,hub,projections"
+    db: Database,
+    schema: str,
+    roles: str = "api,hub,projections",
+    *,
+    code: str = LAUNCH,
+    http: str = "h11",
+    loop: str = "asyncio",
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}"
@@ -111,7 +164,9 @@ def start_server(
         "DARKROOM_ROLES": roles,
         "DARKROOM_JWT_SUB_ANY": "y",
     }  # users are named `bench-<hex>`
-    process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port)], cwd=ROOT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(port), http, loop], cwd=ROOT, env=env
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -210,6 +265,25 @@ async def http_run(base: str, clients: int, seconds: float) -> dict[str, Any]:
     return summary(tally, time.monotonic() - window.started)
 
 
+async def bare_client(base: str, window: Window, tally: Tally) -> None:
+    """The ceiling's client: the same loop, one POST (one INSERT) per request."""
+    body = {"project_id": str(uuid.uuid4()), "location": "/media/bench.png"}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        stop_at = await window.open()
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            answer = await client.post("/insert", json=body)
+            tally.add("insert", time.perf_counter() - started)
+            if answer.status_code >= 300:
+                tally.errors += 1
+
+
+async def bare_run(base: str, clients: int, seconds: float) -> dict[str, Any]:
+    tally, window = Tally(), Window(clients, seconds)
+    await asyncio.gather(*(bare_client(base, window, tally) for _ in range(clients)))
+    return summary(tally, time.monotonic() - window.started)
+
+
 # -- in-process ---------------------------------------------------------------------------
 def inprocess_client(
     studio: Any, window: list[float], ready: threading.Barrier, tally: Tally, lock: threading.Lock
@@ -272,6 +346,35 @@ def inprocess_run(studio: Any, clients: int, seconds: float) -> dict[str, Any]:
 
 
 # -- main ---------------------------------------------------------------------------------
+def cpu_loop_ms() -> float:
+    """The machine's speed right now: a fixed pure-Python loop (10 million additions)."""
+    started, total = time.perf_counter(), 0
+    for i in range(10_000_000):
+        total += i
+    return (time.perf_counter() - started) * 1000
+
+
+def serve_and_run(
+    db: Database, schema: str, args: argparse.Namespace, levels: list[int], *, bare: bool
+) -> dict[int, Any]:
+    """One server (Darkroom, or with `bare` the ceiling), every client count, then stop it."""
+    options = {"http": args.http, "loop": args.loop}
+    if bare:
+        servers = [start_server(db, schema, code=BARE, **options)]
+    else:
+        servers = [start_server(db, schema, "projections")] if args.split else []
+        roles = "api" if args.split else "api,hub,projections"
+        servers.append(start_server(db, schema, roles, **options))
+    print(f"{'bare' if bare else 'darkroom'} server pid {servers[-1][0].pid}", file=sys.stderr)
+    run = bare_run if bare else http_run
+    try:
+        return {n: asyncio.run(run(servers[-1][1], n, args.seconds)) for n in levels}
+    finally:
+        for process, _ in servers:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
@@ -279,51 +382,56 @@ def main() -> None:
     parser.add_argument(
         "--split", action="store_true", help="API and projections runner in two processes"
     )
+    parser.add_argument("--http", choices=("h11", "httptools"), default="h11")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare-stack ceiling")
+    parser.add_argument("--no-inprocess", action="store_true", help="skip the in-process run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
     db = resolve(os.environ.get("DATABASE_URL"), ROOT / ".darkroom" / "bench-pg")
-    http_schema, local_schema = (f"bench_api_{k}_{uuid.uuid4().hex[:6]}" for k in "hl")
-    for schema in (http_schema, local_schema):
+    http_schema, local_schema, bare_schema = (
+        f"bench_api_{k}_{uuid.uuid4().hex[:6]}" for k in "hlb"
+    )
+    for schema in (http_schema, local_schema, bare_schema):
         create_schema(db, schema)
-    results: dict[str, dict[int, Any]] = {"http": {}, "inprocess": {}}
+    loop_ms = cpu_loop_ms()
+    results: dict[str, dict[int, Any]] = {"http": {}, "inprocess": {}, "bare": {}}
     try:
-        servers = [start_server(db, http_schema, "projections")] if args.split else []
-        servers.append(
-            start_server(db, http_schema, "api" if args.split else "api,hub,projections")
-        )
-        try:
-            for n in levels:
-                results["http"][n] = asyncio.run(http_run(servers[-1][1], n, args.seconds))
-        finally:
-            for process, _ in servers:
-                process.terminate()
-                process.wait(timeout=30)
-        studio = build_studio(db, local_schema, pool_size=16)
-        try:
-            for n in levels:
-                results["inprocess"][n] = inprocess_run(studio, n, args.seconds)
-        finally:
-            studio.close()
+        results["http"] = serve_and_run(db, http_schema, args, levels, bare=False)
+        if not args.no_bare:
+            results["bare"] = serve_and_run(db, bare_schema, args, levels, bare=True)
+        if not args.no_inprocess:
+            studio = build_studio(db, local_schema, pool_size=16)
+            try:
+                for n in levels:
+                    results["inprocess"][n] = inprocess_run(studio, n, args.seconds)
+            finally:
+                studio.close()
     finally:
-        for schema in (http_schema, local_schema):
+        for schema in (http_schema, local_schema, bare_schema):
             drop_schema(db, schema)
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.seconds:g} s per run"
+        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, CPU loop {loop_ms:.0f} ms, "
+        f"{args.seconds:g} s per run, uvicorn {args.http} + {args.loop}"
         f"{', API and projections in two processes' if args.split else ''}; "
         f"mixed: {', '.join(OPS)}"
     )
     print(
         f"{'clients':>7} | {'HTTP cmd/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
+        f"{'bare req/s':>10} {'p50 ms':>7} | {'HTTP/bare':>9} | "
         f"{'in-proc cmd/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'HTTP/in-proc':>12} | errors"
     )
+    nan = {"per_s": float("nan"), "p50_ms": float("nan"), "p99_ms": float("nan"), "errors": "-"}
     for n in levels:
-        h, i = results["http"][n], results["inprocess"][n]
+        h = results["http"][n]
+        b, i = results["bare"].get(n, nan), results["inprocess"].get(n, nan)
         print(
             f"{n:>7} | {h['per_s']:>10.0f} {h['p50_ms']:>7.1f} {h['p99_ms']:>7.1f} | "
+            f"{b['per_s']:>10.0f} {b['p50_ms']:>7.1f} | {h['per_s'] / b['per_s']:>9.2f} | "
             f"{i['per_s']:>13.0f} {i['p50_ms']:>7.1f} {i['p99_ms']:>7.1f} | "
-            f"{h['per_s'] / i['per_s']:>12.2f} | {h['errors']}/{i['errors']}"
+            f"{h['per_s'] / i['per_s']:>12.2f} | {h['errors']}/{b['errors']}/{i['errors']}"
         )
     for n in levels:
         print(
