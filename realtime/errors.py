@@ -159,6 +159,13 @@ class ViewTimeoutError(EdgeError):
     status, code = 504, "view_timeout"
 
 
+class UnrecoverablePositionError(EdgeError):
+    """A websocket `since` older than the change log keeps (the client starts again from
+    a snapshot)."""
+
+    status, code = 410, "unrecoverable_position"
+
+
 # Most specific first: the first class an error is an instance of decides.
 DOMAIN_STATUS: tuple[tuple[type[domain.DomainError], int], ...] = (
     (domain.IdempotencyKeyReusedError, 422),
@@ -219,6 +226,27 @@ def field_errors(error: PydanticValidationError, where: str) -> list[dict[str, A
         }
         for e in error.errors(include_url=False, include_input=False)
     ]
+
+
+def field_error(path: str, message: str, kind: str = "value_error") -> dict[str, Any]:
+    """One entry of a 422's `errors`, shaped like pydantic's (see `field_errors`)."""
+    return {"path": path, "loc": path.split("."), "message": message, "type": kind}
+
+
+def invalid_field(
+    path: str,
+    message: str,
+    kind: str = "value_error",
+    *,
+    summary: str | None = None,
+    code: str | None = None,
+) -> FieldsInvalidError:
+    """A 422 about one field (`summary` is the error's message; by default the field's)."""
+    return FieldsInvalidError(
+        summary or f"invalid fields: {path}: {message}",
+        code=code,
+        errors=[field_error(path, message, kind)],
+    )
 
 
 def invalid_fields(error: PydanticValidationError, where: str) -> FieldsInvalidError:

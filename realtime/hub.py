@@ -46,7 +46,11 @@ from starlette.concurrency import run_in_threadpool
 from domain.errors import DomainError
 from domain.user import AccessToken, hash_token
 from projections.reachability import database_down
-from realtime.errors import EdgeError, ForbiddenError, UnauthenticatedError
+from realtime.errors import (
+    ForbiddenError,
+    UnauthenticatedError,
+    UnrecoverablePositionError,
+)
 from realtime.fanout import Batch, Change, FanoutBackend, read_range, read_watermark
 from realtime.protocol import Subscribed, split_topic
 
@@ -97,14 +101,6 @@ class HubSettings:
 
 def _cast(default: object, raw: str) -> object:
     return int(raw) if isinstance(default, int) else float(raw)
-
-
-class UnrecoverablePositionError(EdgeError):
-    status, code = 410, "unrecoverable_position"
-
-
-class HubUnavailableError(EdgeError):
-    status, code = 503, "unavailable"
 
 
 # -- per connection ------------------------------------------------------------------

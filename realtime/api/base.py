@@ -44,6 +44,7 @@ from realtime.errors import (
     ForbiddenError,
     MalformedJsonError,
     MethodNotAllowedError,
+    invalid_field,
     invalid_fields,
 )
 
@@ -257,17 +258,7 @@ def validate(model: type[M], data: Any, where: str) -> M:
     # NUL (which PostgreSQL text and jsonb cannot hold) in anything the body keeps; a field
     # the model ignores is dropped unread, whatever it holds.
     if found := nul_path(body.model_dump(mode="json"), where):
-        raise FieldsInvalidError(
-            f"{found}: the NUL character (\\u0000) is not allowed",
-            errors=[
-                {
-                    "path": found,
-                    "loc": found.split("."),
-                    "message": "NUL (\\u0000) is not allowed",
-                    "type": "nul_character",
-                }
-            ],
-        )
+        raise nul_error(found)
     return body
 
 
@@ -284,18 +275,17 @@ def integral(data: Any) -> Any:
 
 def no_nul(data: dict[str, Any], where: str) -> dict[str, Any]:
     if found := nul_path(data, where):
-        raise FieldsInvalidError(
-            f"{found}: the NUL character is not allowed",
-            errors=[
-                {
-                    "path": found,
-                    "loc": found.split("."),
-                    "message": "NUL is not allowed",
-                    "type": "nul_character",
-                }
-            ],
-        )
+        raise nul_error(found)
     return data
+
+
+def nul_error(path: str) -> FieldsInvalidError:
+    return invalid_field(
+        path,
+        "NUL (\\u0000) is not allowed",
+        "nul_character",
+        summary=f"{path}: the NUL character (\\u0000) is not allowed",
+    )
 
 
 def parse_path(request: Request, names: list[str]) -> dict[str, Any]:

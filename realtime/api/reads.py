@@ -22,7 +22,7 @@ from domain.errors import (
     ShotNotFoundError,
     TaskNotFoundError,
 )
-from realtime.errors import FieldsInvalidError, ViewTimeoutError
+from realtime.errors import ViewTimeoutError, invalid_field
 
 if TYPE_CHECKING:
     from realtime.api.base import Call
@@ -90,17 +90,12 @@ class Views:
                 now - started > self.FUTURE_GRACE_S
                 and (head := await call.run(self.head)) < position
             ):
-                raise FieldsInvalidError(
-                    f"min_position {position} was never written (the log's head is {head})",
+                raise invalid_field(
+                    "query.min_position",
+                    f"at most the head of the log ({head})",
+                    "position_not_written",
+                    summary=f"min_position {position} was never written (the log's head is {head})",
                     code="position_not_written",
-                    errors=[
-                        {
-                            "path": "query.min_position",
-                            "loc": ["query", "min_position"],
-                            "message": f"at most the head of the log ({head})",
-                            "type": "position_not_written",
-                        }
-                    ],
                 )
             if now > deadline:
                 raise ViewTimeoutError(

@@ -10,7 +10,6 @@ from domain.task import Task
 from realtime import models as m
 from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, validate, written
-from realtime.errors import FieldsInvalidError
 
 RUN_TYPES = m.RUN_TYPES
 
@@ -113,15 +112,6 @@ async def travel(call: Call) -> Reply:
         body.model_dump(exclude={"project_id", "idempotency_key"}, exclude_none=True)
     )
     return await _run(call, body.project_id, run, _key(call, body.idempotency_key))
-
-
-def invalid(where: str, message: str) -> FieldsInvalidError:
-    return FieldsInvalidError(
-        f"invalid fields: {where}: {message}",
-        errors=[
-            {"path": where, "loc": where.split("."), "message": message, "type": "value_error"}
-        ],
-    )
 
 
 async def list_tasks(call: Call) -> Reply:
