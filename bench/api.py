@@ -63,6 +63,8 @@ UVICORN = (
     "                ws_per_message_deflate=False, ws_max_size=limits.ws_max_frame_bytes)\n"
 )
 LAUNCH = UVICORN + (
+    "import realtime.auth\n"
+    "realtime.auth.JWT_CACHE_SIZE = int(sys.argv[4])\n"
     "from darkroom.settings import Settings\n"
     "from darkroom.wiring import build_app\n"
     "serve(build_app(Settings()))\n"
@@ -151,6 +153,7 @@ def start_server(
     code: str = LAUNCH,
     http: str = "h11",
     loop: str = "asyncio",
+    jwt_cache: int = 10_000,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"postgresql://{db.user}:{db.password}@/{db.dbname}?host={db.host}&port={db.port}"
@@ -165,7 +168,7 @@ def start_server(
         "DARKROOM_JWT_SUB_ANY": "y",
     }  # users are named `bench-<hex>`
     process = subprocess.Popen(
-        [sys.executable, "-c", code, str(port), http, loop], cwd=ROOT, env=env
+        [sys.executable, "-c", code, str(port), http, loop, str(jwt_cache)], cwd=ROOT, env=env
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -358,10 +361,11 @@ def serve_and_run(
     db: Database, schema: str, args: argparse.Namespace, levels: list[int], *, bare: bool
 ) -> dict[int, Any]:
     """One server (Darkroom, or with `bare` the ceiling), every client count, then stop it."""
-    options = {"http": args.http, "loop": args.loop}
+    options: dict[str, Any] = {"http": args.http, "loop": args.loop}
     if bare:
         servers = [start_server(db, schema, code=BARE, **options)]
     else:
+        options["jwt_cache"] = 0 if args.no_jwt_cache else 10_000
         servers = [start_server(db, schema, "projections")] if args.split else []
         roles = "api" if args.split else "api,hub,projections"
         servers.append(start_server(db, schema, roles, **options))
@@ -386,6 +390,9 @@ def main() -> None:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-stack ceiling")
     parser.add_argument("--no-inprocess", action="store_true", help="skip the in-process run")
+    parser.add_argument(
+        "--no-jwt-cache", action="store_true", help="Darkroom without its verified-JWT cache"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
@@ -414,7 +421,8 @@ def main() -> None:
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, CPU loop {loop_ms:.0f} ms, "
-        f"{args.seconds:g} s per run, uvicorn {args.http} + {args.loop}"
+        f"{args.seconds:g} s per run, uvicorn {args.http} + {args.loop}, "
+        f"JWT cache {'off' if args.no_jwt_cache else 'on'}"
         f"{', API and projections in two processes' if args.split else ''}; "
         f"mixed: {', '.join(OPS)}"
     )

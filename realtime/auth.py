@@ -11,14 +11,24 @@ A JWT must carry `exp`, and may live at most `max_lifetime_s` (`exp - iat`, or
 `exp - now` without `iat`; 0: no bound). A user id (`sub`, `X-Darkroom-User`) is
 a UUID, answered in its canonical form, unless `any_subject` allows any printable
 id (`DARKROOM_JWT_SUB_ANY`).
+
+Verified JWTs are cached (`TokenCache`): keyed by the token's SHA-256, at most
+`JWT_CACHE_SIZE` entries (least recently used dropped first), an entry never used
+past the token's `exp` (an expired token goes through the full check again and is
+refused). JWTs cannot be revoked, so caching them changes no answer. Personal access
+tokens are not cached: they are looked up in the event store on every request, so a
+revoked one is refused on the next request on every node (the hub's RevocationWatcher
+polls, so it could not make a cache exact).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +54,46 @@ if TYPE_CHECKING:
 ACT_AS_HEADER = "x-darkroom-user"
 MAX_USER_ID = 200
 DAY_S = 24 * 3600
+JWT_CACHE_SIZE = 10_000
+
+
+class TokenCache:
+    """Claims of verified JWTs by the token's digest: bounded (LRU), never past `exp`."""
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = JWT_CACHE_SIZE if size is None else size  # 0: cache nothing
+        self._entries: OrderedDict[tuple[bytes, object], dict[str, object]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(token: str, settings: object) -> tuple[bytes, object]:
+        return hashlib.sha256(token.encode()).digest(), settings
+
+    def get(self, key: tuple[bytes, object]) -> dict[str, object] | None:
+        """The cached claims, or None (unknown, or its `exp` reached: then forgotten)."""
+        with self._lock:
+            claims = self._entries.get(key)
+            if claims is None:
+                return None
+            exp = claims["exp"]
+            assert isinstance(exp, int | float)
+            if exp <= time.time():  # PyJWT refuses a token at its exp: so does the cache
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return dict(claims)
+
+    def put(self, key: tuple[bytes, object], claims: dict[str, object]) -> None:
+        with self._lock:
+            self._entries[key] = dict(claims)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -115,6 +165,7 @@ class Authenticator:
         self.sessions = sessions
         self._known: set[str] = set()
         self._lock = threading.Lock()
+        self.jwt_cache = TokenCache()
 
     async def authenticate(self, request: Request) -> Principal:
         token = bearer_token(request.headers.get("authorization"))
@@ -138,7 +189,17 @@ class Authenticator:
 
     def jwt_claims(self, token: str) -> dict[str, object]:
         """The claims of a valid token: signed with our secret, `exp` present and not past,
-        a lifetime within `max_lifetime_s`, `sub` a valid user id (put back canonical)."""
+        a lifetime within `max_lifetime_s`, `sub` a valid user id (put back canonical).
+        Served from `jwt_cache` while the token's `exp` is ahead."""
+        key = TokenCache.key(token, (self.max_lifetime_s, self.any_subject))
+        cached = self.jwt_cache.get(key)
+        if cached is not None:
+            return cached
+        claims = self._verify(token)
+        self.jwt_cache.put(key, claims)
+        return claims
+
+    def _verify(self, token: str) -> dict[str, object]:
         try:
             claims: dict[str, object] = jwt.decode(
                 token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
