@@ -29,6 +29,12 @@ def studios(database: Database, schema: str) -> Iterator[tuple[Studio, Studio]]:
     second.close()
 
 
+@pytest.fixture
+def auth(studios: tuple[Studio, Studio]) -> Authenticator:
+    """A node's authenticator with an empty cache."""
+    return Authenticator(studios[0], SECRET, SERVICE_KEY, any_subject=True)
+
+
 def request_with(token: str) -> Request:
     headers = [(b"authorization", f"Bearer {token}".encode())]
     return Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
@@ -38,27 +44,25 @@ def authenticate(auth: Authenticator, token: str) -> str | None:
     return asyncio.run(auth.authenticate(request_with(token))).user_id
 
 
-def test_a_verified_jwt_is_answered_from_the_cache_the_second_time(
-    studios: tuple[Studio, Studio],
-) -> None:
-    auth = Authenticator(studios[0], SECRET, SERVICE_KEY, any_subject=True)
-    token = issue_jwt(SECRET, "cache-alice")
-    assert authenticate(auth, token) == "cache-alice" and auth.jwt_cache.hits == 0
-    assert authenticate(auth, token) == "cache-alice" and auth.jwt_cache.hits == 1
+def cached_twice(auth: Authenticator, token: str, user: str) -> None:
+    """The first use verifies and caches the token, the second is a hit."""
+    hits = auth.jwt_cache.hits
+    assert authenticate(auth, token) == user and auth.jwt_cache.hits == hits
+    assert authenticate(auth, token) == user and auth.jwt_cache.hits == hits + 1
+
+
+def test_a_verified_jwt_is_answered_from_the_cache_the_second_time(auth: Authenticator) -> None:
+    cached_twice(auth, issue_jwt(SECRET, "cache-alice"), "cache-alice")
     forged = issue_jwt("another-secret-of-at-least-32-bytes!", "cache-alice")
     with pytest.raises(UnauthenticatedError):
         authenticate(auth, forged)
     assert len(auth.jwt_cache) == 1
 
 
-def test_an_expired_jwt_is_refused_even_when_it_was_cached(
-    studios: tuple[Studio, Studio],
-) -> None:
-    auth = Authenticator(studios[0], SECRET, SERVICE_KEY, any_subject=True)
+def test_an_expired_jwt_is_refused_even_when_it_was_cached(auth: Authenticator) -> None:
     exp = int(time.time()) + 2
     token = jwt.encode({"sub": "cache-bob", "exp": exp}, SECRET, algorithm="HS256")
-    assert authenticate(auth, token) == "cache-bob"
-    assert authenticate(auth, token) == "cache-bob" and auth.jwt_cache.hits == 1
+    cached_twice(auth, token, "cache-bob")
     time.sleep(max(0.0, exp - time.time()) + 0.05)
     with pytest.raises(TokenExpiredError):
         authenticate(auth, token)
@@ -66,9 +70,8 @@ def test_an_expired_jwt_is_refused_even_when_it_was_cached(
 
 
 def test_the_cache_keeps_at_most_its_size_dropping_the_least_recently_used(
-    studios: tuple[Studio, Studio],
+    auth: Authenticator,
 ) -> None:
-    auth = Authenticator(studios[0], SECRET, SERVICE_KEY, any_subject=True)
     auth.jwt_cache.size = 3
     tokens = [issue_jwt(SECRET, f"cache-user-{i}") for i in range(5)]
     for token in tokens[:3]:
@@ -83,10 +86,7 @@ def test_the_cache_keeps_at_most_its_size_dropping_the_least_recently_used(
     assert auth.jwt_cache.hits == hits + 1  # the first was kept, the second dropped
 
 
-def test_a_cached_jwt_is_checked_again_when_the_subject_rule_changes(
-    studios: tuple[Studio, Studio],
-) -> None:
-    auth = Authenticator(studios[0], SECRET, SERVICE_KEY, any_subject=True)
+def test_a_cached_jwt_is_checked_again_when_the_subject_rule_changes(auth: Authenticator) -> None:
     token = issue_jwt(SECRET, "not-a-uuid")
     assert authenticate(auth, token) == "not-a-uuid"
     auth.any_subject = False
