@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.roles import DISPATCHER, parse_roles
-from darkroom.settings import Settings
+from darkroom.settings import InferenceSettings, Settings
 from darkroom.wiring import studio_env, with_pruning
 from domain.studio import Studio
 
@@ -43,27 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("darkroom.inference")
 
 OFF, LOCAL, CLUSTER = "off", "local", "ray"
-
-
-class InferenceSettings(BaseSettings):
-    """Inference knobs, from the environment (read beside `darkroom.settings.Settings`)."""
-
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
-
-    mode: str = Field(default=LOCAL, alias="DARKROOM_INFERENCE")  # off | local | ray
-    models: dict[str, str] = Field(default_factory=dict, alias="DARKROOM_MODELS")  # JSON
-    actors: str | None = Field(default=None, alias="DARKROOM_ACTORS")
-    use_gpu: bool | None = Field(default=None, alias="DARKROOM_INFERENCE_GPU")
-    num_cpus: int | None = Field(default=None, alias="DARKROOM_RAY_NUM_CPUS")
-    object_store_mb: int = Field(default=256, alias="DARKROOM_RAY_OBJECT_STORE_MB")
-    worker_id: str | None = Field(default=None, alias="DARKROOM_WORKER_ID")
-    run_types: str = Field(default="gpu,api", alias="DARKROOM_RUN_TYPES")
-    # Results go to an S3-compatible bucket when one is named (a worker on another machine
-    # must), else to the local media folder that `serve` publishes under /media/.
-    s3_bucket: str | None = Field(default=None, alias="DARKROOM_S3_BUCKET")
-    s3_endpoint: str | None = Field(default=None, alias="DARKROOM_S3_ENDPOINT")
-    s3_region: str | None = Field(default=None, alias="DARKROOM_S3_REGION")
-    media_public_url: str | None = Field(default=None, alias="DARKROOM_MEDIA_PUBLIC_URL")
 
 
 def parse_actors(text: str | None) -> list[ActorSpec]:

@@ -13,7 +13,7 @@ from darkroom.database import Database, create_schema, resolve
 from darkroom.eventstore import RECORDER_TOPIC
 from darkroom.housekeeping import SnapshotPruner
 from darkroom.pulse import PULSE_TOPIC
-from darkroom.settings import Settings
+from darkroom.settings import InferenceSettings, Settings
 from domain.studio import Studio
 from inference import metrics as _dispatcher_metrics  # noqa: F401  (on every role's /metrics)
 
@@ -220,8 +220,6 @@ def edge_config(settings: Settings) -> EdgeConfig:
 def media_settings(settings: Settings) -> dict[str, Any]:
     """The edge's upload and media-URL knobs; with an S3 bucket (`DARKROOM_S3_BUCKET`) task
     outputs get the bucket's presigned GET URLs, living as long as the signed local ones."""
-    from darkroom.dispatch import InferenceSettings
-
     inference = InferenceSettings()
     store_url = None
     if inference.s3_bucket:

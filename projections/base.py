@@ -133,12 +133,6 @@ class View:
         """Every pending row as write ops (coalesced: one per row); pending becomes empty."""
         raise NotImplementedError
 
-    def flush(self, cur: psycopg.Cursor[Any], names: dict[str, str]) -> None:
-        """Write every pending row into the given tables (synchronously)."""
-        from projections.writes import apply
-
-        apply(cur, names, self.take())
-
     def flushed(self) -> None:
         """A batch committed: trim the caches. Entries touched in the last batches are
         the most recent ones, so with capacity ≫ keys per batch nothing uncommitted goes."""

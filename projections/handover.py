@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from projections import db
+from projections.writes import apply
 
 if TYPE_CHECKING:
     import psycopg
@@ -117,7 +118,7 @@ class HandoverMixin:
         old = sink.version
         names = db.names_for(view.tables, version)
         view.forget_new()  # the new version may hold rows created after the freeze
-        view.flush(cur, names)
+        apply(cur, names, view.take())  # every pending row, into the new version's tables
         cur.execute(
             "UPDATE projection_tracking SET position = %s, updated_at = now() "
             "WHERE view = %s AND version = %s",

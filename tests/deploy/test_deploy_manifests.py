@@ -24,8 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from darkroom.dispatch import InferenceSettings
-from darkroom.settings import Settings
+from darkroom.settings import InferenceSettings, Settings
 from realtime.hub import HubSettings
 
 ROOT = Path(__file__).resolve().parents[2]
