@@ -408,7 +408,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, events=events)
         self.sql_select_history = SQL(
             "SELECT notification_id, originator_version, topic, state "
-            "FROM {schema}.{events} WHERE originator_id = %s ORDER BY originator_version"
+            "FROM {schema}.{events} WHERE originator_id = %s AND originator_version > %s "
+            "ORDER BY originator_version LIMIT %s"
         ).format(schema=schema, events=events)
         self.sql_command_result = SQL(
             "SELECT result, position FROM {schema}.{commands} WHERE key = %s"
@@ -651,10 +652,15 @@ class GroupCommitRecorder(PostgresApplicationRecorder):
             return int(row["head"])
 
     @retry(_RETRYABLE, max_attempts=10, wait=0.2)
-    def select_history(self, originator_id: Any) -> list[dict[str, Any]]:
-        """Every stored event of one aggregate, ordered by version (for audits)."""
+    def select_history(
+        self, originator_id: Any, after_version: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored events of one aggregate after `after_version`, ordered by version, at most
+        `limit` (None: all; for audits)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_select_history, (originator_id,), prepare=True)
+            curs.execute(
+                self.sql_select_history, (originator_id, after_version, limit), prepare=True
+            )
             return [
                 {
                     "notification_id": row["notification_id"],

@@ -38,11 +38,14 @@ class HistoryServices(ServiceBase):
             raise NotFoundError("aggregate", f"{ident} at {at.isoformat()}")
         return max(versions)
 
-    def history(self, aggregate_id: object) -> list[dict[str, Any]]:
-        """Every event of one aggregate with its position, time and metadata."""
+    def history(
+        self, aggregate_id: object, *, after_version: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The events of one aggregate after `after_version` (at most `limit`; None: all)
+        with their position, time and metadata."""
         ident = as_uuid(aggregate_id, "aggregate id")
-        rows = self.recorder.select_history(ident)  # type: ignore[attr-defined]
-        if not rows:
+        rows = self.recorder.select_history(ident, after_version, limit)  # type: ignore[attr-defined]
+        if not rows and not after_version:
             raise NotFoundError("aggregate", ident)
         out = []
         for row in rows:

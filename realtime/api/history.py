@@ -11,6 +11,7 @@ from domain.errors import NotFoundError
 from realtime.api.base import Call, Endpoint, Reply
 
 HIDDEN = {"pending_events"}
+PAGE = 1000  # events per answer: a long-lived item's history comes in pages
 
 
 class HistoryQuery(BaseModel):
@@ -22,6 +23,10 @@ class HistoryQuery(BaseModel):
         le=2**31,
         description="the item as it was after this version (default: the latest)",
     )
+    after_version: int = Field(
+        0, ge=0, le=2**31, description="list the events after this version (a page's start)"
+    )
+    limit: int = Field(PAGE, ge=1, le=PAGE, description="at most this many events")
 
 
 class HistoryEvent(BaseModel):
@@ -40,6 +45,9 @@ class History(BaseModel):
     latest_version: int
     state: dict[str, Any] = Field(description="the item's fields as of `version`")
     events: list[HistoryEvent]
+    next_after_version: int | None = Field(
+        None, description="more events follow: pass this as `after_version` for the next page"
+    )
 
 
 def _owner(studio: Any, item: Any) -> str | None:
@@ -50,7 +58,8 @@ def _owner(studio: Any, item: Any) -> str | None:
     return getattr(item, "owner_id", None)
 
 
-def _history(studio: Any, item_id: str, user: str | None, version: int | None) -> dict[str, Any]:
+def _history(studio: Any, item_id: str, user: str | None, query: HistoryQuery) -> dict[str, Any]:
+    version = query.version
     latest = studio.aggregate_at(item_id)
     if user is not None and _owner(studio, latest) != user:
         raise NotFoundError("aggregate", item_id)
@@ -66,8 +75,15 @@ def _history(studio: Any, item_id: str, user: str | None, version: int | None) -
         "version": item.version,
         "latest_version": latest.version,
         "state": _plain(state),
-        "events": studio.history(item_id),
+        **_page(studio, item_id, query.after_version, query.limit),
     }
+
+
+def _page(studio: Any, item_id: str, after: int, limit: int) -> dict[str, Any]:
+    events = studio.history(item_id, after_version=after, limit=limit + 1)
+    more = len(events) > limit
+    events = events[:limit]
+    return {"events": events, "next_after_version": events[-1]["version"] if more else None}
 
 
 def _plain(value: Any) -> Any:
@@ -85,9 +101,7 @@ def _plain(value: Any) -> Any:
 
 
 async def history(call: Call) -> Reply:
-    return Reply(
-        await call.run(_history, call.studio, call.path["id"], call.user, call.query.version)
-    )
+    return Reply(await call.run(_history, call.studio, call.path["id"], call.user, call.query))
 
 
 ENDPOINTS = [

@@ -292,6 +292,25 @@ def test_history_over_http_is_the_owners_and_the_service_keys(server: Server) ->
     error_of(alice.get(f"/api/history/{generation}", params={"version": 0}), 422)
 
 
+def test_a_long_history_comes_in_pages(server: Server) -> None:
+    alice = server.user()
+    generation = a_generation(alice, a_project(alice), "paged")
+    for starred in (True, False, True, False):
+        ok(alice.patch(f"/api/generations/{generation}", json={"starred": starred}))
+    whole = ok(alice.get(f"/api/history/{generation}"))
+    assert whole["next_after_version"] is None
+    pages, after = [], 0
+    while after is not None:
+        page = ok(
+            alice.get(f"/api/history/{generation}", params={"after_version": after, "limit": 2})
+        )
+        pages.append([e["version"] for e in page["events"]])
+        after = page["next_after_version"]
+    assert [v for p in pages for v in p] == [e["version"] for e in whole["events"]]
+    assert all(len(p) == 2 for p in pages[:-1]) and len(pages) >= 3
+    error_of(alice.get(f"/api/history/{generation}", params={"limit": 1001}), 422)
+
+
 def test_the_service_key_sees_each_views_lag_and_rebuilds_one_with_a_progress_bar(
     browser: Any, server: Server, artefacts: Path
 ) -> None:

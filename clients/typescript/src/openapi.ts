@@ -2328,6 +2328,12 @@ export interface components {
             };
             /** Events */
             events: components["schemas"]["HistoryEvent"][];
+            /**
+             * Next After Version
+             * @description more events follow: pass this as `after_version` for the next page
+             * @default null
+             */
+            next_after_version?: number | null;
         };
         /** ProjectionStatus */
         ProjectionStatus: {
@@ -8984,6 +8990,8 @@ export interface operations {
         parameters: {
             query?: {
                 version?: number | null;
+                after_version?: number;
+                limit?: number;
             };
             header?: never;
             path: {
