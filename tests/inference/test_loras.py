@@ -108,6 +108,7 @@ def test_a_video_models_lora_moves_its_frames_and_leaves_no_trace(
 ) -> None:
     from diffusers import WanTransformer3DModel
 
+    from inference.backends import IMAGE_TO_VIDEO
     from inference.frames import decode_video
     from inference.tiny_lora import build_tiny_lora
 
@@ -121,10 +122,24 @@ def test_a_video_models_lora_moves_its_frames_and_leaves_no_trace(
         result = backend.run("travel_segment", {**params, **extra}, {**inputs, **more})
         return decode_video(result.data).frames.astype(np.float64)
 
+    transformer = backend.pipeline(IMAGE_TO_VIDEO).transformer
+    before = weights(transformer)
     base = clip()
-    assert change(clip(lora_0=lora), base) > 0.5  # measured: 1.45 levels (5 frames, 32x32)
-    # The tiny Wan pipeline is not bit-exact from run to run on CPU even without LoRAs:
-    # 16 LoRA-free runs differed pairwise by a mean of 0 to 0.129 levels (a few discrete
-    # outcomes; 0.124 failed a fresh-clone CI run at a bound of 0.05). Back to the base
-    # within twice that noise, still five times below the LoRA's 1.4.
-    assert change(clip(), base) < 0.3
+    # The tiny Wan pipeline is not bit-exact from run to run on CPU even without LoRAs
+    # (pairwise 0 to 0.13 levels in 8 runs; 0.67 once in a loaded CI run), so the LoRA's
+    # move is judged against the noise of this very run, and "no trace" on the weights.
+    noise = change(clip(), base)
+    assert change(clip(lora_0=lora), base) > max(0.5, 1.5 * noise)  # measured: 1.45-1.55
+    after = weights(transformer)
+    assert after.keys() == before.keys()  # no adapter layer left behind
+    assert all(torch_equal(after[name], before[name]) for name in before)
+
+
+def weights(module: Any) -> dict[str, Any]:
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
