@@ -58,9 +58,9 @@ from darkroom.wiring import build_studio
 from domain.credits import CreditLedger
 from domain.generation import Generation
 from domain.project import Project
+from domain.repository import SnapshottingRepository
 from domain.services.base import now
 from domain.shot import Shot
-from domain.snapshots import SnapshottingRepository
 from domain.studio import SNAPSHOT_INTERVALS, Studio
 from domain.task import CANCELLED, QUEUED, Task
 from domain.worker import Worker

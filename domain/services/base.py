@@ -47,14 +47,10 @@ from domain.errors import (
 )
 from domain.metadata import CommandMeta, command_context, current_meta
 from domain.pulse import MemoryPulse, Pulse
+from domain.repository import SnapshottingRepository
 from domain.services.hot import HotAggregates
-from domain.snapshots import (
-    PickleTranscoder,
-    SnapshotMapper,
-    SnapshottingRepository,
-    SnapshotWriter,
-    StateSnapshot,
-)
+from domain.snapshot_writer import SnapshotWriter
+from domain.snapshots import PickleTranscoder, SnapshotMapper, StateSnapshot
 
 log = logging.getLogger("darkroom.studio")
 

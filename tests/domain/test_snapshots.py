@@ -19,16 +19,11 @@ from domain.credits import CreditLedger
 from domain.errors import ConcurrencyConflictError
 from domain.generation import Generation
 from domain.project import Project
+from domain.repository import SnapshottingRepository, copy_state
 from domain.roster import WorkerRoster
 from domain.shot import Shot
-from domain.snapshots import (
-    SNAPSHOT_TOPIC,
-    SnapshottingRepository,
-    SnapshotWriter,
-    StateSnapshot,
-    copy_state,
-    usable_state,
-)
+from domain.snapshot_writer import SnapshotWriter
+from domain.snapshots import SNAPSHOT_TOPIC, StateSnapshot, usable_state
 from domain.studio import SNAPSHOT_INTERVALS, Studio
 from domain.user import User
 from domain.worker import Worker
