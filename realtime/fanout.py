@@ -4,14 +4,15 @@
   (inclusive) is `changes`" (all topics), or, with `changes=None`, only rings
   the doorbell: "read (after, upto] from PostgreSQL yourself".
 - A `FanoutBackend` carries batches between processes: `InProcessFanout` (one
-  process, no Redis) and `RedisFanout` (pub/sub on one channel per schema).
+  process, no Redis) and `RedisFanout` (`realtime.redis_fanout`: pub/sub on one
+  channel per schema).
   Consumers use `async with backend.subscribe() as stream`. Each stream is a
   bounded queue; on overflow the oldest batches are dropped, and the consumer
   (the hub) sees `after` past its head at the next batch and refills from
   PostgreSQL. Redis pub/sub is at-most-once anyway: PostgreSQL stays the truth.
-- `ChangeLogRelay` is the one reader of new change-log rows: one LISTEN
-  connection per process in process mode, one per cluster with Redis (the
-  holder of an advisory lock; another node takes over when it dies). It
+- `ChangeLogRelay` (`realtime.relay`) is the one reader of new change-log rows:
+  one LISTEN connection per process in process mode, one per cluster with Redis
+  (the holder of an advisory lock; another node takes over when it dies). It
   publishes a batch per committed projection batch and a heartbeat when idle,
   so a node that missed a batch notices within a heartbeat.
 """
@@ -20,23 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
-import zlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from projections.reachability import database_down, watch_for
 from realtime.protocol import encode_change
-
-log = logging.getLogger("darkroom.realtime.fanout")
-
-NOTIFY_CHANNEL = "darkroom_changes"  # projections.db.NOTIFY_CHANNEL; the runner NOTIFYs it
 
 # Rows at or below the watermark are committed: every active view writes its change
 # rows and its tracking position in one transaction, so the lowest tracking position
@@ -242,209 +235,3 @@ class InProcessFanout(FanoutBackend):
 
     async def publish(self, batch: Batch) -> None:
         self._deliver(batch)
-
-
-class RedisFanout(FanoutBackend):
-    """Batches through Redis pub/sub; large ones travel as doorbells (`changes=None`)."""
-
-    def __init__(
-        self, url: str, channel: str, *, max_payload: int = 64 * 1024, retry_s: float = 0.5
-    ) -> None:
-        super().__init__()
-        self.url = url
-        self.channel = channel
-        self.max_payload = max_payload
-        self.retry_s = retry_s
-        self._client: Any = None
-        self._listener: asyncio.Task[None] | None = None
-        self.subscribed = asyncio.Event()
-
-    async def __aenter__(self) -> RedisFanout:
-        import redis.asyncio as aioredis
-
-        self._client = aioredis.Redis.from_url(self.url)
-        self._listener = asyncio.create_task(self._listen(), name="redis-fanout-listener")
-        await asyncio.wait_for(self.subscribed.wait(), 30)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        if self._client is not None:
-            await self._client.aclose()
-
-    async def publish(self, batch: Batch) -> None:
-        await self._client.publish(self.channel, self.encode(batch))
-
-    def encode(self, batch: Batch) -> str:
-        if batch.changes is not None:
-            text = json.dumps(
-                {"a": batch.after, "u": batch.upto, "c": [c.wire() for c in batch.changes]},
-                separators=(",", ":"),
-            )
-            if len(text) <= self.max_payload:
-                return text
-        return json.dumps({"a": batch.after, "u": batch.upto, "c": None})
-
-    @staticmethod
-    def decode(text: bytes | str) -> Batch:
-        raw = json.loads(text)
-        changes = raw["c"]
-        return Batch(
-            int(raw["a"]),
-            int(raw["u"]),
-            None if changes is None else tuple(Change(*c) for c in changes),
-        )
-
-    async def _listen(self) -> None:
-        import redis.exceptions
-
-        while True:
-            try:
-                await self._pump()
-            except (
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-                OSError,
-            ) as error:
-                log.warning("redis fan-out lost its connection (%s); reconnecting", error)
-                await asyncio.sleep(self.retry_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the consumers must hear about it
-                log.exception("redis fan-out listener failed")
-                self._fail(error)
-                return
-
-    async def _pump(self) -> None:
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self.channel)
-            self.subscribed.set()
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    self._deliver(self.decode(message["data"]))
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-
-
-# -- the relay: PostgreSQL → backend --------------------------------------------------
-def relay_lock_key(schema: str) -> int:
-    hi = zlib.crc32(f"darkroom-realtime-relay:{schema}".encode())
-    return ((hi << 31) ^ zlib.crc32(schema.encode())) & 0x7FFF_FFFF_FFFF_FFFF
-
-
-class ChangeLogRelay:
-    """Reads new change-log rows once and publishes them as batches.
-
-    With `exclusive`, only the holder of the schema's advisory lock relays (one
-    reader for the cluster); the others retry every `retry_s` and take over when
-    the holder's session ends (a killed process loses its lock at once).
-    """
-
-    def __init__(
-        self,
-        conninfo: str,
-        schema: str,
-        backend: FanoutBackend,
-        *,
-        start_head: Callable[[], int],
-        exclusive: bool = False,
-        poll_s: float = 0.5,
-        heartbeat_s: float = 1.0,
-        retry_s: float = 0.5,
-        max_rows: int = 2000,
-    ) -> None:
-        self.conninfo = conninfo
-        self.max_rows = max_rows
-        self.schema = schema
-        self.backend = backend
-        self.start_head = start_head
-        self.exclusive = exclusive
-        self.poll_s = poll_s
-        self.heartbeat_s = heartbeat_s
-        self.retry_s = retry_s
-        self.head = 0
-        self.leading = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> ChangeLogRelay:
-        self._task = asyncio.create_task(self._run(), name="changelog-relay")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        down = False
-        while True:
-            try:
-                await self._session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if not database_down(error):
-                    log.exception("change-log relay failed; retrying")
-                elif not down:
-                    log.warning(
-                        "change-log relay: the database is unreachable; relaying "
-                        "again as soon as it is back"
-                    )
-                down = database_down(error)
-            self.leading = False
-            if down:  # retried as soon as the process's database watch sees it back
-                await asyncio.sleep(0.05)
-                watch = watch_for(self.conninfo)
-                while not watch.up:
-                    await asyncio.sleep(0.05)
-            else:
-                await asyncio.sleep(self.retry_s)
-
-    async def _session(self) -> None:
-        async with await psycopg.AsyncConnection.connect(
-            self.conninfo, autocommit=True, options=f"-c search_path={self.schema}"
-        ) as conn:
-            if self.exclusive:
-                await self._lead(conn)
-            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")  # type: ignore[arg-type]
-            self.leading = True
-            self.head = self.start_head()
-            await self._relay(conn)
-
-    async def _lead(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        key = relay_lock_key(self.schema)
-        while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-            row = await cur.fetchone()
-            if row is not None and row[0]:
-                return
-            await asyncio.sleep(self.retry_s)
-
-    async def _relay(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        last_sent = loop.time()
-        while True:
-            upto, changes = await read_next(conn, self.head, self.max_rows + 1)
-            if upto > self.head:
-                await self.backend.publish(self._batch(upto, changes))
-                self.head, last_sent = upto, loop.time()
-            elif loop.time() - last_sent >= self.heartbeat_s:
-                await self.backend.publish(Batch(self.head, self.head, ()))
-                last_sent = loop.time()
-            wait = max(0.0, min(self.poll_s, self.heartbeat_s - (loop.time() - last_sent)))
-            async for _ in conn.notifies(timeout=wait or 0.001, stop_after=1):
-                pass
-
-    def _batch(self, upto: int, changes: list[Change]) -> Batch:
-        """The rows up to `upto`; past `max_rows` (a backlog) only the doorbell: each
-        hub then reads just the topics it serves."""
-        if len(changes) > self.max_rows:
-            return Batch(self.head, upto, None)
-        return Batch(self.head, upto, tuple(changes))

@@ -57,6 +57,8 @@ CLOSE_CODES: dict[str, CloseCode] = {
         4013, "the database is unreachable; reconnect in a moment and resume with since"
     ),
     "protocol_error": CloseCode(4500, "too many malformed frames; fix the client first"),
+    # The standard "message too big", for a first frame (before `ready`) over 16 KiB.
+    "auth_frame_too_big": CloseCode(1009, "frames before authentication are at most 16 KiB"),
 }
 
 ERROR_CODES = (

@@ -19,10 +19,11 @@ from realtime.fanout import (
     Change,
     FanoutBackend,
     InProcessFanout,
-    RedisFanout,
 )
-from realtime.hub import Hub, HubSettings, Outbox, Subscription
+from realtime.hub import Hub, HubSettings
+from realtime.outbox import Outbox, Subscription
 from realtime.protocol import SERVER_FRAMES
+from realtime.redis_fanout import RedisFanout
 from tests.realtime.hub_harness import redis_url  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="session")]

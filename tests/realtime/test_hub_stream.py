@@ -15,7 +15,7 @@ from darkroom.wiring import build_studio
 from domain.studio import Studio
 from projections import changelog, db
 from projections.reading import wait_for_position
-from realtime.hub import take_snapshot
+from realtime.snapshots import take_snapshot
 from tests.realtime.hub_harness import (
     Client,
     HubServer,

@@ -30,8 +30,10 @@ from darkroom.database import Database
 from darkroom.wiring import build_studio
 from domain.studio import Studio
 from realtime.auth import Authenticator, issue_jwt
+from realtime.credentials import RevocationWatcher
 from realtime.fanout import InProcessFanout
-from realtime.hub import Hub, HubSettings, Outbox, RevocationWatcher
+from realtime.hub import Hub, HubSettings
+from realtime.outbox import Outbox
 from realtime.protocol import CLOSE_CODES, ERROR_CODES
 from tests.realtime.hub_harness import (
     JWT_SECRET,

@@ -1,0 +1,120 @@
+"""A connection's outbox (the asyncio side of its `FrameQueue`) and its subscriptions.
+
+Overflow policies: an `Outbox` is bounded in bytes; live changes past the limit
+close the connection with 4001 (the client resumes with `since`). Snapshot and
+replay frames wait for room instead (back-pressure on the subscriber that asked
+for them). A `Subscription` delivers each change-log position above the last one
+it delivered, once, so positions strictly increase per topic per connection
+whatever path a change took (live batch, refill, replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from realtime.connection import FrameQueue
+
+if TYPE_CHECKING:
+    from realtime.fanout import Change
+
+
+class Outbox(FrameQueue):
+    """`FrameQueue` with what the asyncio side waits on: `dead` (the close-code name,
+    once killed), a frame to send (`wait`, `next`), room for a pulled frame (`put`)."""
+
+    __slots__ = ("_loop", "_room", "_waiter", "dead")
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self._loop = asyncio.get_running_loop()
+        self.dead: asyncio.Future[str] = self._loop.create_future()
+        self._waiter: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+
+    def push(self, frame: str, size: int) -> bool:
+        """A live frame: never waits; past the limit the connection is condemned."""
+        if FrameQueue.push(self, frame, size):
+            self._wake()
+            return True
+        return False
+
+    async def put(self, frame: str, size: int | None = None) -> None:
+        """A pulled frame (reply, snapshot, replay): waits while the queue is full."""
+        size = len(frame.encode()) if size is None else size
+        while self.size >= self.limit and not self.closed:
+            self._room = self._loop.create_future()
+            await self._room
+        if self.closed:
+            raise ConnectionError("the connection is closing")
+        self.append(frame, size)
+        self._wake()
+
+    async def wait(self) -> None:
+        """Until there is a frame to send (or the outbox is killed)."""
+        if not self.frames and not self.closed:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+
+    async def next(self) -> str:
+        """The oldest frame, left in place (and counted) until `sent()`."""
+        while not self.frames:
+            await self.wait()
+        return self.frames[0][0]
+
+    def sent(self) -> None:
+        FrameQueue.sent(self)
+        room = self._room
+        if room is not None and self.size < self.limit:
+            self._room = None
+            room.set_result(None)
+
+    def kill(self, reason: str) -> None:
+        """Stop accepting frames; the connection's owner closes with `reason`."""
+        if self.closed:
+            return
+        FrameQueue.kill(self, reason)
+        if not self.dead.done():
+            self.dead.set_result(reason)
+        for future in (self._room, self._waiter):
+            if future is not None and not future.done():
+                future.set_result(None)
+        self._room = self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set_result(None)
+
+
+class Subscription:
+    """One topic on one connection: delivers each position above `last`, once."""
+
+    __slots__ = ("buffer", "buffer_bytes", "buffer_lost", "last", "outbox", "topic")
+
+    def __init__(self, topic: str, outbox: Outbox) -> None:
+        self.topic = topic
+        self.outbox = outbox
+        self.last = -1
+        self.buffer: list[Change] | None = []  # not None while catching up
+        self.buffer_bytes = 0
+        self.buffer_lost = False
+
+    def deliver(self, change: Change) -> None:
+        buffer = self.buffer
+        if buffer is not None:
+            self._hold(buffer, change)
+        elif change.position > self.last:
+            self.last = change.position
+            self.outbox.push(change.frame, change.size)
+
+    def _hold(self, buffer: list[Change], change: Change) -> None:
+        if self.buffer_lost:
+            return
+        self.buffer_bytes += change.size
+        if self.buffer_bytes > self.outbox.limit:
+            buffer.clear()
+            self.buffer_lost = True  # the catch-up reads these rows again
+        else:
+            buffer.append(change)
