@@ -75,7 +75,7 @@ from domain.task import QUEUED
 from domain.workload import Workload
 from projections import db as views_db
 from projections.reading import wait_for_position
-from projections.tasks import task_counts
+from projections.views.tasks import task_counts
 from realtime.auth import issue_jwt
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -53,9 +53,9 @@ from domain.shot import Shot
 from domain.studio import Studio
 from domain.task import Task
 from projections import all_views, db
-from projections.gallery import gallery_page
-from projections.runner import Runner
-from projections.writer import Batch, write_batch
+from projections.engine.runner import Runner
+from projections.engine.writer import Batch, write_batch
+from projections.views.gallery import gallery_page
 
 ROOT = Path(__file__).resolve().parent.parent
 SAVE_CHUNK = 400  # aggregates per save: one transaction each

@@ -70,7 +70,7 @@ from darkroom.database import resolve
 from darkroom.settings import Settings
 from darkroom.wiring import build_studio
 from projections import all_views
-from projections.runner import Runner
+from projections.engine.runner import Runner
 settings = Settings()
 db = resolve(settings.database_url, settings.pg_dir)
 studio = build_studio(db, settings.db_schema, pool_size=2)
@@ -373,7 +373,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
     from darkroom.wiring import build_studio
     from projections import all_views
     from projections import db as pdb
-    from projections.runner import prepare
+    from projections.engine.runner import prepare
     from realtime.app import create_app
     from realtime.auth import issue_jwt
     from realtime.config import EdgeConfig

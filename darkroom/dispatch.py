@@ -2,7 +2,7 @@
 the media store and a Ray cluster.
 
 - `ClaimQueueCandidates`: the dispatcher's `CandidateSource`, a query over the task
-  board's claim queue (`projections.tasks`), which `inference` may not import.
+  board's claim queue (`projections.views.tasks`), which `inference` may not import.
 - `start_inference(settings)`: Ray (local, or `RAY_ADDRESS`), the actor pool and
   a running dispatcher; `InferenceRuntime.close()` undoes it all.
 - `inference_in_process`: the same as a lifespan of the serving app, and
@@ -63,15 +63,9 @@ def parse_actors(text: str | None) -> list[ActorSpec]:
 
 class ClaimQueueCandidates:
     """Queued tasks with complete dependencies, oldest first, of the given run and task
-    types: the claim queue joined to the task board for the task type. One connection,
-    used by the dispatcher's loop thread only; reconnects after a failure."""
-
-    QUERY = (
-        "SELECT q.task_id::text AS task_id, q.run_type FROM task_claim_queue q "
-        "JOIN tasks t ON t.id = q.task_id "
-        "WHERE q.run_type = ANY(%s) AND t.task_type = ANY(%s) "
-        "ORDER BY q.created_at, q.task_id LIMIT %s"
-    )
+    types: the claim queue joined to the task board for the task type
+    (`projections.views.tasks.claimable`). One connection, used by the dispatcher's
+    loop thread only; reconnects after a failure."""
 
     def __init__(self, conninfo: str, schema: str) -> None:
         self.conninfo = conninfo
@@ -82,13 +76,10 @@ class ClaimQueueCandidates:
         self, run_types: Sequence[str], task_types: Collection[str], limit: int
     ) -> list[Candidate]:
         from inference.ports import Candidate
+        from projections.views.tasks import claimable
 
         try:
-            rows = (
-                self._connection()
-                .execute(self.QUERY, (list(run_types), sorted(task_types), limit))
-                .fetchall()
-            )
+            rows = claimable(self._connection(), run_types, task_types, limit)
         except psycopg.Error:
             self.close()
             raise
@@ -116,8 +107,8 @@ def private_claim_queue(studio: Studio, db: Database, schema: str) -> Any:
     The unversioned SQL views the claim query reads are pointed here instead.
     """
     from projections import db as views
-    from projections.runner import Runner
-    from projections.tasks import TasksView
+    from projections.engine.runner import Runner
+    from projections.views.tasks import TasksView
 
     runner = Runner(
         studio,

@@ -79,8 +79,8 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
     from starlette.concurrency import run_in_threadpool
 
     from projections import all_views
+    from projections.engine.runner import Runner
     from projections.reachability import outage_now, wait_for_database
-    from projections.runner import Runner
 
     config = app.state.config
     stopping = threading.Event()
@@ -165,7 +165,7 @@ async def views_prepared(app: Starlette) -> AsyncIterator[None]:
     from starlette.concurrency import run_in_threadpool
 
     from projections import all_views
-    from projections.runner import Runner
+    from projections.engine.runner import Runner
 
     config = app.state.config
     runner = Runner(app.state.studio, config.conninfo, config.schema, all_views())

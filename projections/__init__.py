@@ -1,6 +1,6 @@
 """Read models of the studio: PostgreSQL tables fed by the event log.
 
-`all_views()` builds one instance of every view; `Runner` (projections.runner)
+`all_views()` builds one instance of every view; `Runner` (projections.engine.runner)
 keeps them current. Queries are plain functions in each view's module.
 """
 
@@ -9,17 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from projections.base import View
+    from projections.views.base import View
 
 
 def view_classes() -> dict[str, type[View]]:
-    from projections.credits import CreditsView
-    from projections.gallery import GalleryView
-    from projections.projects import ProjectsView
-    from projections.resources import ResourcesView
-    from projections.shots import ShotsView
-    from projections.tasks import TasksView
-    from projections.variants import VariantsView
+    from projections.views.credits import CreditsView
+    from projections.views.gallery import GalleryView
+    from projections.views.projects import ProjectsView
+    from projections.views.resources import ResourcesView
+    from projections.views.shots import ShotsView
+    from projections.views.tasks import TasksView
+    from projections.views.variants import VariantsView
 
     classes: list[type[View]] = [
         ProjectsView,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from projections.base import Row, dumps
+from projections.views.base import Row, dumps
 
 if TYPE_CHECKING:
     import psycopg

@@ -42,9 +42,9 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
     ) -> None:
         """Keep the views current (a second process waits as a standby)."""
         from projections import all_views, view_classes
+        from projections.engine.runner import Runner
         from projections.errors import LockNotAcquiredError
         from projections.reachability import waited_out_outage
-        from projections.runner import Runner
 
         ctx = build()
         names = [v for v in views.split(",") if v] or list(view_classes())
@@ -89,7 +89,8 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
     @group.command()
     def status() -> None:
         """Each view's position, the head, lag in events and seconds, dead letters."""
-        from projections import db, ops
+        from projections import db
+        from projections.engine import ops
 
         ctx = build()
         with db.connect(ctx.conninfo, ctx.schema) as conn:
@@ -128,7 +129,7 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
         timeout: float = typer.Option(60.0, help="hand-over timeout (s)"),
     ) -> None:
         """Rebuild NAME into a fresh version from position 0, then switch atomically."""
-        from projections import ops
+        from projections.engine import ops
 
         ctx = build()
         with Progress(
@@ -151,7 +152,7 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
     @group.command()
     def retry(name: str) -> None:
         """Replay NAME's dead letters (through the live runner when one hosts NAME)."""
-        from projections import ops
+        from projections.engine import ops
 
         ctx = build()
         result = ops.retry(ctx.app, ctx.conninfo, ctx.schema, name)
@@ -160,7 +161,8 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
     @group.command("dead-letters")
     def dead_letters(name: str = typer.Argument(None)) -> None:
         """List dead letters (of one view, or all)."""
-        from projections import db, ops
+        from projections import db
+        from projections.engine import ops
 
         ctx = build()
         with db.connect(ctx.conninfo, ctx.schema) as conn:
@@ -181,7 +183,8 @@ def register(app: typer.Typer, context: Callable[[], Context]) -> typer.Typer:
     @group.command()
     def prune(days: float = typer.Option(7.0, help="keep this many days of changes")) -> None:
         """Apply the change-log retention."""
-        from projections import db, ops
+        from projections import db
+        from projections.engine import ops
 
         ctx = build()
         with db.connect(ctx.conninfo, ctx.schema) as conn:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from domain.errors import ConflictError, NotFoundError
-from projections import ops
+from projections.engine import ops
 from projections.errors import UnknownViewError
 from realtime.api.base import Call, Endpoint, Reply
 

@@ -154,7 +154,7 @@ def _shot_out(row: Row) -> Row:
 
 
 async def shots(call: Call, project_id: UUID) -> list[Row]:
-    from projections.shots import shots_of_project
+    from projections.views.shots import shots_of_project
 
     await _owned_project(call, project_id)
     rows = await read(call, ("shots",), shots_of_project, project_id)
@@ -162,7 +162,7 @@ async def shots(call: Call, project_id: UUID) -> list[Row]:
 
 
 async def shot(call: Call, shot_id: UUID) -> Row:
-    from projections.shots import shot_row
+    from projections.views.shots import shot_row
 
     row = await read(call, ("shots",), shot_row, shot_id)
     if row is None or row["deleted"]:
@@ -176,7 +176,7 @@ def _generation_out(row: Row) -> Row:
 
 
 async def generations(call: Call, query: Any) -> Row:
-    from projections.gallery import gallery_page
+    from projections.views.gallery import gallery_page
 
     await _owned_project(call, query.project_id)
     page = await read(
@@ -208,7 +208,7 @@ def _page(fn: Any, project_id: UUID, conn: Any, **kw: Any) -> Any:
 
 
 async def _generation_row(call: Call, generation_id: UUID) -> Row:
-    from projections.gallery import generation_row
+    from projections.views.gallery import generation_row
 
     row = await read(call, ("gallery",), generation_row, generation_id)
     if row is None or row["deleted"]:
@@ -223,7 +223,7 @@ async def generation(call: Call, generation_id: UUID) -> Row:
 
 async def children(call: Call, generation_id: UUID) -> Row:
     """A composite's live children in `child_order`, in keyset pages."""
-    from projections.gallery import children_page
+    from projections.views.lineage import children_page
 
     await _generation_row(call, generation_id)
     page = await read(
@@ -240,7 +240,7 @@ async def children(call: Call, generation_id: UUID) -> Row:
 
 
 def _lineage(conn: Any, row: Row, depth: int, limit: int, cursor: str | None) -> Row:
-    from projections.gallery import ancestors_of, derivatives_page
+    from projections.views.lineage import ancestors_of, derivatives_page
 
     up = ancestors_of(conn, row["id"], depth=depth)
     down = derivatives_page(conn, row["id"], row["project_id"], limit=limit, cursor=cursor)
@@ -269,7 +269,7 @@ async def lineage(call: Call, generation_id: UUID) -> Row:
 
 
 async def variants(call: Call, generation_id: UUID) -> list[Row]:
-    from projections.variants import variants_of
+    from projections.views.variants import variants_of
 
     await _generation_row(call, generation_id)
     return await read(call, ("variants",), variants_of, generation_id)  # type: ignore[no-any-return]
@@ -279,7 +279,7 @@ async def variants(call: Call, generation_id: UUID) -> list[Row]:
 async def projects(
     call: Call, user_id: str, at_least: int | None = None, *, deleted: bool = False
 ) -> list[Row]:
-    from projections.projects import projects_of
+    from projections.views.projects import projects_of
 
     return await read(
         call,
@@ -291,7 +291,7 @@ async def projects(
 
 
 async def project(call: Call, project_id: UUID) -> Row:
-    from projections.projects import project_row
+    from projections.views.projects import project_row
 
     row = await read(call, ("projects",), project_row, project_id)
     if row is None or row["deleted"] or (call.user is not None and row["owner_id"] != call.user):
@@ -300,7 +300,7 @@ async def project(call: Call, project_id: UUID) -> Row:
 
 
 async def tasks(call: Call, project_id: UUID, status: str | None) -> list[Row]:
-    from projections.tasks import task_board
+    from projections.views.tasks import task_board
 
     await _owned_project(call, project_id)
     board = await read(
@@ -310,7 +310,7 @@ async def tasks(call: Call, project_id: UUID, status: str | None) -> list[Row]:
 
 
 async def task(call: Call, task_id: UUID) -> Row:
-    from projections.tasks import task_row
+    from projections.views.tasks import task_row
 
     row = await read(call, ("tasks",), task_row, task_id)
     if row is None or (call.user is not None and row["owner_id"] != call.user):
@@ -319,7 +319,7 @@ async def task(call: Call, task_id: UUID) -> Row:
 
 
 def _credits(conn: Any, user_id: str) -> Row:
-    from projections.credits import balance_of, ledger_of
+    from projections.views.credits import balance_of, ledger_of
 
     balance = balance_of(conn, user_id)
     return {

@@ -154,7 +154,7 @@ async def _created(call: Call, result: dict[str, Any]) -> Reply:
 
 
 async def list_resources(call: Call) -> Reply:
-    from projections.resources import resources_page
+    from projections.views.resources import resources_page
 
     query: m.ResourceList = call.query
     page = await reads.read(
@@ -167,7 +167,7 @@ async def list_resources(call: Call) -> Reply:
 
 
 async def get_resource(call: Call) -> Reply:
-    from projections.resources import resource_row
+    from projections.views.resources import resource_row
 
     ident = call.path["id"]
     row = await reads.read(call, ("resources",), resource_row, ident)

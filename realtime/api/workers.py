@@ -64,7 +64,7 @@ async def sweeper(app: Any) -> AsyncIterator[None]:
 
 
 def _candidates(conn: Any, run_type: str, model: str | None, owner: str | None) -> list[str]:
-    from projections.tasks import claim_candidates
+    from projections.views.tasks import claim_candidates
 
     rows = claim_candidates(
         conn, run_type, limit=CANDIDATES if owner is None else 1000, model_name=model

@@ -14,7 +14,7 @@ from darkroom.database import Database, create_schema, drop_schema
 from darkroom.eventstore import RECORDER_TOPIC
 from domain.studio import Studio
 from projections import all_views, db
-from projections.runner import Runner
+from projections.engine.runner import Runner
 
 
 def studio_env(database: Database, schema: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import sys
 from darkroom import redact
 from domain.studio import Studio
 from projections import all_views
-from projections.runner import Runner
+from projections.engine.runner import Runner
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import pytest
 from darkroom.database import create_schema, drop_schema
 from projections import changelog, db
 from projections.changelog import changes_since, oldest_retained_position, prune
-from projections.projects import project_row
-from projections.tables import prepare
+from projections.engine.tables import prepare
+from projections.views.projects import project_row
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(60)

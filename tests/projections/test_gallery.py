@@ -10,8 +10,9 @@ import pytest
 from domain.generation import Generation
 from domain.services.base import now
 from projections.errors import InvalidCursorError
-from projections.gallery import children_of, gallery_page, generation_row
-from projections.variants import variants_of
+from projections.views.gallery import gallery_page, generation_row
+from projections.views.lineage import children_of
+from projections.views.variants import variants_of
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,7 +171,7 @@ def test_a_forged_cursor_is_refused(conn, project_id):
 def test_the_bin_lists_deleted_generations_and_a_restore_takes_them_out(
     app, database, schema, conn, project_id
 ):
-    from projections.projects import project_row, projects_of
+    from projections.views.projects import project_row, projects_of
 
     a = app.create_generation(project_id, None, "a.png")["generation_id"]
     b = app.create_generation(project_id, None, "b.png")["generation_id"]

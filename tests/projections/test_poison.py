@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from projections import ops
-from projections.gallery import GalleryView
-from projections.projects import ProjectsView, project_row
+from projections.engine import ops
+from projections.views.gallery import GalleryView
+from projections.views.projects import ProjectsView, project_row
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(60)

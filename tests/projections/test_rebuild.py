@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from projections import all_views, db, ops
-from projections.gallery import gallery_page
+from projections import all_views, db
+from projections.engine import ops
+from projections.engine.runner import Runner
 from projections.reading import wait_for_position
-from projections.runner import Runner
+from projections.views.gallery import gallery_page
 from tests.projections.conftest import scratch_fold, snapshot_tables
 from tests.projections.workload import Workload, run_in_thread, steps
 

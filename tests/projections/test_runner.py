@@ -12,13 +12,14 @@ import pytest
 
 from domain.generation import Generation
 from domain.services.base import now
-from projections import all_views, ops
+from projections import all_views
 from projections.changelog import changes_since, oldest_retained_position
+from projections.engine import ops
+from projections.engine.runner import Runner
 from projections.errors import LockNotAcquiredError, ProjectionTimeoutError
-from projections.gallery import GalleryView, gallery_page, generation_row
 from projections.reading import snapshot, wait_for_position
-from projections.runner import Runner
-from projections.variants import VariantsView
+from projections.views.gallery import GalleryView, gallery_page, generation_row
+from projections.views.variants import VariantsView
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(120)

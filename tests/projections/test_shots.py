@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.shots import shot_row, shots_of_project
+from projections.views.shots import shot_row, shots_of_project
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,8 +10,8 @@ from domain.catalogue import resolve_default
 from domain.credits import CreditLedger
 from domain.task import Task
 from projections.changelog import changes_since
-from projections.credits import balance_of, ledger_of
-from projections.tasks import claim_candidates, task_board, task_counts, task_row
+from projections.views.credits import balance_of, ledger_of
+from projections.views.tasks import claim_candidates, task_board, task_counts, task_row
 from tests.projections.conftest import catch_up
 
 pytestmark = pytest.mark.timeout(120)

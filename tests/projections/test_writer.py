@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from projections import all_views, db
+from projections.engine.runner import Runner
+from projections.engine.writer import Batch, WriterProcess
+from projections.engine.writes import Insert
 from projections.errors import SkippedBatchError, WriterGoneError
-from projections.runner import Runner
-from projections.writer import Batch, WriterProcess
-from projections.writes import Insert
 from tests.projections.conftest import scratch_fold, snapshot_tables, studio_env
 from tests.projections.workload import Workload, steps
 

@@ -45,7 +45,7 @@ from realtime.ws import hub_lifespan, hub_routes
 async def tables(app):
     # The views' tables exist before the first subscription asks for a snapshot.
     from projections import all_views, db
-    from projections.runner import prepare
+    from projections.engine.runner import prepare
     config = app.state.config
     with db.connect(config.conninfo, config.schema) as conn:
         prepare(conn, all_views(), managed=True, versions={})

@@ -12,7 +12,7 @@ from darkroom.database import Database
 from darkroom.wiring import build_studio
 from domain.studio import Studio
 from projections import all_views
-from projections.runner import Runner
+from projections.engine.runner import Runner
 from realtime.fanout import (
     Batch,
     BatchStream,

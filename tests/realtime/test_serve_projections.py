@@ -21,7 +21,7 @@ def writers_of(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"projections.writer" in cmdline:
+            if b"projections.engine.writer" in cmdline:
                 found.append(int(child))
     return found
 

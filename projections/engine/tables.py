@@ -10,7 +10,7 @@ from projections import changelog, db
 if TYPE_CHECKING:
     import psycopg
 
-    from projections.base import View
+    from projections.views.base import View
 
 
 def prepare(

@@ -22,8 +22,8 @@ from uuid import UUID
 if TYPE_CHECKING:
     import psycopg
 
-    from projections.aggregates import AggregateCache
-    from projections.writes import Op
+    from projections.engine.aggregates import AggregateCache
+    from projections.engine.writes import Op
 
 K = TypeVar("K")
 V = TypeVar("V")

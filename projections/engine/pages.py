@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from projections import fastio
+from projections.engine import fastio
 
 if TYPE_CHECKING:
     import psycopg

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from projections.base import Row, dumps
+from projections.views.base import Row, dumps
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,17 +30,18 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from projections import changelog, db, fastio
-from projections.aggregates import DEFAULT_CAPACITY, AggregateCache
-from projections.base import Context, View
-from projections.deadletters import DeadLetterMixin
+from projections import changelog, db
+from projections.engine import fastio
+from projections.engine.aggregates import DEFAULT_CAPACITY, AggregateCache
+from projections.engine.deadletters import DeadLetterMixin
+from projections.engine.fastio import Note
+from projections.engine.flushing import FlushMixin
+from projections.engine.handover import HandoverMixin, RestartRequiredError
+from projections.engine.pages import END, IDLE_TICK, PageReader
+from projections.engine.tables import prepare
+from projections.engine.writer import Batch, DeadLetter, WriterProcess
 from projections.errors import LockNotAcquiredError, WriterGoneError
-from projections.fastio import Note
-from projections.flushing import FlushMixin
-from projections.handover import HandoverMixin, RestartRequiredError
-from projections.pages import END, IDLE_TICK, PageReader
-from projections.tables import prepare
-from projections.writer import Batch, DeadLetter, WriterProcess
+from projections.views.base import Context, View
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from projections import changelog, db, view_classes
+from projections.engine.runner import Runner
+from projections.engine.tables import prepare
 from projections.errors import LockNotAcquiredError, RebuildError, UnknownViewError
-from projections.runner import Runner
-from projections.tables import prepare
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application

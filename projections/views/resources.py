@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.resource import Resource
-from projections.base import Context, Row, View, handles, iso, jsonable_row
-from projections.gallery import PAGE_MAX, decode_cursor, encode_cursor
-from projections.writes import Op, split
+from projections.engine.writes import Op, split
+from projections.views.base import Context, Row, View, handles, iso, jsonable_row
+from projections.views.gallery import PAGE_MAX, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
     import psycopg

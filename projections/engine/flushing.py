@@ -13,16 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from projections import changelog
+from projections.engine.pages import IDLE_TICK
+from projections.engine.writer import Batch, DeadLetter, WriterProcess, write_batch
 from projections.errors import WriterGoneError
-from projections.pages import IDLE_TICK
-from projections.writer import Batch, DeadLetter, WriterProcess, write_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import psycopg
 
-    from projections.base import View
+    from projections.views.base import View
 
 log = logging.getLogger("darkroom.projections")
 

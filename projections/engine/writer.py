@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from projections import changelog, db
+from projections.engine.writes import apply
 from projections.errors import SkippedBatchError, WriterGoneError
-from projections.writes import apply
 
 if TYPE_CHECKING:
     import psycopg
@@ -138,7 +138,7 @@ def widen(fd: int) -> None:
 class WriterProcess:
     """The parent's handle: `submit` a batch, later `wait` for its outcome.
 
-    The child is `python -m projections.writer` (not `multiprocessing`'s
+    The child is `python -m projections.engine.writer` (not `multiprocessing`'s
     spawn, which re-runs the parent's main module: any script without a
     `__main__` guard would break); it talks over two pipes it inherits.
     """
@@ -157,7 +157,7 @@ class WriterProcess:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         widen(down_w)
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
         for name, value in MALLOC_ENV.items():
@@ -167,7 +167,7 @@ class WriterProcess:
                 [
                     sys.executable,
                     "-m",
-                    "projections.writer",
+                    "projections.engine.writer",
                     str(down_r),
                     str(up_w),
                     str(os.getpid()),

@@ -1,4 +1,4 @@
-"""The live runner's side of a rebuild hand-over (see projections.ops and docs)."""
+"""The live runner's side of a rebuild hand-over (see projections.engine.ops and docs)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from projections import db
-from projections.writes import apply
+from projections.engine.writes import apply
 
 if TYPE_CHECKING:
     import psycopg
 
-    from projections.base import View
-    from projections.runner import Sink
+    from projections.engine.runner import Sink
+    from projections.views.base import View
 
 log = logging.getLogger("darkroom.projections")
 

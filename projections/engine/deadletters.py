@@ -13,8 +13,8 @@ import logging
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from projections.base import Context
-from projections.writer import Batch, DeadLetter, write_dead
+from projections.engine.writer import Batch, DeadLetter, write_dead
+from projections.views.base import Context
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from eventsourcing.application import Application
     from eventsourcing.persistence import Notification
 
-    from projections.aggregates import AggregateCache
-    from projections.base import View
+    from projections.engine.aggregates import AggregateCache
+    from projections.views.base import View
 
 log = logging.getLogger("darkroom.projections")
 
