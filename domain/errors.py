@@ -196,3 +196,20 @@ class InvalidLoraError(ValidationError):
     """Bytes that are not a safetensors LoRA state dict (the message says what is wrong)."""
 
     code = "invalid_lora"
+
+
+class ListLengthsError(ValidationError):
+    """A list that must hold one value for all items, or exactly one per item, does not
+    (a task family's input, e.g. one prompt per travel segment)."""
+
+    def __init__(self, what: str, n: int, count: int) -> None:
+        self.what, self.n, self.count = what, n, count
+        super().__init__(f"{what} has {n} items; give 1 or {count}")
+
+
+class BatchTooLargeError(ValidationError):
+    """A batch family's request would queue more tasks than one request may."""
+
+    def __init__(self, count: int, cap: int) -> None:
+        self.count, self.cap = count, cap
+        super().__init__(f"prompts * images_per_prompt is {count}; at most {cap}")

@@ -12,21 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from domain import families
 from inference.errors import InferenceError, InvalidInputError, MediaNotFoundError
 from inference.media import MediaStore
 
-# Param → input name, for the task types that take single files.
-SINGLE_INPUTS: Mapping[str, str] = {
-    "image_url": "image",
-    "mask_url": "mask",
-    "character_image_url": "image",
-    "start_image_url": "start_image",
-    "end_image_url": "end_image",
-    "start_video_url": "clip_1",
-    "end_video_url": "clip_2",
-    "structure_video_path": "structure_video",  # seed 001's VACE guide (travel segments)
-}
-STITCHES = ("travel_stitch", "join_final_stitch")
+# Which params name single input files (param → input name) and which task types are
+# stitches: `families.single_inputs()` and `families.stitches()`, derived from the
+# domain's registered task families (each task type names its inputs) and read afresh,
+# so a family registered later counts.
 LORA_INPUT = "lora_"
 MAX_DOWNLOAD = 512 * 1024**2
 
@@ -76,11 +69,11 @@ def input_locations(
     task_type: str, params: Mapping[str, Any], output_of: Callable[[str], str | None]
 ) -> dict[str, str]:
     """Input name → location for one task (nothing read yet)."""
-    if task_type in STITCHES:
+    if task_type in families.stitches():
         return _stitch_locations(task_type, params, output_of)
     found = {
         name: str(params[key])
-        for key, name in SINGLE_INPUTS.items()
+        for key, name in families.single_inputs().items()
         if params.get(key) not in (None, "")
     }
     return {**found, **lora_locations(params)}

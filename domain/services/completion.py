@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
-from domain.catalogue import TaskType
+from domain import families
+from domain.catalogue import VIDEO, TaskType
 from domain.errors import ValidationError
 from domain.generation import MEDIA_TYPES, ORIGINAL, Generation
 from domain.services.base import Result
@@ -30,7 +31,8 @@ from domain.services.lifecycle import Batch
 from domain.shot import Shot
 from domain.task import Task
 
-STITCHES = ("travel_stitch", "join_final_stitch")
+# A type no family declares (a catalogue row registered at run time) is taken for a
+# video maker when its name says so, as before families declared their media.
 VIDEO_WORDS = ("segment", "stitch", "join", "animate", "video")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".m4v")
 DEFAULT_VARIANT_TYPE = "generated"
@@ -44,7 +46,10 @@ def media_type_of(task: Task) -> str:
     content = str(data.get("content_type") or "")
     if content.startswith(("video/", "image/")):
         return content.split("/")[0]
-    if any(word in task.task_type for word in VIDEO_WORDS):
+    declared = families.task_types().get(task.task_type)
+    if declared is not None and declared.media == VIDEO:
+        return "video"
+    if declared is None and any(word in task.task_type for word in VIDEO_WORDS):
         return "video"
     location = (task.output_location or "").lower().split("?")[0]
     return "video" if location.endswith(VIDEO_SUFFIXES) else "image"
@@ -115,7 +120,7 @@ class Routing:
 
     def _on_parent(self) -> Result | None:
         parent = self._live(self.task.parent_generation_id)
-        if self.task.task_type not in STITCHES or parent is None:
+        if self.task.task_type not in families.stitches() or parent is None:
             return None
         return self._variant(parent, self._variant_type, True, "parent_variant")
 

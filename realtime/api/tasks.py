@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
+from domain import families
 from domain.errors import TaskNotFoundError
 from domain.task import Task
 from realtime import models as m
@@ -36,7 +38,7 @@ async def _queue(
         call.studio.create_tasks,
         project_id,
         call.user,
-        [s.model_dump() for s in specs],
+        [asdict(s) for s in specs],
         idempotency_key=key,
         meta=_meta(call),
     )
@@ -89,8 +91,8 @@ async def create_task(call: Call) -> Reply:
     body: m.TaskCreate = call.body
     key = _key(call, body.idempotency_key)
     if body.family is not None:
-        family = m.FAMILIES[body.family]
-        family_input = validate(family, body.input, "body.input")
+        family = families.FAMILIES[body.family]
+        family_input = validate(m.family_model(body.family), body.input, "body.input")
         if isinstance(family_input, m.RunInput):
             return await _run(call, body.project_id, family_input, key)
         facts = await _project_facts(call, body.project_id)
