@@ -19,6 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ import psycopg
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.roles import DISPATCHER, parse_roles
-from darkroom.settings import InferenceSettings, Settings
+from darkroom.settings import InferenceSettings, Settings, dispatcher_config
 from darkroom.wiring import studio_env, with_pruning
 from domain.studio import Studio
 
@@ -220,16 +221,13 @@ def build_dispatcher(
     return dispatcher, candidates
 
 
-def start_inference(
-    settings: Settings, inference: InferenceSettings | None = None, ray_address: str | None = None
-) -> InferenceRuntime:
+def start_inference(settings: Settings, ray_address: str | None = None) -> InferenceRuntime:
     """Ray (started here unless an address is given or Ray is already up), the actors and a
     running dispatcher. Actors join the pool as their models finish loading."""
 
     from inference.actors import ActorPool
-    from inference.dispatcher import DispatcherConfig
 
-    inference = inference or InferenceSettings()
+    inference = settings.inference
     address = ray_address or settings.ray_address
     started_here = start_ray_for(address, inference)
     db = resolve(settings.database_url, settings.pg_dir)
@@ -237,9 +235,7 @@ def start_inference(
     studio = dispatcher_studio(db, settings.db_schema)
     pool = ActorPool(pool_config(settings, inference))
     pool.start()
-    config = DispatcherConfig(
-        run_types=tuple(r.strip() for r in inference.run_types.split(",") if r.strip())
-    )
+    config = dispatcher_config(settings)
     dispatcher, candidates = build_dispatcher(
         studio,
         db,
@@ -256,19 +252,18 @@ def start_inference(
 
 
 @asynccontextmanager
-async def inference_in_process(app: Starlette) -> AsyncIterator[None]:
+async def inference_in_process(app: Starlette, settings: Settings) -> AsyncIterator[None]:
     """Lifespan for the serving app: local inference unless `DARKROOM_INFERENCE=off`."""
     from starlette.concurrency import run_in_threadpool
 
-    inference = InferenceSettings()
+    inference = settings.inference
     if inference.mode == OFF:
         yield
         return
-    settings = Settings()
     address = settings.ray_address if inference.mode == CLUSTER else None
     # On the event loop's (main) thread: Ray must not take over uvicorn's SIGTERM handler.
     started_here = start_ray_for(address, inference)
-    runtime = await run_in_threadpool(start_inference, settings, inference, address)
+    runtime = await run_in_threadpool(start_inference, settings, address)
     runtime.owns_ray = started_here and address is None
     app.state.inference = runtime
     try:
@@ -286,7 +281,7 @@ def build_serving_app(settings: Settings) -> Starlette:
     config = edge_config(settings)
     if DISPATCHER in parse_roles(settings.roles):
         lifespans = list(config.extra.get("lifespans") or [])  # type: ignore[call-overload]
-        config.extra["lifespans"] = [*lifespans, inference_in_process]
+        config.extra["lifespans"] = [*lifespans, partial(inference_in_process, settings=settings)]
     return create_app(config)
 
 
@@ -295,7 +290,7 @@ def run_worker(settings: Settings, ray_address: str | None) -> None:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    runtime = start_inference(settings, InferenceSettings(), ray_address)
+    runtime = start_inference(settings, ray_address)
     log.info("dispatcher %s running", runtime.dispatcher.worker_id)
     try:
         while not stopping.wait(1.0):

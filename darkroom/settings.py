@@ -1,67 +1,404 @@
-"""Settings from the environment: one object, built at start-up, passed down."""
+"""The settings tree: every environment variable a Darkroom process reads, defined once.
+
+`Settings()` reads the environment at start-up and is passed down; nothing below
+`darkroom/` reads the environment. Each variable is one `knob(...)`: its name, its
+default and a one-line description. Where a lower layer's container (`EdgeConfig`,
+`HubSettings`, `ServerLimits`, `DispatcherConfig`) has the default, the knob takes it
+from there, so a default is stated once. The containers are built from the tree here
+and in `darkroom.wiring` / `darkroom.dispatch`:
+
+- `Settings`: the process (database, Redis, Ray, data dir, address, roles), the event
+  store, the HTTP edge (auth, uploads, media URLs, sessions, readiness) and the
+  server's connection limits (`server_limits`);
+- `Settings.hub`: the websocket hub (`hub_settings`);
+- `Settings.inference`: the dispatcher role and `darkroom worker` (`dispatcher_config`).
+
+`python -m darkroom.settings --markdown` prints the table of every variable that
+docs/OPERATIONS.md holds (a test compares the two).
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from darkroom.limits import ServerLimits
+from inference.dispatcher import DispatcherConfig
+from projections.changelog import RETENTION
+from realtime.config import EdgeConfig
+from realtime.hub import HubSettings
+
+# Aggregates kept per process (LRU). Bounded state keeps each one small: the bound
+# is measured in docs/BENCHMARKS.md ("History").
+DEFAULT_AGGREGATE_CACHE = 10_000
+# Markers around the generated table in docs/OPERATIONS.md.
+TABLE_BEGIN = "<!-- settings-table:begin (python -m darkroom.settings --markdown) -->"
+TABLE_END = "<!-- settings-table:end -->"
+
+
+def knob(default: Any, env: str, role: str, description: str, **rules: Any) -> Any:
+    """A setting: read from `env`, `default` when unset; `role` names who reads it."""
+    return Field(
+        default=default,
+        alias=env,
+        description=description,
+        json_schema_extra={"role": role},
+        **rules,
+    )
+
+
+CONFIG = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+
+class HubSection(BaseSettings):
+    """The websocket hub (`realtime.hub.HubSettings`)."""
+
+    model_config = CONFIG
+
+    queue_bytes: int = knob(
+        HubSettings.queue_bytes,
+        "DARKROOM_WS_QUEUE_BYTES",
+        "hub",
+        "bytes of live changes queued per connection before it is closed 4001 (slow consumer)",
+    )
+    auth_timeout_s: float = knob(
+        HubSettings.auth_timeout_s,
+        "DARKROOM_WS_AUTH_TIMEOUT_S",
+        "hub",
+        "seconds a new websocket has to send its `auth` frame",
+    )
+    ping_interval_s: float = knob(
+        HubSettings.ping_interval_s,
+        "DARKROOM_WS_PING_INTERVAL_S",
+        "hub",
+        "seconds between the hub's pings on a quiet connection",
+    )
+    idle_timeout_s: float = knob(
+        HubSettings.idle_timeout_s,
+        "DARKROOM_WS_IDLE_TIMEOUT_S",
+        "hub",
+        "seconds without a frame from the client before the connection is closed",
+    )
+    max_subscriptions: int = knob(
+        HubSettings.max_subscriptions,
+        "DARKROOM_WS_MAX_SUBSCRIPTIONS",
+        "hub",
+        "topics one connection may subscribe to",
+    )
+    max_bad_frames: int = knob(
+        HubSettings.max_bad_frames,
+        "DARKROOM_WS_MAX_BAD_FRAMES",
+        "hub",
+        "malformed frames a connection may send before it is closed",
+    )
+    replay_page: int = knob(
+        HubSettings.replay_page,
+        "DARKROOM_WS_REPLAY_PAGE",
+        "hub",
+        "change rows read per page when a subscriber resumes with `since`",
+    )
+    poll_s: float = knob(
+        HubSettings.poll_s,
+        "DARKROOM_WS_POLL_S",
+        "hub",
+        "seconds between the change-log relay's polls when no notification came",
+    )
+    heartbeat_s: float = knob(
+        HubSettings.heartbeat_s,
+        "DARKROOM_WS_HEARTBEAT_S",
+        "hub",
+        "seconds between the relay leader's heartbeats on the fan-out",
+    )
+    stale_after_s: float = knob(
+        HubSettings.stale_after_s,
+        "DARKROOM_WS_STALE_AFTER_S",
+        "hub",
+        "seconds without a batch from the fan-out after which the hub reads the change log itself",
+    )
+    leader_retry_s: float = knob(
+        HubSettings.leader_retry_s,
+        "DARKROOM_WS_LEADER_RETRY_S",
+        "hub",
+        "seconds between a standby relay's attempts to become the leader (with Redis)",
+    )
+    pool_size: int = knob(
+        HubSettings.pool_size,
+        "DARKROOM_WS_POOL_SIZE",
+        "hub",
+        "PostgreSQL connections of the hub's pool (snapshots, replays)",
+    )
+    revocation_poll_s: float = knob(
+        HubSettings.revocation_poll_s,
+        "DARKROOM_WS_REVOCATION_POLL_S",
+        "hub",
+        "seconds between reads of revoked access tokens (their sessions close 4401)",
+    )
+
+
+class InferenceSettings(BaseSettings):
+    """The dispatcher role, `darkroom worker` and the media store of task outputs."""
+
+    model_config = CONFIG
+
+    mode: str = knob(
+        "local",
+        "DARKROOM_INFERENCE",
+        "dispatcher",
+        "`local` (a Ray started here), `ray` (join `RAY_ADDRESS`) or `off`",
+    )
+    models: dict[str, str] = knob(
+        {},
+        "DARKROOM_MODELS",
+        "dispatcher",
+        "JSON object model name → weights path or hub id; empty: the tiny models built here",
+    )
+    actors: str | None = knob(
+        None,
+        "DARKROOM_ACTORS",
+        "dispatcher",
+        "actor specs `model+model:count,...`; unset: one actor per model",
+    )
+    use_gpu: bool | None = knob(
+        None,
+        "DARKROOM_INFERENCE_GPU",
+        "dispatcher",
+        "actors ask Ray for a GPU; unset: when CUDA is available",
+    )
+    num_cpus: int | None = knob(
+        None,
+        "DARKROOM_RAY_NUM_CPUS",
+        "dispatcher",
+        "CPUs of a Ray started here; unset: Ray's own count",
+    )
+    object_store_mb: int = knob(
+        256,
+        "DARKROOM_RAY_OBJECT_STORE_MB",
+        "dispatcher",
+        "object store of a Ray started here, in MiB",
+    )
+    worker_id: str | None = knob(
+        None,
+        "DARKROOM_WORKER_ID",
+        "dispatcher",
+        "the dispatcher's worker id; unset: `ray:<host>:<pid>`",
+    )
+    run_types: str = knob(
+        ",".join(DispatcherConfig.run_types),
+        "DARKROOM_RUN_TYPES",
+        "dispatcher",
+        "run types whose tasks this dispatcher claims, comma-separated",
+    )
+    s3_bucket: str | None = knob(
+        None,
+        "DARKROOM_S3_BUCKET",
+        "dispatcher, api",
+        "S3 bucket for task outputs (a worker on another machine needs one); unset: local media",
+    )
+    s3_endpoint: str | None = knob(
+        None, "DARKROOM_S3_ENDPOINT", "dispatcher, api", "S3-compatible endpoint URL"
+    )
+    s3_region: str | None = knob(None, "DARKROOM_S3_REGION", "dispatcher, api", "S3 region")
+    media_public_url: str | None = knob(
+        None,
+        "DARKROOM_MEDIA_PUBLIC_URL",
+        "dispatcher, api",
+        "public base URL of the bucket's objects; unset: presigned URLs",
+    )
 
 
 class Settings(BaseSettings):
-    """Every knob of a Darkroom process; env names are the field names upper-cased."""
+    """The root of the tree: one per process, built at start-up."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+    model_config = CONFIG
 
-    database_url: str | None = None
-    redis_url: str | None = None
-    ray_address: str | None = None
-    data_dir: Path = Path(".darkroom")
-    port: int = 8085
-    host: str = "127.0.0.1"
-    # `darkroom serve` limits (darkroom/limits.py, docs/API.md "Server limits"); 0: off.
-    header_timeout_s: float = Field(default=10.0, alias="DARKROOM_HEADER_TIMEOUT_S")
-    keep_alive_s: float = Field(default=5.0, alias="DARKROOM_KEEP_ALIVE_S")
-    max_connections: int = Field(default=4096, alias="DARKROOM_MAX_CONNECTIONS")
-    max_connections_per_ip: int = Field(default=256, alias="DARKROOM_MAX_CONNECTIONS_PER_IP")
-    ws_max_frame_bytes: int = Field(default=64 * 1024, alias="DARKROOM_WS_MAX_FRAME_BYTES")
-    # What `darkroom serve` runs (darkroom/roles.py): api, hub, projections, dispatcher.
-    roles: str = Field(default="api,hub,projections,dispatcher", alias="DARKROOM_ROLES")
-    db_schema: str = Field(default="public", alias="DARKROOM_DB_SCHEMA")
-    jwt_secret: str = Field(
-        default="dev-only-secret-change-me-in-production", alias="DARKROOM_JWT_SECRET"
+    # -- the process ------------------------------------------------------------------
+    database_url: str | None = knob(
+        None, "DATABASE_URL", "all", "PostgreSQL to use; unset: an embedded one in DATA_DIR/pg"
     )
-    service_key: str = Field(default="dev-service-key", alias="DARKROOM_SERVICE_KEY")
-    welcome_credits: float = Field(default=10.0, alias="DARKROOM_WELCOME_CREDITS")
-    pool_size: int = Field(default=8, alias="DARKROOM_POOL_SIZE")
-    read_timeout_s: float = Field(default=10.0, alias="DARKROOM_READ_TIMEOUT_S")
-    task_rate_limit: int = Field(default=120, alias="DARKROOM_TASK_RATE_LIMIT")
-    worker_timeout_s: float = Field(default=120.0, alias="DARKROOM_WORKER_TIMEOUT_S")
-    sweep_interval_s: float = Field(default=10.0, alias="DARKROOM_SWEEP_INTERVAL_S")
-    snapshots: bool = Field(default=True, alias="DARKROOM_SNAPSHOTS")
-    aggregate_cache: int = Field(default=10_000, alias="DARKROOM_AGGREGATE_CACHE")
-    changelog_retention_days: float = Field(default=7.0, alias="DARKROOM_CHANGELOG_RETENTION_DAYS")
-    # The edge reads these three from the same variables when they are not passed to
-    # `EdgeConfig` (realtime.config): most a JWT may live (exp - iat; 0: no bound),
-    # any printable `sub` instead of a UUID, and a user's upload bytes per UTC day (0: none).
-    jwt_max_lifetime_s: float = Field(default=24 * 3600.0, alias="DARKROOM_JWT_MAX_LIFETIME_S")
-    jwt_sub_any: bool = Field(default=False, alias="DARKROOM_JWT_SUB_ANY")
-    upload_quota_bytes: int = Field(default=5 * 1024**3, alias="DARKROOM_UPLOAD_QUOTA_BYTES")
-    # Uploads are decoded (realtime/api/sniffing.py); an image or video frame with more
-    # pixels than this is refused (422 media_too_many_pixels): a decompression-bomb guard.
-    upload_max_pixels: int = Field(default=50_000_000, alias="DARKROOM_UPLOAD_MAX_PIXELS")
-    # Media URLs are signed (realtime/api/media.py): /media/...?exp=<unix>&sig=<HMAC-SHA256
-    # with this secret>; empty: derived from the JWT secret. Every server of one studio
-    # needs the same secret. A URL lives media_url_ttl_s (+ up to 300 s of rounding).
-    media_secret: str = Field(default="", alias="DARKROOM_MEDIA_SECRET")
-    media_url_ttl_s: int = Field(default=3600, ge=1, alias="DARKROOM_MEDIA_URL_TTL_S")
-
-    # Observability (docs/API.md "Observability"): `json` makes every log line a JSON
-    # object and adds one `darkroom.access` line per request (darkroom/logs.py);
-    # /health/ready is 503 while a view is more than ready_max_lag events behind (the edge
-    # reads the same variable, realtime.config).
-    log_format: str = Field(default="text", pattern="^(text|json)$", alias="DARKROOM_LOG_FORMAT")
-    ready_max_lag: int = Field(default=1000, alias="DARKROOM_READY_MAX_LAG")
+    redis_url: str | None = knob(
+        None,
+        "REDIS_URL",
+        "api, hub",
+        "Redis for the hubs' fan-out and read-your-writes positions across nodes; unset: none",
+    )
+    ray_address: str | None = knob(
+        None,
+        "RAY_ADDRESS",
+        "dispatcher",
+        "Ray cluster to join (`DARKROOM_INFERENCE=ray`, `darkroom worker`); unset: a local Ray",
+    )
+    data_dir: Path = knob(
+        Path(".darkroom"),
+        "DATA_DIR",
+        "all",
+        "the embedded PostgreSQL (pg/), local media (media/) and tiny models (models/)",
+    )
+    port: int = knob(8085, "PORT", "serve", "port `darkroom serve` listens on")
+    host: str = knob("127.0.0.1", "HOST", "serve", "interface `darkroom serve` listens on")
+    roles: str = knob(
+        "api,hub,projections,dispatcher",
+        "DARKROOM_ROLES",
+        "serve",
+        "what `darkroom serve` runs: any of api, hub, projections, dispatcher (`--role`)",
+    )
+    log_format: str = knob(
+        "text",
+        "DARKROOM_LOG_FORMAT",
+        "all",
+        "`json`: one JSON object per log line and a `darkroom.access` line per request",
+        pattern="^(text|json)$",
+    )
+    # -- the event store --------------------------------------------------------------
+    db_schema: str = knob(
+        "public", "DARKROOM_DB_SCHEMA", "all", "PostgreSQL schema of the events and views"
+    )
+    pool_size: int = knob(
+        8, "DARKROOM_POOL_SIZE", "all", "PostgreSQL connections of the event store's pool"
+    )
+    snapshots: bool = knob(
+        True, "DARKROOM_SNAPSHOTS", "all", "snapshot long-lived aggregates every 50 events"
+    )
+    aggregate_cache: int = knob(
+        DEFAULT_AGGREGATE_CACHE,
+        "DARKROOM_AGGREGATE_CACHE",
+        "all",
+        "aggregates cached per process (LRU, fast-forwarded on load); 0: none",
+    )
+    welcome_credits: float = knob(
+        10.0, "DARKROOM_WELCOME_CREDITS", "api", "credits granted to a new user"
+    )
+    changelog_retention_days: float = knob(
+        RETENTION.total_seconds() / 86400,
+        "DARKROOM_CHANGELOG_RETENTION_DAYS",
+        "projections",
+        "days of change-log rows the projections keep for websocket resumes",
+    )
+    # -- the HTTP edge ----------------------------------------------------------------
+    jwt_secret: str = knob(
+        EdgeConfig.jwt_secret,
+        "DARKROOM_JWT_SECRET",
+        "api, hub",
+        "HMAC secret of user JWTs (HS256); change it in production",
+    )
+    service_key: str = knob(
+        EdgeConfig.service_key,
+        "DARKROOM_SERVICE_KEY",
+        "api, hub",
+        "the service key (full access, may act for a user); change it in production",
+    )
+    jwt_max_lifetime_s: float = knob(
+        EdgeConfig.jwt_max_lifetime_s,
+        "DARKROOM_JWT_MAX_LIFETIME_S",
+        "api, hub",
+        "most a JWT may live (`exp - iat`), in seconds; 0: no bound",
+    )
+    jwt_sub_any: bool = knob(
+        EdgeConfig.jwt_sub_any,
+        "DARKROOM_JWT_SUB_ANY",
+        "api, hub",
+        "accept any printable user id (`sub`) instead of a UUID",
+    )
+    read_timeout_s: float = knob(
+        EdgeConfig.read_timeout_s,
+        "DARKROOM_READ_TIMEOUT_S",
+        "api",
+        "seconds a read waits for the views to reach its position (then 504)",
+    )
+    task_rate_limit: int = knob(
+        EdgeConfig.task_rate_limit,
+        "DARKROOM_TASK_RATE_LIMIT",
+        "api",
+        "tasks a user may create per minute (429 past it)",
+    )
+    worker_timeout_s: float = knob(
+        EdgeConfig.worker_timeout_s,
+        "DARKROOM_WORKER_TIMEOUT_S",
+        "api",
+        "seconds of silence after which a worker is lost and its tasks requeued",
+    )
+    sweep_interval_s: float = knob(
+        EdgeConfig.sweep_interval_s,
+        "DARKROOM_SWEEP_INTERVAL_S",
+        "api",
+        "seconds between lost-worker sweeps; 0: no sweeper in this process",
+    )
+    upload_quota_bytes: int = knob(
+        EdgeConfig.upload_quota_bytes,
+        "DARKROOM_UPLOAD_QUOTA_BYTES",
+        "api",
+        "bytes a user may upload per UTC day; 0: no quota",
+    )
+    upload_max_pixels: int = knob(
+        EdgeConfig.upload_max_pixels,
+        "DARKROOM_UPLOAD_MAX_PIXELS",
+        "api",
+        "pixels of an uploaded image or video frame past which it is refused (422)",
+    )
+    media_secret: str = knob(
+        EdgeConfig.media_secret,
+        "DARKROOM_MEDIA_SECRET",
+        "api, hub",
+        "HMAC secret of signed media URLs, the same on every node; empty: from the JWT secret",
+    )
+    media_url_ttl_s: int = knob(
+        EdgeConfig.media_url_ttl_s,
+        "DARKROOM_MEDIA_URL_TTL_S",
+        "api, hub",
+        "seconds a signed media URL lives (plus up to 300 s of rounding)",
+        ge=1,
+    )
+    session_consistency: bool = knob(
+        EdgeConfig.session_consistency,
+        "DARKROOM_SESSION_CONSISTENCY",
+        "api, hub",
+        "reads wait for the caller's own last write; `n` only to measure its cost",
+    )
+    ready_max_lag: int = knob(
+        EdgeConfig.ready_max_lag,
+        "DARKROOM_READY_MAX_LAG",
+        "all",
+        "`/health/ready` is 503 while a view is more events behind; negative: not checked",
+    )
+    # -- the server's limits (darkroom/limits.py); 0 turns one off ---------------------
+    header_timeout_s: float = knob(
+        ServerLimits.header_timeout_s,
+        "DARKROOM_HEADER_TIMEOUT_S",
+        "serve",
+        "seconds a request's headers may take (408 and close)",
+    )
+    keep_alive_s: float = knob(
+        ServerLimits.keep_alive_s,
+        "DARKROOM_KEEP_ALIVE_S",
+        "serve",
+        "seconds an idle kept-alive connection stays open",
+    )
+    max_connections: int = knob(
+        ServerLimits.max_connections,
+        "DARKROOM_MAX_CONNECTIONS",
+        "serve",
+        "connections of the process, websockets included (503 past it)",
+    )
+    max_connections_per_ip: int = knob(
+        ServerLimits.max_connections_per_ip,
+        "DARKROOM_MAX_CONNECTIONS_PER_IP",
+        "serve",
+        "connections from one address (503 past it); 0 behind a proxy",
+    )
+    ws_max_frame_bytes: int = knob(
+        ServerLimits.ws_max_frame_bytes,
+        "DARKROOM_WS_MAX_FRAME_BYTES",
+        "serve",
+        "largest websocket frame a client may send (close 1009)",
+    )
+    # -- the sections -------------------------------------------------------------------
+    hub: HubSection = Field(default_factory=HubSection, exclude=True)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings, exclude=True)
 
     @property
     def pg_dir(self) -> Path:
@@ -72,23 +409,80 @@ class Settings(BaseSettings):
         return self.data_dir / "media"
 
 
-class InferenceSettings(BaseSettings):
-    """Inference knobs (the dispatcher role, `darkroom worker`, the media store), from the
-    environment, read beside `Settings`."""
+# -- what the lower layers receive ----------------------------------------------------------
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(
+        header_timeout_s=settings.header_timeout_s,
+        keep_alive_s=settings.keep_alive_s,
+        max_connections=settings.max_connections,
+        max_connections_per_ip=settings.max_connections_per_ip,
+        ws_max_frame_bytes=settings.ws_max_frame_bytes,
+    )
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    mode: str = Field(default="local", alias="DARKROOM_INFERENCE")  # off | local | ray
-    models: dict[str, str] = Field(default_factory=dict, alias="DARKROOM_MODELS")  # JSON
-    actors: str | None = Field(default=None, alias="DARKROOM_ACTORS")
-    use_gpu: bool | None = Field(default=None, alias="DARKROOM_INFERENCE_GPU")
-    num_cpus: int | None = Field(default=None, alias="DARKROOM_RAY_NUM_CPUS")
-    object_store_mb: int = Field(default=256, alias="DARKROOM_RAY_OBJECT_STORE_MB")
-    worker_id: str | None = Field(default=None, alias="DARKROOM_WORKER_ID")
-    run_types: str = Field(default="gpu,api", alias="DARKROOM_RUN_TYPES")
-    # Results go to an S3-compatible bucket when one is named (a worker on another machine
-    # must), else to the local media folder that `serve` publishes under /media/.
-    s3_bucket: str | None = Field(default=None, alias="DARKROOM_S3_BUCKET")
-    s3_endpoint: str | None = Field(default=None, alias="DARKROOM_S3_ENDPOINT")
-    s3_region: str | None = Field(default=None, alias="DARKROOM_S3_REGION")
-    media_public_url: str | None = Field(default=None, alias="DARKROOM_MEDIA_PUBLIC_URL")
+def hub_settings(settings: Settings) -> HubSettings:
+    return HubSettings(**settings.hub.model_dump(), redis_url=settings.redis_url)
+
+
+def dispatcher_config(settings: Settings) -> DispatcherConfig:
+    run_types = (part.strip() for part in settings.inference.run_types.split(","))
+    return DispatcherConfig(run_types=tuple(r for r in run_types if r))
+
+
+# -- the table ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: Any
+    role: str
+    description: str
+
+
+def variables(model: type[BaseModel] = Settings) -> Iterator[Variable]:
+    """Every variable of the tree, the root's first, then each section's."""
+    sections = []
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            sections.append(kind)
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        yield Variable(
+            info.alias or name.upper(),
+            info.get_default(call_default_factory=True),
+            str(extra.get("role", "")),
+            info.description or "",
+        )
+    for section in sections:
+        yield from variables(section)
+
+
+def shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "y" if value else "n"
+    if value == "" or value == {}:
+        return "empty"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
+
+
+def markdown() -> str:
+    rows = ["| Variable | Default | Read by | What it sets |", "| --- | --- | --- | --- |"]
+    for v in variables():
+        rows.append(f"| `{v.name}` | {shown(v.default)} | {v.role} | {v.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if argv != ["--markdown"]:
+        print("usage: python -m darkroom.settings --markdown", file=sys.stderr)
+        return 2
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

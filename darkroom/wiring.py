@@ -6,26 +6,25 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.eventstore import RECORDER_TOPIC
 from darkroom.housekeeping import SnapshotPruner
 from darkroom.pulse import PULSE_TOPIC
-from darkroom.settings import InferenceSettings, Settings
+from darkroom.settings import DEFAULT_AGGREGATE_CACHE, Settings, hub_settings
 from domain.studio import Studio
 from inference import metrics as _dispatcher_metrics  # noqa: F401  (on every role's /metrics)
+from projections.changelog import RETENTION
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from realtime.config import EdgeConfig
-
-
-# Aggregates kept per process (LRU). Bounded state keeps each one small: the bound
-# is measured in docs/BENCHMARKS.md ("History").
-DEFAULT_AGGREGATE_CACHE = 10_000
+    from realtime.hub import HubSettings
 
 
 def studio_env(
@@ -71,9 +70,12 @@ def with_pruning(studio: Studio) -> Studio:
 
 
 @asynccontextmanager
-async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
+async def projections_in_process(
+    app: Starlette, retention: timedelta | None = RETENTION
+) -> AsyncIterator[None]:
     """Keeps every view current from inside the serving process (one machine); a runner
-    elsewhere holding the views' locks makes this one a standby."""
+    elsewhere holding the views' locks makes this one a standby. `retention`: of the
+    change log (`DARKROOM_CHANGELOG_RETENTION_DAYS`)."""
     import threading
 
     from starlette.concurrency import run_in_threadpool
@@ -84,7 +86,13 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
 
     config = app.state.config
     stopping = threading.Event()
-    current = [Runner(app.state.studio, config.conninfo, config.schema, all_views())]
+
+    def fresh() -> Runner:
+        return Runner(
+            app.state.studio, config.conninfo, config.schema, all_views(), retention=retention
+        )
+
+    current = [fresh()]
 
     def run() -> None:
         delay = 1.0
@@ -101,9 +109,7 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
                     return
                 if outage_now(config.conninfo):  # the database went away, not the runner
                     runner.close()
-                    current[0] = Runner(
-                        app.state.studio, config.conninfo, config.schema, all_views()
-                    )
+                    current[0] = fresh()
                     current[0].start_writer()  # spawned while waiting, not after
                     wait_for_database(config.conninfo, stopping)
                     continue
@@ -116,7 +122,7 @@ async def projections_in_process(app: Starlette) -> AsyncIterator[None]:
             if stopping.wait(delay):
                 return
             delay = min(delay * 2, 30.0)
-            current[0] = Runner(app.state.studio, config.conninfo, config.schema, all_views())
+            current[0] = fresh()
 
     # The views' tables exist before the first request is served.
     await run_in_threadpool(current[0].open)
@@ -185,9 +191,15 @@ def edge_config(settings: Settings) -> EdgeConfig:
     roles = parse_roles(settings.roles)
     db = resolve(settings.database_url, settings.pg_dir)
     create_schema(db, settings.db_schema)
-    lifespans: list[Any] = [projections_in_process if PROJECTIONS in roles else views_prepared]
+    retention = timedelta(days=settings.changelog_retention_days)
+    lifespans: list[Any] = [
+        partial(projections_in_process, retention=retention)
+        if PROJECTIONS in roles
+        else views_prepared
+    ]
+    hub = hub_settings(settings)
     if HUB in roles:
-        lifespans.append(_hub_lifespan())
+        lifespans.append(_hub_lifespan(hub))
     lifespans.append(database_watch)  # last: every pool exists by then
     return EdgeConfig(
         conninfo=db.conninfo,
@@ -211,16 +223,22 @@ def edge_config(settings: Settings) -> EdgeConfig:
         jwt_max_lifetime_s=settings.jwt_max_lifetime_s,
         jwt_sub_any=settings.jwt_sub_any,
         upload_quota_bytes=settings.upload_quota_bytes,
+        session_consistency=settings.session_consistency,
+        ready_max_lag=settings.ready_max_lag,
         serve_api=API in roles,
         **media_settings(settings),
-        extra={"routes": _hub_routes() if HUB in roles else [], "lifespans": lifespans},
+        extra={
+            "routes": _hub_routes() if HUB in roles else [],
+            "lifespans": lifespans,
+            "hub": hub,
+        },
     )
 
 
 def media_settings(settings: Settings) -> dict[str, Any]:
     """The edge's upload and media-URL knobs; with an S3 bucket (`DARKROOM_S3_BUCKET`) task
     outputs get the bucket's presigned GET URLs, living as long as the signed local ones."""
-    inference = InferenceSettings()
+    inference = settings.inference
     store_url = None
     if inference.s3_bucket:
         from inference.media import S3MediaStore
@@ -246,10 +264,10 @@ def _hub_routes() -> list[Any]:
     return hub_routes()
 
 
-def _hub_lifespan() -> Any:
+def _hub_lifespan(settings: HubSettings) -> Any:
     from realtime.ws import hub_lifespan
 
-    return hub_lifespan()
+    return hub_lifespan(settings)
 
 
 def build_app(settings: Settings) -> Starlette:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,34 +10,6 @@ from domain.studio import Studio
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-TRUE = {"1", "y", "yes", "true", "t", "on"}
-
-
-def env_float(name: str, default: float) -> Callable[[], float]:
-    """A default read from the environment when the config is built (the composition root
-    may pass the value instead: `darkroom.settings.Settings` holds the same knob)."""
-
-    def read() -> float:
-        raw = os.environ.get(name, "").strip()
-        return float(raw) if raw else default
-
-    return read
-
-
-def env_int(name: str, default: int) -> Callable[[], int]:
-    def read() -> int:
-        raw = os.environ.get(name, "").strip()
-        return int(float(raw)) if raw else default
-
-    return read
-
-
-def env_flag(name: str, default: bool = False) -> Callable[[], bool]:
-    def read() -> bool:
-        raw = os.environ.get(name, "").strip().lower()
-        return raw in TRUE if raw else default
-
-    return read
 
 
 @dataclass(frozen=True)
@@ -72,27 +43,21 @@ class EdgeConfig:
     # routes such as `/ws` stay): the hub role alone (darkroom/roles.py).
     serve_api: bool = True
     # A JWT must carry `exp`; `exp - iat` (or `exp - now`) at most this (0: no bound).
-    jwt_max_lifetime_s: float = field(
-        default_factory=env_float("DARKROOM_JWT_MAX_LIFETIME_S", 24 * 3600.0)
-    )
+    jwt_max_lifetime_s: float = 24 * 3600.0
     # A user id (`sub`, `X-Darkroom-User`) is a UUID unless this allows any printable id.
-    jwt_sub_any: bool = field(default_factory=env_flag("DARKROOM_JWT_SUB_ANY"))
+    jwt_sub_any: bool = False
     # Bytes a user may upload per UTC day (0: no quota); the service key is not counted.
-    upload_quota_bytes: int = field(default_factory=env_int("DARKROOM_UPLOAD_QUOTA_BYTES", 5 * GIB))
+    upload_quota_bytes: int = 5 * GIB
     # Read-your-own-writes (realtime/sessions.py): a principal's reads wait for its last
     # acknowledged write. Off only to measure what it costs (bench/ryow.py).
-    session_consistency: bool = field(
-        default_factory=env_flag("DARKROOM_SESSION_CONSISTENCY", True)
-    )
+    session_consistency: bool = True
     # `GET /health/ready` (realtime/health.py) answers 503 while a view is more than this
     # many events behind the log's head (negative: the views are not checked).
-    ready_max_lag: int = field(default_factory=env_int("DARKROOM_READY_MAX_LAG", 1000))
+    ready_max_lag: int = 1000
     # An upload is decoded (realtime/api/sniffing.py); more pixels than this are refused.
-    upload_max_pixels: int = field(
-        default_factory=env_int("DARKROOM_UPLOAD_MAX_PIXELS", 50_000_000)
-    )
+    upload_max_pixels: int = 50_000_000
     # Media URLs (realtime/api/media.py): HMAC secret (empty: derived from jwt_secret),
     # lifetime of a URL, and the store's own URL maker for task outputs (S3 presigned).
-    media_secret: str = field(default_factory=lambda: os.environ.get("DARKROOM_MEDIA_SECRET", ""))
-    media_url_ttl_s: int = field(default_factory=env_int("DARKROOM_MEDIA_URL_TTL_S", 3600))
+    media_secret: str = ""
+    media_url_ttl_s: int = 3600
     media_store_url: Callable[[str], str] | None = None

@@ -24,10 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from psycopg_pool import ConnectionPool
@@ -53,7 +52,7 @@ SESSION_WAIT_S = 10.0
 
 @dataclass(frozen=True)
 class HubSettings:
-    """Knobs of the websocket hub; `from_env()` reads `DARKROOM_WS_<FIELD>` (upper-cased)."""
+    """Knobs of the websocket hub; `darkroom.settings` builds them from `DARKROOM_WS_<FIELD>`."""
 
     queue_bytes: int = MIB
     auth_timeout_s: float = 5.0
@@ -69,23 +68,6 @@ class HubSettings:
     pool_size: int = 4
     revocation_poll_s: float = 0.25
     redis_url: str | None = None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HubSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"DARKROOM_WS_{f.name.upper()}")
-            if raw is None and f.name == "redis_url":
-                raw = env.get("REDIS_URL") or None
-            if raw is not None:
-                values[f.name] = raw if f.name == "redis_url" else _cast(f.default, raw)
-        values.update(overrides)
-        return cls(**values)
-
-
-def _cast(default: object, raw: str) -> object:
-    return int(raw) if isinstance(default, int) else float(raw)
 
 
 # -- the hub -------------------------------------------------------------------------

@@ -58,13 +58,16 @@ def hub_routes(path: str = "/ws") -> list[BaseRoute]:
 def hub_lifespan(
     settings: HubSettings | None = None,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[Hub]]:
-    """An `extra_lifespans` entry for `create_app`: runs the hub with the app."""
+    """An `extra_lifespans` entry for `create_app`: runs the hub with the app. Without
+    `settings`: the composition root's (`config.extra["hub"]`), else the defaults."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Hub]:
         config = app.state.config
-        redis = {"redis_url": config.redis_url} if config.redis_url else {}
-        chosen = settings or HubSettings.from_env(**redis)
+        given = settings or config.extra.get("hub")
+        chosen = (
+            given if isinstance(given, HubSettings) else HubSettings(redis_url=config.redis_url)
+        )
         async with run_hub(
             chosen,
             config.conninfo,

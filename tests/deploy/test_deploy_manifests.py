@@ -13,7 +13,6 @@ validators offline, and every environment variable they set is one Darkroom read
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -24,8 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from darkroom.settings import InferenceSettings, Settings
-from realtime.hub import HubSettings
+from darkroom.settings import variables
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -216,11 +214,7 @@ ENV_READ = re.compile(
 
 def names_darkroom_reads() -> set[str]:
     """Every variable the settings objects read, and the ones read by name in the code."""
-    names = set()
-    for model in (Settings, InferenceSettings):
-        for field_name, info in model.model_fields.items():
-            names.add(info.alias or field_name.upper())
-    names |= {f"DARKROOM_WS_{f.name.upper()}" for f in dataclasses.fields(HubSettings)}
+    names = {variable.name for variable in variables()}
     for package in ("domain", "projections", "realtime", "inference", "darkroom"):
         for source in (ROOT / package).rglob("*.py"):
             names |= set(ENV_READ.findall(source.read_text()))
