@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime.api.base import Resource
+from realtime.api.routing import Resource
 from realtime.observe import Observed
 
 HEADERS = [(b"content-type", b"application/json")]

@@ -22,9 +22,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from realtime.api import ENDPOINTS
 from realtime.api import media as media_api
 from realtime.api import workers as workers_api
-from realtime.api.base import Json, read_only, resources, route
+from realtime.api.base import Json, route
 from realtime.api.limits import RateLimiter
 from realtime.api.reads import Views
+from realtime.api.routing import read_only, resources
 from realtime.auth import Authenticator
 from realtime.config import EdgeConfig
 from realtime.console import mount as console_mount

@@ -2,8 +2,9 @@
 
 Every route is listed with its request schema (the pydantic model that
 validates it), its query and path parameters, its success schema and the
-error answers it may give, so clients and the fuzzer see what the server
-enforces.
+error answers it may give (`realtime.openapi_errors`), and the links from each create
+to what takes what it made (`realtime.openapi_links`), so clients and the fuzzer see
+what the server enforces.
 """
 
 from __future__ import annotations
@@ -14,68 +15,10 @@ from pydantic import BaseModel, TypeAdapter
 
 from realtime import models as m
 from realtime.api.base import POSITION_HEADER, Endpoint
+from realtime.openapi_errors import ERRORS, RETRY_AFTER, WITH_RETRY_AFTER, error_statuses
+from realtime.openapi_links import links, operation_id
 
 REF = "#/components/schemas/{model}"
-RETRY_AFTER = {
-    "Retry-After": {
-        "description": "seconds to wait before retrying",
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-    }
-}
-# Every refusal is the `Error` shape of realtime/errors.py; which one an operation can
-# give follows from its declaration (`error_statuses`).
-ERRORS = {
-    400: "Malformed JSON, or no body where one is needed (`malformed_json`, `missing_body`)",
-    401: "No, bad, expired or revoked credentials (`unauthenticated`, "
-    "`token_expired`, `invalid_token`, `invalid_subject`, ...)",
-    402: "The task owner's balance is spent (`insufficient_credits`)",
-    403: "Not allowed for this caller (`forbidden`, `service_only`, "
-    "`worker_credentials_required`, ...)",
-    404: "An id in the path, query or body that does not exist or is not the "
-    "caller's (`not_found`, `project_not_found`, ...)",
-    409: "A conflict: a refused transition (`invalid_transition`, with its facts), a "
-    "lost version race (`concurrency_conflict`), the same idempotency key still "
-    "in flight (`idempotency_key_in_flight`, `Retry-After`)",
-    413: "The body (or upload) is over the limit (`body_too_large`, `upload_over_quota`)",
-    422: "Invalid fields with their paths (`invalid_fields`, `nul_character`), a value "
-    "the domain refuses (`invalid`, `invalid_shot_order`, ...), a cursor this "
-    "server did not issue (`invalid_cursor`), a `min_position` past the log's "
-    "head (`position_not_written`), an idempotency key reused with another "
-    "route or body (`idempotency_key_reused`)",
-    429: "Rate limited or over the daily upload quota (`rate_limited`, "
-    "`upload_quota_exceeded`; `Retry-After`)",
-    503: "No database connection came free in time, or the read models are not "
-    "ready (`busy`, `view_unavailable`; `Retry-After`)",
-    504: "The views did not reach `min_position` in time (`view_timeout`)",
-}
-WITH_RETRY_AFTER = (409, 429, 503)
-
-
-def error_statuses(endpoint: Endpoint) -> list[int]:
-    """The refusals an operation can answer, from what it declares: a body can be
-    malformed or too large; credentials can be missing (401) or the wrong kind (403); ids
-    can name nothing of the caller's (404); writes can conflict (409); any input can be
-    invalid (422); task creation is rate limited and worker routes spend credits (402);
-    uploads have a quota (413/429); every route needs a database connection (503); reads
-    wait for `min_position` (504). `endpoint.errors` adds any other."""
-    takes_body = endpoint.body is not None or endpoint.multipart
-    makes_tasks = _creates(endpoint) == "task"
-    found = set(endpoint.errors) | {503}
-    if takes_body:
-        found |= {400, 413}
-    if endpoint.auth != "none":
-        found |= {401, 403, 404}
-    if endpoint.method != "GET":
-        found |= {409, 422}
-    if endpoint.body is not None or endpoint.query is not None or endpoint.path_params:
-        found.add(422)
-    if makes_tasks or endpoint.auth == "worker":
-        found.add(402)
-    if makes_tasks or endpoint.multipart:
-        found.add(429)
-    if endpoint.query is not None and issubclass(endpoint.query, m.Query):
-        found.add(504)
-    return sorted(found)
 
 
 class _Schemas:
@@ -183,7 +126,7 @@ def _path_parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
 
 def _operation(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "operationId": _operation_id(endpoint),
+        "operationId": operation_id(endpoint),
         "summary": endpoint.summary,
         "tags": [endpoint.tag],
         "parameters": no_nul(
@@ -241,84 +184,6 @@ def _operation(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
         op["security"] = [{"bearer": []}]
     op["responses"] = responses
     return op
-
-
-def _singular(segment: str) -> str:
-    return segment[:-1] if segment.endswith("s") else segment
-
-
-def _creates(endpoint: Endpoint) -> str | None:
-    """The kind of thing a create makes (its new id is `<kind>_id` in the answer): a POST
-    answering 201 on a collection (`/api/shots` -> shot, `/api/generations/{id}/variants`
-    -> variant), on `/<collection>/{id}/<verb>` (a duplicate: a shot), or a task creation."""
-    if endpoint.method != "POST" or endpoint.status != 201:
-        return None
-    if endpoint.response is m.TaskCreated:
-        return "task"
-    parts = endpoint.path.strip("/").split("/")
-    if parts[-1].startswith("{"):
-        return None
-    if parts[-1].endswith("s") or len(parts) < 3 or not parts[-2].startswith("{"):
-        return _singular(parts[-1])
-    return _singular(parts[-3])
-
-
-def _link(create: Endpoint, kind: str, target: Endpoint) -> dict[str, Any] | None:
-    """How `target` takes what `create` made: the path parameter after the kind's
-    collection (or named `<kind>_id`), a query parameter or body field `<kind>_id` /
-    `<kind>Id`; path parameters the two share come from the create's own request."""
-    made = f"$response.body#/{kind}_id"
-    names = {f"{kind}_id", f"{kind}Id"}
-    parameters: dict[str, str] = {}
-    parts = target.path.strip("/").split("/")
-    for i, part in enumerate(parts):
-        if not part.startswith("{"):
-            continue
-        name = part[1:-1]
-        if not name.endswith("id"):
-            continue
-        if name in names or (i and _singular(parts[i - 1]) == kind):
-            parameters[f"path.{name}"] = made
-        elif name in create.path_params and create.path.startswith(
-            target.path[: target.path.index(part)]
-        ):
-            parameters[f"path.{name}"] = f"$request.path.{name}"
-    if target.query is not None:
-        for name in target.query.model_json_schema(mode="validation").get("properties", {}):
-            if name in names:
-                parameters[f"query.{name}"] = made
-    body: dict[str, str] = {}
-    if target.body is not None:
-        for name in target.body.model_json_schema(mode="validation").get("properties", {}):
-            if name in names:
-                body[name] = made
-    if not any(value == made for value in [*parameters.values(), *body.values()]):
-        return None
-    link: dict[str, Any] = {"operationId": _operation_id(target)}
-    if parameters:
-        link["parameters"] = parameters
-    if body:
-        link["requestBody"] = body
-    return link
-
-
-def links(endpoints: list[Endpoint]) -> dict[str, dict[str, Any]]:
-    """OpenAPI `links` from each create to every operation that takes what it made, by
-    operationId of the create: project -> its shots, generations, tasks and reads;
-    generation -> its variants, lineage, shot memberships; and so on."""
-    found: dict[str, dict[str, Any]] = {}
-    for create in endpoints:
-        kind = _creates(create)
-        if kind is None:
-            continue
-        for target in endpoints:
-            if target is not create and (link := _link(create, kind, target)):
-                found.setdefault(_operation_id(create), {})[_operation_id(target)] = link
-    return found
-
-
-def _operation_id(endpoint: Endpoint) -> str:
-    return f"{endpoint.handler.__name__}_{endpoint.method.lower()}"
 
 
 _STATUS = {

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from realtime.api import ENDPOINTS
-from realtime.api.base import Resource, allow_header, resources, route, shadows, shape
+from realtime.api.base import route
+from realtime.api.routing import Resource, allow_header, resources, shadows, shape
 from realtime.app import create_app
 from realtime.config import EdgeConfig
 from tests.realtime.api_harness import Server, error_of, server
