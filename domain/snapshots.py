@@ -27,6 +27,7 @@ import logging
 import pickle
 from dataclasses import fields
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, Transcoder
@@ -77,7 +78,7 @@ class StateSnapshot(Snapshot):
             state.pop(private, None)
         state["class_version"] = getattr(type(aggregate), "class_version", 1)
         state["value_layout"] = VALUE_LAYOUT
-        return cls(  # type: ignore[call-arg]
+        return cls(
             originator_id=aggregate.id,
             originator_version=aggregate.version,
             timestamp=cls.create_timestamp(),
@@ -98,7 +99,7 @@ class _DomainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a snapshot may not name {module}.{name}")
 
 
-class SnapshotMapper(Mapper):
+class SnapshotMapper(Mapper[UUID]):
     """The library's mapper, refusing any stored topic but the snapshot's before the
     library resolves (and so imports) it."""
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -18,108 +17,37 @@ from domain.errors import (
     TaskNotInProgressError,
     ValidationError,
 )
+from domain.tasklinks import Links, as_uuid, model_name_of, no_dependency
+from domain.taskstatus import (
+    CANCELLED,
+    COMPLETE,
+    FAILED,
+    IN_PROGRESS,
+    MAX_ATTEMPTS,
+    QUEUED,
+    STATUSES,
+    TERMINAL,
+    TRANSITIONS,
+    billable_seconds,
+    require_utc,
+)
 
-QUEUED = "Queued"
-IN_PROGRESS = "In Progress"
-COMPLETE = "Complete"
-FAILED = "Failed"
-CANCELLED = "Cancelled"
-STATUSES = (QUEUED, IN_PROGRESS, COMPLETE, FAILED, CANCELLED)
-TERMINAL = frozenset({COMPLETE, FAILED, CANCELLED})
-
-TRANSITIONS: Mapping[str, frozenset[str]] = {
-    QUEUED: frozenset({IN_PROGRESS, FAILED, CANCELLED}),
-    IN_PROGRESS: frozenset({COMPLETE, FAILED, CANCELLED, QUEUED}),
-    COMPLETE: frozenset(),
-    FAILED: frozenset(),
-    CANCELLED: frozenset(),
-}
-
-MAX_ATTEMPTS = 3
-
-
-def require_utc(at: object, what: str = "at") -> datetime:
-    """Timestamps enter the domain as timezone-aware datetimes."""
-    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
-        raise ValidationError(f"{what} must be a timezone-aware datetime (got {at!r})")
-    return at
-
-
-def _lookup(params: Mapping[str, Any], *keys: str) -> Any:
-    # The seed put orchestrator links at the top level of params or in the
-    # orchestrator's details block; the top level wins.
-    details = params.get("orchestrator_details")
-    nested = details if isinstance(details, Mapping) else {}
-    for source in (params, nested):
-        for key in keys:
-            if source.get(key) not in (None, ""):
-                return source[key]
-    return None
-
-
-def model_name_of(params: Mapping[str, Any]) -> str | None:
-    """`params.model_name` → `params.orchestrator_details.model_name` → `params.model`."""
-    details = params.get("orchestrator_details")
-    nested = details if isinstance(details, Mapping) else {}
-    for found in (params.get("model_name"), nested.get("model_name"), params.get("model")):
-        if found:
-            return str(found)
-    return None
-
-
-def _as_uuid(value: Any, what: str) -> UUID | None:
-    if value is None or isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise InvalidParamsError(f"{what} must be a UUID (got {value!r})") from None
-
-
-def _no_dependency(value: object) -> UUID:
-    raise InvalidParamsError(f"dependant_on holds task ids (got {value!r})")
-
-
-def _as_index(value: Any, key: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidParamsError(f"params.{key} must be a whole number ≥ 0 (got {value!r})")
-    return value
-
-
-@dataclass(frozen=True)
-class Links:
-    """What a task's params say about its place in an orchestrator run and the gallery."""
-
-    orchestrator_task_id: UUID | None = None
-    run_id: str | None = None
-    segment_index: int | None = None
-    join_index: int | None = None
-    child_order: int | None = None
-    parent_generation_id: UUID | None = None
-    shot_id: UUID | None = None
-    based_on: UUID | None = None
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Links:
-        def uuid_at(*keys: str) -> UUID | None:
-            return _as_uuid(_lookup(params, *keys), f"params.{keys[0]}")
-
-        def index_at(key: str) -> int | None:
-            return _as_index(_lookup(params, key), key)
-
-        run_id = _lookup(params, "orchestrator_run_id", "run_id")
-        return cls(
-            orchestrator_task_id=uuid_at("orchestrator_task_id_ref", "orchestrator_task_id"),
-            run_id=None if run_id is None else str(run_id),
-            segment_index=index_at("segment_index"),
-            join_index=index_at("join_index"),
-            child_order=index_at("child_order"),
-            parent_generation_id=uuid_at("parent_generation_id"),
-            shot_id=uuid_at("shot_id"),
-            based_on=uuid_at("based_on"),
-        )
+__all__ = [  # the status rules and params links, re-exported: read as the task's
+    "CANCELLED",
+    "COMPLETE",
+    "FAILED",
+    "IN_PROGRESS",
+    "MAX_ATTEMPTS",
+    "QUEUED",
+    "STATUSES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Links",
+    "Task",
+    "billable_seconds",
+    "model_name_of",
+    "require_utc",
+]
 
 
 class Task(Aggregate):
@@ -293,7 +221,7 @@ class Task(Aggregate):
             raise InvalidParamsError(f"params must be an object (got {params!r})")
         if not owner_id or not isinstance(owner_id, str):
             raise ValidationError(f"a task needs an owner id (got {owner_id!r})")
-        deps = [_as_uuid(d, "dependant_on") or _no_dependency(d) for d in dependant_on]
+        deps = [as_uuid(d, "dependant_on") or no_dependency(d) for d in dependant_on]
         if task_id is not None and task_id in deps:
             raise ValidationError(f"task {task_id} cannot depend on itself")
         links = Links.from_params(params)
@@ -561,10 +489,3 @@ class Task(Aggregate):
     @event(DependantAdded)
     def _dependant_added(self, task_id: UUID) -> None:
         self.dependants.append(task_id)
-
-
-def billable_seconds(started_at: datetime, processed_at: datetime) -> int:
-    """ceil(processed - started) in whole seconds, at least 1."""
-    elapsed = processed_at - started_at
-    whole, rest = divmod(elapsed, timedelta(seconds=1))
-    return max(1, whole + (1 if rest else 0))

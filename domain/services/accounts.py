@@ -42,13 +42,13 @@ class AccountServices(ServiceBase):
 
     def user(self, user_id: str) -> User:
         try:
-            return self.repository.get(User.id_for(user_id))  # type: ignore[no-any-return]
+            return self.repository.get(User.id_for(user_id))
         except AggregateNotFoundError:
             raise UserNotFoundError(user_id) from None
 
     def ledger(self, user_id: str) -> CreditLedger:
         try:
-            return self.repository.get(CreditLedger.id_for(user_id))  # type: ignore[no-any-return]
+            return self.repository.get(CreditLedger.id_for(user_id))
         except AggregateNotFoundError:
             raise UserNotFoundError(user_id) from None
 

@@ -143,7 +143,7 @@ def as_uuid(value: object, kind: str = "id") -> UUID:
         raise ValidationError(f"{kind} must be a UUID (got {value!r})") from None
 
 
-class ServiceBase(Application):
+class ServiceBase(Application[UUID]):
     """Shared helpers of the Studio mixins: loading, saving, idempotency.
 
     Loads are bounded (docs/EVENTSTORE.md, "Bounded command cost"): snapshots every
@@ -229,7 +229,7 @@ class ServiceBase(Application):
             self.snapshot_writer.close()
         super().close()
 
-    def _record(self, processing_event: Any) -> list[Recording]:
+    def _record(self, processing_event: Any) -> list[Recording[UUID]]:
         meta = current_meta().as_dict()
         for domain_event in processing_event.events:
             object.__setattr__(domain_event, "meta", meta)

@@ -28,7 +28,7 @@ class HistoryServices(ServiceBase):
         if at is not None:
             version = self._version_at(ident, at)
         try:
-            return self.repository.get(ident, version=version)  # type: ignore[no-any-return]
+            return self.repository.get(ident, version=version)
         except AggregateNotFoundError:
             raise NotFoundError("aggregate", ident) from None
 

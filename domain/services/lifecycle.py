@@ -93,7 +93,7 @@ def _failure_pool(root: Task, children: list[Task]) -> list[Task]:
 class Batch:
     """The aggregates one decision reads and changes: each loaded once, saved together."""
 
-    def __init__(self, repository: Repository, at: datetime) -> None:
+    def __init__(self, repository: Repository[UUID], at: datetime) -> None:
         self._repository = repository
         self.at = at
         self._loaded: dict[UUID, Aggregate | None] = {}
