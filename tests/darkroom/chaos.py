@@ -431,12 +431,24 @@ class Chaos:
         self.rng.shuffle(nodes)
         return f"node-{max(nodes, key=lambda n: on[n]) + 1}"
 
-    def task_runs(self, since: float, timeout: float = 300) -> bool:
+    def task_runs(
+        self, since: float, target: str, detail: dict[str, Any], timeout: float = 300
+    ) -> bool:
         """A task started after wall-clock time `since` completes (the dispatcher and Ray
-        serve again): one of the users' queued tasks, or one queued now in case none is."""
+        serve again): one of the users' queued tasks, or one queued now in case none is.
+        `target` is started again if it died after it was reported ready (a Ray node whose
+        raylet listens but that fails to register with the head within Ray's 30 s)."""
         self.prober.send("task", "POST", "/api/tasks", {**TASK, "project_id": self.probe_project})
         after = datetime.fromtimestamp(since, UTC)
-        return self.a_task("status = 'Complete' AND started_at > %s", (after,), timeout) is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.a_task("status = 'Complete' AND started_at > %s", (after,), 5) is not None:
+                return True
+            if not self.cluster.status()[target]["alive"]:
+                detail.setdefault("start_failures", []).append(f"{target} died after its start")
+                log(f"  {target} died after its start: starting it again")
+                self.start(target, detail)
+        return False
 
     def running_task(self, timeout: float = 60) -> str | None:
         """A task In Progress now (waits for one)."""
@@ -479,7 +491,7 @@ class Chaos:
             self.cluster.kill(target)
             self.start(target, detail)
             detail["restarted_s"] = round(time.monotonic() - at, 2)
-            ok = self.task_runs(since=wall)
+            ok = self.task_runs(wall, target, detail)
         elif kind == "redis_restart":
             target = "redis"
             self.cluster.restart_redis()
@@ -906,7 +918,12 @@ def _load_faults_and_checks(
     for state in workers:
         state.caller.give_up_at = time.monotonic() + 120
     _stop_users(threads, workers)
-    result: dict[str, Any] = {"run": run, "load_s": round(load_s, 1)}
+    # Members found dead now died after they were reported ready (see Chaos.task_runs):
+    # started again so that the queued tasks can end; named in the figures.
+    dead = [name for name, state in cluster.status().items() if not state["alive"]]
+    for name in dead:
+        chaos.start(name, {})
+    result: dict[str, Any] = {"run": run, "load_s": round(load_s, 1), "dead_at_the_end": dead}
     problems: dict[str, list[str]] = {"faults": list(chaos.problems)}
 
     def record(check: str, found: tuple[dict[str, Any], list[str]]) -> None:
