@@ -28,15 +28,12 @@ from realtime.models.common import (
 )
 from realtime.models.families import (
     FAMILIES,
-    LIST_LENGTHS,
     MAX_BATCH,
     WRITTEN,
     AnnotatedImageEditInput,
     CharacterAnimateInput,
     EditTravelInput,
-    FamilyInput,
     FamilyModels,
-    FamilyName,
     ImageGenerationInput,
     ImageInpaintInput,
     ImageUpscaleInput,
@@ -44,16 +41,21 @@ from realtime.models.families import (
     JoinClipsInput,
     Lora,
     MagicEditInput,
-    ProjectFacts,
     PromptSpec,
-    RegisteredFamily,
     RunInput,
-    TaskSpec,
     TravelBetweenImagesInput,
     VideoGuidance,
     batch_bound,
-    domain_rules,
     family_model,
+)
+from realtime.models.family_base import (
+    LIST_LENGTHS,
+    FamilyInput,
+    FamilyName,
+    ProjectFacts,
+    RegisteredFamily,
+    TaskSpec,
+    domain_rules,
     generated,
 )
 from realtime.models.requests import (

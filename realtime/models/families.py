@@ -6,27 +6,19 @@ tasks. `FAMILIES` and `FamilyName` follow the domain's registry.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain import families
-from domain.errors import ListLengthsError, ValidationError
 from domain.families.base import (
-    LIST_LENGTHS,
     MAX_BATCH,
     Family,
     ProjectFacts,
-    TaskSpec,
     check_batch,
 )
-from domain.families.base import FamilyInput as DomainInput
 from domain.families.edits import NEEDS_A_HOME
 from domain.families.join import transition_prompts
 from domain.families.travel import per_segment, structure_defaults
@@ -40,29 +32,13 @@ from realtime.models.common import (
     alias,
     one_of_sent,
 )
+from realtime.models.family_base import (
+    FamilyInput,
+    domain_rules,
+    generated,
+)
 
-__all__ = ["LIST_LENGTHS", "MAX_BATCH", "ProjectFacts", "TaskSpec"]
-
-
-class FamilyInput(BaseModel):
-    """A family's input on the wire, validated into the domain family's input (fields
-    the model does not name are kept and passed on in the task params)."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    family: ClassVar[str]
-
-    @classmethod
-    def domain(cls) -> Family:
-        return families.FAMILIES[cls.family]
-
-    def to_domain(self) -> DomainInput:
-        data = self.model_dump(mode="json", exclude_none=True, by_alias=False)
-        with domain_rules():
-            return self.domain().parse(data)
-
-    def to_tasks(self, project: ProjectFacts) -> list[TaskSpec]:
-        return self.domain().tasks(self.to_domain(), project)
+__all__ = ["MAX_BATCH"]
 
 
 class Lora(BaseModel):
@@ -371,26 +347,6 @@ def family_model(name: str) -> type[FamilyInput]:
     return _GENERATED[family]
 
 
-def generated(family: Family) -> type[FamilyInput]:
-    """A wire model with the fields of the family's domain input (same types and
-    defaults; fields it does not name are kept, as for every family)."""
-    hints = get_type_hints(family.input)
-    fields: dict[str, Any] = {}
-    for f in dataclasses.fields(family.input):
-        if f.name == "extra":
-            continue
-        if f.default_factory is not dataclasses.MISSING:
-            fields[f.name] = (hints[f.name], Field(default_factory=f.default_factory))
-        elif f.default is not dataclasses.MISSING:
-            fields[f.name] = (hints[f.name], f.default)
-        else:
-            fields[f.name] = (hints[f.name], ...)
-    title = "".join(part.capitalize() for part in family.name.split("_")) + "Input"
-    model = create_model(title, __base__=FamilyInput, **fields)
-    model.family = family.name
-    return model
-
-
 class FamilyModels(Mapping[str, type[FamilyInput]]):
     """Family name → wire model, for every registered family (live)."""
 
@@ -405,44 +361,3 @@ class FamilyModels(Mapping[str, type[FamilyInput]]):
 
 
 FAMILIES: Mapping[str, type[FamilyInput]] = FamilyModels()
-
-
-@dataclass(frozen=True)
-class RegisteredFamily:
-    """A family name: one of the registered families (read at validation time, so a
-    family registered later is known), refused like a `Literal` otherwise."""
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
-        return core_schema.no_info_plain_validator_function(self.check)
-
-    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
-        return {"enum": list(families.FAMILIES), "type": "string"}
-
-    def check(self, value: Any) -> str:
-        if isinstance(value, str) and value in families.FAMILIES:
-            return value
-        names = [repr(name) for name in families.FAMILIES]
-        expected = " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
-        raise PydanticCustomError(
-            "literal_error", "Input should be {expected}", {"expected": expected}
-        )
-
-
-FamilyName = Annotated[str, RegisteredFamily()]
-
-
-@contextmanager
-def domain_rules() -> Iterator[None]:
-    """A domain family's rule, broken in a validator, as a field error (422): a length
-    relation between lists as `list_lengths` (no JSON Schema says it), any other as the
-    validator's value error."""
-    try:
-        yield
-    except ListLengthsError as error:
-        raise PydanticCustomError(
-            LIST_LENGTHS,
-            "{what} has {n} items; give 1 or {count}",
-            {"what": error.what, "n": error.n, "count": error.count},
-        ) from None
-    except ValidationError as error:
-        raise ValueError(str(error)) from None

@@ -24,11 +24,11 @@ from realtime.models.common import (
 )
 from realtime.models.families import (
     FAMILIES,
-    FamilyName,
     JoinClipsInput,
     RunInput,
     TravelBetweenImagesInput,
 )
+from realtime.models.family_base import FamilyName
 
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 # Seed 000 created orchestrators by type; here they start a run (segments, stitch).
