@@ -1,7 +1,8 @@
 """What a subscription reads from PostgreSQL (blocking; run off the event loop).
 
 `take_snapshot`: a topic's view and the position P it is exactly as of, in one
-REPEATABLE READ transaction; `retained_range` and `read_topic`: the change rows a
+REPEATABLE READ transaction (each topic kind's query lives in the view that owns its
+tables: `projections.views.topics`); `retained_range` and `read_topic`: the change rows a
 `since` asks for, none past the watermark.
 """
 
@@ -16,51 +17,15 @@ if TYPE_CHECKING:
     import psycopg
 
 
-def _all_pages(conn: psycopg.Connection[Any], project_id: str) -> list[dict[str, Any]]:
-    from projections.gallery import gallery_page
-
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = gallery_page(conn, project_id, limit=200, cursor=cursor)
-        items.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-
-
-def _snapshot_of(conn: psycopg.Connection[Any], kind: str, key: str) -> Any:
-    from projections import credits, gallery, projects, shots, tasks, variants
-
-    if kind == "project":
-        return {
-            "project": projects.project_row(conn, key),
-            "generations": _all_pages(conn, key),
-            "shots": shots.shots_of_project(conn, key),
-        }
-    if kind == "shot":
-        return {"shot": shots.shot_row(conn, key)}
-    if kind == "generation":
-        return {
-            "generation": gallery.generation_row(conn, key),
-            "variants": variants.variants_of(conn, key),
-        }
-    if kind == "tasks":
-        return tasks.task_board(conn, key, limit=1000)
-    return {
-        "balance": credits.balance_of(conn, key),
-        "ledger": credits.ledger_of(conn, key, limit=100),
-    }
-
-
 def take_snapshot(conn: psycopg.Connection[Any], topic: str) -> tuple[int, Any]:
     """The topic's view and the position P it is exactly as of (one repeatable read)."""
     from projections.reading import snapshot
+    from projections.views.topics import snapshot_of
 
     kind, key = split_topic(topic)
     with snapshot(conn) as positions:
         position = min(positions.values(), default=0)
-        return position, _snapshot_of(conn, kind, key)
+        return position, snapshot_of(conn, kind, key)
 
 
 def retained_range(conn: psycopg.Connection[Any]) -> tuple[int, int]:
