@@ -35,7 +35,7 @@ from inference.ray_runtime import WORKER_ENV
 
 log = logging.getLogger("darkroom.inference")
 
-DEFAULT_BACKEND = "inference.backends:DiffusersBackend"
+DEFAULT_BACKEND = "inference.handlers:DiffusersBackend"
 PROGRESS_EVERY = 0.1  # seconds between an actor's progress messages for one task
 
 STARTING = "starting"

@@ -56,3 +56,10 @@ class InvalidMediaLocationError(InferenceError):
 
     code = "invalid_media_location"
     retryable = False
+
+
+class DuplicateHandlerError(InferenceError):
+    """A second backend handler registered for a task type that already has one."""
+
+    code = "duplicate_handler"
+    retryable = False

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import ConflictError, DomainError, NotFoundError
-from inference.backends import Result
+from inference.handlers.results import Result
 from inference.media import MediaStore
 from inference.ports import TaskCommands
 

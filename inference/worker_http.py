@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx
 
-from inference.backends import Backend, Result
 from inference.errors import InvalidInputError, MediaNotFoundError, TaskCancelledError
+from inference.handlers.results import Backend, Result
 from inference.inputs import download, input_locations
 from inference.models import TASK_MODELS
 from inference.outcomes import describe, retryable
@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from inference.backends import DiffusersBackend
+    from inference.handlers import DiffusersBackend
     from inference.tiny import ensure_tiny_models
 
     models = ensure_tiny_models(Path(args.models or ".darkroom/models/tiny"))
