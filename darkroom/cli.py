@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from darkroom.settings import Settings
+from darkroom.settings import Settings, server_limits
 
 app = typer.Typer(no_args_is_help=True, help="Darkroom: the event-sourced studio backend.")
 console = Console()
@@ -43,7 +43,7 @@ def serve(
     from darkroom import redact
     from darkroom.dispatch import build_serving_app
     from darkroom.errors import UnknownRoleError
-    from darkroom.limits import ServerLimits, guarded_h11
+    from darkroom.limits import guarded_h11
     from darkroom.logs import uvicorn_options
     from darkroom.roles import parse_roles
 
@@ -59,13 +59,7 @@ def serve(
     # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found:
     # make that an ordinary exit, so atexit stops the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    limits = ServerLimits(
-        header_timeout_s=settings.header_timeout_s,
-        keep_alive_s=settings.keep_alive_s,
-        max_connections=settings.max_connections,
-        max_connections_per_ip=settings.max_connections_per_ip,
-        ws_max_frame_bytes=settings.ws_max_frame_bytes,
-    )
+    limits = server_limits(settings)
     uvicorn.run(
         build_serving_app(settings),
         host=host or settings.host,

@@ -86,7 +86,7 @@ def parse_url(url: str) -> Database:
 @cache
 def embedded(pg_dir: Path) -> Database:
     """Start (or join) the embedded server in `pg_dir`; blocks about 1-2 s on first start."""
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     pg_dir = pg_dir.resolve()
     pg_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def embedded(pg_dir: Path) -> Database:
         prune_handles(pg_dir)
         tune(pg_dir)
     _tune_after_initdb()
-    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    server = get_server(pg_dir, cleanup_mode="stop")
     _KEEP.append(server)
     with _pgserver_lock():
         _record_start_time(pg_dir, os.getpid())
@@ -173,7 +173,7 @@ def _start_time(pid: int) -> float | None:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        return process.create_time()
+        return float(process.create_time())
     except psutil.NoSuchProcess:
         return None
     except psutil.AccessDenied:

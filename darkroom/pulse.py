@@ -114,7 +114,7 @@ class PostgresPulse:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._read, (worker_id,), prepare=True)
             row = curs.fetchone()
-        return None if row is None else row["last_seen"]  # type: ignore[no-any-return]
+        return None if row is None else row["last_seen"]
 
     def beats(self, since: datetime) -> list[Beat]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

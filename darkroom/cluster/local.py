@@ -211,7 +211,10 @@ class LocalCluster:
         if not any(self.alive(name) for name in self.members):
             self._members, self.runtime = {}, None
         self._plan()
-        left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+
+        def left() -> float:
+            return max(1.0, deadline - time.monotonic())
+
         for name in (POSTGRES, REDIS):
             if not self.alive(name):
                 self.start(name, timeout=left())

@@ -67,7 +67,7 @@ def start_time(pid: int | None) -> float | None:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        return process.create_time()
+        return float(process.create_time())
     except psutil.Error:
         return None
 
@@ -117,7 +117,7 @@ def stop(pid: int | None, started: float | None, grace: float = 30.0) -> None:
 
 def _exists(process: psutil.Process) -> bool:
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 
