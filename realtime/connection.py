@@ -38,6 +38,7 @@ The rules that live here:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,11 +75,19 @@ class FrameQueue:
     left, so the bound covers the frame a stalled socket is stuck on. `push` is for live
     frames (never waits; past the bound the connection is condemned), `append` for
     pulled ones (the caller waited for room: `full` is False, or the queue is empty).
+
+    `write_now`, when the adapter sets it, writes a live frame at once if nothing is
+    queued before it and the socket takes it without waiting (True: it has left, it is
+    never queued). That is the hot path of fan-out: one write per socket per change,
+    no wake-up of the connection's writer task. Otherwise the frame is queued.
+    `write_all` does the same for frames that came together, in one write.
     """
 
-    __slots__ = ("closed", "frames", "limit", "pushed", "reason", "size")
+    __slots__ = ("closed", "frames", "limit", "pushed", "reason", "size", "write_all", "write_now")
 
     def __init__(self, limit: int) -> None:
+        self.write_now: Callable[[str, bytes | None], bool] | None = None
+        self.write_all: Callable[[list[tuple[str, int, bytes | None]]], bool] | None = None
         self.limit = limit
         self.frames: deque[tuple[str, int, bool]] = deque()
         self.size = 0  # bytes queued
@@ -86,22 +95,41 @@ class FrameQueue:
         self.closed = False
         self.reason: str | None = None  # the close-code name, once closed
 
-    def push(self, frame: str, size: int) -> bool:
-        """Queue a live frame; False when it was not queued (closed, or condemned now)."""
+    def push(self, frame: str, size: int, data: bytes | None = None) -> bool:
+        """Queue a live frame (`data`: its UTF-8 bytes, when the caller has them); False
+        when it was not taken (closed, or condemned now)."""
         if self.closed:
             return False
         if self.pushed + size > self.limit:
             self.kill("slow_consumer")
             return False
+        write_now = self.write_now
+        if write_now is not None and not self.frames and write_now(frame, data):
+            return True
         self.frames.append((frame, size, True))
         self.size += size
         self.pushed += size
+        self._queued()
         return True
+
+    def push_all(self, frames: list[tuple[str, int, bytes | None]]) -> None:
+        """Live frames that came together `(frame, size, data)`: with nothing queued before
+        them, `write_all` writes them in one go if the socket takes them; else each is
+        pushed."""
+        write_all = self.write_all
+        if write_all is not None and not self.frames and not self.closed and write_all(frames):
+            return
+        for frame, size, data in frames:
+            self.push(frame, size, data)
+
+    def _queued(self) -> None:
+        """A frame waits in the queue (the asyncio side wakes its writer here)."""
 
     def append(self, frame: str, size: int) -> None:
         """Queue a pulled frame (a reply, a snapshot, a replayed change)."""
         self.frames.append((frame, size, False))
         self.size += size
+        self._queued()
 
     @property
     def full(self) -> bool:

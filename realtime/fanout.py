@@ -56,14 +56,15 @@ RANGE_SQL = (
 class Change:
     """One change-log row, its `change` frame encoded once for every receiver."""
 
-    __slots__ = ("frame", "kind", "position", "size", "topic")
+    __slots__ = ("data", "frame", "kind", "position", "size", "topic")
 
     def __init__(self, position: int, topic: str, kind: str, payload_json: str) -> None:
         self.position = position
         self.topic = topic
         self.kind = kind
         self.frame = encode_change(topic, position, kind, payload_json)
-        self.size = len(self.frame.encode())
+        self.data = self.frame.encode()  # once for every receiver
+        self.size = len(self.data)
 
     def wire(self) -> list[Any]:
         """The compact form sent through Redis: [position, topic, kind, payload json]."""

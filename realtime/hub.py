@@ -203,14 +203,27 @@ class Hub:
         return found
 
     def dispatch(self, changes: list[Change] | tuple[Change, ...]) -> None:
-        """Hand each change to its topic's subscriptions (never waits)."""
+        """Hand each change to its topic's subscriptions (never waits). Changes that come
+        together reach each connection together: one write per socket for the batch."""
         topics = self.topics
-        for change in changes:
+        if len(changes) == 1:
+            change = changes[0]
             subs = topics.get(change.topic)
             if subs:
                 change = self._signed(change)
                 for sub in subs:
                     sub.deliver(change)
+            return
+        together: dict[Outbox, list[Change]] = {}
+        for change in changes:
+            subs = topics.get(change.topic)
+            if subs:
+                change = self._signed(change)
+                for sub in subs:
+                    if sub.admits(change):
+                        together.setdefault(sub.outbox, []).append(change)
+        for outbox, held in together.items():
+            outbox.push_changes(held)
 
     def _signed(self, change: Change) -> Change:
         """The change with its media locations as signed URLs: encoded again, once for every

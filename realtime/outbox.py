@@ -32,13 +32,6 @@ class Outbox(FrameQueue):
         self._waiter: asyncio.Future[None] | None = None
         self._room: asyncio.Future[None] | None = None
 
-    def push(self, frame: str, size: int) -> bool:
-        """A live frame: never waits; past the limit the connection is condemned."""
-        if FrameQueue.push(self, frame, size):
-            self._wake()
-            return True
-        return False
-
     async def put(self, frame: str, size: int | None = None) -> None:
         """A pulled frame (reply, snapshot, replay): waits while the queue is full."""
         size = len(frame.encode()) if size is None else size
@@ -48,7 +41,6 @@ class Outbox(FrameQueue):
         if self.closed:
             raise ConnectionError("the connection is closing")
         self.append(frame, size)
-        self._wake()
 
     async def wait(self) -> None:
         """Until there is a frame to send (or the outbox is killed)."""
@@ -61,6 +53,10 @@ class Outbox(FrameQueue):
         while not self.frames:
             await self.wait()
         return self.frames[0][0]
+
+    def push_changes(self, changes: list[Change]) -> None:
+        """Live changes that came together: in one write when the socket takes them."""
+        self.push_all([(c.frame, c.size, c.data) for c in changes])
 
     def sent(self) -> None:
         FrameQueue.sent(self)
@@ -81,7 +77,7 @@ class Outbox(FrameQueue):
                 future.set_result(None)
         self._room = self._waiter = None
 
-    def _wake(self) -> None:
+    def _queued(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -102,12 +98,19 @@ class Subscription:
         self.buffer_lost = False
 
     def deliver(self, change: Change) -> None:
+        if self.admits(change):
+            self.outbox.push(change.frame, change.size, change.data)
+
+    def admits(self, change: Change) -> bool:
+        """True if `change` is this subscription's to send now (it is then counted as
+        delivered); held while catching up, dropped at or below the last position."""
         buffer = self.buffer
         if buffer is not None:
             self._hold(buffer, change)
         elif change.position > self.last:
             self.last = change.position
-            self.outbox.push(change.frame, change.size)
+            return True
+        return False
 
     def _hold(self, buffer: list[Change], change: Change) -> None:
         if self.buffer_lost:

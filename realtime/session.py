@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.protocol import State
 
 from projections.reachability import database_down
 from realtime.connection import CloseTopic, Connection, OpenTopic, Reauthenticate, Request
@@ -26,7 +28,7 @@ from realtime.outbox import Outbox
 from realtime.protocol import CLOSE_CODES, CloseCode, Subscribe
 
 if TYPE_CHECKING:
-    from starlette.types import Send
+    from starlette.types import Receive, Send
 
     from realtime.auth import Principal
     from realtime.hub import Hub
@@ -54,6 +56,7 @@ class Session:
         connection: Connection,
         credential: Credential,
         send: Send | None = None,
+        receive: Receive | None = None,
     ) -> None:
         assert isinstance(connection.queue, Outbox)
         self.websocket = websocket
@@ -63,6 +66,11 @@ class Session:
         self.outbox: Outbox = connection.queue
         self.credential = credential
         self._expiry: asyncio.TimerHandle | None = None
+        # A write `write_now` started that the socket could not finish at once (the
+        # writer task finishes it), or the error it met (the writer task raises it).
+        self._pending: tuple[Coroutine[Any, Any, None], Any] | None = None
+        self._failed: BaseException | None = None
+        self._socket = socket_writer(receive)
 
     @property
     def principal(self) -> Principal:
@@ -99,10 +107,16 @@ class Session:
     async def run(self, *, revocations_since: int | None = None) -> None:
         since = self.hub.revocations.position if revocations_since is None else revocations_since
         self._hold(self.credential, since)
+        self.outbox.write_now = self._write_now
+        if self._socket is not None:
+            self.outbox.write_all = self._write_all
         try:
             await self._run()
         finally:
+            self.outbox.write_now = self.outbox.write_all = None
             self._release()
+            if self._pending is not None:
+                self._pending[0].close()
 
     async def _run(self) -> None:
         tasks: list[asyncio.Future[Any]] = [
@@ -143,12 +157,54 @@ class Session:
         return None
 
     # -- the three tasks -------------------------------------------------------------
+    def _write_now(self, text: str, data: bytes | None) -> bool:
+        """A live frame straight to the socket, from the caller's task (the hub's fan-out):
+        True if it left without waiting. Under uvicorn's websockets-sansio protocol it is
+        written as uvicorn's `send` would (`socket_writer`), else the ASGI `send` runs as a
+        plain call; if it has to wait (the transport's buffer is past its high-water mark)
+        the rest of it is left to the writer task and the frame stays queued until then."""
+        if self._socket is not None:
+            if not self._socket.write(text, data):
+                return False  # the writer task sends it (and waits for the socket)
+            if text.startswith(CHANGE_PREFIX):
+                WS_CHANGES_SENT.inc()
+            return True
+        send = self.send({"type": "websocket.send", "text": text})
+        if not isinstance(send, Coroutine):  # an ASGI server whose `send` is no coroutine
+            self._pending = (_awaited(send), None)
+            return False
+        try:
+            waiting_on = send.send(None)
+        except StopIteration:
+            if text.startswith(CHANGE_PREFIX):
+                WS_CHANGES_SENT.inc()
+            return True
+        except BaseException as error:  # the socket is gone: the writer task raises it
+            self._failed = error
+            return False
+        self._pending = (send, waiting_on)
+        return False
+
+    def _write_all(self, frames: list[tuple[str, int, bytes | None]]) -> bool:
+        """Changes that came together, in one write (`SocketWriter.write_all`)."""
+        assert self._socket is not None
+        if not self._socket.write_all(frames):
+            return False
+        WS_CHANGES_SENT.inc(len(frames))
+        return True
+
     async def _write(self) -> None:
         outbox, send, frames = self.outbox, self.send, self.outbox.frames
         while not outbox.closed:
+            if self._failed is not None:
+                raise self._failed
             if frames:
                 text = frames[0][0]
-                await send({"type": "websocket.send", "text": text})
+                if self._pending is not None:
+                    await finish(*self._pending)
+                    self._pending = None
+                else:
+                    await send({"type": "websocket.send", "text": text})
                 outbox.sent()
                 if text.startswith(CHANGE_PREFIX):
                     WS_CHANGES_SENT.inc()
@@ -246,3 +302,91 @@ class Session:
             connection.refuse("unavailable", "the hub could not read this topic; retry", topic, ref)
             return
         connection.opened(topic, sub)
+
+
+async def finish(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Runs to its end a coroutine that was started by hand and left waiting on
+    `waiting_on` (what it yielded: a future, or None for a bare yield)."""
+    while True:
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)
+            else:
+                # As a task does with what its coroutine yields: the future was marked
+                # "awaited by a task" when it was yielded; this task awaits it now.
+                waiting_on._asyncio_future_blocking = False
+                await waiting_on
+        except asyncio.CancelledError:
+            coroutine.close()
+            raise
+        except BaseException:
+            pass  # the coroutine reads the future's outcome itself when resumed
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return
+
+
+async def _awaited(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+class SocketWriter:
+    """Direct writes to uvicorn's websockets-sansio protocol (the `receive` it hands the
+    app is a method of it): what that protocol's ASGI `send` does for a text frame — the
+    `websockets` core frames it, the transport writes it — done when `send` would not
+    wait (writable, not closing, open). Otherwise False, and the frame goes the ASGI way
+    (queued, sent by the writer task). With each frame's bytes encoded once per change, a
+    delivery costs about what `websockets.broadcast` pays per connection; frames that
+    came together leave in one transport write."""
+
+    __slots__ = ("conn", "most", "protocol", "transport", "writable")
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.conn, self.transport, self.writable = (
+            protocol.conn,
+            protocol.transport,
+            protocol.writable,
+        )
+        # At most this much in one write of frames that came together (the transport's
+        # high-water mark): past it the transport pauses, and a bigger batch goes frame by
+        # frame, each checked, so what the socket cannot take waits in the bounded outbox.
+        self.most = self.transport.get_write_buffer_limits()[1]
+
+    def _open(self) -> bool:
+        protocol = self.protocol
+        return not (
+            protocol.close_sent
+            or protocol.disconnected
+            or not self.writable.is_set()
+            or self.conn.state is not State.OPEN
+        )
+
+    def write(self, text: str, data: bytes | None) -> bool:
+        if not self._open():
+            return False
+        conn = self.conn
+        conn.send_text(text.encode() if data is None else data)
+        self.transport.write(b"".join(conn.data_to_send()))
+        return True
+
+    def write_all(self, frames: list[tuple[str, int, bytes | None]]) -> bool:
+        if sum(size for _, size, _ in frames) > self.most or not self._open():
+            return False
+        conn = self.conn
+        for text, _, data in frames:
+            conn.send_text(text.encode() if data is None else data)
+        self.transport.write(b"".join(conn.data_to_send()))
+        return True
+
+
+def socket_writer(receive: Receive | None) -> SocketWriter | None:
+    """A `SocketWriter` when `receive` belongs to uvicorn's websockets-sansio protocol."""
+    protocol: Any = getattr(receive, "__self__", None)
+    if type(protocol).__name__ != "WebSocketsSansIOProtocol" or not all(
+        hasattr(protocol, name)
+        for name in ("conn", "transport", "writable", "close_sent", "disconnected")
+    ):
+        return None
+    return SocketWriter(protocol)

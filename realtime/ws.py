@@ -127,7 +127,7 @@ class HubEndpoint:
             found = await handshake(websocket, hub, connection)
             if found is not None:
                 credential, mark = found
-                session = Session(websocket, hub, connection, credential, send)
+                session = Session(websocket, hub, connection, credential, send, receive)
                 await session.run(revocations_since=mark)
         finally:
             WS_CONNECTIONS.dec()

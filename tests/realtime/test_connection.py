@@ -7,6 +7,7 @@ reads what it decided (the asyncio adapter is `realtime.ws` / `realtime.session`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from realtime.connection import (
@@ -261,3 +262,44 @@ def test_a_close_decided_outside_is_reported_with_its_code() -> None:
     connection.queue.kill("token_revoked")  # the revocation watcher
     assert code_of(connection) == 4401
     assert connection.receive('{"type":"ping"}', now=1) == [] and replies(connection) == []
+
+
+def writes_into(written: list[str]) -> Callable[[str, bytes | None], bool]:
+    """A socket that takes every frame at once."""
+
+    def write_now(frame: str, data: bytes | None) -> bool:
+        written.append(frame)
+        return True
+
+    return write_now
+
+
+def test_a_live_frame_goes_straight_to_a_socket_that_takes_it_and_is_never_queued() -> None:
+    queue, written = FrameQueue(1000), list[str]()
+    queue.write_now = writes_into(written)
+    assert queue.push("a", 1) and written == ["a"] and not queue.frames
+
+
+def test_a_live_frame_waits_in_the_queue_behind_others_or_when_the_socket_is_busy() -> None:
+    queue, written = FrameQueue(1000), list[str]()
+    queue.write_now = lambda frame, data: False  # the socket cannot take it now
+    queue.push("busy", 4)
+    queue.write_now = writes_into(written)
+    queue.push("next", 4)  # behind "busy": order is kept
+    assert written == [] and [f for f, _, _ in queue.frames] == ["busy", "next"]
+    assert (queue.size, queue.pushed) == (8, 8)
+
+
+def test_frames_that_come_together_leave_in_one_write_when_nothing_waits_before_them() -> None:
+    queue, writes = FrameQueue(1000), list[list[str]]()
+
+    def write_all(frames: list[tuple[str, int, bytes | None]]) -> bool:
+        writes.append([frame for frame, _, _ in frames])
+        return True
+
+    queue.write_all = write_all
+    queue.push_all([("a", 1, b"a"), ("b", 1, b"b")])
+    assert writes == [["a", "b"]] and not queue.frames
+    queue.append("reply", 5)  # something is queued: the next ones wait behind it
+    queue.push_all([("c", 1, b"c")])
+    assert writes == [["a", "b"]] and [f for f, _, _ in queue.frames] == ["reply", "c"]
