@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from darkroom.cluster.cli import cluster_app
 from darkroom.settings import Settings, server_limits
 
 app = typer.Typer(no_args_is_help=True, help="Darkroom: the event-sourced studio backend.")
@@ -193,6 +194,7 @@ db_app = typer.Typer(
     no_args_is_help=True, help="The embedded PostgreSQL (DATA_DIR/pg): inspect it, stop it."
 )
 app.add_typer(db_app, name="db")
+app.add_typer(cluster_app, name="cluster")
 
 
 def _embedded_dir(settings: Settings) -> Any:

@@ -11,6 +11,10 @@ class ClusterStartError(ClusterError):
     """A member did not start, or did not become ready in time."""
 
 
+class MemberExitedError(ClusterStartError):
+    """A member's process exited while the cluster waited for it to become ready."""
+
+
 class UnknownMemberError(ClusterError):
     """A member name the cluster does not have."""
 

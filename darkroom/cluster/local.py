@@ -33,7 +33,12 @@ import httpx
 import psutil
 
 from darkroom.cluster import processes, services
-from darkroom.cluster.errors import ClusterStartError, NoClusterError, UnknownMemberError
+from darkroom.cluster.errors import (
+    ClusterStartError,
+    MemberExitedError,
+    NoClusterError,
+    UnknownMemberError,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = "cluster.json"
@@ -41,6 +46,7 @@ STATE = "cluster.json"
 POSTGRES, REDIS, RAY_HEAD, RAY_WORKER = "postgres", "redis", "ray-head", "ray-worker"
 NODE, PROJECTIONS, DISPATCHER = "api,hub", "projections", "dispatcher"
 SERVE_ROLES = (NODE, PROJECTIONS, DISPATCHER)
+RAY_STARTED = "Ray runtime started."  # what `ray start` prints once its node is up
 
 # Environment a darkroom process must not inherit from the caller: the cluster sets it.
 WIRING = ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "DARKROOM_ROLES", "PORT", "HOST", "DATA_DIR")
@@ -48,7 +54,6 @@ WIRING = ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "DARKROOM_ROLES", "PORT", 
 # actor for text-to-image and image-to-image (the tiny models, built in code, when
 # `DARKROOM_MODELS` names none).
 DEFAULT_ENV = {"DARKROOM_ACTORS": "text_to_image+image_to_image:1"}
-RACE = "tuple concurrently updated"
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Member:
     port: int | None = None
     pid: int | None = None
     started: float | None = None  # the pid's start time: a reused pid is not ours
+    log_from: int = 0  # where this start's output begins in the member's log
     ports: dict[str, int] = field(default_factory=dict)
 
 
@@ -237,7 +243,7 @@ class LocalCluster:
             if not self.alive(name):
                 self._spawn(name)
         for name in self.members:
-            self._wait(name, left(), retries=2)
+            self._wait(name, left())
 
     # -- one member ----------------------------------------------------------------------
     def start(self, name: str, timeout: float = 120) -> None:
@@ -290,6 +296,7 @@ class LocalCluster:
             except subprocess.SubprocessError:  # then immediately
                 services.pg_stop(self.root / "pg", "immediate")
         if self.runtime is not None:
+            self._keep_ray_logs()
             left = processes.mentioning(self.runtime)
             processes.signal_all(left, signal.SIGKILL)
             processes.wait_gone([p.pid for p in left], 10.0)
@@ -297,6 +304,19 @@ class LocalCluster:
         for member in self._members.values():
             member.pid = member.started = None
         self._save()
+
+    def _keep_ray_logs(self) -> None:
+        """Ray's logs leave the private folder (removed at `down`) for root/logs/ray/."""
+        for name in self.members:
+            member = self._members.get(name)
+            if member is None or member.role not in (RAY_HEAD, RAY_WORKER):
+                continue
+            logs = self._ray_folder(member) / "session_latest" / "logs"
+            with contextlib.suppress(OSError, shutil.Error):
+                if logs.exists():
+                    shutil.copytree(
+                        logs.resolve(), self.root / "logs" / "ray" / name, dirs_exist_ok=True
+                    )
 
     def _stop_together(self, names: list[str], grace: float) -> None:
         members = [self._members[n] for n in names if n in self._members]
@@ -403,7 +423,9 @@ class LocalCluster:
             env = dict(os.environ)
         else:
             command, env = self._serve_command(member), self._serve_env(member)
-        member.pid = processes.spawn(command, env, self.log(name), self.root)
+        log = self.log(name)
+        member.log_from = log.stat().st_size if log.exists() else 0
+        member.pid = processes.spawn(command, env, log, self.root)
         member.started = processes.start_time(member.pid)
         self._save()
 
@@ -467,6 +489,10 @@ class LocalCluster:
             env["RAY_ADDRESS"] = self.ray_address
         return env
 
+    def _ray_started(self, member: Member) -> bool:
+        """`ray start` said so: its node registered with the GCS, every process up."""
+        return RAY_STARTED in _started_text(self.log(member.name), member.log_from)
+
     def _raylets(self, member: Member) -> list[psutil.Process]:
         return [p for p in processes.descendants(member.pid) if _name(p) == "raylet"]
 
@@ -480,18 +506,21 @@ class LocalCluster:
         processes.wait_gone([p.pid for p in left], 10.0)
 
     # -- readiness -------------------------------------------------------------------
-    def _wait(self, name: str, timeout: float, retries: int = 0) -> None:
-        """Until `name` is ready. With `retries`, a darkroom process that lost the race of
-        its start-up DDL to another one starting at the same moment (PostgreSQL: "tuple
-        concurrently updated" on `CREATE OR REPLACE FUNCTION`) is started again."""
+    def _wait(self, name: str, timeout: float, retries: int = 2) -> None:
+        """Until `name` is ready. A darkroom process that exits while starting is started
+        again (`retries` times): on a loaded machine one can lose the race of its start-up
+        DDL to another starting at the same moment (PostgreSQL: "tuple concurrently
+        updated" on `CREATE OR REPLACE FUNCTION`), or Ray Client's server on the head can
+        give up on a slow start; a Ray node gives up when its raylet takes more than 30 s
+        to register (Ray's fixed wait)."""
+        deadline = time.monotonic() + timeout
         try:
             self._wait_once(name, timeout)
-        except ClusterStartError:
-            if retries and RACE in processes.tail(self.log(name)):
-                self._spawn(name)
-                self._wait(name, timeout, retries - 1)
-            else:
+        except MemberExitedError:
+            if not retries or _role(name) in (POSTGRES, REDIS):
                 raise
+            self._spawn(name)
+            self._wait(name, max(1.0, deadline - time.monotonic()), retries - 1)
 
     def _wait_once(self, name: str, timeout: float) -> None:
         member = self.member(name)
@@ -509,14 +538,25 @@ class LocalCluster:
         elif member.role == RAY_HEAD:
             ports = member.ports
             ready = lambda: (  # noqa: E731
-                processes.listening(ports["client"]) and processes.listening(ports["node_manager"])
+                self._ray_started(member)
+                and processes.listening(ports["client"])
+                and processes.bound(ports["runtime_env"])  # Ray Client needs it at once
             )
         elif member.role == RAY_WORKER:
-            ready = lambda: processes.listening(member.ports["node_manager"])  # noqa: E731
+            ready = lambda: self._ray_started(member)  # noqa: E731
         else:
             url = f"http://127.0.0.1:{member.port}/health/ready"
             ready = lambda: _answers(url)  # noqa: E731
         processes.wait_for(name, ready, timeout, failed=failed)
+
+
+def _started_text(log: Path, offset: int) -> str:
+    try:
+        with log.open("rb") as text:
+            text.seek(offset)
+            return text.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _python_path(env: Mapping[str, str]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from darkroom.cluster.errors import ClusterStartError
+from darkroom.cluster.errors import ClusterStartError, MemberExitedError
 
 # Popen objects of the children this process started: polled so they never linger as
 # zombies (a zombie's pid still exists; `alive` treats it as dead).
@@ -36,6 +36,15 @@ def listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1.0)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def bound(port: int) -> bool:
+    """Some process listens on `port`, on any address (Ray's runtime-env agent binds the
+    machine's address, not the node's 127.0.0.1)."""
+    return any(
+        c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        for c in psutil.net_connections(kind="tcp")
+    )
 
 
 def spawn(command: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path) -> int:
@@ -164,7 +173,7 @@ def wait_for(
             pass
         reason = failed()
         if reason is not None:
-            raise ClusterStartError(f"{what} failed to start: {reason}")
+            raise MemberExitedError(f"{what} failed to start: {reason}")
         if time.monotonic() > deadline:
             raise ClusterStartError(f"{what} was not ready within {timeout:.0f} s")
         time.sleep(0.2)

@@ -28,8 +28,15 @@ def _pg_user() -> str | None:
 def _pg(command: str, args: list[str], data: Path, **options: Any) -> str:
     from pgserver import _commands
 
+    user = _pg_user()
+    if user is not None and data.exists():
+        # Every time: a folder above may have lost its o+rx since (pytest sets its base
+        # temporary folder back to 0700 at each session start).
+        from pgserver.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(data)
     run = getattr(_commands, command)
-    return str(run(args, pgdata=data, user=_pg_user(), **options))
+    return str(run(args, pgdata=data, user=user, **options))
 
 
 def pg_init(data: Path, socket_dir: Path) -> None:
