@@ -347,8 +347,8 @@ class LibraryViews(Projection[LibraryViewsRecorder]):
 
     def process_event(self, event: Any, tracking: Tracking) -> None:
         topic = getattr(type(event), "TOPIC", None) or get_topic(type(event))
-        self.runner.process_event(event, tracking.notification_id, topic)
-        self.view.write(self.runner._collect(), tracking)
+        self.runner.batcher.process_event(event, tracking.notification_id, topic)
+        self.view.write(self.runner.batcher.collect(self.runner.sinks), tracking)
         for view in self.runner.views:
             view.flushed()
         if tracking.notification_id >= LIBRARY_STOP[0]:

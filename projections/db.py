@@ -104,7 +104,7 @@ def _schema_of(conn: psycopg.Connection[Any]) -> str:
 
 def execute_all(conn: psycopg.Connection[Any], statements: Iterable[str]) -> None:
     for statement in statements:
-        conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(statement)
 
 
 def point_views(conn: psycopg.Connection[Any], bases: Sequence[str], version: int) -> None:

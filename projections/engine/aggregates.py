@@ -78,7 +78,7 @@ class AggregateCache:
         ):
             applier(event, aggregate)
             return aggregate
-        folded = event.mutate(aggregate)
+        folded: Aggregate = event.mutate(aggregate)
         if aggregate is None:
             self._put(event.originator_id, folded)
         return folded

@@ -11,52 +11,51 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from projections.engine.writer import Batch, DeadLetter, write_dead
+from projections.engine.writer import DeadLetter, write_dead
 from projections.views.base import Context
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import psycopg
     from eventsourcing.application import Application
     from eventsourcing.persistence import Notification
 
     from projections.engine.aggregates import AggregateCache
+    from projections.engine.batcher import Sink
     from projections.views.base import View
 
 log = logging.getLogger("darkroom.projections")
 
 
-class DeadLetterMixin:
-    """Used by `Runner`; the attributes below are the runner's."""
+class DeadLetters:
+    """The letters and retries the next batch writes, for the views one runner hosts."""
 
-    app: Application[Any]
-    views: list[View]
-    by_name: dict[str, View]
-    sinks: dict[str, Any]
-    cache: AggregateCache
-    position: int
-    dead: list[DeadLetter]
-    retried: list[tuple[str, int]]
-    _reader: psycopg.Connection[Any] | None
-    _writer: psycopg.Connection[Any] | None
+    def __init__(self, app: Application[Any], views: Sequence[View], cache: AggregateCache) -> None:
+        self.app = app
+        self.views = list(views)
+        self.by_name = {v.name: v for v in self.views}
+        self.cache = cache
+        self.dead: list[DeadLetter] = []
+        self.retried: list[tuple[str, int]] = []
 
-    if TYPE_CHECKING:
+    def take(self) -> tuple[list[DeadLetter], list[tuple[str, int]]]:
+        """The letters and retried positions collected so far; none are pending after."""
+        taken = self.dead, self.retried
+        self.dead, self.retried = [], []
+        return taken
 
-        def _align(self) -> None: ...
-        def _settle(self) -> None: ...
-        def _collect(self) -> Batch: ...
-        def _after(self, batch: Batch, actions: list[Callable[[], None]]) -> None: ...
-        def _commit(self, batch: Batch, handovers: bool) -> list[Callable[[], None]]: ...
-
-    def _skip_poison(self, position: int, error: Exception) -> None:
+    def skip_poison(
+        self,
+        conn: psycopg.Connection[Any],
+        sinks: dict[str, Sink],
+        position: int,
+        error: Exception,
+    ) -> None:
         recorder: Any = self.app.recorder
         found = recorder.select_notifications(position, 1, stop=position)
         topic = found[0].topic if found else ""
-        conn = self._writer
-        assert conn is not None
         log.error(
             "event %s (%s) cannot be written: dead-lettered for %s",
             position,
@@ -88,12 +87,12 @@ class DeadLetterMixin:
                 (
                     position,
                     [v.name for v in self.views],
-                    [self.sinks[v.name].version for v in self.views],
+                    [sinks[v.name].version for v in self.views],
                     position,
                 ),
             )
 
-    def _dead(self, view: View, n: Notification, error: Exception) -> None:
+    def record(self, view: View, n: Notification, error: Exception) -> None:
         log.warning("view %s failed on position %s (%s): %s", view.name, n.id, n.topic, error)
         self.dead.append(
             DeadLetter(
@@ -107,41 +106,31 @@ class DeadLetterMixin:
             )
         )
 
-    def _retries_requested(self) -> bool:
-        assert self._reader is not None
-        row = self._reader.execute(
+    def requested(self, reader: psycopg.Connection[Any]) -> bool:
+        row = reader.execute(
             "SELECT EXISTS (SELECT 1 FROM projection_dead_letters WHERE retry_requested "
             "AND view = ANY(%s)) AS any",
             ([v.name for v in self.views],),
         ).fetchone()
         return bool(row and row["any"])
 
-    def _retry_dead_letters(self) -> None:
-        assert self._reader is not None
-        rows = self._reader.execute(
+    def retry_requested(self, reader: psycopg.Connection[Any], at: int) -> None:
+        """Re-render every letter marked for retry, as of position `at`."""
+        rows = reader.execute(
             "SELECT view, position FROM projection_dead_letters WHERE retry_requested "
             "AND view = ANY(%s) ORDER BY position",
             ([v.name for v in self.views],),
         ).fetchall()
         for row in rows:
-            self.retry_one(row["view"], int(row["position"]))
+            self.retry_one(row["view"], int(row["position"]), at)
 
-    def retry_dead_letters(self) -> None:
-        """Serve retry requests now (synchronously), e.g. when no live runner does."""
-        self._align()
-        self._settle()
-        self._retry_dead_letters()
-        batch = self._collect()
-        self._after(batch, self._commit(batch, handovers=False))
-
-    def retry_one(self, view_name: str, position: int) -> bool:
+    def retry_one(self, view_name: str, position: int, at: int) -> bool:
         """Re-render what the event at `position` touched; the dead letter goes on success."""
         view = self.by_name[view_name]
         recorder: Any = self.app.recorder
         found = recorder.select_notifications(position, 1, stop=position)
         ctx = Context(self.cache)
-        ctx.position = self.position
-        assert self._writer is not None
+        ctx.position = at
         try:
             if not found:
                 raise LookupError(f"no event at position {position}")

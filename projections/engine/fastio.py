@@ -118,7 +118,8 @@ def fast_mapper(app: Application[Any]) -> Mapper[Any]:
     """The application's mapper with a `FastTranscoder` (same cipher and compressor)."""
     mapper: Any = app.mapper
     if not isinstance(mapper.transcoder, JSONTranscoder) or type(mapper) is not Mapper:
-        return mapper
+        unchanged: Mapper[Any] = mapper
+        return unchanged
     return Mapper(
         transcoder=FastTranscoder(mapper.transcoder),
         cipher=mapper.cipher,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from projections import db
@@ -12,7 +12,7 @@ from projections.engine.writes import apply
 if TYPE_CHECKING:
     import psycopg
 
-    from projections.engine.runner import Sink
+    from projections.engine.batcher import Sink
     from projections.views.base import View
 
 log = logging.getLogger("darkroom.projections")
@@ -22,36 +22,41 @@ class RestartRequiredError(Exception):
     """The runner's in-memory state no longer matches the tables: reload and go on."""
 
 
-class HandoverMixin:
-    """Freezes a view's version on request, retargets it to the rebuilt version,
-    or unfreezes it when the rebuild vanished. Used by `Runner`."""
+class Handover:
+    """Freezes a view's version on request, retargets it to the rebuilt version, or
+    unfreezes it when the rebuild vanished. Changes the runner's `sinks` in place."""
 
-    schema: str
-    views: list[View]
-    by_name: dict[str, View]
-    sinks: dict[str, Any]
-    _reader: psycopg.Connection[Any] | None
-    _writer: psycopg.Connection[Any] | None
+    def __init__(self, schema: str, views: Sequence[View], sinks: dict[str, Sink]) -> None:
+        self.schema = schema
+        self.views = list(views)
+        self.by_name = {v.name: v for v in self.views}
+        self.sinks = sinks
 
-    def _handover_pending(self) -> bool:
-        assert self._reader is not None
-        row = self._reader.execute(
+    def pending(self, reader: psycopg.Connection[Any]) -> bool:
+        row = reader.execute(
             "SELECT count(*) AS n FROM projection_registry r JOIN unnest(%s::text[], %s::int[]) "
             "AS h(view, version) ON r.view = h.view "
             "WHERE r.handover_state IS NOT NULL OR r.active_version <> h.version",
-            ([v.name for v in self.views], [self.sinks[v.name].version for v in self.views]),
+            (
+                [v.name for v in self.views],
+                [self.sinks[v.name].version for v in self.views],
+            ),
         ).fetchone()
         return bool(row and row["n"]) or any(s.frozen for s in self.sinks.values())
 
-    # ------------------------------------------------------------ handover
-    def _registry_versions(self) -> dict[str, int]:
+    def registry_versions(self, reader: psycopg.Connection[Any]) -> dict[str, int]:
         # The reader (autocommit): a read on the writer would open a transaction
         # that every later batch would only nest in as a savepoint.
-        assert self._reader is not None
-        found = db.registry(self._reader, [v.name for v in self.views])
+        found = db.registry(reader, [v.name for v in self.views])
         return {name: int(row["active_version"]) for name, row in found.items()}
 
-    def _handovers(self, cur: psycopg.Cursor[Any], position: int) -> list[Callable[[], None]]:
+    def serve(
+        self,
+        cur: psycopg.Cursor[Any],
+        position: int,
+        reader: psycopg.Connection[Any],
+        writer: psycopg.Connection[Any],
+    ) -> list[Callable[[], None]]:
         """Serve rebuild hand-overs of hosted views (see docs/PROJECTIONS.md)."""
         cur.execute(
             "SELECT * FROM projection_registry WHERE view = ANY(%s) FOR UPDATE",
@@ -69,11 +74,21 @@ class HandoverMixin:
                 self._freeze(cur, view, sink, position, actions)
             elif sink.frozen and int(row["active_version"]) != sink.version:
                 actions.extend(
-                    self._retarget(cur, view, sink, int(row["active_version"]), position)
+                    self._retarget(
+                        cur,
+                        view,
+                        sink,
+                        int(row["active_version"]),
+                        position,
+                        reader,
+                        writer,
+                    )
                 )
-            elif sink.frozen and self._rebuilder_gone(view.name):
+            elif sink.frozen and self._rebuilder_gone(reader, view.name):
                 log.warning(
-                    "rebuild of %s vanished; writing version %s again", view.name, sink.version
+                    "rebuild of %s vanished; writing version %s again",
+                    view.name,
+                    sink.version,
                 )
                 cur.execute(
                     "UPDATE projection_registry SET handover_state = NULL, "
@@ -106,7 +121,14 @@ class HandoverMixin:
         actions.append(freeze)
 
     def _retarget(
-        self, cur: psycopg.Cursor[Any], view: View, sink: Sink, version: int, position: int
+        self,
+        cur: psycopg.Cursor[Any],
+        view: View,
+        sink: Sink,
+        version: int,
+        position: int,
+        reader: psycopg.Connection[Any],
+        writer: psycopg.Connection[Any],
     ) -> list[Callable[[], None]]:
         cur.execute(
             "SELECT position FROM projection_tracking WHERE view = %s AND version = %s",
@@ -130,25 +152,22 @@ class HandoverMixin:
             (view.name,),
         )
         sink.version, sink.names, sink.frozen = version, names, False
-        assert self._reader is not None
-        view.bind(self._reader, names)
+        view.bind(reader, names)
 
         def drop_old() -> None:
-            assert self._writer is not None
-            with self._writer.transaction():
-                db.drop_tables(self._writer, view.tables, old)
-                self._writer.execute(
+            with writer.transaction():
+                db.drop_tables(writer, view.tables, old)
+                writer.execute(
                     "DELETE FROM projection_tracking WHERE view = %s AND version = %s",
                     (view.name, old),
                 )
 
         return [drop_old]
 
-    def _rebuilder_gone(self, view_name: str) -> bool:
-        assert self._reader is not None
+    def _rebuilder_gone(self, reader: psycopg.Connection[Any], view_name: str) -> bool:
         key = db.lock_key(f"rebuild:{view_name}", self.schema)
-        got = self._reader.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
+        got = reader.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
         if got and got["got"]:
-            self._reader.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            reader.execute("SELECT pg_advisory_unlock(%s)", (key,))
             return True
         return False

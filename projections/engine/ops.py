@@ -79,7 +79,8 @@ def _lag_seconds(app: Application[Any], position: int, head: int) -> float:
     if not found:
         return 0.0
     event: Any = app.mapper.to_domain_event(found[0])
-    return max(0.0, (datetime.now(UTC) - event.timestamp).total_seconds())
+    stamp: datetime = event.timestamp
+    return max(0.0, (datetime.now(UTC) - stamp).total_seconds())
 
 
 def head_position(app: Application[Any]) -> int:

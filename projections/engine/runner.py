@@ -8,6 +8,11 @@ touched row once, the change log, the dead letters and every view's tracking
 position in ONE transaction: a crash anywhere repeats the whole batch or none
 of it. Events no view wants still advance the positions.
 
+The runner follows the log and decides when to flush; the work is done by its
+collaborators, each with its own state: the `Batcher` (fold, render, collect
+a batch, batch size), the `Flusher` (write batches, inline or in the writer
+process), the `Handover` (rebuild hand-overs) and the `DeadLetters`.
+
 `managed=True` (the deployment mode): versions come from `projection_registry`,
 each view is owned through an advisory lock (a second runner waits as a
 standby), the change log is written, dead-letter retries and rebuild
@@ -17,35 +22,31 @@ no change log, no registry.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from projections import changelog, db
-from projections.engine import fastio
 from projections.engine.aggregates import DEFAULT_CAPACITY, AggregateCache
-from projections.engine.deadletters import DeadLetterMixin
-from projections.engine.fastio import Note
-from projections.engine.flushing import FlushMixin
-from projections.engine.handover import HandoverMixin, RestartRequiredError
+from projections.engine.batcher import Batcher, Sink
+from projections.engine.deadletters import DeadLetters
+from projections.engine.flusher import Flusher
+from projections.engine.handover import Handover, RestartRequiredError
+from projections.engine.locks import ViewLocks
 from projections.engine.pages import END, IDLE_TICK, PageReader
 from projections.engine.tables import prepare
-from projections.engine.writer import Batch, DeadLetter, WriterProcess
-from projections.errors import LockNotAcquiredError, WriterGoneError
-from projections.views.base import Context, View
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
-    from eventsourcing.persistence import Notification
+
+    from projections.engine.writer import Batch, WriterProcess
+    from projections.views.base import View
 
 log = logging.getLogger("darkroom.projections")
 
@@ -54,19 +55,7 @@ BATCH_LATENCY = 0.05
 PAGE_SIZE = 1_000
 
 
-@dataclass
-class Sink:
-    """Where a view's rows go: a version's tables; frozen while a rebuild hands over."""
-
-    version: int
-    frozen: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-Route = tuple[bool, list[tuple[View, Callable[..., None], Callable[..., Any] | None]], bool]
-
-
-class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
+class Runner:
     """Hosts views; see the module docstring."""
 
     def __init__(
@@ -96,44 +85,64 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
         self.managed = managed
         self.explicit_versions = dict(versions or {})
         self.changelog_enabled = managed if changelog_enabled is None else changelog_enabled
-        self.batch_size = batch_size
         self.batch_latency = batch_latency
         self.page_size = page_size
+        self.threaded = threaded
+        self.durable_commits = durable_commits
         self.cache = AggregateCache(app, cache_capacity)
-        self.ctx = Context(self.cache)
-        self.on_batch = on_batch
-        self.position = 0
         self.sinks: dict[str, Sink] = {}
-        self.changes: list[changelog.Entry] = []
-        self.dead: list[DeadLetter] = []
-        self.retried: list[tuple[str, int]] = []
-        self.routes: dict[str, Route] = {}
-        self._fold_prefixes = {
-            getattr(c, "TOPIC", "").rsplit(".", 1)[0] for v in self.views for c in v.event_classes()
-        }
+        self.dead_letters = DeadLetters(app, self.views, self.cache)
+        self.batcher = Batcher(
+            app,
+            self.views,
+            self.cache,
+            self.dead_letters,
+            size=batch_size,
+            changelog_enabled=self.changelog_enabled,
+            retention=retention,
+        )
+        self.flusher = Flusher(
+            conninfo,
+            schema,
+            self.views,
+            durable=durable_commits,
+            retention=retention,
+            on_commit=self.batcher.committed,
+            on_batch=on_batch,
+            now=time.monotonic(),
+        )
+        self.handover = Handover(schema, self.views, self.sinks)
+        self.locks = ViewLocks(conninfo, schema, self.views)
         self.stopping = threading.Event()
-        self.events_processed = 0
-        self.batches = 0
-        self._lock_conn: psycopg.Connection[Any] | None = None
         self._writer: psycopg.Connection[Any] | None = None
         self._reader: psycopg.Connection[Any] | None = None
         self._last_tick = 0.0
-        self._failed_batch: Batch | None = None
-        self._isolating = False
-        self._isolate_until = 0
-        self._normal_batch_size = batch_size
         self._flushed_to = -1
-        self._last_prune = time.monotonic()
-        self.retention = retention
-        self._expired_before: datetime | None = (
-            None if retention is None else datetime.now(UTC) - retention
-        )
-        self.durable_commits = durable_commits
-        self.threaded = threaded
-        self.committed = 0
-        self._process: WriterProcess | None = None
-        self._inflight: deque[Batch] = deque()
-        self.mapper = fastio.fast_mapper(app)
+
+    # What the collaborators count, read where the runner is (tests, benches, logs).
+    @property
+    def position(self) -> int:
+        return self.batcher.position
+
+    @property
+    def batch_size(self) -> int:
+        return self.batcher.size
+
+    @property
+    def events_processed(self) -> int:
+        return self.batcher.events_processed
+
+    @property
+    def batches(self) -> int:
+        return self.flusher.batches
+
+    @property
+    def committed(self) -> int:
+        return self.flusher.committed
+
+    @property
+    def _process(self) -> WriterProcess | None:
+        return self.flusher.process
 
     # ------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -146,31 +155,30 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
             self._writer.execute("SET synchronous_commit = off")
         self._reader = db.connect(self.conninfo, self.schema, autocommit=True)
         prepare(self._writer, self.views, managed=self.managed, versions=self.explicit_versions)
-        versions = self._registry_versions() if self.managed else self.explicit_versions
+        self._bind(self.explicit_versions)
+        self._writer.autocommit = False
+
+    def _bind(self, unmanaged: dict[str, int]) -> None:
+        """Each view's sink at the version that serves (managed) or at `unmanaged`'s."""
+        assert self._reader is not None
+        versions = self.handover.registry_versions(self._reader) if self.managed else unmanaged
         for view in self.views:
             names = db.names_for(view.tables, versions[view.name])
             self.sinks[view.name] = Sink(versions[view.name], names=names)
             view.bind(self._reader, names)
-        self._writer.autocommit = False
 
     def close(self) -> None:
-        if self._inflight:
+        if self.flusher.inflight:
             try:
-                self._settle()
+                self.flusher.settle()
             except Exception:
                 log.exception("the last batch failed while closing")
-        if self._process is not None:
-            self._process.close()
-            self._process = None
-        if self._lock_conn is not None and not self._lock_conn.closed:
-            # Released now rather than when the server notices the disconnect,
-            # so a standby takes over at once.
-            with contextlib.suppress(Exception):
-                self._lock_conn.execute("SELECT pg_advisory_unlock_all()")
-        for conn in (self._writer, self._reader, self._lock_conn):
+        self.flusher.close()
+        self.locks.release()
+        for conn in (self._writer, self._reader):
             if conn is not None and not conn.closed:
                 conn.close()
-        self._writer = self._reader = self._lock_conn = None
+        self._writer = self._reader = None
 
     def __enter__(self) -> Runner:
         return self
@@ -184,31 +192,18 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
     def kill_writer(self) -> None:
         """Stop the writer process now, from any thread: a runner blocked waiting for
         it (a stuck transaction, say) gets `WriterGoneError` and can be closed."""
-        if self._process is not None:
-            self._process.kill()
+        self.flusher.kill()
+
+    def start_writer(self) -> None:
+        """Start the writer process now instead of at the first batch: a runner made while
+        its database is down then writes the moment the database is back (the child
+        connects with its first batch)."""
+        if self.threaded:
+            self.flusher.start_writer()
 
     def acquire(self, *, wait: bool = False, poll: float = 1.0) -> None:
         """Own every hosted view (advisory locks) or none; `wait=True` is the standby."""
-        self._lock_conn = self._lock_conn or psycopg.connect(self.conninfo, autocommit=True)
-        keys = sorted(db.lock_key(f"view:{v.name}", self.schema) for v in self.views)
-        while True:
-            got = []
-            for key in keys:
-                row = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-                if row.fetchone()[0]:  # type: ignore[index]
-                    got.append(key)
-                else:
-                    break
-            if len(got) == len(keys):
-                return
-            for key in got:
-                self._lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-            if not wait:
-                raise LockNotAcquiredError(
-                    f"another runner owns one of {[v.name for v in self.views]}"
-                )
-            if self.stopping.wait(poll):
-                raise LockNotAcquiredError("stopped while waiting as a standby")
+        self.locks.acquire(self.stopping, wait=wait, poll=poll)
 
     # ------------------------------------------------------------- running
     def run_forever(self) -> None:
@@ -268,8 +263,7 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
             with sub:
                 sub.catch_up(stop_at=target)
             positions = self._positions()
-        self.position = next(iter(positions.values()), 0)
-        self.cache.position = self.position
+        self.batcher.position = self.cache.position = next(iter(positions.values()), 0)
 
     def _follow(self, stop_at: int | None) -> None:
         while True:
@@ -277,7 +271,7 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
             reader.start()
             try:
                 self._loop(reader)
-                self._settle()
+                self.flusher.settle()
                 return
             except RestartRequiredError as why:
                 log.info("reloading the runner's state: %s", why)
@@ -294,38 +288,24 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
         """Forget everything uncommitted and reload from the tables. After a write
         error, replay one event per batch up to where it failed: the event whose own
         batch fails is dead-lettered for every view and skipped, the rest go on."""
-        failed = self._failed_batch
-        self._failed_batch = None
-        self._inflight.clear()
-        while self._process is not None and self._process.pending:
-            # Whatever they end in, they must end before the tables are read back.
-            try:
-                self._process.wait()
-            except WriterGoneError:
-                break
-            except Exception:
-                continue
-        if error is not None and failed is not None and self.batch_size == 1 and self._isolating:
-            self._skip_poison(failed.position, error)
+        failed = self.flusher.failed
+        self.flusher.failed = None
+        self.flusher.abandon()
+        if (
+            error is not None
+            and failed is not None
+            and self.batch_size == 1
+            and self.batcher.isolating
+        ):
+            assert self._writer is not None
+            self.dead_letters.skip_poison(self._writer, self.sinks, failed.position, error)
         elif error is not None:
             log.warning("a batch up to position %s failed (%s): isolating it", self.position, error)
-            self._isolate_until = self.position
-            self._isolating = True
-            self._normal_batch_size = self.batch_size
-            self.batch_size = 1
-        self.cache.clear()
-        self.changes, self.dead, self.retried = [], [], []
-        assert self._reader is not None
-        versions = (
-            self._registry_versions()
-            if self.managed
-            else {name: sink.version for name, sink in self.sinks.items()}
-        )
+            self.batcher.isolate()
+        self.batcher.forget()
         for view in self.views:
             view.reset()
-            names = db.names_for(view.tables, versions[view.name])
-            self.sinks[view.name] = Sink(versions[view.name], names=names)
-            view.bind(self._reader, names)
+        self._bind({name: sink.version for name, sink in self.sinks.items()})
         self._flushed_to = -1
         self._align()
 
@@ -346,10 +326,11 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
             if page is END:
                 self.flush()
                 return
+            process = self.batcher.process
             for notification in page:
-                self.process(notification)
+                process(notification)
                 pending += 1
-                if pending >= self.batch_size:
+                if pending >= self.batcher.size:
                     self.flush()
                     pending = 0
             if pending and not deadline:
@@ -365,90 +346,52 @@ class Runner(HandoverMixin, DeadLetterMixin, FlushMixin):
         if pending:
             self.flush()
 
-    # ---------------------------------------------------------- per event
-    def _route(self, topic: str) -> Route:
-        """Per topic: fold or not, and each interested view's bound handler and capture."""
-        route = self.routes.get(topic)
-        if route is None:
-            fold = topic.rsplit(".", 1)[0] in self._fold_prefixes
-            handlers = []
-            for view in self.views:
-                for cls in view.event_classes():
-                    if getattr(cls, "TOPIC", None) == topic:
-                        capture = view._capture.get(cls)
-                        handlers.append(
-                            (
-                                view,
-                                getattr(view, view._dispatch[cls]),
-                                getattr(view, capture) if capture else None,
-                            )
-                        )
-            capturing = any(capture for _, _, capture in handlers)
-            route = self.routes[topic] = (fold, handlers, capturing)
-        return route
+    # ---------------------------------------------------------------- writing
+    def flush(self) -> None:
+        """Write the batch: rows, change log, dead letters, positions; one transaction.
 
-    def process(self, notification: Notification) -> None:
-        """Fold one notification and hand it to the views that want it."""
-        fold, handlers, capturing = self._route(notification.topic)
-        position = notification.id
-        self.position = self.cache.position = position
-        self.events_processed += 1
-        if not fold:
+        Normally the transaction runs in the writer process while the next
+        batches are folded (at most `IN_FLIGHT`, committed in order). Every
+        `IDLE_TICK` a flush runs synchronously and also serves dead-letter
+        retries and rebuild hand-overs.
+        """
+        now = time.monotonic()
+        tick = False
+        if self.managed and now - self._last_tick >= IDLE_TICK:
+            self._last_tick = now
+            assert self._reader is not None
+            tick = self.handover.pending(self._reader) or self.dead_letters.requested(self._reader)
+            if self.changelog_enabled:
+                self.flusher.prune_due(self._reader, now)
+            if tick:
+                self.flusher.settle()
+                self.dead_letters.retry_requested(self._reader, self.position)
+        if not tick and self.position == self._flushed_to and not self.dead_letters.dead:
+            return  # idle: nothing to write
+        self._flushed_to = self.position
+        batch = self.batcher.collect(self.sinks)
+        if tick or not self.threaded:
+            self.flusher.settle()
+            self._commit(batch, handovers=tick)
             return
-        try:
-            event = self.mapper.to_domain_event(notification)
-        except Exception as error:
-            self.cache.forget(notification.originator_id)
-            for view, _, _ in handlers:
-                self._dead(view, notification, error)
-            return
-        self._handle(event, position, handlers, capturing, notification)
+        self.flusher.submit(batch)
 
-    def process_event(self, event: Any, position: int, topic: str) -> None:
-        """`process` for an event already decoded (e.g. handed over by the library's
-        `ProjectionRunner`, which bench/projections.py compares with this one)."""
-        fold, handlers, capturing = self._route(topic)
-        self.position = self.cache.position = position
-        self.events_processed += 1
-        if fold:
-            self._handle(
-                event,
-                position,
-                handlers,
-                capturing,
-                Note(position, event.originator_id, event.originator_version, topic, b""),
-            )
+    def _commit(self, batch: Batch, *, handovers: bool) -> None:
+        """Write `batch` inline (serving hand-overs first when asked) and follow it up."""
+        assert self._writer is not None
+        reader, writer = self._reader, self._writer
 
-    def _handle(
-        self, event: Any, position: int, handlers: list[Any], capturing: bool, notification: Any
-    ) -> None:
-        ctx = self.ctx
-        ctx.position = position
-        tokens = None
-        try:
-            ctx.timestamp = getattr(event, "timestamp", None)
-            before = self.cache.before(event)
-            if capturing:
-                tokens = [capture(event, before) if capture else None for _, _, capture in handlers]
-            aggregate = self.cache.fold(event, before)
-        except Exception as error:
-            self.cache.forget(notification.originator_id)
-            for view, _, _ in handlers:
-                self._dead(view, notification, error)
-            return
-        changes = ctx.changes = {}
-        for index, (view, handle, _) in enumerate(handlers):
-            try:
-                handle(event, aggregate, tokens[index] if tokens else None, ctx)
-            except Exception as error:
-                self._dead(view, notification, error)
-        if changes and self.changelog_enabled:
-            stamp = ctx.timestamp
-            if (
-                stamp is not None
-                and self._expired_before is not None
-                and stamp < self._expired_before
-            ):
-                return  # past retention already: pruning would delete it at once
-            for topic, found in changes.items():
-                self.changes.append((position, topic, found))
+        def serve(cur: psycopg.Cursor[Any], position: int) -> list[Callable[[], None]]:
+            assert reader is not None
+            return self.handover.serve(cur, position, reader, writer)
+
+        actions = self.flusher.commit(writer, batch, serve if handovers else None)
+        self.flusher.after(batch, actions)
+
+    def retry_dead_letters(self) -> None:
+        """Serve retry requests now (synchronously), e.g. when no live runner does."""
+        self._align()
+        self.flusher.settle()
+        assert self._reader is not None
+        self.dead_letters.retry_requested(self._reader, self.position)
+        self._commit(self.batcher.collect(self.sinks), handovers=False)

@@ -25,8 +25,8 @@ def prepare(
         # deadlock with) a live runner's writes.
         if not _exist(conn, ["changelog", "changelog_state"]):
             for statement in changelog.DDL:
-                conn.execute(statement)  # type: ignore[arg-type]
-        conn.execute(changelog.MIGRATE)  # type: ignore[arg-type]
+                conn.execute(statement)
+        conn.execute(changelog.MIGRATE)
         for view in views:
             if managed:
                 conn.execute(

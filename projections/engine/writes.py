@@ -64,7 +64,7 @@ def apply(cur: psycopg.Cursor[Any], names: dict[str, str], ops: Iterable[Op]) ->
         elif isinstance(op, Delete):
             delete_keys(cur, names[op.base], op.key, op.values, op.cast)
         else:
-            cur.execute(op.template.format(**names), op.params)  # type: ignore[arg-type]
+            cur.execute(op.template.format(**names), op.params)
 
 
 def split(

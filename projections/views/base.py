@@ -148,7 +148,7 @@ class View:
     def query(self, statement: str, params: tuple[Any, ...]) -> list[Row]:
         assert self.reader is not None, "view used before bind()"
         cur = self.reader.cursor()
-        cur.execute(statement.format(**self.names), params)  # type: ignore[arg-type]
+        cur.execute(statement.format(**self.names), params)
         return cur.fetchall()
 
 

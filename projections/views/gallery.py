@@ -110,7 +110,8 @@ def variant_constants(v: Any) -> tuple[str, str, str | None]:
 
 
 def variant_id(v: Any) -> str:
-    return memo(v, variant_constants)[0]
+    ident: str = memo(v, variant_constants)[0]
+    return ident
 
 
 def render(g: Generation, shot_data: dict[str, list[int | None]], position: int) -> Row:

@@ -28,4 +28,5 @@ SNAPSHOTS: dict[str, Callable[[psycopg.Connection[Any], str], Any]] = {
 def snapshot_of(conn: psycopg.Connection[Any], kind: str, key: str) -> Any:
     """The snapshot of topic `<kind>:<key>` (a kind the protocol checked: project, shot,
     generation, tasks or credits)."""
-    return SNAPSHOTS.get(kind, credits_snapshot)(conn, key)
+    query: Callable[[psycopg.Connection[Any], str], Any] | None = SNAPSHOTS.get(kind)
+    return (query or credits_snapshot)(conn, key)
