@@ -4,12 +4,9 @@ One loop thread multiplexes everything through `ray.wait`: the runs in flight,
 the `ready()` probes of starting or restarting actors, and a long poll on the
 progress relay. Each turn it
 
-1. claims work only for idle actors, one task per actor: candidates come from a
-   `CandidateSource` (the claim queue), filtered to the task types the actor's
-   loaded model runs (model affinity), and `claim_next` re-checks every rule on
-   the aggregates (dependencies, credits, per-owner limit, starvation order);
-   the first page for a slot's next claim is read while its actor runs (a refusal
-   falls back to a fresh query, so a stale page costs a retry, never a rule);
+1. claims work only for idle actors, one task per actor (`inference.claiming`:
+   the claim queue's candidates for the model the actor holds, every rule
+   re-checked by `claim_next`, the next page read while the actor runs);
 2. reads the task's input media and calls `actor.run` (no waiting);
 3. heartbeats for the tasks it holds: every `heartbeat_interval`, and every
    `cancel_check_interval` while it holds any, because the heartbeat's `stop`
@@ -44,6 +41,7 @@ from typing import Any
 
 from inference import metrics
 from inference.actors import BUSY, IDLE, ActorPool, Slot
+from inference.claiming import Claimer
 from inference.errors import TaskCancelledError, UnsupportedTaskError
 from inference.inputs import Reader, media_reader, read_inputs
 from inference.media import MediaStore
@@ -59,7 +57,6 @@ from inference.outcomes import (
     Timing,
 )
 from inference.ports import (
-    Candidate,
     CandidateSource,
     OutputLookup,
     SerialCommands,
@@ -71,18 +68,6 @@ log = logging.getLogger("darkroom.inference")
 
 # How often the loop looks for results whose files are stored, while some are being stored.
 STORE_POLL = 0.0005
-# How long a claimed id is skipped in the claim queue (which lags the log by a batch).
-RECENT_FOR = 5.0
-# How long a page of candidates read while an actor runs may open the next claim (the
-# claim re-checks every rule on the aggregates; a refusal falls back to a fresh query).
-PREFETCH_FOR = 1.0
-
-
-def _by_run_type(candidates: list[Candidate]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for candidate in candidates:
-        grouped.setdefault(candidate.run_type, []).append(candidate.task_id)
-    return grouped
 
 
 def default_worker_id() -> str:
@@ -145,6 +130,8 @@ class Dispatcher:
         self.worker_id = worker_id or default_worker_id()
         self.config = config or DispatcherConfig()
         self.read = read or media_reader(media)
+        pages = self.config.candidate_pages
+        self.claims = Claimer(self.tasks, candidates, self.worker_id, self.config.run_types, pages)
         self.recorder = Recorder(
             Settler(self.tasks, media, self.worker_id), self.config.settle_threads, self._recorded
         )
@@ -153,8 +140,6 @@ class Dispatcher:
         self.counts: Counter[str] = Counter()
         self.error: BaseException | None = None
         self._held_lock = threading.Lock()
-        self._recent: dict[str, float] = {}
-        self._prefetched: dict[frozenset[str], tuple[float, list[Candidate]]] = {}
         self._progress_sent: dict[str, float] = {}
         self._drain: Any = None
         self._next_poll = 0.0
@@ -254,85 +239,15 @@ class Dispatcher:
     # -- claiming --------------------------------------------------------------------
     def _fill(self) -> None:
         """One claim per idle actor, while the queue has work its model runs."""
-        tried: set[str] = set()
-        claimed_any = False
-        for slot in self.pool.idle():
-            if slot.spec.name in tried:
-                continue
-            if self._claim_for(slot):
-                claimed_any = True
-            else:
-                tried.add(slot.spec.name)
+        claimed_any = self.claims.fill(self.pool.idle(), self._start)
         self._next_poll = 0.0 if claimed_any else time.monotonic() + self.config.poll_interval
-
-    def _claim_for(self, slot: Slot) -> bool:
-        claim_started = time.time()
-        tried: set[str] = set()
-        try:
-            if self._claim_prefetched(slot, tried, claim_started):
-                return True
-            for limit in self.config.candidate_pages:
-                found = self.candidates.candidates(
-                    self.config.run_types,
-                    slot.spec.task_types,
-                    limit + len(self._recent_in_queue()),
-                )
-                fresh = [
-                    c for c in found if c.task_id not in self._recent and c.task_id not in tried
-                ][:limit]
-                for run_type, ids in _by_run_type(fresh).items():
-                    tried.update(ids)
-                    claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name, ids)
-                    if claimed:
-                        self._start(slot, claimed, claim_started)
-                        return True
-                if len(found) < limit:
-                    break  # the queue holds no more
-        except Exception:
-            log.exception("claiming for %s failed; trying again shortly", slot.name)
-        return False
-
-    def _claim_prefetched(self, slot: Slot, tried: set[str], claim_started: float) -> bool:
-        """Offers the first page read while the previous task ran, if still fresh: saves
-        the claim-queue query on the critical path. Never taken as proof of an empty
-        queue; whatever it offered is skipped by the fresh query that follows a refusal."""
-        page = self._prefetched.pop(frozenset(slot.spec.task_types), None)
-        if page is None or time.monotonic() - page[0] > PREFETCH_FOR:
-            return False
-        fresh = [c for c in page[1] if c.task_id not in self._recent][
-            : self.config.candidate_pages[0]
-        ]
-        for run_type, ids in _by_run_type(fresh).items():
-            tried.update(ids)
-            claimed = self.tasks.claim_next(self.worker_id, run_type, slot.spec.name, ids)
-            if claimed:
-                self._start(slot, claimed, claim_started)
-                return True
-        return False
-
-    def _prefetch(self, slot: Slot) -> None:
-        """Reads the next first page of candidates for this slot's model while it runs."""
-        limit = self.config.candidate_pages[0]
-        try:
-            found = self.candidates.candidates(
-                self.config.run_types, slot.spec.task_types, limit + len(self._recent_in_queue())
-            )
-        except Exception:
-            log.debug("prefetching candidates for %s failed", slot.name, exc_info=True)
-            return
-        self._prefetched[frozenset(slot.spec.task_types)] = (time.monotonic(), found)
-
-    def _recent_in_queue(self) -> list[str]:
-        """Ids claimed in the last moments, which a lagging claim queue may still list."""
-        cutoff = time.monotonic() - RECENT_FOR
-        return [t for t, at in self._recent.items() if at > cutoff]
 
     def _start(self, slot: Slot, claimed: dict[str, Any], claim_started: float) -> None:
         task_id, task_type = str(claimed["task_id"]), str(claimed["task_type"])
         timing = Timing(
             task_id, task_type, slot.name, claim_started=claim_started, claimed=time.time()
         )
-        self._remember(task_id)
+        self.claims.remember(task_id)
         # The first progress report waits one interval: a task that is done sooner needs none.
         self._progress_sent[task_id] = time.monotonic()
         self.counts["claimed"] += 1
@@ -354,14 +269,7 @@ class Dispatcher:
         # Holding a task: look for its cancellation at the short interval from now on.
         self._next_beat = min(self._next_beat, time.monotonic() + self.config.cancel_check_interval)
         if not self._stopping.is_set():
-            self._prefetch(slot)
-
-    def _remember(self, task_id: str) -> None:
-        """Skip ids claimed a moment ago: the claim queue may not show the claim yet."""
-        now = time.monotonic()
-        with self._held_lock:
-            self._recent = {k: v for k, v in self._recent.items() if v > now - RECENT_FOR}
-            self._recent[task_id] = now
+            self.claims.prefetch(slot)
 
     # -- finishing -------------------------------------------------------------------
     def _collect(self, run: Running) -> None:
@@ -403,8 +311,7 @@ class Dispatcher:
         metrics.observe(timing)
         self._progress_sent.pop(finished.task_id, None)
         if timing.command in ("requeue", "release"):
-            with self._held_lock:
-                self._recent.pop(finished.task_id, None)  # ours to claim again
+            self.claims.forget(finished.task_id)  # ours to claim again
 
     # -- liveness, cancellation, progress --------------------------------------------
     def _maybe_heartbeat(self, now: float) -> None:
