@@ -27,7 +27,8 @@ import psycopg
 
 from darkroom.database import Database, create_schema, resolve
 from darkroom.roles import DISPATCHER, parse_roles
-from darkroom.settings import InferenceSettings, Settings, dispatcher_config
+from darkroom.settings import Settings, dispatcher_config
+from darkroom.settings_sections import InferenceSettings
 from darkroom.wiring import studio_env, with_pruning
 from domain.studio import Studio
 
