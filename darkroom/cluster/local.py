@@ -494,7 +494,13 @@ class LocalCluster:
         return RAY_STARTED in _started_text(self.log(member.name), member.log_from)
 
     def _raylets(self, member: Member) -> list[psutil.Process]:
-        return [p for p in processes.descendants(member.pid) if _name(p) == "raylet"]
+        """The node's live raylet (a killed one lingers as a zombie until `ray start`
+        reaps it: not alive)."""
+        return [
+            p
+            for p in processes.descendants(member.pid)
+            if _name(p) == "raylet" and processes.running(p)
+        ]
 
     def _clear_ray_node(self, member: Member) -> None:
         """What is left of a Ray node (after its raylet was killed) goes before it starts

@@ -118,13 +118,13 @@ def stop(pid: int | None, started: float | None, grace: float = 30.0) -> None:
     signal_all(family[:1], signal.SIGTERM)
     if not wait_gone([p.pid for p in family[:1]], grace):
         signal_all(family[:1], signal.SIGKILL)
-    left = [p for p in family if _exists(p)]
+    left = [p for p in family if running(p)]
     if left and not wait_gone([p.pid for p in left], 5.0):
         signal_all(left, signal.SIGKILL)
         wait_gone([p.pid for p in left], 5.0)
 
 
-def _exists(process: psutil.Process) -> bool:
+def running(process: psutil.Process) -> bool:
     try:
         return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -155,7 +155,7 @@ def mentioning(folder: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
-            if any(names(part) for part in process.info["cmdline"] or ()) and _exists(process):
+            if any(names(part) for part in process.info["cmdline"] or ()) and running(process):
                 found.append(process)
     return found
 
