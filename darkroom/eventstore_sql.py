@@ -46,6 +46,12 @@ class CommandRecorder(PostgresApplicationRecorder):
         commands = Identifier(self.commands_table_name)
         append = Identifier(self.append_function_name)
         id_type = Identifier(self.datastore.originator_id_type)
+        # Replicas started together each run this DDL; CREATE OR REPLACE FUNCTION in two
+        # transactions at once fails ("tuple concurrently updated"). The library runs the
+        # statements in one transaction, so a transaction lock first makes them take turns.
+        self.sql_create_statements.insert(
+            0, SQL("SELECT pg_advisory_xact_lock(hashtext('darkroom.eventstore.ddl'))")
+        )
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{commands} ("

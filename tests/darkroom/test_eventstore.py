@@ -838,3 +838,27 @@ def test_an_application_plugs_the_recorder_in_by_topic_and_passes_command_keys_t
         app.close()
     with pytest.raises(RecorderClosedError):
         app.recorder.insert_events(events_for(uuid.uuid4(), 1))
+
+
+def test_processes_starting_together_create_the_same_tables_without_a_conflict(
+    make_recorder: MakeRecorder,
+) -> None:
+    # Replicas started at once each run the recorder's DDL (CREATE OR REPLACE FUNCTION
+    # among it); two at the same moment failed with "tuple concurrently updated".
+    make_recorder("group", name="Shared")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            make_recorder("group", name="Shared")
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
