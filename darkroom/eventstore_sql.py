@@ -50,7 +50,10 @@ class CommandRecorder(PostgresApplicationRecorder):
         # transactions at once fails ("tuple concurrently updated"). The library runs the
         # statements in one transaction, so a transaction lock first makes them take turns.
         self.sql_create_statements.insert(
-            0, SQL("SELECT pg_advisory_xact_lock(hashtext('darkroom.eventstore.ddl'))")
+            0,
+            SQL("SELECT pg_advisory_xact_lock(hashtext({name}))").format(
+                name=Literal("darkroom.eventstore.ddl")
+            ),
         )
         self.sql_create_statements.append(
             SQL(
