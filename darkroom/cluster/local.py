@@ -15,58 +15,44 @@ the machine by that folder, and only they are ever stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
-
 from darkroom.cluster import processes, services
 from darkroom.cluster.errors import (
-    ClusterStartError,
     MemberExitedError,
     NoClusterError,
     UnknownMemberError,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-STATE = "cluster.json"
-
-POSTGRES, REDIS, RAY_HEAD, RAY_WORKER = "postgres", "redis", "ray-head", "ray-worker"
-NODE, PROJECTIONS, DISPATCHER = "api,hub", "projections", "dispatcher"
-SERVE_ROLES = (NODE, PROJECTIONS, DISPATCHER)
-RAY_STARTED = "Ray runtime started."  # what `ray start` prints once its node is up
-
-# Environment a darkroom process must not inherit from the caller: the cluster sets it.
-WIRING = ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "DARKROOM_ROLES", "PORT", "HOST", "DATA_DIR")
-# Defaults for the darkroom processes, overridden by the `env` the cluster is given: one
-# actor for text-to-image and image-to-image (the tiny models, built in code, when
-# `DARKROOM_MODELS` names none).
-DEFAULT_ENV = {"DARKROOM_ACTORS": "text_to_image+image_to_image:1"}
-
-
-@dataclass
-class Member:
-    """One process of the cluster as recorded in `cluster.json`."""
-
-    name: str
-    role: str
-    port: int | None = None
-    pid: int | None = None
-    started: float | None = None  # the pid's start time: a reused pid is not ours
-    log_from: int = 0  # where this start's output begins in the member's log
-    ports: dict[str, int] = field(default_factory=dict)
+from darkroom.cluster.members import (
+    DISPATCHER,
+    POSTGRES,
+    RAY_HEAD,
+    RAY_WORKER,
+    REDIS,
+    SERVE_ROLES,
+    STATE,
+    Member,
+    Wiring,
+    planned,
+    ray_command,
+    ray_env,
+    raylets,
+    ready_probe,
+    role_of,
+    serve_command,
+    serve_env,
+    write_state,
+)
 
 
 class LocalCluster:
@@ -173,7 +159,7 @@ class LocalCluster:
         """Member name -> {pid, alive, port, role}."""
         report = {}
         for name in self.members:
-            member = self._members.get(name) or Member(name, _role(name))
+            member = self._members.get(name) or Member(name, role_of(name))
             pid = self._pid(member)
             report[name] = {
                 "pid": pid,
@@ -190,7 +176,7 @@ class LocalCluster:
         if member.role == POSTGRES:
             return self.runtime is not None and processes.alive(self._pid(member), None)
         if member.role in (RAY_HEAD, RAY_WORKER):
-            return processes.alive(member.pid, member.started) and bool(self._raylets(member))
+            return processes.alive(member.pid, member.started) and bool(raylets(member))
         return processes.alive(member.pid, member.started)
 
     def pids(self) -> list[int]:
@@ -264,9 +250,9 @@ class LocalCluster:
         if member.role == POSTGRES:
             processes.kill(self._pid(member), None)
         elif member.role in (RAY_HEAD, RAY_WORKER):
-            raylets = self._raylets(member)
-            processes.signal_all(raylets, signal.SIGKILL)
-            processes.wait_gone([p.pid for p in raylets], 10.0)
+            live_raylets = raylets(member)
+            processes.signal_all(live_raylets, signal.SIGKILL)
+            processes.wait_gone([p.pid for p in live_raylets], 10.0)
         else:
             processes.kill(member.pid, member.started)
 
@@ -285,11 +271,11 @@ class LocalCluster:
     # -- down ------------------------------------------------------------------------
     def down(self) -> None:
         """Stop everything this cluster started; nothing of it is left running."""
-        serving = [n for n in reversed(self.members) if _role(n) in SERVE_ROLES]
-        self._stop_together(serving, grace=30.0)
-        ray = [n for n in reversed(self.members) if _role(n) in (RAY_HEAD, RAY_WORKER)]
-        self._stop_together(ray, grace=20.0)
-        self._stop_together([REDIS], grace=10.0)
+        serving = [n for n in reversed(self.members) if role_of(n) in SERVE_ROLES]
+        self._stop_members(serving, grace=30.0)
+        ray = [n for n in reversed(self.members) if role_of(n) in (RAY_HEAD, RAY_WORKER)]
+        self._stop_members(ray, grace=20.0)
+        self._stop_members([REDIS], grace=10.0)
         if self.alive(POSTGRES):
             try:
                 services.pg_stop(self.root / "pg", "fast")
@@ -307,31 +293,13 @@ class LocalCluster:
 
     def _keep_ray_logs(self) -> None:
         """Ray's logs leave the private folder (removed at `down`) for root/logs/ray/."""
-        for name in self.members:
-            member = self._members.get(name)
-            if member is None or member.role not in (RAY_HEAD, RAY_WORKER):
-                continue
-            logs = self._ray_folder(member) / "session_latest" / "logs"
-            with contextlib.suppress(OSError, shutil.Error):
-                if logs.exists():
-                    shutil.copytree(
-                        logs.resolve(), self.root / "logs" / "ray" / name, dirs_exist_ok=True
-                    )
+        ray = [m for m in self._members.values() if m.role in (RAY_HEAD, RAY_WORKER)]
+        folders = {m.name: self._ray_folder(m) for m in ray}
+        services.keep_ray_logs(folders, self.root / "logs" / "ray")
 
-    def _stop_together(self, names: list[str], grace: float) -> None:
+    def _stop_members(self, names: list[str], grace: float) -> None:
         members = [self._members[n] for n in names if n in self._members]
-        live = [m for m in members if processes.alive(m.pid, m.started)]
-        families = {m.name: processes.descendants(m.pid) for m in live}
-        for member in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(member.pid or 0, signal.SIGTERM)
-        if not processes.wait_gone([m.pid for m in live if m.pid], grace):
-            for member in live:
-                processes.kill(member.pid, member.started)
-        rest = [p for family in families.values() for p in family]
-        if rest and not processes.wait_gone([p.pid for p in rest], 5.0):
-            processes.signal_all(rest, signal.SIGKILL)
-            processes.wait_gone([p.pid for p in rest], 5.0)
+        processes.stop_together([(m.pid, m.started) for m in members], grace)
 
     # -- planning and state ----------------------------------------------------------
     def _plan(self) -> None:
@@ -341,17 +309,7 @@ class LocalCluster:
         for name in self.members:
             if name in self._members:
                 continue
-            role = _role(name)
-            member = Member(name, role)
-            if role in (RAY_HEAD, RAY_WORKER):
-                member.ports = {
-                    key: processes.free_port()
-                    for key in services.NODE_PORTS
-                    + (services.HEAD_PORTS if role == RAY_HEAD else ())
-                }
-                member.port = member.ports["gcs" if role == RAY_HEAD else "node_manager"]
-            else:
-                member.port = processes.free_port()
+            member = planned(name)
             self._members[name] = member
         self._save()
 
@@ -370,12 +328,7 @@ class LocalCluster:
                 "ray": self.ray_address,
                 "nodes": self.node_urls,
             }
-        path = self.root / STATE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(STATE + ".tmp")
-        temporary.write_text(json.dumps(state, indent=2))
-        temporary.chmod(0o600)  # the env may hold the JWT secret
-        temporary.replace(path)
+        write_state(self.root / STATE, state)
 
     def _load(self, keep_env: bool) -> None:
         state = json.loads((self.root / STATE).read_text())
@@ -395,112 +348,35 @@ class LocalCluster:
 
     def _start_postgres(self, timeout: float) -> None:
         assert self.runtime is not None
-        data, sockets = self.root / "pg", self.runtime / "pg"
-        services.pg_init(data, sockets)
-        deadline = time.monotonic() + timeout
-        while True:  # after a SIGKILL the old server's backends may hold on a moment
-            try:
-                services.pg_start(data, self.member(POSTGRES).port or 0, sockets)
-                return
-            except subprocess.SubprocessError as error:
-                if time.monotonic() > deadline:
-                    raise ClusterStartError(
-                        f"PostgreSQL did not start in {data}: {error}\n"
-                        + processes.tail(data / "server.log")
-                    ) from error
-                time.sleep(0.5)
+        port = self.member(POSTGRES).port or 0
+        services.start_postgres(self.root / "pg", self.runtime / "pg", port, timeout)
 
     def _spawn(self, name: str) -> None:
         member = self.member(name)
         assert self.runtime is not None
         if member.role in (RAY_HEAD, RAY_WORKER):
             self._clear_ray_node(member)
-            command, env = self._ray_command(member), self._ray_env()
+            head = self.member(RAY_HEAD).port or 0
+            command = ray_command(member, head, self._ray_folder(member), self.shape)
+            env = ray_env(self.env)
         elif member.role == REDIS:
             command = services.redis_command(
                 member.port or 0, self.runtime / "redis.sock", self.root / "redis"
             )
             env = dict(os.environ)
         else:
-            command, env = self._serve_command(member), self._serve_env(member)
+            wiring = Wiring(self.database_url, self.redis_url, self.ray_address, self.data_dir)
+            command, env = serve_command(member), serve_env(member, self.env, wiring)
         log = self.log(name)
         member.log_from = log.stat().st_size if log.exists() else 0
         member.pid = processes.spawn(command, env, log, self.root)
         member.started = processes.start_time(member.pid)
         self._save()
 
-    def _ray_command(self, member: Member) -> list[str]:
-        assert self.runtime is not None
-        shape = self.shape
-        folder = self._ray_folder(member)
-        if member.role == RAY_HEAD:
-            return services.ray_head_command(
-                member.ports, folder, shape["head_cpus"], shape["object_store_mb"]
-            )
-        return services.ray_worker_command(
-            self.member(RAY_HEAD).port or 0,
-            member.ports,
-            folder,
-            shape["worker_cpus"],
-            shape["object_store_mb"],
-        )
-
     def _ray_folder(self, member: Member) -> Path:
         """The node's --temp-dir: short (Ray's socket paths), private to this cluster."""
         assert self.runtime is not None
         return self.runtime / ("h" if member.role == RAY_HEAD else f"w{member.name[11:]}")
-
-    def _ray_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env.update(self.env)
-        env.update(PYTHONPATH=_python_path(env), RAY_USAGE_STATS_ENABLED="0")
-        return env
-
-    def _serve_command(self, member: Member) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "darkroom",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(member.port),
-            "--role",
-            member.role,
-        ]
-
-    def _serve_env(self, member: Member) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in WIRING}
-        env.update(DEFAULT_ENV)
-        env["DARKROOM_INFERENCE"] = "ray" if member.role == DISPATCHER else "off"
-        env.update(self.env)
-        env.update(
-            DATABASE_URL=self.database_url,
-            REDIS_URL=self.redis_url,
-            DATA_DIR=str(self.data_dir),
-            HOST="127.0.0.1",
-            PORT=str(member.port),
-            DARKROOM_ROLES=member.role,
-            RAY_USAGE_STATS_ENABLED="0",
-            PYTHONPATH=_python_path(env),
-        )
-        if member.role == DISPATCHER:
-            env["RAY_ADDRESS"] = self.ray_address
-        return env
-
-    def _ray_started(self, member: Member) -> bool:
-        """`ray start` said so: its node registered with the GCS, every process up."""
-        return RAY_STARTED in _started_text(self.log(member.name), member.log_from)
-
-    def _raylets(self, member: Member) -> list[psutil.Process]:
-        """The node's live raylet (a killed one lingers as a zombie until `ray start`
-        reaps it: not alive)."""
-        return [
-            p
-            for p in processes.descendants(member.pid)
-            if _name(p) == "raylet" and processes.running(p)
-        ]
 
     def _clear_ray_node(self, member: Member) -> None:
         """What is left of a Ray node (after its raylet was killed) goes before it starts
@@ -523,7 +399,7 @@ class LocalCluster:
         try:
             self._wait_once(name, timeout)
         except MemberExitedError:
-            if not retries or _role(name) in (POSTGRES, REDIS):
+            if not retries or role_of(name) in (POSTGRES, REDIS):
                 raise
             self._spawn(name)
             self._wait(name, max(1.0, deadline - time.monotonic()), retries - 1)
@@ -537,58 +413,5 @@ class LocalCluster:
                 return None
             return f"it exited; the end of {log}:\n{processes.tail(log)}"
 
-        if member.role == POSTGRES:
-            ready = lambda: self.alive(POSTGRES)  # noqa: E731
-        elif member.role == REDIS:
-            ready = lambda: processes.listening(member.port or 0)  # noqa: E731
-        elif member.role == RAY_HEAD:
-            ports = member.ports
-            ready = lambda: (  # noqa: E731
-                self._ray_started(member)
-                and processes.listening(ports["client"])
-                and processes.bound(ports["runtime_env"])  # Ray Client needs it at once
-            )
-        elif member.role == RAY_WORKER:
-            ready = lambda: self._ray_started(member)  # noqa: E731
-        else:
-            url = f"http://127.0.0.1:{member.port}/health/ready"
-            ready = lambda: _answers(url)  # noqa: E731
+        ready = ready_probe(member, log, lambda: self.alive(POSTGRES))
         processes.wait_for(name, ready, timeout, failed=failed)
-
-
-def _started_text(log: Path, offset: int) -> str:
-    try:
-        with log.open("rb") as text:
-            text.seek(offset)
-            return text.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _python_path(env: Mapping[str, str]) -> str:
-    """This checkout first: every process of the cluster runs the code that started it."""
-    return os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _name(process: psutil.Process) -> str:
-    try:
-        return str(process.name())
-    except psutil.Error:
-        return ""
-
-
-def _role(name: str) -> str:
-    if name.startswith("ray-worker-"):
-        return RAY_WORKER
-    if name.startswith("node-"):
-        return NODE
-    if name.startswith("projections-"):
-        return PROJECTIONS
-    return name  # postgres, redis, ray-head, dispatcher

@@ -184,3 +184,20 @@ def tail(log: Path, size: int = 1500) -> str:
         return log.read_text(errors="replace")[-size:]
     except OSError:
         return ""
+
+
+def stop_together(members: Sequence[tuple[int | None, float | None]], grace: float) -> None:
+    """SIGTERM every live (pid, start time) at once, SIGKILL what is left after `grace`,
+    then their children."""
+    live = [(pid, started) for pid, started in members if alive(pid, started)]
+    families = [descendants(pid) for pid, _ in live]
+    for pid, _ in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid or 0, signal.SIGTERM)
+    if not wait_gone([pid for pid, _ in live if pid], grace):
+        for pid, started in live:
+            kill(pid, started)
+    rest = [p for family in families for p in family]
+    if rest and not wait_gone([p.pid for p in rest], 5.0):
+        signal_all(rest, signal.SIGKILL)
+        wait_gone([p.pid for p in rest], 5.0)

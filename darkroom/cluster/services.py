@@ -10,12 +10,18 @@ pgserver itself does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from darkroom.cluster.errors import ClusterStartError
+from darkroom.cluster.processes import tail
 
 # As in darkroom/database.py: several pools per serving process, several processes.
 MAX_CONNECTIONS = 300
@@ -193,3 +199,29 @@ NODE_PORTS = (
 
 def run_quietly(command: list[str], **options: Any) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(command, capture_output=True, check=False, **options)
+
+
+def start_postgres(data: Path, sockets: Path, port: int, timeout: float) -> None:
+    """Initialise `data` if new and start the server on `port`, retrying until `timeout`:
+    after a SIGKILL the old server's backends may hold on a moment."""
+    pg_init(data, sockets)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pg_start(data, port, sockets)
+            return
+        except subprocess.SubprocessError as error:
+            if time.monotonic() > deadline:
+                raise ClusterStartError(
+                    f"PostgreSQL did not start in {data}: {error}\n" + tail(data / "server.log")
+                ) from error
+            time.sleep(0.5)
+
+
+def keep_ray_logs(folders: Mapping[str, Path], dest: Path) -> None:
+    """Each Ray node's session logs (node name -> its --temp-dir) copied to dest/<name>."""
+    for name, folder in folders.items():
+        logs = folder / "session_latest" / "logs"
+        with contextlib.suppress(OSError, shutil.Error):
+            if logs.exists():
+                shutil.copytree(logs.resolve(), dest / name, dirs_exist_ok=True)
