@@ -5,19 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.catalogue import ORCHESTRATION, TaskType, as_decimal
-from domain.errors import (
-    InvalidParamsError,
-    InvalidTransitionError,
-    TaskNotInProgressError,
-    ValidationError,
-)
-from domain.tasklinks import Links, as_uuid, model_name_of, no_dependency
+from domain import taskrules as rules
+from domain.catalogue import ORCHESTRATION
+from domain.errors import InvalidTransitionError, TaskNotInProgressError, ValidationError
+from domain.tasklinks import Links, model_name_of
+from domain.taskrules import NewTask
 from domain.taskstatus import (
     CANCELLED,
     COMPLETE,
@@ -32,22 +29,10 @@ from domain.taskstatus import (
     require_utc,
 )
 
-__all__ = [  # the status rules and params links, re-exported: read as the task's
-    "CANCELLED",
-    "COMPLETE",
-    "FAILED",
-    "IN_PROGRESS",
-    "MAX_ATTEMPTS",
-    "QUEUED",
-    "STATUSES",
-    "TERMINAL",
-    "TRANSITIONS",
-    "Links",
-    "Task",
-    "billable_seconds",
-    "model_name_of",
-    "require_utc",
-]
+# The status rules and params links are re-exported: read as the task's.
+__all__ = ["Links", "Task", "billable_seconds", "model_name_of", "require_utc"]
+__all__ += ["CANCELLED", "COMPLETE", "FAILED", "IN_PROGRESS", "MAX_ATTEMPTS", "QUEUED"]
+__all__ += ["STATUSES", "TERMINAL", "TRANSITIONS"]
 
 
 class Task(Aggregate):
@@ -203,43 +188,9 @@ class Task(Aggregate):
         self.dependants: list[UUID] = []
 
     @classmethod
-    def create(
-        cls,
-        *,
-        project_id: UUID,
-        owner_id: str,
-        task_type: TaskType,
-        params: Mapping[str, Any],
-        at: datetime,
-        task_id: UUID | None = None,
-        dependant_on: Iterable[UUID] = (),
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-    ) -> Task:
-        """A Queued task of an (already resolved, active) catalogue type."""
-        if not isinstance(params, Mapping):
-            raise InvalidParamsError(f"params must be an object (got {params!r})")
-        if not owner_id or not isinstance(owner_id, str):
-            raise ValidationError(f"a task needs an owner id (got {owner_id!r})")
-        deps = [as_uuid(d, "dependant_on") or no_dependency(d) for d in dependant_on]
-        if task_id is not None and task_id in deps:
-            raise ValidationError(f"task {task_id} cannot depend on itself")
-        links = Links.from_params(params)
-        return cls(
-            project_id=project_id,
-            owner_id=owner_id,
-            task_type=task_type.name,
-            run_type=task_type.run_type,
-            category=task_type.category,
-            model_name=model_name_of(params) or task_type.model_name,
-            params=dict(params),
-            dependant_on=list(dict.fromkeys(deps)),
-            idempotency_key=idempotency_key,
-            created_at=require_utc(at),
-            id=task_id,
-            request_hash=request_hash,
-            **vars(links),
-        )
+    def create(cls, **request: Unpack[NewTask]) -> Task:
+        """A Queued task of an (already resolved, active) catalogue type (`NewTask`)."""
+        return cls(**rules.created_fields(request))
 
     # -- queries -------------------------------------------------------------
     @property
@@ -256,16 +207,7 @@ class Task(Aggregate):
 
     @property
     def links(self) -> Links:
-        return Links(
-            self.orchestrator_task_id,
-            self.run_id,
-            self.segment_index,
-            self.join_index,
-            self.child_order,
-            self.parent_generation_id,
-            self.shot_id,
-            self.based_on,
-        )
+        return Links.held_by(self)
 
     def billable_seconds(self) -> int | None:
         """Whole seconds from (reset) start to completion, at least 1; None if not both."""
@@ -275,8 +217,7 @@ class Task(Aggregate):
 
     # -- decisions -----------------------------------------------------------
     def claim(self, worker_id: str, at: datetime) -> None:
-        if not worker_id or not isinstance(worker_id, str):
-            raise ValidationError(f"a claim needs a worker id (got {worker_id!r})")
+        rules.require_worker(worker_id)
         self._check(IN_PROGRESS)
         self._claimed(worker_id=worker_id, at=require_utc(at))
 
@@ -287,14 +228,7 @@ class Task(Aggregate):
 
     def report_progress(self, step: int, total: int) -> None:
         self._running("report progress on")
-        for name, value in (("step", step), ("total", total)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationError(f"progress {name} must be a whole number (got {value!r})")
-        if total < 1 or not 0 <= step <= total:
-            raise ValidationError(
-                f"progress must satisfy 0 ≤ step ≤ total, total ≥ 1 "
-                f"(got step={step}, total={total})"
-            )
+        rules.require_progress(step, total)
         self._progress_reported(step=step, total=total)
 
     def complete(
@@ -306,22 +240,17 @@ class Task(Aggregate):
         result_data: Mapping[str, Any] | None = None,
     ) -> None:
         self._check(COMPLETE)
-        for name, value in (("output_location", output_location), ("thumbnail_url", thumbnail_url)):
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValidationError(f"{name} must be a non-empty string (got {value!r})")
-        if result_data is not None and not isinstance(result_data, Mapping):
-            raise ValidationError(f"result_data must be an object (got {result_data!r})")
+        data = rules.require_outputs(output_location, thumbnail_url, result_data)
         self._completed(
             output_location=output_location,
             thumbnail_url=thumbnail_url,
-            result_data=dict(result_data or {}),
+            result_data=data,
             at=require_utc(at),
         )
 
     def fail(self, error: str, at: datetime) -> None:
         self._check(FAILED)
-        message = str(error or "").strip() or "Failed"
-        self._failed(error=message, attempts=self.attempts, at=require_utc(at))
+        self._failed(error=rules.failure_message(error), attempts=self.attempts, at=require_utc(at))
 
     def cancel(self, at: datetime, reason: str | None = None) -> None:
         self._check(CANCELLED)
@@ -331,25 +260,17 @@ class Task(Aggregate):
         """Back to the queue with attempts + 1; the attempt that reaches the cap fails."""
         self._check(QUEUED)
         require_utc(at)
-        cause = str(reason or "").strip() or "returned to the queue"
-        attempts = self.attempts + 1
-        if attempts >= MAX_ATTEMPTS:
-            self._failed(
-                error=f"Failed: {cause} (attempt {attempts} of {MAX_ATTEMPTS})",
-                attempts=attempts,
-                at=at,
-            )
+        fails, message, attempts = rules.requeue_outcome(self.attempts, reason)
+        if fails:
+            self._failed(error=message, attempts=attempts, at=at)
         else:
-            self._requeued(
-                reason=f"Requeued: {cause} (attempt {attempts})", attempts=attempts, at=at
-            )
+            self._requeued(reason=message, attempts=attempts, at=at)
 
     def release(self, reason: str | None, at: datetime) -> None:
         """Back to the queue with attempts unchanged: the worker hands the task back
         because it is stopping, not because the run failed (a crash requeues)."""
         self._check(QUEUED)
-        cause = str(reason or "").strip() or "handed back"
-        self._released(reason=f"Released: {cause} (not counted as an attempt)", at=require_utc(at))
+        self._released(reason=rules.release_message(reason), at=require_utc(at))
 
     def worker_lost(self, at: datetime) -> None:
         """The worker stopped heartbeating while running this task."""
@@ -365,9 +286,7 @@ class Task(Aggregate):
         output_location: str | None = None,
     ) -> None:
         """The worker PATCH endpoint: any status the transition table allows."""
-        if status not in STATUSES:
-            raise ValidationError(f"status must be one of {', '.join(STATUSES)} (got {status!r})")
-        self._check(status)
+        self._check(rules.require_status(status))
         if status == IN_PROGRESS:
             self.claim(worker_id or "", at)
         elif status == COMPLETE:
@@ -385,9 +304,7 @@ class Task(Aggregate):
             raise ValidationError(
                 f"task {self.id} is {self.status!r}; only a Complete task has a cost"
             )
-        amount = as_decimal(cost, "cost")
-        if amount < 0:
-            raise ValidationError(f"a cost must be ≥ 0 (got {amount})")
+        amount = rules.require_cost(cost)
         if self.cost is None:
             self._cost_recorded(cost=amount)
 

@@ -7,7 +7,7 @@ details block (`orchestrator_details`); both are read here, and only here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from uuid import UUID
 
@@ -69,6 +69,11 @@ class Links:
     parent_generation_id: UUID | None = None
     shot_id: UUID | None = None
     based_on: UUID | None = None
+
+    @classmethod
+    def held_by(cls, task: object) -> Links:
+        """The links a task holds as its own attributes, of the same names."""
+        return cls(**{f.name: getattr(task, f.name) for f in fields(cls)})
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Links:
