@@ -24,8 +24,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import (
@@ -49,14 +50,18 @@ from domain.metadata import CommandMeta, command_context, current_meta
 from domain.pulse import MemoryPulse, Pulse
 from domain.repository import SnapshottingRepository
 from domain.services.hot import HotAggregates
+from domain.services.written import TAG, Written
 from domain.snapshot_writer import SnapshotWriter
 from domain.snapshots import PickleTranscoder, SnapshotMapper, StateSnapshot
 
 log = logging.getLogger("darkroom.studio")
 
-Result = dict[str, Any]
-Decision = tuple[Sequence[Aggregate], Result]
+Result = dict[str, Any]  # the untyped results of verbs not yet returning a `Written`
+# What a verb's `decide()` returns: the aggregates to save and the verb's outcome.
+R = TypeVar("R", bound=Written | Result)
+Decision = tuple[Sequence[Aggregate], R]
 A = TypeVar("A", bound=Aggregate)
+UNTYPED = "dict"  # the tag of a stored plain-dict result (domain/services/written.py)
 
 MAX_ATTEMPTS = 8
 CONFLICT_BACKOFF_S = 0.001  # doubled per attempt, jittered: at most ≈ 0.25 s in all
@@ -128,6 +133,14 @@ class KeysInFlight:
     def __contains__(self, key: str) -> bool:
         with self._lock:
             return key in self._held
+
+
+def _stored(result: Written | Result) -> Result:
+    """What an idempotency key stores: a `Written` with its class's tag, a plain dict
+    tagged as such (so that a replay gives each caller the type it returned)."""
+    if isinstance(result, Written):
+        return result.stored()
+    return {**result, TAG: UNTYPED}
 
 
 def now() -> datetime:
@@ -285,17 +298,26 @@ class ServiceBase(Application[UUID]):
 
         threading.Thread(target=prune, name="darkroom-prune-keys", daemon=True).start()
 
-    def _replay(self, key: str, meta: CommandMeta) -> Result | None:
+    def _replay(self, key: str, meta: CommandMeta) -> Written | Result | None:
         """The first result of `key`, if it was stored and has not expired; refused if the
-        key was first used for another route or request."""
+        key was first used for another route or request. A typed result comes back as its
+        `Written` class, `replayed`; a plain dict (verbs not typed yet) as a dict."""
         record = self._store.command_record(key)
         if record is None:
             return None
         if not _bound_to(record["route"], record["request_hash"], meta):
             raise _reused(meta.idempotency_key, record["route"], meta)
-        return {**record["result"], "replayed": True}
+        stored = dict(record["result"])
+        position = stored.pop("position")
+        if stored.get(TAG) == UNTYPED:
+            del stored[TAG]
+            return {**stored, "position": position, "replayed": True}
+        try:
+            return Written.rebuild(stored, position=position)
+        except LookupError:  # a dict stored before results were typed, of no known shape
+            return {**stored, "position": position, "replayed": True}
 
-    def _command(self, meta: CommandMeta | None, decide: Callable[[], Decision]) -> Result:
+    def _command(self, meta: CommandMeta | None, decide: Callable[[], Decision[R]]) -> R:
         meta = meta or CommandMeta()
         if not meta.idempotency_key:
             return self._attempts(meta, None, decide)
@@ -303,12 +325,10 @@ class ServiceBase(Application[UUID]):
         self._prune_now_and_then()
         with self.keys_in_flight.hold(key, meta):
             if (prior := self._replay(key, meta)) is not None:
-                return prior
+                return cast(R, prior)  # the type the key stored
             return self._attempts(meta, key, decide)
 
-    def _attempts(
-        self, meta: CommandMeta, key: str | None, decide: Callable[[], Decision]
-    ) -> Result:
+    def _attempts(self, meta: CommandMeta, key: str | None, decide: Callable[[], Decision[R]]) -> R:
         contested: list[UUID] = []
         for attempt in range(MAX_ATTEMPTS):
             # After a lost race, re-decide holding this process's locks on what we
@@ -318,7 +338,7 @@ class ServiceBase(Application[UUID]):
                 extra = (
                     {
                         "command_key": key,
-                        "command_result": result,
+                        "command_result": _stored(result),
                         "command_route": meta.route,
                         "command_hash": meta.request_hash,
                     }
@@ -333,14 +353,16 @@ class ServiceBase(Application[UUID]):
             if recordings is None:
                 # Another process committed this key first: a replay (or a reuse).
                 if key and (prior := self._replay(key, meta)) is not None:
-                    return prior
+                    return cast(R, prior)  # the type the key stored
                 contested = [a.id for a in aggregates]
                 # Callers that lost a race spread out before re-deciding, so that
                 # other processes' retries do not all collide on the next version.
                 time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
                 continue
             position = recordings[-1].notification.id if recordings else self.head_position()
-            return {**result, "position": position}
+            if isinstance(result, Written):
+                return cast(R, replace(result, position=position))
+            return cast(R, {**result, "position": position})
         raise ConcurrencyConflictError(
             f"gave up after {MAX_ATTEMPTS} attempts: the aggregates kept changing underneath"
         )

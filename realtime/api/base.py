@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from domain.services.written import Written, to_json
 from realtime.api.inputs import dumps, no_nul, parse_path, read_json, request_hash, validate
 from realtime.api.media import strip_all
 from realtime.auth import Principal
@@ -58,9 +59,10 @@ class Reply:
         return Json(self.body, status_code=self.status, headers=headers)
 
 
-def written(result: dict[str, Any], status: int = 200, **more: Any) -> Reply:
+def written(result: Written | dict[str, Any], status: int = 200, **more: Any) -> Reply:
     """The reply to a command: its ids (and `position`), header included."""
-    body = {**result, **more}
+    fields = result.as_json() if isinstance(result, Written) else result
+    body = {**fields, **{k: to_json(v) for k, v in more.items()}}
     return Reply(body, status, body.get("position"))
 
 

@@ -1,0 +1,150 @@
+"""What a command verb returns: a small frozen dataclass of the ids it wrote and its position.
+
+How to give a verb a typed result (the how-to):
+
+1. Find or declare its shape here: a frozen, slotted, keyword-only subclass of `Written`
+   whose fields are what the verb's JSON answer holds, typed (`UUID` for ids, `Decimal`
+   for amounts, `tuple[UUID, ...]` for lists of ids). One class per *shape*: verbs with
+   the same answer share it (`ShotWritten` for create, update, delete, duplicate...).
+   A field the answer leaves out when it is None is
+   `field(default=None, metadata=OMIT_NONE)`.
+2. In the verb, `decide()` returns `(aggregates, ShotWritten(shot_id=shot.id))` and is
+   annotated `-> Decision[ShotWritten]`; the verb returns `self._command(meta, decide)`,
+   typed `-> ShotWritten`. `_command` stamps `position` (and `replayed` on a replay).
+3. At the edge, `written(result)` sends `result.as_json()`: the same JSON as before
+   (ids as strings, amounts as strings, field order, `position`, `replayed` only when
+   true). Callers read `result.shot_id`, a `UUID`.
+
+Idempotent replays: `_command` stores `stored()` (the fields plus the class's tag under
+`TAG`) with the command; a replay rebuilds the same class with `rebuild()`. A row stored
+before this module (a plain dict, no tag; rows live 24 h) is rebuilt as the registered
+class whose fields match its keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, TypeVar, Union
+from uuid import UUID
+
+TAG = "__written__"
+OMIT_NONE = {"omit_none": True}  # a field left out of the JSON answer when None
+_BOOKKEEPING = ("position", "replayed")
+
+W = TypeVar("W", bound="Written")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Written:
+    """A command's outcome: `position` is the log position it wrote up to (-1: not yet
+    saved, while `decide()` builds it); `replayed` marks an idempotent replay."""
+
+    registry: ClassVar[dict[str, type[Written]]] = {}
+
+    position: int = -1
+    replayed: bool = False
+
+    def __init_subclass__(cls) -> None:
+        # No `super()` here: `slots=True` rebuilds the class, which breaks its cell.
+        # That second class object is the one registered (the last one by its name).
+        Written.registry[cls.__name__] = cls
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON answer: the fields in order, then `position`, `replayed` if true."""
+        body = self._fields_json()
+        body["position"] = self.position
+        if self.replayed:
+            body["replayed"] = True
+        return body
+
+    def stored(self) -> dict[str, Any]:
+        """What an idempotency key stores: the fields and the class's tag."""
+        return {**self._fields_json(), TAG: type(self).__name__}
+
+    def _fields_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in _BOOKKEEPING:
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            body[f.name] = to_json(value)
+        return body
+
+    @staticmethod
+    def rebuild(stored: Mapping[str, Any], *, position: int, replayed: bool = True) -> Written:
+        """The `Written` a stored record holds (its tag's class, or the class whose fields
+        match a plain dict stored before tags)."""
+        values = {k: v for k, v in stored.items() if k not in (TAG, *_BOOKKEEPING)}
+        tag = stored.get(TAG)
+        cls = Written.registry.get(tag) if isinstance(tag, str) else None
+        if cls is None:
+            cls = _matching(frozenset(values))
+        hints = _hints(cls)
+        parsed = {name: from_json(hints[name], value) for name, value in values.items()}
+        return cls(**parsed, position=position, replayed=replayed)
+
+
+def _matching(keys: frozenset[str]) -> type[Written]:
+    """The registered class whose fields are exactly `keys`, optional fields aside; the
+    one with the fewest fields when several fit."""
+    fits = []
+    for cls in Written.registry.values():
+        names = {f.name for f in dataclasses.fields(cls) if f.name not in _BOOKKEEPING}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in _BOOKKEEPING
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        }
+        if required <= keys <= names:
+            fits.append((len(names), cls.__name__, cls))
+    if not fits:
+        msg = f"no Written class has the fields {sorted(keys)}"
+        raise LookupError(msg)
+    return min(fits)[2]
+
+
+_HINTS: dict[type[Written], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Written]) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def to_json(value: object) -> object:
+    """A field's value as JSON: ids and amounts as strings, sequences as lists."""
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
+
+
+def from_json(kind: Any, value: object) -> Any:
+    """A stored JSON value as the field's type (the inverse of `to_json`)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        return from_json(options[0], value) if len(options) == 1 else value
+    if kind is UUID or kind is Decimal:
+        return kind(str(value))
+    if origin is tuple and isinstance(value, list):
+        return tuple(from_json(typing.get_args(kind)[0], v) for v in value)
+    if origin is list and isinstance(value, list):
+        return [from_json(typing.get_args(kind)[0], v) for v in value]
+    return value

@@ -1,0 +1,71 @@
+"""A verb's typed result: the JSON the edge sends, and rebuilt the same from what an
+idempotency key stored (also from a plain dict stored before results were typed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import pytest
+
+from domain.services.written import OMIT_NONE, TAG, Written
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SampleWritten(Written):
+    sample_id: UUID
+    balance: Decimal
+    member_ids: tuple[UUID, ...] = ()
+    frame: int | None = None
+    link_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+
+
+def test_the_json_answer_has_the_fields_in_order_ids_as_strings_then_the_position() -> None:
+    ident, member = uuid4(), uuid4()
+    written = SampleWritten(
+        sample_id=ident, balance=Decimal("1.50"), member_ids=(member,), position=7
+    )
+    assert json.dumps(written.as_json()) == json.dumps(
+        {
+            "sample_id": str(ident),
+            "balance": "1.50",
+            "member_ids": [str(member)],
+            "frame": None,
+            "position": 7,
+        }
+    )
+
+
+def test_replayed_is_in_the_answer_only_when_true_and_an_optional_field_only_when_set() -> None:
+    link = uuid4()
+    written = SampleWritten(sample_id=uuid4(), balance=Decimal(0), link_id=link, replayed=True)
+    body = written.as_json()
+    assert body["link_id"] == str(link)
+    assert list(body)[-2:] == ["position", "replayed"]
+    assert "replayed" not in replace(written, replayed=False).as_json()
+    assert "link_id" not in replace(written, link_id=None).as_json()
+
+
+def test_a_stored_result_rebuilds_as_its_own_class_with_typed_values() -> None:
+    written = SampleWritten(
+        sample_id=uuid4(), balance=Decimal("2.25"), member_ids=(uuid4(), uuid4()), link_id=uuid4()
+    )
+    stored = json.loads(json.dumps(written.stored()))
+    assert stored[TAG] == "SampleWritten"
+    assert "position" not in stored
+    again = Written.rebuild(stored, position=12)
+    assert again == replace(written, position=12, replayed=True)
+
+
+def test_a_plain_dict_stored_before_tags_rebuilds_as_the_class_with_its_fields() -> None:
+    ident = uuid4()
+    again = Written.rebuild({"sample_id": str(ident), "balance": "3", "frame": 4}, position=2)
+    assert isinstance(again, SampleWritten)
+    assert (again.sample_id, again.balance, again.frame) == (ident, Decimal(3), 4)
+
+
+def test_a_plain_dict_of_no_known_shape_is_refused_by_name() -> None:
+    with pytest.raises(LookupError, match="no_such_field"):
+        Written.rebuild({"no_such_field": 1}, position=0)
