@@ -25,24 +25,14 @@ the protocol's largest client frame): a bigger frame closes the socket with
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from realtime.protocol import MAX_CLIENT_FRAME
+from darkroom.defaults import ServerLimits as ServerLimits  # its home; read as the limits'
 
 LINGER_S = 1.0  # a refused connection reads (and drops) for this long, then closes
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    header_timeout_s: float = 10.0
-    keep_alive_s: float = 5.0
-    max_connections: int = 4096
-    max_connections_per_ip: int = 256
-    ws_max_frame_bytes: int = MAX_CLIENT_FRAME
 
 
 def _raw_response(status: int, reason: str, body: bytes, *extra: str) -> bytes:

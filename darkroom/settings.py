@@ -4,8 +4,11 @@
 `darkroom/` reads the environment. Each variable is one `knob(...)`: its name, its
 default and a one-line description. Where a lower layer's container (`EdgeConfig`,
 `HubSettings`, `ServerLimits`, `DispatcherConfig`) has the default, the knob takes it
-from there, so a default is stated once. The containers are built from the tree here
-and in `darkroom.wiring` / `darkroom.dispatch`:
+from there, so a default is stated once; those containers live in small modules
+(`realtime/config.py`, `realtime/defaults.py`, `darkroom/defaults.py`,
+`inference/defaults.py`), so reading the settings imports neither the hub, the
+dispatcher and Ray, nor uvicorn. The containers are built from the tree here and in
+`darkroom.wiring` / `darkroom.dispatch`:
 
 - `Settings`: the process (database, Redis, Ray, data dir, address, roles), the event
   store, the HTTP edge (auth, uploads, media URLs, sessions, readiness) and the
@@ -29,12 +32,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
-from darkroom.limits import ServerLimits
+from darkroom.defaults import ServerLimits
 from darkroom.settings_sections import CONFIG, HubSection, InferenceSettings, knob
-from inference.dispatcher import DispatcherConfig
+from inference.defaults import DispatcherConfig
 from projections.changelog import RETENTION
 from realtime.config import EdgeConfig
-from realtime.hub import HubSettings
+from realtime.defaults import HubSettings
 
 # Aggregates kept per process (LRU). Bounded state keeps each one small: the bound
 # is measured in docs/BENCHMARKS.md ("History").

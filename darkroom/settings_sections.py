@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from inference.dispatcher import DispatcherConfig
-from realtime.hub import HubSettings
+from inference.defaults import DispatcherConfig
+from realtime.defaults import HubSettings
 
 
 def knob(default: Any, env: str, role: str, description: str, **rules: Any) -> Any:

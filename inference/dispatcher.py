@@ -42,6 +42,7 @@ from typing import Any
 from inference import metrics
 from inference.actors import BUSY, IDLE, ActorPool, Slot
 from inference.claiming import Claimer
+from inference.defaults import DispatcherConfig
 from inference.errors import TaskCancelledError, UnsupportedTaskError
 from inference.inputs import Reader, media_reader, read_inputs
 from inference.media import MediaStore
@@ -72,26 +73,6 @@ STORE_POLL = 0.0005
 
 def default_worker_id() -> str:
     return f"ray:{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass
-class DispatcherConfig:
-    """Timings and limits of the loop (seconds)."""
-
-    run_types: tuple[str, ...] = ("gpu", "api")
-    poll_interval: float = 0.1
-    # Candidates per claim attempt: the claim command re-reads each one, so the first try
-    # offers the two oldest and only a refusal of both (their owners at the limit or out
-    # of credits) widens the search.
-    candidate_pages: tuple[int, ...] = (2, 16)
-    heartbeat_interval: float = 10.0
-    cancel_check_interval: float = 0.25
-    progress_interval: float = 0.5
-    sweep_interval: float | None = 30.0
-    settle_threads: int = 4
-    relay_poll: float = 1.0
-    max_wait: float = 0.5
-    timings_kept: int = 100_000
 
 
 @dataclass(eq=False)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from domain.studio import Studio
+if TYPE_CHECKING:
+    from domain.studio import Studio
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

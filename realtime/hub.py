@@ -26,7 +26,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from psycopg_pool import ConnectionPool
@@ -34,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from projections.reachability import database_down
 from realtime.credentials import Credential, Gate, RevocationWatcher, events_table
+from realtime.defaults import HubSettings
 from realtime.errors import UnrecoverablePositionError
 from realtime.fanout import Batch, Change, FanoutBackend, read_range, read_watermark
 from realtime.outbox import Outbox, Subscription
@@ -45,29 +45,8 @@ if TYPE_CHECKING:
     from realtime.auth import Authenticator, Principal
 
 log = logging.getLogger("darkroom.realtime.hub")
-MIB = 1024 * 1024
 # How long a snapshot waits for the subscriber's own last write (then it is taken anyway).
 SESSION_WAIT_S = 10.0
-
-
-@dataclass(frozen=True)
-class HubSettings:
-    """Knobs of the websocket hub; `darkroom.settings` builds them from `DARKROOM_WS_<FIELD>`."""
-
-    queue_bytes: int = MIB
-    auth_timeout_s: float = 5.0
-    ping_interval_s: float = 25.0
-    idle_timeout_s: float = 60.0
-    max_subscriptions: int = 200
-    max_bad_frames: int = 20
-    replay_page: int = 500
-    poll_s: float = 0.5
-    heartbeat_s: float = 1.0
-    stale_after_s: float = 3.0
-    leader_retry_s: float = 0.5
-    pool_size: int = 4
-    revocation_poll_s: float = 0.25
-    redis_url: str | None = None
 
 
 # -- the hub -------------------------------------------------------------------------
