@@ -129,6 +129,45 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
         finally:
             self._disuse_fastforward_lock(aggregate_id)
 
+    def peek(self, aggregate_id: UUID) -> Any | None:
+        """A copy of the cached aggregate as it is, not fast-forwarded (None if not cached).
+        Only for a decision whose every such read is checked: by the version check of
+        the save for what it changes, by `moved_on` for what it only reads."""
+        if self.cache is None:
+            return None
+        lock = self._use_fastforward_lock(aggregate_id)
+        try:
+            with lock:
+                try:
+                    return copy_aggregate(self.cache.get(aggregate_id))
+                except KeyError:
+                    return None
+        finally:
+            self._disuse_fastforward_lock(aggregate_id)
+
+    def moved_on(self, aggregate: Any) -> bool:
+        """Whether the log holds events of `aggregate` after its version (one query)."""
+        newer = self.event_store.get(originator_id=aggregate.id, gt=aggregate.version, limit=1)
+        return any(True for _ in newer)
+
+    def keep(self, aggregates: Iterable[Any]) -> None:
+        """Caches copies of aggregates just saved, unless the cache holds a newer version:
+        the next `peek` of them then needs no query (`get` fast-forwards as before)."""
+        if self.cache is None:
+            return
+        for aggregate in aggregates:
+            lock = self._use_fastforward_lock(aggregate.id)
+            try:
+                with lock:
+                    try:
+                        known = self.cache.get(aggregate.id)
+                    except KeyError:
+                        known = None
+                    if known is None or known.version < aggregate.version:
+                        self.cache.put(aggregate.id, copy_aggregate(aggregate))
+            finally:
+                self._disuse_fastforward_lock(aggregate.id)
+
     def _cached(self, aggregate_id: Any, projector_func: Any) -> Any:
         assert self.cache is not None
         try:

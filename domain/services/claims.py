@@ -1,9 +1,16 @@
 """Claiming: a worker takes the best eligible task (or a named one), saved with the
-owner's `Workload` and its `Worker` so exactly one worker wins it."""
+owner's `Workload` and its `Worker` so exactly one worker wins it.
+
+`complete_and_claim` is a worker's completion and its next claim as one decision and
+one save: the completion exactly as `complete_task` makes it, then the claim exactly
+as `claim_next` makes it, on the aggregates the two share (the worker, the owner's
+workload and ledger, the catalogue) loaded once, on this process's cached copies
+where the save's version check or one query proves them current (`cached.py`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +18,7 @@ from domain.catalogue import RUN_TYPES
 from domain.claiming import Candidate, ineligibility, next_for_worker
 from domain.errors import (
     ConcurrencyConflictError,
+    DomainError,
     InsufficientCreditsError,
     InvalidTransitionError,
     TaskNotClaimableError,
@@ -19,20 +27,32 @@ from domain.errors import (
 from domain.metadata import CommandMeta
 from domain.services.base import Result, as_uuid
 from domain.services.base import now as _now
-from domain.services.lifecycle import Batch, TaskLifecycle
-from domain.services.liveness import credential_of, worker_for
+from domain.services.cached import CachedBatch, checks, keep
+from domain.services.completion import TaskCompletion
+from domain.services.lifecycle import Batch
+from domain.services.liveness import credential_of, require_own_worker, worker_for
 from domain.task import IN_PROGRESS, QUEUED, Task
 
 # A claim that keeps losing races gives up and answers "nothing now"; the worker polls again.
 CLAIM_ROUNDS = 4
+# A completion with a claim that lost this many races is saved without the claim: the
+# claim must never hold a completion up (the worker claims on its own afterwards).
+CHAINED_CLAIM_ROUNDS = 2
 
 
 def worker_meta(worker_id: str | None, meta: CommandMeta | None) -> CommandMeta | None:
     return meta or (CommandMeta.for_worker(worker_id) if worker_id else None)
 
 
-class TaskClaims(TaskLifecycle):
-    """Claims: `claim_next` over the claim queue's candidates, `claim_task` by id."""
+def _run_type(run_type: str) -> str:
+    if run_type not in RUN_TYPES:
+        raise ValidationError(f"run_type must be one of {', '.join(RUN_TYPES)} (got {run_type!r})")
+    return run_type
+
+
+class TaskClaims(TaskCompletion):
+    """Claims: `claim_next` over the claim queue's candidates, `claim_task` by id, and
+    `complete_and_claim`."""
 
     def claim_next(
         self,
@@ -47,28 +67,30 @@ class TaskClaims(TaskLifecycle):
         re-checked on the aggregates and ordered by `domain.claiming.order_for_worker`:
         over five minutes waiting first, then the worker's loaded model, then oldest.
         None when nothing here may be claimed now."""
-        if run_type not in RUN_TYPES:
-            raise ValidationError(
-                f"run_type must be one of {', '.join(RUN_TYPES)} (got {run_type!r})"
-            )
+        _run_type(run_type)
         ids = [as_uuid(c, "task id") for c in candidate_ids]
         at = now or _now()
 
+        saved: list[Any] = []
+
         def decide() -> Any:
             batch = self._batch(at)
-            worker_for(batch, worker_id, credential_of(meta))
-            task = self._pick(batch, ids, run_type, current_model)
-            if task is None:
-                return [], {"task_id": None}
-            self._change(batch, task, task.claim, worker_id, at)
-            return batch.changed, self._claimed(task)
+            claimed = self._claim_in(
+                batch, worker_id, credential_of(meta), ids, run_type, current_model
+            )
+            saved[:] = batch.changed
+            return (batch.changed, claimed) if claimed else ([], {"task_id": None})
 
         for _ in range(CLAIM_ROUNDS):
             try:
                 result = self._command(worker_meta(worker_id, meta), decide)
             except (ConcurrencyConflictError, TaskNotClaimableError):
                 continue
-            return result if result.get("task_id") else None
+            if not result.get("task_id"):
+                return None
+            if not result.get("replayed"):  # its completion finds the task in the cache
+                keep(self.repository, saved)
+            return result
         return None
 
     def claim_task(
@@ -90,6 +112,104 @@ class TaskClaims(TaskLifecycle):
             return batch.changed, self._claimed(task)
 
         return self._command(worker_meta(worker_id, meta), decide)
+
+    def complete_and_claim(
+        self,
+        task_id: object,
+        output_location: str | None,
+        thumbnail_url: str | None = None,
+        result_data: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str,
+        run_type: str,
+        current_model: str | None,
+        candidate_ids: Iterable[object],
+        meta: CommandMeta | None = None,
+    ) -> Result:
+        """`complete_task` of a task this worker holds, then `claim_next` for the same
+        worker, in one save. Answers as `complete_task`, with `claimed`: what
+        `claim_next` answers, or None when nothing here may be claimed now. A refused
+        completion raises as `complete_task` does and claims nothing; a claim that is
+        refused or keeps losing races leaves the completion to be saved alone."""
+        _run_type(run_type)
+        ids = [as_uuid(c, "task id") for c in candidate_ids]
+        meta = worker_meta(worker_id, meta)
+        credential = credential_of(meta)
+        rounds: list[int] = []
+        saved: list[Any] = []
+
+        def decide_on(batch: Batch, claiming: bool) -> Result:
+            require_own_worker(batch, worker_id, credential)
+            task = self._task(batch, task_id)
+            self._check_holder(task, worker_id)
+            routed = self._complete_in(batch, task, output_location, thumbnail_url, result_data)
+            claimed = (
+                self._claim_in(batch, worker_id, credential, ids, run_type, current_model)
+                if claiming
+                else None
+            )
+            return {
+                **routed,
+                "task_id": str(task.id),
+                "status": task.status,
+                "changed": batch.status_changes(),
+                "claimed": claimed,
+            }
+
+        def attempt(batch: Batch, claiming: bool) -> Result | None:
+            """The decision; None if its claim was refused half-way (its changes must
+            not be saved: the caller decides again, without the claim)."""
+            try:
+                return decide_on(batch, claiming)
+            except (TaskNotClaimableError, InsufficientCreditsError):
+                if not claiming:
+                    raise
+                return None
+
+        def decide() -> Any:
+            rounds.append(len(rounds))
+            claiming = len(rounds) <= CHAINED_CLAIM_ROUNDS
+            at = _now()
+            result: Result | None = None
+            if len(rounds) == 1 and checks(self.repository):
+                cached = CachedBatch(self.repository, at)
+                batch: Batch = cached
+                try:
+                    result = attempt(cached, claiming)
+                except DomainError:  # perhaps said of a stale copy: fresh loads decide
+                    result = None
+                if result is not None and cached.moved_on():
+                    result = None
+            if result is None:
+                batch = self._batch(at)
+                result = attempt(batch, claiming)
+            if result is None:
+                batch = self._batch(at)
+                result = decide_on(batch, False)
+            saved[:] = batch.changed
+            return batch.changed, result
+
+        result = self._command(meta, decide)
+        if not result.get("replayed"):
+            keep(self.repository, saved)
+        return result
+
+    def _claim_in(
+        self,
+        batch: Batch,
+        worker_id: str,
+        credential: str | None,
+        ids: list[Any],
+        run_type: str,
+        current_model: str | None,
+    ) -> Result | None:
+        """Claims the best of `ids` for this worker in `batch` (None: none may be now)."""
+        worker_for(batch, worker_id, credential)
+        task = self._pick(batch, ids, run_type, current_model)
+        if task is None:
+            return None
+        self._change(batch, task, task.claim, worker_id, batch.at)
+        return self._claimed(task)
 
     def _pick(self, batch: Batch, ids: list[Any], run_type: str, model: str | None) -> Task | None:
         queued = [t for t in map(batch.find, ids) if isinstance(t, Task) and t.status == QUEUED]

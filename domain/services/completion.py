@@ -18,6 +18,7 @@ finished work is never refused for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -27,7 +28,7 @@ from domain.catalogue import VIDEO, TaskType
 from domain.errors import ValidationError
 from domain.generation import MEDIA_TYPES, ORIGINAL, Generation
 from domain.services.base import Result
-from domain.services.lifecycle import Batch
+from domain.services.lifecycle import Batch, TaskLifecycle
 from domain.shot import Shot
 from domain.task import Task
 
@@ -235,3 +236,35 @@ class Routing:
         if not isinstance(found, Shot) or found.deleted or found.project_id != self.task.project_id:
             return None
         return found
+
+
+class TaskCompletion(TaskLifecycle):
+    """Completing a task inside a decision: Complete, routed, charged once, its run settled."""
+
+    def _complete_in(
+        self,
+        batch: Batch,
+        task: Task,
+        output_location: str | None,
+        thumbnail_url: str | None = None,
+        result_data: Mapping[str, Any] | None = None,
+    ) -> Result:
+        self._change(
+            batch,
+            task,
+            task.complete,
+            output_location,
+            batch.at,
+            thumbnail_url=thumbnail_url,
+            result_data=result_data,
+        )
+        routed = Routing(
+            batch, task, self._type_of(batch, task), self._single_segment(batch, task)
+        ).route()
+        routed["cost"] = str(self._bill(batch, task))
+        self._settle_orchestrator(batch, task)
+        return routed
+
+    def _single_segment(self, batch: Batch, task: Task) -> bool:
+        root = batch.find(task.orchestrator_task_id) if task.orchestrator_task_id else None
+        return isinstance(root, Task) and root.child_task_ids == [task.id]

@@ -21,7 +21,6 @@ from domain.errors import (
 from domain.metadata import CommandMeta
 from domain.services.base import Result
 from domain.services.claims import TaskClaims, worker_meta
-from domain.services.completion import Routing
 from domain.services.creation import TaskCreation, user_meta
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker
@@ -224,25 +223,7 @@ class TaskServices(TaskCreation, TaskClaims):
         refused (nothing stored) unless the task is In Progress."""
 
         def act(batch: Batch, task: Task) -> Result:
-            self._change(
-                batch,
-                task,
-                task.complete,
-                output_location,
-                batch.at,
-                thumbnail_url=thumbnail_url,
-                result_data=result_data,
-            )
-            routed = Routing(
-                batch, task, self._type_of(batch, task), self._single_segment(batch, task)
-            ).route()
-            routed["cost"] = str(self._bill(batch, task))
-            self._settle_orchestrator(batch, task)
-            return routed
+            return self._complete_in(batch, task, output_location, thumbnail_url, result_data)
 
         self._own_worker(worker_id, meta)
         return self._on_task(worker_meta(worker_id, meta), task_id, None, worker_id, act)
-
-    def _single_segment(self, batch: Batch, task: Task) -> bool:
-        root = batch.find(task.orchestrator_task_id) if task.orchestrator_task_id else None
-        return isinstance(root, Task) and root.child_task_ids == [task.id]
