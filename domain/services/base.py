@@ -56,6 +56,7 @@ from domain.snapshots import PickleTranscoder, SnapshotMapper, StateSnapshot
 
 log = logging.getLogger("darkroom.studio")
 
+JsonObject = dict[str, object]  # settings, params, metadata: JSON objects kept as given
 Result = dict[str, Any]  # the untyped results of verbs not yet returning a `Written`
 # What a verb's `decide()` returns: the aggregates to save and the verb's outcome.
 R = TypeVar("R", bound=Written | Result)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
 from uuid import UUID, uuid4
 
 from domain.errors import (
     ShotNotFoundError,
 )
 from domain.metadata import CommandMeta
-from domain.services.base import Result, as_uuid
+from domain.services.base import Decision, JsonObject, as_uuid
 from domain.services.owned import OwnedReads
+from domain.services.written import (
+    ShotMemberAdded,
+    ShotMemberMoved,
+    ShotsOrdered,
+    ShotWritten,
+)
 from domain.shot import Shot
 
 
@@ -22,130 +28,129 @@ class ShotServices(OwnedReads):
     # -- shots -----------------------------------------------------------
     def create_shot(
         self,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
         name: str,
         aspect_ratio: str | None = None,
-        settings: dict[str, Any] | None = None,
-        generation_id: object | None = None,
+        settings: JsonObject | None = None,
+        generation_id: UUID | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotWritten:
         """A new shot placed last; with `generation_id`, that image at frame 0 (atomic)."""
 
-        def decide() -> Any:
+        def decide() -> Decision[ShotWritten]:
             project = self.live_project(project_id, user_id)
             shot = Shot.start(project.id, name, project.shots_placed, aspect_ratio, settings)
             project.take_shot_position(shot.id)
-            result: Result = {"shot_id": str(shot.id)}
-            if generation_id is not None:
-                generation = self._member_generation(generation_id, project.id)
-                member = shot.add(uuid4(), generation.id, generation.media_type, frame=0)
-                result["shot_generation_id"] = str(member.id)
-            return [project, shot], result
+            if generation_id is None:
+                return [project, shot], ShotWritten(shot_id=shot.id)
+            generation = self._member_generation(generation_id, project.id)
+            member = shot.add(uuid4(), generation.id, generation.media_type, frame=0)
+            return [project, shot], ShotWritten(shot_id=shot.id, shot_generation_id=member.id)
 
         return self._command(meta, decide)
 
     def update_shot(
         self,
-        shot_id: object,
+        shot_id: UUID,
         user_id: str | None,
         *,
         name: str | None = None,
         aspect_ratio: str | None = None,
-        settings: dict[str, Any] | None = None,
+        settings: JsonObject | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotWritten:
         return self._on_shot(
             shot_id, user_id, meta, lambda s: s.update(name, aspect_ratio, settings)
         )
 
     def delete_shot(
-        self, shot_id: object, user_id: str | None, meta: CommandMeta | None = None
-    ) -> Result:
+        self, shot_id: UUID, user_id: str | None, meta: CommandMeta | None = None
+    ) -> ShotWritten:
         return self._on_shot(shot_id, user_id, meta, lambda s: s.delete())
 
     def restore_shot(
-        self, shot_id: object, user_id: str | None, meta: CommandMeta | None = None
-    ) -> Result:
+        self, shot_id: UUID, user_id: str | None, meta: CommandMeta | None = None
+    ) -> ShotWritten:
         return self._on_shot(shot_id, user_id, meta, lambda s: s.restore())
 
     def reorder_shot(
         self,
-        shot_id: object,
+        shot_id: UUID,
         user_id: str | None,
-        ordered_generation_ids: list[object],
+        ordered_generation_ids: Sequence[UUID],
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotWritten:
         ordered = [as_uuid(g, "generation id") for g in ordered_generation_ids]
         return self._on_shot(shot_id, user_id, meta, lambda s: s.reorder(ordered))
 
     def fix_shot_spacing(
-        self, shot_id: object, user_id: str | None, meta: CommandMeta | None = None
-    ) -> Result:
+        self, shot_id: UUID, user_id: str | None, meta: CommandMeta | None = None
+    ) -> ShotWritten:
         return self._on_shot(shot_id, user_id, meta, lambda s: s.fix_spacing())
 
     def move_in_shot(
         self,
-        shot_id: object,
+        shot_id: UUID,
         user_id: str | None,
-        membership_id: object,
+        membership_id: UUID,
         frame: int,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotWritten:
         member = as_uuid(membership_id, "shot_generation_id")
         return self._on_shot(shot_id, user_id, meta, lambda s: s.move(member, frame))
 
     def unposition_in_shot(
         self,
-        shot_id: object,
+        shot_id: UUID,
         user_id: str | None,
-        membership_id: object,
+        membership_id: UUID,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotWritten:
         member = as_uuid(membership_id, "shot_generation_id")
         return self._on_shot(shot_id, user_id, meta, lambda s: s.unposition(member))
 
     def place_in_shot(
         self,
-        shot_id: object,
+        shot_id: UUID,
         user_id: str | None,
-        member_or_generation: object,
+        member_or_generation: UUID,
         frame: int | None,
         membership_only: bool = False,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotMemberMoved:
         """Move a member to `frame` (None: off the timeline). The member is named by its
         membership id, or (unless `membership_only`) by its generation's id: the earliest
         appearance of that generation on the timeline."""
         ident = as_uuid(member_or_generation, "shot_generation_id")
 
-        def decide() -> Any:
+        def decide() -> Decision[ShotMemberMoved]:
             shot = self.shot(shot_id, user_id)
             member = shot.membership(ident) if membership_only else shot.member_for(ident)
             if frame is None:
                 shot.unposition(member.id)
             else:
                 shot.move(member.id, frame)
-            return [shot], {
-                "shot_id": str(shot.id),
-                "shot_generation_id": str(member.id),
-                "generation_id": str(member.generation_id),
-                "timeline_frame": frame,
-            }
+            return [shot], ShotMemberMoved(
+                shot_id=shot.id,
+                shot_generation_id=member.id,
+                generation_id=member.generation_id,
+                timeline_frame=frame,
+            )
 
         return self._command(meta, decide)
 
     def order_shots(
         self,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
-        shot_ids: list[object],
+        shot_ids: Sequence[UUID],
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotsOrdered:
         """Positions 0..n-1 for a project's shots in this order (every live shot once)."""
         ordered = [as_uuid(s, "shot id") for s in shot_ids]
 
-        def decide() -> Any:
+        def decide() -> Decision[ShotsOrdered]:
             project = self.live_project(project_id, user_id)
             shots: dict[UUID, Shot] = {}
             for candidate in dict.fromkeys([*project.known_shot_ids, *ordered]):
@@ -157,20 +162,17 @@ class ShotServices(OwnedReads):
                     shots[shot.id] = shot
             project.order_shots(ordered, set(shots))
             moved = [shots[s] for i, s in enumerate(ordered) if shots[s].place(i)]
-            return [project, *moved], {
-                "project_id": str(project.id),
-                "shot_ids": [str(s) for s in ordered],
-            }
+            return [project, *moved], ShotsOrdered(project_id=project.id, shot_ids=tuple(ordered))
 
         return self._command(meta, decide)
 
     def remove_from_shot(
         self,
-        shot_id: object,
+        shot_id: UUID,
         user_id: str | None,
-        generation_or_member: object,
+        generation_or_member: UUID,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ShotWritten:
         """Remove a membership by its id, or the earliest appearance of a generation."""
         ident = as_uuid(generation_or_member)
 
@@ -184,15 +186,15 @@ class ShotServices(OwnedReads):
 
     def add_to_shot(
         self,
-        shot_id: object,
+        shot_id: UUID,
         user_id: str | None,
-        generation_id: object,
+        generation_id: UUID,
         with_position: bool = True,
         timeline_frame: int | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: JsonObject | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
-        def decide() -> Any:
+    ) -> ShotMemberAdded:
+        def decide() -> Decision[ShotMemberAdded]:
             shot = self.shot(shot_id, user_id)
             generation = self._member_generation(generation_id, shot.project_id)
             member = shot.add(
@@ -203,18 +205,18 @@ class ShotServices(OwnedReads):
                 timeline_frame,
                 metadata,
             )
-            return [shot], {
-                "shot_id": str(shot.id),
-                "shot_generation_id": str(member.id),
-                "timeline_frame": member.timeline_frame,
-            }
+            return [shot], ShotMemberAdded(
+                shot_id=shot.id,
+                shot_generation_id=member.id,
+                timeline_frame=member.timeline_frame,
+            )
 
         return self._command(meta, decide)
 
     def duplicate_shot(
-        self, shot_id: object, user_id: str | None, meta: CommandMeta | None = None
-    ) -> Result:
-        def decide() -> Any:
+        self, shot_id: UUID, user_id: str | None, meta: CommandMeta | None = None
+    ) -> ShotWritten:
+        def decide() -> Decision[ShotWritten]:
             source = self.shot(shot_id, user_id)
             source.ensure_live()
             project = self.live_project(source.project_id)
@@ -236,16 +238,20 @@ class ShotServices(OwnedReads):
                     frame=m.timeline_frame,
                     metadata=m.metadata,
                 )
-            return [project, copy], {"shot_id": str(copy.id)}
+            return [project, copy], ShotWritten(shot_id=copy.id)
 
         return self._command(meta, decide)
 
     def _on_shot(
-        self, shot_id: object, user_id: str | None, meta: CommandMeta | None, change: Any
-    ) -> Result:
-        def decide() -> Any:
+        self,
+        shot_id: UUID,
+        user_id: str | None,
+        meta: CommandMeta | None,
+        change: Callable[[Shot], object],
+    ) -> ShotWritten:
+        def decide() -> Decision[ShotWritten]:
             shot = self.shot(shot_id, user_id)
             change(shot)
-            return [shot], {"shot_id": str(shot.id)}
+            return [shot], ShotWritten(shot_id=shot.id)
 
         return self._command(meta, decide)

@@ -15,6 +15,11 @@ How to give a verb a typed result (the how-to):
    (ids as strings, amounts as strings, field order, `position`, `replayed` only when
    true). Callers read `result.shot_id`, a `UUID`.
 
+Reading a result as its JSON mapping (`result["shot_id"]`, the id as a string) still
+works, for the callers written before results were typed; new code reads attributes. A
+subclass is declared with `eq=False` so that equality stays the JSON answer's (a test
+compares a replay with `{**first, "replayed": True}`).
+
 Idempotent replays: `_command` stores `stored()` (the fields plus the class's tag under
 `TAG`) with the command; a replay rebuilds the same class with `rebuild()`. A row stored
 before this module (a plain dict, no tag; rows live 24 h) is rebuilt as the registered
@@ -26,8 +31,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, Union
 from uuid import UUID
@@ -39,12 +44,14 @@ _BOOKKEEPING = ("position", "replayed")
 W = TypeVar("W", bound="Written")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Written:
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Written(Mapping[str, object]):
     """A command's outcome: `position` is the log position it wrote up to (-1: not yet
     saved, while `decide()` builds it); `replayed` marks an idempotent replay."""
 
     registry: ClassVar[dict[str, type[Written]]] = {}
+    # Fields the JSON answer puts after `position` (added to the result after the save).
+    AFTER_POSITION: ClassVar[tuple[str, ...]] = ()
 
     position: int = -1
     replayed: bool = False
@@ -56,20 +63,36 @@ class Written:
 
     def as_json(self) -> dict[str, Any]:
         """The JSON answer: the fields in order, then `position`, `replayed` if true."""
-        body = self._fields_json()
+        body = self._fields_json(self.AFTER_POSITION)
         body["position"] = self.position
         if self.replayed:
             body["replayed"] = True
+        body.update(self._fields_json((), only=self.AFTER_POSITION))
         return body
 
     def stored(self) -> dict[str, Any]:
         """What an idempotency key stores: the fields and the class's tag."""
-        return {**self._fields_json(), TAG: type(self).__name__}
+        return {**self._fields_json(()), TAG: type(self).__name__}
 
-    def _fields_json(self) -> dict[str, Any]:
+    def __getitem__(self, key: str) -> object:
+        return self.as_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_json())
+
+    def __len__(self) -> int:
+        return len(self.as_json())
+
+    def _fields_json(
+        self, skip: tuple[str, ...], only: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in _BOOKKEEPING:
+            if (
+                f.name in _BOOKKEEPING
+                or f.name in skip
+                or (only is not None and f.name not in only)
+            ):
                 continue
             value = getattr(self, f.name)
             if value is None and f.metadata.get("omit_none"):
@@ -148,3 +171,107 @@ def from_json(kind: Any, value: object) -> Any:
     if origin is list and isinstance(value, list):
         return [from_json(typing.get_args(kind)[0], v) for v in value]
     return value
+
+
+# -- the answers' shapes, one class per shape -------------------------------------------
+# Each is `@dataclass(frozen=True, slots=True, kw_only=True, eq=False)`: see the how-to.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ProjectWritten(Written):
+    project_id: UUID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ShotWritten(Written):
+    shot_id: UUID
+    shot_generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ShotMemberAdded(Written):
+    shot_id: UUID
+    shot_generation_id: UUID
+    timeline_frame: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ShotMemberMoved(Written):
+    shot_id: UUID
+    shot_generation_id: UUID
+    generation_id: UUID
+    timeline_frame: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ShotsOrdered(Written):
+    project_id: UUID
+    shot_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class GenerationWritten(Written):
+    generation_id: UUID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class VariantWritten(Written):
+    generation_id: UUID
+    variant_id: UUID
+    shot_generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class VariantUpdated(Written):
+    generation_id: UUID
+    variant_id: UUID
+    viewed: bool
+    starred: bool
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ResourceWritten(Written):
+    id: UUID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ResourceDeleted(Written):
+    id: UUID
+    location: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class UserWritten(Written):
+    user_id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class CreditsGranted(Written):
+    user_id: str
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class CreditsToppedUp(Written):
+    user_id: str
+    reference: str
+    added: bool
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TokenIssued(Written):
+    """The plain `token` is in the first answer only: never stored, not in a replay."""
+
+    AFTER_POSITION = ("token",)
+
+    token_id: UUID
+    label: str
+    token: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TokenRevoked(Written):
+    token_id: UUID

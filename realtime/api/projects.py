@@ -16,8 +16,8 @@ async def list_projects(call: Call) -> Reply:
     projects = await reads.projects(call, user)
     if not projects:
         result = await call.run(call.studio.create_default_project, user)
-        projects = await reads.projects(call, user, at_least=result["position"])
-        return Reply(projects, position=result["position"])
+        projects = await reads.projects(call, user, at_least=result.position)
+        return Reply(projects, position=result.position)
     return Reply(projects)
 
 
@@ -33,7 +33,7 @@ async def create_project(call: Call) -> Reply:
         meta=call.meta(),
     )
     project = {
-        "id": result["project_id"],
+        "id": result.project_id,
         "name": body.name,
         "aspect_ratio": body.aspect_ratio or "16:9",
         "settings": body.settings or {},

@@ -24,7 +24,7 @@ async def create_shot(call: Call) -> Reply:
         body.generation_id,
         meta=call.meta(),
     )
-    return written(result, 201, id=result["shot_id"])
+    return written(result, 201, id=result.shot_id)
 
 
 async def get_shot(call: Call) -> Reply:
@@ -59,7 +59,7 @@ async def duplicate_shot(call: Call) -> Reply:
     result = await call.run(
         call.studio.duplicate_shot, call.path["id"], call.user, meta=call.meta()
     )
-    return written(result, 201, id=result["shot_id"])
+    return written(result, 201, id=result.shot_id)
 
 
 async def add_to_shot(call: Call) -> Reply:

@@ -3,6 +3,7 @@ and expire after 24 h: against the real commands table."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from darkroom.database import Database, create_schema, drop_schema
 from darkroom.wiring import build_studio
 from domain.errors import IdempotencyKeyInFlightError, IdempotencyKeyReusedError
 from domain.metadata import CommandMeta
+from domain.services.written import ShotWritten
 from domain.studio import Studio
 
 
@@ -132,6 +134,33 @@ def test_the_thread_holding_a_key_may_nest_commands_under_it(studio: Studio) -> 
     # The nested command stores the key first; the outer one then finds it stored.
     answer = studio._command(meta, outer)
     assert answer["value"] == "inner" and answer["replayed"]
+
+
+def test_a_typed_result_replays_as_its_own_class_and_a_row_stored_as_a_plain_dict_too(
+    studio: Studio, database: Database
+) -> None:
+    """Rows stored before results were typed hold the JSON answer without a class tag."""
+    owner = f"user-{uuid.uuid4().hex[:6]}"
+    project = studio.create_project(owner, "Film").project_id
+    meta = CommandMeta.for_user(owner, idempotency_key=f"k-{uuid.uuid4().hex[:8]}")
+    first = studio.create_shot(project, owner, "Opening", meta=meta)
+    again = studio.create_shot(project, owner, "Opening", meta=meta)
+    assert isinstance(again, ShotWritten)
+    assert (again.shot_id, again.position, again.replayed) == (first.shot_id, first.position, True)
+    old = CommandMeta.for_user(owner, idempotency_key=f"k-{uuid.uuid4().hex[:8]}")
+    stored = studio.create_shot(project, owner, "Closing", meta=old)
+    with psycopg.connect(database.conninfo) as conn:
+        conn.execute(
+            f"UPDATE {commands_table(studio)} SET result = %s::jsonb WHERE key = %s",
+            (json.dumps({"shot_id": str(stored.shot_id)}), f"user:{owner}:{old.idempotency_key}"),
+        )
+    replayed = studio.create_shot(project, owner, "Closing", meta=old)
+    assert isinstance(replayed, ShotWritten)
+    assert replayed.as_json() == {
+        "shot_id": str(stored.shot_id),
+        "position": stored.position,
+        "replayed": True,
+    }
 
 
 @pytest.fixture

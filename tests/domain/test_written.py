@@ -4,16 +4,18 @@ idempotency key stored (also from a plain dict stored before results were typed)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 import pytest
 
+import domain.studio  # noqa: F401  (every verb's shape registered)
 from domain.services.written import OMIT_NONE, TAG, Written
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class SampleWritten(Written):
     sample_id: UUID
     balance: Decimal
@@ -69,3 +71,14 @@ def test_a_plain_dict_stored_before_tags_rebuilds_as_the_class_with_its_fields()
 def test_a_plain_dict_of_no_known_shape_is_refused_by_name() -> None:
     with pytest.raises(LookupError, match="no_such_field"):
         Written.rebuild({"no_such_field": 1}, position=0)
+
+
+def test_every_shape_compares_as_its_json_answer_so_a_replay_equals_the_first_plus_replayed() -> (
+    None
+):
+    for cls in Written.registry.values():
+        assert cls.__eq__ is Mapping.__eq__, f"{cls.__name__} needs eq=False"
+    ident = uuid4()
+    first = SampleWritten(sample_id=ident, balance=Decimal(1), position=3)
+    assert replace(first, replayed=True) == {**first, "replayed": True}
+    assert first["sample_id"] == str(ident)
