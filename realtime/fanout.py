@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from websockets.frames import Frame, Opcode
 
 from realtime.protocol import encode_change
 
@@ -54,9 +55,11 @@ RANGE_SQL = (
 
 
 class Change:
-    """One change-log row, its `change` frame encoded once for every receiver."""
+    """One change-log row, its `change` frame encoded once for every receiver: as text,
+    as UTF-8 bytes (`data`) and, when first asked, as the bytes of a server's websocket
+    text frame without extensions (`framed`: the same for every such socket)."""
 
-    __slots__ = ("data", "frame", "kind", "position", "size", "topic")
+    __slots__ = ("_framed", "data", "frame", "kind", "position", "size", "topic")
 
     def __init__(self, position: int, topic: str, kind: str, payload_json: str) -> None:
         self.position = position
@@ -65,6 +68,16 @@ class Change:
         self.frame = encode_change(topic, position, kind, payload_json)
         self.data = self.frame.encode()  # once for every receiver
         self.size = len(self.data)
+        self._framed: bytes | None = None
+
+    @property
+    def framed(self) -> bytes:
+        """The websocket text frame (unmasked, no extension) carrying `data`: built once,
+        written as is to every socket that negotiated no extension."""
+        framed = self._framed
+        if framed is None:
+            framed = self._framed = Frame(Opcode.TEXT, self.data).serialize(mask=False)
+        return framed
 
     def wire(self) -> list[Any]:
         """The compact form sent through Redis: [position, topic, kind, payload json]."""

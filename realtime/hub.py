@@ -36,7 +36,7 @@ from realtime.credentials import Credential, Gate, RevocationWatcher, events_tab
 from realtime.defaults import HubSettings
 from realtime.errors import UnrecoverablePositionError
 from realtime.fanout import Batch, Change, FanoutBackend, read_range, read_watermark
-from realtime.outbox import Outbox, Subscription
+from realtime.outbox import Outbox, Subscription, deliver
 from realtime.protocol import Subscribed
 from realtime.snapshots import read_topic, retained_range, take_snapshot
 
@@ -189,9 +189,7 @@ class Hub:
             change = changes[0]
             subs = topics.get(change.topic)
             if subs:
-                change = self._signed(change)
-                for sub in subs:
-                    sub.deliver(change)
+                deliver(subs, self._signed(change))
             return
         together: dict[Outbox, list[Change]] = {}
         for change in changes:

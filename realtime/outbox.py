@@ -11,22 +11,36 @@ whatever path a change took (live batch, refill, replay).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from realtime.connection import FrameQueue
+from realtime.metrics import WS_CHANGES_SENT
 
 if TYPE_CHECKING:
     from realtime.fanout import Change
 
 
+class LiveSocket(Protocol):
+    """A socket live changes can be written to from the fan-out itself
+    (`realtime.session.SocketWriter`): True if the change(s) left without waiting."""
+
+    def send_change(self, change: Change) -> bool: ...
+
+    def send_changes(self, changes: list[Change]) -> bool: ...
+
+
 class Outbox(FrameQueue):
     """`FrameQueue` with what the asyncio side waits on: `dead` (the close-code name,
-    once killed), a frame to send (`wait`, `next`), room for a pulled frame (`put`)."""
+    once killed), a frame to send (`wait`, `next`), room for a pulled frame (`put`).
+    `socket`, set by the session while it runs when the server allows it, takes live
+    changes straight from the fan-out (`deliver`)."""
 
-    __slots__ = ("_loop", "_room", "_waiter", "dead")
+    __slots__ = ("_loop", "_room", "_waiter", "dead", "socket")
 
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
+        self.socket: LiveSocket | None = None
         self._loop = asyncio.get_running_loop()
         self.dead: asyncio.Future[str] = self._loop.create_future()
         self._waiter: asyncio.Future[None] | None = None
@@ -56,6 +70,15 @@ class Outbox(FrameQueue):
 
     def push_changes(self, changes: list[Change]) -> None:
         """Live changes that came together: in one write when the socket takes them."""
+        socket = self.socket
+        if (
+            socket is not None
+            and not self.frames
+            and not self.closed
+            and socket.send_changes(changes)
+        ):
+            WS_CHANGES_SENT.inc(len(changes))
+            return
         self.push_all([(c.frame, c.size, c.data) for c in changes])
 
     def sent(self) -> None:
@@ -82,6 +105,36 @@ class Outbox(FrameQueue):
         if waiter is not None:
             self._waiter = None
             waiter.set_result(None)
+
+
+def deliver(subs: Iterable[Subscription], change: Change) -> None:
+    """`change` to each of `subs` (one topic's subscriptions): the fan-out's hot path, one
+    loop over the sockets. A live subscription whose outbox has nothing queued and whose
+    socket takes the frame now gets it written at once (`LiveSocket.send_change`: the
+    frame's bytes are built once per change); every other case (catching up, already
+    delivered, frames queued, a socket that would wait, no socket) takes the queue's
+    ordinary path (`Subscription.deliver`, `FrameQueue.push`), so order, the byte bound
+    and exactly-once stay theirs."""
+    position, size, sent = change.position, change.size, 0
+    for sub in subs:
+        if sub.buffer is not None or position <= sub.last:
+            sub.deliver(change)  # held while catching up, or delivered already
+            continue
+        sub.last = position
+        outbox = sub.outbox
+        socket = outbox.socket
+        if (
+            socket is not None
+            and not outbox.frames
+            and not outbox.closed
+            and size <= outbox.limit
+            and socket.send_change(change)
+        ):
+            sent += 1
+        else:
+            outbox.push(change.frame, size, change.data)
+    if sent:
+        WS_CHANGES_SENT.inc(sent)  # once per change, not per socket
 
 
 class Subscription:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from websockets.protocol import State
+from websockets.protocol import Side, State
 
 from projections.reachability import database_down
 from realtime.connection import CloseTopic, Connection, OpenTopic, Reauthenticate, Request
@@ -31,11 +31,13 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Send
 
     from realtime.auth import Principal
+    from realtime.fanout import Change
     from realtime.hub import Hub
 
 log = logging.getLogger("darkroom.realtime.ws")
 DATABASE_DOWN_MESSAGE = "the database is unreachable right now; retry in a moment"
 CHANGE_PREFIX = '{"type":"change",'  # how `encode_change` starts every change frame
+CONTINUING = "expect_continuation_frame"  # the `websockets` core's fragmented-send flag
 
 
 async def close(websocket: WebSocket, code: CloseCode) -> None:
@@ -110,10 +112,12 @@ class Session:
         self.outbox.write_now = self._write_now
         if self._socket is not None:
             self.outbox.write_all = self._write_all
+            self.outbox.socket = self._socket
         try:
             await self._run()
         finally:
             self.outbox.write_now = self.outbox.write_all = None
+            self.outbox.socket = None
             self._release()
             if self._pending is not None:
                 self._pending[0].close()
@@ -340,7 +344,7 @@ class SocketWriter:
     delivery costs about what `websockets.broadcast` pays per connection; frames that
     came together leave in one transport write."""
 
-    __slots__ = ("conn", "most", "protocol", "transport", "writable")
+    __slots__ = ("conn", "most", "plain", "protocol", "transport", "writable")
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
@@ -353,6 +357,16 @@ class SocketWriter:
         # high-water mark): past it the transport pauses, and a bigger batch goes frame by
         # frame, each checked, so what the socket cannot take waits in the bounded outbox.
         self.most = self.transport.get_write_buffer_limits()[1]
+        # A server's frames with no extension negotiated (no per-message deflate) are the
+        # same bytes on every socket: a change's frame is then built once (`Change.framed`)
+        # and written as is, as the core's `send_text` would have built it here.
+        conn = self.conn
+        self.plain = (
+            conn.side is Side.SERVER
+            and not conn.extensions
+            and isinstance(getattr(type(conn), "state", None), property)
+            and all(hasattr(conn, name) for name in ("_state", "writes", CONTINUING))
+        )
 
     def _open(self) -> bool:
         protocol = self.protocol
@@ -369,6 +383,40 @@ class SocketWriter:
         conn = self.conn
         conn.send_text(text.encode() if data is None else data)
         self.transport.write(b"".join(conn.data_to_send()))
+        return True
+
+    def send_change(self, change: Change) -> bool:
+        """The fan-out's hot path (`realtime.outbox.deliver`): the change's frame, built
+        once for every socket, written when the socket is open, writable and the core has
+        nothing of its own waiting to go out (else False: the ordinary path)."""
+        if not self.plain:
+            return self.write(change.frame, change.data)
+        protocol, conn = self.protocol, self.conn
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or not self.writable.is_set()
+            or conn._state is not State.OPEN
+            or conn.writes
+            or conn.expect_continuation_frame
+        ):
+            return False
+        self.transport.write(change.framed)
+        return True
+
+    def send_changes(self, changes: list[Change]) -> bool:
+        """Changes that came together, in one write (their frames built once each)."""
+        if not self.plain:
+            return self.write_all([(c.frame, c.size, c.data) for c in changes])
+        conn = self.conn
+        if (
+            sum(c.size for c in changes) > self.most
+            or not self._open()
+            or conn.writes
+            or conn.expect_continuation_frame
+        ):
+            return False
+        self.transport.write(b"".join([c.framed for c in changes]))
         return True
 
     def write_all(self, frames: list[tuple[str, int, bytes | None]]) -> bool:
