@@ -11,6 +11,10 @@ still loading.
 
 Progress leaves the actors through one `ProgressRelay` (an async actor): the
 denoising loop calls `report` fire-and-forget; the dispatcher long-polls `drain`.
+The relay lives on the head node (it needs no CPU; a worker node's death does not
+take it along) and comes back if it dies anyway, its calls waiting for it rather
+than failing in a loop; the same failure logged again within `QUIET_FOR` seconds is
+counted, not printed again.
 Cancellation arrives as `ray.cancel(ref)`, which a running sync method only sees
 by asking `ray.get_runtime_context().is_canceled()`: the backend asks it in
 every step callback and stops the loop there.
@@ -34,6 +38,9 @@ from inference.models import TASK_MODELS
 from inference.ray_runtime import WORKER_ENV
 
 log = logging.getLogger("darkroom.inference")
+QUIET_FOR = 10.0  # seconds a logged failure stays quiet before it is printed again
+# The relay's place: Ray's head-node resource (as Ray Train places its state actor).
+HEAD_NODE = {"node:__internal_head__": 0.001}
 
 DEFAULT_BACKEND = "inference.handlers:DiffusersBackend"
 PROGRESS_EVERY = 0.1  # seconds between an actor's progress messages for one task
@@ -81,6 +88,33 @@ def default_specs() -> list[ActorSpec]:
         ActorSpec(("upscale",)),
         ActorSpec(("image_to_video",)),
     ]
+
+
+class RepeatedFailures(logging.Filter):
+    """Lets a failure (a record with a traceback) through once per `window` seconds per
+    message (as formatted); the next one through says how many were held back since."""
+
+    def __init__(self, window: float = QUIET_FOR) -> None:
+        super().__init__()
+        self.window = window
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        now = time.monotonic()
+        key = record.getMessage()  # the same words: task ids and the like tell failures apart
+        shown_at, held = self.last.get(key, (float("-inf"), 0))
+        if now - shown_at < self.window:
+            self.last[key] = (shown_at, held + 1)
+            return False
+        self.last[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last {self.window:g} s)"
+        return True
+
+
+log.addFilter(RepeatedFailures())
 
 
 # --- inside the actor process ------------------------------------------------------------
@@ -265,8 +299,8 @@ class ActorPool:
         import ray
 
         self.use_gpu = wants_gpu(self.config.use_gpu)
-        relay = ray.remote(num_cpus=0)(ProgressRelay)
-        self.relay = relay.options(name=self.relay_name).remote()
+        relay = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(ProgressRelay)
+        self.relay = relay.options(name=self.relay_name, resources=HEAD_NODE).remote()
         for spec in self.config.specs:
             for index in range(spec.count):
                 slot = Slot(spec, index, self._create(spec))

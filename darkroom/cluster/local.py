@@ -15,7 +15,6 @@ the machine by that folder, and only they are ever stopped.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -23,12 +22,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from darkroom.cluster import processes, services
+from darkroom.cluster import processes, raynodes, services
 from darkroom.cluster.errors import (
+    ClusterStartError,
     MemberExitedError,
     NoClusterError,
     UnknownMemberError,
@@ -43,15 +42,16 @@ from darkroom.cluster.members import (
     STATE,
     Member,
     Wiring,
+    load_state,
     planned,
     ray_command,
     ray_env,
     raylets,
     ready_probe,
     role_of,
+    save_state,
     serve_command,
     serve_env,
-    write_state,
 )
 
 
@@ -179,6 +179,13 @@ class LocalCluster:
             return processes.alive(member.pid, member.started) and bool(raylets(member))
         return processes.alive(member.pid, member.started)
 
+    def joined(self, name: str) -> bool:
+        """A Ray node: alive and, at the head, registered as alive. Others: `alive`."""
+        if role_of(name) != RAY_WORKER:
+            return self.alive(name)
+        member = self.member(name)
+        return self.alive(name) and raynodes.registered(self.ray_gcs_address, member)
+
     def pids(self) -> list[int]:
         """Every live process the cluster started, and everything under them."""
         found: set[int] = set()
@@ -232,9 +239,12 @@ class LocalCluster:
             self._wait(name, left())
 
     # -- one member ----------------------------------------------------------------------
-    def start(self, name: str, timeout: float = 120) -> None:
-        """Start `name` again on its port (after `kill`), waiting until it is healthy."""
+    def start(self, name: str, timeout: float | None = None) -> None:
+        """Start `name` again on its port (after `kill`), waiting until it is healthy (a
+        Ray node: until the head lists it alive; started again while it does not)."""
         member = self.member(name)
+        if timeout is None:
+            timeout = raynodes.JOIN_S * raynodes.JOIN_TRIES if member.role == RAY_WORKER else 120
         if member.role == POSTGRES:
             self._start_postgres(timeout)
             self._save()
@@ -250,9 +260,7 @@ class LocalCluster:
         if member.role == POSTGRES:
             processes.kill(self._pid(member), None)
         elif member.role in (RAY_HEAD, RAY_WORKER):
-            live_raylets = raylets(member)
-            processes.signal_all(live_raylets, signal.SIGKILL)
-            processes.wait_gone([p.pid for p in live_raylets], 10.0)
+            raynodes.kill_raylet(member)
         else:
             processes.kill(member.pid, member.started)
 
@@ -282,7 +290,7 @@ class LocalCluster:
             except subprocess.SubprocessError:  # then immediately
                 services.pg_stop(self.root / "pg", "immediate")
         if self.runtime is not None:
-            self._keep_ray_logs()
+            raynodes.keep_logs(self.runtime, self._members.values(), self.root / "logs" / "ray")
             left = processes.mentioning(self.runtime)
             processes.signal_all(left, signal.SIGKILL)
             processes.wait_gone([p.pid for p in left], 10.0)
@@ -290,12 +298,6 @@ class LocalCluster:
         for member in self._members.values():
             member.pid = member.started = None
         self._save()
-
-    def _keep_ray_logs(self) -> None:
-        """Ray's logs leave the private folder (removed at `down`) for root/logs/ray/."""
-        ray = [m for m in self._members.values() if m.role in (RAY_HEAD, RAY_WORKER)]
-        folders = {m.name: self._ray_folder(m) for m in ray}
-        services.keep_ray_logs(folders, self.root / "logs" / "ray")
 
     def _stop_members(self, names: list[str], grace: float) -> None:
         members = [self._members[n] for n in names if n in self._members]
@@ -314,31 +316,17 @@ class LocalCluster:
         self._save()
 
     def _save(self) -> None:
-        state: dict[str, Any] = {
-            "root": str(self.root),
-            "runtime": str(self.runtime) if self.runtime else None,
-            "shape": self.shape,
-            "env": self.env,
-            "members": {name: asdict(m) for name, m in self._members.items()},
-        }
+        urls: dict[str, Any] | None = None
         if self._members:
-            state["urls"] = {
-                "database": self.database_url,
-                "redis": self.redis_url,
-                "ray": self.ray_address,
-                "nodes": self.node_urls,
-            }
-        write_state(self.root / STATE, state)
+            urls = {"database": self.database_url, "redis": self.redis_url}
+            urls |= {"ray": self.ray_address, "nodes": self.node_urls}
+        save_state(self.root, self.runtime, self.shape, self.env, self._members, urls)
 
     def _load(self, keep_env: bool) -> None:
-        state = json.loads((self.root / STATE).read_text())
-        self.shape.update(state.get("shape") or {})
+        shape, env, self.runtime, self._members = load_state(self.root)
+        self.shape.update(shape)
         if not keep_env:
-            self.env = dict(state.get("env") or {})
-        self.runtime = Path(state["runtime"]) if state.get("runtime") else None
-        self._members = {
-            name: Member(**fields) for name, fields in (state.get("members") or {}).items()
-        }
+            self.env = env
 
     # -- starting --------------------------------------------------------------------
     def _pid(self, member: Member) -> int | None:
@@ -355,10 +343,11 @@ class LocalCluster:
         member = self.member(name)
         assert self.runtime is not None
         if member.role in (RAY_HEAD, RAY_WORKER):
-            self._clear_ray_node(member)
+            folder = raynodes.folder(self.runtime, member)
+            raynodes.clear(member, folder)
             head = self.member(RAY_HEAD).port or 0
-            command = ray_command(member, head, self._ray_folder(member), self.shape)
-            env = ray_env(self.env)
+            command = ray_command(member, head, folder, self.shape)
+            env = ray_env({**raynodes.ENV, **self.env})
         elif member.role == REDIS:
             command = services.redis_command(
                 member.port or 0, self.runtime / "redis.sock", self.root / "redis"
@@ -373,33 +362,23 @@ class LocalCluster:
         member.started = processes.start_time(member.pid)
         self._save()
 
-    def _ray_folder(self, member: Member) -> Path:
-        """The node's --temp-dir: short (Ray's socket paths), private to this cluster."""
-        assert self.runtime is not None
-        return self.runtime / ("h" if member.role == RAY_HEAD else f"w{member.name[11:]}")
-
-    def _clear_ray_node(self, member: Member) -> None:
-        """What is left of a Ray node (after its raylet was killed) goes before it starts
-        again: its `ray start --block`, and every process that names its folder."""
-        assert self.runtime is not None
-        processes.stop(member.pid, member.started, grace=10.0)
-        left = processes.mentioning(self._ray_folder(member))
-        processes.signal_all(left, signal.SIGKILL)
-        processes.wait_gone([p.pid for p in left], 10.0)
-
     # -- readiness -------------------------------------------------------------------
-    def _wait(self, name: str, timeout: float, retries: int = 2) -> None:
+    def _wait(self, name: str, timeout: float, retries: int | None = None) -> None:
         """Until `name` is ready. A darkroom process that exits while starting is started
         again (`retries` times): on a loaded machine one can lose the race of its start-up
         DDL to another starting at the same moment (PostgreSQL: "tuple concurrently
         updated" on `CREATE OR REPLACE FUNCTION`), or Ray Client's server on the head can
-        give up on a slow start; a Ray node gives up when its raylet takes more than 30 s
-        to register (Ray's fixed wait)."""
+        give up on a slow start. A Ray node gives up when its raylet takes more than 30 s
+        to register (Ray's fixed wait); one that is not listed alive by the head within
+        `raynodes.JOIN_S` is killed and started again too."""
         deadline = time.monotonic() + timeout
+        joining = role_of(name) == RAY_WORKER
+        retries = (raynodes.JOIN_TRIES - 1 if joining else 2) if retries is None else retries
         try:
-            self._wait_once(name, timeout)
-        except MemberExitedError:
-            if not retries or role_of(name) in (POSTGRES, REDIS):
+            self._wait_once(name, min(timeout, raynodes.JOIN_S) if joining else timeout)
+        except ClusterStartError as error:
+            again = joining or isinstance(error, MemberExitedError)
+            if not (again and retries) or time.monotonic() >= deadline or name in (POSTGRES, REDIS):
                 raise
             self._spawn(name)
             self._wait(name, max(1.0, deadline - time.monotonic()), retries - 1)
@@ -414,4 +393,6 @@ class LocalCluster:
             return f"it exited; the end of {log}:\n{processes.tail(log)}"
 
         ready = ready_probe(member, log, lambda: self.alive(POSTGRES))
+        if member.role == RAY_WORKER:  # `ray start` said so, and the head lists it alive
+            ready = raynodes.joined(ready, self.ray_gcs_address, member)
         processes.wait_for(name, ready, timeout, failed=failed)

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,35 @@ def planned(name: str) -> Member:
     else:
         member.port = processes.free_port()
     return member
+
+
+def save_state(
+    root: Path,
+    runtime: Path | None,
+    shape: Mapping[str, int],
+    env: Mapping[str, str],
+    members: Mapping[str, Member],
+    urls: Mapping[str, Any] | None,
+) -> None:
+    """`root/cluster.json`: what `LocalCluster.open` finds again."""
+    state: dict[str, Any] = {
+        "root": str(root),
+        "runtime": str(runtime) if runtime else None,
+        "shape": dict(shape),
+        "env": dict(env),
+        "members": {name: asdict(m) for name, m in members.items()},
+    }
+    if urls is not None:
+        state["urls"] = dict(urls)
+    write_state(root / STATE, state)
+
+
+def load_state(root: Path) -> tuple[dict[str, int], dict[str, str], Path | None, dict[str, Member]]:
+    """The shape, env, runtime folder and members recorded in `root/cluster.json`."""
+    state = json.loads((root / STATE).read_text())
+    runtime = Path(state["runtime"]) if state.get("runtime") else None
+    members = {name: Member(**fields) for name, fields in (state.get("members") or {}).items()}
+    return dict(state.get("shape") or {}), dict(state.get("env") or {}), runtime, members
 
 
 def write_state(path: Path, state: Mapping[str, Any]) -> None:

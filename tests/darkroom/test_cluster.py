@@ -7,7 +7,8 @@ alive on a port of its own; a write through node-1 read back through node-2 and 
 to a websocket on node-2; a tiny text-to-image task (models built in code) queued through
 node-1; node-1 killed, started again and serving; the task completed by the dispatcher
 on the second Ray node (the head has no CPU for an actor), its picture served by node-2;
-down, after which none of the cluster's processes is left.
+the second Ray node killed and started again, back once the head lists it alive, and the
+next task run on it; down, after which none of the cluster's processes is left.
 """
 
 from __future__ import annotations
@@ -170,6 +171,15 @@ def test_a_local_cluster_comes_up_serves_across_nodes_runs_a_task_and_leaves_not
         task = rendered(node_2, user, task_id)
         assert task["row"]["status"] == "Complete", task["row"]
         assert decode_image(task["picture"]).size == (64, 48)
+
+        assert cluster(root, "kill", "ray-worker-1", timeout=60).returncode == 0
+        assert status(root)["ray-worker-1"]["alive"] is False
+        assert LocalCluster.open(root).joined("ray-worker-1") is False
+        restarted = cluster(root, "start", "ray-worker-1", timeout=500)
+        assert restarted.returncode == 0, restarted.stdout[-3000:] + restarted.stderr[-3000:]
+        assert LocalCluster.open(root).joined("ray-worker-1")  # the head lists it alive
+        after = rendered(node_2, user, queue_render(node_1, user, seen["project"]))
+        assert after["row"]["status"] == "Complete", after["row"]
 
         pids = opened.pids()
         assert len(pids) > len(MEMBERS)  # Ray's processes under its two nodes too
