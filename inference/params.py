@@ -1,8 +1,11 @@
-"""Task params and inputs: lenient about names, strict about values.
+"""Task params and inputs: one spelling of each name, strict about values.
 
-Params come from users through the API (and from seed-app payloads with their
-own spellings), so each reader accepts a few aliases and raises
-`InvalidInputError` naming the param when a value is unusable.
+The backends read each param under one name: the domain family inputs' field names
+(`domain/families/`). Stored params may spell some of them otherwise (seed 000's free
+params are stored as sent, and so were older tasks): `canonical` translates a stored
+payload once, where a backend receives it (`DiffusersBackend.run`), using `SPELLINGS`,
+the one list of the other spellings. Readers raise `InvalidInputError` naming the param
+when a value is unusable.
 """
 
 from __future__ import annotations
@@ -20,25 +23,39 @@ Inputs = Mapping[str, bytes | Path]
 MAX_SIDE = 8192
 MAX_FRAMES = 1025
 
+# The name the backends read → the other spellings a stored payload may carry, in the
+# order they were tried (the first one present and not None is taken).
+SPELLINGS: Mapping[str, tuple[str, ...]] = {
+    "steps": ("num_inference_steps",),
+    "num_images": ("num_images_per_prompt", "n"),
+    "prompt": ("base_prompt",),  # a travel segment's prompt, from the run's base_prompts
+    "num_frames": ("frames", "segment_frames"),  # a travel segment's, from segment_frames
+    "frames_per_transition": ("gap_frame_count", "gap_frames"),
+    "frame_overlap": ("overlap",),
+}
+_OTHER_SPELLINGS = frozenset(other for others in SPELLINGS.values() for other in others)
 
-def first(params: Mapping[str, Any], names: tuple[str, ...], default: Any = None) -> Any:
-    """The value of the first alias present (and not None), else `default`."""
-    for name in names:
-        if params.get(name) is not None:
-            return params[name]
-    return default
+
+def canonical(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as the backends read them: each name under its one spelling."""
+    found = {k: v for k, v in params.items() if k not in _OTHER_SPELLINGS}
+    for name, others in SPELLINGS.items():
+        for spelling in (name, *others):
+            if params.get(spelling) is not None:
+                found[name] = params[spelling]
+                break
+    return found
 
 
-def int_param(
-    params: Mapping[str, Any], names: tuple[str, ...], default: int, low: int, high: int
-) -> int:
-    value = first(params, names, default)
+def int_param(params: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name)
+    value = default if value is None else value
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{names[0]} must be an integer, got {value!r}") from None
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}") from None
     if not low <= number <= high:
-        raise InvalidInputError(f"{names[0]} must be in [{low}, {high}], got {number}")
+        raise InvalidInputError(f"{name} must be in [{low}, {high}], got {number}")
     return number
 
 
@@ -66,8 +83,8 @@ def parse_size(params: Mapping[str, Any], default: tuple[int, int] | None) -> tu
     elif params.get("width") is not None or params.get("height") is not None:
         if default is None and (params.get("width") is None or params.get("height") is None):
             raise InvalidInputError("give both width and height")
-        width = int_param(params, ("width",), default[0] if default else 0, 1, MAX_SIDE)
-        height = int_param(params, ("height",), default[1] if default else 0, 1, MAX_SIDE)
+        width = int_param(params, "width", default[0] if default else 0, 1, MAX_SIDE)
+        height = int_param(params, "height", default[1] if default else 0, 1, MAX_SIDE)
     elif default is not None:
         width, height = default
     else:
@@ -84,7 +101,7 @@ def seed_from(params: Mapping[str, Any]) -> int:
     """
     if params.get("seed") is None:
         return secrets.randbelow(2**31)
-    seed = int_param(params, ("seed",), 0, -1, 2**63 - 1)
+    seed = int_param(params, "seed", 0, -1, 2**63 - 1)
     return secrets.randbelow(2**31) if seed < 0 else seed
 
 
@@ -103,6 +120,8 @@ def natural_key(name: str) -> list[Any]:
 
 
 def one_input(inputs: Inputs, *names: str) -> bytes | Path:
+    """The first of `names` present: an input's name, then the name of another param's
+    input that stands in for it (seed 000's free params name either)."""
     for name in names:
         if inputs.get(name) is not None:
             return inputs[name]

@@ -15,6 +15,6 @@ from inference.params import one_input
 
 @handler("character_animate", "animate_character")
 def character_animate(backend: DiffusersBackend, job: Job) -> Result:
-    character = fr.decode_image(one_input(job.inputs, "image", "character_image", "start_image"))
+    character = fr.decode_image(one_input(job.inputs, "image", "start_image"))
     # First = last frame: the character moves and comes back to its pose, so clips loop.
     return pair_clip(backend, job, character, character)

@@ -55,7 +55,7 @@ from inference.models import (
     UPSCALE,
     model_for,
 )
-from inference.params import Inputs, first, float_param, int_param
+from inference.params import Inputs, canonical, float_param, int_param
 
 if TYPE_CHECKING:
     import numpy as np
@@ -231,6 +231,7 @@ class DiffusersBackend:
             raise UnsupportedTaskError(f"no handler for task type {task_type!r}")
         if should_cancel():
             raise TaskCancelledError("cancelled before start")
+        params = canonical(params)  # the one place a stored payload's spellings are read
         loras, inputs = take_loras(params, inputs)
         token = _LORAS.set(loras)
         try:
@@ -241,17 +242,17 @@ class DiffusersBackend:
     # --- shared pieces ---
 
     def steps(self, params: Mapping[str, Any]) -> int:
-        return int_param(params, ("steps", "num_inference_steps"), self.default_steps, 1, 500)
+        return int_param(params, "steps", self.default_steps, 1, 500)
 
     def common(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         import torch
 
         kwargs: dict[str, Any] = {
-            "prompt": str(first(params, ("prompt", "base_prompt"), "")),
+            "prompt": "" if params.get("prompt") is None else str(params["prompt"]),
             # A CPU generator gives the same picture for a seed on any device.
             "generator": torch.Generator("cpu").manual_seed(seed),
         }
-        negative = first(params, ("negative_prompt",))
+        negative = params.get("negative_prompt")
         if negative:
             kwargs["negative_prompt"] = str(negative)
         if params.get("guidance_scale") is not None:

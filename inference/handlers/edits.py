@@ -26,7 +26,7 @@ from inference.params import float_param, one_input, parse_size, round_to, seed_
 def image_to_image(backend: DiffusersBackend, job: Job) -> Result:
     params, inputs = job.params, job.inputs
     pipe = backend.pipeline(IMAGE_TO_IMAGE)
-    source = fr.decode_image(one_input(inputs, "image", "input_image", "source_image"))
+    source = fr.decode_image(one_input(inputs, "image"))
     width, height = parse_size(params, source.size)
     strength = float_param(params, "strength", 0.75, 0.01, 1.0)
     # Fewer than one effective step (steps x strength < 1) is an error in diffusers.

@@ -15,7 +15,7 @@ def text_to_image(backend: DiffusersBackend, job: Job) -> Result:
     params = job.params
     pipe = backend.pipeline(TEXT_TO_IMAGE)
     width, height = parse_size(params, backend.default_size)
-    count = int_param(params, ("num_images", "num_images_per_prompt", "n"), 1, 1, 16)
+    count = int_param(params, "num_images", 1, 1, 16)
     steps, seed = backend.steps(params), seed_from(params)
     images = backend.call(
         pipe,

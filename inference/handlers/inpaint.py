@@ -16,8 +16,8 @@ from inference.params import float_param, one_input, parse_size, round_to, seed_
 def inpaint(backend: DiffusersBackend, job: Job) -> Result:
     params, inputs = job.params, job.inputs
     pipe = backend.pipeline(INPAINT)
-    source = fr.decode_image(one_input(inputs, "image", "input_image", "source_image"))
-    mask = fr.decode_image(one_input(inputs, "mask", "mask_image"), mode="L")
+    source = fr.decode_image(one_input(inputs, "image"))
+    mask = fr.decode_image(one_input(inputs, "mask"), mode="L")
     width, height = parse_size(params, source.size)
     gen_size = (round_to(width, 8), round_to(height, 8))
     strength = float_param(params, "strength", 1.0, 0.01, 1.0)

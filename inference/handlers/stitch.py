@@ -27,6 +27,6 @@ def stitch(backend: DiffusersBackend, job: Job) -> Result:
         job.progress(index + 1, len(values))
     height, width = clips[0].frames.shape[1:3]
     size = video_size(params, (width, height))
-    overlap = int_param(params, ("frame_overlap", "overlap"), 0, 0, MAX_FRAMES)
+    overlap = int_param(params, "frame_overlap", 0, 0, MAX_FRAMES)
     frames = fr.crossfade_concat([fr.resize_frames(c.frames, *size) for c in clips], overlap)
     return backend.video_result(frames, clip_fps(backend, params, clips[0].fps), None)

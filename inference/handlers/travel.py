@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 @handler("travel_segment", "individual_travel_segment", "video_travel_segment")
 def travel_segment(backend: DiffusersBackend, job: Job) -> Result:
     inputs = job.inputs
-    first = fr.decode_image(one_input(inputs, "start_image", "first_image", "image"))
-    last = fr.decode_image(one_input(inputs, "end_image", "last_image"))
+    first = fr.decode_image(one_input(inputs, "start_image", "image"))
+    last = fr.decode_image(one_input(inputs, "end_image"))
     return pair_clip(backend, job, first, last, inputs=inputs)
 
 
@@ -39,9 +39,7 @@ def join_clips_segment(backend: DiffusersBackend, job: Job) -> Result:
     if len(clips) != 2:
         raise InvalidInputError(f"join_clips_segment needs two clips, got {len(clips)}")
     before, after = clips
-    count = frame_count(
-        backend, job.params, ("frames_per_transition", "gap_frame_count", "gap_frames")
-    )
+    count = frame_count(backend, job.params, "frames_per_transition")
     return pair_clip(
         backend,
         job,

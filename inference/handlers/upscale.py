@@ -14,7 +14,7 @@ from inference.params import even, float_param, int_param, one_input, seed_from
 def upscale(backend: DiffusersBackend, job: Job) -> Result:
     params, inputs = job.params, job.inputs
     pipe = backend.pipeline(UPSCALE)
-    source = fr.decode_image(one_input(inputs, "image", "input_image", "source_image"))
+    source = fr.decode_image(one_input(inputs, "image"))
     # `scale_factor` is the API's name (2 or 4), `scale` the older one.
     name = "scale_factor" if params.get("scale_factor") is not None else "scale"
     scale = float_param(params, name, 4.0, 1.0, 4.0)
@@ -29,7 +29,7 @@ def upscale(backend: DiffusersBackend, job: Job) -> Result:
         **kwargs,
         image=low_res,
         num_inference_steps=steps,
-        noise_level=int_param(params, ("noise_level",), 20, 0, 350),
+        noise_level=int_param(params, "noise_level", 20, 0, 350),
     ).images[0]
     target = (round(source.width * scale), round(source.height * scale))
     return backend.image_result([fit(image, *target)], seed)

@@ -78,10 +78,11 @@ def video_size(params: Mapping[str, Any], default: tuple[int, int]) -> tuple[int
 
 
 def frame_count(
-    backend: DiffusersBackend, params: Mapping[str, Any], names: tuple[str, ...] = ()
+    backend: DiffusersBackend, params: Mapping[str, Any], own: str = "num_frames"
 ) -> int:
-    names = (*names, "num_frames", "frames", "segment_frames")
-    return int_param(params, names, backend.default_frames, 1, MAX_FRAMES)
+    """`params[own]` (a join's transition has its own count), else `num_frames`."""
+    name = own if params.get(own) is not None else "num_frames"
+    return int_param(params, name, backend.default_frames, 1, MAX_FRAMES)
 
 
 def clip_fps(
