@@ -15,6 +15,12 @@ request, on the same PostgreSQL at the same client counts, in its own process un
 same uvicorn options; printed beside Darkroom as HTTP/bare. `--http`/`--loop` pick
 uvicorn's HTTP parser and event loop for both servers.
 
+CPU per command (load-proof, unlike the rates): from the moment every client is set up
+to the end of each run, the CPU time (user + system, from /proc) of the server process
+with its children (the projections writer), of the PostgreSQL backends serving it
+(found by their `application_name`, set through `PGAPPNAME`), and of this process (the
+clients), each divided by the commands (or requests) answered.
+
     python bench/api.py [--seconds 6] [--clients 1,16,64] [--split] [--http h11|httptools]
         [--loop asyncio|uvloop] [--no-bare] [--no-inprocess] [--json out.json]
 """
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -105,6 +112,7 @@ BARE = UVICORN + (
 class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # per part, over the run
 
     def add(self, op: str, seconds: float) -> None:
         self.latencies[op].append(seconds)
@@ -135,7 +143,77 @@ def summary(tally: Tally, seconds: float) -> dict[str, Any]:
         "p99_ms": pct(values, 0.99),
         "errors": tally.errors,
         "by_op_p50_ms": {op: pct(v, 0.5) for op, v in tally.latencies.items()},
+        "cpu_ms": {part: s * 1000 / max(1, len(values)) for part, s in tally.cpu_s.items()},
     }
+
+
+# -- CPU per command ------------------------------------------------------------------------
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+@dataclass
+class Meter:
+    """The CPU seconds of a server, its children (the projections writer), its PostgreSQL
+    backends and this process (the clients), read at the window's start and end."""
+
+    db: Database
+    server: int
+    appname: str
+    start: dict[int, float] = field(default_factory=dict)
+
+    def read(self) -> dict[str, dict[int, float]]:
+        with psycopg.connect(self.db.conninfo, autocommit=True) as conn:
+            backends = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                    (self.appname,),
+                )
+            ]
+        return {
+            "server": {self.server: proc_cpu_s(self.server)},
+            "children": {p: proc_cpu_s(p) for p in descendants(self.server)},
+            "postgres": {p: proc_cpu_s(p) for p in backends},
+            "clients": {os.getpid(): sum(os.times()[:2])},
+        }
+
+    def begin(self) -> None:
+        self.first = self.read()
+
+    def end(self, tally: Tally) -> None:
+        last = self.read()
+        for part, now in last.items():
+            # A process that appeared during the window counts from zero.
+            tally.cpu_s[part] = sum(s - self.first[part].get(p, 0.0) for p, s in now.items())
 
 
 # -- HTTP -------------------------------------------------------------------------------
@@ -166,6 +244,7 @@ def start_server(
         "DATA_DIR": str(ROOT / ".darkroom" / "bench-data"),
         "DARKROOM_ROLES": roles,
         "DARKROOM_JWT_SUB_ANY": "y",
+        "PGAPPNAME": f"bench-{schema}",  # its PostgreSQL backends, for the CPU meter
     }  # users are named `bench-<hex>`
     process = subprocess.Popen(
         [sys.executable, "-c", code, str(port), http, loop, str(jwt_cache)], cwd=ROOT, env=env
@@ -192,14 +271,17 @@ async def http_client(base: str, window: Window, tally: Tally) -> None:
 class Window:
     """Every client sets up (user, project, shot) first; the clock starts after that."""
 
-    def __init__(self, clients: int, seconds: float) -> None:
+    def __init__(self, clients: int, seconds: float, meter: Meter | None = None) -> None:
         self.ready = asyncio.Barrier(clients)
         self.seconds = seconds
         self.stop_at = 0.0
         self.started = 0.0
+        self.meter = meter
 
     async def open(self) -> float:
         if await self.ready.wait() == 0:
+            if self.meter is not None:
+                self.meter.begin()
             self.started = time.monotonic()
             self.stop_at = self.started + self.seconds
         await self.ready.wait()
@@ -262,10 +344,12 @@ async def http_steps(client: httpx.AsyncClient, window: Window, tally: Tally) ->
                 mine.append(state["g"])
 
 
-async def http_run(base: str, clients: int, seconds: float) -> dict[str, Any]:
-    tally, window = Tally(), Window(clients, seconds)
+async def http_run(base: str, clients: int, seconds: float, meter: Meter) -> dict[str, Any]:
+    tally, window = Tally(), Window(clients, seconds, meter)
     await asyncio.gather(*(http_client(base, window, tally) for _ in range(clients)))
-    return summary(tally, time.monotonic() - window.started)
+    ended = time.monotonic()
+    meter.end(tally)
+    return summary(tally, ended - window.started)
 
 
 async def bare_client(base: str, window: Window, tally: Tally) -> None:
@@ -281,10 +365,12 @@ async def bare_client(base: str, window: Window, tally: Tally) -> None:
                 tally.errors += 1
 
 
-async def bare_run(base: str, clients: int, seconds: float) -> dict[str, Any]:
-    tally, window = Tally(), Window(clients, seconds)
+async def bare_run(base: str, clients: int, seconds: float, meter: Meter) -> dict[str, Any]:
+    tally, window = Tally(), Window(clients, seconds, meter)
     await asyncio.gather(*(bare_client(base, window, tally) for _ in range(clients)))
-    return summary(tally, time.monotonic() - window.started)
+    ended = time.monotonic()
+    meter.end(tally)
+    return summary(tally, ended - window.started)
 
 
 # -- in-process ---------------------------------------------------------------------------
@@ -371,8 +457,9 @@ def serve_and_run(
         servers.append(start_server(db, schema, roles, **options))
     print(f"{'bare' if bare else 'darkroom'} server pid {servers[-1][0].pid}", file=sys.stderr)
     run = bare_run if bare else http_run
+    meter = Meter(db, servers[-1][0].pid, f"bench-{schema}")
     try:
-        return {n: asyncio.run(run(servers[-1][1], n, args.seconds)) for n in levels}
+        return {n: asyncio.run(run(servers[-1][1], n, args.seconds, meter)) for n in levels}
     finally:
         for process, _ in servers:
             process.terminate()
@@ -441,6 +528,16 @@ def main() -> None:
             f"{i['per_s']:>13.0f} {i['p50_ms']:>7.1f} {i['p99_ms']:>7.1f} | "
             f"{h['per_s'] / i['per_s']:>12.2f} | {h['errors']}/{b['errors']}/{i['errors']}"
         )
+    for n in levels:
+        for name in ("http", "bare"):
+            cpu = results[name].get(n, {}).get("cpu_ms")
+            if cpu:
+                print(
+                    f"CPU ms per {'command' if name == 'http' else 'request'} at {n} clients "
+                    f"({'Darkroom' if name == 'http' else 'bare'}): "
+                    + ", ".join(f"{part} {ms:.2f}" for part, ms in cpu.items())
+                    + f", all {sum(cpu.values()):.2f}"
+                )
     for n in levels:
         print(
             f"p50 by op at {n} clients (HTTP): "
