@@ -119,6 +119,26 @@ class Claimer:
                 return claimed
         return None
 
+    def next_page(self, slot: Slot) -> tuple[str, list[str]] | None:
+        """What a completion on this slot may claim in the same command: the first page
+        (the one read while the slot's task ran, if still fresh, else read now) for one
+        run type. None when it lists nothing; the slot's own claim follows as before."""
+        page = self._prefetched.pop(frozenset(slot.spec.task_types), None)
+        if page is None or time.monotonic() - page[0] > PREFETCH_FOR:
+            try:
+                found = self.candidates.candidates(
+                    self.run_types,
+                    slot.spec.task_types,
+                    self.candidate_pages[0] + len(self._recent_in_queue()),
+                )
+            except Exception:
+                log.debug("reading candidates for %s failed", slot.name, exc_info=True)
+                return None
+        else:
+            found = page[1]
+        fresh = [c for c in found if c.task_id not in self._recent][: self.candidate_pages[0]]
+        return next(iter(_by_run_type(fresh).items()), None)
+
     def prefetch(self, slot: Slot) -> None:
         """Reads the next first page of candidates for this slot's model while it runs."""
         limit = self.candidate_pages[0]
@@ -130,6 +150,12 @@ class Claimer:
             log.debug("prefetching candidates for %s failed", slot.name, exc_info=True)
             return
         self._prefetched[frozenset(slot.spec.task_types)] = (time.monotonic(), found)
+        warm = getattr(self.tasks, "warm", None)
+        if callable(warm):  # the claim then reads them from the cache (checked)
+            try:
+                warm([c.task_id for c in found if c.task_id not in self._recent][:limit])
+            except Exception:
+                log.debug("warming candidates for %s failed", slot.name, exc_info=True)
 
     def _recent_in_queue(self) -> list[str]:
         """Ids claimed in the last moments, which a lagging claim queue may still list."""

@@ -41,6 +41,7 @@ from typing import Any
 
 from inference import metrics
 from inference.actors import BUSY, IDLE, ActorPool, Slot
+from inference.chaining import ChainingCommands
 from inference.claiming import Claimer
 from inference.defaults import DispatcherConfig
 from inference.errors import TaskCancelledError, UnsupportedTaskError
@@ -60,7 +61,6 @@ from inference.outcomes import (
 from inference.ports import (
     CandidateSource,
     OutputLookup,
-    SerialCommands,
     TaskCommands,
 )
 
@@ -103,7 +103,9 @@ class Dispatcher:
         config: DispatcherConfig | None = None,
         read: Reader | None = None,
     ) -> None:
-        self.tasks: TaskCommands = SerialCommands(tasks)
+        # Commands one at a time; a completion may claim its slot's next task (chaining.py).
+        self.chain = ChainingCommands(tasks)
+        self.tasks: TaskCommands = self.chain
         self.candidates = candidates
         self.pool = pool
         self.media = media
@@ -113,6 +115,7 @@ class Dispatcher:
         self.read = read or media_reader(media)
         pages = self.config.candidate_pages
         self.claims = Claimer(self.tasks, candidates, self.worker_id, self.config.run_types, pages)
+        self.chain.claimer = self.claims
         self.recorder = Recorder(
             Settler(self.tasks, media, self.worker_id), self.config.settle_threads, self._recorded
         )
@@ -277,6 +280,8 @@ class Dispatcher:
         else:
             slot.state, slot.task_id = IDLE, None
             self._next_poll = 0.0
+            if finished.kind == DONE and not self._stopping.is_set():
+                self.chain.offer(run.task_id, slot)  # its completion may claim the next
         if finished.output is not None:
             run.timing.actor_started = finished.output["started"]
             run.timing.actor_finished = finished.output["finished"]
@@ -293,6 +298,10 @@ class Dispatcher:
         self._progress_sent.pop(finished.task_id, None)
         if timing.command in ("requeue", "release"):
             self.claims.forget(finished.task_id)  # ours to claim again
+        chained = self.chain.take(finished.task_id)
+        if chained is not None:  # claimed by the completion: its claim cost is counted there
+            slot, claimed, at = chained
+            self._start(slot, claimed, at)
 
     # -- liveness, cancellation, progress --------------------------------------------
     def _maybe_heartbeat(self, now: float) -> None:

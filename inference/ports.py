@@ -124,6 +124,38 @@ class SerialCommands:
                 worker_id=worker_id,
             )
 
+    def complete_and_claim(
+        self,
+        task_id: object,
+        output_location: str | None,
+        thumbnail_url: str | None = None,
+        result_data: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str,
+        run_type: str,
+        current_model: str | None,
+        candidate_ids: Iterable[object],
+    ) -> Result:
+        """`complete_task` and the worker's next claim in one command (the studio's
+        `complete_and_claim`; see `chains`)."""
+        with self._lock:
+            chained: Result = self._tasks.complete_and_claim(  # type: ignore[attr-defined]
+                task_id,
+                output_location,
+                thumbnail_url,
+                result_data,
+                worker_id=worker_id,
+                run_type=run_type,
+                current_model=current_model,
+                candidate_ids=candidate_ids,
+            )
+            return chained
+
+    @property
+    def chains(self) -> bool:
+        """Whether the commands behind have `complete_and_claim` (the studio has)."""
+        return callable(getattr(self._tasks, "complete_and_claim", None))
+
     def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> Result:
         with self._lock:
             return self._tasks.fail_task(task_id, error, worker_id=worker_id)

@@ -11,8 +11,11 @@ where the save's version check or one query proves them current (`cached.py`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
 
 from domain.catalogue import RUN_TYPES
 from domain.claiming import Candidate, ineligibility, next_for_worker
@@ -193,6 +196,14 @@ class TaskClaims(TaskCompletion):
         if not result.get("replayed"):
             keep(self.repository, saved)
         return result
+
+    def warm(self, task_ids: Iterable[object]) -> None:
+        """Loads these tasks into this process's cache; a read, nothing written. A worker
+        calls it with the candidates of its next claim while its current task runs: the
+        claim then finds them without a query (still checked, see `cached.py`)."""
+        for ident in task_ids:
+            with suppress(AggregateNotFoundError):
+                self.repository.get(as_uuid(ident, "task id"))
 
     def _claim_in(
         self,

@@ -3,7 +3,9 @@ that are checked (by the save's version check, or one query) instead of fast-for
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -228,3 +230,14 @@ def test_a_refusal_read_from_a_stale_copy_is_decided_again_on_fresh_loads(
     worker = name("w")
     elsewhere.claim_task(ident, worker)
     assert chained(studio, ident, worker)["status"] == COMPLETE
+
+
+def test_warming_candidates_lets_the_next_claim_read_them_from_the_cache(studio: Studio) -> None:
+    owner, project_id = funded(studio)
+    ident = queue(studio, project_id, owner)
+    peek = studio.repository.peek  # type: ignore[attr-defined]
+    assert peek(uuid.UUID(ident)) is None  # creating a task does not cache it
+    studio.warm([ident, str(uuid.uuid4())])  # an id that is no aggregate is passed over
+    assert peek(uuid.UUID(ident)) is not None
+    batch = CachedBatch(studio.repository, datetime.now(UTC))
+    assert batch.find(ident) is not None and batch.moved_on() is False
