@@ -250,9 +250,9 @@ class Authenticator:
         result = await run_in_threadpool(
             self._studio.ensure_user, user_id, CommandMeta.for_user(user_id)
         )
-        if result.get("created") and self.sessions is not None:
+        if result.created and self.sessions is not None:
             # The welcome grant is the user's first write: their first read sees it.
-            await self.sessions.remember(user_id, result.get("position"))
+            await self.sessions.remember(user_id, result.position)
         with self._lock:
             self._known.add(user_id)
 

@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -188,7 +188,7 @@ def _patch_studio() -> None:
 
     def issue_token(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, *args, **kwargs)
-        if isinstance(result, dict):
+        if isinstance(result, Mapping):  # a TokenIssued reads as its JSON answer
             record(result.get("token"), "personal access token")
         return result
 

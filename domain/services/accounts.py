@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.credits import CreditLedger
 from domain.errors import TokenNotFoundError, UserNotFoundError, ValidationError
 from domain.metadata import CommandMeta
-from domain.services.base import Result, ServiceBase, as_uuid, now
+from domain.services.base import Decision, ServiceBase, as_uuid, now
+from domain.services.written import (
+    CreditsGranted,
+    CreditsToppedUp,
+    TokenIssued,
+    TokenRevoked,
+    UserWritten,
+)
 from domain.user import AccessToken, User, hash_token
 
 TOKEN_PREFIX = "drk_"
+Amount = Decimal | float | int | str  # what a ledger takes: a number, or one as text
 
 
 class AccountServices(ServiceBase):
@@ -22,21 +32,21 @@ class AccountServices(ServiceBase):
 
     welcome_credits: Decimal = Decimal("10")
 
-    def ensure_user(self, user_id: str, meta: CommandMeta | None = None) -> Result:
+    def ensure_user(self, user_id: str, meta: CommandMeta | None = None) -> UserWritten:
         """Register a user once (with the welcome grant); later calls store nothing."""
         if not isinstance(user_id, str) or not user_id.strip():
             raise ValidationError(f"a user id must be non-empty (got {user_id!r})")
         if self._exists(User.id_for(user_id)):
-            return {"user_id": user_id, "created": False, "position": self.head_position()}
+            return UserWritten(user_id=user_id, created=False, position=self.head_position())
 
-        def decide() -> Any:
+        def decide() -> Decision[UserWritten]:
             if self._exists(User.id_for(user_id)):
-                return [], {"user_id": user_id, "created": False}
+                return [], UserWritten(user_id=user_id, created=False)
             user = User.register(user_id, now())
             ledger = CreditLedger.open(user_id)
             if self.welcome_credits > 0:
                 ledger.grant(self.welcome_credits, "welcome", now(), reference="welcome")
-            return [user, ledger], {"user_id": user_id, "created": True}
+            return [user, ledger], UserWritten(user_id=user_id, created=True)
 
         return self._command(meta, decide)
 
@@ -53,20 +63,20 @@ class AccountServices(ServiceBase):
             raise UserNotFoundError(user_id) from None
 
     def grant_credits(
-        self, user_id: str, amount: object, reason: str, meta: CommandMeta | None = None
-    ) -> Result:
+        self, user_id: str, amount: Amount, reason: str, meta: CommandMeta | None = None
+    ) -> CreditsGranted:
         self.ensure_user(user_id)
 
-        def decide() -> Any:
+        def decide() -> Decision[CreditsGranted]:
             ledger = self.ledger(user_id)
-            ledger.grant(amount, reason, now())  # type: ignore[arg-type]
-            return [ledger], {"user_id": user_id, "balance": str(ledger.balance)}
+            ledger.grant(amount, reason, now())
+            return [ledger], CreditsGranted(user_id=user_id, balance=ledger.balance)
 
         return self._command(meta, decide)
 
     def top_up_credits(
-        self, user_id: str, amount: object, reference: str, meta: CommandMeta | None = None
-    ) -> Result:
+        self, user_id: str, amount: Amount, reference: str, meta: CommandMeta | None = None
+    ) -> CreditsToppedUp:
         """Bought credits (`CreditLedger.top_up`). `reference` is the payment's external id:
         a reference the ledger has already seen adds nothing, stores nothing and answers
         `added: False`, so a replayed payment webhook is harmless."""
@@ -74,46 +84,43 @@ class AccountServices(ServiceBase):
             raise ValidationError(f"a top-up needs a payment reference (got {reference!r})")
         self.ensure_user(user_id)
 
-        def decide() -> Any:
+        def decide() -> Decision[CreditsToppedUp]:
             ledger = self.ledger(user_id)
-            added = ledger.top_up(amount, now(), reference=reference)  # type: ignore[arg-type]
-            return ([ledger] if added else []), {
-                "user_id": user_id,
-                "reference": reference,
-                "added": added,
-                "balance": str(ledger.balance),
-            }
+            added = ledger.top_up(amount, now(), reference=reference)
+            return ([ledger] if added else []), CreditsToppedUp(
+                user_id=user_id, reference=reference, added=added, balance=ledger.balance
+            )
 
         return self._command(meta, decide)
 
-    def issue_token(self, user_id: str, label: str, meta: CommandMeta | None = None) -> Result:
+    def issue_token(self, user_id: str, label: str, meta: CommandMeta | None = None) -> TokenIssued:
         """A new personal access token; the plain value is in this result only."""
         self.ensure_user(user_id)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
 
-        def decide() -> Any:
+        def decide() -> Decision[TokenIssued]:
             user = self.user(user_id)
             access = AccessToken(digest=hash_token(token), user_id=user_id, label=label)
             user.issue_token(access.id, label, now())
-            return [user, access], {"token_id": str(access.id), "label": label}
+            return [user, access], TokenIssued(token_id=access.id, label=label)
 
         result = self._command(meta, decide)
         # The plain token is never stored, not even in the idempotency record.
-        return result if result.get("replayed") else {**result, "token": token}
+        return result if result.replayed else replace(result, token=token)
 
     def revoke_token(
-        self, user_id: str, token_id: object, meta: CommandMeta | None = None
-    ) -> Result:
+        self, user_id: str, token_id: UUID, meta: CommandMeta | None = None
+    ) -> TokenRevoked:
         ident = as_uuid(token_id, "token id")
 
-        def decide() -> Any:
+        def decide() -> Decision[TokenRevoked]:
             user = self.user(user_id)
             if ident not in user.tokens:
                 raise TokenNotFoundError(ident)
             access: AccessToken = self.repository.get(ident)
             user.revoke_token(ident)
             access.revoke()
-            return [user, access], {"token_id": str(ident)}
+            return [user, access], TokenRevoked(token_id=ident)
 
         return self._command(meta, decide)
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from domain.errors import InvalidParamsError, ResourceNotFoundError
 from domain.metadata import CommandMeta
 from domain.resource import Resource
-from domain.services.base import Result, ServiceBase, as_uuid, now
+from domain.services.base import Decision, ServiceBase, as_uuid, now
+from domain.services.written import ResourceDeleted, ResourceWritten
 
 if TYPE_CHECKING:
     from domain.services.lifecycle import Batch
@@ -37,12 +39,12 @@ class ResourceServices(ServiceBase):
         url: str | None = None,
         size: int | None = None,
         sha256: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, object] | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ResourceWritten:
         """A new resource of `user_id`: a stored file (`location`) or a `url`."""
 
-        def decide() -> Any:
+        def decide() -> Decision[ResourceWritten]:
             resource = Resource.register(
                 user_id,
                 kind,
@@ -54,23 +56,23 @@ class ResourceServices(ServiceBase):
                 metadata=dict(metadata or {}),
                 at=now(),
             )
-            return [resource], {"id": str(resource.id)}
+            return [resource], ResourceWritten(id=resource.id)
 
         return self._command(meta, decide)
 
-    def resource(self, resource_id: object, user_id: str | None = None) -> Resource:
+    def resource(self, resource_id: UUID, user_id: str | None = None) -> Resource:
         """A live resource; another user's (or a deleted one) is not found."""
         resource = self._load(resource_id, Resource, ResourceNotFoundError)
         resource.require_visible_to(user_id)
         return resource
 
     def delete_resource(
-        self, resource_id: object, user_id: str | None, meta: CommandMeta | None = None
-    ) -> Result:
-        def decide() -> Any:
+        self, resource_id: UUID, user_id: str | None, meta: CommandMeta | None = None
+    ) -> ResourceDeleted:
+        def decide() -> Decision[ResourceDeleted]:
             resource = self.resource(resource_id, user_id)
             resource.delete(now())
-            return [resource], {"id": str(resource.id), "location": resource.location}
+            return [resource], ResourceDeleted(id=resource.id, location=resource.location)
 
         return self._command(meta, decide)
 

@@ -39,6 +39,7 @@ from uuid import UUID
 
 TAG = "__written__"
 OMIT_NONE = {"omit_none": True}  # a field left out of the JSON answer when None
+NOT_ANSWERED = {"answered": False}  # stored for a replay, never in the JSON answer
 _BOOKKEEPING = ("position", "replayed")
 
 W = TypeVar("W", bound="Written")
@@ -63,11 +64,11 @@ class Written(Mapping[str, object]):
 
     def as_json(self) -> dict[str, Any]:
         """The JSON answer: the fields in order, then `position`, `replayed` if true."""
-        body = self._fields_json(self.AFTER_POSITION)
+        body = self._fields_json(self.AFTER_POSITION, answer=True)
         body["position"] = self.position
         if self.replayed:
             body["replayed"] = True
-        body.update(self._fields_json((), only=self.AFTER_POSITION))
+        body.update(self._fields_json((), only=self.AFTER_POSITION, answer=True))
         return body
 
     def stored(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class Written(Mapping[str, object]):
         return len(self.as_json())
 
     def _fields_json(
-        self, skip: tuple[str, ...], only: tuple[str, ...] | None = None
+        self, skip: tuple[str, ...], only: tuple[str, ...] | None = None, answer: bool = False
     ) -> dict[str, Any]:
         body: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -95,6 +96,8 @@ class Written(Mapping[str, object]):
             ):
                 continue
             value = getattr(self, f.name)
+            if answer and f.metadata.get("answered") is False:
+                continue
             if value is None and f.metadata.get("omit_none"):
                 continue
             body[f.name] = to_json(value)
@@ -237,8 +240,10 @@ class ResourceWritten(Written):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ResourceDeleted(Written):
+    """`location` is the stored file the edge removes (None for a URL): not answered."""
+
     id: UUID
-    location: str | None
+    location: str | None = field(default=None, metadata=NOT_ANSWERED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

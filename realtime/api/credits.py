@@ -26,9 +26,7 @@ async def top_up(call: Call) -> Reply:
     result = await call.run(
         call.studio.top_up_credits, body.user_id, body.amount, body.reference, meta=call.meta()
     )
-    return written(
-        {**result, "balance": float(result["balance"])}, 201 if result.get("added") else 200
-    )
+    return written(result, 201 if result.added else 200, balance=float(result.balance))
 
 
 ENDPOINTS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.generation import KEEP
+from domain.services.written import GenerationWritten
 from realtime import models as m
 from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, written
@@ -28,7 +29,7 @@ async def create_generation(call: Call) -> Reply:
         with_position=body.with_position,
         meta=call.meta(),
     )
-    return written(result, 201, id=result["generation_id"])
+    return written(result, 201, id=result.generation_id)
 
 
 async def get_generation(call: Call) -> Reply:
@@ -40,7 +41,7 @@ async def patch_generation(call: Call) -> Reply:
     ident, studio, meta = call.path["id"], call.studio, call.meta()
     fields = body.model_fields_set
 
-    def change() -> dict[str, object]:
+    def change() -> GenerationWritten:
         # One command for both fields: atomic, and a repeat under the same
         # Idempotency-Key replays both instead of running the rename again.
         return studio.update_generation(
@@ -95,7 +96,7 @@ async def add_variant(call: Call) -> Reply:
         make_primary=body.make_primary,
         meta=call.meta(),
     )
-    return written(result, 201, id=result["variant_id"])
+    return written(result, 201, id=result.variant_id)
 
 
 async def make_primary(call: Call) -> Reply:

@@ -26,6 +26,7 @@ from starlette.requests import Request
 
 from domain.errors import ResourceNotFoundError
 from domain.loras import inspect_lora
+from domain.services.written import ResourceWritten
 from realtime import models as m
 from realtime.api import reads
 from realtime.api.base import Call, Endpoint, Reply, written
@@ -135,21 +136,19 @@ async def register_url(call: Call) -> Reply:
     return await _created(call, result)
 
 
-async def _created(call: Call, result: dict[str, Any]) -> Reply:
-    resource = await call.run(call.studio.resource, result["id"], call.principal.user_id)
+async def _created(call: Call, result: ResourceWritten) -> Reply:
+    resource = await call.run(call.studio.resource, result.id, call.principal.user_id)
     return written(
-        {
-            **result,
-            "type": resource.kind,
-            "name": resource.name,
-            "location": resource.location,
-            "url": resource.url,
-            "size": resource.size,
-            "sha256": resource.sha256,
-            "metadata": resource.metadata,
-            "created_at": resource.created_at.isoformat(),
-        },
+        result,
         201,
+        type=resource.kind,
+        name=resource.name,
+        location=resource.location,
+        url=resource.url,
+        size=resource.size,
+        sha256=resource.sha256,
+        metadata=resource.metadata,
+        created_at=resource.created_at.isoformat(),
     )
 
 
@@ -183,8 +182,8 @@ async def delete_resource(call: Call) -> Reply:
         call.studio.delete_resource, call.path["id"], call.principal.user_id, meta=call.meta()
     )
     with contextlib.suppress(OSError):  # the event stands; a stray file is only space
-        await call.run(discard, call.config.media_dir, result.pop("location", None))
-    return written({**result, "deleted": True})
+        await call.run(discard, call.config.media_dir, result.location)
+    return written(result, deleted=True)
 
 
 ENDPOINTS = [

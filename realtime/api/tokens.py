@@ -16,7 +16,7 @@ async def issue(call: Call) -> Reply:
     result = await call.run(
         call.studio.issue_token, call.principal.require_user(), body.label, meta=call.meta()
     )
-    return written(result, 201, id=result["token_id"])
+    return written(result, 201, id=result.token_id)
 
 
 async def revoke(call: Call) -> Reply:
