@@ -371,6 +371,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
 
     from darkroom.database import create_schema, drop_schema
     from darkroom.wiring import build_studio
+    from domain.metadata import CommandMeta
     from projections import all_views
     from projections import db as pdb
     from projections.engine.runner import prepare
@@ -386,6 +387,13 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
     with pdb.connect(db.conninfo, schema) as conn:
         prepare(conn, all_views(), managed=True, versions={})
     setup = build_studio(db, schema, pool_size=2)
+    # Registered before the clients come: else the edge registers "fan" at the first
+    # auth and every subscription waits for that write to reach the views (10 s at most,
+    # and no projections runner runs here), so the clients were ready 10 s late, just
+    # when uvicorn's keepalive pings (every 20 s) and the hub's (25 s) fell due for all
+    # 1,000 connections at once: inside the hub's measured run, never inside the bare
+    # server's (its run ends before its first keepalive ping).
+    setup.ensure_user("fan", CommandMeta.for_user("fan"))
     project = setup.create_project("fan", "Fan-out")["project_id"]
     setup.close()
     config = EdgeConfig(
@@ -417,6 +425,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
         await asyncio.sleep(0.05)
     topic = f"project:{project}"
     token = issue_jwt(JWT_SECRET, "fan", ttl_s=6 * 3600)
+    started = time.monotonic()
     client = ClientProcess(
         {
             "url": f"ws://127.0.0.1:{port}/ws",
@@ -427,6 +436,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
     )
     try:
         await client.expect_async("READY")
+        ready_s = time.monotonic() - started
         hub = app.state.hub
         idle = await idle_rate(args.idle_s)
         head = hub.head
@@ -451,6 +461,7 @@ async def fanout_hub(db: Any, args: argparse.Namespace, burst: int) -> dict[str,
         "client_cpu_s": float(client_cpu),
         "frame_bytes": changes[0].size,
         "idle_cpu_per_s": idle,
+        "ready_s": ready_s,
     }
 
 
@@ -488,6 +499,7 @@ async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
     ]
     async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
+        started = time.monotonic()
         client = ClientProcess(
             {
                 "url": f"ws://127.0.0.1:{port}",
@@ -499,6 +511,7 @@ async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
         try:
             await client.expect_async("READY")
             await everyone.wait()
+            ready_s = time.monotonic() - started
             idle = await idle_rate(args.idle_s)
             cpu, t0 = time.process_time(), time.monotonic()
             for i in range(0, len(frames), burst):
@@ -515,6 +528,7 @@ async def fanout_bare(args: argparse.Namespace, burst: int) -> dict[str, float]:
         "cpu_s": cpu,
         "client_cpu_s": float(client_cpu),
         "idle_cpu_per_s": idle,
+        "ready_s": ready_s,
     }
 
 
