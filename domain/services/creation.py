@@ -7,7 +7,7 @@ key answers the task it made first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from domain.catalogue import (
@@ -19,7 +19,7 @@ from domain.catalogue import (
 from domain.errors import InvalidParamsError, ValidationError
 from domain.metadata import CommandMeta
 from domain.project import Project
-from domain.services.base import Result, as_uuid
+from domain.services.base import Decision, Result, as_uuid
 from domain.services.lifecycle import (
     Batch,
     TaskLifecycle,
@@ -27,6 +27,7 @@ from domain.services.lifecycle import (
     request_binding,
     task_id_for,
 )
+from domain.services.written import TaskTypeWritten
 from domain.task import Task
 
 GENERATION_PARAMS = ("child_generation_id", "regenerate_generation_id")
@@ -164,15 +165,15 @@ class TaskCreation(TaskLifecycle):
 
     # -- the catalogue ---------------------------------------------------------
     def register_task_type(
-        self, task_type: TaskType | Mapping[str, Any], meta: CommandMeta | None = None
-    ) -> Result:
+        self, task_type: TaskType | Mapping[str, object], meta: CommandMeta | None = None
+    ) -> TaskTypeWritten:
         spec = task_type if isinstance(task_type, TaskType) else TaskType.from_dict(task_type)
         return self._on_catalogue(meta, lambda c: c.register(spec), spec.name)
 
-    def deactivate_task_type(self, name: str, meta: CommandMeta | None = None) -> Result:
+    def deactivate_task_type(self, name: str, meta: CommandMeta | None = None) -> TaskTypeWritten:
         return self._on_catalogue(meta, lambda c: c.deactivate(name), name)
 
-    def activate_task_type(self, name: str, meta: CommandMeta | None = None) -> Result:
+    def activate_task_type(self, name: str, meta: CommandMeta | None = None) -> TaskTypeWritten:
         return self._on_catalogue(meta, lambda c: c.activate(name), name)
 
     def task_types(self) -> list[TaskType]:
@@ -182,13 +183,18 @@ class TaskCreation(TaskLifecycle):
             return catalogue.active()
         return sorted((t for t in DEFAULT_CATALOGUE.values() if t.is_active), key=lambda t: t.name)
 
-    def _on_catalogue(self, meta: CommandMeta | None, change: Any, name: str) -> Result:
-        def decide() -> Any:
+    def _on_catalogue(
+        self,
+        meta: CommandMeta | None,
+        change: Callable[[TaskTypeCatalogue], object],
+        name: str,
+    ) -> TaskTypeWritten:
+        def decide() -> Decision[TaskTypeWritten]:
             batch = self._batch()
             catalogue = batch.find(CATALOGUE_ID)
             if not isinstance(catalogue, TaskTypeCatalogue):
                 catalogue = batch.add(TaskTypeCatalogue())
             change(catalogue)
-            return batch.changed, {"task_type": name}
+            return batch.changed, TaskTypeWritten(task_type=name)
 
         return self._command(meta, decide)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from domain.errors import (
     GenerationNotFoundError,
@@ -19,11 +20,12 @@ from domain.errors import (
     ValidationError,
 )
 from domain.metadata import CommandMeta
-from domain.services.base import Result
+from domain.services.base import Decision, Result
 from domain.services.claims import TaskClaims, worker_meta
 from domain.services.creation import TaskCreation, user_meta
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker
+from domain.services.written import PendingCancelled
 from domain.task import (
     CANCELLED,
     COMPLETE,
@@ -160,11 +162,11 @@ class TaskServices(TaskCreation, TaskClaims):
         return self._on_task(user_meta(user_id, meta), task_id, user_id, None, act)
 
     def cancel_pending(
-        self, project_id: object, user_id: str | None, meta: CommandMeta | None = None
-    ) -> Result:
+        self, project_id: UUID, user_id: str | None, meta: CommandMeta | None = None
+    ) -> PendingCancelled:
         """Cancels every Queued task of the project (their families follow)."""
 
-        def decide() -> Any:
+        def decide() -> Decision[PendingCancelled]:
             batch = self._batch()
             project = self._owned_project(batch, project_id, user_id)
             workload = batch.find(Workload.id_for(project.owner_id))
@@ -173,11 +175,11 @@ class TaskServices(TaskCreation, TaskClaims):
                 if task.status == QUEUED:
                     self._change(batch, task, task.cancel, batch.at, "cancel pending")
             changed = batch.status_changes()
-            return batch.changed, {
-                "project_id": str(project.id),
-                "changed": changed,
-                "cancelled": sum(s == CANCELLED for s in changed.values()),
-            }
+            return batch.changed, PendingCancelled(
+                project_id=project.id,
+                changed=changed,
+                cancelled=sum(s == CANCELLED for s in changed.values()),
+            )
 
         return self._command(user_meta(user_id, meta), decide)
 

@@ -280,3 +280,17 @@ class TokenIssued(Written):
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class TokenRevoked(Written):
     token_id: UUID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TaskTypeWritten(Written):
+    task_type: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class PendingCancelled(Written):
+    """`changed`: every task whose status the command changed (by id), its new status."""
+
+    project_id: UUID
+    changed: dict[str, str]
+    cancelled: int
