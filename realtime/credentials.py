@@ -25,6 +25,7 @@ from psycopg import sql
 from starlette.concurrency import run_in_threadpool
 
 from domain.errors import DomainError
+from domain.services.base import as_uuid
 from domain.user import AccessToken, hash_token
 from realtime.errors import ForbiddenError, UnauthenticatedError
 from realtime.protocol import split_topic
@@ -233,7 +234,7 @@ class Gate:
             "generation": self.studio.generation,
         }[kind]
         try:
-            await run_in_threadpool(load, key, user)
+            await run_in_threadpool(load, as_uuid(key, f"{kind} id"), user)
         except DomainError:
             raise ForbiddenError(f"{topic} does not exist or is not yours") from None
 

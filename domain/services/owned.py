@@ -25,25 +25,25 @@ class OwnedReads(ServiceBase):
     so nobody learns that they exist."""
 
     # -- loading with ownership ----------------------------------------
-    def project(self, project_id: object, user_id: str | None = None) -> Project:
+    def project(self, project_id: UUID, user_id: str | None = None) -> Project:
         project = self._load(project_id, Project, ProjectNotFoundError)
         if user_id is not None and project.owner_id != user_id:
             raise ProjectNotFoundError(project.id)
         return project
 
-    def live_project(self, project_id: object, user_id: str | None = None) -> Project:
+    def live_project(self, project_id: UUID, user_id: str | None = None) -> Project:
         project = self.project(project_id, user_id)
         if project.deleted:
             raise ProjectNotFoundError(project.id)
         return project
 
-    def shot(self, shot_id: object, user_id: str | None = None) -> Shot:
+    def shot(self, shot_id: UUID, user_id: str | None = None) -> Shot:
         shot = self._load(shot_id, Shot, ShotNotFoundError)
         if user_id is not None and self.owner_of(shot.project_id) != user_id:
             raise ShotNotFoundError(shot.id)
         return shot
 
-    def generation(self, generation_id: object, user_id: str | None = None) -> Generation:
+    def generation(self, generation_id: UUID, user_id: str | None = None) -> Generation:
         generation = self._load(generation_id, Generation, GenerationNotFoundError)
         if user_id is not None and self.owner_of(generation.project_id) != user_id:
             raise GenerationNotFoundError(generation.id)
@@ -61,7 +61,7 @@ class OwnedReads(ServiceBase):
         cache[project_id] = owner  # most recently used last
         return owner
 
-    def _member_generation(self, generation_id: object, project_id: UUID) -> Generation:
+    def _member_generation(self, generation_id: UUID, project_id: UUID) -> Generation:
         generation = self.generation(generation_id)
         if generation.project_id != project_id or generation.deleted:
             raise GenerationNotFoundError(generation.id)
