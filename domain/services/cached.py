@@ -19,16 +19,19 @@ cache (the library does not when it fast-forwards), so the next command finds it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Repository
 from eventsourcing.domain import Aggregate
 
+from domain.errors import DomainError
 from domain.services.base import as_uuid
 from domain.services.lifecycle import Batch
+
+R = TypeVar("R")
 
 
 class CheckingRepository(Protocol):
@@ -72,3 +75,22 @@ def keep(repository: Repository[UUID], aggregates: Iterable[Aggregate]) -> None:
     """Caches what a command saved (newer than the cache's copy) for the next one."""
     if checks(repository):
         repository.keep(aggregates)  # type: ignore[attr-defined]
+
+
+def decided_on_cache(
+    repository: Repository[UUID], at: datetime, attempt: Callable[[Batch], R | None]
+) -> tuple[Batch, R] | None:
+    """`attempt` decided on a `CachedBatch`: the batch and its result, or None when the
+    decision must be made again on fresh loads - it raised a domain error (perhaps said
+    of a stale copy: fresh loads say it again if it holds), it gave None (given up
+    half-way: its changes must not be saved), or a copy it only read has moved on."""
+    if not checks(repository):
+        return None
+    batch = CachedBatch(repository, at)
+    try:
+        result = attempt(batch)
+    except DomainError:
+        return None
+    if result is None or batch.moved_on():
+        return None
+    return batch, result

@@ -21,7 +21,6 @@ from domain.catalogue import RUN_TYPES
 from domain.claiming import Candidate, ineligibility, next_for_worker
 from domain.errors import (
     ConcurrencyConflictError,
-    DomainError,
     InsufficientCreditsError,
     InvalidTransitionError,
     TaskNotClaimableError,
@@ -30,7 +29,7 @@ from domain.errors import (
 from domain.metadata import CommandMeta
 from domain.services.base import Result, as_uuid
 from domain.services.base import now as _now
-from domain.services.cached import CachedBatch, checks, keep
+from domain.services.cached import decided_on_cache, keep
 from domain.services.completion import TaskCompletion
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker, worker_for
@@ -73,16 +72,23 @@ class TaskClaims(TaskCompletion):
         _run_type(run_type)
         ids = [as_uuid(c, "task id") for c in candidate_ids]
         at = now or _now()
+        tries: list[list[Any]] = []  # per decision: what it would save
 
-        saved: list[Any] = []
-
-        def decide() -> Any:
-            batch = self._batch(at)
-            claimed = self._claim_in(
+        def claim(batch: Batch) -> Result:
+            found = self._claim_in(
                 batch, worker_id, credential_of(meta), ids, run_type, current_model
             )
-            saved[:] = batch.changed
-            return (batch.changed, claimed) if claimed else ([], {"task_id": None})
+            return found or {"task_id": None}
+
+        def decide() -> Any:
+            # The first try on this process's cached copies (checked), then fresh loads.
+            found = None if tries else decided_on_cache(self.repository, at, claim)
+            if found is None:
+                batch = self._batch(at)
+                found = batch, claim(batch)
+            batch, claimed = found
+            tries.append(batch.changed)
+            return (batch.changed, claimed) if claimed["task_id"] else ([], claimed)
 
         for _ in range(CLAIM_ROUNDS):
             try:
@@ -92,7 +98,7 @@ class TaskClaims(TaskCompletion):
             if not result.get("task_id"):
                 return None
             if not result.get("replayed"):  # its completion finds the task in the cache
-                keep(self.repository, saved)
+                keep(self.repository, tries[-1])
             return result
         return None
 
@@ -173,22 +179,19 @@ class TaskClaims(TaskCompletion):
             rounds.append(len(rounds))
             claiming = len(rounds) <= CHAINED_CLAIM_ROUNDS
             at = _now()
-            result: Result | None = None
-            if len(rounds) == 1 and checks(self.repository):
-                cached = CachedBatch(self.repository, at)
-                batch: Batch = cached
-                try:
-                    result = attempt(cached, claiming)
-                except DomainError:  # perhaps said of a stale copy: fresh loads decide
-                    result = None
-                if result is not None and cached.moved_on():
-                    result = None
-            if result is None:
+            found = (
+                decided_on_cache(self.repository, at, lambda b: attempt(b, claiming))
+                if len(rounds) == 1
+                else None
+            )
+            if found is None:
                 batch = self._batch(at)
                 result = attempt(batch, claiming)
-            if result is None:
-                batch = self._batch(at)
-                result = decide_on(batch, False)
+                if result is None:
+                    batch = self._batch(at)
+                    result = decide_on(batch, False)
+                found = batch, result
+            batch, result = found
             saved[:] = batch.changed
             return batch.changed, result
 

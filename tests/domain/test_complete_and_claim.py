@@ -241,3 +241,31 @@ def test_warming_candidates_lets_the_next_claim_read_them_from_the_cache(studio:
     assert peek(uuid.UUID(ident)) is not None
     batch = CachedBatch(studio.repository, datetime.now(UTC))
     assert batch.find(ident) is not None and batch.moved_on() is False
+
+
+def test_claim_next_never_takes_a_task_another_process_claimed_while_it_was_cached(
+    studio: Studio, elsewhere: Studio
+) -> None:
+    owner, project_id = funded(studio)
+    ident = queue(studio, project_id, owner)
+    assert task(studio, ident).status == QUEUED  # cached here as Queued
+    elsewhere.claim_task(ident, "elsewhere-worker")
+    head = studio.head_position()
+    assert studio.claim_next(name("w"), "api", None, [ident]) is None
+    assert task(studio, ident).worker_id == "elsewhere-worker"
+    assert studio.head_position() == head
+
+
+def test_claim_next_does_not_believe_a_cached_owner_at_the_limit(
+    studio: Studio, elsewhere: Studio
+) -> None:
+    busy, project_id = funded(studio)
+    running = [queue(studio, project_id, busy) for _ in range(MAX_IN_PROGRESS_PER_OWNER)]
+    waiting = queue(studio, project_id, busy)
+    for ident in running:
+        studio.claim_task(ident, name("other"))
+    assert studio.claim_next(name("w"), "api", None, [waiting]) is None  # cached at the limit
+    holder = task(studio, running[0]).worker_id
+    elsewhere.complete_task(running[0], "/m/x.png", worker_id=holder)
+    claimed = studio.claim_next(name("w"), "api", None, [waiting])
+    assert claimed is not None and claimed["task_id"] == waiting
