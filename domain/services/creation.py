@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 from domain.catalogue import (
     CATALOGUE_ID,
@@ -19,7 +20,7 @@ from domain.catalogue import (
 from domain.errors import InvalidParamsError, ValidationError
 from domain.metadata import CommandMeta
 from domain.project import Project
-from domain.services.base import Decision, Result, as_uuid
+from domain.services.base import Decision, as_uuid
 from domain.services.lifecycle import (
     Batch,
     TaskLifecycle,
@@ -27,7 +28,7 @@ from domain.services.lifecycle import (
     request_binding,
     task_id_for,
 )
-from domain.services.written import TaskTypeWritten
+from domain.services.written import TaskCreated, TasksCreated, TaskTypeWritten
 from domain.task import Task
 
 GENERATION_PARAMS = ("child_generation_id", "regenerate_generation_id")
@@ -42,28 +43,33 @@ class TaskCreation(TaskLifecycle):
 
     def create_task(
         self,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
         task_type: str,
-        params: Mapping[str, Any],
-        dependant_on: Iterable[object] = (),
+        params: Mapping[str, object],
+        dependant_on: Iterable[UUID | int] = (),
         idempotency_key: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskCreated:
         """A Queued task; a repeated idempotency key returns the task it made first."""
         item = {"task_type": task_type, "params": params, "dependant_on": list(dependant_on)}
-        result = self._create(project_id, user_id, [item], [idempotency_key], meta)
-        task_id = result.pop("task_ids")[0]
-        return {**result, "task_id": task_id, "task_type": task_type}
+        made = self._create(project_id, user_id, [item], [idempotency_key], meta)
+        return TaskCreated(
+            task_id=made.task_ids[0],
+            task_type=task_type,
+            status=made.status,
+            position=made.position,
+            replayed=made.replayed,
+        )
 
     def create_tasks(
         self,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
-        tasks: Sequence[Mapping[str, Any]],
+        tasks: Sequence[Mapping[str, object]],
         idempotency_key: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TasksCreated:
         """Several tasks in one save. Items: `task_type`, `params`, `dependant_on` (task
         ids, or the index of an earlier item). Item i's key is `key:i`."""
         if not tasks:
@@ -73,15 +79,15 @@ class TaskCreation(TaskLifecycle):
 
     def _create(
         self,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
-        items: list[Mapping[str, Any]],
+        items: list[Mapping[str, object]],
         keys: list[str | None],
         meta: CommandMeta | None,
-    ) -> Result:
+    ) -> TasksCreated:
         binding = request_binding(meta)
 
-        def decide() -> Any:
+        def decide() -> Decision[TasksCreated]:
             batch = self._batch()
             project = self._owned_project(batch, project_id, user_id)
             made: list[Task] = []
@@ -94,12 +100,12 @@ class TaskCreation(TaskLifecycle):
                     made.append(known)
                 else:
                     made.append(self._create_one(batch, project, item, key, made, binding))
-            result: Result = {"task_ids": [str(t.id) for t in made]}
-            if len(made) == 1:
-                result["status"] = made[0].status
-            if replayed:
-                result["replayed"] = replayed == len(made)
-            return batch.changed, result
+            return batch.changed, TasksCreated(
+                task_ids=tuple(t.id for t in made),
+                status=made[0].status if len(made) == 1 else None,
+                replayed=replayed == len(made),
+                some_replayed=0 < replayed < len(made),
+            )
 
         return self._command(user_meta(user_id, meta), decide)
 

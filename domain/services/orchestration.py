@@ -10,7 +10,7 @@ and needs no stitch: its result becomes the parent's variant directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 from uuid import UUID, uuid4
@@ -20,7 +20,7 @@ from domain.errors import GenerationNotFoundError, InvalidParamsError
 from domain.generation import Generation
 from domain.metadata import CommandMeta
 from domain.project import Project
-from domain.services.base import Result
+from domain.services.base import Decision
 from domain.services.lifecycle import (
     ORCHESTRATOR_WORKER,
     Batch,
@@ -29,6 +29,7 @@ from domain.services.lifecycle import (
     request_binding,
     task_id_for,
 )
+from domain.services.written import RunStarted
 from domain.task import Task, model_name_of
 
 # List params of a run that hold one value per segment, and the name each segment uses.
@@ -103,16 +104,16 @@ def segment_params(params: Mapping[str, Any], index: int) -> dict[str, Any]:
 class OrchestrationServices(TaskLifecycle):
     def create_travel(
         self,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
         *,
-        shot_id: object | None = None,
-        image_generation_ids: Sequence[object] | None = None,
+        shot_id: UUID | None = None,
+        image_generation_ids: Sequence[UUID] | None = None,
         image_urls: Sequence[str] | None = None,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, object] | None = None,
         idempotency_key: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> RunStarted:
         """A video travelling through the shot's positioned images (or the images given)."""
 
         def sources(batch: Batch, project: Project) -> list[Source]:
@@ -142,15 +143,15 @@ class OrchestrationServices(TaskLifecycle):
 
     def create_join_clips(
         self,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
         *,
-        clip_generation_ids: Sequence[object] | None = None,
+        clip_generation_ids: Sequence[UUID] | None = None,
         clip_urls: Sequence[str] | None = None,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, object] | None = None,
         idempotency_key: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> RunStarted:
         """One video joining the clips in order, a generated transition between each pair."""
 
         def sources(batch: Batch, project: Project) -> list[Source]:
@@ -164,24 +165,24 @@ class OrchestrationServices(TaskLifecycle):
     def _start_run(
         self,
         kind: RunKind,
-        project_id: object,
+        project_id: UUID,
         user_id: str | None,
         sources: Callable[[Batch, Project], list[Source]],
         params: dict[str, Any],
         key: str | None,
         meta: CommandMeta | None,
-        shot_id: object | None,
-    ) -> Result:
+        shot_id: UUID | None,
+    ) -> RunStarted:
         meta = meta or (CommandMeta.for_user(user_id) if user_id else None)
         binding = request_binding(meta)
 
-        def decide() -> Any:
+        def decide() -> Decision[RunStarted]:
             batch = self._batch()
             project = self._owned_project(batch, project_id, user_id)
             known = batch.find(task_id_for(project.owner_id, key)) if key else None
             if isinstance(known, Task):
                 check_bound(known, binding, key)
-                return [], {**self._run_summary(batch, known), "replayed": True}
+                return [], replace(self._run_summary(batch, known), replayed=True)
             inputs = sources(batch, project)
             if len(inputs) < 2:
                 raise InvalidParamsError(
@@ -291,19 +292,19 @@ class OrchestrationServices(TaskLifecycle):
             raise InvalidParamsError(f"{what} {generation.id} has no media yet")
         return Source(generation.id, generation.location)
 
-    def _run_summary(self, batch: Batch, orchestrator: Task) -> Result:
+    def _run_summary(self, batch: Batch, orchestrator: Task) -> RunStarted:
         children = self._children(batch, orchestrator)
         _, segment_type, _ = next(v for v in FAMILIES.values() if v[0] == orchestrator.task_type)
-        segments = [str(c.id) for c in children if c.task_type == segment_type]
-        stitch = [str(c.id) for c in children if c.task_type != segment_type]
-        return {
-            "orchestrator_task_id": str(orchestrator.id),
-            "run_id": orchestrator.run_id,
-            "parent_generation_id": str(orchestrator.parent_generation_id),
-            "segment_task_ids": segments,
-            "stitch_task_id": stitch[0] if stitch else None,
-            "task_ids": [str(orchestrator.id), *segments, *stitch],
-        }
+        segments = tuple(c.id for c in children if c.task_type == segment_type)
+        stitch = tuple(c.id for c in children if c.task_type != segment_type)
+        return RunStarted(
+            orchestrator_task_id=orchestrator.id,
+            run_id=orchestrator.run_id,
+            parent_generation_id=orchestrator.parent_generation_id,
+            segment_task_ids=segments,
+            stitch_task_id=stitch[0] if stitch else None,
+            task_ids=(orchestrator.id, *segments, *stitch),
+        )
 
 
 def _str(value: UUID | None) -> str | None:

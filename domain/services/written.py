@@ -294,3 +294,43 @@ class PendingCancelled(Written):
     project_id: UUID
     changed: dict[str, str]
     cancelled: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TasksCreated(Written):
+    """`status` when one task was made. Each task's own key may have made it before:
+    `replayed` when that holds for every task, `some_replayed` (answered as
+    `"replayed": false`) when only for some."""
+
+    task_ids: tuple[UUID, ...]
+    status: str | None = field(default=None, metadata=OMIT_NONE)
+    some_replayed: bool = field(default=False, metadata=NOT_ANSWERED)
+
+    def as_json(self) -> dict[str, Any]:
+        body = Written.as_json(self)  # no super(): see __init_subclass__
+        if self.some_replayed and not self.replayed:
+            body["replayed"] = False
+        return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TaskCreated(Written):
+    """One task of `create_task`: answered as before, its id and type after `position`."""
+
+    AFTER_POSITION = ("task_id", "task_type")
+
+    task_id: UUID
+    task_type: str
+    status: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class RunStarted(Written):
+    """A travel or join run: its orchestrator, segments and stitch (all in `task_ids`)."""
+
+    orchestrator_task_id: UUID
+    run_id: str | None
+    parent_generation_id: UUID | None
+    segment_task_ids: tuple[UUID, ...]
+    stitch_task_id: UUID | None
+    task_ids: tuple[UUID, ...]

@@ -42,9 +42,10 @@ async def _queue(
         idempotency_key=key,
         meta=_meta(call),
     )
-    ids = result.pop("task_ids")
+    body = result.as_json()
+    ids = body.pop("task_ids")
     shape: dict[str, Any] = {"task_ids": ids} if batch else {"task_id": ids[0]}
-    return written({**result, **shape, "status": "Queued"}, 201)
+    return written({**body, **shape, "status": "Queued"}, 201)
 
 
 async def _run(call: Call, project_id: UUID, run: m.RunInput, key: str | None) -> Reply:
@@ -76,9 +77,8 @@ async def _run(call: Call, project_id: UUID, run: m.RunInput, key: str | None) -
             idempotency_key=key,
             meta=_meta(call),
         )
-    return written(
-        {**result, "task_id": result["orchestrator_task_id"], "status": "In Progress"}, 201
-    )
+    body = {**result.as_json(), "task_id": str(result.orchestrator_task_id)}
+    return written({**body, "status": "In Progress"}, 201)
 
 
 def _meta(call: Call) -> Any:
