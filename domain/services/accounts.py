@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -132,12 +132,16 @@ class AccountServices(ServiceBase):
             return None
         return None if access.revoked else access.user_id
 
-    def tokens(self, user_id: str) -> list[dict[str, Any]]:
+    def tokens(self, user_id: str) -> list[dict[str, str]]:
         try:
             user = self.user(user_id)
         except UserNotFoundError:
             return []
         return [
-            {"id": str(t["id"]), "label": t["label"], "created_at": t["created_at"].isoformat()}  # type: ignore[attr-defined]
+            {"id": str(t["id"]), "label": str(t["label"]), "created_at": _iso(t["created_at"])}
             for t in user.tokens.values()
         ]
+
+
+def _iso(at: object) -> str:
+    return at.isoformat() if isinstance(at, datetime) else str(at)

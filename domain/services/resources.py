@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from domain.errors import InvalidParamsError, ResourceNotFoundError
@@ -77,7 +77,7 @@ class ResourceServices(ServiceBase):
         return self._command(meta, decide)
 
 
-def with_loras(batch: Batch, owner_id: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+def with_loras(batch: Batch, owner_id: str, params: Mapping[str, object]) -> Mapping[str, object]:
     """`params` with each LoRA checked and its `resource_id` resolved to a `path`; the
     same object when there are none."""
     loras = params.get("loras")
@@ -90,7 +90,7 @@ def with_loras(batch: Batch, owner_id: str, params: Mapping[str, Any]) -> Mappin
     return {**params, "loras": [_lora(batch, owner_id, i, lora) for i, lora in enumerate(loras)]}
 
 
-def _lora(batch: Batch, owner_id: str, index: int, lora: Any) -> dict[str, Any]:
+def _lora(batch: Batch, owner_id: str, index: int, lora: object) -> dict[str, object]:
     where = f"params.loras[{index}]"
     if not isinstance(lora, Mapping):
         raise InvalidParamsError(f"{where} must be an object (got {lora!r})")
