@@ -700,6 +700,14 @@ def write_docs(section: str) -> None:
     path.write_text(text.rstrip("\n") + "\n")
 
 
+def cpu_loop_ms() -> float:
+    """The machine's speed right now (as bench/api.py): 10 million pure-Python additions."""
+    started, total = time.perf_counter(), 0
+    for i in range(10_000_000):
+        total += i
+    return (time.perf_counter() - started) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -737,7 +745,8 @@ def main() -> None:
     db = resolve(os.environ.get("DATABASE_URL"), ROOT / ".darkroom" / "bench-pg")
     header = (
         f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {os.cpu_count()} cores · "
-        f"Python {platform.python_version()} · load {os.getloadavg()[0]:.2f}"
+        f"Python {platform.python_version()} · load {os.getloadavg()[0]:.2f} · "
+        f"CPU loop {cpu_loop_ms():.0f} ms"
     )
     print(header, flush=True)
     lats: list[dict[str, Any]] = []
