@@ -8,6 +8,7 @@ and `config.extra["lifespans"]` do the same from the composition root.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -88,6 +89,10 @@ def create_app(
         # connections: a burst waits on the event loop instead of in threads that would
         # only queue for a connection while holding the GIL.
         app.state.command_limiter = anyio.CapacityLimiter(config.command_threads)
+        # Where `Call.run` runs them: one hand-off each way (realtime/api/base.py).
+        app.state.command_executor = ThreadPoolExecutor(
+            config.command_threads, thread_name_prefix="command"
+        )
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(app.state.sessions)
@@ -97,6 +102,7 @@ def create_app(
                     await stack.enter_async_context(extra(app))
                 yield
         finally:
+            await run_in_threadpool(app.state.command_executor.shutdown)
             await run_in_threadpool(app.state.studio.close)
 
     # ---- extra routes (the websocket hub's /ws) are mounted here, first ----

@@ -9,6 +9,8 @@ a request's input is `realtime.api.inputs`; grouping routes by path, `realtime.a
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -111,9 +113,19 @@ class Call:
         )
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking domain or database call, off the event loop."""
+        """A blocking domain or database call, off the event loop, on the app's command
+        threads (`command_executor`, `command_threads` of them): a burst queues in the
+        executor, where a thread that finishes a call takes the next without being woken,
+        instead of each call waiting for a limiter slot on the loop and then waking an
+        idle thread (anyio's `to_thread`: measured 15 % more server CPU per command in
+        bench/api.py, docs/BENCHMARKS.md, issue 17). The call sees the caller's context
+        variables, as under anyio."""
+        call = partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        executor = getattr(self.state, "command_executor", None)
+        if executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
         limiter = getattr(self.state, "command_limiter", None)
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=limiter)
+        return await anyio.to_thread.run_sync(call, limiter=limiter)
 
 
 Handler = Callable[[Call], Awaitable[Reply | Response]]
