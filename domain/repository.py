@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import date, datetime, timedelta
@@ -19,6 +20,9 @@ from domain.snapshot_writer import SnapshotWriter
 from domain.snapshots import StateSnapshot, usable_state
 
 log = logging.getLogger("darkroom.snapshots")
+
+# Ids remembered as having no aggregate (see SnapshottingRepository.known_absent).
+ABSENT_KEPT = 1000
 
 
 _ATOMIC: frozenset[type] = frozenset(
@@ -103,6 +107,11 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
         self.intervals = dict(intervals or {})
         self.kinds = {get_topic(cls): cls for cls in self.intervals}
         self.writer = writer
+        # Ids a checked decision found no aggregate for (the catalogue, until an
+        # administrator changes it): `appeared` checks one in one query instead of the
+        # two a load costs (snapshot, events). Never trusted unchecked.
+        self._absent: dict[UUID, None] = {}
+        self._absent_lock = threading.Lock()
 
     def get(
         self,
@@ -149,6 +158,26 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
         """Whether the log holds events of `aggregate` after its version (one query)."""
         newer = self.event_store.get(originator_id=aggregate.id, gt=aggregate.version, limit=1)
         return any(True for _ in newer)
+
+    def known_absent(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self._absent
+
+    def note_absent(self, aggregate_id: UUID, present: bool = False) -> None:
+        """Remembers that `aggregate_id` had no events (forgets it if `present`)."""
+        with self._absent_lock:
+            if present:
+                self._absent.pop(aggregate_id, None)
+                return
+            self._absent[aggregate_id] = None
+            while len(self._absent) > ABSENT_KEPT:
+                del self._absent[next(iter(self._absent))]
+
+    def appeared(self, aggregate_id: UUID) -> bool:
+        """Whether the log now holds an event of `aggregate_id` (one query)."""
+        found = any(True for _ in self.event_store.get(originator_id=aggregate_id, limit=1))
+        if found:
+            self.note_absent(aggregate_id, present=True)
+        return found
 
     def keep(self, aggregates: Iterable[Any]) -> None:
         """Caches copies of aggregates just saved, unless the cache holds a newer version:

@@ -120,9 +120,10 @@ class Claimer:
         return None
 
     def next_page(self, slot: Slot) -> tuple[str, list[str]] | None:
-        """What a completion on this slot may claim in the same command: the first page
-        (the one read while the slot's task ran, if still fresh, else read now) for one
-        run type. None when it lists nothing; the slot's own claim follows as before."""
+        """What a completion on this slot may claim in the same command: the oldest
+        candidate of the first page (the one read while the slot's task ran, if still
+        fresh, else read now). None when it lists nothing; the slot's own claim follows
+        as before."""
         page = self._prefetched.pop(frozenset(slot.spec.task_types), None)
         if page is None or time.monotonic() - page[0] > PREFETCH_FOR:
             try:
@@ -136,7 +137,9 @@ class Claimer:
                 return None
         else:
             found = page[1]
-        fresh = [c for c in found if c.task_id not in self._recent][: self.candidate_pages[0]]
+        # One candidate, the oldest: every other one offered costs the command a query
+        # (it is read, so checked), and a refusal leaves the slot's own claim to follow.
+        fresh = [c for c in found if c.task_id not in self._recent][:1]
         return next(iter(_by_run_type(fresh).items()), None)
 
     def prefetch(self, slot: Slot) -> None:

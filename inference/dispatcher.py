@@ -19,6 +19,8 @@ progress relay. Each turn it
    then the loop sends complete / fail / requeue / release itself, before its next claim.
    Every command that touches this worker's `Worker` aggregate (claims,
    completions, heartbeats) thus goes out one at a time instead of conflicting.
+   A completion on a slot left idle also claims that slot's next task in the same
+   command (`inference.chaining`), which starts at once.
 
 An actor that dies under a task: the task is requeued (attempts + 1), the slot
 is probed until `ready()` answers again, and only then gets work. If the

@@ -10,7 +10,9 @@ claimed). A `CachedBatch` takes the cached copy as it is and checks it instead:
   the save fail (a conflict, re-decided on fresh loads);
 - an aggregate it only reads is checked by `moved_on` before the save: one query
   each, as its fast-forward would have cost, and a newer event means re-deciding on
-  fresh loads.
+  fresh loads; an id found absent before (the catalogue, until an administrator
+  changes it) is taken for absent and checked the same way (one query, not the two
+  of a load).
 
 So a decision never rests on a state the log has moved past; it only skips the
 queries that would have found nothing new. `keep` puts what a command saved into the
@@ -38,11 +40,14 @@ class CheckingRepository(Protocol):
     def peek(self, aggregate_id: UUID) -> Any | None: ...
     def moved_on(self, aggregate: Any) -> bool: ...
     def keep(self, aggregates: Iterable[Any]) -> None: ...
+    def known_absent(self, aggregate_id: UUID) -> bool: ...
+    def note_absent(self, aggregate_id: UUID, present: bool = False) -> None: ...
+    def appeared(self, aggregate_id: UUID) -> bool: ...
 
 
 def checks(repository: Repository[UUID]) -> bool:
     """Whether this repository can hand out unchecked cached copies (ours can)."""
-    return all(hasattr(repository, name) for name in ("peek", "moved_on", "keep"))
+    return all(hasattr(repository, name) for name in ("peek", "moved_on", "keep", "appeared"))
 
 
 class CachedBatch(Batch):
@@ -52,23 +57,34 @@ class CachedBatch(Batch):
         super().__init__(repository, at)
         self._checking: CheckingRepository = repository  # type: ignore[assignment]
         self._peeked: set[UUID] = set()
+        self._absent: set[UUID] = set()
 
     def find(self, ident: object) -> Aggregate | None:
         key = as_uuid(ident)
-        if key not in self._loaded:
-            cached = self._checking.peek(key)
-            if cached is not None:
-                self._loaded[key] = cached
-                self._peeked.add(key)
-                self._remember(cached)
-                return cached  # type: ignore[no-any-return]
-        return super().find(key)
+        if key in self._loaded:
+            return self._loaded[key]
+        cached = self._checking.peek(key)
+        if cached is not None:
+            self._loaded[key] = cached
+            self._peeked.add(key)
+            self._remember(cached)
+            return cached  # type: ignore[no-any-return]
+        if self._checking.known_absent(key):  # none last time: checked by moved_on
+            self._loaded[key] = None
+            self._absent.add(key)
+            return None
+        found = super().find(key)
+        if found is None:
+            self._checking.note_absent(key)
+        return found
 
     def moved_on(self) -> bool:
-        """Whether an aggregate read from the cache, and not saved by this decision, has
-        newer events in the log (one query each)."""
+        """Whether an aggregate read from the cache (or taken for absent), and not saved
+        by this decision, has newer events in the log (one query each)."""
         saved = {a.id for a in self.changed}
-        return any(self._checking.moved_on(self._loaded[k]) for k in self._peeked - saved)
+        return any(self._checking.moved_on(self._loaded[k]) for k in self._peeked - saved) or any(
+            self._checking.appeared(k) for k in self._absent - saved
+        )
 
 
 def keep(repository: Repository[UUID], aggregates: Iterable[Aggregate]) -> None:

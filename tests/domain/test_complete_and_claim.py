@@ -18,6 +18,7 @@ from domain.errors import InvalidTransitionError, ValidationError
 from domain.services.cached import CachedBatch
 from domain.studio import Studio
 from domain.task import CANCELLED, COMPLETE, IN_PROGRESS, QUEUED
+from domain.tasktype import TaskType
 from domain.worker import LOST_AFTER, Worker
 from domain.workload import MAX_IN_PROGRESS_PER_OWNER, Workload
 from tests.domain.test_task_services import funded, name, queue, task
@@ -269,3 +270,17 @@ def test_claim_next_does_not_believe_a_cached_owner_at_the_limit(
     elsewhere.complete_task(running[0], "/m/x.png", worker_id=holder)
     claimed = studio.claim_next(name("w"), "api", None, [waiting])
     assert claimed is not None and claimed["task_id"] == waiting
+
+
+def test_a_catalogue_created_since_it_was_found_absent_prices_the_completion(
+    studio: Studio, elsewhere: Studio
+) -> None:
+    _, worker, second, _ = holding_one_with_one_queued(studio)
+    chained(studio, second, worker)  # this process has looked for the catalogue: none
+    kind = name("poster").replace("-", "_")
+    elsewhere.register_task_type(TaskType(kind, "api", "generation", "per_unit", unit_cost="0.01"))
+    owner, project_id = funded(elsewhere)
+    ident = queue(elsewhere, project_id, owner, task_type=kind)
+    other = name("w")  # nothing of this task's but the catalogue was read here before
+    elsewhere.claim_task(ident, other)
+    assert Decimal(chained(studio, ident, other)["cost"]) == Decimal("0.01")
