@@ -31,6 +31,7 @@ from realtime.auth import issue_jwt
 from realtime.config import EdgeConfig
 from realtime.fanout import Batch, Change
 from realtime.hub import Hub, HubSettings
+from realtime.outbox import Outbox, Subscription, deliver
 from realtime.ws import hub_lifespan, hub_routes
 from tests.realtime.hub_harness import free_port
 
@@ -51,6 +52,60 @@ def test_a_change_built_once_is_the_frame_the_websockets_core_builds_on_each_soc
     assert core.side is Side.SERVER
     core.send_text(change.data)
     assert change.framed == b"".join(core.data_to_send())
+
+
+class Socket:
+    """A socket the fan-out may write to directly: it takes frames while `open`."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.written: list[int] = []
+
+    def send_change(self, change: Change) -> bool:
+        if self.open:
+            self.written.append(change.position)
+        return self.open
+
+    def send_changes(self, changes: list[Change]) -> bool:
+        if self.open:
+            self.written.extend(c.position for c in changes)
+        return self.open
+
+
+def tick(position: int, data: str = '{"n":1}') -> Change:
+    return Change(position, "project:p", "bench.tick", data)
+
+
+def live(outbox: Outbox) -> Subscription:
+    sub = Subscription("project:p", outbox)
+    sub.buffer = None  # caught up
+    return sub
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_once_a_change_waits_in_the_queue_the_next_ones_wait_behind_it() -> None:
+    outbox, socket = Outbox(10_000), Socket()
+    outbox.socket = socket
+    sub = live(outbox)
+    deliver([sub], tick(1))
+    socket.open = False  # the transport is past its high-water mark
+    deliver([sub], tick(2))
+    socket.open = True
+    deliver([sub], tick(3))
+    deliver([sub], tick(3))  # again: already delivered
+    assert socket.written == [1]
+    assert [frame for frame, _, _ in outbox.frames] == [tick(2).frame, tick(3).frame]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_change_past_the_byte_bound_condemns_the_connection_though_the_socket_is_free() -> (
+    None
+):
+    outbox, socket = Outbox(100), Socket()
+    outbox.socket = socket
+    deliver([live(outbox)], tick(1, json.dumps({"name": "x" * 200})))
+    assert socket.written == []
+    assert outbox.closed and outbox.reason == "slow_consumer"
 
 
 class Served:
