@@ -78,9 +78,10 @@ class FrameQueue:
 
     `write_now`, when the adapter sets it, writes a live frame at once if nothing is
     queued before it and the socket takes it without waiting (True: it has left, it is
-    never queued). That is the hot path of fan-out: one write per socket per change,
-    no wake-up of the connection's writer task. Otherwise the frame is queued.
-    `write_all` does the same for frames that came together, in one write.
+    never queued): one write per socket, no wake-up of the connection's writer task.
+    Otherwise the frame is queued. `write_all` does the same for frames that came
+    together, in one write. (The fan-out's own hot path, `realtime.outbox.deliver`,
+    checks the same conditions before writing a change's prebuilt frame itself.)
     """
 
     __slots__ = ("closed", "frames", "limit", "pushed", "reason", "size", "write_all", "write_now")

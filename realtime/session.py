@@ -340,9 +340,10 @@ class SocketWriter:
     app is a method of it): what that protocol's ASGI `send` does for a text frame — the
     `websockets` core frames it, the transport writes it — done when `send` would not
     wait (writable, not closing, open). Otherwise False, and the frame goes the ASGI way
-    (queued, sent by the writer task). With each frame's bytes encoded once per change, a
-    delivery costs about what `websockets.broadcast` pays per connection; frames that
-    came together leave in one transport write."""
+    (queued, sent by the writer task). `send_change`, the fan-out's path, writes the
+    change's frame built once for every socket (`Change.framed`), so a delivery costs one
+    `transport.write`, less than `websockets.broadcast` (which frames each socket's copy);
+    frames that came together leave in one transport write."""
 
     __slots__ = ("conn", "most", "plain", "protocol", "transport", "writable")
 
