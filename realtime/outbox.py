@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 class LiveSocket(Protocol):
     """A socket live changes can be written to from the fan-out itself
-    (`realtime.session.SocketWriter`): True if the change(s) left without waiting."""
+    (`realtime.socketwriter.SocketWriter`): True if the change(s) left without waiting."""
 
     def send_change(self, change: Change) -> bool: ...
 

@@ -13,11 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from websockets.protocol import Side, State
 
 from projections.reachability import database_down
 from realtime.connection import CloseTopic, Connection, OpenTopic, Reauthenticate, Request
@@ -26,18 +25,17 @@ from realtime.errors import EdgeError
 from realtime.metrics import WS_CHANGES_SENT, WS_CLOSED
 from realtime.outbox import Outbox
 from realtime.protocol import CLOSE_CODES, CloseCode, Subscribe
+from realtime.socketwriter import awaited, finish, socket_writer
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Send
 
     from realtime.auth import Principal
-    from realtime.fanout import Change
     from realtime.hub import Hub
 
 log = logging.getLogger("darkroom.realtime.ws")
 DATABASE_DOWN_MESSAGE = "the database is unreachable right now; retry in a moment"
 CHANGE_PREFIX = '{"type":"change",'  # how `encode_change` starts every change frame
-CONTINUING = "expect_continuation_frame"  # the `websockets` core's fragmented-send flag
 
 
 async def close(websocket: WebSocket, code: CloseCode) -> None:
@@ -175,7 +173,7 @@ class Session:
             return True
         send = self.send({"type": "websocket.send", "text": text})
         if not isinstance(send, Coroutine):  # an ASGI server whose `send` is no coroutine
-            self._pending = (_awaited(send), None)
+            self._pending = (awaited(send), None)
             return False
         try:
             waiting_on = send.send(None)
@@ -306,136 +304,3 @@ class Session:
             connection.refuse("unavailable", "the hub could not read this topic; retry", topic, ref)
             return
         connection.opened(topic, sub)
-
-
-async def finish(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Runs to its end a coroutine that was started by hand and left waiting on
-    `waiting_on` (what it yielded: a future, or None for a bare yield)."""
-    while True:
-        try:
-            if waiting_on is None:
-                await asyncio.sleep(0)
-            else:
-                # As a task does with what its coroutine yields: the future was marked
-                # "awaited by a task" when it was yielded; this task awaits it now.
-                waiting_on._asyncio_future_blocking = False
-                await waiting_on
-        except asyncio.CancelledError:
-            coroutine.close()
-            raise
-        except BaseException:
-            pass  # the coroutine reads the future's outcome itself when resumed
-        try:
-            waiting_on = coroutine.send(None)
-        except StopIteration:
-            return
-
-
-async def _awaited(awaitable: Awaitable[None]) -> None:
-    await awaitable
-
-
-class SocketWriter:
-    """Direct writes to uvicorn's websockets-sansio protocol (the `receive` it hands the
-    app is a method of it): what that protocol's ASGI `send` does for a text frame — the
-    `websockets` core frames it, the transport writes it — done when `send` would not
-    wait (writable, not closing, open). Otherwise False, and the frame goes the ASGI way
-    (queued, sent by the writer task). `send_change`, the fan-out's path, writes the
-    change's frame built once for every socket (`Change.framed`), so a delivery costs one
-    `transport.write`, less than `websockets.broadcast` (which frames each socket's copy);
-    frames that came together leave in one transport write."""
-
-    __slots__ = ("conn", "most", "plain", "protocol", "transport", "writable")
-
-    def __init__(self, protocol: Any) -> None:
-        self.protocol = protocol
-        self.conn, self.transport, self.writable = (
-            protocol.conn,
-            protocol.transport,
-            protocol.writable,
-        )
-        # At most this much in one write of frames that came together (the transport's
-        # high-water mark): past it the transport pauses, and a bigger batch goes frame by
-        # frame, each checked, so what the socket cannot take waits in the bounded outbox.
-        self.most = self.transport.get_write_buffer_limits()[1]
-        # A server's frames with no extension negotiated (no per-message deflate) are the
-        # same bytes on every socket: a change's frame is then built once (`Change.framed`)
-        # and written as is, as the core's `send_text` would have built it here.
-        conn = self.conn
-        self.plain = (
-            conn.side is Side.SERVER
-            and not conn.extensions
-            and isinstance(getattr(type(conn), "state", None), property)
-            and all(hasattr(conn, name) for name in ("_state", "writes", CONTINUING))
-        )
-
-    def _open(self) -> bool:
-        protocol = self.protocol
-        return not (
-            protocol.close_sent
-            or protocol.disconnected
-            or not self.writable.is_set()
-            or self.conn.state is not State.OPEN
-        )
-
-    def write(self, text: str, data: bytes | None) -> bool:
-        if not self._open():
-            return False
-        conn = self.conn
-        conn.send_text(text.encode() if data is None else data)
-        self.transport.write(b"".join(conn.data_to_send()))
-        return True
-
-    def send_change(self, change: Change) -> bool:
-        """The fan-out's hot path (`realtime.outbox.deliver`): the change's frame, built
-        once for every socket, written when the socket is open, writable and the core has
-        nothing of its own waiting to go out (else False: the ordinary path)."""
-        if not self.plain:
-            return self.write(change.frame, change.data)
-        protocol, conn = self.protocol, self.conn
-        if (
-            protocol.close_sent
-            or protocol.disconnected
-            or not self.writable.is_set()
-            or conn._state is not State.OPEN
-            or conn.writes
-            or conn.expect_continuation_frame
-        ):
-            return False
-        self.transport.write(change.framed)
-        return True
-
-    def send_changes(self, changes: list[Change]) -> bool:
-        """Changes that came together, in one write (their frames built once each)."""
-        if not self.plain:
-            return self.write_all([(c.frame, c.size, c.data) for c in changes])
-        conn = self.conn
-        if (
-            sum(c.size for c in changes) > self.most
-            or not self._open()
-            or conn.writes
-            or conn.expect_continuation_frame
-        ):
-            return False
-        self.transport.write(b"".join([c.framed for c in changes]))
-        return True
-
-    def write_all(self, frames: list[tuple[str, int, bytes | None]]) -> bool:
-        if sum(size for _, size, _ in frames) > self.most or not self._open():
-            return False
-        conn = self.conn
-        for text, _, data in frames:
-            conn.send_text(text.encode() if data is None else data)
-        self.transport.write(b"".join(conn.data_to_send()))
-        return True
-
-
-def socket_writer(receive: Receive | None) -> SocketWriter | None:
-    """A `SocketWriter` when `receive` belongs to uvicorn's websockets-sansio protocol."""
-    protocol: Any = getattr(receive, "__self__", None)
-    if type(protocol).__name__ != "WebSocketsSansIOProtocol" or not all(
-        hasattr(protocol, name)
-        for name in ("conn", "transport", "writable", "close_sent", "disconnected")
-    ):
-        return None
-    return SocketWriter(protocol)
