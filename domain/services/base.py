@@ -22,7 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -170,7 +170,7 @@ class ServiceBase(Application[UUID]):
     snapshot_class = StateSnapshot
     PULSE_TOPIC = "PULSE_TOPIC"
 
-    def __init__(self, env: Any = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
         self.pulse = self.construct_pulse()
         self.keys_in_flight = KeysInFlight()
@@ -243,7 +243,7 @@ class ServiceBase(Application[UUID]):
             self.snapshot_writer.close()
         super().close()
 
-    def _record(self, processing_event: Any) -> list[Recording[UUID]]:
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         meta = current_meta().as_dict()
         for domain_event in processing_event.events:
             object.__setattr__(domain_event, "meta", meta)

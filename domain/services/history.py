@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,7 +20,7 @@ PAGE = 1000
 
 class HistoryServices(ServiceBase):
     def aggregate_at(
-        self, aggregate_id: object, *, version: int | None = None, at: datetime | None = None
+        self, aggregate_id: UUID | str, *, version: int | None = None, at: datetime | None = None
     ) -> Aggregate:
         """The aggregate as it was after `version`, or at moment `at` (UTC)."""
         ident = as_uuid(aggregate_id, "aggregate id")
@@ -39,7 +40,7 @@ class HistoryServices(ServiceBase):
         return max(versions)
 
     def history(
-        self, aggregate_id: object, *, after_version: int = 0, limit: int | None = None
+        self, aggregate_id: UUID | str, *, after_version: int = 0, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """The events of one aggregate after `after_version` (at most `limit`; None: all)
         with their position, time and metadata."""
@@ -62,7 +63,7 @@ class HistoryServices(ServiceBase):
             )
         return out
 
-    def stored_snapshots(self, aggregate_id: object) -> list[dict[str, Any]]:
+    def stored_snapshots(self, aggregate_id: UUID | str) -> list[dict[str, Any]]:
         """The stored snapshots of one aggregate: caches of its state, not events.
 
         `usable` says whether a load would start from it (see `domain.snapshots`)."""
@@ -87,7 +88,9 @@ class HistoryServices(ServiceBase):
             out.append(row)
         return out
 
-    def fold_until(self, position: int, keep: Any = None) -> dict[UUID, Aggregate]:
+    def fold_until(
+        self, position: int, keep: Callable[[Aggregate], bool] | None = None
+    ) -> dict[UUID, Aggregate]:
         """Every aggregate as of global position `position` (optionally only those `keep` wants)."""
         states: dict[UUID, Any] = {}
         start = 0
@@ -103,7 +106,7 @@ class HistoryServices(ServiceBase):
             start = page[-1].id
         return {k: v for k, v in states.items() if keep is None or keep(v)}
 
-    def project_as_of(self, project_id: object, position: int) -> dict[UUID, Aggregate]:
+    def project_as_of(self, project_id: UUID | str, position: int) -> dict[UUID, Aggregate]:
         """A project's whole state (itself, shots, generations, tasks) as of a past position."""
         ident = as_uuid(project_id, "project id")
         found = self.fold_until(
