@@ -23,16 +23,16 @@ def user() -> str:
 
 def test_a_member_is_moved_by_generation_or_membership_and_taken_off(studio: Studio) -> None:
     owner = user()
-    project = studio.create_project(owner, "Film")["project_id"]
-    shot = studio.create_shot(project, owner, "S")["shot_id"]
-    gen = studio.create_generation(project, owner, "/m/a.png")["generation_id"]
-    first = studio.add_to_shot(shot, owner, gen)["shot_generation_id"]
-    second = studio.add_to_shot(shot, owner, gen)["shot_generation_id"]
+    project = studio.create_project(owner, "Film").project_id
+    shot = studio.create_shot(project, owner, "S").shot_id
+    gen = studio.create_generation(project, owner, "/m/a.png").generation_id
+    first = studio.add_to_shot(shot, owner, gen).shot_generation_id
+    second = studio.add_to_shot(shot, owner, gen).shot_generation_id
     moved = studio.place_in_shot(shot, owner, second, 10, membership_only=True)
-    assert moved["shot_generation_id"] == second
-    assert studio.place_in_shot(shot, owner, gen, 30)["shot_generation_id"] == first
+    assert moved.shot_generation_id == second
+    assert studio.place_in_shot(shot, owner, gen, 30).shot_generation_id == first
     studio.place_in_shot(shot, owner, gen, None)  # the earliest now is `second` at 10
-    members = {str(m.id): m.timeline_frame for m in studio.shot(shot).members}
+    members = {m.id: m.timeline_frame for m in studio.shot(shot).members}
     assert members == {first: 30, second: None}
     with pytest.raises(MembershipNotFoundError):
         studio.place_in_shot(shot, owner, gen, 5, membership_only=True)
@@ -44,11 +44,11 @@ def test_a_member_is_moved_by_generation_or_membership_and_taken_off(studio: Stu
 
 def test_a_projects_shots_are_reordered_and_new_ones_go_last(studio: Studio) -> None:
     owner = user()
-    project = studio.create_project(owner, "Film")["project_id"]
-    a, b, c = (studio.create_shot(project, owner, n)["shot_id"] for n in "ABC")
+    project = studio.create_project(owner, "Film").project_id
+    a, b, c = (studio.create_shot(project, owner, n).shot_id for n in "ABC")
     studio.order_shots(project, owner, [c, a, b])
     assert [studio.shot(s).position for s in (c, a, b)] == [0, 1, 2]
-    d = studio.create_shot(project, owner, "D")["shot_id"]
+    d = studio.create_shot(project, owner, "D").shot_id
     assert studio.shot(d).position == 3
     with pytest.raises(ShotOrderError):
         studio.order_shots(project, owner, [c, a, b])
@@ -56,7 +56,7 @@ def test_a_projects_shots_are_reordered_and_new_ones_go_last(studio: Studio) -> 
     with pytest.raises(DeletedError):
         studio.shot(b).place(0)
     result = studio.order_shots(project, owner, [d, c, a])
-    assert result["shot_ids"] == [d, c, a]
+    assert result.shot_ids == (d, c, a)
     assert [studio.shot(s).position for s in (d, c, a)] == [0, 1, 2]
     with pytest.raises(ShotOrderError):
         studio.order_shots(project, owner, [d, c, a, b])
