@@ -46,8 +46,8 @@ def image(studio: Studio, project_id: str, owner: str, **kw: object) -> str:
 
 def test_every_command_returns_the_global_position_it_wrote(studio: Studio) -> None:
     owner = user()
-    first = studio.create_project(owner, "One")["position"]
-    second = studio.create_project(owner, "Two")["position"]
+    first = studio.create_project(owner, "One").position
+    second = studio.create_project(owner, "Two").position
     assert second > first and studio.head_position() >= second
 
 
@@ -59,7 +59,7 @@ def test_a_command_sent_twice_with_one_idempotency_key_stores_nothing_new(studio
     again = studio.create_project(
         owner, "Film", meta=CommandMeta.for_user(owner, idempotency_key="create-film")
     )
-    assert again["project_id"] == first["project_id"] and again["replayed"]
+    assert again.project_id == first.project_id and again.replayed
     assert studio.head_position() == head
 
 
@@ -70,7 +70,7 @@ def test_concurrent_commands_with_one_key_create_one_result(studio: Studio) -> N
     def send() -> None:
         meta = CommandMeta.for_user(owner, idempotency_key="race")
         try:
-            results.append(studio.create_project(owner, "Raced", meta=meta)["project_id"])
+            results.append(studio.create_project(owner, "Raced", meta=meta).project_id)
         except IdempotencyKeyInFlightError:
             refused.append(True)
 
@@ -83,13 +83,13 @@ def test_concurrent_commands_with_one_key_create_one_result(studio: Studio) -> N
     again = studio.create_project(
         owner, "Raced", meta=CommandMeta.for_user(owner, idempotency_key="race")
     )
-    assert again["replayed"] and again["project_id"] == results[0]
+    assert again.replayed and again.project_id == results[0]
 
 
 def test_every_stored_event_carries_actor_correlation_causation_and_command(studio: Studio) -> None:
     owner = user()
     meta = CommandMeta.for_user(owner, correlation_id="corr-1", causation_id="cause-1")
-    project_id = studio.create_project(owner, "Film", meta=meta)["project_id"]
+    project_id = studio.create_project(owner, "Film", meta=meta).project_id
     studio.create_shot(project_id, owner, "A", meta=meta.caused())
     history = studio.history(project_id)
     assert [h["actor"] for h in history] == [f"user:{owner}"] * 2
@@ -104,7 +104,7 @@ def test_creating_a_shot_with_an_image_saves_both_atomically(studio: Studio) -> 
     project_id = project_of(studio, owner)
     generation_id = image(studio, project_id, owner)
     result = studio.create_shot(project_id, owner, "Hero", generation_id=generation_id)
-    shot = studio.shot(result["shot_id"])
+    shot = studio.shot(result.shot_id)
     assert [(m.generation_id, m.timeline_frame) for m in shot.members] == [
         (uuid.UUID(generation_id), 0)
     ]
@@ -124,14 +124,14 @@ def test_a_failing_part_of_a_multi_aggregate_command_stores_nothing(studio: Stud
 def test_shots_are_placed_after_the_last_and_a_duplicate_goes_last(studio: Studio) -> None:
     owner = user()
     project_id = project_of(studio, owner)
-    a = studio.create_shot(project_id, owner, "A")["shot_id"]
+    a = studio.create_shot(project_id, owner, "A").shot_id
     studio.create_shot(project_id, owner, "B")
     gen = image(studio, project_id, owner)
     video = studio.create_generation(project_id, owner, "/media/v.mp4", "video")
     studio.add_to_shot(a, owner, gen)
-    studio.add_to_shot(a, owner, video["generation_id"])
+    studio.add_to_shot(a, owner, video.generation_id)
     studio.add_to_shot(a, owner, gen, with_position=False)
-    copy = studio.shot(studio.duplicate_shot(a, owner)["shot_id"])
+    copy = studio.shot(studio.duplicate_shot(a, owner).shot_id)
     assert (copy.name, copy.position) == ("A (copy)", 2)
     assert [(str(m.generation_id), m.timeline_frame) for m in copy.members] == [(gen, 0)]
 
@@ -140,7 +140,7 @@ def test_deleting_a_shot_is_soft_and_restore_brings_back_its_memberships(studio:
     owner = user()
     project_id = project_of(studio, owner)
     gen = image(studio, project_id, owner)
-    shot_id = studio.create_shot(project_id, owner, "A", generation_id=gen)["shot_id"]
+    shot_id = studio.create_shot(project_id, owner, "A", generation_id=gen).shot_id
     studio.delete_shot(shot_id, owner)
     assert studio.shot(shot_id).deleted
     studio.restore_shot(shot_id, owner)
@@ -246,14 +246,14 @@ def test_deleting_an_original_variant_and_negative_frames_store_nothing(studio: 
     owner = user()
     project_id = project_of(studio, owner)
     made = studio.create_generation(project_id, owner, "/media/o.png")
-    shot = studio.create_shot(project_id, owner, "A", generation_id=made["generation_id"])
+    shot = studio.create_shot(project_id, owner, "A", generation_id=made.generation_id)
     head = studio.head_position()
     with pytest.raises(OriginalVariantDeletionError):
-        studio.delete_variant(made["generation_id"], owner, made["variant_id"])
+        studio.delete_variant(made.generation_id, owner, made.variant_id)
     with pytest.raises(NegativeFrameError):
-        studio.move_in_shot(shot["shot_id"], owner, shot["shot_generation_id"], -10)
+        studio.move_in_shot(shot.shot_id, owner, shot.shot_generation_id, -10)
     with pytest.raises(MembershipNotFoundError):
-        studio.remove_from_shot(shot["shot_id"], owner, uuid.uuid4())
+        studio.remove_from_shot(shot.shot_id, owner, uuid.uuid4())
     assert studio.head_position() == head
 
 
@@ -290,7 +290,7 @@ def test_a_conflict_that_never_resolves_surfaces_as_a_conflict_error(
 def test_concurrent_edits_of_one_shot_are_retried_and_all_land(studio: Studio) -> None:
     owner = user()
     project_id = project_of(studio, owner)
-    shot_id = studio.create_shot(project_id, owner, "A")["shot_id"]
+    shot_id = studio.create_shot(project_id, owner, "A").shot_id
     gens = [image(studio, project_id, owner) for _ in range(8)]
     threads = [threading.Thread(target=studio.add_to_shot, args=(shot_id, owner, g)) for g in gens]
     for t in threads:
@@ -349,20 +349,20 @@ def test_personal_access_tokens_are_stored_only_as_digests(
 ) -> None:
     owner = user()
     issued = studio.issue_token(owner, "laptop")
-    assert studio.user_for_token(issued["token"]) == owner
+    assert studio.user_for_token(issued.token) == owner
     with psycopg.connect(database.conninfo) as conn:
         found = conn.execute(
             f'SELECT count(*) FROM "{schema}".darkroom_events '
             "WHERE position(%s::bytea in state) > 0",
-            (issued["token"].encode(),),
+            (issued.token.encode(),),
         ).fetchone()
     assert found == (0,)
-    studio.revoke_token(owner, issued["token_id"])
-    assert studio.user_for_token(issued["token"]) is None
+    studio.revoke_token(owner, issued.token_id)
+    assert studio.user_for_token(issued.token) is None
 
 
 def test_starring_and_renaming_together_is_one_save_under_one_key(studio: Studio) -> None:
-    project = studio.create_project("alice", "Patch")["project_id"]
+    project = studio.create_project("alice", "Patch").project_id
     ident = uuid.UUID(studio.create_generation(project, "alice", "file:///p.png")["generation_id"])
     meta = CommandMeta.for_user("alice", idempotency_key=f"patch-{ident}")
     first = studio.update_generation(ident, "alice", starred=True, name="both", meta=meta)
