@@ -121,7 +121,7 @@ class OrchestrationServices(TaskLifecycle):
                 shot = self._shot_in(batch, shot_id, project.id)
                 # A deleted generation has left its shots (the memberships come
                 # back with a restore): the run travels through the live ones.
-                ids: Sequence[object] = [
+                ids: Sequence[UUID] = [
                     m.generation_id
                     for m in shot.positioned_images()
                     if not batch.load(m.generation_id, Generation, GenerationNotFoundError).deleted
@@ -274,7 +274,7 @@ class OrchestrationServices(TaskLifecycle):
         self,
         batch: Batch,
         project: Project,
-        ids: Sequence[object] | None,
+        ids: Sequence[UUID] | None,
         urls: Sequence[str] | None,
         what: str,
     ) -> list[Source]:
@@ -286,7 +286,7 @@ class OrchestrationServices(TaskLifecycle):
             return [Source(None, u.strip()) for u in urls]
         raise InvalidParamsError(f"name the {what}s: by generation ids or by urls")
 
-    def _source(self, batch: Batch, project: Project, ident: object, what: str) -> Source:
+    def _source(self, batch: Batch, project: Project, ident: UUID, what: str) -> Source:
         generation = self._generation_in(batch, ident, project.id)
         if not generation.location:
             raise InvalidParamsError(f"{what} {generation.id} has no media yet")
