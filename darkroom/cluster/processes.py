@@ -24,12 +24,20 @@ from darkroom.cluster.errors import ClusterStartError, MemberExitedError
 # Popen objects of the children this process started: polled so they never linger as
 # zombies (a zombie's pid still exists; `alive` treats it as dead).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_PORTS_GIVEN: set[int] = set()
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free port on 127.0.0.1 that this process has not handed out before: the system
+    can offer the same free port twice while nothing binds it yet (seen: a Ray node's
+    node-manager and runtime-env-agent ports equal, and `ray start` refusing them)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def listening(port: int) -> bool:
