@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from inference.models import TASK_MODELS
+from inference.quiet import RepeatedFailures
 from inference.ray_runtime import WORKER_ENV
 
 log = logging.getLogger("darkroom.inference")
-QUIET_FOR = 10.0  # seconds a logged failure stays quiet before it is printed again
 # The relay's place: Ray's head-node resource (as Ray Train places its state actor).
 HEAD_NODE = {"node:__internal_head__": 0.001}
 
@@ -88,30 +88,6 @@ def default_specs() -> list[ActorSpec]:
         ActorSpec(("upscale",)),
         ActorSpec(("image_to_video",)),
     ]
-
-
-class RepeatedFailures(logging.Filter):
-    """Lets a failure (a record with a traceback) through once per `window` seconds per
-    message (as formatted); the next one through says how many were held back since."""
-
-    def __init__(self, window: float = QUIET_FOR) -> None:
-        super().__init__()
-        self.window = window
-        self.last: dict[str, tuple[float, int]] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.exc_info:
-            return True
-        now = time.monotonic()
-        key = record.getMessage()  # the same words: task ids and the like tell failures apart
-        shown_at, held = self.last.get(key, (float("-inf"), 0))
-        if now - shown_at < self.window:
-            self.last[key] = (shown_at, held + 1)
-            return False
-        self.last[key] = (now, 0)
-        if held:
-            record.msg = f"{record.msg} (and {held} more like it in the last {self.window:g} s)"
-        return True
 
 
 log.addFilter(RepeatedFailures())

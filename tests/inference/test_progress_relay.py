@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from inference.actors import ActorPool, PoolConfig, RepeatedFailures
+from inference.actors import ActorPool, PoolConfig
+from inference.quiet import RepeatedFailures
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,6 +43,15 @@ def test_other_failures_and_plain_records_are_never_held_back() -> None:
     assert quiet.filter(failure("heartbeat failed"))
     plain = logging.LogRecord("darkroom.inference", logging.INFO, __file__, 1, "ready", (), None)
     assert all(quiet.filter(plain) for _ in range(3))
+
+
+def test_the_memory_of_failures_is_bounded_forgetting_the_one_shown_longest_ago() -> None:
+    quiet = RepeatedFailures(window=60, most=3)
+    for n in range(10):
+        assert quiet.filter(failure(f"task {n} failed"))
+    assert list(quiet.last) == ["task 7 failed", "task 8 failed", "task 9 failed"]
+    assert not quiet.filter(failure("task 9 failed"))  # still remembered: held back
+    assert quiet.filter(failure("task 0 failed"))  # forgotten: shown again
 
 
 def test_a_killed_relay_comes_back_and_a_drain_sent_meanwhile_waits_for_it(
