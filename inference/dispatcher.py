@@ -317,7 +317,7 @@ class Dispatcher:
         except Exception:
             log.exception("heartbeat failed")
             return
-        stop = {str(t) for t in answer.get("stop") or ()}
+        stop = {str(t) for t in answer.stop}
         if stop:
             self._cancel(stop, "domain")
 
@@ -359,8 +359,8 @@ class Dispatcher:
         self._next_sweep = now + self.config.sweep_interval
         try:
             swept = self.tasks.sweep_lost_workers()
-            if swept.get("lost_workers"):
-                log.warning("workers lost: %s", swept["lost_workers"])
+            if swept.lost_workers:
+                log.warning("workers lost: %s", list(swept.lost_workers))
         except Exception:
             log.exception("sweeping lost workers failed")
 

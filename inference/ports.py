@@ -14,6 +14,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
+from domain.services.written import HeartbeatAnswered, WorkersSwept
+
 Result = dict[str, Any]
 
 
@@ -47,7 +49,7 @@ class TaskCommands(Protocol):
         candidate_ids: Iterable[object],
     ) -> Result | None: ...
 
-    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> Result: ...
+    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> HeartbeatAnswered: ...
 
     def report_progress(
         self, task_id: object, step: int, total: int, worker_id: str | None = None
@@ -72,7 +74,7 @@ class TaskCommands(Protocol):
         self, task_id: object, reason: str | None = None, worker_id: str | None = None
     ) -> Result: ...
 
-    def sweep_lost_workers(self) -> Result: ...
+    def sweep_lost_workers(self) -> WorkersSwept: ...
 
 
 class SerialCommands:
@@ -98,7 +100,7 @@ class SerialCommands:
         with self._lock:
             return self._tasks.claim_next(worker_id, run_type, current_model, candidate_ids)
 
-    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> Result:
+    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> HeartbeatAnswered:
         with self._lock:
             return self._tasks.heartbeat(worker_id, task_ids)
 
@@ -172,7 +174,7 @@ class SerialCommands:
         with self._lock:
             return self._tasks.release_task(task_id, reason, worker_id=worker_id)
 
-    def sweep_lost_workers(self) -> Result:
+    def sweep_lost_workers(self) -> WorkersSwept:
         return self._tasks.sweep_lost_workers()
 
 

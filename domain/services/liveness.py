@@ -17,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from uuid import UUID
 
 from domain.claiming import dependency_failed
 from domain.metadata import CommandMeta
 from domain.pulse import NO_REPORT, Beat, Report
 from domain.roster import ROSTER_ID, WorkerRoster
-from domain.services.base import Result, as_uuid
+from domain.services.base import Decision, as_uuid
 from domain.services.base import now as _now
 from domain.services.lifecycle import Batch, TaskLifecycle
+from domain.services.written import HeartbeatAnswered, StatusesChanged, WorkersSwept, WorkerSwept
 from domain.task import IN_PROGRESS, Task
 from domain.worker import LOST_AFTER, SYSTEM_OWNER, Worker
 
@@ -67,7 +68,7 @@ def require_own_worker(batch: Batch, worker_id: str | None, credential: str | No
         found.require_owner(credential)
 
 
-def own_tasks(batch: Batch, task_ids: list[Any], credential: str | None) -> list[Any]:
+def own_tasks(batch: Batch, task_ids: list[UUID], credential: str | None) -> list[UUID]:
     """Of these task ids, those a user's credential may hear about: that user's tasks.
     The service key and in-process callers hear about any."""
     if credential is None or not credential.startswith("user:"):
@@ -80,7 +81,7 @@ def own_tasks(batch: Batch, task_ids: list[Any], credential: str | None) -> list
 
 def worker_row(
     worker: Worker, beat: Beat | None, at: datetime, timeout: timedelta
-) -> dict[str, Any]:
+) -> dict[str, object]:
     pulse = beat.last_seen if beat else None
     seen = worker.seen_at(pulse)
     report = beat.report if beat else NO_REPORT
@@ -111,7 +112,7 @@ class LivenessServices(TaskLifecycle):
         now: datetime | None = None,
         meta: CommandMeta | None = None,
         report: Report = NO_REPORT,
-    ) -> Result:
+    ) -> HeartbeatAnswered:
         """The worker is alive. `stop` lists the tasks it reported that it no longer
         holds (cancelled, requeued, finished elsewhere): it should drop them. A user's
         credential hears only about that user's tasks; another credential's worker is
@@ -120,13 +121,13 @@ class LivenessServices(TaskLifecycle):
         at = now or _now()
         credential = credential_of(meta)
 
-        def decide() -> Any:
+        def decide() -> Decision[HeartbeatAnswered]:
             batch = self._batch(at)
             worker_for(batch, worker_id, credential)
             worker = self._worker(batch, worker_id)
             worker.heartbeat(at, self.pulse.last_seen(worker_id))
             stop = own_tasks(batch, worker.not_holding(reported), credential)
-            return batch.changed, {"worker_id": worker_id, "stop": [str(t) for t in stop]}
+            return batch.changed, HeartbeatAnswered(worker_id=worker_id, stop=tuple(stop))
 
         result = self._command(meta or CommandMeta.for_worker(worker_id), decide)
         self.pulse.touch(worker_id, at, report)
@@ -134,7 +135,7 @@ class LivenessServices(TaskLifecycle):
 
     def workers(
         self, now: datetime | None = None, timeout: timedelta = LOST_AFTER
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, object]]:
         """Every worker on the roster or seen in the last day, by id (at most
         `LISTED_MAX`): `liveness` (alive; silent: past `timeout`, not swept yet; lost),
         the tasks it holds and its last report from the pulse. A read: nothing written."""
@@ -160,14 +161,16 @@ class LivenessServices(TaskLifecycle):
         now: datetime | None = None,
         timeout: timedelta = LOST_AFTER,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> WorkersSwept:
         """Workers silent for longer than `timeout` lose their tasks: requeued with one
         more attempt, or Failed at the third (with the cascade). A live worker's task
         running over 24 h fails. One save per worker."""
         at = now or _now()
         meta = meta or CommandMeta(actor="system:sweeper")
         roster = self._batch(at).find(ROSTER_ID)
-        result: Result = {"lost_workers": [], "changed": {}, "position": self.head_position()}
+        lost_workers: list[str] = []
+        changed: dict[str, str] = {}
+        position = self.head_position()
         for worker_id in list(roster.workers if isinstance(roster, WorkerRoster) else []):
             worker = self._batch(at).find(Worker.id_for(worker_id))
             pulse = self.pulse.last_seen(worker_id)
@@ -176,17 +179,17 @@ class LivenessServices(TaskLifecycle):
             ):
                 continue
             swept = self._command(meta.caused(), partial(self._sweep_one, worker_id, at, timeout))
-            if swept["lost"]:
-                result["lost_workers"].append(worker_id)
-            result["changed"].update(swept["changed"])
-            result["position"] = max(result["position"], swept["position"])
-        return result
+            if swept.lost:
+                lost_workers.append(worker_id)
+            changed.update(swept.changed)
+            position = max(position, swept.position)
+        return WorkersSwept(lost_workers=tuple(lost_workers), changed=changed, position=position)
 
-    def _sweep_one(self, worker_id: str, at: datetime, timeout: timedelta) -> Any:
+    def _sweep_one(self, worker_id: str, at: datetime, timeout: timedelta) -> Decision[WorkerSwept]:
         batch = self._batch(at)
         worker = batch.find(Worker.id_for(worker_id))
         if not isinstance(worker, Worker):
-            return [], {"lost": False, "changed": {}}
+            return [], WorkerSwept(lost=False, changed={})
         pulse = self.pulse.last_seen(worker_id)
         lost = worker.is_lost(at, timeout, pulse)
         for task_id in list(worker.running) if lost else worker.stuck(at):
@@ -205,17 +208,17 @@ class LivenessServices(TaskLifecycle):
             roster = batch.find(ROSTER_ID)
             if isinstance(roster, WorkerRoster):
                 roster.leave(worker_id)
-        return batch.changed, {"lost": lost, "changed": batch.status_changes()}
+        return batch.changed, WorkerSwept(lost=lost, changed=batch.status_changes())
 
     def fail_blocked_tasks(
         self, candidate_ids: Iterable[object] = (), meta: CommandMeta | None = None
-    ) -> Result:
+    ) -> StatusesChanged:
         """Queued tasks whose dependency Failed or was Cancelled become Failed. Failures
         already cascade to dependants in their own save; this repairs what a caller
         (the task board's Queued tasks with dependencies) still finds blocked."""
         ids = [as_uuid(c, "task id") for c in candidate_ids]
 
-        def decide() -> Any:
+        def decide() -> Decision[StatusesChanged]:
             batch = self._batch()
             for task in [t for t in map(batch.find, ids) if isinstance(t, Task)]:
                 statuses = {
@@ -229,6 +232,6 @@ class LivenessServices(TaskLifecycle):
                         "Failed: a dependency failed or was cancelled",
                         batch.at,
                     )
-            return batch.changed, {"changed": batch.status_changes()}
+            return batch.changed, StatusesChanged(changed=batch.status_changes())
 
         return self._command(meta or CommandMeta(actor="system:sweeper"), decide)

@@ -334,3 +334,34 @@ class RunStarted(Written):
     segment_task_ids: tuple[UUID, ...]
     stitch_task_id: UUID | None
     task_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class HeartbeatAnswered(Written):
+    """`stop`: the tasks the worker reported but no longer holds (it should drop them)."""
+
+    worker_id: str
+    stop: tuple[UUID, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class WorkerSwept(Written):
+    """One worker's sweep: whether it was lost, and the status of each task it changed."""
+
+    lost: bool
+    changed: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class WorkersSwept(Written):
+    """A sweep over the roster: the workers found lost, every task status it changed."""
+
+    lost_workers: tuple[str, ...]
+    changed: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class StatusesChanged(Written):
+    """The status of each task the command changed, by id."""
+
+    changed: dict[str, str]

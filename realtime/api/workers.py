@@ -52,8 +52,8 @@ async def sweeper(app: Any) -> AsyncIterator[None]:
             except Exception:
                 log.exception("sweeping lost workers failed; retrying next round")
                 continue
-            if swept["lost_workers"]:
-                log.info("lost workers %s: %s", swept["lost_workers"], swept["changed"])
+            if swept.lost_workers:
+                log.info("lost workers %s: %s", list(swept.lost_workers), swept.changed)
 
     async with anyio.create_task_group() as group:
         group.start_soon(loop)
