@@ -21,7 +21,7 @@ from inference.actors import IDLE, Slot
 from inference.claiming import Claimer
 from inference.ports import Result, SerialCommands, TaskCommands
 
-Chained = tuple[Slot, dict[str, Any], float]  # the slot, what was claimed, when
+Chained = tuple[Slot, Mapping[str, Any], float]  # the slot, what was claimed, when
 
 
 class ChainingCommands(SerialCommands):

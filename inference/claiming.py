@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from inference.actors import Slot
@@ -27,8 +27,8 @@ RECENT_FOR = 5.0
 # claim re-checks every rule on the aggregates; a refusal falls back to a fresh query).
 PREFETCH_FOR = 1.0
 
-Claimed = tuple[dict[str, Any], float]  # the claim_next answer, and when the claim started
-Start = Callable[[Slot, dict[str, Any], float], None]  # runs a claimed task on the slot
+Claimed = tuple[Mapping[str, Any], float]  # the claim_next answer, and when the claim started
+Start = Callable[[Slot, Mapping[str, Any], float], None]  # runs a claimed task on the slot
 
 
 def _by_run_type(candidates: list[Candidate]) -> dict[str, list[str]]:
@@ -58,9 +58,7 @@ class Claimer:
         self._recent: dict[str, float] = {}
         self._prefetched: dict[frozenset[str], tuple[float, list[Candidate]]] = {}
 
-    def fill(
-        self, idle: Iterable[Slot], start: Callable[[Slot, dict[str, Any], float], None]
-    ) -> bool:
+    def fill(self, idle: Iterable[Slot], start: Start) -> bool:
         """One claim per idle actor (`start` runs each claimed task), while the queue has
         work its model runs; True if any was claimed."""
         tried: set[str] = set()
@@ -104,7 +102,7 @@ class Claimer:
             log.exception("claiming for %s failed; trying again shortly", slot.name)
         return None
 
-    def _claim_prefetched(self, slot: Slot, tried: set[str]) -> dict[str, Any] | None:
+    def _claim_prefetched(self, slot: Slot, tried: set[str]) -> Mapping[str, Any] | None:
         """Offers the first page read while the previous task ran, if still fresh: saves
         the claim-queue query on the critical path. Never taken as proof of an empty
         queue; whatever it offered is skipped by the fresh query that follows a refusal."""

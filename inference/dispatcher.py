@@ -38,6 +38,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,7 +229,7 @@ class Dispatcher:
         claimed_any = self.claims.fill(self.pool.idle(), self._start)
         self._next_poll = 0.0 if claimed_any else time.monotonic() + self.config.poll_interval
 
-    def _start(self, slot: Slot, claimed: dict[str, Any], claim_started: float) -> None:
+    def _start(self, slot: Slot, claimed: Mapping[str, Any], claim_started: float) -> None:
         task_id, task_type = str(claimed["task_id"]), str(claimed["task_type"])
         timing = Timing(
             task_id, task_type, slot.name, claim_started=claim_started, claimed=time.time()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from domain.services.written import HeartbeatAnswered, WorkersSwept
+from domain.services.written import HeartbeatAnswered, TaskClaimed, WorkersSwept
 
 Result = dict[str, Any]
 
@@ -47,7 +47,7 @@ class TaskCommands(Protocol):
         run_type: str,
         current_model: str | None,
         candidate_ids: Iterable[object],
-    ) -> Result | None: ...
+    ) -> TaskClaimed | None: ...
 
     def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> HeartbeatAnswered: ...
 
@@ -96,7 +96,7 @@ class SerialCommands:
         run_type: str,
         current_model: str | None,
         candidate_ids: Iterable[object],
-    ) -> Result | None:
+    ) -> TaskClaimed | None:
         with self._lock:
             return self._tasks.claim_next(worker_id, run_type, current_model, candidate_ids)
 

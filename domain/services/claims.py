@@ -14,8 +14,10 @@ from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
 
 from domain.catalogue import RUN_TYPES
 from domain.claiming import Candidate, ineligibility, next_for_worker
@@ -27,12 +29,13 @@ from domain.errors import (
     ValidationError,
 )
 from domain.metadata import CommandMeta
-from domain.services.base import Result, as_uuid
+from domain.services.base import Decision, Result, as_uuid
 from domain.services.base import now as _now
 from domain.services.cached import decided_on_cache, keep
 from domain.services.completion import TaskCompletion
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker, worker_for
+from domain.services.written import NothingClaimed, TaskClaimed
 from domain.task import IN_PROGRESS, QUEUED, Task
 
 # A claim that keeps losing races gives up and answers "nothing now"; the worker polls again.
@@ -52,6 +55,19 @@ def _run_type(run_type: str) -> str:
     return run_type
 
 
+def claimed_task(task: Task) -> TaskClaimed:
+    return TaskClaimed(
+        task_id=task.id,
+        task_type=task.task_type,
+        params=task.params,
+        project_id=task.project_id,
+        owner_id=task.owner_id,
+        run_type=task.run_type,
+        model_name=task.model_name,
+        attempts=task.attempts,
+    )
+
+
 class TaskClaims(TaskCompletion):
     """Claims: `claim_next` over the claim queue's candidates, `claim_task` by id, and
     `complete_and_claim`."""
@@ -64,7 +80,7 @@ class TaskClaims(TaskCompletion):
         candidate_ids: Iterable[object],
         now: datetime | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result | None:
+    ) -> TaskClaimed | None:
         """Claims the best eligible candidate (a bounded page read from the claim queue),
         re-checked on the aggregates and ordered by `domain.claiming.order_for_worker`:
         over five minutes waiting first, then the worker's loaded model, then oldest.
@@ -72,32 +88,34 @@ class TaskClaims(TaskCompletion):
         _run_type(run_type)
         ids = [as_uuid(c, "task id") for c in candidate_ids]
         at = now or _now()
-        tries: list[list[Any]] = []  # per decision: what it would save
+        tries: list[list[Aggregate]] = []  # per decision: what it would save
 
-        def claim(batch: Batch) -> Result:
+        def claim(batch: Batch) -> TaskClaimed | NothingClaimed:
             found = self._claim_in(
                 batch, worker_id, credential_of(meta), ids, run_type, current_model
             )
-            return found or {"task_id": None}
+            return NothingClaimed() if found is None else found
 
-        def decide() -> Any:
+        def decide() -> Decision[TaskClaimed | NothingClaimed]:
             # The first try on this process's cached copies (checked), then fresh loads.
-            found = None if tries else decided_on_cache(self.repository, at, claim)
+            found: tuple[Batch, TaskClaimed | NothingClaimed] | None = (
+                None if tries else decided_on_cache(self.repository, at, claim)
+            )
             if found is None:
                 batch = self._batch(at)
                 found = batch, claim(batch)
             batch, claimed = found
             tries.append(batch.changed)
-            return (batch.changed, claimed) if claimed["task_id"] else ([], claimed)
+            return (batch.changed, claimed) if isinstance(claimed, TaskClaimed) else ([], claimed)
 
         for _ in range(CLAIM_ROUNDS):
             try:
                 result = self._command(worker_meta(worker_id, meta), decide)
             except (ConcurrencyConflictError, TaskNotClaimableError):
                 continue
-            if not result.get("task_id"):
+            if not isinstance(result, TaskClaimed):
                 return None
-            if not result.get("replayed"):  # its completion finds the task in the cache
+            if not result.replayed:  # its completion finds the task in the cache
                 keep(self.repository, tries[-1])
             return result
         return None
@@ -108,17 +126,17 @@ class TaskClaims(TaskCompletion):
         worker_id: str,
         now: datetime | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskClaimed:
         """Claims this task, or says why not (not Queued, no credits, not claimable)."""
         at = now or _now()
 
-        def decide() -> Any:
+        def decide() -> Decision[TaskClaimed]:
             batch = self._batch(at)
             worker_for(batch, worker_id, credential_of(meta))
             task = self._task(batch, task_id)
             self._require_claimable(batch, task)
             self._change(batch, task, task.claim, worker_id, at)
-            return batch.changed, self._claimed(task)
+            return batch.changed, claimed_task(task)
 
         return self._command(worker_meta(worker_id, meta), decide)
 
@@ -162,7 +180,7 @@ class TaskClaims(TaskCompletion):
                 "task_id": str(task.id),
                 "status": task.status,
                 "changed": batch.status_changes(),
-                "claimed": claimed,
+                "claimed": None if claimed is None else claimed.fields_json(),
             }
 
         def attempt(batch: Batch, claiming: bool) -> Result | None:
@@ -175,7 +193,7 @@ class TaskClaims(TaskCompletion):
                     raise
                 return None
 
-        def decide() -> Any:
+        def decide() -> Decision[Result]:
             rounds.append(len(rounds))
             claiming = len(rounds) <= CHAINED_CLAIM_ROUNDS
             at = _now()
@@ -213,19 +231,19 @@ class TaskClaims(TaskCompletion):
         batch: Batch,
         worker_id: str,
         credential: str | None,
-        ids: list[Any],
+        ids: list[UUID],
         run_type: str,
         current_model: str | None,
-    ) -> Result | None:
+    ) -> TaskClaimed | None:
         """Claims the best of `ids` for this worker in `batch` (None: none may be now)."""
         worker_for(batch, worker_id, credential)
         task = self._pick(batch, ids, run_type, current_model)
         if task is None:
             return None
         self._change(batch, task, task.claim, worker_id, batch.at)
-        return self._claimed(task)
+        return claimed_task(task)
 
-    def _pick(self, batch: Batch, ids: list[Any], run_type: str, model: str | None) -> Task | None:
+    def _pick(self, batch: Batch, ids: list[UUID], run_type: str, model: str | None) -> Task | None:
         queued = [t for t in map(batch.find, ids) if isinstance(t, Task) and t.status == QUEUED]
         owners = {t.owner_id for t in queued}
         found = next_for_worker(
@@ -260,16 +278,3 @@ class TaskClaims(TaskCompletion):
         )
         if reason:
             raise TaskNotClaimableError(f"task {task.id} cannot be claimed: {reason}")
-
-    @staticmethod
-    def _claimed(task: Task) -> Result:
-        return {
-            "task_id": str(task.id),
-            "task_type": task.task_type,
-            "params": task.params,
-            "project_id": str(task.project_id),
-            "owner_id": task.owner_id,
-            "run_type": task.run_type,
-            "model_name": task.model_name,
-            "attempts": task.attempts,
-        }

@@ -25,7 +25,7 @@ from domain.services.claims import TaskClaims, worker_meta
 from domain.services.creation import TaskCreation, user_meta
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker
-from domain.services.written import PendingCancelled
+from domain.services.written import PendingCancelled, TaskClaimed
 from domain.task import (
     CANCELLED,
     COMPLETE,
@@ -191,7 +191,7 @@ class TaskServices(TaskCreation, TaskClaims):
         worker_id: str | None = None,
         output_location: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> Result | TaskClaimed:
         """The generic PATCH: any status the transition table allows from the current one."""
         if status not in STATUSES:
             raise ValidationError(f"status must be one of {', '.join(STATUSES)} (got {status!r})")

@@ -71,6 +71,11 @@ class Written(Mapping[str, object]):
         body.update(self._fields_json((), only=self.AFTER_POSITION, answer=True))
         return body
 
+    def fields_json(self) -> dict[str, Any]:
+        """The answer's fields alone (no `position`, no `replayed`): a part of another
+        command's answer (`complete_and_claim`'s `claimed`)."""
+        return self._fields_json((), answer=True)
+
     def stored(self) -> dict[str, Any]:
         """What an idempotency key stores: the fields and the class's tag."""
         return {**self._fields_json(()), TAG: type(self).__name__}
@@ -365,3 +370,24 @@ class StatusesChanged(Written):
     """The status of each task the command changed, by id."""
 
     changed: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TaskClaimed(Written):
+    """A claim: what the worker needs to run the task."""
+
+    task_id: UUID
+    task_type: str
+    params: dict[str, object]
+    project_id: UUID
+    owner_id: str
+    run_type: str
+    model_name: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class NothingClaimed(Written):
+    """No candidate may be claimed now (`claim_next` answers None)."""
+
+    task_id: None = None

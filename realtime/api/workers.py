@@ -91,7 +91,7 @@ async def claim(call: Call) -> Reply:
             await call.run(_require_credit, call)
         return Reply(status=204)
     out = {k: result[k] for k in ("task_id", "task_type", "params", "project_id")}
-    return Reply(out, 200, result.get("position"))
+    return Reply(out, 200, result.position)
 
 
 def _require_credit(call: Call) -> None:
