@@ -19,7 +19,7 @@ from typing import Any
 
 from inference.actors import IDLE, Slot
 from inference.claiming import Claimer
-from inference.ports import Result, SerialCommands, TaskCommands
+from inference.ports import Completed, SerialCommands, TaskCommands
 
 Chained = tuple[Slot, Mapping[str, Any], float]  # the slot, what was claimed, when
 
@@ -65,7 +65,7 @@ class ChainingCommands(SerialCommands):
         thumbnail_url: str | None = None,
         result_data: Mapping[str, Any] | None = None,
         worker_id: str | None = None,
-    ) -> Result:
+    ) -> Completed:
         with self._guard:
             slot = self._offers.pop(str(task_id), None)
         page = (

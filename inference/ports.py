@@ -14,9 +14,17 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from domain.services.written import HeartbeatAnswered, TaskClaimed, WorkersSwept
+from domain.services.written import (
+    HeartbeatAnswered,
+    ProgressReported,
+    TaskChanged,
+    TaskClaimed,
+    WorkersSwept,
+)
 
 Result = dict[str, Any]
+# A completion's answer: the studio's `TaskCompleted`, or `complete_and_claim`'s (a dict).
+Completed = Mapping[str, Any]
 
 
 class Candidate(NamedTuple):
@@ -53,7 +61,7 @@ class TaskCommands(Protocol):
 
     def report_progress(
         self, task_id: object, step: int, total: int, worker_id: str | None = None
-    ) -> Result: ...
+    ) -> ProgressReported: ...
 
     def complete_task(
         self,
@@ -62,17 +70,19 @@ class TaskCommands(Protocol):
         thumbnail_url: str | None = None,
         result_data: Mapping[str, Any] | None = None,
         worker_id: str | None = None,
-    ) -> Result: ...
+    ) -> Completed: ...
 
-    def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> Result: ...
+    def fail_task(
+        self, task_id: object, error: str, worker_id: str | None = None
+    ) -> TaskChanged: ...
 
     def requeue_task(
         self, task_id: object, reason: str | None = None, worker_id: str | None = None
-    ) -> Result: ...
+    ) -> TaskChanged: ...
 
     def release_task(
         self, task_id: object, reason: str | None = None, worker_id: str | None = None
-    ) -> Result: ...
+    ) -> TaskChanged: ...
 
     def sweep_lost_workers(self) -> WorkersSwept: ...
 
@@ -106,7 +116,7 @@ class SerialCommands:
 
     def report_progress(
         self, task_id: object, step: int, total: int, worker_id: str | None = None
-    ) -> Result:
+    ) -> ProgressReported:
         return self._tasks.report_progress(task_id, step, total, worker_id=worker_id)
 
     def complete_task(
@@ -116,7 +126,7 @@ class SerialCommands:
         thumbnail_url: str | None = None,
         result_data: Mapping[str, Any] | None = None,
         worker_id: str | None = None,
-    ) -> Result:
+    ) -> Completed:
         with self._lock:
             return self._tasks.complete_task(
                 task_id,
@@ -158,19 +168,19 @@ class SerialCommands:
         """Whether the commands behind have `complete_and_claim` (the studio has)."""
         return callable(getattr(self._tasks, "complete_and_claim", None))
 
-    def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> Result:
+    def fail_task(self, task_id: object, error: str, worker_id: str | None = None) -> TaskChanged:
         with self._lock:
             return self._tasks.fail_task(task_id, error, worker_id=worker_id)
 
     def requeue_task(
         self, task_id: object, reason: str | None = None, worker_id: str | None = None
-    ) -> Result:
+    ) -> TaskChanged:
         with self._lock:
             return self._tasks.requeue_task(task_id, reason, worker_id=worker_id)
 
     def release_task(
         self, task_id: object, reason: str | None = None, worker_id: str | None = None
-    ) -> Result:
+    ) -> TaskChanged:
         with self._lock:
             return self._tasks.release_task(task_id, reason, worker_id=worker_id)
 

@@ -47,8 +47,9 @@ from domain.generation import Generation
 from domain.metadata import CommandMeta
 from domain.project import Project
 from domain.roster import ROSTER_ID, WorkerRoster
-from domain.services.base import Result, ServiceBase, as_uuid, now
+from domain.services.base import Decision, ServiceBase, as_uuid, now
 from domain.services.resources import with_loras
+from domain.services.written import TaskChanged
 from domain.shot import Shot
 from domain.task import CANCELLED, COMPLETE, FAILED, IN_PROGRESS, QUEUED, Task
 from domain.worker import Worker
@@ -355,26 +356,22 @@ class TaskLifecycle(ServiceBase):
 
     def _on_task(
         self,
-        meta: Any,
+        meta: CommandMeta | None,
         task_id: object,
         user_id: str | None,
         worker_id: str | None,
-        act: Callable[[Batch, Task], Result | None],
+        act: Callable[[Batch, Task], None],
         at: datetime | None = None,
-    ) -> Result:
-        """A change of one task (and its cascade) as one command; `act` may add to the
-        result."""
+    ) -> TaskChanged:
+        """A change of one task (and its cascade) as one command."""
 
-        def decide() -> Any:
+        def decide() -> Decision[TaskChanged]:
             batch = self._batch(at)
             task = self._task(batch, task_id, user_id)
             self._check_holder(task, worker_id)
-            extra = act(batch, task) or {}
-            return batch.changed, {
-                **extra,
-                "task_id": str(task.id),
-                "status": task.status,
-                "changed": batch.status_changes(),
-            }
+            act(batch, task)
+            return batch.changed, TaskChanged(
+                task_id=task.id, status=task.status, changed=batch.status_changes()
+            )
 
         return self._command(meta, decide)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from domain.errors import (
@@ -20,12 +19,19 @@ from domain.errors import (
     ValidationError,
 )
 from domain.metadata import CommandMeta
-from domain.services.base import Decision, Result
+from domain.services.base import Decision
 from domain.services.claims import TaskClaims, worker_meta
 from domain.services.creation import TaskCreation, user_meta
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker
-from domain.services.written import PendingCancelled, TaskClaimed
+from domain.services.written import (
+    PendingCancelled,
+    ProgressReported,
+    TaskChanged,
+    TaskClaimed,
+    TaskCompleted,
+    parsed,
+)
 from domain.task import (
     CANCELLED,
     COMPLETE,
@@ -82,13 +88,20 @@ class TaskServices(TaskCreation, TaskClaims):
         total: int,
         worker_id: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> ProgressReported:
         def act(batch: Batch, task: Task) -> None:
             task.report_progress(step, total)
 
         self._own_worker(worker_id, meta)
         result = self._on_task(worker_meta(worker_id, meta), task_id, None, worker_id, act)
-        return {**result, "progress": [step, total]}
+        return ProgressReported(
+            task_id=result.task_id,
+            status=result.status,
+            changed=result.changed,
+            progress=(step, total),
+            position=result.position,
+            replayed=result.replayed,
+        )
 
     def reset_task_start(
         self,
@@ -96,7 +109,7 @@ class TaskServices(TaskCreation, TaskClaims):
         worker_id: str | None = None,
         now: datetime | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskChanged:
         """The worker loaded its model: billing time starts now."""
 
         def act(batch: Batch, task: Task) -> None:
@@ -111,7 +124,7 @@ class TaskServices(TaskCreation, TaskClaims):
         error: str,
         worker_id: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskChanged:
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.fail, error, batch.at)
 
@@ -124,7 +137,7 @@ class TaskServices(TaskCreation, TaskClaims):
         reason: str | None = None,
         worker_id: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskChanged:
         """Back to the queue with attempts + 1; the third attempt fails (and cascades)."""
 
         def act(batch: Batch, task: Task) -> None:
@@ -139,7 +152,7 @@ class TaskServices(TaskCreation, TaskClaims):
         reason: str | None = None,
         worker_id: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskChanged:
         """Back to the queue with attempts unchanged: the holding worker is shutting down
         gracefully and hands back what it did not finish (a crash uses `requeue_task`)."""
 
@@ -155,7 +168,7 @@ class TaskServices(TaskCreation, TaskClaims):
         user_id: str | None,
         reason: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskChanged:
         def act(batch: Batch, task: Task) -> None:
             self._change(batch, task, task.cancel, batch.at, reason)
 
@@ -191,7 +204,7 @@ class TaskServices(TaskCreation, TaskClaims):
         worker_id: str | None = None,
         output_location: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result | TaskClaimed:
+    ) -> TaskChanged | TaskClaimed | TaskCompleted:
         """The generic PATCH: any status the transition table allows from the current one."""
         if status not in STATUSES:
             raise ValidationError(f"status must be one of {', '.join(STATUSES)} (got {status!r})")
@@ -217,15 +230,27 @@ class TaskServices(TaskCreation, TaskClaims):
         task_id: object,
         output_location: str | None,
         thumbnail_url: str | None = None,
-        result_data: Mapping[str, Any] | None = None,
+        result_data: Mapping[str, object] | None = None,
         worker_id: str | None = None,
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> TaskCompleted:
         """Complete, its result routed into the gallery and its cost charged, in one save;
         refused (nothing stored) unless the task is In Progress."""
 
-        def act(batch: Batch, task: Task) -> Result:
-            return self._complete_in(batch, task, output_location, thumbnail_url, result_data)
+        def decide() -> Decision[TaskCompleted]:
+            batch = self._batch()
+            task = self._task(batch, task_id)
+            self._check_holder(task, worker_id)
+            routed = self._complete_in(batch, task, output_location, thumbnail_url, result_data)
+            return batch.changed, parsed(
+                TaskCompleted,
+                {
+                    **routed,
+                    "task_id": task.id,
+                    "status": task.status,
+                    "changed": batch.status_changes(),
+                },
+            )
 
         self._own_worker(worker_id, meta)
-        return self._on_task(worker_meta(worker_id, meta), task_id, None, worker_id, act)
+        return self._command(worker_meta(worker_id, meta), decide)

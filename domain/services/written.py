@@ -391,3 +391,63 @@ class NothingClaimed(Written):
     """No candidate may be claimed now (`claim_next` answers None)."""
 
     task_id: None = None
+
+
+def parsed(cls: type[W], fields: Mapping[str, object]) -> W:
+    """A `cls` made from its JSON fields (ids as strings, amounts as strings)."""
+    hints = _hints(cls)
+    return cls(**{name: from_json(hints[name], value) for name, value in fields.items()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TaskChanged(Written):
+    """A change of one task: its new status, and the status of every task it changed
+    (the task itself and its cascade), by id."""
+
+    task_id: UUID
+    status: str
+    changed: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ProgressReported(Written):
+    """A progress report: answered as a `TaskChanged` with `progress` [step, total] last."""
+
+    AFTER_POSITION = ("progress",)
+
+    task_id: UUID
+    status: str
+    changed: dict[str, str]
+    progress: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TaskCompleted(Written):
+    """A completion: where its result went (`result`: none, generation, variant,
+    child, ...; the ids it made or changed), its cost, then as a `TaskChanged`.
+    `timeline_frame` is answered (perhaps null) when the result joined a shot."""
+
+    result: str
+    generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+    variant_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+    variant_type: str | None = field(default=None, metadata=OMIT_NONE)
+    parent_generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+    parent_variant_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+    shot_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+    shot_generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
+    timeline_frame: int | None = field(default=None, metadata=OMIT_NONE)
+    cost: Decimal
+    task_id: UUID
+    status: str
+    changed: dict[str, str]
+
+    def as_json(self) -> dict[str, Any]:
+        body = Written.as_json(self)  # no super(): see __init_subclass__
+        if self.shot_id is None or "timeline_frame" in body:
+            return body
+        ordered: dict[str, Any] = {}
+        for key, value in body.items():
+            ordered[key] = value
+            if key == "shot_generation_id":
+                ordered["timeline_frame"] = None
+        return ordered
