@@ -22,8 +22,8 @@ from domain.services.written import (
     WorkersSwept,
 )
 
-Result = dict[str, Any]
-# A completion's answer: the studio's `TaskCompleted`, or `complete_and_claim`'s (a dict).
+# A completion's answer: the studio's `TaskCompleted` (or `CompletedAndClaimed`), read
+# as its JSON mapping so that a host's plain dict fits too.
 Completed = Mapping[str, Any]
 
 
@@ -147,11 +147,11 @@ class SerialCommands:
         run_type: str,
         current_model: str | None,
         candidate_ids: Iterable[object],
-    ) -> Result:
+    ) -> Completed:
         """`complete_task` and the worker's next claim in one command (the studio's
         `complete_and_claim`; see `chains`)."""
         with self._lock:
-            chained: Result = self._tasks.complete_and_claim(  # type: ignore[attr-defined]
+            chained: Completed = self._tasks.complete_and_claim(  # type: ignore[attr-defined]
                 task_id,
                 output_location,
                 thumbnail_url,

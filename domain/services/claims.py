@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -29,13 +28,13 @@ from domain.errors import (
     ValidationError,
 )
 from domain.metadata import CommandMeta
-from domain.services.base import Decision, Result, as_uuid
+from domain.services.base import Decision, as_uuid
 from domain.services.base import now as _now
 from domain.services.cached import decided_on_cache, keep
 from domain.services.completion import TaskCompletion
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker, worker_for
-from domain.services.written import NothingClaimed, TaskClaimed
+from domain.services.written import CompletedAndClaimed, NothingClaimed, TaskClaimed, parsed
 from domain.task import IN_PROGRESS, QUEUED, Task
 
 # A claim that keeps losing races gives up and answers "nothing now"; the worker polls again.
@@ -145,14 +144,14 @@ class TaskClaims(TaskCompletion):
         task_id: object,
         output_location: str | None,
         thumbnail_url: str | None = None,
-        result_data: Mapping[str, Any] | None = None,
+        result_data: Mapping[str, object] | None = None,
         *,
         worker_id: str,
         run_type: str,
         current_model: str | None,
         candidate_ids: Iterable[object],
         meta: CommandMeta | None = None,
-    ) -> Result:
+    ) -> CompletedAndClaimed:
         """`complete_task` of a task this worker holds, then `claim_next` for the same
         worker, in one save. Answers as `complete_task`, with `claimed`: what
         `claim_next` answers, or None when nothing here may be claimed now. A refused
@@ -163,9 +162,9 @@ class TaskClaims(TaskCompletion):
         meta = worker_meta(worker_id, meta)
         credential = credential_of(meta)
         rounds: list[int] = []
-        saved: list[Any] = []
+        saved: list[Aggregate] = []
 
-        def decide_on(batch: Batch, claiming: bool) -> Result:
+        def decide_on(batch: Batch, claiming: bool) -> CompletedAndClaimed:
             require_own_worker(batch, worker_id, credential)
             task = self._task(batch, task_id)
             self._check_holder(task, worker_id)
@@ -175,15 +174,18 @@ class TaskClaims(TaskCompletion):
                 if claiming
                 else None
             )
-            return {
-                **routed,
-                "task_id": str(task.id),
-                "status": task.status,
-                "changed": batch.status_changes(),
-                "claimed": None if claimed is None else claimed.fields_json(),
-            }
+            return parsed(
+                CompletedAndClaimed,
+                {
+                    **routed,
+                    "task_id": task.id,
+                    "status": task.status,
+                    "changed": batch.status_changes(),
+                    "claimed": None if claimed is None else claimed.fields_json(),
+                },
+            )
 
-        def attempt(batch: Batch, claiming: bool) -> Result | None:
+        def attempt(batch: Batch, claiming: bool) -> CompletedAndClaimed | None:
             """The decision; None if its claim was refused half-way (its changes must
             not be saved: the caller decides again, without the claim)."""
             try:
@@ -193,7 +195,7 @@ class TaskClaims(TaskCompletion):
                     raise
                 return None
 
-        def decide() -> Decision[Result]:
+        def decide() -> Decision[CompletedAndClaimed]:
             rounds.append(len(rounds))
             claiming = len(rounds) <= CHAINED_CLAIM_ROUNDS
             at = _now()
@@ -214,7 +216,7 @@ class TaskClaims(TaskCompletion):
             return batch.changed, result
 
         result = self._command(meta, decide)
-        if not result.get("replayed"):
+        if not result.replayed:
             keep(self.repository, saved)
         return result
 

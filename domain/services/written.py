@@ -451,3 +451,11 @@ class TaskCompleted(Written):
             if key == "shot_generation_id":
                 ordered["timeline_frame"] = None
         return ordered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class CompletedAndClaimed(TaskCompleted):
+    """`complete_and_claim`: the completion, then `claimed`, the claim's fields (as
+    `TaskClaimed` answers them, without `position`) or None."""
+
+    claimed: dict[str, object] | None = None
