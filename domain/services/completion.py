@@ -27,7 +27,6 @@ from domain import families
 from domain.catalogue import VIDEO, TaskType
 from domain.errors import ValidationError
 from domain.generation import MEDIA_TYPES, ORIGINAL, Generation
-from domain.services.base import Result
 from domain.services.lifecycle import Batch, TaskLifecycle
 from domain.shot import Shot
 from domain.task import Task
@@ -37,6 +36,10 @@ from domain.task import Task
 VIDEO_WORDS = ("segment", "stitch", "join", "animate", "video")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".m4v")
 DEFAULT_VARIANT_TYPE = "generated"
+
+
+# Where a completed task's result went: `TaskCompleted`'s fields, as JSON.
+Routed = dict[str, object]
 
 
 def media_type_of(task: Task) -> str:
@@ -74,7 +77,7 @@ class Routing:
     task_type: TaskType
     single_segment: bool = False
 
-    def route(self) -> Result:
+    def route(self) -> Routed:
         params = self.task.params
         if self.task.is_orchestrator or params.get("skip_generation"):
             return {"result": "none"}
@@ -96,13 +99,13 @@ class Routing:
         return self._standalone()
 
     # -- the steps -------------------------------------------------------------
-    def _regenerated(self) -> Result | None:
+    def _regenerated(self) -> Routed | None:
         target = self._live(self.task.params.get("regenerate_generation_id"))
         if target is None or self.task.id not in target.task_ids:
             return None
         return self._variant(target, "regenerated", True, "regenerated")
 
-    def _on_source(self) -> Result | None:
+    def _on_source(self) -> Routed | None:
         if self.task.params.get("create_as_generation"):
             return None
         source = self._live(self.task.based_on)
@@ -112,20 +115,20 @@ class Routing:
             source, self._variant_type, bool(self.task.params.get("is_primary")), "variant"
         )
 
-    def _on_child(self) -> Result | None:
+    def _on_child(self) -> Routed | None:
         child = self._live(self.task.params.get("child_generation_id"))
         if child is None:
             return None
         primary = self.task.params.get("is_primary", True) is not False
         return self._variant(child, self._variant_type, primary, "child_variant")
 
-    def _on_parent(self) -> Result | None:
+    def _on_parent(self) -> Routed | None:
         parent = self._live(self.task.parent_generation_id)
         if self.task.task_type not in families.stitches() or parent is None:
             return None
         return self._variant(parent, self._variant_type, True, "parent_variant")
 
-    def _as_child(self) -> Result | None:
+    def _as_child(self) -> Routed | None:
         parent = self._live(self.task.parent_generation_id)
         if parent is None:
             return None
@@ -141,7 +144,7 @@ class Routing:
             )["variant_id"]
         return routed
 
-    def _standalone(self) -> Result:
+    def _standalone(self) -> Routed:
         source = self._live(self.task.based_on)
         generation = self._new_generation(based_on=source.id if source else None)
         routed = self._original(generation, "generation")
@@ -168,7 +171,7 @@ class Routing:
                 return value
         return len(parent.children)
 
-    def _new_child(self, parent: Generation, order: int) -> Result:
+    def _new_child(self, parent: Generation, order: int) -> Routed:
         child = self._new_generation(parent_generation_id=parent.id, child_order=order)
         parent.add_child(child.id, order)
         return {**self._original(child, "child"), "parent_generation_id": str(parent.id)}
@@ -184,12 +187,12 @@ class Routing:
         )
         return self.batch.add(generation)
 
-    def _original(self, generation: Generation, kind: str) -> Result:
+    def _original(self, generation: Generation, kind: str) -> Routed:
         return self._variant(generation, ORIGINAL, True, kind)
 
     def _variant(
         self, generation: Generation, variant_type: str, primary: bool, kind: str
-    ) -> Result:
+    ) -> Routed:
         generation.link_task(self.task.id)
         variant = generation.add_variant(
             uuid4(),
@@ -247,8 +250,8 @@ class TaskCompletion(TaskLifecycle):
         task: Task,
         output_location: str | None,
         thumbnail_url: str | None = None,
-        result_data: Mapping[str, Any] | None = None,
-    ) -> Result:
+        result_data: Mapping[str, object] | None = None,
+    ) -> Routed:
         self._change(
             batch,
             task,
