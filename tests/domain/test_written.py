@@ -12,7 +12,14 @@ from uuid import UUID, uuid4
 import pytest
 
 import domain.studio  # noqa: F401  (every verb's shape registered)
-from domain.services.written import OMIT_NONE, TAG, Written
+from domain.services.written import (
+    OMIT_NONE,
+    TAG,
+    NothingClaimed,
+    ProgressReported,
+    TaskCompleted,
+    Written,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -82,3 +89,46 @@ def test_every_shape_compares_as_its_json_answer_so_a_replay_equals_the_first_pl
     first = SampleWritten(sample_id=ident, balance=Decimal(1), position=3)
     assert replace(first, replayed=True) == {**first, "replayed": True}
     assert first["sample_id"] == str(ident)
+
+
+def replayed(written: Written) -> Written:
+    """What a replay of `written` gives back: its stored form through JSON, rebuilt."""
+    return Written.rebuild(json.loads(json.dumps(written.stored())), position=9)
+
+
+def test_a_completion_that_joined_a_shot_replays_with_its_null_timeline_frame_answered() -> None:
+    task, shot, member = uuid4(), uuid4(), uuid4()
+    first = TaskCompleted(
+        result="generation",
+        generation_id=uuid4(),
+        shot_id=shot,
+        shot_generation_id=member,
+        cost=Decimal("0.25"),
+        task_id=task,
+        status="Complete",
+        changed={str(task): "Complete"},
+        position=4,
+    )
+    again = replayed(first)
+    assert type(again) is TaskCompleted
+    assert again.as_json() == {**first.as_json(), "position": 9, "replayed": True}
+    assert again.as_json()["timeline_frame"] is None
+    assert (
+        list(again.as_json()).index("timeline_frame")
+        == list(again.as_json()).index("shot_generation_id") + 1
+    )
+    assert again.cost == Decimal("0.25") and again.task_id == task
+
+
+def test_a_round_that_claimed_nothing_and_a_progress_report_replay_as_themselves() -> None:
+    nothing = replayed(NothingClaimed(position=3))
+    assert type(nothing) is NothingClaimed and nothing.task_id is None
+
+    task = uuid4()
+    progress = ProgressReported(
+        task_id=task, status="In Progress", changed={}, progress=(2, 8), position=5
+    )
+    again = replayed(progress)
+    assert type(again) is ProgressReported
+    assert again.progress == (2, 8)
+    assert list(again.as_json())[-1] == "progress"  # after position, as before
