@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Repository
@@ -37,9 +37,9 @@ R = TypeVar("R")
 
 
 class CheckingRepository(Protocol):
-    def peek(self, aggregate_id: UUID) -> Any | None: ...
-    def moved_on(self, aggregate: Any) -> bool: ...
-    def keep(self, aggregates: Iterable[Any]) -> None: ...
+    def peek(self, aggregate_id: UUID) -> Aggregate | None: ...
+    def moved_on(self, aggregate: Aggregate) -> bool: ...
+    def keep(self, aggregates: Iterable[Aggregate]) -> None: ...
     def known_absent(self, aggregate_id: UUID) -> bool: ...
     def note_absent(self, aggregate_id: UUID, present: bool = False) -> None: ...
     def appeared(self, aggregate_id: UUID) -> bool: ...
@@ -56,7 +56,7 @@ class CachedBatch(Batch):
     def __init__(self, repository: Repository[UUID], at: datetime) -> None:
         super().__init__(repository, at)
         self._checking: CheckingRepository = repository  # type: ignore[assignment]
-        self._peeked: set[UUID] = set()
+        self._peeked: dict[UUID, Aggregate] = {}
         self._absent: set[UUID] = set()
 
     def find(self, ident: object) -> Aggregate | None:
@@ -66,9 +66,9 @@ class CachedBatch(Batch):
         cached = self._checking.peek(key)
         if cached is not None:
             self._loaded[key] = cached
-            self._peeked.add(key)
+            self._peeked[key] = cached
             self._remember(cached)
-            return cached  # type: ignore[no-any-return]
+            return cached
         if self._checking.known_absent(key):  # none last time: checked by moved_on
             self._loaded[key] = None
             self._absent.add(key)
@@ -82,9 +82,9 @@ class CachedBatch(Batch):
         """Whether an aggregate read from the cache (or taken for absent), and not saved
         by this decision, has newer events in the log (one query each)."""
         saved = {a.id for a in self.changed}
-        return any(self._checking.moved_on(self._loaded[k]) for k in self._peeked - saved) or any(
-            self._checking.appeared(k) for k in self._absent - saved
-        )
+        return any(
+            self._checking.moved_on(copy) for k, copy in self._peeked.items() if k not in saved
+        ) or any(self._checking.appeared(k) for k in self._absent - saved)
 
 
 def keep(repository: Repository[UUID], aggregates: Iterable[Aggregate]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID, uuid4
 
 from domain import families
@@ -176,14 +175,22 @@ class Routing:
         parent.add_child(child.id, order)
         return {**self._original(child, "child"), "parent_generation_id": str(parent.id)}
 
-    def _new_generation(self, **links: Any) -> Generation:
+    def _new_generation(
+        self,
+        *,
+        based_on: UUID | None = None,
+        parent_generation_id: UUID | None = None,
+        child_order: int | None = None,
+    ) -> Generation:
         generation = Generation.start(
             self.task.project_id,
             media_type_of(self.task),
             self.batch.at,
             params=self._params(),
             task_id=self.task.id,
-            **links,
+            based_on=based_on,
+            parent_generation_id=parent_generation_id,
+            child_order=child_order,
         )
         return self.batch.add(generation)
 
@@ -212,7 +219,7 @@ class Routing:
             "variant_type": variant_type,
         }
 
-    def _params(self) -> dict[str, Any]:
+    def _params(self) -> dict[str, object]:
         params = {
             **self.task.params,
             "source_task_id": str(self.task.id),

@@ -8,7 +8,6 @@ key answers the task it made first.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 from uuid import UUID
 
 from domain.catalogue import (
@@ -113,7 +112,7 @@ class TaskCreation(TaskLifecycle):
         self,
         batch: Batch,
         project: Project,
-        item: Mapping[str, Any],
+        item: Mapping[str, object],
         key: str | None,
         earlier: list[Task],
         binding: str | None = None,
@@ -134,7 +133,7 @@ class TaskCreation(TaskLifecycle):
             earlier[d].id
             if isinstance(d, int) and not isinstance(d, bool) and 0 <= d < len(earlier)
             else d
-            for d in item.get("dependant_on") or ()
+            for d in _listed(item.get("dependant_on"))
         ]
         task = self._new_task(
             batch,
@@ -204,3 +203,12 @@ class TaskCreation(TaskLifecycle):
             return batch.changed, TaskTypeWritten(task_type=name)
 
         return self._command(meta, decide)
+
+
+def _listed(value: object) -> Sequence[object]:
+    """A task's `dependant_on`: a list (of ids, or of indexes into its batch), or none."""
+    if not value:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise InvalidParamsError(f"dependant_on must be a list (got {value!r})")
+    return value

@@ -41,7 +41,7 @@ class HistoryServices(ServiceBase):
 
     def history(
         self, aggregate_id: UUID | str, *, after_version: int = 0, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, object]]:
         """The events of one aggregate after `after_version` (at most `limit`; None: all)
         with their position, time and metadata."""
         ident = as_uuid(aggregate_id, "aggregate id")
@@ -63,7 +63,7 @@ class HistoryServices(ServiceBase):
             )
         return out
 
-    def stored_snapshots(self, aggregate_id: UUID | str) -> list[dict[str, Any]]:
+    def stored_snapshots(self, aggregate_id: UUID | str) -> list[dict[str, object]]:
         """The stored snapshots of one aggregate: caches of its state, not events.
 
         `usable` says whether a load would start from it (see `domain.snapshots`)."""
@@ -72,7 +72,7 @@ class HistoryServices(ServiceBase):
             return []
         out = []
         for stored in self.snapshots.recorder.select_events(ident):
-            row: dict[str, Any] = {
+            row: dict[str, object] = {
                 "kind": "snapshot",
                 "version": stored.originator_version,
                 "bytes": len(stored.state),

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Repository
@@ -229,7 +229,7 @@ class TaskLifecycle(ServiceBase):
         batch: Batch,
         project: Project,
         task_type: TaskType,
-        params: Mapping[str, Any],
+        params: Mapping[str, object],
         *,
         dependant_on: Iterable[object] = (),
         task_id: UUID | None = None,
@@ -264,7 +264,7 @@ class TaskLifecycle(ServiceBase):
 
     # -- status changes --------------------------------------------------------
     def _change(
-        self, batch: Batch, task: Task, change: Callable[..., None], *args: Any, **kwargs: Any
+        self, batch: Batch, task: Task, change: Callable[..., None], *args: object, **kwargs: object
     ) -> None:
         """Applies a status change (`change(*args, **kwargs)`, a method of `task`) and
         everything that must move with it."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import Any
 from uuid import UUID, uuid4
 
 from domain.catalogue import FAMILIES
@@ -87,7 +86,7 @@ JOIN = RunKind(
 )
 
 
-def segment_params(params: Mapping[str, Any], index: int) -> dict[str, Any]:
+def segment_params(params: Mapping[str, object], index: int) -> dict[str, object]:
     """The run's params as one segment sees them: per-segment lists indexed (the last
     value repeats when a list is short), run-level inputs left out."""
     out = {k: v for k, v in params.items() if k not in PER_SEGMENT and k not in RUN_ONLY}
@@ -168,7 +167,7 @@ class OrchestrationServices(TaskLifecycle):
         project_id: UUID,
         user_id: str | None,
         sources: Callable[[Batch, Project], list[Source]],
-        params: dict[str, Any],
+        params: dict[str, object],
         key: str | None,
         meta: CommandMeta | None,
         shot_id: UUID | None,
@@ -203,7 +202,7 @@ class OrchestrationServices(TaskLifecycle):
         project: Project,
         kind: RunKind,
         inputs: list[Source],
-        params: dict[str, Any],
+        params: dict[str, object],
         key: str | None,
         binding: str | None = None,
     ) -> Task:
@@ -217,7 +216,7 @@ class OrchestrationServices(TaskLifecycle):
         )
         links = {"parent_generation_id": str(parent.id), "orchestrator_run_id": run_id}
         details = {
-            **dict(params.get("orchestrator_details") or {}),
+            **_details(params.get("orchestrator_details")),
             **links,
             kind.inputs_key: [s.location for s in inputs],
             "num_new_segments_to_generate": len(inputs) - 1,
@@ -309,3 +308,12 @@ class OrchestrationServices(TaskLifecycle):
 
 def _str(value: UUID | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _details(value: object) -> dict[str, object]:
+    """A run's `orchestrator_details` as given: an object, or none."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidParamsError(f"orchestrator_details must be an object (got {value!r})")
+    return dict(value)

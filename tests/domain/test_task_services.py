@@ -117,6 +117,17 @@ def test_a_batch_is_one_save_with_a_key_per_item_and_may_chain_on_earlier_items(
     assert studio.head_position() == head
 
 
+def test_a_batch_item_whose_dependant_on_is_not_a_list_is_refused_by_name(
+    studio: Studio,
+) -> None:
+    owner, project_id = funded(studio)
+    head = studio.head_position()
+    items = [{"task_type": "image_generation", "params": {}, "dependant_on": "0"}]
+    with pytest.raises(InvalidParamsError, match="dependant_on must be a list"):
+        studio.create_tasks(project_id, owner, items)
+    assert studio.head_position() == head
+
+
 def test_creating_a_task_on_a_failed_dependency_is_refused(studio: Studio) -> None:
     owner, project_id = funded(studio)
     dependency = queue(studio, project_id, owner)
