@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from domain.services.written import (
+from domain.services.taskresults import (
     HeartbeatAnswered,
     ProgressReported,
     TaskChanged,

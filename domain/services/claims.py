@@ -34,7 +34,8 @@ from domain.services.cached import decided_on_cache, keep
 from domain.services.completion import TaskCompletion
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker, worker_for
-from domain.services.written import CompletedAndClaimed, NothingClaimed, TaskClaimed, parsed
+from domain.services.taskresults import CompletedAndClaimed, NothingClaimed, TaskClaimed
+from domain.services.written import parsed
 from domain.task import IN_PROGRESS, QUEUED, Task
 
 # A claim that keeps losing races gives up and answers "nothing now"; the worker polls again.

@@ -27,7 +27,8 @@ from domain.services.lifecycle import (
     request_binding,
     task_id_for,
 )
-from domain.services.written import TaskCreated, TasksCreated, TaskTypeWritten
+from domain.services.taskresults import TaskCreated, TasksCreated
+from domain.services.written import TaskTypeWritten
 from domain.task import Task
 
 GENERATION_PARAMS = ("child_generation_id", "regenerate_generation_id")

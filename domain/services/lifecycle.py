@@ -49,7 +49,7 @@ from domain.project import Project
 from domain.roster import ROSTER_ID, WorkerRoster
 from domain.services.base import Decision, ServiceBase, as_uuid, now
 from domain.services.resources import with_loras
-from domain.services.written import TaskChanged
+from domain.services.taskresults import TaskChanged
 from domain.shot import Shot
 from domain.task import CANCELLED, COMPLETE, FAILED, IN_PROGRESS, QUEUED, Task
 from domain.worker import Worker

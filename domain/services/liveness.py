@@ -26,7 +26,12 @@ from domain.roster import ROSTER_ID, WorkerRoster
 from domain.services.base import Decision, as_uuid
 from domain.services.base import now as _now
 from domain.services.lifecycle import Batch, TaskLifecycle
-from domain.services.written import HeartbeatAnswered, StatusesChanged, WorkersSwept, WorkerSwept
+from domain.services.taskresults import (
+    HeartbeatAnswered,
+    StatusesChanged,
+    WorkersSwept,
+    WorkerSwept,
+)
 from domain.task import IN_PROGRESS, Task
 from domain.worker import LOST_AFTER, SYSTEM_OWNER, Worker
 

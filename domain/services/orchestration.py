@@ -28,7 +28,7 @@ from domain.services.lifecycle import (
     request_binding,
     task_id_for,
 )
-from domain.services.written import RunStarted
+from domain.services.taskresults import RunStarted
 from domain.task import Task, model_name_of
 
 # List params of a run that hold one value per segment, and the name each segment uses.

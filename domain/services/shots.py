@@ -11,12 +11,7 @@ from domain.errors import (
 from domain.metadata import CommandMeta
 from domain.services.base import Decision, JsonObject, as_uuid
 from domain.services.owned import OwnedReads
-from domain.services.written import (
-    ShotMemberAdded,
-    ShotMemberMoved,
-    ShotsOrdered,
-    ShotWritten,
-)
+from domain.services.written import ShotMemberAdded, ShotMemberMoved, ShotsOrdered, ShotWritten
 from domain.shot import Shot
 
 

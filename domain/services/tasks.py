@@ -24,14 +24,8 @@ from domain.services.claims import TaskClaims, worker_meta
 from domain.services.creation import TaskCreation, user_meta
 from domain.services.lifecycle import Batch
 from domain.services.liveness import credential_of, require_own_worker
-from domain.services.written import (
-    PendingCancelled,
-    ProgressReported,
-    TaskChanged,
-    TaskClaimed,
-    TaskCompleted,
-    parsed,
-)
+from domain.services.taskresults import ProgressReported, TaskChanged, TaskClaimed, TaskCompleted
+from domain.services.written import PendingCancelled, parsed
 from domain.task import (
     CANCELLED,
     COMPLETE,

@@ -12,14 +12,8 @@ from uuid import UUID, uuid4
 import pytest
 
 import domain.studio  # noqa: F401  (every verb's shape registered)
-from domain.services.written import (
-    OMIT_NONE,
-    TAG,
-    NothingClaimed,
-    ProgressReported,
-    TaskCompleted,
-    Written,
-)
+from domain.services.taskresults import NothingClaimed, ProgressReported, TaskCompleted
+from domain.services.written import OMIT_NONE, TAG, Written
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
