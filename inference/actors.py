@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.models import TASK_MODELS
-from inference.quiet import RepeatedFailures
+from inference.quiet import quiet_repeated_failures
 from inference.ray_runtime import WORKER_ENV
 
 log = logging.getLogger("darkroom.inference")
@@ -88,9 +88,6 @@ def default_specs() -> list[ActorSpec]:
         ActorSpec(("upscale",)),
         ActorSpec(("image_to_video",)),
     ]
-
-
-log.addFilter(RepeatedFailures())
 
 
 # --- inside the actor process ------------------------------------------------------------
@@ -273,6 +270,8 @@ class ActorPool:
     def start(self) -> None:
         """Create the relay and every actor; each becomes idle when its `ready()` answers."""
         import ray
+
+        quiet_repeated_failures(log)
 
         self.use_gpu = wants_gpu(self.config.use_gpu)
         relay = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(ProgressRelay)

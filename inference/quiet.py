@@ -7,6 +7,7 @@ A dead actor or relay makes every call fail the same way until Ray brings it bac
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 QUIET_FOR = 10.0  # seconds a logged failure stays quiet before it is printed again
@@ -23,19 +24,28 @@ class RepeatedFailures(logging.Filter):
         self.window = window
         self.most = most
         self.last: dict[str, tuple[float, int]] = {}
+        # The dispatcher's loop and its store threads log on the same logger.
+        self.lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.exc_info:
             return True
         now = time.monotonic()
         key = record.getMessage()  # the same words: task ids and the like tell failures apart
-        shown_at, held = self.last.pop(key, (float("-inf"), 0))
-        if now - shown_at < self.window:
-            self.last[key] = (shown_at, held + 1)
-            return False
-        self.last[key] = (now, 0)  # re-inserted: the dict's order is the order last shown
-        while len(self.last) > self.most:
-            del self.last[next(iter(self.last))]
+        with self.lock:
+            shown_at, held = self.last.pop(key, (float("-inf"), 0))
+            if now - shown_at < self.window:
+                self.last[key] = (shown_at, held + 1)
+                return False
+            self.last[key] = (now, 0)  # re-inserted: the dict's order is the order last shown
+            while len(self.last) > self.most:
+                del self.last[next(iter(self.last))]
         if held:
             record.msg = f"{record.msg} (and {held} more like it in the last {self.window:g} s)"
         return True
+
+
+def quiet_repeated_failures(logger: logging.Logger) -> None:
+    """Installs one `RepeatedFailures` on `logger` (again: nothing more)."""
+    if not any(isinstance(f, RepeatedFailures) for f in logger.filters):
+        logger.addFilter(RepeatedFailures())

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -102,7 +103,10 @@ def create_app(
                     await stack.enter_async_context(extra(app))
                 yield
         finally:
-            await run_in_threadpool(app.state.command_executor.shutdown)
+            # Calls still queued belong to clients the server has stopped answering.
+            await run_in_threadpool(
+                partial(app.state.command_executor.shutdown, wait=True, cancel_futures=True)
+            )
             await run_in_threadpool(app.state.studio.close)
 
     # ---- extra routes (the websocket hub's /ws) are mounted here, first ----

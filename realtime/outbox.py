@@ -75,6 +75,7 @@ class Outbox(FrameQueue):
             socket is not None
             and not self.frames
             and not self.closed
+            and sum(c.size for c in changes) <= self.limit  # the byte bound, as `deliver`
             and socket.send_changes(changes)
         ):
             WS_CHANGES_SENT.inc(len(changes))

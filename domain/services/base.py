@@ -315,7 +315,9 @@ class ServiceBase(Application[UUID]):
             return {**stored, "position": position, "replayed": True}
         try:
             return Written.rebuild(stored, position=position)
-        except LookupError:  # a dict stored before results were typed, of no known shape
+        except (LookupError, ValueError, TypeError):
+            # A dict stored before results were typed, of no known shape (or whose values
+            # do not parse as the shape its keys match): answered as it was stored.
             return {**stored, "position": position, "replayed": True}
 
     def _command(self, meta: CommandMeta | None, decide: Callable[[], Decision[R]]) -> R:

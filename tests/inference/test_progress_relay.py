@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
 import pytest
 
 from inference.actors import ActorPool, PoolConfig
-from inference.quiet import RepeatedFailures
+from inference.quiet import RepeatedFailures, quiet_repeated_failures
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,3 +75,34 @@ def test_a_killed_relay_comes_back_and_a_drain_sent_meanwhile_waits_for_it(
         assert ray.get(relay.drain.remote(5.0), timeout=60) == {"t2": (3, 4)}
     finally:
         pool.shutdown()
+
+
+def test_threads_logging_failures_at_once_never_break_the_bounded_memory() -> None:
+    quiet = RepeatedFailures(window=60, most=10)
+    errors: list[BaseException] = []
+
+    def log_many(worker: int) -> None:
+        try:
+            for n in range(2_000):
+                quiet.filter(failure(f"worker {worker} task {n} failed"))
+        except BaseException as error:  # a filter's error would reach the logging call
+            errors.append(error)
+
+    threads = [threading.Thread(target=log_many, args=(w,)) for w in range(4)]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave inside the filter, as under load
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switching)
+    assert errors == [] and len(quiet.last) == 10
+
+
+def test_the_quieting_filter_is_installed_once_on_a_logger() -> None:
+    logger = logging.getLogger("darkroom.tests.quiet")
+    quiet_repeated_failures(logger)
+    quiet_repeated_failures(logger)
+    assert sum(isinstance(f, RepeatedFailures) for f in logger.filters) == 1
