@@ -48,10 +48,6 @@ class ChainingCommands(SerialCommands):
             with self._guard:
                 self._offers[task_id] = slot
 
-    def withdraw(self, task_id: str) -> None:
-        with self._guard:
-            self._offers.pop(task_id, None)
-
     def take(self, task_id: str) -> Chained | None:
         """What the completion of `task_id` claimed, once (None: nothing)."""
         with self._guard:
