@@ -159,6 +159,13 @@ class ViewTimeoutError(EdgeError):
     status, code = 504, "view_timeout"
 
 
+class ShuttingDownError(EdgeError):
+    """A command that reached the server after its command threads stopped (it is shutting
+    down): not run; the client retries, on this node once it is back or on another."""
+
+    status, code = 503, "shutting_down"
+
+
 class UnrecoverablePositionError(EdgeError):
     """A websocket `since` older than the change log keeps (the client starts again from
     a snapshot)."""

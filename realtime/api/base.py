@@ -26,7 +26,7 @@ from domain.services.written import Written, to_json
 from realtime.api.inputs import dumps, no_nul, parse_path, read_json, request_hash, validate
 from realtime.api.media import strip_all
 from realtime.auth import Principal
-from realtime.errors import ForbiddenError
+from realtime.errors import ForbiddenError, ShuttingDownError
 
 if TYPE_CHECKING:
     from domain.studio import Studio
@@ -122,10 +122,30 @@ class Call:
         variables, as under anyio."""
         call = partial(contextvars.copy_context().run, fn, *args, **kwargs)
         executor = getattr(self.state, "command_executor", None)
-        if executor is not None:
-            return await asyncio.get_running_loop().run_in_executor(executor, call)
-        limiter = getattr(self.state, "command_limiter", None)
-        return await anyio.to_thread.run_sync(call, limiter=limiter)
+        if executor is None:
+            limiter = getattr(self.state, "command_limiter", None)
+            return await anyio.to_thread.run_sync(call, limiter=limiter)
+        try:
+            future = asyncio.get_running_loop().run_in_executor(executor, call)
+        except RuntimeError:  # its threads were stopped: the server is shutting down
+            raise shutting_down(fn) from None
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Still queued when the threads stopped (`cancel_futures`): not run, and
+            # answered so, unless this request itself was cancelled.
+            task = asyncio.current_task()
+            if future.cancelled() and task is not None and not task.cancelling():
+                raise shutting_down(fn) from None
+            raise
+
+
+def shutting_down(fn: Callable[..., Any]) -> ShuttingDownError:
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return ShuttingDownError(
+        f"the server is shutting down: {name} was not run; retry",
+        headers={"Retry-After": "1"},
+    )
 
 
 Handler = Callable[[Call], Awaitable[Reply | Response]]

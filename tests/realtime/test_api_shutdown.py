@@ -1,0 +1,104 @@
+"""A command that arrives after the server's command threads stopped is answered 503
+`shutting_down` with the usual error body, never a 500: whether it came after the
+threads were stopped, or was still queued for one when they were (`cancel_futures`)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from realtime.api.base import Call, Endpoint, Reply, route
+from realtime.api.media import MediaUrls
+from realtime.errors import exception_handlers
+from realtime.observe import Observed
+
+
+def app_running(work: Callable[[], Any], executor: ThreadPoolExecutor) -> Starlette:
+    """One route, `POST /work`, whose handler runs `work` on `executor` (as every
+    command handler does through `Call.run`)."""
+
+    async def handler(call: Call) -> Reply:
+        return Reply({"done": await call.run(work)})
+
+    endpoint = Endpoint("POST", "/work", handler, "work", "test", auth="none")
+    routes = [route(endpoint)]
+    app = Starlette(
+        routes=routes,
+        exception_handlers=exception_handlers(),
+        middleware=[Middleware(Observed, routes=routes)],
+    )
+    app.state.command_executor = executor
+    app.state.media_urls = MediaUrls("a media secret for the shutdown tests")
+    return app
+
+
+def client(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge")
+
+
+def expect_shutting_down(answer: httpx.Response, name: str) -> None:
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert answer.headers["x-correlation-id"]
+    assert answer.json() == {
+        "error": "Service Unavailable",
+        "code": "shutting_down",
+        "message": f"the server is shutting down: {name} was not run; retry",
+    }
+
+
+def test_a_command_after_the_command_threads_stopped_is_answered_503() -> None:
+    def work() -> str:
+        return "ran"
+
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown()
+
+    async def scenario() -> httpx.Response:
+        async with client(app_running(work, executor)) as http:
+            return await http.post("/work")
+
+    expect_shutting_down(asyncio.run(scenario()), "work")
+
+
+def test_a_command_still_queued_when_the_threads_stop_is_answered_503() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> str:
+        started.set()
+        release.wait(10)
+        return "ran"
+
+    executor = ThreadPoolExecutor(1)
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with client(app_running(work, executor)) as http:
+            first = asyncio.ensure_future(http.post("/work"))  # takes the one thread
+            await asyncio.to_thread(started.wait, 10)
+            second = asyncio.ensure_future(http.post("/work"))  # queued behind it
+            await asyncio.sleep(0.2)
+            executor.shutdown(wait=False, cancel_futures=True)
+            release.set()
+            return await first, await second
+
+    first, second = asyncio.run(scenario())
+    assert first.status_code == 200 and first.json() == {"done": "ran"}
+    expect_shutting_down(second, "work")
+
+
+def test_a_command_that_ran_is_answered_as_before() -> None:
+    with ThreadPoolExecutor(1) as executor:
+
+        async def scenario() -> httpx.Response:
+            async with client(app_running(lambda: 7, executor)) as http:
+                return await http.post("/work")
+
+        answer = asyncio.run(scenario())
+    assert answer.status_code == 200 and answer.json() == {"done": 7}
