@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -85,6 +86,15 @@ class Flusher:
     def settle(self) -> None:
         """Wait for every batch in flight (re-raising an error) and run their after-commits."""
         while self.inflight:
+            self.settle_one()
+
+    def settle_within(self, timeout: float) -> None:
+        """`settle` the batches in flight whose outcome arrives within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.inflight:
+            assert self.process is not None
+            if not self.process.answered(max(0.0, deadline - time.monotonic())):
+                return
             self.settle_one()
 
     def settle_one(self) -> None:

@@ -44,7 +44,9 @@ class PageReader(threading.Thread):
     def _run(self) -> None:
         import psycopg
 
-        listener = None
+        # Following the log: LISTENing before the first read, so an append committed
+        # after any read is announced to this connection (not lost between the two).
+        listener = self._listen() if self.stop_at is None else None
         conn = psycopg.connect(self.conninfo, autocommit=True)
         try:
             while not self.stopping.is_set():
@@ -59,13 +61,21 @@ class PageReader(threading.Thread):
                     # A partial page reached the head: nothing else is waiting.
                     self.at_head = len(page) < self.page_size
                     self._put(page)
-                    continue
-                self.at_head = True
-                if self.stop_at is not None:
-                    self.pages.put(END)
-                    return
-                listener = listener or self._listen()
+                    if not self.at_head or listener is None:
+                        continue
+                else:
+                    self.at_head = True
+                    if listener is None:
+                        self.pages.put(END)
+                        return
+                # At the head: the next read waits for an append's notification. A
+                # partial page is not read again at once (that read came back empty
+                # under load: half of the reads); an append that committed after the
+                # read has already notified, and waking for it drains every
+                # notification pending, so one read serves all of them.
                 for _ in listener.notifies(timeout=IDLE_TICK, stop_after=1):
+                    pass
+                for _ in listener.notifies(timeout=0):
                     pass
         finally:
             conn.close()

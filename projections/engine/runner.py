@@ -338,6 +338,13 @@ class Runner:
             # Caught up: write now rather than wait for more (latency); while
             # events keep coming, batches fill up during the commit in flight.
             at_head = reader.at_head and reader.pages.empty()
+            if pending and at_head and self.flusher.inflight:
+                # A batch is still being written and this one would commit after it
+                # anyway: wait for that commit (up to the deadline), and events that
+                # arrive meanwhile join this batch rather than a small one of their own.
+                self.flusher.settle_within(deadline - time.monotonic())
+                if not reader.pages.empty() and time.monotonic() < deadline:
+                    continue
             if pending and (at_head or time.monotonic() >= deadline):
                 self.flush()
                 pending = 0

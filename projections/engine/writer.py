@@ -222,6 +222,16 @@ class WriterProcess:
         if outcome == "skipped":
             raise SkippedBatchError("not written: an earlier batch failed")
 
+    def answered(self, timeout: float) -> bool:
+        """Whether the oldest batch's outcome is there to `wait` for, waiting up to
+        `timeout` seconds (True when the child is gone: `wait` then says so)."""
+        if self._from is None:
+            return True
+        try:
+            return self._from.poll(timeout)
+        except (EOFError, OSError):
+            return True
+
     def _resume(self) -> None:
         """After a failed batch the child skips what was already queued; once those
         answers are read (the runner has gone back to its last commit), go on."""
