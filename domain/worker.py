@@ -26,6 +26,10 @@ QUIET_GAP = timedelta(seconds=30)
 LOST_AFTER = timedelta(seconds=120)
 # The seed's sweeper failed a task that ran this long even on a live worker.
 STUCK_AFTER = timedelta(hours=24)
+# A task a worker took this long ago and leaves out of a heartbeat that lists every task
+# it holds goes back to the queue (`Worker.unlisted`): the claim's reply never reached it.
+# Far longer than a claim's reply takes to cross a heartbeat on its way.
+UNLISTED_AFTER = timedelta(seconds=60)
 # The owner of workers registered by in-process callers (the Ray dispatcher, tests).
 SYSTEM_OWNER = "system"
 
@@ -131,6 +135,14 @@ class Worker(Aggregate):
     def not_holding(self, task_ids: list[UUID]) -> list[UUID]:
         """Of the tasks a worker says it runs, those it no longer holds (stop them)."""
         return [t for t in task_ids if t not in self.running]
+
+    def unlisted(
+        self, listed: list[UUID], now: datetime, after: timedelta = UNLISTED_AFTER
+    ) -> list[UUID]:
+        """Tasks this worker holds that `listed` (every task it says it holds) leaves
+        out, taken at least `after` before `now`: a claim whose reply it never got. A
+        task taken more recently may be a claim whose reply is still on its way."""
+        return [t for t, since in self.running.items() if t not in listed and now - since >= after]
 
     # -- decisions -----------------------------------------------------------
     def claim(self, credential: str) -> None:

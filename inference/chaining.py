@@ -6,8 +6,9 @@ slot with the task (`offer`). The settler's `complete_task` then sends the studi
 the task ran, `Claimer.next_page`): one transaction instead of two, on aggregates
 the two share. What it claimed is handed back (`take`) once the outcome is
 recorded, and the dispatcher starts it on the slot at once. Nothing offered, the
-slot busy again meanwhile, or an empty page: a plain `complete_task`, and the
-slot claims on its own as before.
+slot busy again meanwhile, an empty page, or the dispatcher stopping: a plain
+`complete_task`, and the slot claims on its own as before (a dispatcher that stops
+claims nothing more; what a completion claimed as it began stopping is handed back).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class ChainingCommands(SerialCommands):
     def __init__(self, tasks: TaskCommands) -> None:
         super().__init__(tasks)
         self.claimer: Claimer | None = None  # set by the dispatcher once built
+        # Set when the dispatcher begins stopping: no completion claims from then on.
+        self.stopping = threading.Event()
         self._offers: dict[str, Slot] = {}
         self._claimed: dict[str, Chained] = {}
         self._guard = threading.Lock()
@@ -66,10 +69,13 @@ class ChainingCommands(SerialCommands):
             slot = self._offers.pop(str(task_id), None)
         page = (
             self.claimer.next_page(slot)
-            if slot is not None and slot.state == IDLE and self.claimer is not None
+            if slot is not None
+            and slot.state == IDLE
+            and self.claimer is not None
+            and not self.stopping.is_set()
             else None
         )
-        if slot is None or page is None or worker_id is None:
+        if slot is None or page is None or worker_id is None or self.stopping.is_set():
             return super().complete_task(
                 task_id, output_location, thumbnail_url, result_data, worker_id
             )

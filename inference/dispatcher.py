@@ -149,6 +149,7 @@ class Dispatcher:
         every outcome is recorded."""
         self._stop_deadline = time.monotonic() + drain
         self._stopping.set()
+        self.chain.stopping.set()
         if self._thread is not None:
             self._thread.join()
         self.recorder.shutdown()
@@ -161,6 +162,11 @@ class Dispatcher:
             self.error = error
             log.exception("dispatcher loop stopped")
             raise
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` began: nothing is claimed from then on."""
+        return self._stopping.is_set()
 
     @property
     def healthy(self) -> bool:
@@ -226,11 +232,15 @@ class Dispatcher:
     # -- claiming --------------------------------------------------------------------
     def _fill(self) -> None:
         """One claim per idle actor, while the queue has work its model runs."""
-        claimed_any = self.claims.fill(self.pool.idle(), self._start)
+        idle = (slot for slot in self.pool.idle() if not self._stopping.is_set())
+        claimed_any = self.claims.fill(idle, self._start)
         self._next_poll = 0.0 if claimed_any else time.monotonic() + self.config.poll_interval
 
     def _start(self, slot: Slot, claimed: Mapping[str, Any], claim_started: float) -> None:
         task_id, task_type = str(claimed["task_id"]), str(claimed["task_type"])
+        if self._stopping.is_set():  # the claim raced `stop`
+            self._hand_back(task_id)
+            return
         timing = Timing(
             task_id, task_type, slot.name, claim_started=claim_started, claimed=time.time()
         )
@@ -306,6 +316,14 @@ class Dispatcher:
             slot, claimed, at = chained
             self._start(slot, claimed, at)
 
+    def _hand_back(self, task_id: str) -> None:
+        """A task claimed as stopping began: back to the queue at once, no attempt spent,
+        instead of running it until the drain deadline."""
+        try:
+            self.tasks.release_task(task_id, "dispatcher shutting down", worker_id=self.worker_id)
+        except Exception:  # the heartbeats stop with us: the sweeper requeues it
+            log.exception("handing back task %s failed", task_id)
+
     # -- liveness, cancellation, progress --------------------------------------------
     def _maybe_heartbeat(self, now: float) -> None:
         if now < self._next_beat:
@@ -314,7 +332,9 @@ class Dispatcher:
         interval = self.config.cancel_check_interval if held else self.config.heartbeat_interval
         self._next_beat = now + interval
         try:
-            answer = self.tasks.heartbeat(self.worker_id, held)
+            # Every task it holds: one the studio says it holds and it does not list (a
+            # claim whose answer was lost) goes back to the queue.
+            answer = self.tasks.heartbeat(self.worker_id, held, exhaustive=True)
         except Exception:
             log.exception("heartbeat failed")
             return

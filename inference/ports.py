@@ -57,7 +57,9 @@ class TaskCommands(Protocol):
         candidate_ids: Iterable[object],
     ) -> TaskClaimed | None: ...
 
-    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> HeartbeatAnswered: ...
+    def heartbeat(
+        self, worker_id: str, task_ids: Iterable[object] = (), *, exhaustive: bool = False
+    ) -> HeartbeatAnswered: ...
 
     def report_progress(
         self, task_id: object, step: int, total: int, worker_id: str | None = None
@@ -110,9 +112,11 @@ class SerialCommands:
         with self._lock:
             return self._tasks.claim_next(worker_id, run_type, current_model, candidate_ids)
 
-    def heartbeat(self, worker_id: str, task_ids: Iterable[object] = ()) -> HeartbeatAnswered:
+    def heartbeat(
+        self, worker_id: str, task_ids: Iterable[object] = (), *, exhaustive: bool = False
+    ) -> HeartbeatAnswered:
         with self._lock:
-            return self._tasks.heartbeat(worker_id, task_ids)
+            return self._tasks.heartbeat(worker_id, task_ids, exhaustive=exhaustive)
 
     def report_progress(
         self, task_id: object, step: int, total: int, worker_id: str | None = None

@@ -174,7 +174,8 @@ class HttpWorker:
                     "/api/workers/heartbeat",
                     json={
                         "worker_id": self.config.worker_id,
-                        "task_ids": [task_id],
+                        "task_ids": [task_id],  # the one task it holds: all of them
+                        "exhaustive": True,
                         "status": "busy",
                         "current_model": model,
                     },

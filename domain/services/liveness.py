@@ -117,11 +117,19 @@ class LivenessServices(TaskLifecycle):
         now: datetime | None = None,
         meta: CommandMeta | None = None,
         report: Report = NO_REPORT,
+        exhaustive: bool = False,
     ) -> HeartbeatAnswered:
         """The worker is alive. `stop` lists the tasks it reported that it no longer
         holds (cancelled, requeued, finished elsewhere): it should drop them. A user's
         credential hears only about that user's tasks; another credential's worker is
-        not found. Its `report` (status, model, VRAM) goes to the pulse, not the log."""
+        not found. Its `report` (status, model, VRAM) goes to the pulse, not the log.
+
+        `exhaustive`: `task_ids` is every task the worker holds, those whose outcome it
+        is still sending included. A task it holds here but leaves out, taken at least
+        `UNLISTED_AFTER` ago, is a claim whose reply it never got (a timeout, a dropped
+        connection): requeued with one more attempt, as a lost worker's tasks are
+        (`changed`). Without it (the default), a list names some of its tasks only and
+        nothing is requeued."""
         reported = [as_uuid(t, "task id") for t in task_ids]
         at = now or _now()
         credential = credential_of(meta)
@@ -132,11 +140,28 @@ class LivenessServices(TaskLifecycle):
             worker = self._worker(batch, worker_id)
             worker.heartbeat(at, self.pulse.last_seen(worker_id))
             stop = own_tasks(batch, worker.not_holding(reported), credential)
-            return batch.changed, HeartbeatAnswered(worker_id=worker_id, stop=tuple(stop))
+            for task_id in worker.unlisted(reported, at) if exhaustive else []:
+                self._requeue_held(batch, worker, task_id, "its worker no longer lists it")
+            return batch.changed, HeartbeatAnswered(
+                worker_id=worker_id, stop=tuple(stop), changed=batch.status_changes()
+            )
 
         result = self._command(meta or CommandMeta.for_worker(worker_id), decide)
         self.pulse.touch(worker_id, at, report)
         return result
+
+    def _requeue_held(self, batch: Batch, worker: Worker, task_id: UUID, reason: str) -> None:
+        """The worker's task back to the queue, one more attempt spent (Failed at the
+        third); a task that moved on without the worker hearing is only let go."""
+        task = batch.find(task_id)
+        if (
+            isinstance(task, Task)
+            and task.status == IN_PROGRESS
+            and task.worker_id == worker.worker_id
+        ):
+            self._change(batch, task, task.requeue, reason, batch.at)
+        else:
+            worker.release(task_id)
 
     def workers(
         self, now: datetime | None = None, timeout: timedelta = LOST_AFTER

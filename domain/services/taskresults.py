@@ -55,10 +55,12 @@ class RunStarted(Written):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class HeartbeatAnswered(Written):
-    """`stop`: the tasks the worker reported but no longer holds (it should drop them)."""
+    """`stop`: the tasks the worker reported but no longer holds (it should drop them).
+    `changed` (not answered): the tasks an exhaustive heartbeat requeued, by id."""
 
     worker_id: str
     stop: tuple[UUID, ...]
+    changed: dict[str, str] = field(default_factory=dict, metadata=NOT_ANSWERED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

@@ -113,6 +113,7 @@ async def heartbeat(call: Call) -> Reply:
         body.task_ids,
         meta=call.meta(worker_id=body.worker_id),
         report=report,
+        exhaustive=body.exhaustive,
     )
     return written(result)
 

@@ -135,6 +135,12 @@ class Heartbeat(Body):
     vram_used_mb: int | None = Field(None, ge=0, le=10_000_000)
     vram_total_mb: int | None = Field(None, ge=0, le=10_000_000)
     task_ids: list[UUID] = Field(default_factory=list, max_length=100)
+    exhaustive: bool = Field(
+        False,
+        description="`task_ids` is every task this worker holds: one it holds and leaves "
+        "out, claimed at least 60 s ago (a claim whose answer was lost), goes back to the "
+        "queue with one more attempt",
+    )
 
 
 class TaskComplete(Body):

@@ -11,6 +11,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ import pytest
 from PIL import Image
 
 from darkroom.database import Database, drop_schema
+from darkroom.wiring import build_studio
+from domain.metadata import CommandMeta
+from domain.worker import UNLISTED_AFTER
 from tests.realtime.api_harness import Server, error_of, ok, position, start_server, stop_server
 
 
@@ -335,6 +339,35 @@ def test_a_released_task_goes_back_to_the_queue_without_spending_an_attempt(serv
             json={"worker_id": wid(worker), "output_location": "/media/after-release.png"},
         )
     )
+
+
+def test_a_heartbeat_listing_every_held_task_requeues_a_claim_whose_answer_was_lost(
+    server: Server, database: Database, schema: str
+) -> None:
+    """The claim was saved a minute ago (here by the studio itself, as the server would
+    have) but its answer never reached the worker: a heartbeat that says it lists every
+    task (`exhaustive`) puts it back in the queue; one that does not, as before, keeps it."""
+    alice, _ = user_with_credits(server)
+    service = server.service()
+    tasks = [project_with_task(alice)[1] for _ in range(2)]
+    studio = build_studio(database, schema, pool_size=1)
+    try:
+        long_ago = datetime.now(UTC) - UNLISTED_AFTER - timedelta(seconds=1)
+        for task in tasks:
+            studio.claim_task(
+                task, wid(service), now=long_ago, meta=CommandMeta(credential="service")
+            )
+    finally:
+        studio.close()
+    kept, requeued = tasks
+    beat = {"worker_id": wid(service), "task_ids": [kept]}
+    ok(service.post("/api/workers/heartbeat", json=beat))
+    assert ok(alice.get(f"/api/tasks/{requeued}"))["status"] == "In Progress"
+    answer = service.post("/api/workers/heartbeat", json={**beat, "exhaustive": True})
+    assert ok(answer) == {"worker_id": wid(service), "stop": [], "position": position(answer)}
+    back = ok(alice.get(f"/api/tasks/{requeued}?min_position={position(answer)}"))
+    assert (back["status"], back["attempts"]) == ("Queued", 1)
+    assert ok(alice.get(f"/api/tasks/{kept}"))["status"] == "In Progress"
 
 
 def test_completing_an_upscale_adds_a_variant_to_its_source(server: Server) -> None:

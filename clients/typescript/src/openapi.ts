@@ -1941,6 +1941,12 @@ export interface components {
             vram_total_mb?: number | null;
             /** Task Ids */
             task_ids?: string[];
+            /**
+             * Exhaustive
+             * @description `task_ids` is every task this worker holds: one it holds and leaves out, claimed at least 60 s ago (a claim whose answer was lost), goes back to the queue with one more attempt
+             * @default false
+             */
+            exhaustive?: boolean;
         };
         /** HeartbeatOut */
         HeartbeatOut: {
