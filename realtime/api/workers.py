@@ -9,6 +9,7 @@ heartbeat's `stop` names only the caller's own tasks (`domain/services/liveness.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,6 @@ from functools import partial
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from domain.pulse import Report
 from realtime import models as m
@@ -45,9 +45,11 @@ async def sweeper(app: Any) -> AsyncIterator[None]:
         while True:
             await anyio.sleep(config.sweep_interval_s)
             try:
-                swept = await anyio.to_thread.run_sync(
+                # On the command threads, as every request's command: the store's pool
+                # sees at most `command_threads` threads at once.
+                swept = await asyncio.get_running_loop().run_in_executor(
+                    app.state.command_executor,
                     partial(app.state.studio.sweep_lost_workers, timeout=timeout),
-                    limiter=app.state.command_limiter,
                 )
             except Exception:
                 log.exception("sweeping lost workers failed; retrying next round")

@@ -6,8 +6,10 @@ tests decide who can pay.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,8 @@ from darkroom.database import Database, drop_schema
 from darkroom.wiring import build_studio
 from domain.metadata import CommandMeta
 from domain.worker import UNLISTED_AFTER
+from realtime.app import create_app
+from realtime.config import EdgeConfig
 from tests.realtime.api_harness import Server, error_of, ok, position, start_server, stop_server
 
 
@@ -563,3 +567,39 @@ def test_a_worker_that_stops_heartbeating_loses_its_task_until_the_third_attempt
     finally:
         stop_server(sweeping)
         drop_schema(database, f"{schema}_sweep")
+
+
+def test_the_sweeper_runs_on_the_command_threads_the_requests_share(
+    database: Database, schema: str, tmp_path: Path
+) -> None:
+    """So the store's pool sees at most `command_threads` threads at once, sweeps included."""
+    threads: list[str] = []
+
+    def studio() -> Any:
+        made = build_studio(database, schema, pool_size=2)
+        sweep = made.sweep_lost_workers
+
+        def sweep_here(**kw: Any) -> Any:
+            threads.append(threading.current_thread().name)
+            return sweep(**kw)
+
+        made.sweep_lost_workers = sweep_here  # type: ignore[method-assign]
+        return made
+
+    config = EdgeConfig(
+        conninfo=database.conninfo,
+        schema=schema,
+        build_studio=studio,
+        media_dir=tmp_path / "media",
+        command_threads=2,
+        sweep_interval_s=0.05,
+    )
+    app = create_app(config)
+
+    async def serve_a_moment() -> None:
+        async with app.router.lifespan_context(app):
+            while len(threads) < 3:
+                await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(serve_a_moment(), 30))
+    assert {t.rsplit("_", 1)[0] for t in threads} == {"command"}, threads
