@@ -78,8 +78,12 @@ class GroupCommitRecorder(CommandRecorder):
     `command_route` and `command_hash` (str, optional) record what the key is
     bound to (the route template and the request's hash). A stored key older
     than `command_ttl_s` has expired: lookups ignore it and a new command with
-    that key replaces it.
+    that key replaces it. `command_reads` ((originator_id, version) pairs) is what
+    the caller's decision read without writing: the call fails with
+    `IntegrityError` if the log holds a newer event of one of them (`checks_reads`).
     """
+
+    checks_reads = True
 
     def __init__(
         self,
@@ -160,14 +164,22 @@ class GroupCommitRecorder(CommandRecorder):
             self._hand_off()
 
     def _next_batch(self) -> list[Request]:
+        """The pending requests, in arrival order, up to the bounds, and up to (not
+        including) one that read what an earlier one of the batch writes: its read is
+        checked against the log once that write has committed or lost."""
         batch: list[Request] = []
         n_events = 0
+        written: set[Any] = set()
         with self._mutex:
             while self._pending and len(batch) < MAX_BATCH_REQUESTS:
-                size = len(self._pending[0].events)
+                head = self._pending[0]
+                size = len(head.events)
                 if batch and n_events + size > MAX_BATCH_EVENTS:
                     break
+                if batch and head.reads and not written.isdisjoint(head.reads):
+                    break
                 batch.append(self._pending.popleft())
+                written |= head.writes
                 n_events += size
         return batch
 
@@ -274,7 +286,14 @@ class GroupCommitRecorder(CommandRecorder):
         last_event: list[int] = []
         routes: list[str | None] = []
         hashes: list[str | None] = []
+        read_ids: list[Any] = []
+        read_versions: list[int] = []
+        read_req: list[int] = []
         for number, request in enumerate(batch, 1):
+            if request.read_ids:
+                read_ids += request.read_ids
+                read_versions += request.read_versions
+                read_req += [number] * len(request.read_ids)
             originator_ids += request.originator_ids
             versions += request.versions
             topics += request.topics
@@ -307,6 +326,9 @@ class GroupCommitRecorder(CommandRecorder):
                 routes,
                 hashes,
                 self.command_ttl_s,
+                read_ids,
+                read_versions,
+                read_req,
             ),
             prepare=True,
         )

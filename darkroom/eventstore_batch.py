@@ -66,10 +66,14 @@ class Request:
         "notification_ids",
         "originator_ids",
         "promoted",
+        "read_ids",
+        "read_versions",
+        "reads",
         "states",
         "topics",
         "versions",
         "wake",
+        "writes",
     )
 
     def __init__(self, events: Sequence[StoredEvent], kwargs: dict[str, Any]) -> None:
@@ -103,6 +107,13 @@ class Request:
             raise IntegrityError(msg)
         if self.command_key is not None:
             self.keys.add((COMMAND, self.command_key))
+        # What the decision read and did not write, with the versions it read
+        # (`command_reads`): the append function refuses the request if any moved on.
+        reads = kwargs.get("command_reads") or ()
+        self.read_ids = [ident for ident, _ in reads]
+        self.read_versions = [version for _, version in reads]
+        self.reads: set[Any] = set(self.read_ids)
+        self.writes: set[Any] = set(self.originator_ids)
         self.notification_ids: list[int] = []
         self.error: BaseException | None = None
         self.error_is_shared = False

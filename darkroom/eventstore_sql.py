@@ -82,6 +82,20 @@ class CommandRecorder(PostgresApplicationRecorder):
                 "bytea[], int[], text[], jsonb[], int[], int[], int, int[], int[], text)"
             ).format(schema=schema, append=append, id_type=id_type)
         )
+        # ... and the one before it checked reads.
+        self.sql_create_statements.append(
+            SQL(
+                "DROP FUNCTION IF EXISTS {schema}.{append}({id_type}[], bigint[], text[], "
+                "bytea[], int[], text[], jsonb[], int[], int[], int, int[], int[], text, "
+                "text[], text[], float8)"
+            ).format(schema=schema, append=append, id_type=id_type)
+        )
+        # Reads (`command_reads`): a request loses if the log holds an event of an
+        # aggregate its decision read, newer than the version it read (0: read as
+        # absent). Checked under the same lock as the insert, so exact: nothing can
+        # commit in between. A request that reads what an earlier batchmate writes is
+        # held for the next batch (`GroupCommitRecorder._next_batch`).
+        #
         # The whole batch in one server-side call: lock, insert events, insert
         # command rows, notify. Called alone on an autocommit connection it is
         # its own transaction, so a batch costs one round trip, conflicts or not.
@@ -105,10 +119,11 @@ class CommandRecorder(PostgresApplicationRecorder):
                 "p_keys text[], p_results jsonb[], p_key_req int[], p_last_event int[], "
                 "p_n_requests int, p_shared_req int[], p_shared_key int[], "
                 "p_lock_timeout text, p_routes text[], p_hashes text[], p_key_ttl_s float8, "
+                "p_read_ids {id_type}[], p_read_versions bigint[], p_read_req int[], "
                 "OUT o_ids bigint[], OUT o_rejected int[]) "
                 "LANGUAGE plpgsql AS $$ "
                 "DECLARE v_head bigint; v_ids bigint[]; v_rej bool[]; v_taken bool[]; "
-                "  v_req int; v_lose bool; v_i int; v_j int; v_k int; "
+                "  v_req int; v_lose bool; v_i int; v_j int; v_k int; v_moved bool := false; "
                 "BEGIN "
                 "  o_rejected := '{{}}'; "
                 "  IF cardinality(p_originator_ids) > 0 THEN "
@@ -122,7 +137,15 @@ class CommandRecorder(PostgresApplicationRecorder):
                 "    DELETE FROM {schema}.{commands} WHERE key = ANY(p_keys) "
                 "      AND created_at < now() - make_interval(secs => p_key_ttl_s); "
                 "  END IF; "
-                "  IF cardinality(p_shared_req) = 0 THEN "
+                "  v_rej := array_fill(false, ARRAY[p_n_requests]); "
+                "  IF cardinality(p_read_ids) > 0 THEN "
+                "    FOR v_req IN SELECT DISTINCT x.r "
+                "      FROM unnest(p_read_ids, p_read_versions, p_read_req) AS x(o, v, r) "
+                "      WHERE EXISTS (SELECT FROM {schema}.{events} s "
+                "        WHERE s.originator_id = x.o AND s.originator_version > x.v) "
+                "    LOOP v_rej[v_req] := true; v_moved := true; END LOOP; "
+                "  END IF; "
+                "  IF cardinality(p_shared_req) = 0 AND NOT v_moved THEN "
                 "    BEGIN "
                 "      WITH inserted AS ("
                 "        INSERT INTO {schema}.{events} "
@@ -153,7 +176,6 @@ class CommandRecorder(PostgresApplicationRecorder):
                 "      o_ids := NULL; "
                 "    END; "
                 "  END IF; "
-                "  v_rej := array_fill(false, ARRAY[p_n_requests]); "
                 "  FOR v_req IN "
                 "    SELECT e.r FROM unnest(p_originator_ids, p_versions, p_event_req) "
                 "      AS e(o, v, r) WHERE EXISTS (SELECT FROM {schema}.{events} s "
@@ -222,7 +244,7 @@ class CommandRecorder(PostgresApplicationRecorder):
             "SELECT o_ids, o_rejected FROM {schema}.{append}(%b::{id_type}[], "
             "%b::bigint[], %b::text[], %b::bytea[], %b::int[], %b::text[], %b::jsonb[], "
             "%b::int[], %b::int[], %b::int4, %b::int[], %b::int[], %s, %b::text[], "
-            "%b::text[], %s::float8)"
+            "%b::text[], %s::float8, %b::{id_type}[], %b::bigint[], %b::int[])"
         ).format(schema=schema, append=append, id_type=id_type)
         self.sql_head_position = SQL(
             "SELECT COALESCE(MAX(notification_id), 0) AS head FROM {schema}.{events}"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Iterable
-from contextlib import suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -41,6 +42,46 @@ _ATOMIC: frozenset[type] = frozenset(
         frozenset,
     }
 )
+
+
+class ReadSet:
+    """What one decision read: each aggregate id with the version it read (0: taken as
+    absent), for the save to check (docs/EVENTSTORE.md, "Decisions on cached copies").
+
+    While `cached`, the repository's `get` hands out the cached copy as it is (no
+    fast-forward query) and an id remembered as absent as absent; otherwise it loads
+    fresh as before. Both ways the read is noted here."""
+
+    __slots__ = ("cached", "versions")
+
+    def __init__(self, cached: bool) -> None:
+        self.cached = cached
+        self.versions: dict[UUID, int] = {}
+
+    def note(self, aggregate_id: UUID, version: int) -> None:
+        known = self.versions.get(aggregate_id)
+        if known is None or version < known:  # the oldest copy read is the one to check
+            self.versions[aggregate_id] = version
+
+    def go_fresh(self) -> None:
+        """The rest of this decision loads fresh (what it read so far is forgotten: the
+        caller decides again from scratch, as `decided_on_cache` does)."""
+        self.cached = False
+        self.versions.clear()
+
+    def unchanged(self, saved: Iterable[UUID]) -> list[tuple[UUID, int]]:
+        """The reads the save must check: those of aggregates it does not write (the ones
+        it writes are checked by their versions' unique constraint)."""
+        written = set(saved)
+        return [(i, v) for i, v in self.versions.items() if i not in written]
+
+
+_DECIDING: ContextVar[ReadSet | None] = ContextVar("darkroom_deciding", default=None)
+
+
+def deciding_now() -> ReadSet | None:
+    """The read set of the decision running in this context, if any."""
+    return _DECIDING.get()
 
 
 def copy_state(value: Any, memo: dict[int, Any] | None = None) -> Any:
@@ -125,18 +166,60 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
         """As the library's `get`, except that the cached object is fast-forwarded AND
         copied under its lock (the library copies after releasing it, so a thread could
         copy a dict another thread is fast-forwarding), and a failed fast-forward
-        drops the entry instead of leaving it half-applied."""
+        drops the entry instead of leaving it half-applied.
+
+        Inside `deciding` the read is noted in the decision's `ReadSet` (a missing id
+        with version 0), and while that set is `cached` a cached aggregate comes as it
+        is (`peek`) and an id remembered as absent is absent, without a query."""
+        reads = _DECIDING.get()
+        if reads is not None and version is None:
+            return self._read(reads, aggregate_id, projector_func)
+        return self._get(aggregate_id, version, projector_func, deepcopy_from_cache)
+
+    def _get(
+        self, aggregate_id: Any, version: int | None, projector_func: Any, deepcopy: bool
+    ) -> Any:
         if self.cache is None or version is not None:
             return self._reconstruct_aggregate(aggregate_id, version, projector_func)
         lock = self._use_fastforward_lock(aggregate_id)
         try:
             with lock:
                 aggregate = self._cached(aggregate_id, projector_func)
-                if deepcopy_from_cache and self.deepcopy_from_cache:
+                if deepcopy and self.deepcopy_from_cache:
                     return copy_aggregate(aggregate)
                 return aggregate
         finally:
             self._disuse_fastforward_lock(aggregate_id)
+
+    @contextmanager
+    def deciding(self, cached: bool) -> Iterator[ReadSet]:
+        """Notes every `get` of this context's decision in a new `ReadSet` (see `get`)."""
+        reads = ReadSet(cached and self.cache is not None)
+        token = _DECIDING.set(reads)
+        try:
+            yield reads
+        finally:
+            _DECIDING.reset(token)
+
+    def _read(self, reads: ReadSet, aggregate_id: UUID, projector_func: Any) -> Any:
+        if reads.cached:
+            found = self.peek(aggregate_id)
+            if found is not None:
+                reads.note(aggregate_id, found.version)
+                return found
+            if self.known_absent(aggregate_id):
+                reads.note(aggregate_id, 0)
+                raise AggregateNotFoundError(aggregate_id)
+        try:
+            found = self._get(aggregate_id, None, projector_func, True)
+        except AggregateNotFoundError:
+            self.note_absent(aggregate_id)
+            reads.note(aggregate_id, 0)
+            raise
+        if aggregate_id in self._absent:
+            self.note_absent(aggregate_id, present=True)
+        reads.note(aggregate_id, found.version)
+        return found
 
     def peek(self, aggregate_id: UUID) -> Any | None:
         """A copy of the cached aggregate as it is, not fast-forwarded (None if not cached).
@@ -185,6 +268,8 @@ class SnapshottingRepository(Repository):  # type: ignore[type-arg]
         if self.cache is None:
             return
         for aggregate in aggregates:
+            if aggregate.id in self._absent:
+                self.note_absent(aggregate.id, present=True)
             lock = self._use_fastforward_lock(aggregate.id)
             try:
                 with lock:

@@ -41,6 +41,7 @@ from eventsourcing.utils import resolve_topic
 
 from domain.errors import (
     ConcurrencyConflictError,
+    DomainError,
     IdempotencyKeyInFlightError,
     IdempotencyKeyReusedError,
     NotFoundError,
@@ -48,7 +49,7 @@ from domain.errors import (
 )
 from domain.metadata import CommandMeta, command_context, current_meta
 from domain.pulse import MemoryPulse, Pulse
-from domain.repository import SnapshottingRepository
+from domain.repository import ReadSet, SnapshottingRepository
 from domain.services.hot import HotAggregates
 from domain.services.written import TAG, Written
 from domain.snapshot_writer import SnapshotWriter
@@ -331,14 +332,39 @@ class ServiceBase(Application[UUID]):
                 return cast(R, prior)  # the type the key stored
             return self._attempts(meta, key, decide)
 
+    @property
+    def _checks_reads(self) -> bool:
+        """Whether a save can check what its decision read (the group-commit recorder
+        can, `command_reads`): then a command's first decision is made on this process's
+        cached copies (docs/EVENTSTORE.md, "Decisions on cached copies")."""
+        return bool(getattr(self.recorder, "checks_reads", False)) and isinstance(
+            self.repository, SnapshottingRepository
+        )
+
     def _attempts(self, meta: CommandMeta, key: str | None, decide: Callable[[], Decision[R]]) -> R:
+        """Decide and save, again on a lost race. With a recorder that checks reads, the
+        first decision is made on cached copies and the save refuses it if the log holds
+        a newer event of anything it read; refused, or failed with a domain error (maybe
+        said of a stale copy), it is made again on fresh loads, like a lost race."""
         contested: list[UUID] = []
-        for attempt in range(MAX_ATTEMPTS):
+        checked = self._checks_reads
+        cached = checked
+        fresh_attempts = 0
+        while fresh_attempts < MAX_ATTEMPTS:
+            was_cached = cached
+            cached = False
+            if not was_cached:
+                fresh_attempts += 1
             # After a lost race, re-decide holding this process's locks on what we
             # wrote (domain/services/hot.py): our retries queue instead of colliding.
             with self.hot_aggregates.hold(contested):
-                aggregates, result = decide()
-                extra = (
+                try:
+                    aggregates, result, reads = self._decided(decide, checked, was_cached)
+                except DomainError:
+                    if was_cached:
+                        continue  # said of a cached copy: fresh loads say it again if it holds
+                    raise
+                extra: dict[str, Any] = (
                     {
                         "command_key": key,
                         "command_result": _stored(result),
@@ -348,6 +374,12 @@ class ServiceBase(Application[UUID]):
                     if key
                     else {}
                 )
+                if reads is not None and (
+                    was_cached or key or any(a.pending_events for a in aggregates)
+                ):
+                    command_reads = reads.unchanged(a.id for a in aggregates)
+                    if command_reads:
+                        extra["command_reads"] = command_reads
                 try:
                     with command_context(meta):
                         recordings = self.save(*aggregates, **extra)
@@ -358,9 +390,10 @@ class ServiceBase(Application[UUID]):
                 if key and (prior := self._replay(key, meta)) is not None:
                     return cast(R, prior)  # the type the key stored
                 contested = [a.id for a in aggregates]
-                # Callers that lost a race spread out before re-deciding, so that
-                # other processes' retries do not all collide on the next version.
-                time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
+                if not was_cached:
+                    # Callers that lost a race spread out before re-deciding, so that
+                    # other processes' retries do not all collide on the next version.
+                    time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2 ** (fresh_attempts - 1)))
                 continue
             position = recordings[-1].notification.id if recordings else self.head_position()
             if isinstance(result, Written):
@@ -369,3 +402,15 @@ class ServiceBase(Application[UUID]):
         raise ConcurrencyConflictError(
             f"gave up after {MAX_ATTEMPTS} attempts: the aggregates kept changing underneath"
         )
+
+    def _decided(
+        self, decide: Callable[[], Decision[R]], checked: bool, cached: bool
+    ) -> tuple[Sequence[Aggregate], R, ReadSet | None]:
+        """`decide()`, its reads noted (on cached copies if `cached`) when `checked`."""
+        if not checked:
+            aggregates, result = decide()
+            return aggregates, result, None
+        repository = cast(SnapshottingRepository, self.repository)
+        with repository.deciding(cached) as reads:
+            aggregates, result = decide()
+        return aggregates, result, reads

@@ -30,6 +30,7 @@ from eventsourcing.application import Repository
 from eventsourcing.domain import Aggregate
 
 from domain.errors import DomainError
+from domain.repository import deciding_now
 from domain.services.base import as_uuid
 from domain.services.lifecycle import Batch
 
@@ -96,10 +97,29 @@ def keep(repository: Repository[UUID], aggregates: Iterable[Aggregate]) -> None:
 def decided_on_cache(
     repository: Repository[UUID], at: datetime, attempt: Callable[[Batch], R | None]
 ) -> tuple[Batch, R] | None:
-    """`attempt` decided on a `CachedBatch`: the batch and its result, or None when the
+    """`attempt` decided on cached copies: the batch and its result, or None when the
     decision must be made again on fresh loads - it raised a domain error (perhaps said
     of a stale copy: fresh loads say it again if it holds), it gave None (given up
-    half-way: its changes must not be saved), or a copy it only read has moved on."""
+    half-way: its changes must not be saved), or a copy it only read has moved on.
+
+    Inside a command whose save checks its reads (`ServiceBase._attempts`), the cached
+    copies are those the repository hands out while the decision's `ReadSet` is cached:
+    no query here, the save checks them all; None turns the rest of the decision to
+    fresh loads (and forgets its reads: the caller decides again). In a fresh decision
+    it is None at once. Elsewhere, a `CachedBatch` checked by `moved_on` queries."""
+    reads = deciding_now()
+    if reads is not None:
+        if not reads.cached:
+            return None
+        batch = Batch(repository, at)
+        try:
+            result = attempt(batch)
+        except DomainError:
+            result = None
+        if result is None:
+            reads.go_fresh()
+            return None
+        return batch, result
     if not checks(repository):
         return None
     batch = CachedBatch(repository, at)
