@@ -35,8 +35,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from psycopg import sql
-
 from projections import changelog, db
 from projections.engine.writes import apply
 from projections.errors import SkippedBatchError, WriterGoneError
@@ -79,6 +77,15 @@ class Batch:
     retried: list[tuple[str, int]]
 
 
+TRACK = (
+    "UPDATE projection_tracking t SET position = %s, updated_at = now() "
+    "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
+    "WHERE t.view = w.view AND t.version = w.version"
+)
+NOTIFY = f"SELECT pg_notify('{db.NOTIFY_CHANNEL}', %s)"
+TRACK_AND_NOTIFY = f"WITH tracked AS ({TRACK}) {NOTIFY}"
+
+
 def write_batch(cur: psycopg.Cursor[Any], batch: Batch) -> None:
     """Everything of `batch` inside the caller's transaction."""
     for _name, _version, names, ops in batch.ops:
@@ -91,19 +98,15 @@ def write_batch(cur: psycopg.Cursor[Any], batch: Batch) -> None:
         )
     if batch.dead:
         write_dead(cur, batch.dead)
+    # The positions and the change log's NOTIFY: one prepared statement (two before).
     if batch.ops:
-        cur.execute(
-            "UPDATE projection_tracking t SET position = %s, updated_at = now() "
-            "FROM unnest(%s::text[], %s::int[]) AS w(view, version) "
-            "WHERE t.view = w.view AND t.version = w.version",
-            (batch.position, [o[0] for o in batch.ops], [o[1] for o in batch.ops]),
-        )
-    if batch.changes:
-        cur.execute(
-            sql.SQL("NOTIFY {}, {}").format(
-                sql.Identifier(db.NOTIFY_CHANNEL), sql.Literal(str(batch.position))
-            )
-        )
+        track = (batch.position, [o[0] for o in batch.ops], [o[1] for o in batch.ops])
+        if batch.changes:
+            cur.execute(TRACK_AND_NOTIFY, (*track, str(batch.position)), prepare=True)
+        else:
+            cur.execute(TRACK, track, prepare=True)
+    elif batch.changes:
+        cur.execute(NOTIFY, (str(batch.position),), prepare=True)
 
 
 def write_dead(cur: psycopg.Cursor[Any], dead: list[DeadLetter]) -> None:

@@ -2,12 +2,17 @@
 
 Views turn their pending rows into ops (`View.take()`); the runner applies
 them, possibly in its writer process while the next batch is being folded.
-An upsert COPYs the rows into a temporary staging table, then moves them with
-one `INSERT … ON CONFLICT DO UPDATE`.
+An upsert or an insert is ONE prepared statement whose one parameter is the rows
+as a JSON array: `INSERT … SELECT … FROM json_populate_recordset(…) [ON CONFLICT
+DO UPDATE]`. PostgreSQL converts each field to its column's type, as COPY's text
+input did. Before (issue 17), an upsert COPYed into a temporary staging table, moved
+the rows with a second statement and emptied the stage with a third, each planned
+anew; an insert was one COPY. A batch of a few commands wrote 3-4 small tables.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,49 +91,43 @@ def split(
     return ops
 
 
-def _stage(cur: psycopg.Cursor[Any], table: str) -> str:
-    stage = f"_stage_{table}"
-    conn: Any = cur.connection
-    made: set[str] = conn.__dict__.setdefault("_darkroom_stages", set())
-    if stage not in made:
-        cur.execute(
-            f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table}") ON COMMIT DELETE ROWS'
-        )
-        made.add(stage)
-    return stage
+def rows_json(rows: Iterable[Row]) -> str:
+    """The rows as one JSON array. PostgreSQL stores no NUL character (text) nor
+    \\u0000 (jsonb): one would fail the whole batch and stop the runner on every
+    restart, so it becomes U+FFFD. A NUL character is "\\u0000" in JSON, and so is a
+    backslash and "u0000" once escaped (which became "\\ufffd" before, as it does here)."""
+    text = "[" + ",".join([dumps(row) for row in rows]) + "]"
+    if "\\u0000" in text:
+        text = text.replace("\\u0000", "\\ufffd")
+    return text
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(table: str, columns: tuple[str, ...], key: tuple[str, ...] | None) -> str:
+    cols = ", ".join(f'"{c}"' for c in columns)
+    text = (
+        f'INSERT INTO "{table}" ({cols}) SELECT {cols} '
+        f'FROM json_populate_recordset(NULL::"{table}", %s::json)'
+    )
+    if key is None:
+        return text
+    keys = ", ".join(f'"{c}"' for c in key)
+    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key)
+    return text + f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
 
 
 def copy_rows(
     cur: psycopg.Cursor[Any],
     table: str,
     columns: Sequence[str],
-    rows: Iterable[Row],
+    rows: Sequence[Row],
     json_columns: frozenset[str] = frozenset(),
 ) -> int:
-    """COPY dict rows into `table` (JSON columns dumped here); returns the count."""
-    cols = ", ".join(f'"{c}"' for c in columns)
-    count = 0
-    plan = [(c, c in json_columns) for c in columns]
-    with cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
-        write = copy.write_row
-        for row in rows:
-            values = [
-                dumps(row[c]) if is_json and row[c] is not None else row[c] for c, is_json in plan
-            ]
-            write(
-                [
-                    no_nul(v) if type(v) is str and ("\x00" in v or "\\u0000" in v) else v
-                    for v in values
-                ]
-            )
-            count += 1
-    return count
-
-
-def no_nul(text: str) -> str:
-    """PostgreSQL stores no NUL character (text) nor \\u0000 (jsonb): one would fail the
-    whole batch and stop the runner on every restart. It becomes U+FFFD."""
-    return text.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd")
+    """Insert rows that cannot exist yet into `table`; returns the count. (The name is
+    from when this was a COPY; JSON columns are JSON values in the rows' JSON.)"""
+    if rows:
+        cur.execute(_statement(table, tuple(columns), None), (rows_json(rows),), prepare=True)
+    return len(rows)
 
 
 def upsert(
@@ -139,20 +138,9 @@ def upsert(
     rows: Sequence[Row],
     json_columns: frozenset[str] = frozenset(),
 ) -> None:
-    """Insert or replace `rows` (at most one per key) in two statements."""
-    if not rows:
-        return
-    stage = _stage(cur, table)
-    copy_rows(cur, stage, columns, rows, json_columns)
-    cols = ", ".join(f'"{c}"' for c in columns)
-    keys = ", ".join(f'"{c}"' for c in key)
-    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key)
-    cur.execute(
-        f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{stage}" '
-        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}"
-    )
-    # A second upsert into the same table in this transaction starts empty.
-    cur.execute(f'DELETE FROM "{stage}"')
+    """Insert or replace `rows` (at most one per key) in one statement."""
+    if rows:
+        cur.execute(_statement(table, tuple(columns), tuple(key)), (rows_json(rows),), prepare=True)
 
 
 def delete_keys(
