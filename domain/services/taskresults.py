@@ -19,6 +19,8 @@ class TasksCreated(Written):
     `replayed` when that holds for every task, `some_replayed` (answered as
     `"replayed": false`) when only for some."""
 
+    STORED_AS = "TasksCreated"
+
     task_ids: tuple[UUID, ...]
     status: str | None = field(default=None, metadata=OMIT_NONE)
     some_replayed: bool = field(default=False, metadata=NOT_ANSWERED)
@@ -34,6 +36,7 @@ class TasksCreated(Written):
 class TaskCreated(Written):
     """One task of `create_task`: answered as before, its id and type after `position`."""
 
+    STORED_AS = "TaskCreated"
     AFTER_POSITION = ("task_id", "task_type")
 
     task_id: UUID
@@ -44,6 +47,8 @@ class TaskCreated(Written):
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class RunStarted(Written):
     """A travel or join run: its orchestrator, segments and stitch (all in `task_ids`)."""
+
+    STORED_AS = "RunStarted"
 
     orchestrator_task_id: UUID
     run_id: str | None
@@ -58,6 +63,8 @@ class HeartbeatAnswered(Written):
     """`stop`: the tasks the worker reported but no longer holds (it should drop them).
     `changed` (not answered): the tasks an exhaustive heartbeat requeued, by id."""
 
+    STORED_AS = "HeartbeatAnswered"
+
     worker_id: str
     stop: tuple[UUID, ...]
     changed: dict[str, str] = field(default_factory=dict, metadata=NOT_ANSWERED)
@@ -67,6 +74,8 @@ class HeartbeatAnswered(Written):
 class WorkerSwept(Written):
     """One worker's sweep: whether it was lost, and the status of each task it changed."""
 
+    STORED_AS = "WorkerSwept"
+
     lost: bool
     changed: dict[str, str]
 
@@ -74,6 +83,8 @@ class WorkerSwept(Written):
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class WorkersSwept(Written):
     """A sweep over the roster: the workers found lost, every task status it changed."""
+
+    STORED_AS = "WorkersSwept"
 
     lost_workers: tuple[str, ...]
     changed: dict[str, str]
@@ -83,12 +94,16 @@ class WorkersSwept(Written):
 class StatusesChanged(Written):
     """The status of each task the command changed, by id."""
 
+    STORED_AS = "StatusesChanged"
+
     changed: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class TaskClaimed(Written):
     """A claim: what the worker needs to run the task."""
+
+    STORED_AS = "TaskClaimed"
 
     task_id: UUID
     task_type: str
@@ -104,6 +119,8 @@ class TaskClaimed(Written):
 class NothingClaimed(Written):
     """No candidate may be claimed now (`claim_next` answers None)."""
 
+    STORED_AS = "NothingClaimed"
+
     task_id: None = None
 
 
@@ -111,6 +128,8 @@ class NothingClaimed(Written):
 class TaskChanged(Written):
     """A change of one task: its new status, and the status of every task it changed
     (the task itself and its cascade), by id."""
+
+    STORED_AS = "TaskChanged"
 
     task_id: UUID
     status: str
@@ -121,6 +140,7 @@ class TaskChanged(Written):
 class ProgressReported(Written):
     """A progress report: answered as a `TaskChanged` with `progress` [step, total] last."""
 
+    STORED_AS = "ProgressReported"
     AFTER_POSITION = ("progress",)
 
     task_id: UUID
@@ -134,6 +154,8 @@ class TaskCompleted(Written):
     """A completion: where its result went (`result`: none, generation, variant,
     child, ...; the ids it made or changed), its cost, then as a `TaskChanged`.
     `timeline_frame` is answered (perhaps null) when the result joined a shot."""
+
+    STORED_AS = "TaskCompleted"
 
     result: str
     generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
@@ -165,5 +187,7 @@ class TaskCompleted(Written):
 class CompletedAndClaimed(TaskCompleted):
     """`complete_and_claim`: the completion, then `claimed`, the claim's fields (as
     `TaskClaimed` answers them, without `position`) or None."""
+
+    STORED_AS = "CompletedAndClaimed"
 
     claimed: dict[str, object] | None = None

@@ -7,7 +7,9 @@ How to give a verb a typed result (the how-to):
    for amounts, `tuple[UUID, ...]` for lists of ids). One class per *shape*: verbs with
    the same answer share it (`ShotWritten` for create, update, delete, duplicate...).
    A field the answer leaves out when it is None is
-   `field(default=None, metadata=OMIT_NONE)`.
+   `field(default=None, metadata=OMIT_NONE)`. It declares `STORED_AS`, the tag its
+   stored results carry (its name when it was made; kept if the class is renamed,
+   unique: a second class with it is refused when it is made).
 2. In the verb, `decide()` returns `(aggregates, ShotWritten(shot_id=shot.id))` and is
    annotated `-> Decision[ShotWritten]`; the verb returns `self._command(meta, decide)`,
    typed `-> ShotWritten`. `_command` stamps `position` (and `replayed` on a replay).
@@ -20,10 +22,11 @@ works, for the callers written before results were typed; new code reads attribu
 subclass is declared with `eq=False` so that equality stays the JSON answer's (a test
 compares a replay with `{**first, "replayed": True}`).
 
-Idempotent replays: `_command` stores `stored()` (the fields plus the class's tag under
-`TAG`) with the command; a replay rebuilds the same class with `rebuild()`. A row stored
-before this module (a plain dict, no tag; rows live 24 h) is rebuilt as the registered
-class whose fields match its keys.
+Idempotent replays: `_command` stores `stored()` (the fields plus the class's
+`STORED_AS` under `TAG`) with the command; a replay rebuilds the class with that tag
+(`rebuild()`). A tag no class carries (a shape removed, or one a newer process knows) is
+answered as it was stored (`AsStored`), never guessed from its keys. A row stored before
+tags (a plain dict; rows live 24 h) is rebuilt as the class whose fields match its keys.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ class Written(Mapping[str, object]):
     """A command's outcome: `position` is the log position it wrote up to (-1: not yet
     saved, while `decide()` builds it); `replayed` marks an idempotent replay."""
 
+    # Each shape by its `STORED_AS` tag.
     registry: ClassVar[dict[str, type[Written]]] = {}
+    # The tag its stored results carry: declared by every shape, stable, unique.
+    STORED_AS: ClassVar[str]
     # Fields the JSON answer puts after `position` (added to the result after the save).
     AFTER_POSITION: ClassVar[tuple[str, ...]] = ()
 
@@ -59,8 +65,18 @@ class Written(Mapping[str, object]):
 
     def __init_subclass__(cls) -> None:
         # No `super()` here: `slots=True` rebuilds the class, which breaks its cell.
-        # That second class object is the one registered (the last one by its name).
-        Written.registry[cls.__name__] = cls
+        # That second class object (same module and name) replaces the first.
+        tag = cls.__dict__.get("STORED_AS")
+        if not isinstance(tag, str):
+            msg = f"{cls.__qualname__} must declare STORED_AS: the tag its results are stored under"
+            raise TypeError(msg)
+        if not tag:  # never stored (`AsStored`)
+            return
+        known = Written.registry.get(tag)
+        if known is not None and _where(known) != _where(cls):
+            msg = f"STORED_AS {tag!r} of {_where(cls)} is already {_where(known)}'s"
+            raise TypeError(msg)
+        Written.registry[tag] = cls
 
     def as_json(self) -> dict[str, Any]:
         """The JSON answer: the fields in order, then `position`, `replayed` if true."""
@@ -78,7 +94,7 @@ class Written(Mapping[str, object]):
 
     def stored(self) -> dict[str, Any]:
         """What an idempotency key stores: the fields and the class's tag."""
-        return {**self._fields_json(()), TAG: type(self).__name__}
+        return {**self._fields_json(()), TAG: self.STORED_AS}
 
     def __getitem__(self, key: str) -> object:
         return self.as_json()[key]
@@ -110,16 +126,51 @@ class Written(Mapping[str, object]):
 
     @staticmethod
     def rebuild(stored: Mapping[str, Any], *, position: int, replayed: bool = True) -> Written:
-        """The `Written` a stored record holds (its tag's class, or the class whose fields
-        match a plain dict stored before tags)."""
+        """The `Written` a stored record holds: its tag's class; `AsStored` for a tag no
+        class carries; the class whose fields match a plain dict stored before tags."""
         values = {k: v for k, v in stored.items() if k not in (TAG, *_BOOKKEEPING)}
-        tag = stored.get(TAG)
-        cls = Written.registry.get(tag) if isinstance(tag, str) else None
-        if cls is None:
+        if TAG in stored:
+            found = Written.registry.get(stored[TAG]) if isinstance(stored[TAG], str) else None
+            if found is None:
+                return AsStored(
+                    stored_fields=values,
+                    stored_as=str(stored[TAG]),
+                    position=position,
+                    replayed=replayed,
+                )
+            cls = found
+        else:
             cls = _matching(frozenset(values))
         hints = _hints(cls)
         parsed = {name: from_json(hints[name], value) for name, value in values.items()}
         return cls(**parsed, position=position, replayed=replayed)
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class AsStored(Written):
+    """A replay of a result stored under a tag no shape carries: its stored values
+    answered as they were, under `position` and `replayed`."""
+
+    STORED_AS = ""  # not a shape: never registered, never matched
+
+    stored_fields: dict[str, Any]
+    stored_as: str
+
+    def as_json(self) -> dict[str, Any]:
+        body = {**self.stored_fields, "position": self.position}
+        if self.replayed:
+            body["replayed"] = True
+        return body
+
+    def fields_json(self) -> dict[str, Any]:
+        return dict(self.stored_fields)
+
+    def stored(self) -> dict[str, Any]:
+        return {**self.stored_fields, TAG: self.stored_as}
 
 
 def _matching(keys: frozenset[str]) -> type[Written]:
@@ -193,17 +244,23 @@ def parsed(cls: type[W], fields: Mapping[str, object]) -> W:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ProjectWritten(Written):
+    STORED_AS = "ProjectWritten"
+
     project_id: UUID
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ShotWritten(Written):
+    STORED_AS = "ShotWritten"
+
     shot_id: UUID
     shot_generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ShotMemberAdded(Written):
+    STORED_AS = "ShotMemberAdded"
+
     shot_id: UUID
     shot_generation_id: UUID
     timeline_frame: int | None
@@ -211,6 +268,8 @@ class ShotMemberAdded(Written):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ShotMemberMoved(Written):
+    STORED_AS = "ShotMemberMoved"
+
     shot_id: UUID
     shot_generation_id: UUID
     generation_id: UUID
@@ -219,17 +278,23 @@ class ShotMemberMoved(Written):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ShotsOrdered(Written):
+    STORED_AS = "ShotsOrdered"
+
     project_id: UUID
     shot_ids: tuple[UUID, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class GenerationWritten(Written):
+    STORED_AS = "GenerationWritten"
+
     generation_id: UUID
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class VariantWritten(Written):
+    STORED_AS = "VariantWritten"
+
     generation_id: UUID
     variant_id: UUID
     shot_generation_id: UUID | None = field(default=None, metadata=OMIT_NONE)
@@ -237,6 +302,8 @@ class VariantWritten(Written):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class VariantUpdated(Written):
+    STORED_AS = "VariantUpdated"
+
     generation_id: UUID
     variant_id: UUID
     viewed: bool
@@ -246,6 +313,8 @@ class VariantUpdated(Written):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class ResourceWritten(Written):
+    STORED_AS = "ResourceWritten"
+
     id: UUID
 
 
@@ -253,24 +322,32 @@ class ResourceWritten(Written):
 class ResourceDeleted(Written):
     """`location` is the stored file the edge removes (None for a URL): not answered."""
 
+    STORED_AS = "ResourceDeleted"
+
     id: UUID
     location: str | None = field(default=None, metadata=NOT_ANSWERED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class UserWritten(Written):
+    STORED_AS = "UserWritten"
+
     user_id: str
     created: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class CreditsGranted(Written):
+    STORED_AS = "CreditsGranted"
+
     user_id: str
     balance: Decimal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class CreditsToppedUp(Written):
+    STORED_AS = "CreditsToppedUp"
+
     user_id: str
     reference: str
     added: bool
@@ -281,6 +358,7 @@ class CreditsToppedUp(Written):
 class TokenIssued(Written):
     """The plain `token` is in the first answer only: never stored, not in a replay."""
 
+    STORED_AS = "TokenIssued"
     AFTER_POSITION = ("token",)
 
     token_id: UUID
@@ -290,17 +368,23 @@ class TokenIssued(Written):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class TokenRevoked(Written):
+    STORED_AS = "TokenRevoked"
+
     token_id: UUID
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class TaskTypeWritten(Written):
+    STORED_AS = "TaskTypeWritten"
+
     task_type: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class PendingCancelled(Written):
     """`changed`: every task whose status the command changed (by id), its new status."""
+
+    STORED_AS = "PendingCancelled"
 
     project_id: UUID
     changed: dict[str, str]

@@ -13,11 +13,13 @@ import pytest
 
 import domain.studio  # noqa: F401  (every verb's shape registered)
 from domain.services.taskresults import NothingClaimed, ProgressReported, TaskCompleted
-from domain.services.written import OMIT_NONE, TAG, Written
+from domain.services.written import OMIT_NONE, TAG, AsStored, Written
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class SampleWritten(Written):
+    STORED_AS = "SampleWritten"
+
     sample_id: UUID
     balance: Decimal
     member_ids: tuple[UUID, ...] = ()
@@ -126,3 +128,54 @@ def test_a_round_that_claimed_nothing_and_a_progress_report_replay_as_themselves
     assert type(again) is ProgressReported
     assert again.progress == (2, 8)
     assert list(again.as_json())[-1] == "progress"  # after position, as before
+
+
+# What every shape's stored results carry: a tag changed here is a replay that no longer
+# rebuilds (idempotency rows live 24 h), so a renamed class keeps its old tag.
+STORED_TAGS = {
+    "ProjectWritten", "ShotWritten", "ShotMemberAdded", "ShotMemberMoved", "ShotsOrdered",
+    "GenerationWritten", "VariantWritten", "VariantUpdated", "ResourceWritten",
+    "ResourceDeleted", "UserWritten", "CreditsGranted", "CreditsToppedUp", "TokenIssued",
+    "TokenRevoked", "TaskTypeWritten", "PendingCancelled", "TasksCreated", "TaskCreated",
+    "RunStarted", "HeartbeatAnswered", "WorkerSwept", "WorkersSwept", "StatusesChanged",
+    "TaskClaimed", "NothingClaimed", "TaskChanged", "ProgressReported", "TaskCompleted",
+    "CompletedAndClaimed",
+}  # fmt: skip
+
+
+def test_every_shape_is_stored_under_the_tag_it_declares_and_the_tags_stay() -> None:
+    domain_tags = {
+        tag for tag, cls in Written.registry.items() if cls.__module__.startswith("domain.")
+    }
+    assert domain_tags == STORED_TAGS
+    for tag, cls in Written.registry.items():
+        assert tag == cls.STORED_AS
+
+
+def test_a_tag_already_taken_or_none_at_all_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match=r"'ProjectWritten' of .*is already"):
+
+        @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+        class Impostor(Written):
+            STORED_AS = "ProjectWritten"
+
+            project_id: UUID
+
+    with pytest.raises(TypeError, match="Untagged must declare STORED_AS"):
+
+        @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+        class Untagged(Written):
+            project_id: UUID
+
+    assert Written.registry["ProjectWritten"].__module__ == "domain.services.written"
+
+
+def test_a_tag_no_shape_carries_is_answered_as_stored_never_matched_by_its_keys() -> None:
+    project = str(uuid4())  # the keys of `ProjectWritten`, under a tag nobody carries
+    again = Written.rebuild({TAG: "ShapeOfANewerRelease", "project_id": project}, position=5)
+    assert type(again) is AsStored
+    assert again.as_json() == {"project_id": project, "position": 5, "replayed": True}
+    assert again["project_id"] == project and dict(again) == again.as_json()
+    assert again.stored() == {"project_id": project, TAG: "ShapeOfANewerRelease"}
+    untagged = Written.rebuild({"project_id": project}, position=5)
+    assert type(untagged).__name__ == "ProjectWritten"
