@@ -55,20 +55,40 @@ RANGE_SQL = (
 
 
 class Change:
-    """One change-log row, its `change` frame encoded once for every receiver: as text,
-    as UTF-8 bytes (`data`) and, when first asked, as the bytes of a server's websocket
-    text frame without extensions (`framed`: the same for every such socket)."""
+    """One change-log row. Its `change` frame is encoded once for every receiver, when
+    first asked: as text (`frame`), as UTF-8 bytes (`data`, `size`) and as the bytes
+    of a server's websocket text frame without extensions (`framed`: the same for
+    every such socket). A change no socket of this process subscribed to is never
+    encoded (the relay reads every change of the log; issue 17)."""
 
-    __slots__ = ("_framed", "data", "frame", "kind", "position", "size", "topic")
+    __slots__ = ("_data", "_frame", "_framed", "kind", "payload", "position", "topic")
 
     def __init__(self, position: int, topic: str, kind: str, payload_json: str) -> None:
         self.position = position
         self.topic = topic
         self.kind = kind
-        self.frame = encode_change(topic, position, kind, payload_json)
-        self.data = self.frame.encode()  # once for every receiver
-        self.size = len(self.data)
+        self.payload = payload_json
+        self._frame: str | None = None
+        self._data: bytes | None = None
         self._framed: bytes | None = None
+
+    @property
+    def frame(self) -> str:
+        frame = self._frame
+        if frame is None:
+            frame = self._frame = encode_change(self.topic, self.position, self.kind, self.payload)
+        return frame
+
+    @property
+    def data(self) -> bytes:
+        data = self._data
+        if data is None:
+            data = self._data = self.frame.encode()  # once for every receiver
+        return data
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
     @property
     def framed(self) -> bytes:
@@ -81,8 +101,7 @@ class Change:
 
     def wire(self) -> list[Any]:
         """The compact form sent through Redis: [position, topic, kind, payload json]."""
-        data = self.frame[self.frame.index(',"data":') + 8 : -1]
-        return [self.position, self.topic, self.kind, data]
+        return [self.position, self.topic, self.kind, self.payload]
 
     def __repr__(self) -> str:
         return f"Change({self.position}, {self.topic!r}, {self.kind!r})"
