@@ -22,8 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -42,8 +41,6 @@ from eventsourcing.utils import resolve_topic
 from domain.errors import (
     ConcurrencyConflictError,
     DomainError,
-    IdempotencyKeyInFlightError,
-    IdempotencyKeyReusedError,
     NotFoundError,
     ValidationError,
 )
@@ -51,6 +48,7 @@ from domain.metadata import CommandMeta, command_context, current_meta
 from domain.pulse import MemoryPulse, Pulse
 from domain.repository import ReadSet, SnapshottingRepository
 from domain.services.hot import HotAggregates
+from domain.services.keys import KeysInFlight, bound_to, reused
 from domain.services.written import TAG, Written
 from domain.snapshot_writer import SnapshotWriter
 from domain.snapshots import PickleTranscoder, SnapshotMapper, StateSnapshot
@@ -77,64 +75,6 @@ class IdempotentRecorder(Protocol):
     def command_record(self, key: str) -> dict[str, Any] | None: ...
     def prune_commands(self, older_than_s: float | None = None) -> int: ...
     def head_position(self) -> int: ...
-
-
-def _bound_to(stored_route: str | None, stored_hash: str | None, meta: CommandMeta) -> bool:
-    """Whether a request matches what a key was first used for. Unknown (None) on either
-    side matches: rows stored before keys were bound, in-process callers."""
-    return all(
-        first is None or now is None or first == now
-        for first, now in ((stored_route, meta.route), (stored_hash, meta.request_hash))
-    )
-
-
-def _reused(key: str | None, first_route: str | None, meta: CommandMeta) -> Exception:
-    same_route = first_route is None or meta.route is None or first_route == meta.route
-    what = "another request body" if same_route else f"another route ({meta.route})"
-    return IdempotencyKeyReusedError(
-        f"idempotency key {key!r} was first used for {first_route or 'another request'} "
-        f"with other content; it cannot be reused with {what}: send a new key"
-    )
-
-
-class KeysInFlight:
-    """The idempotency keys whose first command is running in this process.
-
-    A second request with a key held by another thread is refused at once: 409 if it
-    is the same request (retry later, it will be a replay), 422 if it is another one.
-    The thread that holds a key may nest commands under it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[str, list[Any]] = {}  # key -> [thread, route, hash, depth]
-
-    @contextmanager
-    def hold(self, key: str, meta: CommandMeta) -> Iterator[None]:
-        me = threading.get_ident()
-        with self._lock:
-            held = self._held.get(key)
-            if held is None:
-                held = self._held[key] = [me, meta.route, meta.request_hash, 0]
-            elif held[0] != me:
-                if not _bound_to(held[1], held[2], meta):
-                    raise _reused(meta.idempotency_key, held[1], meta)
-                raise IdempotencyKeyInFlightError(
-                    f"a request with idempotency key {meta.idempotency_key!r} is still "
-                    "being processed; retry with the same key once it has answered"
-                )
-            held[3] += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                held[3] -= 1
-                if held[3] == 0:
-                    del self._held[key]
-
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._held
 
 
 def _stored(result: Written | Result) -> Result:
@@ -307,8 +247,8 @@ class ServiceBase(Application[UUID]):
         record = self._store.command_record(key)
         if record is None:
             return None
-        if not _bound_to(record["route"], record["request_hash"], meta):
-            raise _reused(meta.idempotency_key, record["route"], meta)
+        if not bound_to(record["route"], record["request_hash"], meta):
+            raise reused(meta.idempotency_key, record["route"], meta)
         stored = dict(record["result"])
         position = stored.pop("position")
         if stored.get(TAG) == UNTYPED:
