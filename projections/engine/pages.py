@@ -44,11 +44,13 @@ class PageReader(threading.Thread):
     def _run(self) -> None:
         import psycopg
 
-        # Following the log: LISTENing before the first read, so an append committed
-        # after any read is announced to this connection (not lost between the two).
-        listener = self._listen() if self.stop_at is None else None
+        listener = None
         conn = psycopg.connect(self.conninfo, autocommit=True)
         try:
+            # Following the log: LISTENing before the first read, so an append committed
+            # after any read is announced to this connection (not lost between the two).
+            if self.stop_at is None:
+                listener = self._listen()
             while not self.stopping.is_set():
                 if self.stop_at is not None and self.after >= self.stop_at:
                     self.pages.put(END)
