@@ -69,11 +69,13 @@ class ReadSet:
         self.cached = False
         self.versions.clear()
 
-    def unchanged(self, saved: Iterable[UUID]) -> list[tuple[UUID, int]]:
+    def to_check(self, saved: Iterable[Any]) -> list[tuple[UUID, int]]:
         """The reads the save must check: those of aggregates it does not write (the ones
-        it writes are checked by their versions' unique constraint)."""
-        written = set(saved)
-        return [(i, v) for i, v in self.versions.items() if i not in written]
+        it writes are checked by their versions' unique constraint), and those of one it
+        writes from a newer copy than one it also read (two loads of one id, a `keep` in
+        between): that older read is checked as a read."""
+        base = {a.id: a.version - len(a.pending_events) for a in saved}
+        return [(i, v) for i, v in self.versions.items() if i not in base or v < base[i]]
 
 
 _DECIDING: ContextVar[ReadSet | None] = ContextVar("darkroom_deciding", default=None)

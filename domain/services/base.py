@@ -317,7 +317,7 @@ class ServiceBase(Application[UUID]):
                 if reads is not None and (
                     was_cached or key or any(a.pending_events for a in aggregates)
                 ):
-                    command_reads = reads.unchanged(a.id for a in aggregates)
+                    command_reads = reads.to_check(aggregates)
                     if command_reads:
                         extra["command_reads"] = command_reads
                 try:

@@ -19,6 +19,7 @@ from darkroom.wiring import build_studio
 from domain.errors import GenerationNotFoundError, ProjectNotFoundError, UnknownTaskTypeError
 from domain.metadata import CommandMeta
 from domain.project import Project
+from domain.repository import ReadSet
 from domain.studio import Studio
 
 
@@ -163,3 +164,20 @@ def test_an_aggregate_changed_elsewhere_is_changed_here_from_its_fresh_state(
     project = elsewhere.repository.get(project_id)
     assert isinstance(project, Project)
     assert (project.name, project.settings) == ("Two", {"fps": 24})
+
+
+def test_an_older_copy_read_of_an_aggregate_the_save_writes_is_checked_as_a_read(
+    here: Studio,
+) -> None:
+    project_id = project_of(here, "cached-8")
+    older = here.repository.get(project_id)
+    here.update_project(project_id, "cached-8", name="Newer")
+    newer = here.repository.get(project_id)
+    reads = ReadSet(cached=True)
+    reads.note(project_id, newer.version)
+    newer.update("Newest", None, None)
+    assert reads.to_check([newer]) == []  # its version is checked by the insert
+
+    reads.note(project_id, older.version)
+
+    assert reads.to_check([newer]) == [(project_id, older.version)]
