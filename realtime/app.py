@@ -27,7 +27,7 @@ from realtime.api import workers as workers_api
 from realtime.api.base import Json, route
 from realtime.api.limits import RateLimiter
 from realtime.api.reads import Views
-from realtime.api.routing import read_only, resources
+from realtime.api.routing import Routes, read_only, resources
 from realtime.auth import Authenticator
 from realtime.config import EdgeConfig
 from realtime.console import mount as console_mount
@@ -121,12 +121,15 @@ def create_app(
             Mount(media.path, app=read_only(media_api.guarded(media.app)), name=media.name)
         )
         routes.append(console_mount())  # the console at /console (realtime/console/)
-    return Starlette(
+    app = Starlette(
         routes=resources(routes),
         lifespan=lifespan,
         exception_handlers=exception_handlers(),
         middleware=[Middleware(Observed, routes=routes)],
     )
+    # The same routes, asked only where a path can match (realtime/api/routing.py).
+    app.router = Routes(app.routes, lifespan=lifespan)
+    return app
 
 
 def observability_routes() -> list[BaseRoute]:

@@ -44,6 +44,7 @@ from realtime.errors import (
     TokenWithoutExpiryError,
     UnauthenticatedError,
 )
+from realtime.ids import new_correlation
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -127,7 +128,15 @@ class Principal:
         """Who the command's events name as their actor (a worker route names its worker)."""
         return f"user:{self.user_id}" if self.user_id is not None else "system:service"
 
-    def meta(self, request: Request, *, worker_id: str | None = None) -> CommandMeta:
+    def meta(
+        self,
+        request: Request,
+        *,
+        worker_id: str | None = None,
+        route: str | None = None,
+        request_hash: str | None = None,
+        credential: str | None = None,
+    ) -> CommandMeta:
         # The request's id (realtime.observe) is the one its answer and log line carry.
         correlation = (
             getattr(request.state, "correlation_id", None)
@@ -141,6 +150,10 @@ class Principal:
             actor=actor,
             correlation_id=correlation[:200],
             idempotency_key=key[:200] if key else None,
+            route=route,
+            request_hash=request_hash,
+            credential=credential,
+            command_id=new_correlation(),  # a version 4 UUID, without reading os.urandom
         )
 
 

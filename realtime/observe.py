@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import time
-from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Mount
 
+from realtime.ids import new_correlation
 from realtime.metrics import HTTP, UNMATCHED
 
 if TYPE_CHECKING:
@@ -52,16 +52,6 @@ def correlation_of(scope: Scope) -> str:
             if given:
                 return given
     return new_correlation()
-
-
-def new_correlation() -> str:
-    """A random (version 4) UUID from the `random` module's generator: an id that only has
-    to be unique, made in under a microsecond (`uuid.uuid4()` reads os.urandom: several)."""
-    hi, lo = getrandbits(64), getrandbits(64)
-    return (
-        f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-4{hi & 0xFFF:03x}-"
-        f"{0x8000 | (lo >> 48) & 0x3FFF:04x}-{lo & 0xFFFFFFFFFFFF:012x}"
-    )
 
 
 class Observed:

@@ -11,19 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from domain.services.written import Written, to_json
-from realtime.api.inputs import dumps, no_nul, parse_path, read_json, request_hash, validate
+from realtime.api.inputs import (
+    dumps,
+    no_nul,
+    parse_json,
+    parse_path,
+    read_body,
+    request_hash,
+    validate,
+)
 from realtime.api.media import strip_all
 from realtime.auth import Principal
 from realtime.errors import ForbiddenError, ShuttingDownError
@@ -33,7 +45,9 @@ if TYPE_CHECKING:
     from realtime.config import EdgeConfig
 
 POSITION_HEADER = "X-Darkroom-Position"
+POSITION_BYTES = POSITION_HEADER.lower().encode()
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Json(Response):
@@ -41,6 +55,21 @@ class Json(Response):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+    @classmethod
+    def of(cls, content: Any, status: int, position: int | None) -> Json:
+        """`Json(content, status, {POSITION_HEADER: position})`, its header list built
+        directly (the same headers, in the same order)."""
+        response = cls.__new__(cls)
+        response.status_code, response.background = status, None
+        response.body = body = dumps(content)
+        response.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+        if position is not None:
+            response.raw_headers.insert(0, (POSITION_BYTES, str(position).encode()))
+        return response
 
 
 @dataclass
@@ -53,6 +82,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     def response(self) -> Response:
+        if not self.headers and self.status != 204:
+            return Json.of(self.body, self.status, self.position)
         headers = dict(self.headers)
         if self.position is not None:
             headers[POSITION_HEADER] = str(self.position)
@@ -100,7 +131,6 @@ class Call:
     def meta(self, **kw: Any) -> Any:
         """The command's metadata; an idempotency key is bound to this route and request,
         and the credential goes along (workers are registered to it)."""
-        meta = self.principal.meta(self.request, **kw)
         credential = (
             "service"
             if self.principal.is_service
@@ -108,8 +138,12 @@ class Call:
             if self.principal.user_id
             else None
         )
-        return replace(
-            meta, route=self.route, request_hash=self.request_hash, credential=credential
+        return self.principal.meta(
+            self.request,
+            **kw,
+            route=self.route,
+            request_hash=self.request_hash,
+            credential=credential,
         )
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -173,6 +207,19 @@ class Endpoint:
         return [part[1:-1].split(":")[0] for part in self.path.split("/") if part.startswith("{")]
 
 
+class Served:
+    """An endpoint's answer as a plain ASGI app. Starlette's `request_response` would wrap
+    each call in a second exception-handling layer (and its `send`); the app's own
+    `ExceptionMiddleware` already maps every exception with the same handlers."""
+
+    def __init__(self, answer: Callable[[Request], Awaitable[Response]]) -> None:
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.answer(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
 def route(endpoint: Endpoint) -> Route:
     """One endpoint as a Starlette `Route` (group them with `resources()`)."""
 
@@ -185,17 +232,12 @@ def route(endpoint: Endpoint) -> Route:
             else None
         )
         body = data = None
+        key_header = "idempotency-key" in request.headers
         if endpoint.body is not None:
-            config = request.app.state.config
-            # A media URL the API gave out comes back as its bare location.
-            data = strip_all(
-                await read_json(request, config.max_body_bytes, endpoint.body_optional)
-            )
-            body = validate(endpoint.body, data, "body")
+            raw = await read_body(request, request.app.state.config.max_body_bytes)
+            body, data = body_input(endpoint.body, raw, endpoint.body_optional, key_header)
         # A key may come as the header or, for task creation, in the body.
-        keyed = "idempotency-key" in request.headers or (
-            isinstance(data, dict) and bool(data.get("idempotency_key"))
-        )
+        keyed = key_header or (isinstance(data, dict) and bool(data.get("idempotency_key")))
         fingerprint = request_hash(path, dict(request.query_params), data) if keyed else None
         reply = await endpoint.handler(
             Call(
@@ -208,17 +250,60 @@ def route(endpoint: Endpoint) -> Route:
                 fingerprint,
             )
         )
-        response = reply.response() if isinstance(reply, Reply) else reply
         if isinstance(reply, Reply):  # media locations leave as signed URLs
-            response = request.app.state.media_urls.signed_response(response)
+            response = request.app.state.media_urls.signed_response(reply.response())
+            wrote = reply.position
+        else:
+            response = reply
+            wrote = None
+        if wrote is None and (header := response.headers.get(POSITION_HEADER)):
+            wrote = int(header)
         # Read-your-own-writes: the position is the principal's before the answer leaves.
-        if (wrote := response.headers.get(POSITION_HEADER)) and response.status_code < 400:
-            await request.app.state.sessions.remember(principal, int(wrote))
+        if wrote and response.status_code < 400:
+            await request.app.state.sessions.remember(principal, wrote)
         return response
 
     return Route(
-        endpoint.path, asgi, methods=[endpoint.method], name=f"{endpoint.method} {endpoint.path}"
+        endpoint.path,
+        Served(asgi),
+        methods=[endpoint.method],
+        name=f"{endpoint.method} {endpoint.path}",
     )
+
+
+# A body validated straight from its bytes when they can mean nothing else than what the
+# full path (parse, strip signed media URLs, integral floats, re-encode, validate, NUL
+# check) would validate: ASCII with no escape (so no NUL, no hidden `/media/` URL), no
+# NUL byte, no number with a fraction or exponent (a value after `:`, `[` or `,`; the
+# same text inside a string only sends the body the full way), no signed URL's `?exp=`.
+FRACTION = re.compile(rb"[:\[,]\s*-?[0-9]+[.eE]")
+
+
+def plain(raw: bytes) -> bool:
+    return (
+        bool(raw)
+        and raw.isascii()
+        and b"\\" not in raw
+        and b"\x00" not in raw
+        and b"?exp=" not in raw
+        and not FRACTION.search(raw)
+    )
+
+
+def body_input(model: type[M], raw: bytes, optional: bool, key_header: bool) -> tuple[M, Any]:
+    """The validated body and its parsed JSON (what an idempotency key's hash reads): the
+    JSON only when the request is keyed by header or its body may name a key."""
+    if plain(raw):
+        try:
+            body = model.model_validate_json(raw, strict=True)
+        except PydanticValidationError:
+            pass  # the full path answers it, as it always has
+        else:
+            named = key_header or b"idempotency_key" in raw
+            return body, json.loads(raw) if named else None
+    # A media URL the API gave out comes back as its bare location.
+    data = strip_all(parse_json(raw, optional))
+    return validate(model, data, "body"), data
 
 
 async def authorise(request: Request, endpoint: Endpoint) -> Principal:

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from realtime.errors import (
     BodyTooLargeError,
@@ -52,13 +52,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise BodyTooLargeError(f"the body is {length} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    # The ASGI messages read directly (what `request.stream()` does, without an async
+    # generator per request); kept as the request's body for a later `request.body()`.
+    chunks, size, receive = [], 0, request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLargeError(f"the body passed the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body
 
 
 async def parse_body(request: Request, model: type[M], limit: int, optional: bool) -> M:
@@ -67,7 +76,11 @@ async def parse_body(request: Request, model: type[M], limit: int, optional: boo
 
 async def read_json(request: Request, limit: int, optional: bool) -> Any:
     """The body as parsed JSON (`{}` for an empty optional body), before validation."""
-    raw = await read_body(request, limit)
+    return parse_json(await read_body(request, limit), optional)
+
+
+def parse_json(raw: bytes, optional: bool) -> Any:
+    """A body's bytes as parsed JSON (`{}` for an empty optional body), before validation."""
     if not raw.strip():
         data: Any = {} if optional else None
     else:

@@ -15,7 +15,7 @@ from typing import Any
 from starlette._utils import get_route_path
 from starlette.datastructures import URLPath
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route, compile_path
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route, Router, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from realtime.errors import MethodNotAllowedError
@@ -67,11 +67,16 @@ class Resource(BaseRoute):
         self.allow = allow_header(self.methods)
         self.path_regex, self.path_format, self.param_convertors = compile_path(path)
         self.shadowed_by: list[re.Pattern[str]] = []
+        # The router asks every resource in turn: most are told apart by the literal text
+        # before their first parameter, without running their pattern.
+        self.prefix = path.split("{", 1)[0]
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
         route_path = get_route_path(scope)
+        if not route_path.startswith(self.prefix):
+            return Match.NONE, {}
         found = self.path_regex.match(route_path)
         if not found or any(r.match(route_path) for r in self.shadowed_by):
             return Match.NONE, {}
@@ -136,6 +141,59 @@ def resources(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
             if other is not resource and shadows(other.path, resource.path)
         ]
     return [built[item] if isinstance(item, str) else item for item in out]
+
+
+def key_of(path: str) -> tuple[str, ...]:
+    """A request path's first two segments: `/api/shots/1/x` -> ("api", "shots")."""
+    return tuple(path.split("/", 3)[1:3])
+
+
+def literal_key(route: BaseRoute) -> tuple[str, ...] | None:
+    """The key every path a resource matches has, if its template fixes it (a literal
+    path, or one whose first two segments come before any parameter); None: any path."""
+    if not isinstance(route, Resource):
+        return None
+    if "{" not in route.path:
+        return key_of(route.path)
+    complete = route.prefix.split("/")[1:-1]  # the segments a "/" closes before the first {
+    return tuple(complete[:2]) if len(complete) >= 2 else None
+
+
+class Routes(Router):
+    """A Router that asks, of an HTTP request, only the routes that can match its path: the
+    resources filed under its first two segments and every route no key fixes, in their
+    order. The first that matches in full is the one a scan of every route finds (the
+    others cannot match); with none, the full scan runs (partial matches, slash
+    redirects, 404), as Starlette's."""
+
+    def __init__(self, routes: Sequence[BaseRoute], **kw: Any) -> None:
+        super().__init__(routes, **kw)
+        self._indexed: tuple[int, dict[tuple[str, ...], list[BaseRoute]], list[BaseRoute]]
+        self._indexed = (-1, {}, [])
+
+    def candidates(self, path: str) -> list[BaseRoute]:
+        count, by_key, general = self._indexed
+        if count != len(self.routes):  # built once the routes are all there
+            keys = [literal_key(r) for r in self.routes]
+            general = [r for r, k in zip(self.routes, keys, strict=True) if k is None]
+            by_key = {
+                key: [r for r, k in zip(self.routes, keys, strict=True) if k in (None, key)]
+                for key in {k for k in keys if k is not None}
+            }
+            self._indexed = (len(self.routes), by_key, general)
+        return by_key.get(key_of(path), general)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route in self.candidates(get_route_path(scope)):
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.setdefault("router", self)
+                    scope["route"] = route
+                    scope.update(child_scope)
+                    await route.handle(scope, receive, send)
+                    return
+        await super().app(scope, receive, send)
 
 
 def read_only(app: ASGIApp) -> ASGIApp:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
 from domain import families
 from domain.errors import TaskNotFoundError
+from domain.services.taskresults import TasksCreated
 from domain.task import Task
 from realtime import models as m
 from realtime.api import reads
@@ -17,7 +19,11 @@ RUN_TYPES = m.RUN_TYPES
 
 
 async def _project_facts(call: Call, project_id: UUID) -> m.ProjectFacts:
-    project = await call.run(call.studio.live_project, project_id, call.user)
+    return await call.run(_facts, call.studio, project_id, call.user)
+
+
+def _facts(studio: Any, project_id: UUID, user: str | None) -> m.ProjectFacts:
+    project = studio.live_project(project_id, user)
     return m.ProjectFacts(aspect_ratio=project.aspect_ratio)
 
 
@@ -31,17 +37,25 @@ async def _limit(call: Call, project_id: UUID, units: int) -> None:
 
 
 async def _queue(
-    call: Call, project_id: UUID, specs: list[m.TaskSpec], batch: bool, key: str | None
+    call: Call,
+    project_id: UUID,
+    specs: Callable[[], list[m.TaskSpec]],
+    batch: bool,
+    key: str | None,
 ) -> Reply:
-    await _limit(call, project_id, len(specs))
-    result = await call.run(
-        call.studio.create_tasks,
-        project_id,
-        call.user,
-        [asdict(s) for s in specs],
-        idempotency_key=key,
-        meta=_meta(call),
-    )
+    """The tasks `specs()` makes, rate-limited and created: the whole in one hand-off to a
+    command thread (the project's facts read, the limit taken, the command), in that order."""
+    studio, user, principal, meta = call.studio, call.user, call.principal, _meta(call)
+    limiter = call.state.rate_limiter
+
+    def queue() -> TasksCreated:
+        made = specs()
+        limiter.take(principal.user_id or studio.owner_of(project_id), len(made))
+        return studio.create_tasks(
+            project_id, user, [asdict(s) for s in made], idempotency_key=key, meta=meta
+        )
+
+    result = await call.run(queue)
     body = result.as_json()
     ids = body.pop("task_ids")
     shape: dict[str, Any] = {"task_ids": ids} if batch else {"task_id": ids[0]}
@@ -95,8 +109,12 @@ async def create_task(call: Call) -> Reply:
         family_input = validate(m.family_model(body.family), body.input, "body.input")
         if isinstance(family_input, m.RunInput):
             return await _run(call, body.project_id, family_input, key)
-        facts = await _project_facts(call, body.project_id)
-        return await _queue(call, body.project_id, family_input.to_tasks(facts), family.batch, key)
+        studio, project_id, user = call.studio, body.project_id, call.user
+
+        def specs() -> list[m.TaskSpec]:
+            return family_input.to_tasks(_facts(studio, project_id, user))
+
+        return await _queue(call, project_id, specs, family.batch, key)
     if body.task_type in RUN_TYPES:
         params = dict(body.params or {})
         params.update(params.pop("orchestrator_details", None) or {})
@@ -105,7 +123,7 @@ async def create_task(call: Call) -> Reply:
     spec = m.TaskSpec(
         task_type=body.task_type or "", params=body.params or {}, dependant_on=body.dependant_on
     )
-    return await _queue(call, body.project_id, [spec], False, key)
+    return await _queue(call, body.project_id, lambda: [spec], False, key)
 
 
 async def travel(call: Call) -> Reply:
