@@ -223,9 +223,12 @@ class Served:
 def route(endpoint: Endpoint) -> Route:
     """One endpoint as a Starlette `Route` (group them with `resources()`)."""
 
+    # What is the same for every request of the route, computed once.
+    path_params, name = endpoint.path_params, f"{endpoint.method} {endpoint.path}"
+
     async def asgi(request: Request) -> Response:
         principal = await authorise(request, endpoint)
-        path = parse_path(request, endpoint.path_params)
+        path = parse_path(request, path_params)
         query = (
             validate(endpoint.query, no_nul(dict(request.query_params), "query"), "query")
             if endpoint.query
@@ -246,7 +249,7 @@ def route(endpoint: Endpoint) -> Route:
                 body,
                 query,
                 path,
-                f"{endpoint.method} {endpoint.path}",
+                name,
                 fingerprint,
             )
         )
@@ -267,7 +270,7 @@ def route(endpoint: Endpoint) -> Route:
         endpoint.path,
         Served(asgi),
         methods=[endpoint.method],
-        name=f"{endpoint.method} {endpoint.path}",
+        name=name,
     )
 
 
