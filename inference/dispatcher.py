@@ -8,10 +8,10 @@ progress relay. Each turn it
    the claim queue's candidates for the model the actor holds, every rule
    re-checked by `claim_next`, the next page read while the actor runs);
 2. reads the task's input media and calls `actor.run` (no waiting);
-3. heartbeats for the tasks it holds: every `heartbeat_interval`, and every
-   `cancel_check_interval` while it holds any, because the heartbeat's `stop`
-   list is how a cancellation reaches a running task (`ray.cancel`, seen by the
-   step callback within one denoising step);
+3. heartbeats listing every task it holds (`exhaustive`: a claim whose answer it
+   lost goes back to the queue): every `heartbeat_interval`, and every
+   `cancel_check_interval` while it holds any, because the heartbeat's `stop` list
+   is how a cancellation reaches a running task (`ray.cancel`, within one step);
 4. forwards progress: the first report one `progress_interval` after the claim (a
    shorter task needs none), then at most one command per task per interval;
 5. turns finished runs into domain commands (`inference.outcomes`): files go to
@@ -25,9 +25,10 @@ progress relay. Each turn it
 An actor that dies under a task: the task is requeued (attempts + 1), the slot
 is probed until `ready()` answers again, and only then gets work. If the
 dispatcher itself dies, its heartbeats stop and the sweeper (run here too, for
-every worker) requeues what it held. A graceful `stop()` is no failure: the runs
-still going at its deadline are stopped and their tasks released (back to the
-queue, attempts unchanged), so restarts and deploys never fail a task.
+every worker) requeues what it held. A graceful `stop()` is no failure: nothing is
+claimed from then on (a claim that raced it is released at once), the runs still
+going at its deadline are stopped and their tasks released (back to the queue,
+attempts unchanged), so restarts and deploys never fail a task.
 """
 
 from __future__ import annotations
@@ -317,8 +318,7 @@ class Dispatcher:
             self._start(slot, claimed, at)
 
     def _hand_back(self, task_id: str) -> None:
-        """A task claimed as stopping began: back to the queue at once, no attempt spent,
-        instead of running it until the drain deadline."""
+        """A task claimed as stopping began: released at once, not run until the deadline."""
         try:
             self.tasks.release_task(task_id, "dispatcher shutting down", worker_id=self.worker_id)
         except Exception:  # the heartbeats stop with us: the sweeper requeues it
