@@ -14,11 +14,13 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
+from domain.studio import Studio
 from projections import all_views, db
 from projections.engine import fastio
 from projections.engine.runner import Runner
 from projections.engine.writes import Delete, Insert, Upsert, apply
 from projections.reading import wait_for_position
+from tests.projections.conftest import studio_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,9 +95,19 @@ def test_upserts_and_inserts_store_each_column_type_the_views_write(database, sc
         assert rows[second]["name"] == "renamed" and rows[second]["n"] == 2
 
 
+class QuietStudio(Studio):
+    """A studio whose log has a channel of its own: the event store's notifications are
+    named after the events table, not the schema, so on a shared PostgreSQL every other
+    process appending to a `darkroom_events` wakes a runner listening on that channel."""
+
+    name = "HeadCosts"
+
+
 def test_a_runner_at_the_head_reads_the_log_about_once_per_append(
-    app, database, schema, conn, project_id, monkeypatch
+    database, schema, conn, monkeypatch
 ):
+    app = QuietStudio(env=studio_env(database, schema))
+    project_id = str(app.create_project(f"user-{uuid4().hex[:6]}", "P")["project_id"])
     reads = []
     real = fastio.read_page
 
@@ -121,6 +133,7 @@ def test_a_runner_at_the_head_reads_the_log_about_once_per_append(
         runner.stop()
         thread.join(10)
         runner.close()
+        app.close()
     # Re-reading at once after every partial page made it two reads per append (the
     # second one empty); the idle tick may add one read per half second.
     assert len(reads) - before <= appends + 4
