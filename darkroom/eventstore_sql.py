@@ -82,14 +82,10 @@ class CommandRecorder(PostgresApplicationRecorder):
                 "bytea[], int[], text[], jsonb[], int[], int[], int, int[], int[], text)"
             ).format(schema=schema, append=append, id_type=id_type)
         )
-        # ... and the one before it checked reads.
-        self.sql_create_statements.append(
-            SQL(
-                "DROP FUNCTION IF EXISTS {schema}.{append}({id_type}[], bigint[], text[], "
-                "bytea[], int[], text[], jsonb[], int[], int[], int, int[], int[], text, "
-                "text[], text[], float8)"
-            ).format(schema=schema, append=append, id_type=id_type)
-        )
+        # The one before it checked reads (16 arguments) is left in place for one release:
+        # during a rolling upgrade the processes not yet upgraded still call it, and their
+        # writes take the same table lock the new function's read checks run under, so
+        # the two mix safely. The release after this one drops it.
         # Reads (`command_reads`): a request loses if the log holds an event of an
         # aggregate its decision read, newer than the version it read (0: read as
         # absent). Checked under the same lock as the insert, so exact: nothing can

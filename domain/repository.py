@@ -73,8 +73,11 @@ class ReadSet:
         """The reads the save must check: those of aggregates it does not write (the ones
         it writes are checked by their versions' unique constraint), and those of one it
         writes from a newer copy than one it also read (two loads of one id, a `keep` in
-        between): that older read is checked as a read."""
-        base = {a.id: a.version - len(a.pending_events) for a in saved}
+        between): that older read is checked as a read. An aggregate handed to the save
+        with no new event is only read: nothing inserted checks it, so its read is sent
+        (a change the cached copy made a no-op - starring what it says is starred - must
+        not answer on a state the log has moved past)."""
+        base = {a.id: a.version - len(a.pending_events) for a in saved if a.pending_events}
         return [(i, v) for i, v in self.versions.items() if i not in base or v < base[i]]
 
 

@@ -9,7 +9,7 @@ from domain.generation import Generation
 from domain.project import Project
 from domain.roster import WorkerRoster
 from domain.services.accounts import AccountServices
-from domain.services.cached import keep
+from domain.services.cached import keep, present
 from domain.services.catalog import CatalogServices
 from domain.services.history import HistoryServices
 from domain.services.liveness import LivenessServices
@@ -66,4 +66,5 @@ class Studio(
         recordings: list[Any] = super()._record(processing_event)
         saved = processing_event.aggregates.values()
         keep(self.repository, [a for a in saved if not isinstance(a, Task)])
+        present(self.repository, [a.id for a in saved])
         return recordings

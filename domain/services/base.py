@@ -288,7 +288,9 @@ class ServiceBase(Application[UUID]):
         said of a stale copy), it is made again on fresh loads, like a lost race."""
         contested: list[UUID] = []
         checked = self._checks_reads
-        cached = checked
+        # Without a cache there are no copies to decide on: a first, "cached" decision
+        # would only be the fresh one made twice whenever it raised a domain error.
+        cached = checked and self.repository.cache is not None
         fresh_attempts = 0
         while fresh_attempts < MAX_ATTEMPTS:
             was_cached = cached

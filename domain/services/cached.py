@@ -94,6 +94,16 @@ def keep(repository: Repository[UUID], aggregates: Iterable[Aggregate]) -> None:
         repository.keep(aggregates)  # type: ignore[attr-defined]
 
 
+def present(repository: Repository[UUID], ids: Iterable[UUID]) -> None:
+    """Forgets that saved ids were once found absent (a task created under a key looked
+    up first): a later decision here would take it for absent, be refused by the save's
+    check and decide again."""
+    if checks(repository):
+        for ident in ids:
+            if repository.known_absent(ident):  # type: ignore[attr-defined]
+                repository.note_absent(ident, present=True)  # type: ignore[attr-defined]
+
+
 def decided_on_cache(
     repository: Repository[UUID], at: datetime, attempt: Callable[[Batch], R | None]
 ) -> tuple[Batch, R] | None:

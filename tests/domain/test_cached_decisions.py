@@ -16,7 +16,13 @@ import pytest
 
 from darkroom.database import Database
 from darkroom.wiring import build_studio
-from domain.errors import GenerationNotFoundError, ProjectNotFoundError, UnknownTaskTypeError
+from domain.errors import (
+    DeletedError,
+    GenerationNotFoundError,
+    ProjectNotFoundError,
+    UnknownTaskTypeError,
+)
+from domain.generation import Generation
 from domain.metadata import CommandMeta
 from domain.project import Project
 from domain.repository import ReadSet
@@ -181,3 +187,49 @@ def test_an_older_copy_read_of_an_aggregate_the_save_writes_is_checked_as_a_read
     reads.note(project_id, older.version)
 
     assert reads.to_check([newer]) == [(project_id, older.version)]
+
+
+# A change that is a no-op on the cached copy hands its aggregate to the save with no new
+# event: nothing inserted checks it, so its read must be sent (session 9 review).
+def starred(studio: Studio, generation_id: UUID) -> bool:
+    generation = studio.repository.get(generation_id)
+    assert isinstance(generation, Generation)
+    return bool(generation.starred)
+
+
+def test_a_star_after_another_process_unstarred_is_not_lost(
+    here: Studio, elsewhere: Studio
+) -> None:
+    project_id = project_of(here, "noop-1")
+    generation_id = here.create_generation(project_id, "noop-1", "/m/a.png").generation_id
+    here.star_generation(generation_id, "noop-1", True)  # cached here: starred
+    elsewhere.star_generation(generation_id, "noop-1", False)  # unstarred elsewhere
+
+    here.star_generation(generation_id, "noop-1", True)  # the user stars it again here
+
+    assert starred(elsewhere, generation_id)  # the log must say starred
+
+
+def test_a_star_of_a_generation_deleted_elsewhere_is_refused_as_deleted(
+    here: Studio, elsewhere: Studio
+) -> None:
+    project_id = project_of(here, "noop-2")
+    generation_id = here.create_generation(project_id, "noop-2", "/m/a.png").generation_id
+    here.star_generation(generation_id, "noop-2", True)  # cached here: starred, live
+    elsewhere.delete_generation(generation_id, "noop-2")
+
+    with pytest.raises(DeletedError):
+        here.star_generation(generation_id, "noop-2", True)
+
+
+def test_a_task_created_under_a_key_is_no_longer_taken_for_absent(here: Studio) -> None:
+    project_id = project_of(here, "noop-3")
+    made = here.create_tasks(
+        project_id,
+        "noop-3",
+        [{"task_type": "image_upscale", "params": {"image_url": "/m/a.png"}}],
+        idempotency_key="k-1",
+    )
+    (task_id,) = made.task_ids
+
+    assert not here.repository.known_absent(task_id)  # type: ignore[attr-defined]
