@@ -63,11 +63,12 @@ class ReadSet:
         if known is None or version < known:  # the oldest copy read is the one to check
             self.versions[aggregate_id] = version
 
-    def go_fresh(self) -> None:
-        """The rest of this decision loads fresh (what it read so far is forgotten: the
-        caller decides again from scratch, as `decided_on_cache` does)."""
+    def go_fresh(self, kept: dict[UUID, int]) -> None:
+        """The rest of this decision loads fresh. Only the reads in `kept` stay noted: those
+        made before the part given up (`decided_on_cache` drops its discarded batch's
+        reads; the caller's own earlier reads are still checked by the save)."""
         self.cached = False
-        self.versions.clear()
+        self.versions = dict(kept)
 
     def to_check(self, saved: Iterable[Any]) -> list[tuple[UUID, int]]:
         """The reads the save must check: those of aggregates it does not write (the ones

@@ -115,19 +115,20 @@ def decided_on_cache(
     Inside a command whose save checks its reads (`ServiceBase._attempts`), the cached
     copies are those the repository hands out while the decision's `ReadSet` is cached:
     no query here, the save checks them all; None turns the rest of the decision to
-    fresh loads (and forgets its reads: the caller decides again). In a fresh decision
+    fresh loads (and forgets the reads of the batch it gave up; the caller's earlier
+    reads stay checked). In a fresh decision
     it is None at once. Elsewhere, a `CachedBatch` checked by `moved_on` queries."""
     reads = deciding_now()
     if reads is not None:
         if not reads.cached:
             return None
-        batch = Batch(repository, at)
+        batch, before = Batch(repository, at), dict(reads.versions)
         try:
             result = attempt(batch)
         except DomainError:
             result = None
         if result is None:
-            reads.go_fresh()
+            reads.go_fresh(before)
             return None
         return batch, result
     if not checks(repository):

@@ -9,6 +9,7 @@ fresh state gives, and write nothing a stale copy decided.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +27,7 @@ from domain.generation import Generation
 from domain.metadata import CommandMeta
 from domain.project import Project
 from domain.repository import ReadSet
+from domain.services.cached import decided_on_cache
 from domain.studio import Studio
 
 
@@ -233,3 +235,16 @@ def test_a_task_created_under_a_key_is_no_longer_taken_for_absent(here: Studio) 
     (task_id,) = made.task_ids
 
     assert not here.repository.known_absent(task_id)  # type: ignore[attr-defined]
+
+
+def test_a_part_given_up_on_cached_copies_leaves_the_callers_earlier_reads_checked(
+    here: Studio,
+) -> None:
+    project_id = project_of(here, "given-up")
+    repository: Any = here.repository
+    with repository.deciding(True) as reads:
+        repository.get(project_id)  # the caller's own read, before the part it gives up
+        assert decided_on_cache(repository, datetime.now(UTC), lambda batch: None) is None
+
+    assert not reads.cached
+    assert project_id in dict(reads.to_check([]))
