@@ -24,6 +24,9 @@ class DispatcherConfig:
     progress_interval: float = 0.5
     sweep_interval: float | None = 30.0
     settle_threads: int = 4
+    # A local media store's writes are done on the loop (no thread hand-off before the
+    # completion); False: on the settle threads, as every other store's.
+    store_inline: bool = True
     relay_poll: float = 1.0
     max_wait: float = 0.5
     timings_kept: int = 100_000

@@ -64,6 +64,11 @@ def check_location(location: str) -> str:
 class LocalMediaStore:
     """Files in a local folder: `<root>/<yyyy>/<uuid>.<ext>`. The default store."""
 
+    # A put is a local file write (well under a millisecond for a picture): the
+    # dispatcher writes a result's files on its loop, just before the completion it
+    # sends from there, instead of handing them to a thread and back (`Recorder`).
+    local = True
+
     def __init__(self, root: Path, url_base: str = "") -> None:
         self.root = Path(root)
         self.url_base = url_base.rstrip("/")

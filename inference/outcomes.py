@@ -231,17 +231,25 @@ STORE_GRACE = 0.05
 class Recorder:
     """Finished runs on their way into the domain.
 
-    Files are stored on a small thread pool (an upload may be slow); the domain command
-    is sent from the dispatcher's loop thread (`record_ready`), between its claims.
-    Claims, completions and heartbeats all change the worker's aggregate, so sending
-    them one after another costs less than letting them conflict and retry.
+    Files are stored on a small thread pool (an upload may be slow), or, with `inline`
+    (a local store: a put is a file write), at once on the thread that hands the outcome
+    over (the loop, which sends the command next: no hand-off to a thread and back). The
+    domain command is sent from the dispatcher's loop thread (`record_ready`), between
+    its claims, and only once the files are stored. Claims, completions and heartbeats
+    all change the worker's aggregate, so sending them one after another costs less than
+    letting them conflict and retry.
     """
 
     def __init__(
-        self, settler: Settler, threads: int, recorded: Callable[[Finished, Timing], None]
+        self,
+        settler: Settler,
+        threads: int,
+        recorded: Callable[[Finished, Timing], None],
+        inline: bool = False,
     ) -> None:
         self.settler = settler
         self.recorded = recorded
+        self.inline = inline
         self._lock = threading.Lock()
         self._pending: set[str] = set()  # handed over, command not sent yet
         self._ready: deque[tuple[Finished, Timing]] = deque()
@@ -255,7 +263,10 @@ class Recorder:
                 self._ready.append((finished, timing))
                 return
             self._storing[finished.task_id] = time.monotonic()
-        self._pool.submit(self._store, finished, timing)
+        if self.inline:
+            self._store(finished, timing)
+        else:
+            self._pool.submit(self._store, finished, timing)
 
     def _store(self, finished: Finished, timing: Timing) -> None:
         try:

@@ -5,6 +5,7 @@ have been recorded all the same."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from darkroom.database import Database
 from darkroom.wiring import build_studio
 from domain.errors import ValidationError
 from domain.studio import Studio
-from domain.task import CANCELLED, FAILED, IN_PROGRESS
+from domain.task import CANCELLED, COMPLETE, FAILED, IN_PROGRESS, QUEUED
 from inference.backends import Media, Result
 from inference.media import LocalMediaStore, MediaStore
 from inference.outcomes import DONE, Finished, Recorder, Settler, Timing
@@ -162,3 +163,104 @@ def test_a_file_that_cannot_be_deleted_is_logged_and_recording_goes_on(
     assert f"task {task_id}: deleting /media/" in caplog.text
     assert f"task {task_id}: completion refused" in caplog.text
     assert "0 of its 2 files deleted" in caplog.text
+
+
+class WatchedStore(LocalMediaStore):
+    """A local store that remembers which thread wrote each file; `broken` makes it fail."""
+
+    broken = False
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.writers: list[str] = []
+
+    def put(self, data: bytes, suffix: str, content_type: str) -> str:
+        self.writers.append(threading.current_thread().name)
+        if self.broken:
+            raise OSError("No space left on device")
+        return super().put(data, suffix, content_type)
+
+
+class StudioCheckingFiles:
+    """The studio, whose `complete_task` first asserts that the files it names exist."""
+
+    def __init__(self, studio: Studio, media: LocalMediaStore) -> None:
+        self.studio, self.media = studio, media
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.studio, name)
+
+    def complete_task(self, task_id: object, location: str, **kwargs: Any) -> Any:
+        assert self.media.path_for(location).is_file(), "completed before its file was stored"
+        assert self.media.path_for(kwargs["thumbnail_url"]).is_file()
+        return self.studio.complete_task(task_id, location, **kwargs)
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> WatchedStore:
+    return WatchedStore(tmp_path)
+
+
+def recorded_inline(settler: Settler, task_id: str) -> tuple[Recorder, list[Timing]]:
+    """An inline recorder handed the finished run of `task_id`, nothing recorded yet."""
+    timings: list[Timing] = []
+    recorder = Recorder(settler, 1, lambda _f, timing: timings.append(timing), inline=True)
+    recorder.hand_over(finished_run(task_id), Timing(task_id, "image_generation", "actor#0"))
+    return recorder, timings
+
+
+def test_inline_the_files_are_written_by_the_thread_handing_the_outcome_over(
+    studio: Studio, watched: WatchedStore
+) -> None:
+    task_id = claimed_task(studio, "worker-a")
+    checking = StudioCheckingFiles(studio, watched)
+    recorder, timings = recorded_inline(Settler(checking, watched, "worker-a"), task_id)  # type: ignore[arg-type]
+    # Stored before hand_over returned: ready for the command, nothing left storing.
+    assert watched.writers == [threading.current_thread().name] * 2
+    assert recorder.ready() and not recorder.storing()
+    recorder.record_ready()
+    recorder.shutdown()
+    assert [t.command for t in timings] == ["complete"]
+    assert task(studio, task_id).status == COMPLETE
+
+
+def test_not_inline_the_files_are_written_on_the_settle_threads_before_the_completion(
+    studio: Studio, watched: WatchedStore
+) -> None:
+    task_id = claimed_task(studio, "worker-a")
+    settler = Settler(StudioCheckingFiles(studio, watched), watched, "worker-a")  # type: ignore[arg-type]
+    assert record(settler, finished_run(task_id)) == "complete"
+    assert len(watched.writers) == 2
+    assert all(name.startswith("dispatcher-store") for name in watched.writers)
+
+
+def test_inline_a_store_that_fails_requeues_the_task_and_completes_nothing(
+    studio: Studio, watched: WatchedStore
+) -> None:
+    task_id = claimed_task(studio, "worker-a")
+    watched.broken = True
+    recorder, timings = recorded_inline(Settler(studio, watched, "worker-a"), task_id)
+    recorder.record_ready()
+    recorder.shutdown()
+    assert [(t.outcome, t.command) for t in timings] == [("error", "requeue")]
+    assert files_in(watched) == []
+    assert task(studio, task_id).status == QUEUED
+
+
+def test_the_dispatcher_writes_inline_only_to_a_local_store_and_only_when_configured(
+    tmp_path: Path,
+) -> None:
+    from inference.defaults import DispatcherConfig
+    from inference.dispatcher import Dispatcher
+
+    class Remote:  # a store with no `local` mark: an upload may be slow
+        pass
+
+    def inline(media: Any, config: DispatcherConfig | None = None) -> bool:
+        dispatcher = Dispatcher(None, None, None, media, None, config=config)  # type: ignore[arg-type]
+        dispatcher.recorder.shutdown()
+        return dispatcher.recorder.inline
+
+    assert inline(LocalMediaStore(tmp_path))
+    assert not inline(Remote())
+    assert not inline(LocalMediaStore(tmp_path), DispatcherConfig(store_inline=False))
