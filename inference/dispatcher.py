@@ -16,8 +16,8 @@ progress relay. Each turn it
    shorter task needs none), then at most one command per task per interval;
 5. turns finished runs into domain commands (`inference.outcomes`): files go to
    the media store on a small thread pool (an upload must not stall the loop; a
-   local store's file writes are done on the loop, they cost less than the hand-off),
-   then the loop sends complete / fail / requeue / release itself, before its next claim.
+   local store's writes, cheaper than the hand-off, are done on the loop), then the
+   loop sends complete / fail / requeue / release itself, before its next claim.
    Every command that touches this worker's `Worker` aggregate (claims,
    completions, heartbeats) thus goes out one at a time instead of conflicting.
    A completion on a slot left idle also claims that slot's next task in the same
@@ -121,12 +121,9 @@ class Dispatcher:
         pages = self.config.candidate_pages
         self.claims = Claimer(self.tasks, candidates, self.worker_id, self.config.run_types, pages)
         self.chain.claimer = self.claims
-        self.recorder = Recorder(
-            Settler(self.tasks, media, self.worker_id),
-            self.config.settle_threads,
-            self._recorded,
-            inline=self.config.store_inline and bool(getattr(media, "local", False)),
-        )
+        inline = self.config.store_inline and bool(getattr(media, "local", False))
+        settler = Settler(self.tasks, media, self.worker_id)
+        self.recorder = Recorder(settler, self.config.settle_threads, self._recorded, inline)
         self.running: dict[Any, Running] = {}
         self.timings: deque[Timing] = deque(maxlen=self.config.timings_kept)
         self.counts: Counter[str] = Counter()
