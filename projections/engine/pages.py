@@ -96,7 +96,11 @@ class PageReader(threading.Thread):
         import psycopg
 
         conn = psycopg.connect(self.conninfo, autocommit=True)
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.recorder.channel_name)))
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.recorder.channel_name)))
+        except BaseException:
+            conn.close()  # not leaked when LISTEN fails
+            raise
         return conn
 
     def stop(self) -> None:

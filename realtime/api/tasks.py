@@ -48,14 +48,15 @@ async def _queue(
     studio, user, principal, meta = call.studio, call.user, call.principal, _meta(call)
     limiter = call.state.rate_limiter
 
-    def queue() -> TasksCreated:
+    # Named for the verb: a 503 while shutting down says which call was not run.
+    def create_tasks() -> TasksCreated:
         made = specs()
         limiter.take(principal.user_id or studio.owner_of(project_id), len(made))
         return studio.create_tasks(
             project_id, user, [asdict(s) for s in made], idempotency_key=key, meta=meta
         )
 
-    result = await call.run(queue)
+    result = await call.run(create_tasks)
     body = result.as_json()
     ids = body.pop("task_ids")
     shape: dict[str, Any] = {"task_ids": ids} if batch else {"task_id": ids[0]}

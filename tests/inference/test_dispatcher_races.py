@@ -132,14 +132,18 @@ def test_a_claim_whose_answer_was_lost_is_requeued_while_the_listed_task_runs_on
     assert rig.studio.ledger(owner).balance == balance - charged
 
 
+# A local store's files are written on the dispatcher's loop (`store_inline`); any other
+# store's on the settle threads: stop may begin during either.
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "settle-threads"])
 def test_a_completion_after_stopping_began_claims_nothing(
-    rig: Rig, own_dispatcher: Any, tmp_path: Any
+    rig: Rig, own_dispatcher: Any, tmp_path: Any, inline: bool
 ) -> None:
     owner, project_id = funded_project(rig.studio)
     done, waiting = queued(rig, owner, project_id, QUICK), queued(rig, owner, project_id, SLOW)
     through = Through(rig.worker_studio)
     media = StopsWhileFilesAreStored(tmp_path / "media")
     media.through = through
+    media.local = inline
     began = time.monotonic()
     own_dispatcher(through, media)
     wait_for(lambda: media.stopper is not None, 60, "the first run's files stored")

@@ -8,15 +8,19 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
+from uuid import uuid4
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from realtime.api import tasks
 from realtime.api.base import Call, Endpoint, Reply, route
 from realtime.api.media import MediaUrls
-from realtime.errors import exception_handlers
+from realtime.errors import ShuttingDownError, exception_handlers
 from realtime.observe import Observed
 
 
@@ -102,3 +106,17 @@ def test_a_command_that_ran_is_answered_as_before() -> None:
 
         answer = asyncio.run(scenario())
     assert answer.status_code == 200 and answer.json() == {"done": 7}
+
+
+def test_a_task_creation_after_shutdown_names_the_verb_it_did_not_run() -> None:
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown()
+    state = SimpleNamespace(command_executor=executor, rate_limiter=None, studio=None)
+    call = Call.__new__(Call)
+    call.request = SimpleNamespace(app=SimpleNamespace(state=state), headers={})  # type: ignore[assignment]
+    call.principal = SimpleNamespace(user_id="u", scope="u")  # type: ignore[assignment]
+    call.meta = lambda **kw: SimpleNamespace(idempotency_key=None)  # type: ignore[method-assign]
+
+    with pytest.raises(ShuttingDownError) as refused:
+        asyncio.run(tasks._queue(call, uuid4(), lambda: [], False, None))
+    assert "create_tasks was not run" in str(refused.value)
