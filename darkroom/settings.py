@@ -261,7 +261,9 @@ def hub_settings(settings: Settings) -> HubSettings:
 
 def dispatcher_config(settings: Settings) -> DispatcherConfig:
     run_types = (part.strip() for part in settings.inference.run_types.split(","))
-    return DispatcherConfig(run_types=tuple(r for r in run_types if r))
+    return DispatcherConfig(
+        run_types=tuple(r for r in run_types if r), store_inline=settings.inference.store_inline
+    )
 
 
 # -- the table ------------------------------------------------------------------------

@@ -165,6 +165,13 @@ class InferenceSettings(BaseSettings):
         "dispatcher",
         "run types whose tasks this dispatcher claims, comma-separated",
     )
+    store_inline: bool = knob(
+        DispatcherConfig.store_inline,
+        "DARKROOM_DISPATCH_STORE_INLINE",
+        "dispatcher",
+        "write a local media store's files on the dispatcher's loop (no thread hand-off); "
+        "turn off when the media folder is on a slow or network disk",
+    )
     s3_bucket: str | None = knob(
         None,
         "DARKROOM_S3_BUCKET",
